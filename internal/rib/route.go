@@ -34,3 +34,9 @@ type Route struct {
 	// EBGP is true when the route was learned over an external session.
 	EBGP bool `json:"ebgp"`
 }
+
+// Candidate is one appliance that may serve a prefix, with the route it heard.
+type Candidate struct {
+	Appliance string `json:"appliance"`
+	Route     Route  `json:"route"`
+}
