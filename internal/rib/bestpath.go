@@ -1,0 +1,85 @@
+package rib
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// Validation errors, wrapped by Route.Validate with the offending value.
+var (
+	ErrInvalidPrefix = errors.New("invalid prefix")
+	ErrHostBits      = errors.New("prefix has host bits set")
+	ErrMappedPrefix  = errors.New("ipv4-mapped ipv6 prefix")
+	ErrOrigin        = errors.New("invalid origin")
+)
+
+// Validate reports whether r can be stored in a Table. Prefixes must be
+// canonical (no host bits) so that the same route heard twice lands on the
+// same table entry, and IPv4-mapped IPv6 prefixes are refused because they
+// would shadow nothing: lookups unmap client addresses first.
+func (r Route) Validate() error {
+	p := r.Prefix
+	switch {
+	case !p.IsValid():
+		return fmt.Errorf("route %v: %w", p, ErrInvalidPrefix)
+	case p.Addr().Is4In6():
+		return fmt.Errorf("route %v: %w", p, ErrMappedPrefix)
+	case p.Masked() != p:
+		return fmt.Errorf("route %v: %w (want %v)", p, ErrHostBits, p.Masked())
+	case r.Origin > OriginIncomplete:
+		return fmt.Errorf("route %v: %w %d", p, ErrOrigin, r.Origin)
+	}
+	return nil
+}
+
+// Compare orders two routes to the same prefix by the BGP decision process
+// the steering engine uses: higher LOCAL_PREF, shorter AS path, lower
+// ORIGIN, lower MED, eBGP over iBGP, lower router id. It returns a negative
+// number when a is preferred, positive when b is, zero when BGP cannot tell
+// them apart.
+//
+// MED is compared across neighbour ASes (as with "always-compare-med"):
+// the routes come from different appliances, each with its own ISP session,
+// so the per-neighbour rule of RFC 4271 would leave most pairs unordered.
+// AS path length counts every ASN of the flattened path, AS_SET members
+// included, because Route does not keep segment boundaries.
+func Compare(a, b Route) int {
+	if c := cmp.Compare(b.LocalPref, a.LocalPref); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(len(a.ASPath), len(b.ASPath)); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Origin, b.Origin); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.MED, b.MED); c != 0 {
+		return c
+	}
+	if a.EBGP != b.EBGP {
+		if a.EBGP {
+			return -1
+		}
+		return 1
+	}
+	return a.PeerRouterID.Compare(b.PeerRouterID)
+}
+
+// compareCandidates is Compare with the appliance id as the final key, so
+// that candidate lists are deterministic whatever order updates arrived in.
+func compareCandidates(a, b Candidate) int {
+	if c := Compare(a.Route, b.Route); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Appliance, b.Appliance)
+}
+
+// sameRoute reports whether two routes carry identical attributes; Route is
+// not comparable with == because of the AS path slice.
+func sameRoute(a, b Route) bool {
+	return a.Prefix == b.Prefix && a.NextHop == b.NextHop && a.LocalPref == b.LocalPref &&
+		a.Origin == b.Origin && a.MED == b.MED && a.PeerASN == b.PeerASN &&
+		a.PeerRouterID == b.PeerRouterID && a.EBGP == b.EBGP && slices.Equal(a.ASPath, b.ASPath)
+}
