@@ -1,0 +1,200 @@
+// Package content provides what the CDN delivers: file paths of the form
+// title/file, the catalog that gives each file's size, SHA-256, kind and
+// bitrate, deterministic synthetic content for labs and benchmarks, and
+// catalogs built from real files on disk.
+package content
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// FormatVersion is the catalog format this code writes and the newest it reads.
+const FormatVersion = 1
+
+// Kind says what a file is used for by a player.
+type Kind string
+
+// File kinds.
+const (
+	KindVideo    Kind = "video"
+	KindAudio    Kind = "audio"
+	KindPlaylist Kind = "playlist"
+	KindText     Kind = "text"
+	KindOther    Kind = "other"
+)
+
+var validKinds = map[Kind]bool{KindVideo: true, KindAudio: true, KindPlaylist: true, KindText: true, KindOther: true}
+
+// File is one catalog entry.
+type File struct {
+	Path        string `json:"path"`
+	Size        int64  `json:"size"`
+	SHA256      string `json:"sha256"`
+	Kind        Kind   `json:"kind"`
+	BitrateKbps int    `json:"bitrate_kbps,omitempty"`
+}
+
+// Title is the part of the path before the slash.
+func (f File) Title() string { t, _, _ := strings.Cut(f.Path, "/"); return t }
+
+// Catalog lists every file the CDN may serve. Synthetic catalogs describe
+// files whose bytes are derived from the path (see Synth); the others
+// describe real files under a directory.
+type Catalog struct {
+	Version   int    `json:"version"`
+	Synthetic bool   `json:"synthetic"`
+	Files     []File `json:"files"`
+
+	byPath map[string]int
+}
+
+// ErrUnknownFile is returned when a path is not in the catalog.
+var ErrUnknownFile = errors.New("file not in catalog")
+
+// segment is the allowed shape of a title or file name: it keeps every
+// catalog path safe to use as a relative file-system path and in URLs.
+var segment = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+
+// ValidatePath checks that p is "title/file" with safe segments.
+func ValidatePath(p string) error {
+	title, file, ok := strings.Cut(p, "/")
+	if !ok || strings.Contains(file, "/") {
+		return fmt.Errorf("path %q: want title/file", p)
+	}
+	for _, s := range []string{title, file} {
+		if !segment.MatchString(s) || strings.Contains(s, "..") {
+			return fmt.Errorf("path %q: segment %q must be 1-128 of [A-Za-z0-9._-], not starting with '.' or '-', without '..'", p, s)
+		}
+	}
+	return nil
+}
+
+// Validate checks every entry and builds the path index.
+func (c *Catalog) Validate() error {
+	if c.Version < 1 || c.Version > FormatVersion {
+		return fmt.Errorf("version %d: this ocdn reads catalog versions 1 to %d", c.Version, FormatVersion)
+	}
+	c.byPath = make(map[string]int, len(c.Files))
+	for i, f := range c.Files {
+		where := fmt.Sprintf("files[%d]", i)
+		if err := ValidatePath(f.Path); err != nil {
+			return fmt.Errorf("%s.path: %w", where, err)
+		}
+		if _, dup := c.byPath[f.Path]; dup {
+			return fmt.Errorf("%s.path: %q listed twice", where, f.Path)
+		}
+		if f.Size < 0 || f.Size > 1<<40 {
+			return fmt.Errorf("%s.size: %d is not between 0 and 1 TiB", where, f.Size)
+		}
+		if b, err := hex.DecodeString(f.SHA256); err != nil || len(b) != 32 {
+			return fmt.Errorf("%s.sha256: %q is not 64 hex digits", where, f.SHA256)
+		}
+		if !validKinds[f.Kind] {
+			return fmt.Errorf("%s.kind: %q is not one of video, audio, playlist, text, other", where, f.Kind)
+		}
+		if f.BitrateKbps < 0 {
+			return fmt.Errorf("%s.bitrate_kbps: %d is negative", where, f.BitrateKbps)
+		}
+		c.byPath[f.Path] = i
+	}
+	return nil
+}
+
+// Lookup returns the entry for path.
+func (c *Catalog) Lookup(path string) (File, error) {
+	i, ok := c.byPath[path]
+	if !ok {
+		return File{}, fmt.Errorf("%q: %w", path, ErrUnknownFile)
+	}
+	return c.Files[i], nil
+}
+
+// Titles returns the title names in sorted order.
+func (c *Catalog) Titles() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range c.Files {
+		if t := f.Title(); !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TitleFiles returns the files of one title in catalog order.
+func (c *Catalog) TitleFiles(title string) []File {
+	var out []File
+	for _, f := range c.Files {
+		if f.Title() == title {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// TotalBytes is the sum of all file sizes.
+func (c *Catalog) TotalBytes() int64 {
+	var n int64
+	for _, f := range c.Files {
+		n += f.Size
+	}
+	return n
+}
+
+// Parse decodes and validates a catalog.
+func Parse(data []byte) (*Catalog, error) {
+	var c Catalog
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("decode catalog: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Load reads and validates a catalog file; errors name the file.
+func Load(path string) (*Catalog, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Marshal encodes the catalog as indented JSON.
+func (c *Catalog) Marshal() ([]byte, error) {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// Save writes the catalog atomically.
+func (c *Catalog) Save(path string) error {
+	b, err := c.Marshal()
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
