@@ -11,21 +11,17 @@ import (
 var (
 	ErrInvalidPrefix = errors.New("invalid prefix")
 	ErrHostBits      = errors.New("prefix has host bits set")
-	ErrMappedPrefix  = errors.New("ipv4-mapped ipv6 prefix")
 	ErrOrigin        = errors.New("invalid origin")
 )
 
 // Validate reports whether r can be stored in a Table. Prefixes must be
 // canonical (no host bits) so that the same route heard twice lands on the
-// same table entry, and IPv4-mapped IPv6 prefixes are refused because they
-// would shadow nothing: lookups unmap client addresses first.
+// same table entry.
 func (r Route) Validate() error {
 	p := r.Prefix
 	switch {
 	case !p.IsValid():
 		return fmt.Errorf("route %v: %w", p, ErrInvalidPrefix)
-	case p.Addr().Is4In6():
-		return fmt.Errorf("route %v: %w", p, ErrMappedPrefix)
 	case p.Masked() != p:
 		return fmt.Errorf("route %v: %w (want %v)", p, ErrHostBits, p.Masked())
 	case r.Origin > OriginIncomplete:
