@@ -162,8 +162,11 @@ func (a *attrs) route(p netip.Prefix, mp bool) Route {
 // carries 4-byte ASNs. In TABLE_DUMP_V2 (tableDump) MP_REACH_NLRI is
 // usually abbreviated to the next hop only (RFC 6396 section 4.3.4), but
 // some writers store the full attribute, so both forms are accepted.
+//
+// A missing ORIGIN reads as INCOMPLETE, the least preferred value, as
+// bgpdump prints it: BIRD dumps its own static routes without one.
 func parseAttrs(b []byte, as4, addPath, tableDump bool) (attrs, error) {
-	var a attrs
+	a := attrs{origin: OriginIncomplete}
 	d := &decoder{b: b, what: "path attribute header"}
 	for len(d.b) > 0 {
 		d.what = "path attribute header"
