@@ -43,7 +43,8 @@ func Consistency(t *Table, sites map[string][]string) Report {
 	siteOf := make(map[string]string)
 	members := make(map[string][]string, len(sites))
 	for site, apps := range sites {
-		apps = slices.Compact(slices.Sorted(slices.Values(apps)))
+		// Never nil, so the JSON shows an empty site as [] rather than null.
+		apps = slices.Compact(append([]string{}, slices.Sorted(slices.Values(apps))...))
 		members[site] = apps
 		for _, a := range apps {
 			siteOf[a] = site
