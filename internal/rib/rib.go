@@ -59,8 +59,9 @@ func (r *RIB) Replace(appliance string, routes []Route) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	cur := r.cur.Load()
+	prev := r.apps[appliance]
 	var changes []change
-	for p := range r.apps[appliance] {
+	for p := range prev {
 		if _, ok := best[p]; !ok {
 			changes = append(changes, change{prefix: p})
 		}
@@ -70,7 +71,9 @@ func (r *RIB) Replace(appliance string, routes []Route) error {
 		set[p] = struct{}{}
 		// Re-announcing an unchanged route would copy its trie path for
 		// nothing; full re-exports after a session flap are mostly that.
-		if cands, ok := cur.Get(p); ok {
+		// A first export has nothing to compare against.
+		if _, had := prev[p]; had {
+			cands, _ := cur.Get(p)
 			if old, ok := candidateOf(cands, appliance); ok && sameRoute(old, routes[i]) {
 				continue
 			}

@@ -312,3 +312,36 @@ func TestLookupMappedAddressAndAllocs(t *testing.T) {
 		t.Errorf("Lookup allocates %v times per call, want 0", n)
 	}
 }
+
+// TestConcurrentLookupsDuringUpdates lets the race detector watch readers
+// on published snapshots while a writer keeps changing the RIB.
+func TestConcurrentLookupsDuringUpdates(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	all := randomRoutes(rng, 2000, []string{"a", "b"})
+	r := New()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i, c := range all {
+			if err := r.Apply(c.Appliance, []Route{c.Route}, nil); err != nil {
+				t.Error(err)
+				return
+			}
+			if i%500 == 499 {
+				r.Drop("b")
+			}
+		}
+	}()
+	addrRng := rand.New(rand.NewPCG(10, 10))
+	for {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		addr := randomAddr(addrRng)
+		if p, cands, ok := r.Snapshot().Lookup(addr); ok && (!p.Contains(addr) || len(cands) == 0) {
+			t.Fatalf("Lookup(%v) = %v with %d candidates", addr, p, len(cands))
+		}
+	}
+}
