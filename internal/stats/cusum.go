@@ -162,6 +162,7 @@ func (c CUSUMConfig) withDefaults() (CUSUMConfig, error) {
 type CUSUM struct {
 	cfg        CUSUMConfig
 	window     []float64 // log values, oldest first
+	sorted     []float64 // the same values in ascending order
 	sPos, sNeg float64
 	runPos     []float64 // log values since S⁺ last left zero
 	runNeg     []float64
@@ -176,7 +177,12 @@ func NewCUSUM(cfg CUSUMConfig) (*CUSUM, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &CUSUM{cfg: c, window: make([]float64, 0, c.Baseline), scratch: make([]float64, 0, c.Baseline)}, nil
+	return &CUSUM{
+		cfg:     c,
+		window:  make([]float64, 0, c.Baseline),
+		sorted:  make([]float64, 0, c.Baseline),
+		scratch: make([]float64, 0, c.Baseline),
+	}, nil
 }
 
 // Config returns the configuration in use, defaults filled in.
@@ -217,10 +223,12 @@ func (c *CUSUM) Push(t time.Time, v float64) (Change, bool) {
 	ch := Change{At: at, DetectedAt: t, Before: before, After: after, RelShift: after/before - 1, Direction: dir}
 
 	// Re-baseline on the new level.
-	c.window = append(c.window[:0], run...)
-	if len(c.window) > c.cfg.Baseline {
-		c.window = c.window[len(c.window)-c.cfg.Baseline:]
+	if len(run) > c.cfg.Baseline {
+		run = run[len(run)-c.cfg.Baseline:]
 	}
+	c.window = append(c.window[:0], run...)
+	c.sorted = append(c.sorted[:0], run...)
+	slices.Sort(c.sorted)
 	c.sPos, c.sNeg = 0, 0
 	c.runPos, c.runNeg = c.runPos[:0], c.runNeg[:0]
 	return ch, true
@@ -240,12 +248,20 @@ func (c *CUSUM) step(s, z float64, run *[]float64, runAt *time.Time, t time.Time
 	return s
 }
 
+// addBaseline appends x to the window, dropping the oldest point when it is
+// full. The sorted copy is updated by binary search rather than re-sorted,
+// so Push costs O(Baseline) instead of O(Baseline log Baseline).
 func (c *CUSUM) addBaseline(x float64) {
 	if len(c.window) == c.cfg.Baseline {
+		old := c.window[0]
 		copy(c.window, c.window[1:])
 		c.window = c.window[:len(c.window)-1]
+		i, _ := slices.BinarySearch(c.sorted, old)
+		c.sorted = slices.Delete(c.sorted, i, i+1)
 	}
 	c.window = append(c.window, x)
+	i, _ := slices.BinarySearch(c.sorted, x)
+	c.sorted = slices.Insert(c.sorted, i, x)
 }
 
 // location returns the median and the noise scale of the window.
@@ -258,14 +274,10 @@ func (c *CUSUM) addBaseline(x float64) {
 // both the false-alarm rate and the detection delay, scales with it; the
 // screening keeps the robustness of the MAD against outlier hours.
 func (c *CUSUM) location() (m, sigma float64) {
-	s := append(c.scratch[:0], c.window...)
-	m = median(s)
-	for i := range s {
-		s[i] = math.Abs(s[i] - m)
-	}
+	m = quantileType7(c.sorted, 0.5)
 	// 1.4826 makes the MAD a consistent estimate of the sd under normal
 	// noise.
-	mad := 1.4826 * median(s)
+	mad := 1.4826 * sortedMAD(c.sorted, m)
 	if c.cfg.PlainMAD || mad == 0 {
 		return m, math.Max(mad, c.cfg.MinSigma)
 	}
@@ -280,6 +292,31 @@ func (c *CUSUM) location() (m, sigma float64) {
 	// sd of a normal truncated at ±3 sd is 0.98658 of the untruncated one.
 	sd := math.Sqrt(ss/float64(k)) / 0.98658
 	return m, math.Max(sd, c.cfg.MinSigma)
+}
+
+// sortedMAD returns the median of |x_i − m| for ascending x without
+// sorting: the deviations below and above m form two ascending runs, and
+// merging them up to the middle finds the median in O(n).
+func sortedMAD(x []float64, m float64) float64 {
+	n := len(x)
+	p, _ := slices.BinarySearch(x, m) // x[:p] < m ≤ x[p:]
+	i, j := p-1, p                    // next candidates on each side
+	next := func() float64 {
+		if j >= n || (i >= 0 && m-x[i] <= x[j]-m) {
+			i--
+			return m - x[i+1]
+		}
+		j++
+		return x[j-1] - m
+	}
+	for range (n - 1) / 2 {
+		next()
+	}
+	a := next()
+	if n%2 == 1 {
+		return a
+	}
+	return (a + next()) / 2
 }
 
 // median sorts s in place and returns its median.

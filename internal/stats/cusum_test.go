@@ -223,3 +223,23 @@ func BenchmarkCUSUMPush(b *testing.B) {
 		d.Push(hour(i), hourlyMedian(rng, 100))
 	}
 }
+
+func TestSortedMAD(t *testing.T) {
+	rng := rand.New(rand.NewPCG(26, 26))
+	for n := 1; n <= 40; n++ {
+		x := make([]float64, n)
+		for i := range x {
+			x[i] = math.Round(10 * rng.NormFloat64()) // ties on purpose
+		}
+		slices.Sort(x)
+		m := quantileType7(x, 0.5)
+		dev := make([]float64, n)
+		for i := range x {
+			dev[i] = math.Abs(x[i] - m)
+		}
+		want := median(dev)
+		if got := sortedMAD(x, m); got != want {
+			t.Errorf("sortedMAD(%v) = %g, want %g", x, got, want)
+		}
+	}
+}
