@@ -1,0 +1,302 @@
+// Package appliance provides the edge appliance daemon: it serves content
+// from its store, keeps the store in line with the manifest the control
+// plane computes (filling from the origin, verifying every byte), and
+// reports health and what it holds.
+package appliance
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/edge"
+	"github.com/ocdn/ocdn/internal/serve"
+	"github.com/ocdn/ocdn/internal/store"
+	"github.com/ocdn/ocdn/internal/urlsign"
+)
+
+// Config wires an appliance.
+type Config struct {
+	ID     string
+	Listen string // host:port
+	// ControlURL is the control plane; empty means standalone: serve the
+	// store as it is, fill nothing, report to nobody.
+	ControlURL        string
+	StoreDir          string
+	Capacity          int64
+	Keys              *urlsign.KeySet
+	HeartbeatInterval time.Duration
+	// FillConcurrency is how many files download at once.
+	FillConcurrency int
+	Logger          *slog.Logger
+	Registry        *prometheus.Registry
+}
+
+// Appliance is one edge cache.
+type Appliance struct {
+	cfg      Config
+	log      *slog.Logger
+	store    *store.Store
+	edge     *edge.Handler
+	srv      *serve.Server
+	client   *http.Client
+	draining atomic.Bool
+
+	fillMu        sync.Mutex
+	filledBytes   int64
+	filesVerified int
+	filesRejected int
+}
+
+// New opens the store and binds the listener, so the address is in use
+// (and a conflict reported) before Run.
+func New(cfg Config) (*Appliance, error) {
+	if cfg.ID == "" && cfg.ControlURL != "" {
+		return nil, errors.New("appliance: an id is required to talk to the control plane")
+	}
+	if cfg.Keys == nil {
+		return nil, errors.New("appliance: URL-signing keys are required")
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 5 * time.Second
+	}
+	if cfg.FillConcurrency <= 0 {
+		cfg.FillConcurrency = 2
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	log := cfg.Logger.With("component", "appliance", "appliance", cfg.ID)
+	st, err := store.Open(cfg.StoreDir, cfg.Capacity, cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", cfg.StoreDir, err)
+	}
+	a := &Appliance{cfg: cfg, log: log, store: st, client: &http.Client{Timeout: 5 * time.Minute}}
+	a.edge = edge.New(edge.Config{Store: st, Keys: func() *urlsign.KeySet { return cfg.Keys }, Logger: cfg.Logger, Registry: cfg.Registry})
+	mux := http.NewServeMux()
+	mux.Handle("/c/", a.edge)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", a.handleHealth)
+	a.srv, err = serve.Listen(cfg.Listen, mux, serve.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	return a, nil
+}
+
+// URL is the appliance's base URL.
+func (a *Appliance) URL() string { return a.srv.URL() }
+
+// Store is the appliance's object store.
+func (a *Appliance) Store() *store.Store { return a.store }
+
+// BytesServed is the total content bytes served to clients.
+func (a *Appliance) BytesServed() int64 { return a.edge.BytesServed() }
+
+// Requests is the number of content requests answered.
+func (a *Appliance) Requests() int64 { return a.edge.Requests() }
+
+// Kill stops serving at once, dropping every connection, as a crash would.
+func (a *Appliance) Kill() { a.srv.Kill() }
+
+func (a *Appliance) handleHealth(w http.ResponseWriter, r *http.Request) {
+	if a.draining.Load() {
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ok\n"))
+}
+
+// Run serves, fills and reports until ctx ends; then it reports draining
+// and lets in-flight transfers finish.
+func (a *Appliance) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	if a.cfg.ControlURL != "" {
+		wg.Add(2)
+		go func() { defer wg.Done(); a.heartbeatLoop(ctx) }()
+		go func() { defer wg.Done(); a.fillLoop(ctx) }()
+	}
+	err := a.srv.Run(ctx)
+	wg.Wait()
+	return err
+}
+
+func (a *Appliance) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(a.cfg.HeartbeatInterval)
+	defer t.Stop()
+	var known uint64
+	for {
+		_, _, gen := a.store.Usage()
+		hb := api.Heartbeat{Appliance: a.cfg.ID, ContentGen: gen, BytesServed: a.edge.BytesServed(), Draining: a.draining.Load()}
+		if gen != known {
+			hb.Held = []string{}
+			for _, e := range a.store.List() {
+				hb.Held = append(hb.Held, e.Path)
+			}
+		}
+		var reply api.HeartbeatReply
+		if err := a.post(ctx, "/v1/heartbeat", hb, &reply); err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("heartbeat failed", "err", err)
+			}
+		} else {
+			known = reply.KnownContentGen
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// fillLoop keeps the store equal to the manifest: it downloads what is
+// missing, then removes what is no longer listed, so serving never has a
+// gap.
+func (a *Appliance) fillLoop(ctx context.Context) {
+	for {
+		if err := a.fillOnce(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("fill pass incomplete", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * a.cfg.HeartbeatInterval):
+		}
+	}
+}
+
+func (a *Appliance) fillOnce(ctx context.Context) error {
+	var m api.Manifest
+	if err := a.get(ctx, a.cfg.ControlURL+"/v1/manifest?appliance="+url.QueryEscape(a.cfg.ID), &m); err != nil {
+		return fmt.Errorf("manifest: %w", err)
+	}
+	want := map[string]bool{}
+	var todo []content.File
+	for _, f := range m.Files {
+		want[f.Path] = true
+		if e, ok := a.store.Lookup(f.Path); !ok || e.SHA256 != f.SHA256 {
+			todo = append(todo, f)
+		}
+	}
+	sem := make(chan struct{}, a.cfg.FillConcurrency)
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for _, f := range todo {
+		select {
+		case <-ctx.Done():
+		case sem <- struct{}{}:
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				if err := a.fetch(ctx, m.Origin, f); err != nil {
+					failed.Add(1)
+					if ctx.Err() == nil {
+						a.log.Warn("fill file failed", "path", f.Path, "err", err)
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		return fmt.Errorf("%d of %d files failed", n, len(todo))
+	}
+	for _, e := range a.store.List() {
+		if !want[e.Path] {
+			a.store.Remove(e.Path)
+		}
+	}
+	return ctx.Err()
+}
+
+func (a *Appliance) fetch(ctx context.Context, origin string, f content.File) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, origin+"/o/"+f.Path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("origin answered %s", resp.Status)
+	}
+	err = a.store.Put(ctx, f, resp.Body)
+	a.fillMu.Lock()
+	defer a.fillMu.Unlock()
+	switch {
+	case err == nil:
+		a.filesVerified++
+		a.filledBytes += f.Size
+	case errors.Is(err, store.ErrHashMismatch), errors.Is(err, store.ErrSizeMismatch):
+		a.filesRejected++
+	}
+	return err
+}
+
+func (a *Appliance) get(ctx context.Context, u string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	return a.do(req, out)
+}
+
+func (a *Appliance) post(ctx context.Context, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.cfg.ControlURL+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return a.do(req, out)
+}
+
+func (a *Appliance) do(req *http.Request, out any) error {
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s %s: %s: %s", req.Method, req.URL.Path, resp.Status, bytes.TrimSpace(msg))
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// FillStats is what fill has done so far.
+type FillStats struct {
+	Bytes         int64 `json:"bytes"`
+	FilesVerified int   `json:"files_verified"`
+	FilesRejected int   `json:"files_rejected"`
+}
+
+// Fill reports fill counters.
+func (a *Appliance) Fill() FillStats {
+	a.fillMu.Lock()
+	defer a.fillMu.Unlock()
+	return FillStats{Bytes: a.filledBytes, FilesVerified: a.filesVerified, FilesRejected: a.filesRejected}
+}

@@ -1,0 +1,74 @@
+package config
+
+import (
+	"net/netip"
+	"net/url"
+	"time"
+)
+
+// Control is the control plane's config file (`ocdn control --config`).
+type Control struct {
+	Listen            string        `yaml:"listen"`
+	Catalog           string        `yaml:"catalog"`
+	OriginURL         string        `yaml:"origin_url"`
+	KeyFile           string        `yaml:"key_file"`
+	AdminTokenFile    string        `yaml:"admin_token_file"`
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	Replicas          int           `yaml:"replicas"`
+	TokenTTL          time.Duration `yaml:"token_ttl"`
+	Inventory         `yaml:",inline"`
+}
+
+// Validate implements Validator.
+func (c *Control) Validate() error {
+	if _, err := netip.ParseAddrPort(c.Listen); err != nil {
+		return Errf("listen", "%q is not IP:port", c.Listen)
+	}
+	if c.Catalog == "" {
+		return Errf("catalog", "must name a catalog file")
+	}
+	if u, err := url.Parse(c.OriginURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return Errf("origin_url", "%q is not an http(s) URL", c.OriginURL)
+	}
+	if c.KeyFile == "" {
+		return Errf("key_file", "must name a key file (make one with `ocdn urlsign keygen`)")
+	}
+	if c.HeartbeatInterval < 0 || c.TokenTTL < 0 || c.Replicas < 0 {
+		return Errf("heartbeat_interval/token_ttl/replicas", "must not be negative")
+	}
+	return c.ValidateInventory(netip.Prefix{})
+}
+
+// ApplianceDaemon is an appliance's config file (`ocdn appliance --config`).
+type ApplianceDaemon struct {
+	ID                string        `yaml:"id"`
+	Listen            string        `yaml:"listen"`
+	ControlURL        string        `yaml:"control_url"`
+	Store             string        `yaml:"store"`
+	Capacity          ByteSize      `yaml:"capacity"`
+	KeyFile           string        `yaml:"key_file"`
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+}
+
+// Validate implements Validator.
+func (c *ApplianceDaemon) Validate() error {
+	if c.ID == "" {
+		return Errf("id", "must be set to the appliance's id in the control plane's inventory")
+	}
+	if _, err := netip.ParseAddrPort(c.Listen); err != nil {
+		return Errf("listen", "%q is not IP:port", c.Listen)
+	}
+	if u, err := url.Parse(c.ControlURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return Errf("control_url", "%q is not an http(s) URL", c.ControlURL)
+	}
+	if c.Store == "" {
+		return Errf("store", "must name the store directory")
+	}
+	if c.KeyFile == "" {
+		return Errf("key_file", "must name the URL-signing key file")
+	}
+	if c.Capacity < 0 || c.HeartbeatInterval < 0 {
+		return Errf("capacity/heartbeat_interval", "must not be negative")
+	}
+	return nil
+}

@@ -1,0 +1,273 @@
+// Package control provides the control plane: the inventory of ISPs, sites
+// and appliances, what each appliance holds and whether it is healthy, the
+// manifests that tell appliances what to fill, and the steering API that
+// hands clients ranked lists of signed URLs.
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gaissmai/bart"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ocdn/ocdn/internal/config"
+	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/health"
+	"github.com/ocdn/ocdn/internal/placement"
+	"github.com/ocdn/ocdn/internal/rib"
+	"github.com/ocdn/ocdn/internal/steer"
+	"github.com/ocdn/ocdn/internal/urlsign"
+)
+
+// Config wires a control plane.
+type Config struct {
+	Inventory config.Inventory
+	Catalog   *content.Catalog
+	// OriginURL is where appliances fill from (http://host:port).
+	OriginURL string
+	Keys      *urlsign.KeySet
+	// AdminToken authorizes operator-only parameters (client=, explain=1).
+	AdminToken        string
+	HeartbeatInterval time.Duration
+	// Replicas is how many appliances of a site hold each file.
+	Replicas int
+	TokenTTL time.Duration
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+	Now      func() time.Time
+}
+
+// Server is the control plane. It is an http.Handler; Run keeps health
+// current.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	engine *steer.Engine
+	routes *rib.RIB
+	locate *bart.Table[config.Location]
+	health *health.Tracker
+
+	// manifests is computed once from the inventory and catalog.
+	manifests map[string][]content.File
+	sites     map[string]config.Site
+
+	mu   sync.Mutex
+	held map[string]map[string]bool // appliance → files it reported
+	gen  map[string]uint64          // appliance → content generation last received
+	snap atomic.Pointer[steer.Snapshot]
+
+	metrics metrics
+}
+
+type metrics struct {
+	steerRequests *prometheus.CounterVec
+	steerLatency  prometheus.Histogram
+	heartbeats    prometheus.Counter
+	serving       prometheus.Gauge
+}
+
+// New validates the config and computes manifests and the first snapshot.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Inventory.ValidateInventory(netip.Prefix{}); err != nil {
+		return nil, err
+	}
+	if cfg.Catalog == nil || cfg.Keys == nil {
+		return nil, errors.New("control: catalog and keys are required")
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 5 * time.Second
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 2
+	}
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "control"),
+		engine: &steer.Engine{Keys: func() *urlsign.KeySet { return cfg.Keys }, TokenTTL: cfg.TokenTTL, Now: cfg.Now},
+		routes: rib.New(),
+		locate: new(bart.Table[config.Location]),
+		health: health.NewTracker(cfg.HeartbeatInterval, 3),
+		sites:  map[string]config.Site{},
+		held:   map[string]map[string]bool{},
+		gen:    map[string]uint64{},
+	}
+	s.initMetrics(cfg.Registry)
+	for _, site := range cfg.Inventory.Sites {
+		s.sites[site.ID] = site
+	}
+	if err := s.loadStaticRoutes(); err != nil {
+		return nil, err
+	}
+	s.manifests = s.place()
+	s.rebuild()
+	return s, nil
+}
+
+func (s *Server) initMetrics(reg prometheus.Registerer) {
+	s.metrics = metrics{
+		steerRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ocdn_control_steer_requests_total", Help: "Steering requests by outcome."}, []string{"outcome"}),
+		steerLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ocdn_control_steer_duration_seconds", Help: "Time to answer a steering request.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 4, 10)}),
+		heartbeats: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocdn_control_heartbeats_total", Help: "Heartbeats received."}),
+		serving:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "ocdn_control_appliances_serving", Help: "Appliances steering may send clients to."}),
+	}
+	if reg != nil {
+		reg.MustRegister(s.metrics.steerRequests, s.metrics.steerLatency, s.metrics.heartbeats, s.metrics.serving)
+	}
+}
+
+// loadStaticRoutes makes every embedded or private appliance hear its
+// ISP's configured prefixes, as if the ISP announced them over BGP.
+func (s *Server) loadStaticRoutes() error {
+	isps := map[string]config.ISP{}
+	for _, isp := range s.cfg.Inventory.ISPs {
+		isps[isp.Name] = isp
+		for _, p := range isp.Prefixes {
+			s.locate.Insert(p.Prefix, isp.Location)
+		}
+	}
+	for _, a := range s.cfg.Inventory.Appliances {
+		site := s.sites[a.Site]
+		isp, ok := isps[site.ISP]
+		if !ok {
+			continue
+		}
+		routes := make([]rib.Route, 0, len(isp.Prefixes))
+		for _, p := range isp.Prefixes {
+			routes = append(routes, rib.Route{Prefix: p.Prefix, LocalPref: 100, ASPath: []uint32{isp.ASN}, PeerASN: isp.ASN, EBGP: true})
+		}
+		if err := s.routes.Replace(a.ID, routes); err != nil {
+			return fmt.Errorf("static routes of %s: %w", a.ID, err)
+		}
+	}
+	return nil
+}
+
+// place computes every appliance's manifest: each site is one manifest
+// cluster holding as much of the catalog as fits, Replicas copies a file.
+func (s *Server) place() map[string][]content.File {
+	bySite := map[string][]placement.Node{}
+	for _, a := range s.cfg.Inventory.Appliances {
+		bySite[a.Site] = append(bySite[a.Site], placement.Node{ID: a.ID, Capacity: int64(a.Capacity)})
+	}
+	out := map[string][]content.File{}
+	for _, nodes := range bySite {
+		for id, files := range placement.Cluster(s.cfg.Catalog.Files, nodes, s.cfg.Replicas) {
+			out[id] = files
+		}
+	}
+	return out
+}
+
+// rebuild publishes a new steering snapshot from current state.
+func (s *Server) rebuild() {
+	now := s.cfg.Now()
+	snap := &steer.Snapshot{
+		Routes:     s.routes.Snapshot(),
+		Appliances: map[string]*steer.Appliance{},
+		Locate:     s.locate.Lookup,
+	}
+	serving := 0
+	s.mu.Lock()
+	for _, a := range s.cfg.Inventory.Appliances {
+		site := s.sites[a.Site]
+		st := s.health.State(a.ID, now)
+		sa := &steer.Appliance{ID: a.ID, Site: a.Site, Kind: site.Kind, BaseURL: "http://" + a.Address.String(),
+			Location: site.Location, Serving: st.Serving(), State: string(st), Holds: s.held[a.ID]}
+		if sa.Serving {
+			serving++
+		}
+		snap.Appliances[a.ID] = sa
+		if site.Kind == config.SiteIXP || site.Kind == config.SiteFallback {
+			snap.Global = append(snap.Global, a.ID)
+		}
+	}
+	s.mu.Unlock()
+	s.metrics.serving.Set(float64(serving))
+	s.snap.Store(snap)
+}
+
+// Run re-evaluates health every half heartbeat interval until ctx ends, so
+// an appliance that stops reporting leaves steering within
+// MissedBeats+0.5 intervals.
+func (s *Server) Run(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.HeartbeatInterval / 2)
+	defer t.Stop()
+	last := s.states()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if cur := s.states(); !equalStates(cur, last) {
+				s.log.Info("appliance states changed", "states", cur)
+				last = cur
+				s.rebuild()
+			}
+		}
+	}
+}
+
+func (s *Server) states() map[string]health.State {
+	now := s.cfg.Now()
+	out := map[string]health.State{}
+	for _, a := range s.cfg.Inventory.Appliances {
+		out[a.ID] = s.health.State(a.ID, now)
+	}
+	return out
+}
+
+func equalStates(a, b map[string]health.State) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// ApplianceStatus is one row of GET /v1/appliances.
+type ApplianceStatus struct {
+	ID       string    `json:"id"`
+	Site     string    `json:"site"`
+	State    string    `json:"state"`
+	Files    int       `json:"files"`
+	LastBeat time.Time `json:"last_heartbeat,omitzero"`
+}
+
+// Appliances reports every appliance's state.
+func (s *Server) Appliances() []ApplianceStatus {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ApplianceStatus, 0, len(s.cfg.Inventory.Appliances))
+	for _, a := range s.cfg.Inventory.Appliances {
+		last, _ := s.health.LastBeat(a.ID)
+		out = append(out, ApplianceStatus{ID: a.ID, Site: a.Site, State: string(s.health.State(a.ID, now)), Files: len(s.held[a.ID]), LastBeat: last})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// ManifestSize is how many files appliance id should hold.
+func (s *Server) ManifestSize(id string) int { return len(s.manifests[id]) }

@@ -1,0 +1,374 @@
+// Package lab provides the whole CDN on one machine: an origin, a control
+// plane, sites of appliances and ISPs of clients, each on its own loopback
+// address with real HTTP between them, driven by a scenario, with a live
+// status line and a final report.
+package lab
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ocdn/ocdn/internal/appliance"
+	"github.com/ocdn/ocdn/internal/config"
+	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/control"
+	"github.com/ocdn/ocdn/internal/origin"
+	"github.com/ocdn/ocdn/internal/player"
+	"github.com/ocdn/ocdn/internal/serve"
+	"github.com/ocdn/ocdn/internal/urlsign"
+)
+
+// Options are the knobs of one run that are not part of the scenario.
+type Options struct {
+	// Status receives a short status line every StatusEvery; nil for none.
+	Status      io.Writer
+	StatusEvery time.Duration
+	Logger      *slog.Logger
+	// WorkDir holds the appliances' stores; empty means a temporary
+	// directory removed at the end.
+	WorkDir string
+}
+
+// Lab is one run of a scenario.
+type Lab struct {
+	sc   *Scenario
+	opts Options
+	log  *slog.Logger
+
+	catalog    *content.Catalog
+	origin     *origin.Origin
+	control    *control.Server
+	appliances []*labAppliance
+	start      time.Time
+
+	mu       sync.Mutex
+	events   []EventRecord
+	sessions SessionStats
+	qoe      []player.Session
+	active   atomic.Int64
+}
+
+type labAppliance struct {
+	cfg    config.Appliance
+	a      *appliance.Appliance
+	cancel context.CancelFunc
+	done   chan struct{}
+	killed atomic.Bool
+}
+
+// New prepares a run; nothing is started until Run.
+func New(sc *Scenario, opts Options) *Lab {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.StatusEvery <= 0 {
+		opts.StatusEvery = 5 * time.Second
+	}
+	return &Lab{sc: sc, opts: opts, log: opts.Logger.With("component", "lab")}
+}
+
+// Run starts every component, streams for the scenario's duration, applies
+// its events, stops everything and returns the report. Cancelling ctx ends
+// the run early; every component is stopped before Run returns.
+func (l *Lab) Run(ctx context.Context) (*Report, error) {
+	var err error
+	if l.catalog, err = content.Synth(l.sc.Catalog); err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	work := l.opts.WorkDir
+	if work == "" {
+		if work, err = os.MkdirTemp("", "ocdn-lab-*"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(work)
+	}
+	keys := urlsign.Generate()
+
+	// Every component runs under one context; stop cancels it and waits.
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	runBg := func(name string, run func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				l.log.Error("component stopped", "component", name, "err", err)
+			}
+		}()
+	}
+	grace := serve.Options{Grace: 2 * time.Second, Logger: l.log}
+
+	if l.origin, err = origin.New(origin.Config{Catalog: l.catalog, Logger: l.opts.Logger}); err != nil {
+		return nil, err
+	}
+	originSrv, err := serve.Listen("127.0.0.1:0", l.origin, grace)
+	if err != nil {
+		return nil, fmt.Errorf("origin: %w", err)
+	}
+	runBg("origin", originSrv.Run)
+
+	l.control, err = control.New(control.Config{
+		Inventory: l.sc.Inventory, Catalog: l.catalog, OriginURL: originSrv.URL(), Keys: keys,
+		HeartbeatInterval: l.sc.HeartbeatInterval, Replicas: l.sc.Replicas, Logger: l.opts.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	ctlSrv, err := serve.Listen("127.0.0.1:0", l.control.Handler(), grace)
+	if err != nil {
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	runBg("control", ctlSrv.Run)
+	runBg("control-health", l.control.Run)
+
+	for _, ac := range l.sc.Appliances {
+		a, err := appliance.New(appliance.Config{
+			ID: ac.ID, Listen: ac.Address.String(), ControlURL: ctlSrv.URL(),
+			StoreDir: fmt.Sprintf("%s/%s", work, ac.ID), Capacity: int64(ac.Capacity), Keys: keys,
+			HeartbeatInterval: l.sc.HeartbeatInterval, Logger: l.opts.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("appliance %s: %w", ac.ID, err)
+		}
+		actx, acancel := context.WithCancel(ctx)
+		la := &labAppliance{cfg: ac, a: a, cancel: acancel, done: make(chan struct{})}
+		l.appliances = append(l.appliances, la)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(la.done)
+			if err := a.Run(actx); err != nil && actx.Err() == nil {
+				l.log.Error("appliance stopped", "appliance", ac.ID, "err", err)
+			}
+		}()
+	}
+
+	if err := l.waitFilled(ctx); err != nil {
+		return nil, err
+	}
+	l.start = time.Now()
+	l.status("filled; streaming")
+	streamCtx, stopStreaming := context.WithTimeout(ctx, l.sc.Duration)
+	defer stopStreaming()
+	var clients sync.WaitGroup
+	l.startClients(streamCtx, ctlSrv.URL(), &clients)
+	l.runEvents(streamCtx)
+	l.statusLoop(streamCtx)
+	clients.Wait()
+	interrupted := ctx.Err() != nil
+	rep := l.report(interrupted)
+	cancel()
+	wg.Wait()
+	return rep, nil
+}
+
+// waitFilled waits until every appliance holds its whole manifest, so that
+// streaming measures serving rather than a cold start.
+func (l *Lab) waitFilled(ctx context.Context) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		pending := 0
+		for _, st := range l.control.Appliances() {
+			if st.State != "up" || st.Files < l.control.ManifestSize(st.ID) {
+				pending++
+			}
+		}
+		if pending == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("appliances not filled after 2m: %d pending", pending)
+		}
+		l.status(fmt.Sprintf("filling: %d of %d appliances pending", pending, len(l.appliances)))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// startClients starts every client; each plays titles back to back until
+// too little time is left to finish one.
+func (l *Lab) startClients(ctx context.Context, controlURL string, wg *sync.WaitGroup) {
+	titles := l.catalog.Titles()
+	titleDur := l.sc.Catalog.Duration
+	deadline, _ := ctx.Deadline()
+	n := 0
+	for gi, g := range l.sc.Clients {
+		isp := l.isp(g.ISP)
+		for i := 0; i < g.Count; i++ {
+			src := clientAddr(isp, i)
+			rng := rand.New(rand.NewPCG(uint64(gi), uint64(i)))
+			p := player.New(player.Config{ControlURL: controlURL, Source: src, MaxBitrateKbps: g.MaxBitrateKbps})
+			stagger := time.Duration(n) * 150 * time.Millisecond
+			n++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer p.Close()
+				if sleep(ctx, stagger) != nil {
+					return
+				}
+				for time.Until(deadline) > titleDur+3*time.Second {
+					title := titles[zipf(rng, len(titles))]
+					l.active.Add(1)
+					l.addSession(func(s *SessionStats) { s.Started++ })
+					sess, err := p.Play(ctx, title)
+					l.active.Add(-1)
+					l.addSession(func(s *SessionStats) {
+						s.Failovers += sess.Failovers
+						switch {
+						case err == nil:
+							s.Completed++
+						case ctx.Err() != nil:
+							s.Interrupted++
+						default:
+							s.Failed++
+						}
+					})
+					if err != nil && ctx.Err() == nil {
+						l.log.Warn("session failed", "client", src, "title", title, "err", err)
+					}
+					l.mu.Lock()
+					l.qoe = append(l.qoe, sess)
+					l.mu.Unlock()
+					if ctx.Err() != nil {
+						return
+					}
+				}
+			}()
+		}
+	}
+}
+
+func (l *Lab) addSession(f func(*SessionStats)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f(&l.sessions)
+}
+
+// zipf picks an index with probability ∝ 1/(i+1), a typical popularity skew.
+func zipf(rng *rand.Rand, n int) int {
+	var total float64
+	for i := 1; i <= n; i++ {
+		total += 1 / float64(i)
+	}
+	x := rng.Float64() * total
+	for i := 1; i <= n; i++ {
+		if x -= 1 / float64(i); x <= 0 {
+			return i - 1
+		}
+	}
+	return n - 1
+}
+
+// clientAddr spreads an ISP's clients over its prefixes, one /24 each
+// where the prefix has room, so that clients differ in the /24 steering
+// spreads on, as households of an ISP do.
+func clientAddr(isp config.ISP, i int) netip.Addr {
+	p := isp.Prefixes[i%len(isp.Prefixes)].Prefix
+	k := uint32(i / len(isp.Prefixes))
+	b := p.Addr().As4()
+	base := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	hostBits := uint32(32 - p.Bits())
+	var off uint32
+	if hostBits > 8 {
+		off = (k%(1<<(hostBits-8)))<<8 | 10
+	} else {
+		off = 1 + k%((1<<hostBits)-2)
+	}
+	v := base + off
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+func (l *Lab) isp(name string) config.ISP {
+	for _, isp := range l.sc.ISPs {
+		if isp.Name == name {
+			return isp
+		}
+	}
+	return config.ISP{}
+}
+
+func (l *Lab) runEvents(ctx context.Context) {
+	for _, e := range l.sc.Events {
+		at, _ := e.When(l.sc.Duration) // validated
+		go func() {
+			if sleep(ctx, at) != nil {
+				return
+			}
+			switch e.Kind {
+			case "kill_appliance":
+				for _, la := range l.appliances {
+					if la.cfg.ID == e.Target && !la.killed.Swap(true) {
+						la.a.Kill()
+						la.cancel()
+					}
+				}
+			}
+			l.mu.Lock()
+			l.events = append(l.events, EventRecord{AtSeconds: time.Since(l.start).Seconds(), Kind: e.Kind, Target: e.Target})
+			l.mu.Unlock()
+			l.status(fmt.Sprintf("event: %s %s", e.Kind, e.Target))
+		}()
+	}
+}
+
+func (l *Lab) statusLoop(ctx context.Context) {
+	t := time.NewTicker(l.opts.StatusEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			l.mu.Lock()
+			s := l.sessions
+			l.mu.Unlock()
+			up := 0
+			for _, st := range l.control.Appliances() {
+				if st.State == "up" {
+					up++
+				}
+			}
+			var served int64
+			for _, la := range l.appliances {
+				served += la.a.BytesServed()
+			}
+			l.status(fmt.Sprintf("playing %d | sessions %d done, %d failed | failovers %d | appliances up %d/%d | served %.1f MB",
+				l.active.Load(), s.Completed, s.Failed, s.Failovers, up, len(l.appliances), float64(served)/1e6))
+		}
+	}
+}
+
+func (l *Lab) status(msg string) {
+	if l.opts.Status == nil {
+		return
+	}
+	el := 0.0
+	if !l.start.IsZero() {
+		el = time.Since(l.start).Seconds()
+	}
+	fmt.Fprintf(l.opts.Status, "[%5.1fs] %s\n", el, msg)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

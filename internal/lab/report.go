@@ -1,0 +1,124 @@
+package lab
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is the lab's result. Its JSON field names are a public interface:
+// later additions are fine, renames are not.
+type Report struct {
+	DurationSeconds float64           `json:"duration_seconds"`
+	Interrupted     bool              `json:"interrupted"`
+	Sessions        SessionStats      `json:"sessions"`
+	Sites           []SiteReport      `json:"sites"`
+	Appliances      []ApplianceReport `json:"appliances"`
+	Origin          OriginReport      `json:"origin"`
+	Events          []EventRecord     `json:"events"`
+}
+
+// SessionStats counts playback sessions. Interrupted sessions were cut
+// short by the end of the run (or Ctrl-C), not by the CDN.
+type SessionStats struct {
+	Started     int `json:"started"`
+	Completed   int `json:"completed"`
+	Failed      int `json:"failed"`
+	Interrupted int `json:"interrupted"`
+	Failovers   int `json:"failovers"`
+}
+
+// SiteReport sums a site's appliances.
+type SiteReport struct {
+	ID          string `json:"id"`
+	Kind        string `json:"kind"`
+	BytesServed int64  `json:"bytes_served"`
+	Requests    int64  `json:"requests"`
+}
+
+// ApplianceReport is one appliance at the end of the run.
+type ApplianceReport struct {
+	ID          string `json:"id"`
+	Site        string `json:"site"`
+	State       string `json:"state"`
+	BytesServed int64  `json:"bytes_served"`
+	Requests    int64  `json:"requests"`
+	FilledBytes int64  `json:"filled_bytes"`
+}
+
+// OriginReport is what the origin sent.
+type OriginReport struct {
+	BytesServed int64 `json:"bytes_served"`
+}
+
+// EventRecord is an event as it happened.
+type EventRecord struct {
+	AtSeconds float64 `json:"at_seconds"`
+	Kind      string  `json:"kind"`
+	Target    string  `json:"target"`
+}
+
+func (l *Lab) report(interrupted bool) *Report {
+	r := &Report{DurationSeconds: time.Since(l.start).Seconds(), Interrupted: interrupted, Origin: OriginReport{BytesServed: l.origin.BytesServed()}}
+	l.mu.Lock()
+	r.Sessions = l.sessions
+	r.Events = append([]EventRecord{}, l.events...)
+	l.mu.Unlock()
+	states := map[string]string{}
+	for _, st := range l.control.Appliances() {
+		states[st.ID] = st.State
+	}
+	sites := map[string]*SiteReport{}
+	for _, s := range l.sc.Sites {
+		sr := &SiteReport{ID: s.ID, Kind: string(s.Kind)}
+		sites[s.ID] = sr
+	}
+	for _, la := range l.appliances {
+		state := states[la.cfg.ID]
+		if la.killed.Load() {
+			state = "killed"
+		}
+		ar := ApplianceReport{ID: la.cfg.ID, Site: la.cfg.Site, State: state, BytesServed: la.a.BytesServed(), Requests: la.a.Requests(), FilledBytes: la.a.Fill().Bytes}
+		r.Appliances = append(r.Appliances, ar)
+		sites[la.cfg.Site].BytesServed += ar.BytesServed
+		sites[la.cfg.Site].Requests += ar.Requests
+	}
+	for _, s := range l.sc.Sites {
+		r.Sites = append(r.Sites, *sites[s.ID])
+	}
+	sort.Slice(r.Events, func(i, j int) bool { return r.Events[i].AtSeconds < r.Events[j].AtSeconds })
+	return r
+}
+
+// Print writes the human-readable report.
+func (r *Report) Print(w io.Writer) {
+	fmt.Fprintf(w, "\nocdn lab report (%.1f s of streaming", r.DurationSeconds)
+	if r.Interrupted {
+		fmt.Fprint(w, ", interrupted")
+	}
+	fmt.Fprintln(w, ")")
+	s := r.Sessions
+	fmt.Fprintf(w, "\nSessions: %d started, %d completed, %d failed, %d cut short by the end of the run; %d failovers\n",
+		s.Started, s.Completed, s.Failed, s.Interrupted, s.Failovers)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nSITE\tKIND\tSERVED\tREQUESTS")
+	for _, st := range r.Sites {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", st.ID, st.Kind, mb(st.BytesServed), st.Requests)
+	}
+	fmt.Fprintln(tw, "\nAPPLIANCE\tSITE\tSTATE\tSERVED\tFILLED")
+	for _, a := range r.Appliances {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.ID, a.Site, a.State, mb(a.BytesServed), mb(a.FilledBytes))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nOrigin served %s.\n", mb(r.Origin.BytesServed))
+	if len(r.Events) > 0 {
+		fmt.Fprintln(w, "\nEvents:")
+		for _, e := range r.Events {
+			fmt.Fprintf(w, "  %6.1fs  %s %s\n", e.AtSeconds, e.Kind, e.Target)
+		}
+	}
+}
+
+func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }

@@ -1,0 +1,146 @@
+package lab
+
+import (
+	_ "embed"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ocdn/ocdn/internal/config"
+	"github.com/ocdn/ocdn/internal/content"
+)
+
+// DefaultScenario is the built-in scenario, printable with
+// `ocdn lab --print-scenario`.
+//
+//go:embed default.yaml
+var DefaultScenario []byte
+
+// applianceRange is where lab appliances listen (DESIGN: addresses on one
+// machine).
+var applianceRange = netip.MustParsePrefix("127.1.0.0/16")
+
+// loopback4 is where lab clients get source addresses.
+var loopback4 = netip.MustParsePrefix("127.0.0.0/8")
+
+// Scenario describes a whole CDN on one machine.
+type Scenario struct {
+	Duration          time.Duration     `yaml:"duration"`
+	Catalog           content.SynthSpec `yaml:"catalog"`
+	HeartbeatInterval time.Duration     `yaml:"heartbeat_interval"`
+	Replicas          int               `yaml:"replicas"`
+	config.Inventory  `yaml:",inline"`
+	Clients           []ClientGroup `yaml:"clients"`
+	Events            []Event       `yaml:"events"`
+}
+
+// ClientGroup is a number of clients inside one ISP.
+type ClientGroup struct {
+	ISP   string `yaml:"isp"`
+	Count int    `yaml:"count"`
+	// MaxBitrateKbps caps the rung the group's players pick (0 = top).
+	MaxBitrateKbps int `yaml:"max_bitrate_kbps"`
+}
+
+// Event is something the lab does to the CDN at a point in the run.
+type Event struct {
+	// At is a time from the start of streaming ("15s") or a share of
+	// the duration ("50%").
+	At     string `yaml:"at"`
+	Kind   string `yaml:"kind"`
+	Target string `yaml:"target"`
+}
+
+// EventKinds the lab knows.
+var eventKinds = map[string]bool{"kill_appliance": true}
+
+// When resolves At against the run's duration.
+func (e Event) When(d time.Duration) (time.Duration, error) {
+	if pct, ok := strings.CutSuffix(e.At, "%"); ok {
+		f, err := strconv.ParseFloat(pct, 64)
+		if err != nil || f < 0 || f > 100 {
+			return 0, fmt.Errorf("%q is not a share from 0%% to 100%%", e.At)
+		}
+		return time.Duration(f / 100 * float64(d)), nil
+	}
+	t, err := time.ParseDuration(e.At)
+	if err != nil || t < 0 {
+		return 0, fmt.Errorf("%q is neither a duration such as 15s nor a share such as 50%%", e.At)
+	}
+	return t, nil
+}
+
+// Validate checks the scenario before anything starts.
+func (s *Scenario) Validate() error {
+	if s.Duration <= 0 {
+		return config.Errf("duration", "must be positive, such as 60s")
+	}
+	if err := s.Catalog.Validate(); err != nil {
+		return config.Errf("catalog", "%v", err)
+	}
+	if s.HeartbeatInterval <= 0 {
+		return config.Errf("heartbeat_interval", "must be positive, such as 1s")
+	}
+	if s.Replicas < 1 {
+		return config.Errf("replicas", "must be at least 1")
+	}
+	if err := s.ValidateInventory(applianceRange); err != nil {
+		return err
+	}
+	isps := map[string]config.ISP{}
+	for i, isp := range s.ISPs {
+		isps[isp.Name] = isp
+		for j, p := range isp.Prefixes {
+			if !loopback4.Contains(p.Addr()) || p.Bits() < 8 || p.Bits() > 30 {
+				return config.Errf(fmt.Sprintf("isps[%d].prefixes[%d]", i, j), "%s: lab clients bind addresses in their ISP's prefixes, so each must be inside 127.0.0.0/8 and /8 to /30", p.Prefix)
+			}
+			if p.Overlaps(applianceRange) || p.Contains(netip.MustParseAddr("127.0.0.1")) {
+				return config.Errf(fmt.Sprintf("isps[%d].prefixes[%d]", i, j), "%s overlaps the addresses of appliances (127.1.0.0/16) or the control plane (127.0.0.1)", p.Prefix)
+			}
+		}
+	}
+	if len(s.Clients) == 0 {
+		return config.Errf("clients", "at least one client group is needed")
+	}
+	for i, c := range s.Clients {
+		f := fmt.Sprintf("clients[%d]", i)
+		isp, ok := isps[c.ISP]
+		if !ok {
+			return config.Errf(f+".isp", "unknown ISP %q", c.ISP)
+		}
+		if len(isp.Prefixes) == 0 {
+			return config.Errf(f+".isp", "ISP %q has no prefixes to put clients in", c.ISP)
+		}
+		if c.Count < 1 || c.Count > 1000 {
+			return config.Errf(f+".count", "%d is not between 1 and 1000", c.Count)
+		}
+	}
+	appliances := map[string]bool{}
+	for _, a := range s.Appliances {
+		appliances[a.ID] = true
+	}
+	for i, e := range s.Events {
+		f := fmt.Sprintf("events[%d]", i)
+		if !eventKinds[e.Kind] {
+			return config.Errf(f+".kind", "%q is not an event kind (kill_appliance)", e.Kind)
+		}
+		if _, err := e.When(s.Duration); err != nil {
+			return config.Errf(f+".at", "%v", err)
+		}
+		if !appliances[e.Target] {
+			return config.Errf(f+".target", "unknown appliance %q", e.Target)
+		}
+	}
+	return nil
+}
+
+// LoadScenario reads a scenario file; an empty path means the built-in one.
+func LoadScenario(path string) (*Scenario, error) {
+	var s Scenario
+	if path == "" {
+		return &s, config.Decode("built-in scenario", DefaultScenario, &s)
+	}
+	return &s, config.Load(path, &s)
+}
