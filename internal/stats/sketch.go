@@ -118,29 +118,63 @@ func (s *Sketch) MarshalBinary() ([]byte, error) {
 
 // UnmarshalBinary replaces the contents of s with the decoded sketch. It
 // rejects encodings that lack the index mapping, that use a mapping other
-// than the project's 1% one (they could not be merged), or that contain
-// negative values; on error s is left unchanged.
+// than the project's 1% one (they could not be merged), that contain
+// negative values, or whose bins could not come from a real sketch
+// (index outside the mapping's range, negative or non-finite counts); on
+// error s is left unchanged.
+//
+// The bytes are treated as outside input: they are decoded into a sparse
+// (map) store, whose size is bounded by the input length, and checked
+// before being copied into the usual paginated store. Decoding straight
+// into a paginated store lets a few crafted bytes claim a bin index
+// millions of pages away and allocate without bound (found by
+// FuzzSketchUnmarshal).
 func (s *Sketch) UnmarshalBinary(b []byte) (err error) {
-	// DecodeDDSketch reads outside input; make sure a malformed buffer is
-	// an error, never a crash of the analysis process.
+	// The library decoder may panic on malformed input; make that an
+	// error, never a crash of the analysis process.
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("stats: decoding sketch: malformed input: %v", r)
 		}
 	}()
-	d, err := ddsketch.DecodeDDSketch(b, store.DefaultProvider, nil)
+	d, err := ddsketch.DecodeDDSketch(b, store.SparseStoreConstructor, nil)
 	if err != nil {
 		return fmt.Errorf("stats: decoding sketch: %w", err)
 	}
 	if d.IndexMapping == nil {
 		return errors.New("stats: decoding sketch: encoding has no index mapping")
 	}
-	if !d.IndexMapping.Equals(newMapping()) {
+	m := newMapping()
+	if !d.IndexMapping.Equals(m) {
 		return ErrMappingMismatch
 	}
 	if !d.GetNegativeValueStore().IsEmpty() {
 		return fmt.Errorf("stats: decoding sketch: %w", ErrNegativeValue)
 	}
-	s.s = d
+	if z := d.GetZeroCount(); !validCount(z) {
+		return fmt.Errorf("stats: decoding sketch: invalid zero count %g", z)
+	}
+	lo, hi := m.Index(m.MinIndexableValue()), m.Index(m.MaxIndexableValue())
+	out := NewSketch()
+	pos := out.s.GetPositiveValueStore()
+	d.GetPositiveValueStore().ForEach(func(index int, count float64) bool {
+		if index < lo || index > hi || !validCount(count) {
+			err = fmt.Errorf("stats: decoding sketch: invalid bin (index %d, count %g)", index, count)
+			return true
+		}
+		pos.AddWithCount(index, count)
+		return false
+	})
+	if err != nil {
+		return err
+	}
+	if z := d.GetZeroCount(); z > 0 {
+		if err := out.s.AddWithCount(0, z); err != nil {
+			return fmt.Errorf("stats: decoding sketch: %w", err)
+		}
+	}
+	s.s = out.s
 	return nil
 }
+
+func validCount(c float64) bool { return c >= 0 && !math.IsInf(c, 0) }
