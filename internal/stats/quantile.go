@@ -31,7 +31,8 @@ import (
 // (the input is never modified). ok is false when the data contains NaN,
 // when q is not strictly inside (0, 1), when level is not inside (0, 1), or
 // when n is too small for any pair of order statistics to reach level (see
-// MinSamples; the median at 95% needs n ≥ 6).
+// MinSamples; the median at 95% needs n ≥ 6). In that last case est is
+// still returned, since the point estimate needs only one observation.
 func QuantileCI(sorted []float64, q, level float64) (lo, est, hi float64, ok bool) {
 	nan := math.NaN()
 	if !(q > 0 && q < 1) || !(level > 0 && level < 1) {
