@@ -285,3 +285,8 @@ func (rs *runningSpeaker) status(addr netip.Addr) NeighborStatus {
 	}
 	return NeighborStatus{}
 }
+
+// Tests that run a Speaker do not call t.Parallel: GoBGP v4.8.0 reads
+// package-level route-selection options while processing updates and every
+// StartBgp rewrites them, which the race detector reports when two GoBGP
+// servers run in one test binary. Each test takes a few seconds at most.

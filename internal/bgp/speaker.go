@@ -119,6 +119,9 @@ func (n *neighbor) reset() {
 	clear(n.rejected)
 }
 
+// startMu serializes GoBGP's StartBgp across all speakers in the process.
+var startMu sync.Mutex
+
 // Speaker is the appliance's embedded, receive-only BGP speaker.
 type Speaker struct {
 	cfg     Config
@@ -249,7 +252,14 @@ func (s *Speaker) start(ctx context.Context, srv *server.BgpServer, watchCtx con
 		global.ListenPort = int32(s.cfg.ListenAddr.Port())
 		global.ListenAddresses = []string{s.cfg.ListenAddr.Addr().String()}
 	}
-	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: global}); err != nil {
+	// GoBGP v4.8.0's StartBgp writes package-level variables
+	// (table.SelectionOptions, table.UseMultiplePaths); serialize it so that
+	// several speakers in one process (the lab) at least never write them
+	// concurrently. The values written are always the same.
+	startMu.Lock()
+	err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: global})
+	startMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("starting gobgp on %v: %w", s.cfg.ListenAddr, err)
 	}
 	// Receive-only: the appliance must never advertise anything to the ISP.

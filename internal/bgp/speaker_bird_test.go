@@ -3,7 +3,9 @@ package bgp
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -23,7 +25,6 @@ var labAllow = mustPrefixes("127.0.0.0/8", "198.51.100.0/24", "203.0.113.0/24", 
 // through its life: announcements with attributes, the import policy,
 // a withdrawal after reconfiguration, and the router dying.
 func TestBIRDAnnounceFilterWithdrawDown(t *testing.T) {
-	t.Parallel()
 	tn := newTestNet()
 	port, birdPort := freePort(t, tn.Speaker), freePort(t, tn.Router)
 	routes := []birdRoute{
@@ -125,4 +126,151 @@ func TestBIRDAnnounceFilterWithdrawDown(t *testing.T) {
 func hasPrefix(m map[netip.Prefix]rib.Route, p string) bool {
 	_, ok := m[netip.MustParsePrefix(p)]
 	return ok
+}
+
+// TestBIRDMaxPrefix: a neighbor announcing more accepted prefixes than its
+// MaxPrefixes is shut down and reads "max-prefix exceeded", while the other
+// neighbor's session and routes are unaffected.
+func TestBIRDMaxPrefix(t *testing.T) {
+	tn := newTestNet()
+	port := freePort(t, tn.Speaker)
+	leakPort, goodPort := freePort(t, tn.Router), freePort(t, tn.Router2)
+	var leak []birdRoute
+	for i := range 6 {
+		leak = append(leak, birdRoute{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{185, 10, byte(i), 0}), 24).String()})
+	}
+	// Rejected routes do not count towards the limit.
+	leak = append(leak, birdRoute{Prefix: "10.0.0.0/8"}, birdRoute{Prefix: "192.168.0.0/16"})
+	good := []birdRoute{{Prefix: "185.20.0.0/16"}, {Prefix: "185.21.0.0/16"}}
+	// Two BIRD processes (two routers): one BIRD runs only one session per
+	// neighbor address at a time, and both sessions go to the speaker.
+	leakyBird := startBird(t, birdConfig(tn.Router,
+		birdSession{Name: "leaky", Local: tn.Router, LocalPort: leakPort, LocalAS: routerAS,
+			Neighbor: tn.Speaker, NeighborPort: port, PeerAS: speakerAS, Family: FamilyIPv4, Routes: leak}))
+	goodBird := startBird(t, birdConfig(tn.Router2,
+		birdSession{Name: "good", Local: tn.Router2, LocalPort: goodPort, LocalAS: routerAS,
+			Neighbor: tn.Speaker, NeighborPort: port, PeerAS: speakerAS, Family: FamilyIPv4, Routes: good}))
+
+	sp := startSpeaker(t, Config{
+		LocalASN: speakerAS, RouterID: tn.Speaker,
+		ListenAddr: netip.AddrPortFrom(tn.Speaker, port),
+		Neighbors: []NeighborConfig{
+			{Address: tn.Router, PeerASN: routerAS, Family: FamilyIPv4, Passive: true, MaxPrefixes: 5},
+			{Address: tn.Router2, PeerASN: routerAS, Family: FamilyIPv4, Passive: true, MaxPrefixes: 2},
+		},
+	})
+	evs := sp.events.waitFor(t, "max-prefix SessionDown and the good neighbor's routes", func(evs []Event) bool {
+		_, down := lastEvent(evs, SessionDown, tn.Router)
+		return down && len(routeView(evs)[tn.Router2]) == len(good)
+	})
+	down, _ := lastEvent(evs, SessionDown, tn.Router)
+	if down.State != StateMaxPrefixExceeded || !strings.Contains(down.Reason, "more than 5 prefixes") {
+		t.Errorf("SessionDown = {State:%q Reason:%q}, want state %q and a reason naming the limit", down.State, down.Reason, StateMaxPrefixExceeded)
+	}
+	if v := routeView(evs); len(v[tn.Router]) != 0 {
+		t.Errorf("consumer holds %v from the shut-down neighbor", prefixesOf(v, tn.Router))
+	}
+	for _, ev := range evs {
+		if ev.Neighbor == tn.Router && ev.Kind == Announce && len(routeView(evs[:1])[tn.Router]) > 5 {
+			t.Errorf("more than 5 routes of the leaking neighbor were announced")
+		}
+	}
+	// GoBGP disables the peer; BIRD sees the session closed and cannot
+	// re-establish it, while the good session stays up.
+	leakyBird.poll(t, "leaky session closed", func() (bool, string) {
+		st, out := leakyBird.protocolState("leaky")
+		return st != "Established", out
+	})
+	goodBird.waitState(t, "good", "Established")
+	if st := sp.status(tn.Router); st.State != StateMaxPrefixExceeded || st.PrefixesReceived != 0 {
+		t.Errorf("Status(leaky) = %+v, want state %q and no prefixes", st, StateMaxPrefixExceeded)
+	}
+	if st := sp.status(tn.Router2); st.State != StateEstablished || st.PrefixesAccepted != 2 {
+		t.Errorf("Status(good) = %+v, want established with 2 prefixes (exactly at its limit)", st)
+	}
+	if n := countEvents(sp.events, SessionDown, tn.Router2); n != 0 {
+		t.Errorf("good neighbor had %d SessionDown events, want 0", n)
+	}
+}
+
+func countEvents(l *eventLog, kind EventKind, nb netip.Addr) int {
+	evs, _ := l.snapshot()
+	n := 0
+	for _, ev := range evs {
+		if ev.Kind == kind && ev.Neighbor == nb {
+			n++
+		}
+	}
+	return n
+}
+
+// TestBIRDApplianceIPv4AndIPv6 runs the Open Connect shape: one IPv4 and one
+// IPv6 session with the ISP router. The IPv6 session is MP-BGP (ipv6-unicast
+// only) over an IPv4 loopback transport: the host has only ::1, and two
+// speakers on ::1 would need the same address on both ends, so a second
+// 127.x address keeps the two sessions distinct neighbors (the protocol is
+// the same as over IPv6 transport). The v6 next hop is set by the router.
+func TestBIRDApplianceIPv4AndIPv6(t *testing.T) {
+	tn := newTestNet()
+	port := freePort(t, tn.Speaker)
+	v4 := []birdRoute{{Prefix: "185.30.0.0/16", MED: 10}, {Prefix: "0.0.0.0/0"}}
+	v6 := []birdRoute{
+		{Prefix: "2001:db8:100::/48", MED: 20, Prepend: 1},
+		{Prefix: "2a00:1450::/32"},
+		{Prefix: "::/0"},              // default
+		{Prefix: "2001:db8:200::/56"}, // longer than /48
+		{Prefix: "fd00:1::/48"},       // ULA bogon
+		{Prefix: "4000::/16"},         // outside 2000::/3
+	}
+	// One BIRD process per session: BIRD runs only one session per neighbor
+	// address at a time, and both sessions go to the speaker's address.
+	bird4 := startBird(t, birdConfig(tn.Router,
+		birdSession{Name: "v4", Local: tn.Router, LocalPort: freePort(t, tn.Router), LocalAS: routerAS,
+			Neighbor: tn.Speaker, NeighborPort: port, PeerAS: speakerAS, Family: FamilyIPv4, Routes: v4}))
+	bird6 := startBird(t, birdConfig(tn.Router2,
+		birdSession{Name: "v6", Local: tn.Router2, LocalPort: freePort(t, tn.Router2), LocalAS: routerAS,
+			Neighbor: tn.Speaker, NeighborPort: port, PeerAS: speakerAS, Family: FamilyIPv6, Routes: v6}))
+	sp := startSpeaker(t, Config{
+		LocalASN: speakerAS, RouterID: tn.Speaker,
+		ListenAddr:    netip.AddrPortFrom(tn.Speaker, port),
+		AllowPrefixes: labAllow,
+		Neighbors: []NeighborConfig{
+			{Address: tn.Router, PeerASN: routerAS, Family: FamilyIPv4, Passive: true},
+			{Address: tn.Router2, PeerASN: routerAS, Family: FamilyIPv6, Passive: true},
+		},
+	})
+	bird4.waitState(t, "v4", "Established")
+	bird6.waitState(t, "v6", "Established")
+	evs := sp.events.waitFor(t, "v4 and v6 routes", func(evs []Event) bool {
+		v := routeView(evs)
+		return len(v[tn.Router]) == 1 && len(v[tn.Router2]) == 2
+	})
+	nh6 := netip.MustParseAddr("2001:db8::1")
+	want6 := map[netip.Prefix]rib.Route{
+		netip.MustParsePrefix("2001:db8:100::/48"): {Prefix: netip.MustParsePrefix("2001:db8:100::/48"), NextHop: nh6, LocalPref: 100,
+			ASPath: []uint32{routerAS, routerAS}, MED: 20, PeerASN: routerAS, PeerRouterID: tn.Router2, EBGP: true},
+		netip.MustParsePrefix("2a00:1450::/32"): {Prefix: netip.MustParsePrefix("2a00:1450::/32"), NextHop: nh6, LocalPref: 100,
+			ASPath: []uint32{routerAS}, PeerASN: routerAS, PeerRouterID: tn.Router2, EBGP: true},
+	}
+	if diff := cmp.Diff(want6, routeView(evs)[tn.Router2], cmpNetip); diff != "" {
+		t.Errorf("IPv6 routes (-want +got):\n%s", diff)
+	}
+	for _, ev := range evs {
+		want := map[netip.Addr]Family{tn.Router: FamilyIPv4, tn.Router2: FamilyIPv6}[ev.Neighbor]
+		if ev.Family != want {
+			t.Errorf("%s event from %s has family %q, want %q", ev.Kind, ev.Neighbor, ev.Family, want)
+		}
+	}
+	sp.events.waitFor(t, "v6 rejections counted", func([]Event) bool { return sp.status(tn.Router2).PrefixesRejected == 4 })
+	got := sp.Status()
+	want := []NeighborStatus{
+		{Address: tn.Router, Family: FamilyIPv4, State: StateEstablished, PrefixesReceived: 2, PrefixesAccepted: 1, PrefixesRejected: 1},
+		{Address: tn.Router2, Family: FamilyIPv6, State: StateEstablished, PrefixesReceived: 6, PrefixesAccepted: 2, PrefixesRejected: 4},
+	}
+	if diff := cmp.Diff(want, got, cmpNetip, cmp.Comparer(func(a, b time.Duration) bool { return (a > 0) == (b > 0) || a == 0 && b > 0 || b == 0 && a > 0 })); diff != "" {
+		t.Errorf("Status() (-want +got):\n%s", diff)
+	}
+	if got, want := sp.Rejected(), map[RejectReason]uint64{RejectDefaultRoute: 2, RejectTooSpecific: 1, RejectBogon: 2, RejectWrongFamily: 0}; !cmp.Equal(got, want) {
+		t.Errorf("Rejected() = %v, want %v", got, want)
+	}
 }
