@@ -153,6 +153,9 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	}
 
 	if err := l.waitFilled(ctx); err != nil {
+		if ctx.Err() != nil {
+			return l.report(true), nil
+		}
 		return nil, err
 	}
 	l.start = time.Now()
@@ -203,14 +206,22 @@ func (l *Lab) startClients(ctx context.Context, controlURL string, wg *sync.Wait
 	titles := l.catalog.Titles()
 	titleDur := l.sc.Catalog.Duration
 	deadline, _ := ctx.Deadline()
+	total := 0
+	for _, g := range l.sc.Clients {
+		total += g.Count
+	}
+	// Starts are staggered over at most a tenth of the run, so that
+	// clients do not arrive in lockstep but all get to play.
+	step := min(150*time.Millisecond, l.sc.Duration/time.Duration(10*total))
 	n := 0
 	for gi, g := range l.sc.Clients {
 		isp := l.isp(g.ISP)
 		for i := 0; i < g.Count; i++ {
 			src := clientAddr(isp, i)
 			rng := rand.New(rand.NewPCG(uint64(gi), uint64(i)))
-			p := player.New(player.Config{ControlURL: controlURL, Source: src, MaxBitrateKbps: g.MaxBitrateKbps})
-			stagger := time.Duration(n) * 150 * time.Millisecond
+			p := player.New(player.Config{ControlURL: controlURL, Source: src, MaxBitrateKbps: g.MaxBitrateKbps,
+				SegmentDuration: l.sc.Player.SegmentDuration, MaxBuffer: l.sc.Player.MaxBuffer})
+			stagger := time.Duration(n) * step
 			n++
 			wg.Add(1)
 			go func() {

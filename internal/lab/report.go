@@ -61,7 +61,10 @@ type EventRecord struct {
 }
 
 func (l *Lab) report(interrupted bool) *Report {
-	r := &Report{DurationSeconds: time.Since(l.start).Seconds(), Interrupted: interrupted, Origin: OriginReport{BytesServed: l.origin.BytesServed()}}
+	r := &Report{Interrupted: interrupted, Origin: OriginReport{BytesServed: l.origin.BytesServed()}}
+	if !l.start.IsZero() {
+		r.DurationSeconds = time.Since(l.start).Seconds()
+	}
 	l.mu.Lock()
 	r.Sessions = l.sessions
 	r.Events = append([]EventRecord{}, l.events...)

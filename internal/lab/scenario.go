@@ -32,8 +32,19 @@ type Scenario struct {
 	HeartbeatInterval time.Duration     `yaml:"heartbeat_interval"`
 	Replicas          int               `yaml:"replicas"`
 	config.Inventory  `yaml:",inline"`
-	Clients           []ClientGroup `yaml:"clients"`
-	Events            []Event       `yaml:"events"`
+	Player            PlayerSettings `yaml:"player"`
+	Clients           []ClientGroup  `yaml:"clients"`
+	Events            []Event        `yaml:"events"`
+}
+
+// PlayerSettings shape every lab client's playback.
+type PlayerSettings struct {
+	// SegmentDuration is the playback time of one range request.
+	SegmentDuration time.Duration `yaml:"segment_duration"`
+	// MaxBuffer is how far ahead of playback a player downloads. Real
+	// players buffer minutes; the lab keeps it short so that sessions are
+	// mid-download when an event strikes.
+	MaxBuffer time.Duration `yaml:"max_buffer"`
 }
 
 // ClientGroup is a number of clients inside one ISP.
@@ -82,6 +93,9 @@ func (s *Scenario) Validate() error {
 	}
 	if s.HeartbeatInterval <= 0 {
 		return config.Errf("heartbeat_interval", "must be positive, such as 1s")
+	}
+	if s.Player.SegmentDuration <= 0 || s.Player.MaxBuffer < s.Player.SegmentDuration {
+		return config.Errf("player", "segment_duration must be positive and max_buffer at least one segment")
 	}
 	if s.Replicas < 1 {
 		return config.Errf("replicas", "must be at least 1")
@@ -140,7 +154,11 @@ func (s *Scenario) Validate() error {
 func LoadScenario(path string) (*Scenario, error) {
 	var s Scenario
 	if path == "" {
-		return &s, config.Decode("built-in scenario", DefaultScenario, &s)
+		return &s, decodeScenario("built-in scenario", DefaultScenario, &s)
 	}
 	return &s, config.Load(path, &s)
+}
+
+func decodeScenario(name string, data []byte, s *Scenario) error {
+	return config.Decode(name, data, s)
 }

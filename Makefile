@@ -1,0 +1,37 @@
+# ocdn — `make test` sets up everything the tests need on a fresh Debian
+# machine, then runs vet, staticcheck and the race-enabled tests.
+
+GO ?= go
+STATICCHECK_VERSION := v0.8.2
+
+# Debian packages the tests start as real peers, as "package:command".
+TEST_PACKAGES := bird2:bird frr:vtysh nginx-light:nginx ffmpeg:ffmpeg
+BENCH_PACKAGES := wrk:wrk
+
+# Tests that need an outside program fail (not skip) when it is missing.
+export OCDN_REQUIRE_EXTERNAL := 1
+
+.PHONY: test deps vet staticcheck unit build lab clean
+
+test: deps vet staticcheck unit
+
+deps:
+	@scripts/install-deps.sh $(TEST_PACKAGES)
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+unit:
+	$(GO) test -race -timeout 30m ./...
+
+build:
+	$(GO) build -o bin/ocdn ./cmd/ocdn
+
+lab:
+	$(GO) run ./cmd/ocdn lab
+
+clean:
+	rm -rf bin
