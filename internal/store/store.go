@@ -29,6 +29,7 @@ var (
 	ErrHashMismatch = errors.New("content does not match its SHA-256")
 	ErrSizeMismatch = errors.New("content does not match its size")
 	ErrFull         = errors.New("store capacity exceeded")
+	ErrReadOnly     = errors.New("store opened read-only")
 )
 
 // Entry describes one stored object.
@@ -44,10 +45,18 @@ type Store struct {
 	capacity int64
 	log      *slog.Logger
 
-	mu    sync.RWMutex
-	index map[string]Entry
-	used  int64
-	gen   uint64 // bumped on every change, so reporters can send only news
+	// readOnly stores (OpenReadOnly) never change anything on disk, so an
+	// operator can inspect the store of a running appliance.
+	readOnly bool
+
+	mu       sync.RWMutex
+	index    map[string]Entry
+	used     int64
+	reserved int64    // bytes promised to writers in progress
+	gen      uint64   // bumped on every change, so reporters can send only news
+	strays   []string // files in objects/ that are not named like objects
+
+	scrub scrubCounters
 }
 
 // Open opens (creating if needed) the store under root. Leftover temporary
@@ -75,6 +84,27 @@ func Open(root string, capacity int64, logger *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
+// OpenReadOnly opens an existing store for inspection (List, Lookup, Open,
+// Verify) without touching anything on disk: partial writes stay, nothing
+// is created or removed. It is safe to use on the store of a running
+// appliance; objects that appliance removes meanwhile are simply skipped.
+func OpenReadOnly(root string, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{root: root, readOnly: true, log: logger.With("component", "store"), index: map[string]Entry{}}
+	if info, err := os.Stat(s.objectsDir()); err != nil || !info.IsDir() {
+		return nil, fmt.Errorf("%s is not an ocdn store (no objects/ directory)", root)
+	}
+	if err := s.scan(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Root is the directory the store lives in.
+func (s *Store) Root() string { return s.root }
+
 func (s *Store) objectsDir() string    { return filepath.Join(s.root, "objects") }
 func (s *Store) tmpDir() string        { return filepath.Join(s.root, "tmp") }
 func (s *Store) quarantineDir() string { return filepath.Join(s.root, "quarantine") }
@@ -96,6 +126,7 @@ func (s *Store) scan() error {
 		e, ok := s.parseName(p)
 		if !ok {
 			s.log.Warn("ignoring unexpected file in store", "file", p)
+			s.strays = append(s.strays, p)
 			return nil
 		}
 		info, err := d.Info()
@@ -108,7 +139,9 @@ func (s *Store) scan() error {
 			// one and removing the old. Both are verified content; keep
 			// one so the index stays a function of the path.
 			s.log.Warn("two versions of one object; keeping one", "path", e.Path)
-			s.dropFile(old)
+			if !s.readOnly {
+				s.dropFile(old)
+			}
 			s.used -= old.Size
 		}
 		s.index[e.Path] = e
@@ -200,24 +233,56 @@ func (s *Store) NewWriter(f content.File) (*Writer, error) {
 	if err := content.ValidatePath(f.Path); err != nil {
 		return nil, err
 	}
-	if len(f.SHA256) != 64 {
-		return nil, fmt.Errorf("%s: sha256 %q is not 64 hex digits", f.Path, f.SHA256)
+	// The hash becomes part of the object's file name, so it must be
+	// exactly lowercase hex: anything else could name a file elsewhere.
+	if !isLowerHex64(f.SHA256) {
+		return nil, fmt.Errorf("%s: sha256 %q is not 64 lowercase hex digits", f.Path, f.SHA256)
 	}
-	s.mu.RLock()
+	if f.Size < 0 {
+		return nil, fmt.Errorf("%s: size %d is negative: %w", f.Path, f.Size, ErrSizeMismatch)
+	}
+	if s.readOnly {
+		return nil, ErrReadOnly
+	}
+	// Space is reserved for the whole object up front, so concurrent
+	// writers cannot together overshoot the capacity.
+	s.mu.Lock()
 	old, have := s.index[f.Path]
-	free := s.capacity - s.used
-	s.mu.RUnlock()
 	if have && old.SHA256 == f.SHA256 {
+		s.mu.Unlock()
 		return nil, nil
 	}
+	free := s.capacity - s.used - s.reserved
 	if s.capacity > 0 && f.Size > free {
-		return nil, fmt.Errorf("%s needs %d bytes, %d free: %w", f.Path, f.Size, free, ErrFull)
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%s needs %d bytes, %d free: %w", f.Path, f.Size, max(free, 0), ErrFull)
 	}
+	s.reserved += f.Size
+	s.mu.Unlock()
 	tmp, err := os.CreateTemp(s.tmpDir(), "put-*")
 	if err != nil {
+		s.release(f.Size)
 		return nil, err
 	}
 	return &Writer{s: s, f: f, tmp: tmp, hash: sha256.New()}, nil
+}
+
+func (s *Store) release(n int64) {
+	s.mu.Lock()
+	s.reserved -= n
+	s.mu.Unlock()
+}
+
+func isLowerHex64(h string) bool {
+	if len(h) != 64 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // Write implements io.Writer.
@@ -237,6 +302,7 @@ func (w *Writer) Commit() error {
 		return errors.New("writer already finished")
 	}
 	w.done = true
+	defer w.s.release(w.f.Size)
 	defer os.Remove(w.tmp.Name())
 	defer w.tmp.Close()
 	if w.n != w.f.Size {
@@ -257,6 +323,7 @@ func (w *Writer) Abort() {
 		w.done = true
 		w.tmp.Close()
 		os.Remove(w.tmp.Name())
+		w.s.release(w.f.Size)
 	}
 }
 
@@ -325,6 +392,9 @@ func (s *Store) Lookup(path string) (Entry, bool) {
 
 // Remove deletes an object.
 func (s *Store) Remove(path string) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
 	s.mu.Lock()
 	e, ok := s.index[path]
 	if ok {
@@ -366,15 +436,33 @@ type Problem struct {
 	Reason string `json:"reason"`
 }
 
-// Verify re-hashes every object and returns those that no longer match.
+// Verify re-hashes every object and returns those that no longer match,
+// and any file under objects/ that is not named like an object. It does not
+// change the store; the scrubber (Scrub) is what quarantines bad objects.
+// A read-only store skips objects removed since it was opened.
 func (s *Store) Verify(ctx context.Context) ([]Problem, error) {
+	return s.VerifyProgress(ctx, nil)
+}
+
+// VerifyProgress is Verify calling progress(done, total) after each object.
+func (s *Store) VerifyProgress(ctx context.Context, progress func(done, total int)) ([]Problem, error) {
 	var problems []Problem
-	for _, e := range s.List() {
+	s.mu.RLock()
+	for _, p := range s.strays {
+		problems = append(problems, Problem{Path: p, Reason: "unexpected file: not named objects/<sha[:2]>/<title>/<file>~<sha256>"})
+	}
+	s.mu.RUnlock()
+	entries := s.List()
+	for i, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return problems, err
 		}
-		if err := s.check(e); err != nil {
+		err := s.check(e)
+		if err != nil && !(s.readOnly && errors.Is(err, fs.ErrNotExist)) {
 			problems = append(problems, Problem{Path: e.Path, Reason: err.Error()})
+		}
+		if progress != nil {
+			progress(i+1, len(entries))
 		}
 	}
 	return problems, nil
