@@ -41,11 +41,11 @@ type Report struct {
 
 // Pulse is one timed probe of one target.
 type Pulse struct {
-	Target    string `json:"target"`    // target id from the recipe
-	Appliance string `json:"appliance"` // serving appliance id (from the recipe or a response header)
-	Site      string `json:"site,omitempty"`
-	Type      string `json:"type"` // TypeTCPConnect, TypeTLSHandshake, TypeHTTPTTFB or TypeThroughput
-	Seq       int    `json:"seq"`  // pulse number within the run
+	Target    string    `json:"target"`    // target id from the recipe
+	Appliance string    `json:"appliance"` // serving appliance id (from the recipe or a response header)
+	Site      string    `json:"site,omitempty"`
+	Type      string    `json:"type"` // TypeTCPConnect, TypeTLSHandshake, TypeHTTPTTFB or TypeThroughput
+	Seq       int       `json:"seq"`  // pulse number within the run
 	Start     time.Time `json:"start"`
 
 	ConnectMs     float64 `json:"connect_ms,omitempty"`
