@@ -183,15 +183,18 @@ func compare(a, b candidate) int {
 	return cmp.Compare(b.spread, a.spread)
 }
 
-// pick takes the first n candidates, but if they all share one site while
-// another site has a candidate, the last slot goes to the best candidate
-// of another site: a client whose first site fails must have somewhere
-// else to go.
+// pick takes the first n candidates, but if n ≥ 2 and they all share one
+// site while another site has a candidate, the last slot goes to the best
+// candidate of another site: a client whose first site fails must have
+// somewhere else to go.
 func pick(cands []candidate, n int) []candidate {
 	if n <= 0 || len(cands) == 0 {
 		return nil
 	}
 	out := slices.Clone(cands[:min(n, len(cands))])
+	if n < 2 {
+		return out
+	}
 	first := out[0].a.Site
 	for _, c := range out[1:] {
 		if c.a.Site != first {

@@ -1,0 +1,162 @@
+package control
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/config"
+	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/urlsign"
+)
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func newTestServer(t *testing.T) (*Server, *clock, *content.Catalog) {
+	t.Helper()
+	cat, err := content.Synth(content.SynthSpec{Titles: 2, LadderKbps: []int{100}, Duration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pfx := func(s string) config.Prefix { return config.Prefix{Prefix: netip.MustParsePrefix(s)} }
+	addr := func(s string) config.AddrPort { return config.AddrPort{AddrPort: netip.MustParseAddrPort(s)} }
+	inv := config.Inventory{
+		ISPs:  []config.ISP{{Name: "isp", ASN: 64500, Prefixes: []config.Prefix{pfx("10.64.0.0/16")}}},
+		Sites: []config.Site{{ID: "emb", Kind: config.SiteEmbedded, ISP: "isp"}, {ID: "ix", Kind: config.SiteIXP}},
+		Appliances: []config.Appliance{
+			{ID: "e1", Site: "emb", Address: addr("127.1.0.1:80"), Capacity: 1 << 30},
+			{ID: "x1", Site: "ix", Address: addr("127.1.0.2:80"), Capacity: 1 << 30},
+		},
+	}
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	s, err := New(Config{Inventory: inv, Catalog: cat, OriginURL: "http://origin", Keys: urlsign.Generate(),
+		AdminToken: "sekret", HeartbeatInterval: time.Second, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, c, cat
+}
+
+func do(t *testing.T, h http.Handler, method, target, body, remote, token string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	req.RemoteAddr = remote
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
+func beat(t *testing.T, h http.Handler, id string, gen uint64, held []string) {
+	t.Helper()
+	b, _ := json.Marshal(api.Heartbeat{Appliance: id, ContentGen: gen, Held: held})
+	if w := do(t, h, "POST", "/v1/heartbeat", string(b), "127.1.0.1:5000", ""); w.Code != 200 {
+		t.Fatalf("heartbeat %s: %d %s", id, w.Code, w.Body)
+	}
+}
+
+func TestSteerFollowsHeartbeatsAndContent(t *testing.T) {
+	s, clk, cat := newTestServer(t)
+	h := s.Handler()
+	f := cat.Files[0].Path
+	steer := func() []string {
+		w := do(t, h, "GET", "/v1/steer?files="+f, "", "10.64.3.4:5555", "")
+		if w.Code != 200 {
+			t.Fatalf("steer: %d %s", w.Code, w.Body)
+		}
+		var resp api.SteerResponse
+		json.Unmarshal(w.Body.Bytes(), &resp)
+		var out []string
+		for _, u := range resp.Files[0].URLs {
+			out = append(out, u.Appliance)
+		}
+		return out
+	}
+	if got := steer(); len(got) != 0 {
+		t.Errorf("before any heartbeat steer = %v, want nothing", got)
+	}
+	beat(t, h, "e1", 1, []string{f})
+	beat(t, h, "x1", 1, []string{f})
+	if got := strings.Join(steer(), ","); got != "e1,x1" {
+		t.Errorf("steer = %s, want e1,x1", got)
+	}
+	// e1 goes silent for three intervals: out of rotation.
+	clk.t = clk.t.Add(3 * time.Second)
+	beat(t, h, "x1", 1, nil)
+	s.rebuild()
+	if got := strings.Join(steer(), ","); got != "x1" {
+		t.Errorf("after e1 missed 3 heartbeats steer = %s, want x1", got)
+	}
+}
+
+func TestSteerRejectsBadParameters(t *testing.T) {
+	s, _, cat := newTestServer(t)
+	h := s.Handler()
+	f := cat.Files[0].Path
+	for _, tc := range []struct {
+		query, token string
+		code         int
+		want         string
+	}{
+		{"files=", "", 400, "files="},
+		{"files=../../etc/passwd", "", 400, "files="},
+		{"files=t9999/nope.mp4", "", 404, "not in catalog"},
+		{"files=" + f + "&n=0", "", 400, "n="},
+		{"files=" + f + "&n=abc", "", 400, "n="},
+		{"files=" + f + "&client=10.64.0.1", "", 403, "admin token"},
+		{"files=" + f + "&client=not-an-ip", "sekret", 400, "client="},
+		{"files=" + f + "&explain=1", "wrong", 403, "admin token"},
+		{"files=" + f + "&client=10.64.0.1&explain=1", "sekret", 200, "explanation"},
+	} {
+		w := do(t, h, "GET", "/v1/steer?"+tc.query, "", "10.64.3.4:5555", tc.token)
+		if w.Code != tc.code || !strings.Contains(w.Body.String(), tc.want) {
+			t.Errorf("GET /v1/steer?%s = %d %q, want %d containing %q", tc.query, w.Code, w.Body, tc.code, tc.want)
+		}
+	}
+}
+
+func TestHeartbeatRejectsBadInput(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	h := s.Handler()
+	for _, tc := range []struct {
+		body string
+		code int
+		want string
+	}{
+		{`{"appliance":"ghost"}`, 403, "unknown appliance"},
+		{`{"appliance":"e1","held":["t9/x.mp4"]}`, 400, "held[0]"},
+		{`{"appliance":"e1","colour":"red"}`, 400, "unknown field"},
+		{`{"appliance":`, 400, "heartbeat"},
+		{`{"appliance":"e1","held":["` + strings.Repeat("a", 9<<20) + `"]}`, 400, "too large"},
+	} {
+		w := do(t, h, "POST", "/v1/heartbeat", tc.body, "127.1.0.1:5000", "")
+		if w.Code != tc.code || !strings.Contains(w.Body.String(), tc.want) {
+			t.Errorf("heartbeat %.40q = %d %q, want %d containing %q", tc.body, w.Code, w.Body, tc.code, tc.want)
+		}
+	}
+}
+
+func TestManifest(t *testing.T) {
+	s, _, cat := newTestServer(t)
+	w := do(t, s.Handler(), "GET", "/v1/manifest?appliance=e1", "", "127.1.0.1:5000", "")
+	var m api.Manifest
+	if err := json.NewDecoder(bytes.NewReader(w.Body.Bytes())).Decode(&m); err != nil || w.Code != 200 {
+		t.Fatalf("manifest: %d %v", w.Code, err)
+	}
+	if len(m.Files) != len(cat.Files) || m.Origin != "http://origin" || m.Version == "" {
+		t.Errorf("manifest = %+v, want every file (one appliance per site, room for all)", m)
+	}
+	if w := do(t, s.Handler(), "GET", "/v1/manifest?appliance=zz", "", "127.1.0.1:5000", ""); w.Code != 404 {
+		t.Errorf("unknown appliance manifest = %d, want 404", w.Code)
+	}
+}
