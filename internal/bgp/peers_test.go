@@ -290,3 +290,22 @@ func (rs *runningSpeaker) status(addr netip.Addr) NeighborStatus {
 // package-level route-selection options while processing updates and every
 // StartBgp rewrites them, which the race detector reports when two GoBGP
 // servers run in one test binary. Each test takes a few seconds at most.
+
+var netListenConfig net.ListenConfig
+
+// waitListening waits until something accepts TCP connections at ap.
+func waitListening(t *testing.T, ap netip.AddrPort) {
+	t.Helper()
+	deadline := time.Now().Add(sessionTimeout)
+	for {
+		c, err := net.DialTimeout("tcp", ap.String(), time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listening on %s after %v: %v", ap, sessionTimeout, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a port, not waiting for an event
+	}
+}

@@ -207,9 +207,10 @@ func (s *Speaker) Run(ctx context.Context) error {
 	defer cancelWatch()
 
 	stop := func() {
-		if err := srv.StopBgp(context.Background(), &api.StopBgpRequest{}); err != nil {
-			s.log.Warn("stopping gobgp", "err", err)
-		}
+		// Stop, not just StopBgp: it also ends the BFD goroutine that
+		// NewBgpServer starts. StopBgp inside it sends CEASE to every
+		// neighbor, closes the listeners and ends Serve.
+		srv.Stop()
 		<-serveDone
 		cancelWatch()
 		s.finish()
@@ -217,6 +218,9 @@ func (s *Speaker) Run(ctx context.Context) error {
 
 	if err := s.start(ctx, srv, watchCtx); err != nil {
 		stop()
+		if ctx.Err() != nil {
+			return nil // cancelled while starting: a normal shutdown
+		}
 		return err
 	}
 	s.log.Info("bgp speaker started", "local_asn", s.cfg.LocalASN, "router_id", s.cfg.RouterID,
