@@ -1,11 +1,14 @@
 // Package serve provides the lifecycle every ocdn daemon's HTTP server
-// shares: listen on an exact address, serve until the context ends, then
-// stop taking new connections and let in-flight requests finish within a
-// grace period before closing what is left.
+// shares: listen on an exact address (plain HTTP, or TLS with HTTP/2),
+// serve until the context ends, optionally keep accepting for a drain grace
+// period so clients can be steered away, then stop taking new connections
+// and let in-flight requests finish within a deadline before closing what
+// is left.
 package serve
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -15,13 +18,29 @@ import (
 
 // Options tune a server; zero values get safe defaults.
 type Options struct {
-	// Grace is how long in-flight requests may run after the context ends.
-	Grace             time.Duration
+	// DrainGrace is how long the server keeps accepting new connections
+	// after the context ends (default 0: stop at once). It gives whoever
+	// steers clients (the control plane, a load balancer) time to notice
+	// the drain before connections start being refused.
+	DrainGrace time.Duration
+	// Grace is how long in-flight requests may run once the listener is
+	// closed; what is left after it is cut off.
+	Grace time.Duration
+	// TLS, when set, serves HTTPS on the listener; HTTP/2 is offered by
+	// ALPN unless TLS.NextProtos says otherwise.
+	TLS *tls.Config
+	// ReadHeaderTimeout cuts off a client that has not sent a whole
+	// request header in time (slowloris); default 10s.
 	ReadHeaderTimeout time.Duration
-	IdleTimeout       time.Duration
-	WriteTimeout      time.Duration
-	MaxHeaderBytes    int
-	Logger            *slog.Logger
+	// IdleTimeout closes keep-alive connections idle this long; 120s.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds a whole response; default none, because media
+	// transfers are long: handlers set per-chunk write deadlines instead.
+	WriteTimeout time.Duration
+	// MaxHeaderBytes bounds the request line and headers; a larger request
+	// is answered 431. Default 16 KiB.
+	MaxHeaderBytes int
+	Logger         *slog.Logger
 }
 
 // Server is an http.Server bound to a listener.
@@ -65,25 +84,52 @@ func New(ln net.Listener, h http.Handler, opts Options) *Server {
 		MaxHeaderBytes:    opts.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
 	}
+	if opts.TLS != nil {
+		srv.TLSConfig = opts.TLS.Clone()
+	}
 	return &Server{ln: ln, srv: srv, opts: opts}
 }
 
 // Addr is the bound address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// URL is http://addr.
-func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
+// URL is http://addr, or https://addr when serving TLS.
+func (s *Server) URL() string {
+	if s.opts.TLS != nil {
+		return "https://" + s.ln.Addr().String()
+	}
+	return "http://" + s.ln.Addr().String()
+}
 
-// Run serves until ctx ends, then shuts down gracefully. It returns nil
-// after a clean stop.
+// Run serves until ctx ends, keeps accepting for DrainGrace, then shuts
+// down gracefully. It returns nil after a clean stop.
 func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
-	go func() { errc <- s.srv.Serve(s.ln) }()
+	go func() {
+		if s.opts.TLS != nil {
+			// Certificates come from TLS (Certificates or GetCertificate);
+			// ServeTLS adds "h2" to NextProtos and serves HTTP/2.
+			errc <- s.srv.ServeTLS(s.ln, "", "")
+		} else {
+			errc <- s.srv.Serve(s.ln)
+		}
+	}()
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
+	if s.opts.DrainGrace > 0 {
+		s.opts.Logger.Info("draining: still accepting connections during the grace period", "drain_grace", s.opts.DrainGrace)
+		t := time.NewTimer(s.opts.DrainGrace)
+		select {
+		case err := <-errc:
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+	s.opts.Logger.Info("draining: listener closed; waiting for in-flight requests", "grace", s.opts.Grace)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Grace)
 	defer cancel()
 	err := s.srv.Shutdown(sctx)
