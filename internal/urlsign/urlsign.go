@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ocdn/ocdn/internal/content"
 )
 
 // Errors returned by Verify; the edge maps all of them to 403.
@@ -138,18 +140,59 @@ func (ks *KeySet) Sign(g Grant) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("active key %q: %w", ks.Active, ErrUnknownKey)
 	}
-	if g.Scope == "" || strings.ContainsAny(g.Scope, "~\n") {
-		return "", fmt.Errorf("scope %q: must be a path or title prefix", g.Scope)
+	if err := ValidateScope(g.Scope); err != nil {
+		return "", err
 	}
 	client := ""
 	if g.Client.IsValid() {
-		client = g.Client.Masked().String()
+		client = canonicalPrefix(g.Client).String()
 	}
 	payload := strings.Join([]string{"1", ks.Active, strconv.FormatInt(g.Expires.Unix(), 10), g.Scope, client}, "~")
 	return b64.EncodeToString([]byte(payload)) + "." + b64.EncodeToString(mac(secret, payload)), nil
 }
 
-var b64 = base64.RawURLEncoding
+// b64 is strict so that every token has exactly one spelling: a token
+// that decodes is the one Sign made.
+var b64 = base64.RawURLEncoding.Strict()
+
+// canonicalPrefix masks p and writes an IPv4-mapped IPv6 prefix as the
+// IPv4 prefix it is, since Verify compares unmapped client addresses.
+func canonicalPrefix(p netip.Prefix) netip.Prefix {
+	p = p.Masked()
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		return netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p
+}
+
+// ValidateScope checks that scope is one file ("t0042/video_3000k.mp4") or
+// one whole title ("t0042/", with the trailing slash).
+func ValidateScope(scope string) error {
+	if title, ok := strings.CutSuffix(scope, "/"); ok {
+		if err := content.ValidatePath(title + "/x"); err != nil || title == "" {
+			return fmt.Errorf("scope %q: a title scope is a title name followed by '/', such as t0042/", scope)
+		}
+		return nil
+	}
+	if err := content.ValidatePath(scope); err != nil {
+		return fmt.Errorf("scope %q: want title/file or title/ (%v)", scope, err)
+	}
+	return nil
+}
+
+// Covers reports whether scope authorizes path: a file scope covers only
+// that file; a title scope "t0042/" covers every valid path t0042/file and
+// nothing else (not t00421/x, not t0042/../t0043/x).
+func Covers(scope, path string) bool {
+	if content.ValidatePath(path) != nil {
+		return false
+	}
+	if title, ok := strings.CutSuffix(scope, "/"); ok {
+		pt, _, _ := strings.Cut(path, "/")
+		return pt == title
+	}
+	return path == scope
+}
 
 func mac(secret []byte, payload string) []byte {
 	h := hmac.New(sha256.New, secret)
@@ -187,20 +230,26 @@ func (ks *KeySet) Parse(token string) (Grant, error) {
 	if !hmac.Equal(sig, mac(secret, payload)) {
 		return Grant{}, ErrBadSignature
 	}
+	// Only Sign's own spelling of each field is accepted, so a grant and
+	// its token correspond one to one.
 	exp, err := strconv.ParseInt(f[2], 10, 64)
-	if err != nil {
+	if err != nil || strconv.FormatInt(exp, 10) != f[2] {
 		return Grant{}, fmt.Errorf("%w: expiry %q", ErrMalformed, f[2])
+	}
+	if ValidateScope(f[3]) != nil {
+		return Grant{}, fmt.Errorf("%w: scope %q", ErrMalformed, f[3])
 	}
 	g := Grant{Scope: f[3], Expires: time.Unix(exp, 0)}
 	if f[4] != "" {
-		if g.Client, err = netip.ParsePrefix(f[4]); err != nil {
+		if g.Client, err = netip.ParsePrefix(f[4]); err != nil || canonicalPrefix(g.Client).String() != f[4] {
 			return Grant{}, fmt.Errorf("%w: client prefix %q", ErrMalformed, f[4])
 		}
 	}
 	return g, nil
 }
 
-// Verify checks that token authorizes client to fetch path at now.
+// Verify checks that token authorizes client to fetch path at now. A
+// token restricted to a client prefix rejects an invalid client address.
 func (ks *KeySet) Verify(token, path string, client netip.Addr, now time.Time) error {
 	g, err := ks.Parse(token)
 	if err != nil {
@@ -209,11 +258,7 @@ func (ks *KeySet) Verify(token, path string, client netip.Addr, now time.Time) e
 	if !now.Before(g.Expires) {
 		return fmt.Errorf("%w at %s", ErrExpired, g.Expires.UTC().Format(time.RFC3339))
 	}
-	if strings.HasSuffix(g.Scope, "/") {
-		if !strings.HasPrefix(path, g.Scope) {
-			return ErrOutOfScope
-		}
-	} else if path != g.Scope {
+	if !Covers(g.Scope, path) {
 		return ErrOutOfScope
 	}
 	if g.Client.IsValid() && !g.Client.Contains(client.Unmap()) {
