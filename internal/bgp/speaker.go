@@ -344,11 +344,13 @@ func (s *Speaker) finish() {
 	s.mu.Lock()
 	for _, addr := range s.order {
 		n := s.neighbors[addr]
+		if n.fsm != gobgp.BGP_FSM_IDLE {
+			n.fsm = gobgp.BGP_FSM_IDLE
+			n.transitions++
+		}
 		if n.up {
 			n.up = false
-			n.fsm = gobgp.BGP_FSM_IDLE
 			n.reset()
-			n.transitions++
 			evs = append(evs, Event{Kind: SessionDown, Neighbor: addr, Family: n.cfg.Family,
 				State: n.state(), Reason: "speaker stopped"})
 		}
@@ -393,7 +395,13 @@ func (s *Speaker) handlePeer(pe *apiutil.WatchEventMessage_PeerEvent, _ time.Tim
 	}
 	state := n.state()
 	s.mu.Unlock()
-	s.log.Info("bgp session state", "neighbor", addr, "state", state)
+	// Up and down matter to operators; the connect/active churn of a
+	// neighbor that is not there yet does not.
+	level := slog.LevelDebug
+	if len(evs) > 0 {
+		level = slog.LevelInfo
+	}
+	s.log.Log(context.Background(), level, "bgp session state", "neighbor", addr, "state", state)
 	s.emit(evs)
 }
 

@@ -274,3 +274,30 @@ func TestBIRDApplianceIPv4AndIPv6(t *testing.T) {
 		t.Errorf("Rejected() = %v, want %v", got, want)
 	}
 }
+
+// TestBIRDActiveMD5: the speaker connects out (not passive) to BIRD's port
+// with a TCP MD5 password, and the password never appears in its logs.
+func TestBIRDActiveMD5(t *testing.T) {
+	tn := newTestNet()
+	const password = "md5-Secret-4-test"
+	birdPort := freePort(t, tn.Router)
+	bird := startBird(t, birdConfig(tn.Router, birdSession{Name: "isp", Local: tn.Router, LocalPort: birdPort,
+		LocalAS: routerAS, Neighbor: tn.Speaker, NeighborPort: 179, PeerAS: speakerAS, Family: FamilyIPv4,
+		Passive: true, Password: password, Routes: []birdRoute{{Prefix: "185.60.0.0/16"}}}))
+	sp := startSpeaker(t, Config{
+		LocalASN: speakerAS, RouterID: tn.Speaker,
+		// Listening is not needed for an active session, but it sets the
+		// source address BIRD expects.
+		ListenAddr: netip.AddrPortFrom(tn.Speaker, freePort(t, tn.Speaker)),
+		Neighbors: []NeighborConfig{{Address: tn.Router, Port: birdPort, PeerASN: routerAS,
+			Family: FamilyIPv4, MD5Password: password}},
+	})
+	bird.waitState(t, "isp", "Established")
+	sp.events.waitFor(t, "route over the MD5 session", func(evs []Event) bool {
+		return hasPrefix(routeView(evs)[tn.Router], "185.60.0.0/16")
+	})
+	sp.stop(t)
+	if logs := sp.logs.String(); strings.Contains(logs, password) {
+		t.Errorf("speaker logs contain the MD5 password:\n%s", logs)
+	}
+}
