@@ -7,6 +7,7 @@ package appliance
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,8 +44,21 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// FillConcurrency is how many files download at once.
 	FillConcurrency int
-	Logger          *slog.Logger
-	Registry        *prometheus.Registry
+	// TLS, when set, serves HTTPS (HTTP/2 and HTTP/1.1) instead of HTTP.
+	TLS *tls.Config
+	// DrainGrace is how long, after Run's context ends, the appliance keeps
+	// accepting connections while /healthz and heartbeats say draining,
+	// so the control plane can steer clients away (default 0: close the
+	// listener at once).
+	DrainGrace time.Duration
+	// DrainTimeout is how long in-flight transfers may continue after the
+	// listener closes (default 10s); what is left is then cut off.
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
+	// AccessLog gets one record per content request; nil sends them to
+	// Logger. Use a logger with slog.DiscardHandler to turn it off.
+	AccessLog *slog.Logger
+	Registry  *prometheus.Registry
 }
 
 // Appliance is one edge cache.
@@ -89,12 +104,26 @@ func New(cfg Config) (*Appliance, error) {
 		return nil, fmt.Errorf("open store %s: %w", cfg.StoreDir, err)
 	}
 	a := &Appliance{cfg: cfg, log: log, store: st, client: &http.Client{Timeout: 5 * time.Minute}}
-	a.edge = edge.New(edge.Config{Store: st, Keys: func() *urlsign.KeySet { return cfg.Keys }, Logger: cfg.Logger, Registry: cfg.Registry})
-	mux := http.NewServeMux()
-	mux.Handle("/c/", a.edge)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", a.handleHealth)
-	a.srv, err = serve.Listen(cfg.Listen, mux, serve.Options{Logger: log})
+	access := cfg.AccessLog
+	if access == nil {
+		access = cfg.Logger
+	}
+	a.edge = edge.New(edge.Config{Store: st, Keys: func() *urlsign.KeySet { return cfg.Keys }, Logger: cfg.Logger,
+		AccessLog: access.With("component", "access"), Registry: cfg.Registry})
+	ops := http.NewServeMux()
+	ops.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	ops.HandleFunc("GET /healthz", a.handleHealth)
+	// Content bypasses ServeMux: its path cleaning would answer
+	// /c/tok/../x with a redirect; edge answers every odd path 404 itself.
+	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/c/") {
+			a.edge.ServeHTTP(w, r)
+			return
+		}
+		ops.ServeHTTP(w, r)
+	})
+	a.srv, err = serve.Listen(cfg.Listen, root, serve.Options{Logger: log, TLS: cfg.TLS,
+		DrainGrace: cfg.DrainGrace, Grace: cfg.DrainTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
@@ -116,6 +145,9 @@ func (a *Appliance) Requests() int64 { return a.edge.Requests() }
 // Kill stops serving at once, dropping every connection, as a crash would.
 func (a *Appliance) Kill() { a.srv.Kill() }
 
+// Draining reports whether the appliance has begun to drain.
+func (a *Appliance) Draining() bool { return a.draining.Load() }
+
 func (a *Appliance) handleHealth(w http.ResponseWriter, r *http.Request) {
 	if a.draining.Load() {
 		http.Error(w, "draining", http.StatusServiceUnavailable)
@@ -124,24 +156,39 @@ func (a *Appliance) handleHealth(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte("ok\n"))
 }
 
-// Run serves, fills and reports until ctx ends; then it reports draining
-// and lets in-flight transfers finish.
+// Run serves, fills and reports until ctx ends; then it drains: /healthz
+// answers 503 "draining" and a heartbeat saying so goes out at once, fill
+// stops, new connections are still accepted for DrainGrace, then the
+// listener closes and in-flight transfers get DrainTimeout to finish.
+// Heartbeats continue (saying draining) until the server has stopped. A
+// second signal is the caller's to handle (ocdn exits at once).
 func (a *Appliance) Run(ctx context.Context) error {
+	stopWatch := context.AfterFunc(ctx, func() {
+		a.draining.Store(true)
+		a.log.Info("draining", "drain_grace", a.cfg.DrainGrace, "drain_timeout", a.cfg.DrainTimeout)
+	})
+	defer stopWatch()
+	hbCtx, stopHB := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHB()
 	var wg sync.WaitGroup
 	if a.cfg.ControlURL != "" {
 		wg.Add(2)
-		go func() { defer wg.Done(); a.heartbeatLoop(ctx) }()
+		go func() { defer wg.Done(); a.heartbeatLoop(ctx, hbCtx) }()
 		go func() { defer wg.Done(); a.fillLoop(ctx) }()
 	}
 	err := a.srv.Run(ctx)
+	stopHB()
 	wg.Wait()
 	return err
 }
 
-func (a *Appliance) heartbeatLoop(ctx context.Context) {
+// heartbeatLoop reports every HeartbeatInterval until stop ends, and at
+// once when drain ends (the start of draining).
+func (a *Appliance) heartbeatLoop(drain, stop context.Context) {
 	t := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer t.Stop()
 	var known uint64
+	drained := drain.Done()
 	for {
 		_, _, gen := a.store.Usage()
 		hb := api.Heartbeat{Appliance: a.cfg.ID, ContentGen: gen, BytesServed: a.edge.BytesServed(), Draining: a.draining.Load()}
@@ -152,16 +199,19 @@ func (a *Appliance) heartbeatLoop(ctx context.Context) {
 			}
 		}
 		var reply api.HeartbeatReply
-		if err := a.post(ctx, "/v1/heartbeat", hb, &reply); err != nil {
-			if ctx.Err() == nil {
+		if err := a.post(stop, "/v1/heartbeat", hb, &reply); err != nil {
+			if stop.Err() == nil {
 				a.log.Warn("heartbeat failed", "err", err)
 			}
 		} else {
 			known = reply.KnownContentGen
 		}
 		select {
-		case <-ctx.Done():
+		case <-stop.Done():
 			return
+		case <-drained:
+			drained = nil
+			a.draining.Store(true) // the AfterFunc may not have run yet
 		case <-t.C:
 		}
 	}
