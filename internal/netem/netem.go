@@ -1,0 +1,508 @@
+// Package netem provides user-space link emulation for one machine: a
+// wrapping net.Conn that adds propagation delay and a bottleneck rate,
+// a dialer that wraps the connections it makes, and a listener that wraps
+// the ones it accepts. Kernel traffic shaping (tc netem) is not available
+// everywhere ocdn runs, and the lab needs a different "distance" per
+// ISP→site pair on loopback, so it is done here.
+//
+// # Model
+//
+// A Link is a round-trip propagation delay RTT and a bottleneck rate
+// BandwidthBps on the path towards the wrapped side (the downlink, for a
+// client).
+//
+//   - Connect: Dialer waits RTT/2 before the real dial and returns RTT
+//     after it started, so a measured TCP connect time is RTT plus the
+//     loopback handshake (~0.05 ms).
+//   - Writes are queued and handed to the real connection RTT/2 after
+//     Write was called, in order. Write returns at once, as a kernel send
+//     buffer would, unless more than a window of bytes is queued.
+//   - Reads: every chunk the real connection delivers is serialized
+//     through the bottleneck (a fluid FIFO queue: a chunk starts when it
+//     arrived or when the previous chunk finished, whichever is later, and
+//     drains at BandwidthBps), and each byte becomes readable RTT/2 after
+//     it left the bottleneck. Visibility is computed from absolute times,
+//     so timer wake-up jitter never accumulates into the rate: a long
+//     download measures the bottleneck rate to well under 1%.
+//
+// A request/response exchange thus takes RTT plus the transfer time at
+// the bottleneck. Upload bandwidth and loss are not modelled.
+//
+// # Goroutines
+//
+// A wrapped connection runs at most two goroutines: a read pump that
+// moves bytes from the real connection into a bounded queue (so TCP flow
+// control still pushes back on the sender), and, when RTT > 0, a write
+// pump. Both exit when Close returns; Close waits for them. Writes still
+// queued at Close are dropped.
+package netem
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// Link is one emulated path.
+type Link struct {
+	// RTT is the round-trip propagation delay.
+	RTT time.Duration `json:"rtt" yaml:"rtt"`
+	// BandwidthBps is the bottleneck rate towards the wrapped side, in
+	// bits per second; 0 means unlimited.
+	BandwidthBps float64 `json:"bandwidth_bps" yaml:"bandwidth_bps"`
+}
+
+// IsZero reports whether the link changes nothing.
+func (l Link) IsZero() bool { return l.RTT <= 0 && l.BandwidthBps <= 0 }
+
+// DialFunc is the shape of net.Dialer.DialContext and http.Transport's
+// DialContext.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Dialer returns a dial function that dials with base (nil means a zero
+// net.Dialer) and wraps the connection in the Link linkFor returns for the
+// remote address. Where linkFor returns false, or is nil, the connection
+// is returned unwrapped.
+//
+// Since the remote address of a name is only known after the dial, the
+// RTT/2 before the dial is taken only when addr is a literal IP:port
+// (the lab's case); for a name the whole RTT is waited after the dial.
+func Dialer(base *net.Dialer, linkFor func(remote netip.AddrPort) (Link, bool)) DialFunc {
+	if base == nil {
+		base = &net.Dialer{}
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		start := time.Now()
+		var pre Link
+		havePre := false
+		if linkFor != nil {
+			if ap, err := netip.ParseAddrPort(addr); err == nil {
+				ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+				if l, ok := linkFor(ap); ok && !l.IsZero() {
+					pre, havePre = l, true
+					if err := sleepUntil(ctx, start.Add(l.RTT/2)); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+		c, err := base.DialContext(ctx, network, addr)
+		if err != nil || linkFor == nil {
+			return c, err
+		}
+		l, ok := pre, havePre
+		if !havePre {
+			if ta, isTCP := c.RemoteAddr().(*net.TCPAddr); isTCP {
+				ap := ta.AddrPort()
+				l, ok = linkFor(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+			}
+		}
+		if !ok || l.IsZero() {
+			return c, nil
+		}
+		if err := sleepUntil(ctx, start.Add(l.RTT)); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return Wrap(c, l), nil
+	}
+}
+
+// Listener wraps every connection ln accepts in the Link linkFor returns
+// for the remote (client) address; the server then sees its clients
+// through the link (its reads capped and delayed, its writes delayed).
+// The handshake is not delayed.
+func Listener(ln net.Listener, linkFor func(remote netip.AddrPort) (Link, bool)) net.Listener {
+	return &listener{Listener: ln, linkFor: linkFor}
+}
+
+type listener struct {
+	net.Listener
+	linkFor func(netip.AddrPort) (Link, bool)
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok && l.linkFor != nil {
+		ap := ta.AddrPort()
+		if link, ok := l.linkFor(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())); ok && !link.IsZero() {
+			return Wrap(c, link), nil
+		}
+	}
+	return c, nil
+}
+
+const (
+	chunkSize = 64 << 10
+	// minWindow bounds the queue in each direction; the bound grows with
+	// the bandwidth-delay product so that a long fat link is not limited
+	// by the emulator's queue.
+	minWindow = 1 << 20
+)
+
+// Wrap returns c seen through l. The returned connection owns c.
+func Wrap(c net.Conn, l Link) net.Conn {
+	w := &conn{
+		Conn:    c,
+		half:    max(l.RTT/2, 0),
+		bps:     max(l.BandwidthBps/8, 0), // bytes per second
+		changed: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	w.window = minWindow
+	if w.bps > 0 {
+		w.window = max(minWindow, int(w.bps*l.RTT.Seconds()*2))
+		// Readers wake when about a millisecond of data (at least a
+		// packet) is readable, not per byte.
+		w.quantum = max(1500, int(w.bps/1000))
+	}
+	w.wg.Add(1)
+	go w.readPump()
+	if w.half > 0 {
+		w.wg.Add(1)
+		go w.writePump()
+	}
+	return w
+}
+
+type chunk struct {
+	b     []byte
+	off   int       // bytes already read
+	start time.Time // when the chunk starts draining through the bottleneck
+}
+
+type pending struct {
+	b   []byte
+	due time.Time
+}
+
+type conn struct {
+	net.Conn
+	half    time.Duration
+	bps     float64
+	window  int
+	quantum int
+
+	wg   sync.WaitGroup
+	done chan struct{}
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every state change
+	closed  bool
+	// read side
+	rq         []chunk
+	rqBytes    int
+	lastDepart time.Time
+	rerr       error
+	rdeadline  time.Time
+	// write side
+	wq        []pending
+	wqBytes   int
+	werr      error
+	wdeadline time.Time
+}
+
+// broadcast wakes every waiter; c.mu must be held.
+func (c *conn) broadcast() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+func (c *conn) readPump() {
+	defer c.wg.Done()
+	// backlogged is true when the pump last stopped because the queue was
+	// full: the sender was then waiting on us, so the next bytes follow
+	// the previous ones through the bottleneck without a gap, however
+	// late this goroutine gets to run.
+	backlogged := false
+	for {
+		buf := make([]byte, chunkSize)
+		n, err := c.Conn.Read(buf)
+		now := time.Now()
+		c.mu.Lock()
+		if n > 0 {
+			start := now
+			if c.bps > 0 {
+				if c.lastDepart.After(start) || (backlogged && !c.lastDepart.IsZero()) {
+					start = c.lastDepart
+				}
+				c.lastDepart = start.Add(time.Duration(float64(n) / c.bps * float64(time.Second)))
+			}
+			c.rq = append(c.rq, chunk{b: buf[:n], start: start})
+			c.rqBytes += n
+		}
+		if err != nil {
+			if c.rerr == nil {
+				c.rerr = err
+			}
+			c.broadcast()
+			c.mu.Unlock()
+			return
+		}
+		c.broadcast()
+		backlogged = c.rqBytes >= c.window
+		for c.rqBytes >= c.window && !c.closed {
+			ch := c.changed
+			c.mu.Unlock()
+			<-ch
+			c.mu.Lock()
+		}
+		closed := c.closed
+		c.mu.Unlock()
+		if closed {
+			return
+		}
+	}
+}
+
+// readable says how many bytes of the head chunk may be read at now, or
+// when to look again.
+func (c *conn) readable(h *chunk, now time.Time, want int) (int, time.Time) {
+	left := len(h.b) - h.off
+	if c.bps <= 0 {
+		at := h.start.Add(c.half)
+		if now.Before(at) {
+			return 0, at
+		}
+		return min(left, want), time.Time{}
+	}
+	base := h.start.Add(c.half)
+	sent := 0
+	if el := now.Sub(base); el > 0 {
+		sent = min(len(h.b), int(el.Seconds()*c.bps))
+	}
+	avail := sent - h.off
+	need := min(c.quantum, want, left)
+	if avail >= need {
+		return min(avail, want), time.Time{}
+	}
+	at := base.Add(time.Duration(float64(h.off+need) / c.bps * float64(time.Second)))
+	return 0, at
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.mu.Lock()
+	for {
+		if c.closed {
+			c.mu.Unlock()
+			return 0, net.ErrClosed
+		}
+		now := time.Now()
+		if !c.rdeadline.IsZero() && !now.Before(c.rdeadline) {
+			c.mu.Unlock()
+			return 0, os.ErrDeadlineExceeded
+		}
+		var wake time.Time
+		if len(c.rq) > 0 {
+			h := &c.rq[0]
+			n, at := c.readable(h, now, len(p))
+			if n > 0 {
+				copy(p, h.b[h.off:h.off+n])
+				h.off += n
+				if h.off == len(h.b) {
+					c.rq[0] = chunk{}
+					c.rq = c.rq[1:]
+				}
+				c.rqBytes -= n
+				c.broadcast()
+				c.mu.Unlock()
+				return n, nil
+			}
+			wake = at
+		} else if c.rerr != nil {
+			err := c.rerr
+			c.mu.Unlock()
+			return 0, err
+		}
+		if !c.rdeadline.IsZero() && (wake.IsZero() || c.rdeadline.Before(wake)) {
+			wake = c.rdeadline
+		}
+		c.wait(wake)
+	}
+}
+
+// wait releases c.mu until the state changes, wake passes (if set) or the
+// connection closes, and takes it again.
+func (c *conn) wait(wake time.Time) {
+	ch := c.changed
+	c.mu.Unlock()
+	if wake.IsZero() {
+		select {
+		case <-ch:
+		case <-c.done:
+		}
+	} else if d := time.Until(wake); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-ch:
+		case <-c.done:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	c.mu.Lock()
+}
+
+func (c *conn) Write(p []byte) (int, error) {
+	if c.half <= 0 {
+		return c.Conn.Write(p)
+	}
+	c.mu.Lock()
+	for {
+		switch {
+		case c.closed:
+			c.mu.Unlock()
+			return 0, net.ErrClosed
+		case c.werr != nil:
+			err := c.werr
+			c.mu.Unlock()
+			return 0, err
+		case !c.wdeadline.IsZero() && !time.Now().Before(c.wdeadline):
+			c.mu.Unlock()
+			return 0, os.ErrDeadlineExceeded
+		}
+		if c.wqBytes < c.window {
+			break
+		}
+		c.wait(c.wdeadline)
+	}
+	b := append([]byte(nil), p...)
+	c.wq = append(c.wq, pending{b: b, due: time.Now().Add(c.half)})
+	c.wqBytes += len(b)
+	c.broadcast()
+	c.mu.Unlock()
+	return len(p), nil
+}
+
+func (c *conn) writePump() {
+	defer c.wg.Done()
+	for {
+		c.mu.Lock()
+		for len(c.wq) == 0 && !c.closed {
+			c.wait(time.Time{})
+		}
+		if c.closed {
+			c.mu.Unlock()
+			return
+		}
+		w := c.wq[0]
+		c.mu.Unlock()
+		if d := time.Until(w.due); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-c.done:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		_, err := c.Conn.Write(w.b)
+		c.mu.Lock()
+		c.wq[0] = pending{}
+		c.wq = c.wq[1:]
+		c.wqBytes -= len(w.b)
+		if err != nil {
+			c.werr = err
+		}
+		c.broadcast()
+		c.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Close closes the real connection and waits for the pumps to exit.
+func (c *conn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return net.ErrClosed
+	}
+	c.closed = true
+	close(c.done)
+	c.broadcast()
+	c.mu.Unlock()
+	err := c.Conn.Close()
+	c.wg.Wait()
+	return err
+}
+
+// SetDeadline sets both deadlines; they apply to the emulated queues, not
+// to the real connection, whose pumps run until Close.
+func (c *conn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.rdeadline, c.wdeadline = t, t
+	c.broadcast()
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *conn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.rdeadline = t
+	c.broadcast()
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *conn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.wdeadline = t
+	c.broadcast()
+	c.mu.Unlock()
+	return nil
+}
+
+// CloseWrite half-closes once queued writes are delivered, for callers
+// that signal end of request (as TCPConn.CloseWrite does).
+func (c *conn) CloseWrite() error {
+	cw, ok := c.Conn.(interface{ CloseWrite() error })
+	if !ok {
+		return errors.New("netem: underlying connection cannot half-close")
+	}
+	c.mu.Lock()
+	for len(c.wq) > 0 && !c.closed && c.werr == nil {
+		c.wait(time.Time{})
+	}
+	c.mu.Unlock()
+	return cw.CloseWrite()
+}
+
+// timerSlack is how late the runtime's timers may fire: on Linux the
+// netpoller sleeps in whole milliseconds.
+const timerSlack = 1500 * time.Microsecond
+
+// sleepUntil waits until t, precisely: a timer gets within timerSlack and
+// the rest is spent yielding, so that an emulated connect time is not
+// inflated by up to a millisecond. It costs at most timerSlack of CPU per
+// connect, which is why reads and writes do not use it.
+func sleepUntil(ctx context.Context, t time.Time) error {
+	if d := time.Until(t) - timerSlack; d > 0 {
+		tm := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			tm.Stop()
+			return ctx.Err()
+		case <-tm.C:
+		}
+	}
+	for time.Now().Before(t) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		runtime.Gosched()
+	}
+	return ctx.Err()
+}
