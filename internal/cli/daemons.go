@@ -2,11 +2,14 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -17,6 +20,7 @@ import (
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/control"
+	"github.com/ocdn/ocdn/internal/edge"
 	"github.com/ocdn/ocdn/internal/origin"
 	"github.com/ocdn/ocdn/internal/serve"
 	"github.com/ocdn/ocdn/internal/urlsign"
@@ -141,21 +145,31 @@ for operators. SIGTERM drains, a second one exits.`,
 }
 
 func newApplianceCmd(g *globals) *cobra.Command {
-	var configFile, storeDir, listen, keyFile string
+	var configFile, storeDir, listen, keyFile, tlsCert, tlsKey, accessLog string
 	var standalone bool
+	var drainGrace, drainTimeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "appliance (--config FILE | --standalone --store DIR --listen ADDR --key-file F)",
+		Use:   "appliance (--config FILE | --standalone --store DIR --listen ADDR --key-file F) [--tls-cert F --tls-key F]",
 		Short: "Run an edge appliance: serve signed byte ranges from the store, fill it, report health",
 		Long: `Run an edge appliance. With --config it joins a control plane: it fetches its
 manifest, fills missing files from the origin (verifying each SHA-256 before it
 becomes servable), serves /c/{token}/{title}/{file}, and heartbeats what it
 holds. With --standalone it serves whatever is in --store without any control
-plane (for operators and benchmarks). SIGTERM drains, a second one exits.`,
+plane (for operators and benchmarks). With --tls-cert and --tls-key it serves
+HTTPS with HTTP/2.
+
+SIGTERM drains: /healthz answers 503 "draining" and heartbeats say so, new
+connections are still accepted for --drain-grace (so the control plane can
+steer clients away), then the listener closes and in-flight transfers get
+--drain-timeout to finish. A second SIGTERM exits at once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := g.logger(cmd.ErrOrStderr())
 			if err != nil {
 				return err
+			}
+			if (tlsCert == "") != (tlsKey == "") {
+				return errors.New("--tls-cert and --tls-key go together")
 			}
 			var cfg appliance.Config
 			switch {
@@ -178,7 +192,37 @@ plane (for operators and benchmarks). SIGTERM drains, a second one exits.`,
 			if cfg.Keys, err = urlsign.LoadKeySet(keyFile); err != nil {
 				return err
 			}
+			if tlsCert != "" {
+				cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
+				if err != nil {
+					return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+				}
+				cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			}
+			cfg.DrainGrace, cfg.DrainTimeout = drainGrace, drainTimeout
 			cfg.Logger, cfg.Registry = logger, newRegistry()
+			switch accessLog {
+			case "":
+			case "off":
+				cfg.AccessLog = slog.New(slog.DiscardHandler)
+			default:
+				f, err := os.OpenFile(accessLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+				if err != nil {
+					return fmt.Errorf("--access-log: %w", err)
+				}
+				defer f.Close()
+				bw := edge.NewBufferedWriter(f, 0)
+				// Independent of --log-level: an access log is all or nothing.
+				cfg.AccessLog = slog.New(slog.NewTextHandler(bw, nil))
+				if strings.EqualFold(g.logFormat, "json") {
+					cfg.AccessLog = slog.New(slog.NewJSONHandler(bw, nil))
+				}
+				fctx, stopFlush := context.WithCancel(context.Background())
+				done := make(chan struct{})
+				go func() { defer close(done); bw.FlushEvery(fctx, time.Second) }()
+				defer func() { stopFlush(); <-done }() // before f.Close
+
+			}
 			a, err := appliance.New(cfg)
 			if err != nil {
 				return err
@@ -194,6 +238,11 @@ plane (for operators and benchmarks). SIGTERM drains, a second one exits.`,
 	cmd.Flags().StringVar(&storeDir, "store", "", "store directory (with --standalone)")
 	cmd.Flags().StringVar(&listen, "listen", "", "address to serve on, e.g. 127.1.0.1:8080 (with --standalone)")
 	cmd.Flags().StringVar(&keyFile, "key-file", "", "URL-signing key file (with --standalone)")
+	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "PEM certificate chain: serve HTTPS (HTTP/2 and HTTP/1.1)")
+	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "PEM private key for --tls-cert")
+	cmd.Flags().DurationVar(&drainGrace, "drain-grace", 10*time.Second, "after SIGTERM, keep accepting connections this long while reporting draining")
+	cmd.Flags().DurationVar(&drainTimeout, "drain-timeout", 5*time.Minute, "after the listener closes, let in-flight transfers run this long")
+	cmd.Flags().StringVar(&accessLog, "access-log", "", `access log: a file (buffered, flushed every second), "off", or empty for the daemon log`)
 	return cmd
 }
 

@@ -2,7 +2,6 @@ package edge
 
 import (
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -79,11 +78,7 @@ func checkGrant(g urlsign.Grant, path string, client netip.Addr, now time.Time) 
 	if !now.Before(g.Expires) {
 		return urlsign.ErrExpired
 	}
-	if strings.HasSuffix(g.Scope, "/") {
-		if !strings.HasPrefix(path, g.Scope) {
-			return urlsign.ErrOutOfScope
-		}
-	} else if path != g.Scope {
+	if !urlsign.Covers(g.Scope, path) {
 		return urlsign.ErrOutOfScope
 	}
 	if g.Client.IsValid() && !g.Client.Contains(client.Unmap()) {
