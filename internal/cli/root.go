@@ -57,6 +57,8 @@ Start with:  ocdn lab`,
 		newApplianceCmd(g),
 		newOriginCmd(g),
 		newCatalogCmd(),
+		newStoreCmd(g),
+		newURLSignCmd(),
 		newVersionCmd(),
 	)
 	return root
