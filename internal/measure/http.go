@@ -1,0 +1,189 @@
+package measure
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// MaxBodyBytes bounds a report upload.
+const MaxBodyBytes = 1 << 20
+
+// RateLimit is a token bucket per client /24 (IPv4) or /48 (IPv6).
+type RateLimit struct {
+	PerSecond float64 // sustained reports per second; 0 disables limiting
+	Burst     int     // bucket size
+	// MaxClients bounds the number of buckets kept (default 65536). When
+	// full, idle buckets (refilled to the brim) are dropped first, then
+	// arbitrary ones: a dropped bucket starts full again, which errs on the
+	// side of accepting.
+	MaxClients int
+}
+
+// DefaultRateLimit is 10 reports/s with a burst of 20 per client prefix.
+var DefaultRateLimit = RateLimit{PerSecond: 10, Burst: 20, MaxClients: 65536}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+type limiter struct {
+	lim RateLimit
+	now func() time.Time
+	mu  sync.Mutex
+	m   map[netip.Prefix]*bucket
+}
+
+func newLimiter(lim RateLimit, now func() time.Time) *limiter {
+	if lim.MaxClients <= 0 {
+		lim.MaxClients = 65536
+	}
+	if lim.Burst < 1 {
+		lim.Burst = 1
+	}
+	return &limiter{lim: lim, now: now, m: make(map[netip.Prefix]*bucket)}
+}
+
+func clientPrefix(a netip.Addr) netip.Prefix {
+	bits := 48
+	if a.Is4() {
+		bits = 24
+	}
+	p, _ := a.Prefix(bits)
+	return p
+}
+
+func (l *limiter) allow(a netip.Addr) bool {
+	if l.lim.PerSecond <= 0 {
+		return true
+	}
+	k := clientPrefix(a)
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.m[k]
+	if b == nil {
+		if len(l.m) >= l.lim.MaxClients {
+			l.evict(now)
+		}
+		b = &bucket{tokens: float64(l.lim.Burst), last: now}
+		l.m[k] = b
+	}
+	b.tokens += now.Sub(b.last).Seconds() * l.lim.PerSecond
+	if b.tokens > float64(l.lim.Burst) {
+		b.tokens = float64(l.lim.Burst)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+func (l *limiter) evict(now time.Time) {
+	full := time.Duration(float64(l.lim.Burst) / l.lim.PerSecond * float64(time.Second))
+	for k, b := range l.m {
+		if now.Sub(b.last) >= full {
+			delete(l.m, k)
+		}
+	}
+	for k := range l.m { // still full: drop an arbitrary quarter
+		if len(l.m) <= l.lim.MaxClients*3/4 {
+			break
+		}
+		delete(l.m, k)
+	}
+}
+
+// AcceptResponse is the body of a 200 answer to POST /v1/reports.
+type AcceptResponse struct {
+	Accepted  bool `json:"accepted"`
+	Duplicate bool `json:"duplicate"`
+	Pulses    int  `json:"pulses"`
+}
+
+// Handler serves POST /v1/reports: the body is one JSON Report (at most
+// MaxBodyBytes, unknown fields rejected). Answers: 200 AcceptResponse once
+// the report is durable (or was already stored); 400 with the reason for
+// malformed, invalid, future-dated or too old reports; 413 for a body over
+// MaxBodyBytes; 429 when the client's prefix exceeds limit; 503 when the
+// report could not be stored (retry later). The client address is the
+// connection's (r.RemoteAddr).
+func (in *Ingester) Handler(limit RateLimit) http.Handler {
+	lim := newLimiter(limit, in.opts.Now)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/reports", func(w http.ResponseWriter, r *http.Request) {
+		in.serveReport(w, r, lim)
+	})
+	return mux
+}
+
+func (in *Ingester) serveReport(w http.ResponseWriter, r *http.Request, lim *limiter) {
+	fail := func(code int, outcome, msg string) {
+		if outcome != "" {
+			in.m.reports.WithLabelValues(outcome).Inc()
+		}
+		http.Error(w, msg, code)
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		fail(http.StatusBadRequest, OutcomeInvalid, "client address: "+err.Error())
+		return
+	}
+	client := ap.Addr().Unmap()
+	if !lim.allow(client) {
+		w.Header().Set("Retry-After", "1")
+		fail(http.StatusTooManyRequests, OutcomeRateLimited, "too many reports from your network; retry later")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			fail(http.StatusRequestEntityTooLarge, OutcomeTooLarge, fmt.Sprintf("report body over %d bytes", MaxBodyBytes))
+			return
+		}
+		fail(http.StatusBadRequest, OutcomeInvalid, "reading body: "+err.Error())
+		return
+	}
+	rep, err := DecodeReport(body)
+	if err != nil {
+		fail(http.StatusBadRequest, OutcomeInvalid, err.Error())
+		return
+	}
+	res, err := in.Ingest(r.Context(), client, rep) // counts its own outcome
+	switch {
+	case errors.Is(err, ErrInvalidReport), errors.Is(err, ErrFutureDated), errors.Is(err, ErrTooOld):
+		fail(http.StatusBadRequest, "", err.Error())
+		return
+	case err != nil:
+		w.Header().Set("Retry-After", "5")
+		fail(http.StatusServiceUnavailable, "", "report not stored; retry later")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(AcceptResponse{Accepted: true, Duplicate: res.Duplicate, Pulses: res.Pulses})
+}
+
+// DecodeReport parses one JSON report strictly: unknown fields and
+// trailing data are errors. It does not validate; call Validate.
+func DecodeReport(body []byte) (*Report, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var rep Report
+	if err := dec.Decode(&rep); err != nil {
+		return nil, fmt.Errorf("malformed report JSON: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("malformed report JSON: data after the report object")
+	}
+	return &rep, nil
+}
