@@ -205,11 +205,11 @@ func countEvents(l *eventLog, kind EventKind, nb netip.Addr) int {
 }
 
 // TestBIRDApplianceIPv4AndIPv6 runs the Open Connect shape: one IPv4 and one
-// IPv6 session with the ISP router. The IPv6 session is MP-BGP (ipv6-unicast
-// only) over an IPv4 loopback transport: the host has only ::1, and two
-// speakers on ::1 would need the same address on both ends, so a second
-// 127.x address keeps the two sessions distinct neighbors (the protocol is
-// the same as over IPv6 transport). The v6 next hop is set by the router.
+// IPv6 session with the ISP, both passive on the speaker's one listen
+// address. The IPv6 session is MP-BGP (ipv6-unicast only) over an IPv4
+// loopback transport, because the host's only IPv6 address is ::1 and the
+// speaker listens on 127.x; the UPDATEs are the same as over IPv6 transport,
+// which TestBIRDIPv6Transport covers. The v6 next hop is set by the router.
 func TestBIRDApplianceIPv4AndIPv6(t *testing.T) {
 	tn := newTestNet()
 	port := freePort(t, tn.Speaker)
@@ -300,4 +300,30 @@ func TestBIRDActiveMD5(t *testing.T) {
 	if logs := sp.logs.String(); strings.Contains(logs, password) {
 		t.Errorf("speaker logs contain the MD5 password:\n%s", logs)
 	}
+}
+
+// TestBIRDIPv6Transport runs the IPv6 session over real IPv6 transport on
+// ::1, the only IPv6 address the host has: BIRD listens on its own port and
+// the speaker connects to it (active), so both ends can share ::1.
+func TestBIRDIPv6Transport(t *testing.T) {
+	tn := newTestNet()
+	lo6 := netip.IPv6Loopback()
+	birdPort := freePort(t, lo6)
+	bird := startBird(t, birdConfig(tn.Router, birdSession{Name: "isp6", Local: lo6, LocalPort: birdPort,
+		LocalAS: routerAS, Neighbor: lo6, NeighborPort: 179, PeerAS: speakerAS, Family: FamilyIPv6, Passive: true,
+		Routes: []birdRoute{{Prefix: "2a00:1450::/32", MED: 5}, {Prefix: "2001:db8:7::/48"}, {Prefix: "fd00:5::/48"}}})) // BIRD itself drops link-local routes
+	sp := startSpeaker(t, Config{
+		LocalASN: speakerAS, RouterID: tn.Speaker,
+		AllowPrefixes: labAllow,
+		Neighbors:     []NeighborConfig{{Address: lo6, Port: birdPort, PeerASN: routerAS, Family: FamilyIPv6}},
+	})
+	bird.waitState(t, "isp6", "Established")
+	evs := sp.events.waitFor(t, "IPv6 routes", func(evs []Event) bool { return len(routeView(evs)[lo6]) == 2 })
+	got := routeView(evs)[lo6][netip.MustParsePrefix("2a00:1450::/32")]
+	want := rib.Route{Prefix: netip.MustParsePrefix("2a00:1450::/32"), NextHop: netip.MustParseAddr("2001:db8::1"),
+		LocalPref: 100, ASPath: []uint32{routerAS}, MED: 5, PeerASN: routerAS, PeerRouterID: tn.Router, EBGP: true}
+	if diff := cmp.Diff(want, got, cmpNetip); diff != "" {
+		t.Errorf("route over IPv6 transport (-want +got):\n%s", diff)
+	}
+	sp.events.waitFor(t, "ULA rejected", func([]Event) bool { return sp.status(lo6).PrefixesRejected == 1 })
 }
