@@ -1,0 +1,487 @@
+package probe
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ocdn/ocdn/internal/measure"
+	"github.com/ocdn/ocdn/internal/netem"
+)
+
+var allTypes = []string{measure.TypeTCPConnect, measure.TypeTLSHandshake, measure.TypeHTTPTTFB, measure.TypeThroughput}
+
+// rangeServer serves size bytes of zeros with byte ranges, naming itself
+// in the appliance header when name is set.
+func rangeServer(t *testing.T, name string, size int64) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(rangeHandler(name, size))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func rangeHandler(name string, size int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if name != "" {
+			w.Header().Set(ApplianceHeader, name)
+		}
+		http.ServeContent(w, r, "f", time.Time{}, &zeros{size: size})
+	})
+}
+
+// zeros is an io.ReadSeeker of size zero bytes.
+type zeros struct{ size, off int64 }
+
+func (z *zeros) Read(p []byte) (int, error) {
+	if z.off >= z.size {
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), z.size-z.off))
+	clear(p[:n])
+	z.off += int64(n)
+	return n, nil
+}
+
+func (z *zeros) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case 0:
+		z.off = off
+	case 1:
+		z.off += off
+	case 2:
+		z.off = z.size + off
+	}
+	return z.off, nil
+}
+
+func TestRecipeJSONUsesMilliseconds(t *testing.T) {
+	in := Recipe{ID: "r1", Pulses: 2, PulseDelay: 250 * time.Millisecond, PulseTimeout: 3 * time.Second,
+		Targets: []Target{{ID: "a", Appliance: "oca1", Site: "s1", URL: "http://x/y", Types: []string{"tcp_connect"}, RangeBytes: 10, Steered: true}}}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"pulse_delay_ms":250`, `"pulse_timeout_ms":3000`, `"range_bytes":10`, `"steered":true`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("json.Marshal(recipe) = %s, want it to contain %s", b, want)
+		}
+	}
+	var out Recipe
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(in, out); d != "" {
+		t.Errorf("recipe JSON round trip (-in +out):\n%s", d)
+	}
+}
+
+func TestRecipeHandlerShufflesAndFills(t *testing.T) {
+	var targets []Target
+	for i := range 8 {
+		targets = append(targets, Target{ID: fmt.Sprintf("t%d", i), Appliance: fmt.Sprintf("oca%d", i),
+			Site: fmt.Sprintf("site%d", i/2), URL: "http://127.1.0.1/x", Steered: i < 2})
+	}
+	var gotClient netip.Addr
+	h := RecipeHandler(func(c netip.Addr) ([]Target, error) { gotClient = c; return slices.Clone(targets), nil },
+		RecipeConfig{Pulses: 4, PulseDelay: 50 * time.Millisecond, PulseTimeout: time.Second, Version: "v7"})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	orders := map[string]bool{}
+	ids := map[string]bool{}
+	for range 10 {
+		rec, err := FetchRecipe(context.Background(), srv.Client(), srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gotClient != netip.MustParseAddr("127.0.0.1") {
+			t.Errorf("choose called with %v, want the connection's address 127.0.0.1", gotClient)
+		}
+		ids[rec.ID] = true
+		var order []string
+		for _, tg := range rec.Targets {
+			order = append(order, tg.ID)
+			if len(tg.Types) != 3 || tg.RangeBytes != 1<<20 {
+				t.Errorf("target %s: types %v, range %d; want the 3 default types and 1 MiB", tg.ID, tg.Types, tg.RangeBytes)
+			}
+		}
+		orders[strings.Join(order, ",")] = true
+		sorted := slices.Clone(order)
+		slices.Sort(sorted)
+		if want := []string{"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"}; !slices.Equal(sorted, want) {
+			t.Fatalf("recipe targets = %v, want a permutation of %v", order, want)
+		}
+		want := map[string]string{"recipe_version": "v7", "targets": "8", "steered_site": "site0", "steered_appliance": "oca0"}
+		if d := cmp.Diff(want, rec.Context); d != "" {
+			t.Errorf("recipe context (-want +got):\n%s", d)
+		}
+		if rec.Pulses != 4 || rec.PulseDelay != 50*time.Millisecond || rec.PulseTimeout != time.Second {
+			t.Errorf("recipe pulses %d delay %v timeout %v, want 4, 50ms, 1s", rec.Pulses, rec.PulseDelay, rec.PulseTimeout)
+		}
+	}
+	if len(orders) < 2 {
+		t.Errorf("10 recipes all had target order %v, want shuffled orders", orders)
+	}
+	if len(ids) != 10 {
+		t.Errorf("10 recipes had %d distinct ids, want 10", len(ids))
+	}
+}
+
+func TestRecipeHandlerNoTargets(t *testing.T) {
+	h := RecipeHandler(func(netip.Addr) ([]Target, error) { return nil, nil }, RecipeConfig{})
+	rr := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/v1/recipe", nil)
+	h.ServeHTTP(rr, req)
+	if rr.Code != http.StatusServiceUnavailable {
+		t.Errorf("recipe with no targets: status %d, want 503", rr.Code)
+	}
+}
+
+func TestRunCompleteInRecipeOrder(t *testing.T) {
+	a := rangeServer(t, "", 1<<20)
+	b := rangeServer(t, "oca-from-header", 1<<20)
+	rec := &Recipe{ID: "r", Pulses: 2, PulseDelay: time.Millisecond, PulseTimeout: 5 * time.Second,
+		Context: map[string]string{"steered_site": "s1"},
+		Targets: []Target{
+			{ID: "b", Appliance: "oca-b", Site: "s2", URL: b.URL + "/c/tok/t1/f", Types: allTypes, RangeBytes: 100_000},
+			{ID: "a", Appliance: "oca-a", Site: "s1", URL: a.URL + "/c/tok/t1/f", Types: allTypes, RangeBytes: 100_000, Steered: true},
+		}}
+	rep, err := Run(context.Background(), rec, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.Validate(time.Now()); err != nil {
+		t.Errorf("report does not validate: %v", err)
+	}
+	if rep.Recipe != "r" || rep.Context["steered_site"] != "s1" || len(rep.ID) != 32 {
+		t.Errorf("report recipe %q context %v id %q; want the recipe's id and context and a 32-char id", rep.Recipe, rep.Context, rep.ID)
+	}
+	var got []string
+	for i, p := range rep.Pulses {
+		got = append(got, p.Target+"/"+p.Type)
+		if p.Seq != i {
+			t.Errorf("pulse %d has seq %d", i, p.Seq)
+		}
+		wantApp := map[string]string{"a": "oca-a", "b": "oca-b"}[p.Target]
+		if p.Target == "b" && (p.Type == measure.TypeHTTPTTFB || p.Type == measure.TypeThroughput) {
+			wantApp = "oca-from-header"
+		}
+		if p.Appliance != wantApp {
+			t.Errorf("pulse %d (%s/%s) appliance %q, want %q", i, p.Target, p.Type, p.Appliance, wantApp)
+		}
+		switch p.Type {
+		case measure.TypeTLSHandshake:
+			if p.Status != measure.StatusError || p.Error != "not https" {
+				t.Errorf("tls_handshake on http: status %q error %q, want error \"not https\"", p.Status, p.Error)
+			}
+		case measure.TypeTCPConnect:
+			if p.Status != measure.StatusOK || p.ConnectMs <= 0 {
+				t.Errorf("tcp_connect: %+v, want ok with connect_ms > 0", p)
+			}
+		case measure.TypeHTTPTTFB:
+			if p.Status != measure.StatusOK || p.TTFBMs <= 0 || p.ConnectMs <= 0 || p.Bytes != 1 || p.HTTPStatus != 206 {
+				t.Errorf("http_ttfb: %+v, want ok, 206, 1 byte, ttfb and connect > 0", p)
+			}
+		case measure.TypeThroughput:
+			if p.Status != measure.StatusOK || p.Bytes != 100_000 || p.ThroughputBps <= 0 {
+				t.Errorf("throughput: %+v, want ok, 100000 bytes, a rate", p)
+			}
+		}
+	}
+	var want []string
+	for range 2 {
+		for _, tg := range []string{"b", "a"} {
+			for _, ty := range allTypes {
+				want = append(want, tg+"/"+ty)
+			}
+		}
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("pulse order (-want +got):\n%s", d)
+	}
+}
+
+func TestRunTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(rangeHandler("", 1000))
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	rec := &Recipe{ID: "r", Pulses: 1, Targets: []Target{{ID: "x", URL: srv.URL + "/f",
+		Types: []string{measure.TypeTLSHandshake, measure.TypeHTTPTTFB}}}}
+	rep, err := Run(context.Background(), rec, Options{TLSConfig: &tls.Config{RootCAs: pool}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range rep.Pulses {
+		if p.Status != measure.StatusOK || p.TLSMs <= 0 || p.ConnectMs <= 0 {
+			t.Errorf("%s over https: %+v, want ok with connect_ms and tls_ms > 0", p.Type, p)
+		}
+	}
+}
+
+func TestHangingTargetTimesOut(t *testing.T) {
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hang.Close()
+	defer close(release)
+	ok := rangeServer(t, "", 1000)
+	const timeout = 150 * time.Millisecond
+	rec := &Recipe{ID: "r", Pulses: 2, PulseTimeout: timeout, Targets: []Target{
+		{ID: "hang", URL: hang.URL + "/f", Types: []string{measure.TypeHTTPTTFB, measure.TypeThroughput}},
+		{ID: "ok", URL: ok.URL + "/f", Types: []string{measure.TypeHTTPTTFB}},
+	}}
+	start := time.Now()
+	rep, err := Run(context.Background(), rec, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	el := time.Since(start)
+	if len(rep.Pulses) != 6 {
+		t.Fatalf("got %d pulses, want 6", len(rep.Pulses))
+	}
+	for _, p := range rep.Pulses {
+		want := measure.StatusOK
+		if p.Target == "hang" {
+			want = measure.StatusTimeout
+		}
+		if p.Status != want {
+			t.Errorf("pulse %s/%s: status %q (%s), want %q", p.Target, p.Type, p.Status, p.Error, want)
+		}
+	}
+	// 4 hanging pulses × timeout, plus a little for the fast ones.
+	if limit := 4*timeout + time.Second; el > limit {
+		t.Errorf("run took %v, want at most %v", el, limit)
+	}
+}
+
+// TestThroughputThroughNetem checks the throughput probe against a known
+// emulated bottleneck.
+func TestThroughputThroughNetem(t *testing.T) {
+	srv := rangeServer(t, "", 4<<20)
+	const bw = 20e6
+	dial := netem.Dialer(nil, func(netip.AddrPort) (netem.Link, bool) {
+		return netem.Link{RTT: 10 * time.Millisecond, BandwidthBps: bw}, true
+	})
+	rec := &Recipe{ID: "r", Pulses: 1, PulseTimeout: 10 * time.Second, Targets: []Target{
+		{ID: "x", URL: srv.URL + "/f", Types: []string{measure.TypeTCPConnect, measure.TypeHTTPTTFB, measure.TypeThroughput}, RangeBytes: 2 << 20}}}
+	rep, err := Run(context.Background(), rec, Options{Dial: dial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range rep.Pulses {
+		t.Logf("%s: connect %.2fms ttfb %.2fms throughput %.3f Mbit/s", p.Type, p.ConnectMs, p.TTFBMs, p.ThroughputBps/1e6)
+		switch p.Type {
+		case measure.TypeTCPConnect:
+			if math.Abs(p.ConnectMs-10) > 1 {
+				t.Errorf("connect through a 10ms link = %.2fms, want 10±1", p.ConnectMs)
+			}
+		case measure.TypeHTTPTTFB:
+			if p.TTFBMs < 10 || p.TTFBMs > 15 {
+				t.Errorf("ttfb through a 10ms link = %.2fms, want 10 to 15", p.TTFBMs)
+			}
+		case measure.TypeThroughput:
+			if e := math.Abs(p.ThroughputBps-bw) / bw; e > 0.05 {
+				t.Errorf("throughput through 20 Mbit/s = %.3f Mbit/s, want within 5%%", p.ThroughputBps/1e6)
+			}
+		}
+	}
+}
+
+// ingest is a fake POST /v1/reports that stores each report id once.
+type ingest struct {
+	mu       sync.Mutex
+	stored   chan string // every newly stored id
+	seen     map[string]int
+	dropNext int // answer this many more uploads by closing the connection after storing
+	status   int // answer with this status instead of storing (0 = store)
+}
+
+func newIngest() *ingest { return &ingest{stored: make(chan string, 100), seen: map[string]int{}} }
+
+func (in *ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.status != 0 {
+		http.Error(w, "configured failure", in.status)
+		return
+	}
+	var rep measure.Report
+	if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if err := rep.Validate(time.Now()); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	in.seen[rep.ID]++
+	if in.seen[rep.ID] == 1 {
+		in.stored <- rep.ID
+	}
+	if in.dropNext > 0 {
+		in.dropNext--
+		c, _, _ := w.(http.Hijacker).Hijack()
+		c.Close()
+		return
+	}
+	w.Write([]byte(`{"duplicate":` + strconv.FormatBool(in.seen[rep.ID] > 1) + `}`))
+}
+
+func testReport(i int) *measure.Report {
+	return &measure.Report{ID: fmt.Sprintf("%032x", i+1), Recipe: "r", ClientTime: time.Now(),
+		Pulses: []measure.Pulse{{Target: "t", Type: measure.TypeTCPConnect, Start: time.Now(), Status: measure.StatusOK, ConnectMs: 1}}}
+}
+
+func TestSpoolRetryAcrossServerRestart(t *testing.T) {
+	dir := t.TempDir()
+	// Reserve an address, then leave it closed: the server is down.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	up := &Uploader{Dir: dir, URL: "http://" + addr + "/v1/reports", MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+	for i := range 5 {
+		if _, err := Spool(dir, testReport(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := up.Flush(context.Background()); err == nil {
+		t.Fatal("Flush with the server down succeeded")
+	}
+	if ids, _ := up.Pending(); len(ids) != 5 {
+		t.Fatalf("after a failed flush %d reports are spooled, want 5", len(ids))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error)
+	go func() { runDone <- up.Run(ctx) }()
+
+	// The server comes back on the same address.
+	in := newIngest()
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: in}
+	go srv.Serve(ln)
+	defer srv.Close()
+	got := map[string]bool{}
+	timeout := time.After(10 * time.Second)
+	for len(got) < 5 {
+		select {
+		case id := <-in.stored:
+			got[id] = true
+		case <-timeout:
+			t.Fatalf("after the restart %d of 5 reports arrived", len(got))
+		}
+	}
+	// Run deletes each file after its 200; wait for the spool to drain.
+	for ids, _ := up.Pending(); len(ids) > 0; ids, _ = up.Pending() {
+		up.Kick()
+		select {
+		case <-timeout:
+			t.Fatalf("spool still holds %v", ids)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	cancel()
+	<-runDone
+	srv.Close()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for id, n := range in.seen {
+		if n != 1 {
+			t.Errorf("report %s uploaded %d times, want once", id, n)
+		}
+	}
+}
+
+func TestDuplicateUploadHarmless(t *testing.T) {
+	dir := t.TempDir()
+	in := newIngest()
+	in.dropNext = 1 // stored, but the answer is lost
+	srv := httptest.NewServer(in)
+	defer srv.Close()
+	up := &Uploader{Dir: dir, URL: srv.URL + "/v1/reports"}
+	Spool(dir, testReport(0))
+	if err := up.Flush(context.Background()); err == nil {
+		t.Fatal("Flush whose answer was lost succeeded")
+	}
+	// Spooling the same report again (a client that crashed before
+	// deleting it) leaves one file.
+	Spool(dir, testReport(0))
+	if err := up.Flush(context.Background()); err != nil {
+		t.Fatalf("second Flush: %v", err)
+	}
+	if ids, _ := up.Pending(); len(ids) != 0 {
+		t.Errorf("spool holds %v after the retry, want nothing", ids)
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if n := in.seen[testReport(0).ID]; n != 2 || len(in.stored) != 1 {
+		t.Errorf("server saw the report %d times and stored it %d times, want 2 and 1", n, len(in.stored))
+	}
+}
+
+func TestRejectedReportNotRetried(t *testing.T) {
+	dir := t.TempDir()
+	in := newIngest()
+	srv := httptest.NewServer(in)
+	defer srv.Close()
+	bad := testReport(0)
+	bad.Pulses[0].Type = "ping" // invalid
+	Spool(dir, bad)
+	Spool(dir, testReport(1))
+	up := &Uploader{Dir: dir, URL: srv.URL + "/v1/reports"}
+	if err := up.Flush(context.Background()); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if ids, _ := up.Pending(); len(ids) != 0 {
+		t.Errorf("spool holds %v, want nothing", ids)
+	}
+	reason, err := readFile(dir + "/rejected/" + bad.ID + ".reason")
+	if err != nil || !strings.Contains(reason, "400") || !strings.Contains(reason, "type") {
+		t.Errorf("rejected reason = %q (%v), want the 400 and the server's message", reason, err)
+	}
+	if len(in.stored) != 1 {
+		t.Errorf("server stored %d reports, want 1", len(in.stored))
+	}
+	// 503 keeps the report.
+	in.mu.Lock()
+	in.status = http.StatusServiceUnavailable
+	in.mu.Unlock()
+	Spool(dir, testReport(2))
+	if err := up.Flush(context.Background()); err == nil {
+		t.Error("Flush against a 503 succeeded")
+	}
+	if ids, _ := up.Pending(); len(ids) != 1 {
+		t.Errorf("after a 503 the spool holds %v, want the report", ids)
+	}
+}
+
+func readFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return string(b), err
+}

@@ -1,0 +1,315 @@
+package probe
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/netip"
+	"net/url"
+	"time"
+
+	"github.com/ocdn/ocdn/internal/measure"
+)
+
+// ApplianceHeader names the serving appliance in a response; when present
+// it overrides the recipe's appliance id for the pulse.
+const ApplianceHeader = "X-OCDN-Appliance"
+
+// Options shape how a recipe runs on this client. The zero value dials
+// from an address the kernel chooses, with the system's TLS roots.
+type Options struct {
+	// Dial opens every probe connection; nil means a net.Dialer bound to
+	// Source. The lab injects a netem dialer here.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Source is the client address to bind when Dial is nil.
+	Source netip.Addr
+	// TLSConfig is cloned for https targets (for test roots).
+	TLSConfig *tls.Config
+	// Now is the wall clock for report timestamps; nil means time.Now.
+	// Durations are always measured with the monotonic clock.
+	Now func() time.Time
+	// DefaultTimeout is used when the recipe's PulseTimeout is 0.
+	DefaultTimeout time.Duration
+	// DefaultRangeBytes is used for throughput when a target has none.
+	DefaultRangeBytes int64
+}
+
+func (o *Options) setDefaults() {
+	if o.Dial == nil {
+		d := &net.Dialer{}
+		if o.Source.IsValid() {
+			d.LocalAddr = &net.TCPAddr{IP: o.Source.AsSlice()}
+		}
+		o.Dial = d.DialContext
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.DefaultTimeout <= 0 {
+		o.DefaultTimeout = 5 * time.Second
+	}
+	if o.DefaultRangeBytes <= 0 {
+		o.DefaultRangeBytes = 1 << 20
+	}
+}
+
+// Run executes every target × type × pulse of rec: pulse rounds one after
+// another, and within a round the targets in the recipe's (shuffled)
+// order, with rec.PulseDelay between consecutive pulses and each pulse
+// bounded by rec.PulseTimeout. Failed and timed-out pulses are recorded,
+// not returned; Run returns an error only for an invalid recipe or when
+// ctx ends, and then the report holds the pulses run so far.
+func Run(ctx context.Context, rec *Recipe, opts Options) (*measure.Report, error) {
+	if err := rec.Validate(); err != nil {
+		return nil, err
+	}
+	opts.setDefaults()
+	rep := &measure.Report{ID: NewID(), Recipe: rec.ID, ClientTime: opts.Now(), Pulses: []measure.Pulse{}}
+	if len(rec.Context) > 0 {
+		rep.Context = make(map[string]string, len(rec.Context))
+		for k, v := range rec.Context {
+			rep.Context[k] = v
+		}
+	}
+	timeout := rec.PulseTimeout
+	if timeout <= 0 {
+		timeout = opts.DefaultTimeout
+	}
+	seq := 0
+	for round := 0; round < rec.Pulses; round++ {
+		for _, t := range rec.Targets {
+			for _, ty := range t.Types {
+				if seq > 0 {
+					if err := sleepCtx(ctx, rec.PulseDelay); err != nil {
+						return rep, err
+					}
+				}
+				p := runPulse(ctx, t, ty, timeout, &opts)
+				p.Seq = seq
+				seq++
+				if ctx.Err() != nil {
+					return rep, ctx.Err()
+				}
+				rep.Pulses = append(rep.Pulses, p)
+			}
+		}
+	}
+	return rep, nil
+}
+
+func runPulse(ctx context.Context, t Target, ty string, timeout time.Duration, o *Options) measure.Pulse {
+	p := measure.Pulse{Target: t.ID, Appliance: t.Appliance, Site: t.Site, Type: ty, Start: o.Now()}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	var err error
+	switch ty {
+	case measure.TypeTCPConnect:
+		err = probeConnect(ctx, t, o, &p)
+	case measure.TypeTLSHandshake:
+		err = probeTLS(ctx, t, o, &p)
+	case measure.TypeHTTPTTFB:
+		err = probeHTTP(ctx, t, o, &p, 1)
+	case measure.TypeThroughput:
+		n := t.RangeBytes
+		if n <= 0 {
+			n = o.DefaultRangeBytes
+		}
+		err = probeHTTP(ctx, t, o, &p, n)
+	default:
+		err = fmt.Errorf("unknown probe type %q", ty)
+	}
+	p.DurationMs = ms(time.Since(start))
+	switch {
+	case err == nil:
+		p.Status = measure.StatusOK
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) || isTimeout(err):
+		p.Status, p.Error = measure.StatusTimeout, fmt.Sprintf("no answer within %v", timeout)
+	default:
+		p.Status, p.Error = measure.StatusError, clip(err.Error())
+	}
+	return p
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// hostPort is the address a URL's connection goes to.
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	if u.Scheme == "https" {
+		return net.JoinHostPort(u.Hostname(), "443")
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
+}
+
+func probeConnect(ctx context.Context, t Target, o *Options, p *measure.Pulse) error {
+	u, err := url.Parse(t.URL)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	c, err := o.Dial(ctx, "tcp", hostPort(u))
+	if err != nil {
+		return err
+	}
+	p.ConnectMs = ms(time.Since(start))
+	return c.Close()
+}
+
+var errNotHTTPS = errors.New("not https")
+
+func probeTLS(ctx context.Context, t Target, o *Options, p *measure.Pulse) error {
+	u, err := url.Parse(t.URL)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "https" {
+		return errNotHTTPS
+	}
+	start := time.Now()
+	c, err := o.Dial(ctx, "tcp", hostPort(u))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	p.ConnectMs = ms(time.Since(start))
+	tc := tls.Client(c, tlsConfig(o, u))
+	hs := time.Now()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return err
+	}
+	p.TLSMs = ms(time.Since(hs))
+	return nil
+}
+
+func tlsConfig(o *Options, u *url.URL) *tls.Config {
+	var cfg *tls.Config
+	if o.TLSConfig != nil {
+		cfg = o.TLSConfig.Clone()
+	} else {
+		cfg = &tls.Config{}
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = u.Hostname()
+	}
+	return cfg
+}
+
+// probeHTTP fetches the first n bytes of the target on a fresh
+// connection, filling connect, TLS, TTFB and, for n > 1, throughput.
+func probeHTTP(ctx context.Context, t Target, o *Options, p *measure.Pulse, n int64) error {
+	u, err := url.Parse(t.URL)
+	if err != nil {
+		return err
+	}
+	var tlsStart, wrote time.Time
+	var ttfb time.Duration
+	trace := &httptrace.ClientTrace{
+		TLSHandshakeStart: func() {
+			tlsStart = time.Now()
+		},
+		TLSHandshakeDone: func(tls.ConnectionState, error) {
+			if !tlsStart.IsZero() {
+				p.TLSMs = ms(time.Since(tlsStart))
+			}
+		},
+		WroteRequest:         func(httptrace.WroteRequestInfo) { wrote = time.Now() },
+		GotFirstResponseByte: func() { ttfb = time.Since(wrote) },
+	}
+	// One transport per pulse: no pooling, no HTTP/2 coalescing.
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			start := time.Now()
+			c, err := o.Dial(ctx, network, addr)
+			if err == nil {
+				p.ConnectMs = ms(time.Since(start))
+			}
+			return c, err
+		},
+		TLSClientConfig:    tlsConfig(o, u),
+		DisableKeepAlives:  true,
+		DisableCompression: true,
+	}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, t.URL, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=0-%d", n-1))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	p.TTFBMs = ms(ttfb)
+	p.HTTPStatus = resp.StatusCode
+	if a := resp.Header.Get(ApplianceHeader); a != "" {
+		p.Appliance = clip(a)
+	}
+	if resp.StatusCode != http.StatusPartialContent && resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("http status %s", resp.Status)
+	}
+	// Read at most n bytes even if the server ignored the Range.
+	body := io.LimitReader(resp.Body, n)
+	buf := make([]byte, 64<<10)
+	var first, last time.Time
+	var total, firstN int64
+	for {
+		k, err := body.Read(buf)
+		if k > 0 {
+			last = time.Now()
+			if first.IsZero() {
+				first, firstN = last, int64(k)
+			}
+			total += int64(k)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			p.Bytes = total
+			return err
+		}
+	}
+	p.Bytes = total
+	if n > 1 && total > firstN && last.After(first) {
+		p.ThroughputBps = float64(total-firstN) * 8 / last.Sub(first).Seconds()
+	}
+	if total < n && resp.StatusCode == http.StatusPartialContent && total < resp.ContentLength {
+		return fmt.Errorf("short body: %d of %d bytes", total, resp.ContentLength)
+	}
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func clip(s string) string {
+	if len(s) <= measure.MaxStringBytes {
+		return s
+	}
+	return s[:measure.MaxStringBytes-3] + "..."
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
