@@ -3,6 +3,24 @@
 // they announce through the appliance's import policy, and reports the
 // accepted client prefixes as route events (see Event) for the appliance's
 // route set.
+//
+// How GoBGP maps to events: one GoBGP watcher subscribes to peer state
+// changes and to post-policy Adj-RIB-In updates (WatchPostUpdate). Those
+// updates are per neighbor and carry every path a neighbor sends,
+// announcements and withdrawals alike; best-path events would hide a
+// neighbor's route whenever another neighbor's route for the same prefix
+// wins, and the consumer needs each neighbor's routes. A peer reaching
+// Established gives SessionUp, leaving it gives SessionDown (the consumer
+// drops that neighbor's routes; no per-route withdrawals follow). Paths pass
+// the import policy (importPolicy: default route, bogons unless in
+// Config.AllowPrefixes, IPv4 longer than /24, IPv6 longer than /48), then
+// become one Announce (rib.Route values) and one Withdraw per neighbor and
+// batch. Unchanged re-announcements and withdrawals of rejected prefixes
+// produce no event. GoBGP's own import policy is left at accept-all and its
+// export policy is reject-all. Max-prefix counts accepted prefixes: when a
+// neighbor exceeds NeighborConfig.MaxPrefixes the speaker emits SessionDown
+// with State "max-prefix exceeded" and disables the GoBGP peer, which stays
+// down until the speaker is restarted.
 package bgp
 
 import (
