@@ -67,3 +67,5 @@ func walFiles(t testing.TB, dir string) []string {
 	}
 	return names
 }
+
+func netipFrom4(b [4]byte) netip.Addr { return netip.AddrFrom4(b) }
