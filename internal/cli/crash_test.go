@@ -1,0 +1,274 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/content"
+)
+
+// TestSIGKILLDuringFill is the acceptance test for crash safety: real
+// origin, control plane and appliance processes; the appliance is killed
+// with SIGKILL while it is writing fill downloads into its store, three
+// times at different moments, and restarted on the same store. After each
+// restart `ocdn store verify` must pass and every manifest file must be
+// either absent (404) or served with exactly the catalog's bytes.
+func TestSIGKILLDuringFill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs origin, control plane and appliance processes and moves ~200 MB")
+	}
+	dir := t.TempDir()
+	catalog := filepath.Join(dir, "synth.json")
+	keyFile := filepath.Join(dir, "keys.json")
+	storeDir := filepath.Join(dir, "store")
+	mustOCDN(t, "catalog", "synth", "--titles", "6", "--ladder", "4000,8000", "--duration", "20s", "-o", catalog)
+	mustOCDN(t, "urlsign", "keygen", "--out", keyFile)
+	cat, err := content.Load(catalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	originAddr := freeAddr(t, "127.1.200.1")
+	origin := startOCDN(t, dir, "origin", "origin", "--catalog", catalog, "--listen", originAddr)
+	waitFor(t, "the origin", 20*time.Second, func() bool { return healthy("http://" + originAddr) }, origin)
+
+	// Fill runs at loopback speed; a user-space throttle between the
+	// appliance and the origin keeps writes in progress long enough to
+	// kill the appliance in the middle of them.
+	relay := throttledRelay(t, "127.1.200.4", "http://"+originAddr, 24<<20)
+
+	controlAddr := freeAddr(t, "127.1.200.2")
+	applianceAddr := freeAddr(t, "127.1.200.3")
+	controlYAML := filepath.Join(dir, "control.yaml")
+	writeFile(t, controlYAML, fmt.Sprintf(`listen: %s
+catalog: %s
+origin_url: %s
+key_file: %s
+heartbeat_interval: 500ms
+replicas: 1
+sites:
+  - {id: crash-site, kind: ixp}
+appliances:
+  - {id: crash-1, site: crash-site, address: %s, capacity: 1GiB}
+`, controlAddr, catalog, relay, keyFile, applianceAddr))
+	applianceYAML := filepath.Join(dir, "appliance.yaml")
+	writeFile(t, applianceYAML, fmt.Sprintf(`id: crash-1
+listen: %s
+control_url: http://%s
+store: %s
+capacity: 1GiB
+key_file: %s
+heartbeat_interval: 500ms
+`, applianceAddr, controlAddr, storeDir, keyFile))
+
+	control := startOCDN(t, dir, "control", "control", "--config", controlYAML)
+	waitFor(t, "the control plane", 20*time.Second, func() bool { return healthy("http://" + controlAddr) }, control)
+	var manifest api.Manifest
+	getJSON(t, "http://"+controlAddr+"/v1/manifest?appliance=crash-1", &manifest)
+	if len(manifest.Files) != len(cat.Files) {
+		t.Fatalf("manifest has %d files, want all %d of the catalog", len(manifest.Files), len(cat.Files))
+	}
+
+	// One title-scoped URL per title, made by the operator command; the
+	// other files of the title reuse its token.
+	base := "http://" + applianceAddr
+	urls := map[string]string{}
+	for _, title := range cat.Titles() {
+		files := cat.TitleFiles(title)
+		u := strings.TrimSpace(mustOCDN(t, "urlsign", "--key-file", keyFile, "--scope", title+"/", "--base", base, files[0].Path))
+		prefix := strings.TrimSuffix(u, files[0].Path)
+		for _, f := range files {
+			urls[f.Path] = prefix + f.Path
+		}
+	}
+
+	tmp := filepath.Join(storeDir, "tmp")
+	moments := []struct {
+		name string
+		when func() bool
+	}{
+		{"as the first write starts", func() bool { return len(partials(tmp)) > 0 }},
+		{"deep inside a large write", func() bool {
+			for _, p := range partials(tmp) {
+				if p.size > 4<<20 {
+					return true
+				}
+			}
+			return false
+		}},
+		{"just after an object is published, with another write open", nil}, // set below
+	}
+	var published int
+	moments[2].when = func() bool { return countObjects(storeDir) > published && len(partials(tmp)) > 0 }
+
+	start := func() *daemon {
+		app := startOCDN(t, dir, "appliance", "appliance", "--config", applianceYAML)
+		waitFor(t, "the appliance", 20*time.Second, func() bool { return healthy(base) }, app)
+		return app
+	}
+	app := start()
+	for round, m := range moments {
+		published = countObjects(storeDir)
+		waitFor(t, "the moment "+m.name, 60*time.Second, m.when, app)
+		inFlight := partials(tmp)
+		app.kill()
+		objects := countObjects(storeDir)
+		t.Logf("round %d: SIGKILL %s: %d objects stored, %d partial writes %v", round+1, m.name, objects, len(inFlight), inFlight)
+		if objects == len(manifest.Files) {
+			t.Fatalf("round %d: the fill had already finished; the kill tested nothing", round+1)
+		}
+
+		app = start()
+		absent, served := checkServed(t, manifest.Files, urls)
+		t.Logf("round %d: after restart %d files served intact, %d not yet stored (404)", round+1, served, absent)
+		if out, errOut, err := runOCDN(t, "store", "verify", "--store", storeDir); err != nil || !strings.HasSuffix(out, "all good\n") {
+			t.Fatalf("round %d: ocdn store verify after SIGKILL: %v\nstdout:\n%s\nstderr:\n%s", round+1, err, out, errOut)
+		}
+	}
+
+	// The restarted appliance finishes the fill and every file is right.
+	waitFor(t, "the fill to finish after the last restart", 120*time.Second, func() bool {
+		return countObjects(storeDir) == len(manifest.Files)
+	}, app)
+	if absent, _ := checkServed(t, manifest.Files, urls); absent != 0 {
+		t.Errorf("after the fill finished, %d files are still 404", absent)
+	}
+	if out := mustOCDN(t, "store", "verify", "--store", storeDir); out != fmt.Sprintf("%d objects verified, all good\n", len(manifest.Files)) {
+		t.Errorf("final store verify printed %q", out)
+	}
+}
+
+// checkServed fetches every file and fails the test unless each is 404 or
+// exactly the catalog's bytes.
+func checkServed(t *testing.T, files []content.File, urls map[string]string) (absent, served int) {
+	t.Helper()
+	for _, f := range files {
+		code, sum, n, err := fetchSHA(urls[f.Path])
+		switch {
+		case err != nil:
+			t.Errorf("GET %s: %v after %d bytes", f.Path, err, n)
+		case code == http.StatusNotFound:
+			absent++
+		case code == http.StatusOK && sum == f.SHA256 && n == f.Size:
+			served++
+		case code == http.StatusOK:
+			t.Errorf("GET %s: 200 with %d bytes, sha256 %s; want %d bytes, sha256 %s", f.Path, n, sum, f.Size, f.SHA256)
+		default:
+			t.Errorf("GET %s: status %d, want 200 or 404", f.Path, code)
+		}
+	}
+	return absent, served
+}
+
+type partial struct {
+	name string
+	size int64
+}
+
+// partials lists the store's writes in progress (tmp/put-*).
+func partials(tmp string) []partial {
+	entries, _ := os.ReadDir(tmp)
+	var out []partial
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && strings.HasPrefix(e.Name(), "put-") {
+			out = append(out, partial{e.Name(), info.Size()})
+		}
+	}
+	return out
+}
+
+// countObjects counts published object files.
+func countObjects(storeDir string) int {
+	n := 0
+	filepath.WalkDir(filepath.Join(storeDir, "objects"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// throttledRelay proxies to target, sending each response body at no
+// more than bytesPerSecond, and returns its base URL.
+func throttledRelay(t *testing.T, host, target string, bytesPerSecond int) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	proxy.ModifyResponse = func(r *http.Response) error {
+		r.Body = &slowBody{ReadCloser: r.Body, rate: bytesPerSecond, start: time.Now()}
+		return nil
+	}
+	proxy.ErrorLog = log.New(io.Discard, "", 0) // aborted fills are expected here
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(proxy)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// slowBody paces reads to rate bytes per second since start: a bandwidth
+// emulation, the way the lab emulates distance.
+type slowBody struct {
+	io.ReadCloser
+	rate  int
+	start time.Time
+	n     int64
+}
+
+func (b *slowBody) Read(p []byte) (int, error) {
+	if len(p) > 64<<10 {
+		p = p[:64<<10]
+	}
+	due := b.start.Add(time.Duration(float64(b.n) / float64(b.rate) * float64(time.Second)))
+	if d := time.Until(due); d > 0 {
+		time.Sleep(d)
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
+func writeFile(t *testing.T, name, data string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func getJSON(t *testing.T, u string, out any) {
+	t.Helper()
+	resp, err := httpClient.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s: %s: %s", u, resp.Status, b)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+}
