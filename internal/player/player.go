@@ -1,8 +1,51 @@
 // Package player provides a playback client that behaves like a video
 // player: it asks steering for a title's files, fetches segments as byte
-// ranges against a playback clock with a bounded buffer, fails over down
-// the ranked URL list on error or timeout, re-steers when the list is
+// ranges against a playback clock with a bounded buffer, adapts the
+// bitrate to the buffer level, fails over down the ranked URL list on
+// error, timeout or throughput collapse, re-steers when the list is
 // exhausted, and records what the viewer experienced.
+//
+// # Segments
+//
+// Every video rung of a title is one file. Segment k of any rung covers
+// playback time [k·SegmentDuration, (k+1)·SegmentDuration) and is the
+// byte range [k·b, (k+1)·b) of that rung's file, with b = bitrate ·
+// SegmentDuration / 8; rungs can therefore change at every segment
+// boundary.
+//
+// # Adaptation (BBA-0)
+//
+// The default ABR is BBA-0 of Huang et al. (SIGCOMM 2014): the next rung
+// is a function of the buffer level B only. Below the reservoir (default
+// 3/8 of MaxBuffer) the lowest rung is fetched; above reservoir + cushion
+// (cushion defaults to 21/40 of MaxBuffer; the paper's 90 s and 126 s of
+// a 240 s buffer, scaled) it moves towards the highest; in between a
+// linear rate map f(B) from the lowest to the highest bitrate decides,
+// and the rung moves only when f(B) crosses a neighbouring rung (see
+// bba.next). Upward moves are one rung per segment, a deviation from the
+// paper for buffers of seconds. The first segment is always the lowest
+// rung (B = 0). The ladder is the title's video files at or below
+// MaxBitrateKbps. Config.ABR = "fixed" plays the top allowed rung
+// throughout instead.
+//
+// The failed-appliance set is shared by the rungs: an appliance that
+// failed is skipped for every rung until steering answers again.
+//
+// # Failover
+//
+// A fetch fails over to the next URL of the rung's list on an HTTP or
+// transport error, on RequestTimeout, or on throughput collapse: while
+// the buffer is below the reservoir, the fetch must keep delivering at
+// least CollapseRatio (default 0.5) of the rung's bitrate after a grace
+// period (CollapseGrace, default 500 ms, for connection set-up); the
+// check is a progress deadline re-armed on every read, so a stalled
+// transfer is abandoned mid-segment, not after it. Collapse only aborts
+// a fetch when the list has another URL to go to. After an error the
+// next URL is asked for the rest of the segment (the bytes already
+// received are kept); after a collapse on a rung above the lowest, the
+// whole segment is fetched again at the lowest rung, since the buffer is
+// short. When every URL of the list has failed, the player asks steering
+// again (at most Resteers times per session).
 package player
 
 import (
@@ -16,31 +59,53 @@ import (
 	"net/netip"
 	"net/url"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/measure"
 )
 
-// Config wires a player.
+// Config wires a player. Zero values get the defaults documented on each
+// field.
 type Config struct {
 	ControlURL string
 	// Source is the client address to bind; zero lets the kernel choose.
+	// Ignored when Dial is set.
 	Source netip.Addr
-	// SegmentDuration is the playback time one range request carries.
+	// Dial, when set, opens every connection (the lab injects a netem
+	// dialer that binds Source itself).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// SegmentDuration is the playback time one range request carries
+	// (default 2 s).
 	SegmentDuration time.Duration
-	// MaxBuffer is how far ahead of playback the player downloads.
+	// MaxBuffer is how far ahead of playback the player downloads
+	// (default 4 segments).
 	MaxBuffer time.Duration
 	// RequestTimeout bounds one segment fetch; past it the player fails
-	// over.
+	// over (default 3 s).
 	RequestTimeout time.Duration
-	// MaxBitrateKbps picks the highest video rung at or below it (0 = top).
+	// MaxBitrateKbps caps the ladder: only video rungs at or below it are
+	// played (0 = no cap; if every rung is above it, the lowest).
 	MaxBitrateKbps int
-	// URLs is how many URLs to ask steering for.
+	// URLs is how many URLs to ask steering for (default 5).
 	URLs int
 	// Resteers bounds how often a session may ask steering again after
-	// every URL failed.
+	// every URL failed (default 2).
 	Resteers int
+	// ABR is ABRBuffer ("bba", the default) or ABRFixed ("fixed").
+	ABR string
+	// Reservoir and Cushion are BBA-0's parameters (defaults 3/8 and
+	// 21/40 of MaxBuffer, the paper's proportions).
+	Reservoir, Cushion time.Duration
+	// CollapseRatio is the share of the rung's bitrate below which a
+	// fetch made with the buffer under the reservoir is abandoned
+	// (default 0.5; negative disables the check).
+	CollapseRatio float64
+	// CollapseGrace is how long a fetch may take to deliver its first
+	// bytes before the collapse check applies (default 500 ms).
+	CollapseGrace time.Duration
 }
 
 // Player plays sessions one after another; it is not safe for concurrent
@@ -48,6 +113,7 @@ type Config struct {
 type Player struct {
 	cfg    Config
 	client *http.Client
+	abr    *bba
 }
 
 // New returns a player with its own connection pool bound to Source.
@@ -67,11 +133,30 @@ func New(cfg Config) *Player {
 	if cfg.Resteers <= 0 {
 		cfg.Resteers = 2
 	}
-	d := &net.Dialer{Timeout: cfg.RequestTimeout}
-	if cfg.Source.IsValid() {
-		d.LocalAddr = &net.TCPAddr{IP: cfg.Source.AsSlice()}
+	if cfg.ABR == "" {
+		cfg.ABR = ABRBuffer
 	}
-	tr := &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}
+	if cfg.Reservoir <= 0 {
+		cfg.Reservoir = cfg.MaxBuffer * 3 / 8
+	}
+	if cfg.Cushion <= 0 {
+		cfg.Cushion = cfg.MaxBuffer * 21 / 40
+	}
+	if cfg.CollapseRatio == 0 {
+		cfg.CollapseRatio = 0.5
+	}
+	if cfg.CollapseGrace <= 0 {
+		cfg.CollapseGrace = 500 * time.Millisecond
+	}
+	dial := cfg.Dial
+	if dial == nil {
+		d := &net.Dialer{Timeout: cfg.RequestTimeout}
+		if cfg.Source.IsValid() {
+			d.LocalAddr = &net.TCPAddr{IP: cfg.Source.AsSlice()}
+		}
+		dial = d.DialContext
+	}
+	tr := &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}
 	return &Player{cfg: cfg, client: &http.Client{Transport: tr}}
 }
 
@@ -80,33 +165,74 @@ func (p *Player) Close() { p.client.CloseIdleConnections() }
 
 // Session is the QoE record of one playback.
 type Session struct {
-	Title       string           `json:"title"`
-	File        string           `json:"file"`
-	BitrateKbps int              `json:"bitrate_kbps"`
-	Started     time.Time        `json:"started"`
-	StartupMs   float64          `json:"startup_ms"`
-	Rebuffers   int              `json:"rebuffers"`
-	RebufferMs  float64          `json:"rebuffer_ms"`
-	Failovers   int              `json:"failovers"`
-	Resteers    int              `json:"resteers"`
-	Bytes       int64            `json:"bytes"`
+	Title string `json:"title"`
+	// File and BitrateKbps are the rung of the last segment fetched.
+	File        string    `json:"file"`
+	BitrateKbps int       `json:"bitrate_kbps"`
+	Started     time.Time `json:"started"`
+	// StartupMs is from Play to the first segment being playable.
+	StartupMs  float64 `json:"startup_ms"`
+	Rebuffers  int     `json:"rebuffers"`
+	RebufferMs float64 `json:"rebuffer_ms"`
+	// AvgBitrateKbps is weighted by the playback time of each segment.
+	AvgBitrateKbps float64 `json:"avg_bitrate_kbps"`
+	// Switches counts rung changes between consecutive segments.
+	Switches  int `json:"switches"`
+	Segments  int `json:"segments"`
+	Failovers int `json:"failovers"`
+	// Collapses counts fetches abandoned for throughput collapse (each
+	// is also a failover).
+	Collapses int   `json:"collapses"`
+	Resteers  int   `json:"resteers"`
+	Bytes     int64 `json:"bytes"`
+	// WastedBytes were downloaded for a segment then fetched again at a
+	// lower rung after a collapse.
+	WastedBytes int64            `json:"wasted_bytes"`
 	ServedBy    map[string]int64 `json:"served_by"` // appliance → bytes
-	Completed   bool             `json:"completed"`
-	Error       string           `json:"error,omitempty"`
+	// ServedOrder lists the appliances in the order they first served.
+	ServedOrder []string `json:"served_order"`
+	DurationMs  float64  `json:"duration_ms"`
+	Completed   bool     `json:"completed"`
+	Error       string   `json:"error,omitempty"`
+}
+
+// QoE returns the session as the measurement record uploaded with
+// reports.
+func (s *Session) QoE() measure.QoE {
+	order := s.ServedOrder
+	if len(order) > measure.MaxServedBy {
+		order = order[:measure.MaxServedBy]
+	}
+	return measure.QoE{
+		StartupMs: s.StartupMs, Rebuffers: s.Rebuffers, RebufferMs: s.RebufferMs,
+		AvgBitrateKbps: s.AvgBitrateKbps, Switches: s.Switches, Failovers: s.Failovers,
+		ServedBy: append([]string(nil), order...), DurationMs: s.DurationMs,
+	}
 }
 
 // ErrNoURLs means steering had nowhere to send the client.
 var ErrNoURLs = errors.New("steering returned no URLs")
 
+// errCollapse aborts a fetch whose rate fell below the collapse
+// threshold with the buffer low.
+var errCollapse = errors.New("throughput collapse")
+
 // Play streams one title to the end of its playback, or until ctx ends.
 func (p *Player) Play(ctx context.Context, title string) (Session, error) {
-	s := Session{Title: title, Started: time.Now(), ServedBy: map[string]int64{}}
+	s := Session{Title: title, Started: time.Now(), ServedBy: map[string]int64{}, ServedOrder: []string{}}
 	err := p.play(ctx, &s)
 	if err != nil {
 		s.Error = err.Error()
 	}
 	s.Completed = err == nil
+	s.DurationMs = ms(time.Since(s.Started))
 	return s, err
+}
+
+// rung is one video file of the ladder.
+type rung struct {
+	file     content.File
+	segBytes int64
 }
 
 func (p *Player) play(ctx context.Context, s *Session) error {
@@ -114,121 +240,233 @@ func (p *Player) play(ctx context.Context, s *Session) error {
 	if err := p.getJSON(ctx, p.cfg.ControlURL+"/v1/titles/"+url.PathEscape(s.Title), &files); err != nil {
 		return fmt.Errorf("title: %w", err)
 	}
-	f, ok := p.pickRung(files)
-	if !ok {
+	ladder := p.ladder(files)
+	if len(ladder) == 0 {
 		return fmt.Errorf("title %s has no video file", s.Title)
 	}
-	s.File, s.BitrateKbps = f.Path, f.BitrateKbps
-	urls, err := p.steer(ctx, f.Path)
+	segDur := p.cfg.SegmentDuration
+	segments := -1
+	kbps := make([]int, len(ladder))
+	for i, r := range ladder {
+		kbps[i] = r.file.BitrateKbps
+		n := int((r.file.Size + r.segBytes - 1) / r.segBytes)
+		if segments < 0 || n < segments {
+			segments = n
+		}
+	}
+	abr := &bba{ladder: kbps, reservoir: p.cfg.Reservoir, cushion: p.cfg.Cushion}
+	urls, err := p.steer(ctx, ladder)
 	if err != nil {
 		return err
 	}
-	segBytes := max(int64(f.BitrateKbps)*1000/8*int64(p.cfg.SegmentDuration/time.Millisecond)/1000, 1)
-	segments := int((f.Size + segBytes - 1) / segBytes)
+	// failed holds the appliances that failed since the last steering
+	// answer; every rung's fetch skips them, so a failover sticks when
+	// the rung changes.
+	failed := map[string]bool{}
+	pick := func(path string) (steerURL, bool, bool) {
+		for i, u := range urls[path] {
+			if !failed[u.Appliance] {
+				more := false
+				for _, v := range urls[path][i+1:] {
+					more = more || !failed[v.Appliance]
+				}
+				return u, more, true
+			}
+		}
+		return steerURL{}, false, false
+	}
 
 	// Playback clock: playStart is when the first segment arrived; time
 	// spent stalled pushes every later deadline back.
 	var playStart time.Time
 	var stalled time.Duration
-	cur := 0
+	buffer := func(k int) time.Duration {
+		if playStart.IsZero() {
+			return 0
+		}
+		return max(time.Duration(k)*segDur-(time.Since(playStart)-stalled), 0)
+	}
+	ri := len(ladder) - 1
+	if p.cfg.ABR != ABRFixed {
+		ri = 0
+	}
+	var weighted float64 // kbps × seconds
+	var played time.Duration
 	for k := 0; k < segments; k++ {
 		if k > 0 {
 			// Wait while the buffer is full, as a player would.
-			ahead := time.Duration(k)*p.cfg.SegmentDuration - (time.Since(playStart) - stalled)
-			if wait := ahead - p.cfg.MaxBuffer; wait > 0 {
+			if wait := buffer(k) - p.cfg.MaxBuffer; wait > 0 {
 				if err := sleepCtx(ctx, wait); err != nil {
 					return err
 				}
 			}
+			if p.cfg.ABR != ABRFixed {
+				next := abr.next(ri, buffer(k))
+				if next != ri {
+					s.Switches++
+				}
+				ri = next
+			}
 		}
-		off := int64(k) * segBytes
-		end := min(off+segBytes, f.Size) - 1
-		for {
-			n, err := p.fetchRange(ctx, urls[cur].URL, off, end)
-			if err == nil {
+		r := ladder[ri]
+		off := int64(k) * r.segBytes
+		end := min(off+r.segBytes, r.file.Size) - 1
+		for off <= end {
+			u, canCollapse, _ := pick(r.file.Path)
+			n, err := p.fetchRange(ctx, u.URL, off, end, r.file.BitrateKbps, buffer(k), canCollapse)
+			if n > 0 {
 				s.Bytes += n
-				s.ServedBy[urls[cur].Appliance] += n
+				if _, ok := s.ServedBy[u.Appliance]; !ok {
+					s.ServedOrder = append(s.ServedOrder, u.Appliance)
+				}
+				s.ServedBy[u.Appliance] += n
+				off += n
+			}
+			if err == nil {
 				break
 			}
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			cur++
 			s.Failovers++
-			if cur == len(urls) {
+			failed[u.Appliance] = true
+			if errors.Is(err, errCollapse) {
+				s.Collapses++
+				if ri > 0 {
+					// Too little buffer to finish this rung anywhere:
+					// take the segment again at the lowest rung.
+					s.WastedBytes += off - int64(k)*r.segBytes
+					s.Switches++
+					ri = 0
+					r = ladder[0]
+					off = int64(k) * r.segBytes
+					end = min(off+r.segBytes, r.file.Size) - 1
+				}
+			}
+			if _, _, ok := pick(r.file.Path); !ok {
 				if s.Resteers == p.cfg.Resteers {
 					return fmt.Errorf("segment %d: every URL failed, last: %w", k, err)
 				}
 				s.Resteers++
-				if urls, err = p.steer(ctx, f.Path); err != nil {
+				if urls, err = p.steer(ctx, ladder); err != nil {
 					return err
 				}
-				cur = 0
+				clear(failed)
 			}
 		}
+		s.File, s.BitrateKbps = r.file.Path, r.file.BitrateKbps
+		s.Segments++
+		segPlay := time.Duration(float64(end-int64(k)*r.segBytes+1) * 8 / float64(r.file.BitrateKbps) * float64(time.Millisecond))
+		segPlay = min(segPlay, segDur)
+		weighted += float64(r.file.BitrateKbps) * segPlay.Seconds()
+		played += segPlay
+		s.AvgBitrateKbps = weighted / played.Seconds()
+
 		now := time.Now()
 		if k == 0 {
 			playStart = now
-			s.StartupMs = float64(now.Sub(s.Started).Microseconds()) / 1000
+			s.StartupMs = ms(now.Sub(s.Started))
 			continue
 		}
 		// The segment was due when playback reached its start.
-		due := playStart.Add(time.Duration(k)*p.cfg.SegmentDuration + stalled)
+		due := playStart.Add(time.Duration(k)*segDur + stalled)
 		if late := now.Sub(due); late > 0 {
 			s.Rebuffers++
-			s.RebufferMs += float64(late.Microseconds()) / 1000
+			s.RebufferMs += ms(late)
 			stalled += late
 		}
 	}
 	// Play out what is buffered: the session ends when the viewer
 	// reaches the end.
-	end := playStart.Add(time.Duration(segments)*p.cfg.SegmentDuration + stalled)
+	end := playStart.Add(played + stalled)
 	return sleepCtx(ctx, time.Until(end))
 }
 
-func (p *Player) pickRung(files []content.File) (content.File, bool) {
+// ladder is the title's video rungs at or below the cap, ascending.
+func (p *Player) ladder(files []content.File) []rung {
 	var video []content.File
 	for _, f := range files {
-		if f.Kind == content.KindVideo && f.BitrateKbps > 0 {
+		if f.Kind == content.KindVideo && f.BitrateKbps > 0 && f.Size > 0 {
 			video = append(video, f)
 		}
 	}
 	if len(video) == 0 {
-		return content.File{}, false
+		return nil
 	}
 	sort.Slice(video, func(i, j int) bool { return video[i].BitrateKbps < video[j].BitrateKbps })
-	best := video[0]
-	for _, f := range video {
+	allowed := video[:1] // if every rung is above the cap, the lowest
+	for i, f := range video {
 		if p.cfg.MaxBitrateKbps == 0 || f.BitrateKbps <= p.cfg.MaxBitrateKbps {
-			best = f
+			allowed = video[:i+1]
 		}
 	}
-	return best, true
+	out := make([]rung, len(allowed))
+	for i, f := range allowed {
+		segBytes := max(int64(f.BitrateKbps)*1000/8*int64(p.cfg.SegmentDuration/time.Millisecond)/1000, 1)
+		out[i] = rung{file: f, segBytes: segBytes}
+	}
+	return out
 }
 
-func (p *Player) steer(ctx context.Context, path string) ([]steerURL, error) {
+// steer asks for every rung's URLs in one request.
+func (p *Player) steer(ctx context.Context, ladder []rung) (map[string][]steerURL, error) {
+	paths := make([]string, len(ladder))
+	for i, r := range ladder {
+		paths[i] = r.file.Path
+	}
 	var resp api.SteerResponse
-	u := fmt.Sprintf("%s/v1/steer?files=%s&n=%d", p.cfg.ControlURL, url.QueryEscape(path), p.cfg.URLs)
+	u := fmt.Sprintf("%s/v1/steer?files=%s&n=%d", p.cfg.ControlURL, url.QueryEscape(strings.Join(paths, ",")), p.cfg.URLs)
 	if err := p.getJSON(ctx, u, &resp); err != nil {
 		return nil, fmt.Errorf("steer: %w", err)
 	}
-	if len(resp.Files) != 1 || len(resp.Files[0].URLs) == 0 {
-		return nil, ErrNoURLs
+	out := make(map[string][]steerURL, len(paths))
+	for _, f := range resp.Files {
+		for _, c := range f.URLs {
+			out[f.Path] = append(out[f.Path], steerURL{URL: c.URL, Appliance: c.Appliance})
+		}
 	}
-	out := make([]steerURL, len(resp.Files[0].URLs))
-	for i, c := range resp.Files[0].URLs {
-		out[i] = steerURL{URL: c.URL, Appliance: c.Appliance}
+	for _, path := range paths {
+		if len(out[path]) == 0 {
+			return nil, fmt.Errorf("%s: %w", path, ErrNoURLs)
+		}
 	}
 	return out, nil
 }
 
 type steerURL struct{ URL, Appliance string }
 
-// fetchRange downloads bytes off..end and fails unless exactly that range
-// arrives within the request timeout.
-func (p *Player) fetchRange(ctx context.Context, u string, off, end int64) (int64, error) {
+// fetchRange downloads bytes off..end and returns how many arrived; the
+// error is nil only if the whole range did. The fetch is abandoned at
+// RequestTimeout, and, when collapse is allowed, as soon as it falls
+// behind CollapseRatio × kbps while the buffer (buffer at the start,
+// draining in real time) is below the reservoir.
+func (p *Player) fetchRange(ctx context.Context, u string, off, end int64, kbps int, buffer time.Duration, collapse bool) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout)
 	defer cancel()
+	ctx, abort := context.WithCancelCause(ctx)
+	defer abort(nil)
+	start := time.Now()
+	var watchdog *time.Timer
+	var deadline func(n int64) time.Time
+	if collapse && p.cfg.CollapseRatio > 0 && p.cfg.ABR != ABRFixed {
+		minBps := p.cfg.CollapseRatio * float64(kbps) * 1000 / 8 // bytes per second
+		lowAt := start.Add(buffer - p.cfg.Reservoir)             // buffer reaches the reservoir
+		deadline = func(n int64) time.Time {
+			d := start.Add(p.cfg.CollapseGrace + time.Duration(float64(n)/minBps*float64(time.Second)))
+			if lowAt.After(d) {
+				return lowAt
+			}
+			return d
+		}
+		watchdog = time.AfterFunc(time.Until(deadline(0)), func() { abort(errCollapse) })
+		defer watchdog.Stop()
+	}
+	fail := func(n int64, err error) (int64, error) {
+		if c := context.Cause(ctx); errors.Is(c, errCollapse) {
+			return n, fmt.Errorf("%s: %w after %d bytes in %v", u, errCollapse, n, time.Since(start).Round(time.Millisecond))
+		}
+		return n, err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return 0, err
@@ -236,18 +474,36 @@ func (p *Player) fetchRange(ctx context.Context, u string, off, end int64) (int6
 	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, end))
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return 0, err
+		return fail(0, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusPartialContent {
 		return 0, fmt.Errorf("%s: %s", u, resp.Status)
 	}
-	n, err := io.Copy(io.Discard, resp.Body)
-	if err != nil {
-		return n, err
+	want := end - off + 1
+	if resp.ContentLength >= 0 && resp.ContentLength != want {
+		return 0, fmt.Errorf("%s: range %d-%d answered with %d bytes", u, off, end, resp.ContentLength)
 	}
-	if want := end - off + 1; n != want {
-		return n, fmt.Errorf("%s: got %d of %d bytes", u, n, want)
+	body := io.LimitReader(resp.Body, want)
+	buf := make([]byte, 32<<10)
+	var n int64
+	for {
+		k, err := body.Read(buf)
+		if k > 0 {
+			n += int64(k)
+			if watchdog != nil {
+				watchdog.Reset(time.Until(deadline(n)))
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fail(n, err)
+		}
+	}
+	if n != want {
+		return fail(n, fmt.Errorf("%s: got %d of %d bytes", u, n, want))
 	}
 	return n, nil
 }
@@ -270,6 +526,8 @@ func (p *Player) getJSON(ctx context.Context, u string, out any) error {
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
 }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
