@@ -35,3 +35,8 @@ lab:
 
 clean:
 	rm -rf bin
+
+# Measurement ingest throughput over loopback HTTP, checked lossless.
+.PHONY: bench-ingest
+bench-ingest:
+	@scripts/bench-ingest.sh
