@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -101,7 +102,8 @@ type Ingester struct {
 	quit    chan struct{}
 	wdone   chan struct{} // closed when the writer has exited
 
-	comp *compactor
+	comp   *compactor
+	failed atomic.Pointer[error] // set by the WAL writer when it gives up
 }
 
 type commitReq struct {
@@ -376,6 +378,9 @@ func (in *Ingester) Flush(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if err := in.failed.Load(); err != nil {
+		return fmt.Errorf("%w: WAL failed, segments stay for the next Open: %v", ErrNotStored, *err)
+	}
 	return in.comp.waitFor(ctx, upTo)
 }
 
@@ -489,6 +494,7 @@ func (w *walWriter) commit() {
 	}
 	if err != nil {
 		w.failed = fmt.Errorf("WAL segment %d: %w", w.seq, err)
+		w.in.failed.Store(&w.failed)
 		w.in.log.Error("WAL write failed; refusing reports until reopened", "err", err)
 		err = w.failed
 	}
