@@ -53,12 +53,43 @@ type Link struct {
 	// RTT is the round-trip propagation delay.
 	RTT time.Duration `json:"rtt" yaml:"rtt"`
 	// BandwidthBps is the bottleneck rate towards the wrapped side, in
-	// bits per second; 0 means unlimited.
+	// bits per second; 0 means unlimited. Each connection has its own
+	// bottleneck unless Shared is set.
 	BandwidthBps float64 `json:"bandwidth_bps" yaml:"bandwidth_bps"`
+	// Shared, when set, is one bottleneck for every connection whose Link
+	// names it (a household's access link): their bytes are serialized
+	// through one FIFO queue at its rate, and BandwidthBps is ignored.
+	Shared *Bottleneck `json:"-" yaml:"-"`
 }
 
 // IsZero reports whether the link changes nothing.
-func (l Link) IsZero() bool { return l.RTT <= 0 && l.BandwidthBps <= 0 }
+func (l Link) IsZero() bool { return l.RTT <= 0 && l.BandwidthBps <= 0 && l.Shared == nil }
+
+// Bottleneck is a rate shared by several connections.
+type Bottleneck struct {
+	bps        float64 // bytes per second
+	mu         sync.Mutex
+	lastDepart time.Time
+}
+
+// NewBottleneck returns a shared bottleneck of bandwidthBps bits per
+// second.
+func NewBottleneck(bandwidthBps float64) *Bottleneck {
+	return &Bottleneck{bps: bandwidthBps / 8}
+}
+
+// admit schedules n bytes that arrived at arrival (or, when backlogged,
+// right after whatever is queued) and returns when they start draining.
+func (b *Bottleneck) admit(n int, arrival time.Time, backlogged bool) time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	start := arrival
+	if b.lastDepart.After(start) || (backlogged && !b.lastDepart.IsZero()) {
+		start = b.lastDepart
+	}
+	b.lastDepart = start.Add(time.Duration(float64(n) / b.bps * float64(time.Second)))
+	return start
+}
 
 // DialFunc is the shape of net.Dialer.DialContext and http.Transport's
 // DialContext.
@@ -158,8 +189,20 @@ func Wrap(c net.Conn, l Link) net.Conn {
 		done:    make(chan struct{}),
 	}
 	w.window = minWindow
+	if l.Shared != nil && l.Shared.bps > 0 {
+		w.bps = l.Shared.bps
+		w.queue = l.Shared
+	} else {
+		w.queue = &Bottleneck{bps: w.bps}
+	}
 	if w.bps > 0 {
 		w.window = max(minWindow, int(w.bps*l.RTT.Seconds()*2))
+		if l.Shared != nil {
+			// Every connection's queue adds to the shared one's delay:
+			// keep each to about 100 ms of the rate, as a router's
+			// buffer would.
+			w.window = max(64<<10, int(w.bps/10))
+		}
 		// Readers wake when about a millisecond of data (at least a
 		// packet) is readable, not per byte.
 		w.quantum = max(1500, int(w.bps/1000))
@@ -188,6 +231,7 @@ type conn struct {
 	net.Conn
 	half    time.Duration
 	bps     float64
+	queue   *Bottleneck // this connection's own, or a shared one
 	window  int
 	quantum int
 
@@ -198,11 +242,10 @@ type conn struct {
 	changed chan struct{} // closed and replaced on every state change
 	closed  bool
 	// read side
-	rq         []chunk
-	rqBytes    int
-	lastDepart time.Time
-	rerr       error
-	rdeadline  time.Time
+	rq        []chunk
+	rqBytes   int
+	rerr      error
+	rdeadline time.Time
 	// write side
 	wq        []pending
 	wqBytes   int
@@ -231,10 +274,7 @@ func (c *conn) readPump() {
 		if n > 0 {
 			start := now
 			if c.bps > 0 {
-				if c.lastDepart.After(start) || (backlogged && !c.lastDepart.IsZero()) {
-					start = c.lastDepart
-				}
-				c.lastDepart = start.Add(time.Duration(float64(n) / c.bps * float64(time.Second)))
+				start = c.queue.admit(n, now, backlogged)
 			}
 			c.rq = append(c.rq, chunk{b: buf[:n], start: start})
 			c.rqBytes += n

@@ -250,3 +250,65 @@ func TestListenerWraps(t *testing.T) {
 		t.Errorf("echo through a 20ms server-side link took %v", el)
 	}
 }
+
+func TestSharedBottleneck(t *testing.T) {
+	ln := listen(t)
+	const size = 1 << 20
+	serve(ln, func(c net.Conn) {
+		go func() {
+			defer c.Close()
+			c.Write(make([]byte, size))
+		}()
+	})
+	const bw = 20e6
+	shared := NewBottleneck(bw)
+	dial := Dialer(nil, fixed(Link{RTT: 10 * time.Millisecond, Shared: shared}))
+	type res struct {
+		first, last time.Time
+		err         error
+	}
+	out := make(chan res, 3)
+	for range 3 {
+		go func() {
+			c, err := dial(context.Background(), "tcp", ln.Addr().String())
+			if err != nil {
+				out <- res{err: err}
+				return
+			}
+			defer c.Close()
+			var r res
+			buf := make([]byte, 32<<10)
+			for got := 0; got < size; {
+				n, err := c.Read(buf)
+				if n > 0 && r.first.IsZero() {
+					r.first = time.Now()
+				}
+				got += n
+				if err != nil {
+					r.err = err
+					break
+				}
+			}
+			r.last = time.Now()
+			out <- r
+		}()
+	}
+	var first, last time.Time
+	for range 3 {
+		r := <-out
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if first.IsZero() || r.first.Before(first) {
+			first = r.first
+		}
+		if r.last.After(last) {
+			last = r.last
+		}
+	}
+	rate := 3 * size * 8 / last.Sub(first).Seconds()
+	t.Logf("3 connections through one 20 Mbit/s bottleneck: %.3f Mbit/s in all", rate/1e6)
+	if math.Abs(rate-bw)/bw > 0.05 {
+		t.Errorf("aggregate through a shared 20 Mbit/s bottleneck = %.3f Mbit/s, want within 5%%", rate/1e6)
+	}
+}
