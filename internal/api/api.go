@@ -4,7 +4,10 @@
 package api
 
 import (
+	"net/netip"
+
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/rib"
 	"github.com/ocdn/ocdn/internal/steer"
 )
 
@@ -31,6 +34,17 @@ type Heartbeat struct {
 	ContentGen  uint64   `json:"content_gen"`
 	Held        []string `json:"held,omitempty"`
 	BytesServed int64    `json:"bytes_served"`
+	// BGP is the state of each BGP session.
+	BGP []BGPSession `json:"bgp,omitempty"`
+}
+
+// BGPSession is one of an appliance's BGP sessions.
+type BGPSession struct {
+	Neighbor         string `json:"neighbor"`
+	Family           string `json:"family"`
+	State            string `json:"state"`
+	PrefixesReceived int    `json:"prefixes_received"`
+	PrefixesAccepted int    `json:"prefixes_accepted"`
 }
 
 // HeartbeatReply tells the appliance what the control plane knows.
@@ -45,4 +59,29 @@ type Manifest struct {
 	Version   string         `json:"version"`
 	Origin    string         `json:"origin"`
 	Files     []content.File `json:"files"`
+}
+
+// RouteReport carries an appliance's BGP routes to the control plane: a
+// full snapshot when a session establishes or the control plane asks for
+// one, then deltas numbered by Seq within an Epoch (which changes when the
+// appliance restarts). Duplicates are harmless; a gap makes the control
+// plane answer Resync, and the appliance sends a snapshot.
+type RouteReport struct {
+	Appliance string         `json:"appliance"`
+	Epoch     string         `json:"epoch"`
+	Seq       uint64         `json:"seq"`
+	Snapshot  bool           `json:"snapshot"`
+	Announce  []rib.Route    `json:"announce,omitempty"`
+	Withdraw  []netip.Prefix `json:"withdraw,omitempty"`
+}
+
+// RouteReportReply says what the control plane holds for the appliance.
+type RouteReportReply struct {
+	// Seq is the last report applied in Epoch.
+	Epoch  string `json:"epoch"`
+	Seq    uint64 `json:"seq"`
+	Resync bool   `json:"resync"`
+	// Prefixes is how many prefixes the control plane holds for the
+	// appliance after applying the report.
+	Prefixes int `json:"prefixes"`
 }

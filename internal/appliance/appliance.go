@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/bgp"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/edge"
 	"github.com/ocdn/ocdn/internal/serve"
@@ -54,7 +55,14 @@ type Config struct {
 	// DrainTimeout is how long in-flight transfers may continue after the
 	// listener closes (default 10s); what is left is then cut off.
 	DrainTimeout time.Duration
-	Logger       *slog.Logger
+	// BGP, when set, runs the embedded BGP speaker: the routes it accepts
+	// say which clients the appliance may serve and are reported to the
+	// control plane.
+	BGP *bgp.Config
+	// RouteHold is how long routes of a session that went down are kept,
+	// to ride out flaps (default 3 heartbeat intervals).
+	RouteHold time.Duration
+	Logger    *slog.Logger
 	// AccessLog gets one record per content request; nil sends them to
 	// Logger. Use a logger with slog.DiscardHandler to turn it off.
 	AccessLog *slog.Logger
@@ -70,6 +78,8 @@ type Appliance struct {
 	srv      *serve.Server
 	client   *http.Client
 	draining atomic.Bool
+	speaker  *bgp.Speaker
+	routes   *routeBook
 
 	fillMu        sync.Mutex
 	filledBytes   int64
@@ -122,6 +132,16 @@ func New(cfg Config) (*Appliance, error) {
 		}
 		ops.ServeHTTP(w, r)
 	})
+	if cfg.BGP != nil {
+		if cfg.RouteHold <= 0 {
+			cfg.RouteHold = 3 * cfg.HeartbeatInterval
+			a.cfg.RouteHold = cfg.RouteHold
+		}
+		a.routes = newRouteBook(cfg.RouteHold)
+		if a.speaker, err = bgp.New(*cfg.BGP, cfg.Logger, a.routes.onEvent); err != nil {
+			return nil, fmt.Errorf("bgp: %w", err)
+		}
+	}
 	a.srv, err = serve.Listen(cfg.Listen, root, serve.Options{Logger: log, TLS: cfg.TLS,
 		DrainGrace: cfg.DrainGrace, Grace: cfg.DrainTimeout})
 	if err != nil {
@@ -176,6 +196,21 @@ func (a *Appliance) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); a.heartbeatLoop(ctx, hbCtx) }()
 		go func() { defer wg.Done(); a.fillLoop(ctx) }()
 	}
+	// BGP and route reports outlive the drain like heartbeats do: while
+	// clients are steered away the appliance still serves its prefixes.
+	if a.speaker != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.speaker.Run(hbCtx); err != nil {
+				a.log.Error("bgp speaker stopped", "err", err)
+			}
+		}()
+		if a.cfg.ControlURL != "" {
+			wg.Add(1)
+			go func() { defer wg.Done(); a.reportRoutes(hbCtx, a.routes) }()
+		}
+	}
 	err := a.srv.Run(ctx)
 	stopHB()
 	wg.Wait()
@@ -191,7 +226,7 @@ func (a *Appliance) heartbeatLoop(drain, stop context.Context) {
 	drained := drain.Done()
 	for {
 		_, _, gen := a.store.Usage()
-		hb := api.Heartbeat{Appliance: a.cfg.ID, ContentGen: gen, BytesServed: a.edge.BytesServed(), Draining: a.draining.Load()}
+		hb := api.Heartbeat{Appliance: a.cfg.ID, ContentGen: gen, BytesServed: a.edge.BytesServed(), Draining: a.draining.Load(), BGP: a.BGPSessions()}
 		if gen != known {
 			hb.Held = []string{}
 			for _, e := range a.store.List() {
@@ -335,6 +370,36 @@ func (a *Appliance) do(req *http.Request, out any) error {
 		return fmt.Errorf("%s %s: %s: %s", req.Method, req.URL.Path, resp.Status, bytes.TrimSpace(msg))
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// StartBGP starts the BGP speaker without sessions (Run adds them). A
+// process running several appliances must start every speaker before
+// running any appliance; see bgp.Speaker.Start.
+func (a *Appliance) StartBGP(ctx context.Context) error {
+	if a.speaker == nil {
+		return nil
+	}
+	return a.speaker.Start(ctx)
+}
+
+// BGPSessions reports the state of every BGP session (none without BGP).
+func (a *Appliance) BGPSessions() []api.BGPSession {
+	if a.speaker == nil {
+		return nil
+	}
+	var out []api.BGPSession
+	for _, st := range a.speaker.Status() {
+		out = append(out, api.BGPSession{Neighbor: st.Address.String(), Family: string(st.Family), State: st.State, PrefixesReceived: st.PrefixesReceived, PrefixesAccepted: st.PrefixesAccepted})
+	}
+	return out
+}
+
+// RoutedPrefixes is how many client prefixes the appliance holds a route for.
+func (a *Appliance) RoutedPrefixes() int {
+	if a.routes == nil {
+		return 0
+	}
+	return a.routes.prefixes()
 }
 
 // FillStats is what fill has done so far.

@@ -137,6 +137,12 @@ type Speaker struct {
 	disableCh chan netip.Addr
 	running   atomic.Bool
 
+	// The GoBGP server, set by Start (or Run) and owned by Run from then on.
+	srv         *server.BgpServer
+	serveDone   chan struct{}
+	cancelWatch context.CancelFunc
+	ran         bool
+
 	// emitMu serializes event delivery (GoBGP's watch goroutine and Run's
 	// final SessionDowns) and guards closed: once Run is returning, no
 	// further events reach onEvent.
@@ -183,45 +189,77 @@ func New(cfg Config, logger *slog.Logger, onEvent func(Event)) (*Speaker, error)
 	return s, nil
 }
 
-// Run starts GoBGP, holds the sessions until ctx ends, then stops GoBGP
-// (sending CEASE to every neighbor) and returns. For each session that was
-// up it delivers a final SessionDown before returning; no event is delivered
-// after Run returns. Run may be called only once.
-func (s *Speaker) Run(ctx context.Context) error {
+// Start starts GoBGP, without any session, so that it is ready to accept
+// or open connections when Run adds the neighbors. Calling it before Run is
+// optional; a process that runs several GoBGP instances (the lab) must
+// start every one of them before any of them adds a neighbor: GoBGP v4.8.0
+// writes package-level route-selection settings in StartBgp that every
+// instance reads while processing updates, and starting all instances first
+// orders those writes before every read.
+func (s *Speaker) Start(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
-		return errors.New("bgp: Run called more than once")
+		return errors.New("bgp: Start or Run called more than once")
 	}
+	return s.startServer(ctx)
+}
+
+func (s *Speaker) startServer(ctx context.Context) error {
 	// GoBGP logs chatty per-peer details at info; keep only its warnings.
 	lvl := new(slog.LevelVar)
 	lvl.Set(slog.LevelWarn)
-	srv := server.NewBgpServer(server.LoggerOption(s.log.With("subsystem", "gobgp"), lvl))
-	serveDone := make(chan struct{})
-	go func() { // owner: Run; exits when StopBgp cancels GoBGP's loop
-		defer close(serveDone)
-		srv.Serve()
+	s.srv = server.NewBgpServer(server.LoggerOption(s.log.With("subsystem", "gobgp"), lvl))
+	s.serveDone = make(chan struct{})
+	go func() { // owner: Run; exits when Stop cancels GoBGP's loop
+		defer close(s.serveDone)
+		s.srv.Serve()
 	}()
-
 	// watchCtx outlives ctx on purpose: the watch must see the peers go down
 	// while GoBGP stops, and is cancelled right after.
-	watchCtx, cancelWatch := context.WithCancel(context.Background())
-	defer cancelWatch()
-
-	stop := func() {
-		// Stop, not just StopBgp: it also ends the BFD goroutine that
-		// NewBgpServer starts. StopBgp inside it sends CEASE to every
-		// neighbor, closes the listeners and ends Serve.
-		srv.Stop()
-		<-serveDone
-		cancelWatch()
-		s.finish()
-	}
-
-	if err := s.start(ctx, srv, watchCtx); err != nil {
-		stop()
-		if ctx.Err() != nil {
-			return nil // cancelled while starting: a normal shutdown
-		}
+	var watchCtx context.Context
+	watchCtx, s.cancelWatch = context.WithCancel(context.Background())
+	if err := s.start(ctx, s.srv, watchCtx); err != nil {
+		s.stop()
 		return err
+	}
+	return nil
+}
+
+// stop ends GoBGP. Stop, not just StopBgp: it also ends the BFD goroutine
+// that NewBgpServer starts. StopBgp inside it sends CEASE to every
+// neighbor, closes the listeners and ends Serve.
+func (s *Speaker) stop() {
+	s.srv.Stop()
+	<-s.serveDone
+	s.cancelWatch()
+	s.finish()
+}
+
+// Run starts GoBGP unless Start did, adds the neighbors, holds the sessions
+// until ctx ends, then stops GoBGP (sending CEASE to every neighbor) and
+// returns. For each session that was up it delivers a final SessionDown
+// before returning; no event is delivered after Run returns. Run may be
+// called only once.
+func (s *Speaker) Run(ctx context.Context) error {
+	if s.running.CompareAndSwap(false, true) {
+		if err := s.startServer(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil // cancelled while starting: a normal shutdown
+			}
+			return err
+		}
+	} else if s.srv == nil || s.ran {
+		return errors.New("bgp: Run called more than once, or after a failed Start")
+	}
+	s.ran = true
+	for _, nc := range s.cfg.Neighbors {
+		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(nc)}); err != nil {
+			s.stop()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("adding neighbor %s: %w", nc.Address, err)
+		}
+		s.log.Info("bgp neighbor configured", "neighbor", nc)
 	}
 	s.log.Info("bgp speaker started", "local_asn", s.cfg.LocalASN, "router_id", s.cfg.RouterID,
 		"listen", s.cfg.ListenAddr, "neighbors", len(s.cfg.Neighbors))
@@ -229,14 +267,14 @@ func (s *Speaker) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			stop()
+			s.stop()
 			s.log.Info("bgp speaker stopped")
 			return nil
 		case addr := <-s.disableCh:
 			// Shut the session down and keep it down: the router's operator
 			// must fix the leak; the shutdown communication (RFC 8203) tells
 			// them why.
-			if err := srv.DisablePeer(ctx, &api.DisablePeerRequest{
+			if err := s.srv.DisablePeer(ctx, &api.DisablePeerRequest{
 				Address:       addr.String(),
 				Communication: StateMaxPrefixExceeded,
 			}); err != nil && ctx.Err() == nil {
@@ -283,12 +321,6 @@ func (s *Speaker) start(ctx context.Context, srv *server.BgpServer, watchCtx con
 		OnPeerUpdate: s.handlePeer,
 	}, server.WatchPeer(), server.WatchPostUpdate(false, "", "")); err != nil {
 		return fmt.Errorf("watching gobgp events: %w", err)
-	}
-	for _, nc := range s.cfg.Neighbors {
-		if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(nc)}); err != nil {
-			return fmt.Errorf("adding neighbor %s: %w", nc.Address, err)
-		}
-		s.log.Info("bgp neighbor configured", "neighbor", nc)
 	}
 	return nil
 }

@@ -27,6 +27,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/heartbeat", s.handleHeartbeat)
 	mux.HandleFunc("GET /v1/manifest", s.handleManifest)
 	mux.HandleFunc("GET /v1/titles/{title}", s.handleTitle)
+	mux.HandleFunc("POST /v1/routes", s.handleRoutes)
+	mux.HandleFunc("GET /v1/routes/consistency", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Consistency()) })
 	mux.HandleFunc("GET /v1/appliances", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Appliances()) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	return mux

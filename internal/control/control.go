@@ -7,7 +7,6 @@ package control
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"sort"
@@ -64,6 +63,9 @@ type Server struct {
 	gen  map[string]uint64          // appliance → content generation last received
 	snap atomic.Pointer[steer.Snapshot]
 
+	routeMu  sync.Mutex
+	routeSeq map[string]routeState
+
 	metrics metrics
 }
 
@@ -72,6 +74,7 @@ type metrics struct {
 	steerLatency  prometheus.Histogram
 	heartbeats    prometheus.Counter
 	serving       prometheus.Gauge
+	routeReports  prometheus.Counter
 }
 
 // New validates the config and computes manifests and the first snapshot.
@@ -107,14 +110,14 @@ func New(cfg Config) (*Server, error) {
 		sites:  map[string]config.Site{},
 		held:   map[string]map[string]bool{},
 		gen:    map[string]uint64{},
+
+		routeSeq: map[string]routeState{},
 	}
 	s.initMetrics(cfg.Registry)
 	for _, site := range cfg.Inventory.Sites {
 		s.sites[site.ID] = site
 	}
-	if err := s.loadStaticRoutes(); err != nil {
-		return nil, err
-	}
+	s.loadLocations()
 	s.manifests = s.place()
 	s.rebuild()
 	return s, nil
@@ -125,39 +128,23 @@ func (s *Server) initMetrics(reg prometheus.Registerer) {
 		steerRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ocdn_control_steer_requests_total", Help: "Steering requests by outcome."}, []string{"outcome"}),
 		steerLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ocdn_control_steer_duration_seconds", Help: "Time to answer a steering request.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 4, 10)}),
-		heartbeats: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocdn_control_heartbeats_total", Help: "Heartbeats received."}),
-		serving:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "ocdn_control_appliances_serving", Help: "Appliances steering may send clients to."}),
+		heartbeats:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ocdn_control_heartbeats_total", Help: "Heartbeats received."}),
+		serving:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "ocdn_control_appliances_serving", Help: "Appliances steering may send clients to."}),
+		routeReports: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocdn_control_route_reports_total", Help: "Route reports (snapshots and deltas) applied."}),
 	}
 	if reg != nil {
-		reg.MustRegister(s.metrics.steerRequests, s.metrics.steerLatency, s.metrics.heartbeats, s.metrics.serving)
+		reg.MustRegister(s.metrics.steerRequests, s.metrics.steerLatency, s.metrics.heartbeats, s.metrics.serving, s.metrics.routeReports)
 	}
 }
 
-// loadStaticRoutes makes every embedded or private appliance hear its
-// ISP's configured prefixes, as if the ISP announced them over BGP.
-func (s *Server) loadStaticRoutes() error {
-	isps := map[string]config.ISP{}
+// loadLocations records each ISP's location for its prefixes: the
+// distance tie-break needs to know roughly where a client is.
+func (s *Server) loadLocations() {
 	for _, isp := range s.cfg.Inventory.ISPs {
-		isps[isp.Name] = isp
 		for _, p := range isp.Prefixes {
 			s.locate.Insert(p.Prefix, isp.Location)
 		}
 	}
-	for _, a := range s.cfg.Inventory.Appliances {
-		site := s.sites[a.Site]
-		isp, ok := isps[site.ISP]
-		if !ok {
-			continue
-		}
-		routes := make([]rib.Route, 0, len(isp.Prefixes))
-		for _, p := range isp.Prefixes {
-			routes = append(routes, rib.Route{Prefix: p.Prefix, LocalPref: 100, ASPath: []uint32{isp.ASN}, PeerASN: isp.ASN, EBGP: true})
-		}
-		if err := s.routes.Replace(a.ID, routes); err != nil {
-			return fmt.Errorf("static routes of %s: %w", a.ID, err)
-		}
-	}
-	return nil
 }
 
 // place computes every appliance's manifest: each site is one manifest
@@ -180,7 +167,7 @@ func (s *Server) place() map[string][]content.File {
 func (s *Server) rebuild() {
 	now := s.cfg.Now()
 	snap := &steer.Snapshot{
-		Routes:     s.routes.Snapshot(),
+		Routes:     ribView{s.routes},
 		Appliances: map[string]*steer.Appliance{},
 		Locate:     s.locate.Lookup,
 	}
@@ -252,6 +239,7 @@ type ApplianceStatus struct {
 	Site     string    `json:"site"`
 	State    string    `json:"state"`
 	Files    int       `json:"files"`
+	Prefixes int       `json:"prefixes"`
 	LastBeat time.Time `json:"last_heartbeat,omitzero"`
 }
 
@@ -263,7 +251,8 @@ func (s *Server) Appliances() []ApplianceStatus {
 	out := make([]ApplianceStatus, 0, len(s.cfg.Inventory.Appliances))
 	for _, a := range s.cfg.Inventory.Appliances {
 		last, _ := s.health.LastBeat(a.ID)
-		out = append(out, ApplianceStatus{ID: a.ID, Site: a.Site, State: string(s.health.State(a.ID, now)), Files: len(s.held[a.ID]), LastBeat: last})
+		out = append(out, ApplianceStatus{ID: a.ID, Site: a.Site, State: string(s.health.State(a.ID, now)), Files: len(s.held[a.ID]),
+			Prefixes: s.routes.Prefixes(a.ID), LastBeat: last})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out

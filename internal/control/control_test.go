@@ -13,6 +13,7 @@ import (
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/rib"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
@@ -87,6 +88,10 @@ func TestSteerFollowsHeartbeatsAndContent(t *testing.T) {
 	}
 	beat(t, h, "e1", 1, []string{f})
 	beat(t, h, "x1", 1, []string{f})
+	if got := strings.Join(steer(), ","); got != "x1" {
+		t.Errorf("before e1 reports routes steer = %s, want only the IXP appliance", got)
+	}
+	report(t, h, api.RouteReport{Appliance: "e1", Epoch: "a", Seq: 1, Snapshot: true, Announce: []rib.Route{route("10.64.0.0/16")}})
 	if got := strings.Join(steer(), ","); got != "e1,x1" {
 		t.Errorf("steer = %s, want e1,x1", got)
 	}
@@ -96,6 +101,80 @@ func TestSteerFollowsHeartbeatsAndContent(t *testing.T) {
 	s.rebuild()
 	if got := strings.Join(steer(), ","); got != "x1" {
 		t.Errorf("after e1 missed 3 heartbeats steer = %s, want x1", got)
+	}
+}
+
+func route(p string) rib.Route {
+	return rib.Route{Prefix: netip.MustParsePrefix(p), LocalPref: 100, ASPath: []uint32{64500}, EBGP: true}
+}
+
+func report(t *testing.T, h http.Handler, rep api.RouteReport) api.RouteReportReply {
+	t.Helper()
+	b, _ := json.Marshal(rep)
+	w := do(t, h, "POST", "/v1/routes", string(b), "127.1.0.1:5000", "")
+	if w.Code != 200 {
+		t.Fatalf("route report: %d %s", w.Code, w.Body)
+	}
+	var reply api.RouteReportReply
+	json.Unmarshal(w.Body.Bytes(), &reply)
+	return reply
+}
+
+func TestRouteReportsInOrder(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	h := s.Handler()
+	has := func(ip string) bool {
+		_, cands, ok := s.Lookup(netip.MustParseAddr(ip))
+		return ok && len(cands) == 1 && cands[0].Appliance == "e1"
+	}
+	// A delta before any snapshot is a gap: resync.
+	if r := report(t, h, api.RouteReport{Appliance: "e1", Epoch: "a", Seq: 1, Announce: []rib.Route{route("10.64.0.0/16")}}); !r.Resync {
+		t.Errorf("delta without snapshot: reply %+v, want resync", r)
+	}
+	report(t, h, api.RouteReport{Appliance: "e1", Epoch: "a", Seq: 1, Snapshot: true, Announce: []rib.Route{route("10.64.0.0/16")}})
+	report(t, h, api.RouteReport{Appliance: "e1", Epoch: "a", Seq: 2, Announce: []rib.Route{route("10.65.0.0/16")}})
+	if !has("10.65.1.1") || !has("10.64.1.1") {
+		t.Fatalf("after snapshot and delta the RIB lacks a route")
+	}
+	// A duplicate is harmless, even one that would withdraw.
+	if r := report(t, h, api.RouteReport{Appliance: "e1", Epoch: "a", Seq: 2, Withdraw: []netip.Prefix{netip.MustParsePrefix("10.65.0.0/16")}}); r.Resync || r.Seq != 2 {
+		t.Errorf("duplicate: reply %+v", r)
+	}
+	if !has("10.65.1.1") {
+		t.Errorf("a duplicate report changed the RIB")
+	}
+	// A gap asks for a snapshot and changes nothing.
+	if r := report(t, h, api.RouteReport{Appliance: "e1", Epoch: "a", Seq: 5, Withdraw: []netip.Prefix{netip.MustParsePrefix("10.64.0.0/16")}}); !r.Resync {
+		t.Errorf("gap: reply %+v, want resync", r)
+	}
+	if !has("10.64.1.1") {
+		t.Errorf("a report after a gap was applied")
+	}
+	report(t, h, api.RouteReport{Appliance: "e1", Epoch: "a", Seq: 3, Withdraw: []netip.Prefix{netip.MustParsePrefix("10.64.0.0/16")}})
+	if has("10.64.1.1") {
+		t.Errorf("withdrawal not applied")
+	}
+	// A restarted appliance (new epoch) must start with a snapshot.
+	if r := report(t, h, api.RouteReport{Appliance: "e1", Epoch: "b", Seq: 1, Announce: []rib.Route{route("10.66.0.0/16")}}); !r.Resync {
+		t.Errorf("new epoch delta: reply %+v, want resync", r)
+	}
+}
+
+func TestRouteReportRejectsBadInput(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	for _, tc := range []struct{ body, want string }{
+		{`{"appliance":"ghost","epoch":"a","seq":1,"snapshot":true}`, "unknown appliance"},
+		{`{"appliance":"e1","seq":1,"snapshot":true}`, "epoch"},
+		{`{"appliance":"e1","epoch":"a","seq":1,"snapshot":true,"announce":[{"prefix":"10.64.0.1/16"}]}`, "host bits"},
+		{`{"appliance":"e1","epoch":"a","seq":1,"withdraw":["10.0.0.0/33"]}`, "10.0.0.0/33"},
+	} {
+		w := do(t, s.Handler(), "POST", "/v1/routes", tc.body, "127.1.0.1:5000", "")
+		if w.Code < 400 || !strings.Contains(w.Body.String(), tc.want) {
+			t.Errorf("route report %s = %d %q, want an error naming %q", tc.body, w.Code, w.Body, tc.want)
+		}
+	}
+	if _, _, ok := s.Lookup(netip.MustParseAddr("10.64.0.1")); ok {
+		t.Errorf("a rejected report left a route behind")
 	}
 }
 

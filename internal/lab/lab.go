@@ -47,6 +47,7 @@ type Lab struct {
 	origin     *origin.Origin
 	control    *control.Server
 	appliances []*labAppliance
+	routers    map[string]*router // by ISP name; routeServer for the IXP
 	start      time.Time
 
 	mu       sync.Mutex
@@ -59,8 +60,8 @@ type Lab struct {
 type labAppliance struct {
 	cfg    config.Appliance
 	a      *appliance.Appliance
+	ctx    context.Context
 	cancel context.CancelFunc
-	done   chan struct{}
 	killed atomic.Bool
 }
 
@@ -130,24 +131,37 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	runBg("control", ctlSrv.Run)
 	runBg("control-health", l.control.Run)
 
+	if err := l.startRouters(ctx); err != nil {
+		return nil, err
+	}
+	defer l.stopRouters()
+
 	for _, ac := range l.sc.Appliances {
 		a, err := appliance.New(appliance.Config{
 			ID: ac.ID, Listen: ac.Address.String(), ControlURL: ctlSrv.URL(),
 			StoreDir: fmt.Sprintf("%s/%s", work, ac.ID), Capacity: int64(ac.Capacity), Keys: keys,
 			HeartbeatInterval: l.sc.HeartbeatInterval, Logger: l.opts.Logger,
+			BGP: l.bgpConfig(ac), AccessLog: slog.New(slog.DiscardHandler),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("appliance %s: %w", ac.ID, err)
 		}
+		if err := a.StartBGP(ctx); err != nil {
+			return nil, fmt.Errorf("appliance %s: %w", ac.ID, err)
+		}
 		actx, acancel := context.WithCancel(ctx)
-		la := &labAppliance{cfg: ac, a: a, cancel: acancel, done: make(chan struct{})}
-		l.appliances = append(l.appliances, la)
+		l.appliances = append(l.appliances, &labAppliance{cfg: ac, a: a, cancel: acancel, ctx: actx})
+	}
+	// Every GoBGP instance has started; sessions may come up now.
+	if err := l.connectRouters(ctx); err != nil {
+		return nil, err
+	}
+	for _, la := range l.appliances {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer close(la.done)
-			if err := a.Run(actx); err != nil && actx.Err() == nil {
-				l.log.Error("appliance stopped", "appliance", ac.ID, "err", err)
+			if err := la.a.Run(la.ctx); err != nil && la.ctx.Err() == nil {
+				l.log.Error("appliance stopped", "appliance", la.cfg.ID, "err", err)
 			}
 		}()
 	}
@@ -174,14 +188,16 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	return rep, nil
 }
 
-// waitFilled waits until every appliance holds its whole manifest, so that
-// streaming measures serving rather than a cold start.
+// waitFilled waits until every appliance holds its whole manifest and has
+// its routes at the control plane, so that streaming measures serving
+// rather than a cold start.
 func (l *Lab) waitFilled(ctx context.Context) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		pending := 0
 		for _, st := range l.control.Appliances() {
-			if st.State != "up" || st.Files < l.control.ManifestSize(st.ID) {
+			routed := l.bgpConfig(l.applianceConfig(st.ID)) == nil || st.Prefixes > 0
+			if st.State != "up" || st.Files < l.control.ManifestSize(st.ID) || !routed {
 				pending++
 			}
 		}
@@ -318,6 +334,7 @@ func (l *Lab) runEvents(ctx context.Context) {
 			if sleep(ctx, at) != nil {
 				return
 			}
+			rec := EventRecord{AtSeconds: time.Since(l.start).Seconds(), Kind: e.Kind, Target: e.Target}
 			switch e.Kind {
 			case "kill_appliance":
 				for _, la := range l.appliances {
@@ -326,11 +343,18 @@ func (l *Lab) runEvents(ctx context.Context) {
 						la.cancel()
 					}
 				}
+			case "withdraw_prefix", "announce_prefix":
+				rec.Prefix = e.Prefix.String()
+				conv, err := l.routeEvent(ctx, e)
+				if err != nil {
+					l.log.Error("route event", "event", e.Kind, "err", err)
+				}
+				rec.ConvergedSeconds = conv.Seconds()
 			}
 			l.mu.Lock()
-			l.events = append(l.events, EventRecord{AtSeconds: time.Since(l.start).Seconds(), Kind: e.Kind, Target: e.Target})
+			l.events = append(l.events, rec)
 			l.mu.Unlock()
-			l.status(fmt.Sprintf("event: %s %s", e.Kind, e.Target))
+			l.status(fmt.Sprintf("event: %s %s %s", e.Kind, e.Target, rec.Prefix))
 		}()
 	}
 }

@@ -48,8 +48,23 @@ func TestLabRunFailsOverAndReports(t *testing.T) {
 	if sites < 2 {
 		t.Errorf("bytes served from %d sites, want ≥ 2: %+v", sites, rep.Sites)
 	}
-	if len(rep.Events) != 1 || rep.Events[0].Kind != "kill_appliance" || rep.Events[0].Target != "ams-a-1" {
-		t.Errorf("events = %+v, want one kill_appliance of ams-a-1", rep.Events)
+	kinds := map[string]EventRecord{}
+	for _, e := range rep.Events {
+		kinds[e.Kind] = e
+	}
+	if e := kinds["kill_appliance"]; e.Target != "ams-a-1" {
+		t.Errorf("events = %+v, want a kill_appliance of ams-a-1", rep.Events)
+	}
+	for _, k := range []string{"withdraw_prefix", "announce_prefix"} {
+		// The target: a route change reaches steering within 5 s.
+		if e := kinds[k]; e.ConvergedSeconds <= 0 || e.ConvergedSeconds > 5 {
+			t.Errorf("%s: steering changed after %.2f s, want within 5 s (events %+v)", k, e.ConvergedSeconds, rep.Events)
+		}
+	}
+	// Five appliances at BGP sites, one killed: four sessions up. The
+	// embedded ones hear their ISP's prefixes, the IXP one all four.
+	if rep.BGP.SessionsEstablished != 4 || rep.BGP.PrefixesReceived != 1+2+2+4 {
+		t.Errorf("bgp = %+v, want 4 sessions established and 9 prefixes received", rep.BGP)
 	}
 	var killed ApplianceReport
 	for _, a := range rep.Appliances {

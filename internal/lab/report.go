@@ -18,6 +18,14 @@ type Report struct {
 	Appliances      []ApplianceReport `json:"appliances"`
 	Origin          OriginReport      `json:"origin"`
 	Events          []EventRecord     `json:"events"`
+	BGP             BGPReport         `json:"bgp"`
+}
+
+// BGPReport sums the appliances' BGP sessions at the end of the run.
+type BGPReport struct {
+	Sessions            int `json:"sessions"`
+	SessionsEstablished int `json:"sessions_established"`
+	PrefixesReceived    int `json:"prefixes_received"`
 }
 
 // SessionStats counts playback sessions. Interrupted sessions were cut
@@ -58,6 +66,10 @@ type EventRecord struct {
 	AtSeconds float64 `json:"at_seconds"`
 	Kind      string  `json:"kind"`
 	Target    string  `json:"target"`
+	Prefix    string  `json:"prefix,omitempty"`
+	// ConvergedSeconds is, for route events, how long the control plane
+	// took to change its answer after the router's change.
+	ConvergedSeconds float64 `json:"converged_seconds,omitempty"`
 }
 
 func (l *Lab) report(interrupted bool) *Report {
@@ -67,6 +79,7 @@ func (l *Lab) report(interrupted bool) *Report {
 	}
 	l.mu.Lock()
 	r.Sessions = l.sessions
+	r.BGP = l.bgpReport()
 	r.Events = append([]EventRecord{}, l.events...)
 	l.mu.Unlock()
 	states := map[string]string{}
@@ -115,11 +128,16 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.ID, a.Site, a.State, mb(a.BytesServed), mb(a.FilledBytes))
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nOrigin served %s.\n", mb(r.Origin.BytesServed))
+	fmt.Fprintf(w, "\nOrigin served %s. BGP: %d of %d sessions established, %d prefixes received.\n",
+		mb(r.Origin.BytesServed), r.BGP.SessionsEstablished, r.BGP.Sessions, r.BGP.PrefixesReceived)
 	if len(r.Events) > 0 {
 		fmt.Fprintln(w, "\nEvents:")
 		for _, e := range r.Events {
-			fmt.Fprintf(w, "  %6.1fs  %s %s\n", e.AtSeconds, e.Kind, e.Target)
+			fmt.Fprintf(w, "  %6.1fs  %s %s %s", e.AtSeconds, e.Kind, e.Target, e.Prefix)
+			if e.ConvergedSeconds > 0 {
+				fmt.Fprintf(w, " (steering changed after %.2f s)", e.ConvergedSeconds)
+			}
+			fmt.Fprintln(w)
 		}
 	}
 }

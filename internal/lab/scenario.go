@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,10 +63,14 @@ type Event struct {
 	At     string `yaml:"at"`
 	Kind   string `yaml:"kind"`
 	Target string `yaml:"target"`
+	// Prefix is the prefix of withdraw_prefix and announce_prefix.
+	Prefix config.Prefix `yaml:"prefix,omitempty"`
 }
 
-// EventKinds the lab knows.
-var eventKinds = map[string]bool{"kill_appliance": true}
+// EventKinds the lab knows: kill_appliance targets an appliance;
+// withdraw_prefix and announce_prefix target an ISP and name a Prefix its
+// router stops or starts announcing.
+var eventKinds = map[string]bool{"kill_appliance": true, "withdraw_prefix": true, "announce_prefix": true}
 
 // When resolves At against the run's duration.
 func (e Event) When(d time.Duration) (time.Duration, error) {
@@ -138,13 +143,23 @@ func (s *Scenario) Validate() error {
 	for i, e := range s.Events {
 		f := fmt.Sprintf("events[%d]", i)
 		if !eventKinds[e.Kind] {
-			return config.Errf(f+".kind", "%q is not an event kind (kill_appliance)", e.Kind)
+			return config.Errf(f+".kind", "%q is not an event kind (kill_appliance, withdraw_prefix, announce_prefix)", e.Kind)
 		}
 		if _, err := e.When(s.Duration); err != nil {
 			return config.Errf(f+".at", "%v", err)
 		}
-		if !appliances[e.Target] {
-			return config.Errf(f+".target", "unknown appliance %q", e.Target)
+		if e.Kind == "kill_appliance" {
+			if !appliances[e.Target] {
+				return config.Errf(f+".target", "unknown appliance %q", e.Target)
+			}
+			continue
+		}
+		isp, ok := isps[e.Target]
+		if !ok {
+			return config.Errf(f+".target", "unknown ISP %q (a %s event targets an ISP's router)", e.Target, e.Kind)
+		}
+		if !e.Prefix.IsValid() || e.Prefix.Prefix != e.Prefix.Masked() || !slices.ContainsFunc(isp.Prefixes, func(p config.Prefix) bool { return p.Prefix == e.Prefix.Prefix }) {
+			return config.Errf(f+".prefix", "%q is not one of ISP %q's prefixes", e.Prefix.Raw, e.Target)
 		}
 	}
 	return nil

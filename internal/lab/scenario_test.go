@@ -42,6 +42,8 @@ func TestBrokenScenarios(t *testing.T) {
 		{"unknown ISP of a site", "kind: embedded, isp: isp-a,", "kind: embedded, isp: isp-z,", []string{"sites[0].isp", `unknown ISP "isp-z"`}},
 		{"unknown ISP of clients", "{isp: isp-c, count: 6}", "{isp: isp-q, count: 6}", []string{"clients[2].isp", `unknown ISP "isp-q"`}},
 		{"unknown event target", "target: ams-a-1", "target: ams-a-9", []string{"events[0].target", `unknown appliance "ams-a-9"`}},
+		{"route event for unknown ISP", "kind: withdraw_prefix, target: isp-b", "kind: withdraw_prefix, target: isp-x", []string{"events[1].target", `unknown ISP "isp-x"`}},
+		{"route event for a foreign prefix", "target: isp-b, prefix: 127.66.0.0/17}\n  - {at: 80%", "target: isp-b, prefix: 127.64.0.0/16}\n  - {at: 80%", []string{"events[1].prefix", `not one of ISP "isp-b"'s prefixes`}},
 		{"unknown site kind", "kind: ixp,", "kind: cloud,", []string{"sites[2].kind", `"cloud"`}},
 		{"unknown field", "replicas: 2", "replica: 2", []string{"field replica not found"}},
 		{"bad time zone", "time_zone: Europe/Berlin", "time_zone: Mars/Olympus", []string{"sites[1].time_zone"}},

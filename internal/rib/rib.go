@@ -203,3 +203,10 @@ func (r *RIB) commit(appliance string, changes []change) {
 func bulkThreshold(size int) int {
 	return max(1024, size/32)
 }
+
+// Prefixes returns how many prefixes the appliance has a route for.
+func (r *RIB) Prefixes(appliance string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.apps[appliance])
+}

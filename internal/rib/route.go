@@ -40,3 +40,7 @@ type Candidate struct {
 	Appliance string `json:"appliance"`
 	Route     Route  `json:"route"`
 }
+
+// Equal reports whether two routes carry identical attributes (Route is
+// not comparable with == because of the AS path slice).
+func (r Route) Equal(o Route) bool { return sameRoute(r, o) }

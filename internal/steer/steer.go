@@ -35,11 +35,17 @@ type Appliance struct {
 	Holds map[string]bool
 }
 
+// Routes answers which appliances heard a route to a client address, best
+// route first; *rib.Table implements it.
+type Routes interface {
+	Lookup(netip.Addr) (netip.Prefix, []rib.Candidate, bool)
+}
+
 // Snapshot is an immutable view of the CDN that decisions read without
 // locks. Build a new one to change anything.
 type Snapshot struct {
 	// Routes maps client prefixes to the appliances that heard them.
-	Routes *rib.Table
+	Routes Routes
 	// Appliances by id.
 	Appliances map[string]*Appliance
 	// Global lists appliances at IXP and fallback sites: they serve any

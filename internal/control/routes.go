@@ -1,0 +1,108 @@
+package control
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/netip"
+
+	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/rib"
+)
+
+// routeState is where an appliance's route reports have got to.
+type routeState struct {
+	epoch string
+	seq   uint64
+}
+
+// maxRoutesPerReport bounds one report; a full table is sent in chunks.
+const maxRoutesPerReport = 2_000_000
+
+func (s *Server) handleRoutes(w http.ResponseWriter, r *http.Request) {
+	var rep api.RouteReport
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 512<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rep); err != nil {
+		http.Error(w, "route report: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if _, ok := s.manifests[rep.Appliance]; !ok {
+		http.Error(w, fmt.Sprintf("route report: unknown appliance %q", rep.Appliance), http.StatusForbidden)
+		return
+	}
+	if rep.Epoch == "" || len(rep.Announce)+len(rep.Withdraw) > maxRoutesPerReport {
+		http.Error(w, "route report: epoch must be set and a report carry at most 2000000 changes", http.StatusBadRequest)
+		return
+	}
+	for i, p := range rep.Withdraw {
+		if !p.IsValid() || p != p.Masked() {
+			http.Error(w, fmt.Sprintf("route report: withdraw[%d]: %s is not a canonical prefix", i, p), http.StatusBadRequest)
+			return
+		}
+	}
+	reply, err := s.applyRoutes(rep)
+	if err != nil {
+		// rib validates every route before changing anything.
+		http.Error(w, "route report: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	writeJSON(w, reply)
+}
+
+// applyRoutes applies a report in order. Reports for one appliance are
+// serialized so sequence checks and RIB updates agree.
+func (s *Server) applyRoutes(rep api.RouteReport) (api.RouteReportReply, error) {
+	s.routeMu.Lock()
+	defer s.routeMu.Unlock()
+	st := s.routeSeq[rep.Appliance]
+	reply := func() api.RouteReportReply {
+		cur := s.routeSeq[rep.Appliance]
+		return api.RouteReportReply{Epoch: cur.epoch, Seq: cur.seq, Prefixes: s.routes.Prefixes(rep.Appliance)}
+	}
+	switch {
+	case rep.Snapshot:
+		if err := s.routes.Replace(rep.Appliance, rep.Announce); err != nil {
+			return api.RouteReportReply{}, err
+		}
+		s.routeSeq[rep.Appliance] = routeState{epoch: rep.Epoch, seq: rep.Seq}
+	case rep.Epoch != st.epoch || rep.Seq > st.seq+1:
+		// A gap, or a restarted appliance we have no snapshot from.
+		out := reply()
+		out.Resync = true
+		return out, nil
+	case rep.Seq <= st.seq:
+		return reply(), nil // already applied
+	default:
+		if err := s.routes.Apply(rep.Appliance, rep.Announce, rep.Withdraw); err != nil {
+			return api.RouteReportReply{}, err
+		}
+		s.routeSeq[rep.Appliance] = routeState{epoch: rep.Epoch, seq: rep.Seq}
+	}
+	s.metrics.routeReports.Inc()
+	return reply(), nil
+}
+
+// Consistency reports, per site, prefixes heard by some but not all of its
+// appliances, and prefixes with no backup path at another site.
+func (s *Server) Consistency() rib.Report {
+	sites := map[string][]string{}
+	for _, a := range s.cfg.Inventory.Appliances {
+		sites[a.Site] = append(sites[a.Site], a.ID)
+	}
+	return rib.Consistency(s.routes.Snapshot(), sites)
+}
+
+// Lookup answers which appliances heard a route to addr (for operators).
+func (s *Server) Lookup(addr netip.Addr) (netip.Prefix, []rib.Candidate, bool) {
+	return s.routes.Snapshot().Lookup(addr)
+}
+
+// ribView gives steering the RIB's current snapshot on every lookup, so a
+// route change is visible to the next decision without rebuilding the
+// steering snapshot.
+type ribView struct{ r *rib.RIB }
+
+func (v ribView) Lookup(a netip.Addr) (netip.Prefix, []rib.Candidate, bool) {
+	return v.r.Snapshot().Lookup(a)
+}
