@@ -76,12 +76,6 @@ func (d *dedupe) addDurable(id string, hour int64) {
 	d.mu.Unlock()
 }
 
-func (d *dedupe) size() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.ids)
-}
-
 // sweep forgets durable ids older than the window. It runs once per hour
 // of the clock, under the lock; it is linear in the number of ids.
 func (d *dedupe) sweep(nowHour int64) {

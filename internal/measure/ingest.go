@@ -212,7 +212,8 @@ func (in *Ingester) recoverSegment(walDir string, seq uint64) (n int, size int64
 		if err != nil {
 			return 0, 0, err
 		}
-		if err := f.Truncate(good); err == nil {
+		err = f.Truncate(good)
+		if err == nil {
 			err = f.Sync()
 		}
 		if cerr := f.Close(); err == nil {
