@@ -61,6 +61,9 @@ Start with:  ocdn lab`,
 		newStoreCmd(g),
 		newURLSignCmd(),
 		newVersionCmd(),
+		newPlayCmd(g),
+		newProbeCmd(g),
+		newSpeedtestCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,95 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ocdn/ocdn/internal/player"
+)
+
+// parseSource turns a --source flag into an address; empty means none.
+func parseSource(s string) (netip.Addr, error) {
+	if s == "" {
+		return netip.Addr{}, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("--source %q: not an IP address", s)
+	}
+	return a, nil
+}
+
+func newPlayCmd(g *globals) *cobra.Command {
+	var control, title, source, abr string
+	var asJSON bool
+	var maxKbps int
+	var segDur, maxBuf time.Duration
+	cmd := &cobra.Command{
+		Use:   "play --control URL --title T",
+		Short: "Play one title like a video player and print its QoE record",
+		Long: `Play one title: ask the control plane for its rungs and their URLs, fetch
+segments as byte ranges against a playback clock, adapt the bitrate to the
+buffer (BBA-0; --abr fixed plays the top allowed rung), fail over down the URL
+list on errors, timeouts and throughput collapse, re-steer when the list runs
+out, and print what a viewer would have experienced: startup delay, rebuffers,
+average bitrate, switches, failovers and which appliances served it. The run
+lasts as long as the title plays. --source binds a client address, so steering
+sees the client as coming from there.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			src, err := parseSource(source)
+			if err != nil {
+				return err
+			}
+			if abr != player.ABRBuffer && abr != player.ABRFixed {
+				return fmt.Errorf("--abr %q: want bba or fixed", abr)
+			}
+			ctx, stop := signalContext(cmd.Context(), cmd.ErrOrStderr())
+			defer stop()
+			p := player.New(player.Config{ControlURL: strings.TrimSuffix(control, "/"), Source: src, ABR: abr,
+				MaxBitrateKbps: maxKbps, SegmentDuration: segDur, MaxBuffer: maxBuf})
+			defer p.Close()
+			s, playErr := p.Play(ctx, title)
+			out := cmd.OutOrStdout()
+			if asJSON {
+				b, err := json.MarshalIndent(s, "", "  ")
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "%s\n", b)
+				return playErr
+			}
+			fmt.Fprintf(out, "title %s: %s\n", s.Title, map[bool]string{true: "completed", false: "failed"}[s.Completed])
+			fmt.Fprintf(out, "  startup        %.0f ms\n", s.StartupMs)
+			fmt.Fprintf(out, "  rebuffers      %d (%.0f ms)\n", s.Rebuffers, s.RebufferMs)
+			fmt.Fprintf(out, "  bitrate        %.0f kbit/s average, %d switches, last rung %d kbit/s\n", s.AvgBitrateKbps, s.Switches, s.BitrateKbps)
+			fmt.Fprintf(out, "  failovers      %d (%d for throughput collapse), %d re-steers\n", s.Failovers, s.Collapses, s.Resteers)
+			apps := make([]string, 0, len(s.ServedBy))
+			for _, a := range s.ServedOrder {
+				apps = append(apps, fmt.Sprintf("%s (%.1f MB)", a, float64(s.ServedBy[a])/1e6))
+			}
+			fmt.Fprintf(out, "  served by      %s\n", strings.Join(apps, ", "))
+			fmt.Fprintf(out, "  segments       %d, %.1f MB in %.1f s\n", s.Segments, float64(s.Bytes)/1e6, s.DurationMs/1000)
+			if s.Error != "" {
+				fmt.Fprintf(out, "  error          %s\n", s.Error)
+			}
+			return playErr
+		},
+	}
+	cmd.Flags().StringVar(&control, "control", "", "control plane URL, e.g. http://127.0.0.1:8080 (required)")
+	cmd.Flags().StringVar(&title, "title", "", "title to play, e.g. t0000 (required)")
+	cmd.Flags().StringVar(&source, "source", "", "client source address to bind (default: the kernel's choice)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the QoE record as JSON")
+	cmd.Flags().StringVar(&abr, "abr", player.ABRBuffer, "adaptation: bba (buffer-based, BBA-0) or fixed")
+	cmd.Flags().IntVar(&maxKbps, "max-bitrate", 0, "highest rung to play, in kbit/s (0: no cap)")
+	cmd.Flags().DurationVar(&segDur, "segment", 2*time.Second, "playback time per segment")
+	cmd.Flags().DurationVar(&maxBuf, "max-buffer", 0, "how far ahead to download (default: 4 segments)")
+	cmd.MarkFlagRequired("control")
+	cmd.MarkFlagRequired("title")
+	return cmd
+}
