@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# bench-edge.sh — serve the same files with nginx and `ocdn appliance
+# --standalone`, load both with wrk (random 2 MiB and 64 KiB byte ranges,
+# 1 and 64 connections, HTTP and HTTPS), print requests/s, MB/s and the
+# appliance/nginx ratio; then hold 10,000 idle keep-alive connections to
+# the appliance and print its RSS. Run with `make bench-edge`.
+#
+# The appliance runs as in production: signed URLs, metrics and an access
+# log (to a file). nginx runs as it is usually tuned: sendfile on,
+# worker_processes auto, access_log off. Nothing here asserts on speed.
+#
+# Env: DURATION (per measurement, default 6s), FILES (4), FILE_SIZE
+# (64 MiB), IDLE_CONNS (10000), KEEP=1 keeps the work directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-6s}
+FILES=${FILES:-4}
+FILE_SIZE=${FILE_SIZE:-$((64 << 20))}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+GO=${GO:-go}
+
+scripts/install-deps.sh nginx-light:nginx wrk:wrk openssl:openssl
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+# Thousands of sockets for the idle-connection check; the Go runtime raises
+# its soft limit to the hard one by itself.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+WORK=$(mktemp -d /tmp/bench-edge.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+echo "building ocdn and the bench helper…" >&2
+$GO build -o "$WORK/ocdn" ./cmd/ocdn
+$GO build -o "$WORK/edgebench" ./scripts/edgebench
+
+echo "preparing $FILES files of $((FILE_SIZE >> 20)) MiB for both servers…" >&2
+mkdir -p "$WORK/root" "$WORK/nginx"
+"$WORK/edgebench" prep -store "$WORK/store" -root "$WORK/root" -keys "$WORK/keys.json" \
+  -files "$FILES" -size "$FILE_SIZE" >"$WORK/paths"
+# nginx workers drop to nobody/www-data when started as root: make the
+# tree readable.
+chmod -R a+rX "$WORK/root"; chmod a+rx "$WORK"
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+  -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+  -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+NG_HTTP=$(free_port); NG_HTTPS=$(free_port); OC_HTTP=$(free_port); OC_HTTPS=$(free_port)
+
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes auto;
+error_log $WORK/nginx/error.log;
+pid $WORK/nginx/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  keepalive_requests 1000000;
+  etag on;
+  types { video/mp4 mp4; }
+  default_type application/octet-stream;
+  client_body_temp_path $WORK/nginx/body;
+  ssl_certificate $WORK/cert.pem;
+  ssl_certificate_key $WORK/key.pem;
+  server {
+    listen 127.0.0.1:$NG_HTTP;
+    listen 127.0.0.1:$NG_HTTPS ssl;
+    root $WORK/root;
+    location / { }
+  }
+}
+EOF
+"$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" -g 'daemon off;' &
+PIDS+=($!)
+
+"$WORK/ocdn" appliance --standalone --store "$WORK/store" --listen "127.0.0.1:$OC_HTTP" \
+  --key-file "$WORK/keys.json" --access-log "$WORK/access-http.log" --drain-grace 0 \
+  2>"$WORK/appliance-http.log" &
+OC_HTTP_PID=$!; PIDS+=($OC_HTTP_PID)
+"$WORK/ocdn" appliance --standalone --store "$WORK/store" --listen "127.0.0.1:$OC_HTTPS" \
+  --key-file "$WORK/keys.json" --access-log "$WORK/access-https.log" --drain-grace 0 \
+  --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem" 2>"$WORK/appliance-https.log" &
+PIDS+=($!)
+
+wait_port() {
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "nothing listening on port $1; logs in $WORK" >&2; KEEP=1; exit 1
+}
+for p in $NG_HTTP $NG_HTTPS $OC_HTTP $OC_HTTPS; do wait_port "$p"; done
+
+# wrk script: random offset range requests over the files; prints one
+# machine-readable line at the end.
+lua() { # $1 = column of $WORK/paths (1 appliance, 2 nginx), $2 = range length
+  {
+    echo "local paths = {"
+    awk -v c="$1" '{ printf "  \"%s\",\n", $c }' "$WORK/paths"
+    echo "}"
+    cat <<EOF
+local size, len = $FILE_SIZE, $2
+local n = 0
+function setup(thread) n = n + 1; thread:set("id", n) end
+function init(args) math.randomseed(os.time() * 100 + (id or 0)) end
+function request()
+  local off = math.random(0, size - len)
+  return wrk.format("GET", paths[math.random(#paths)], { ["Range"] = "bytes=" .. off .. "-" .. (off + len - 1) })
+end
+function done(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %d %d\n", summary.requests, summary.bytes, summary.duration,
+    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+EOF
+  } >"$WORK/$3.lua"
+  echo "$WORK/$3.lua"
+}
+
+measure() { # $1 url, $2 lua, $3 connections → "req/s MB/s"
+  local threads=1; [ "$3" -gt 1 ] && threads=2
+  local out
+  out=$(wrk -t"$threads" -c"$3" -d"$DURATION" -s "$2" "$1" 2>&1 | grep '^RESULT') || { echo "0 0 wrk-failed"; return; }
+  # shellcheck disable=SC2086
+  set -- $out
+  awk -v r="$2" -v b="$3" -v d="$4" -v se="$5" -v ce="$6" 'BEGIN {
+    s = d / 1e6; note = ""
+    if (se > 0 || ce > 0) note = sprintf(" (errors: %d status, %d socket)", se, ce)
+    printf "%.0f %.1f%s\n", r / s, b / s / 1e6, note }'
+}
+
+printf '\n%-8s %-6s %5s | %12s %10s | %12s %10s | %7s %7s\n' size proto conns "nginx req/s" "MB/s" "ocdn req/s" "MB/s" "req x" "MB/s x"
+printf '%s\n' "-----------------------------------------------------------------------------------------------"
+for len in $((2 << 20)) $((64 << 10)); do
+  label=$([ "$len" -eq $((2 << 20)) ] && echo 2MiB || echo 64KiB)
+  OCL=$(lua 1 "$len" "oc-$label"); NGL=$(lua 2 "$len" "ng-$label")
+  for proto in http https; do
+    if [ "$proto" = http ]; then ng="http://127.0.0.1:$NG_HTTP"; oc="http://127.0.0.1:$OC_HTTP"
+    else ng="https://127.0.0.1:$NG_HTTPS"; oc="https://127.0.0.1:$OC_HTTPS"; fi
+    for conns in 1 64; do
+      read -r ngr ngm ngnote <<<"$(measure "$ng" "$NGL" "$conns")"
+      read -r ocr ocm ocnote <<<"$(measure "$oc" "$OCL" "$conns")"
+      awk -v l="$label" -v p="$proto" -v c="$conns" -v a="$ngr" -v am="$ngm" -v b="$ocr" -v bm="$ocm" -v n="$ngnote$ocnote" 'BEGIN {
+        printf "%-8s %-6s %5d | %12.0f %10.1f | %12.0f %10.1f | %6.2fx %6.2fx %s\n", l, p, c, a, am, b, bm,
+          (a > 0 ? b / a : 0), (am > 0 ? bm / am : 0), n }'
+    done
+  done
+done
+
+lines=$(cat "$WORK"/access-*.log | wc -l)
+echo
+echo "appliance access log: $lines lines written (on for every request above)"
+grep -c 'status=206' "$WORK/access-http.log" >/dev/null || echo "warning: no 206 in the access log" >&2
+
+echo
+echo "idle keep-alive connections to the plain-HTTP appliance:"
+"$WORK/edgebench" idle -addr "127.0.0.1:$OC_HTTP" -n "$IDLE_CONNS" -pid "$OC_HTTP_PID" || true
