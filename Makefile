@@ -40,3 +40,12 @@ clean:
 .PHONY: bench-ingest
 bench-ingest:
 	@scripts/bench-ingest.sh
+
+# Steering over HTTP against a minimal Go handler, same run, same wrk load;
+# then the in-process steering benchmarks on the 1.06M-prefix table.
+.PHONY: bench-steer
+bench-steer:
+	@scripts/install-deps.sh $(BENCH_PACKAGES)
+	$(GO) run ./scripts/benchsteer
+	$(GO) test -run '^$$' -bench 'FullTable' -benchmem ./internal/steer
+	$(GO) test -run '^$$' -bench 'BenchmarkNewTable|BenchmarkLookup|BenchmarkApply' -benchmem ./internal/rib

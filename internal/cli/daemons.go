@@ -129,6 +129,16 @@ for operators. SIGTERM drains, a second one exits.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", configFile, err)
 			}
+			for _, rf := range cfg.RouteFiles {
+				routes, format, err := readRoutesFile(rf.File)
+				if err != nil {
+					return err
+				}
+				if err := ctl.LoadSiteRoutes(rf.Site, routes); err != nil {
+					return fmt.Errorf("%s: %w", rf.File, err)
+				}
+				logger.Info("global routes loaded", "site", rf.Site, "file", rf.File, "format", format, "routes", len(routes))
+			}
 			srv, err := serve.Listen(cfg.Listen, withOps(ctl.Handler(), reg), serve.Options{Logger: logger})
 			if err != nil {
 				return err

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"net/url"
 	"time"
@@ -16,7 +17,16 @@ type Control struct {
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
 	Replicas          int           `yaml:"replicas"`
 	TokenTTL          time.Duration `yaml:"token_ttl"`
-	Inventory         `yaml:",inline"`
+	// RouteFiles load global tables (MRT or prefix lists) as the routes of
+	// a site's appliances, for IXP and fallback sites without BGP.
+	RouteFiles []RouteFile `yaml:"route_files"`
+	Inventory  `yaml:",inline"`
+}
+
+// RouteFile is a global table for one site.
+type RouteFile struct {
+	Site string `yaml:"site"`
+	File string `yaml:"file"`
 }
 
 // Validate implements Validator.
@@ -36,7 +46,18 @@ func (c *Control) Validate() error {
 	if c.HeartbeatInterval < 0 || c.TokenTTL < 0 || c.Replicas < 0 {
 		return Errf("heartbeat_interval/token_ttl/replicas", "must not be negative")
 	}
-	return c.ValidateInventory(netip.Prefix{})
+	if err := c.ValidateInventory(netip.Prefix{}); err != nil {
+		return err
+	}
+	for i, rf := range c.RouteFiles {
+		if _, ok := c.SiteByID(rf.Site); !ok {
+			return Errf(fmt.Sprintf("route_files[%d].site", i), "unknown site %q", rf.Site)
+		}
+		if rf.File == "" {
+			return Errf(fmt.Sprintf("route_files[%d].file", i), "must name an MRT or prefix-list file")
+		}
+	}
+	return nil
 }
 
 // ApplianceDaemon is an appliance's config file (`ocdn appliance --config`).

@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -28,6 +30,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/manifest", s.handleManifest)
 	mux.HandleFunc("GET /v1/titles/{title}", s.handleTitle)
 	mux.HandleFunc("POST /v1/routes", s.handleRoutes)
+	mux.HandleFunc("GET /v1/routes/lookup", s.handleLookup)
 	mux.HandleFunc("GET /v1/routes/consistency", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Consistency()) })
 	mux.HandleFunc("GET /v1/appliances", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Appliances()) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
@@ -39,7 +42,7 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 	defer func() { s.metrics.steerLatency.Observe(time.Since(start).Seconds()) }()
 	q := r.URL.Query()
 	fail := func(code int, format string, args ...any) {
-		s.metrics.steerRequests.WithLabelValues("bad_request").Inc()
+		s.metrics.steerBad.Inc()
 		http.Error(w, fmt.Sprintf(format, args...), code)
 	}
 	client, err := remoteAddr(r)
@@ -101,8 +104,107 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 		}
 		resp.Files[i] = api.FileSteer{Path: p, URLs: choices, Explanation: why}
 	}
-	s.metrics.steerRequests.WithLabelValues("ok").Inc()
-	writeJSON(w, resp)
+	s.metrics.steerOK.Inc()
+	if explain {
+		writeJSON(w, resp)
+		return
+	}
+	bp := jsonBufs.Get().(*[]byte)
+	b := appendSteerJSON((*bp)[:0], &resp)
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
+	*bp = b
+	jsonBufs.Put(bp)
+}
+
+// jsonBufs recycles response buffers of the steering hot path.
+var jsonBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// appendSteerJSON encodes a steering answer without explanations exactly
+// as encoding/json would (a test checks), without reflection: the answer
+// is on every playback's critical path.
+func appendSteerJSON(b []byte, r *api.SteerResponse) []byte {
+	b = append(b, `{"client":`...)
+	b = appendJSONString(b, r.Client)
+	b = append(b, `,"files":[`...)
+	for i, f := range r.Files {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"path":`...)
+		b = appendJSONString(b, f.Path)
+		b = append(b, `,"urls":`...)
+		if f.URLs == nil {
+			b = append(b, "null"...)
+		} else {
+			b = append(b, '[')
+			for j, c := range f.URLs {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, `{"url":`...)
+				b = appendJSONString(b, c.URL)
+				b = append(b, `,"appliance":`...)
+				b = appendJSONString(b, c.Appliance)
+				b = append(b, `,"site":`...)
+				b = appendJSONString(b, c.Site)
+				b = append(b, `,"reason":`...)
+				b = appendJSONString(b, c.Reason)
+				b = append(b, '}')
+			}
+			b = append(b, ']')
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}\n"...)
+}
+
+// appendJSONString quotes s as encoding/json does (including its escaping
+// of <, > and & for HTML safety).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			if r == utf8.RuneError {
+				b = append(b, `\ufffd`...)
+			} else {
+				b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			}
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 func (s *Server) isAdmin(r *http.Request) bool {

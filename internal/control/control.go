@@ -71,10 +71,12 @@ type Server struct {
 
 type metrics struct {
 	steerRequests *prometheus.CounterVec
-	steerLatency  prometheus.Histogram
-	heartbeats    prometheus.Counter
-	serving       prometheus.Gauge
-	routeReports  prometheus.Counter
+	// steerOK and steerBad are steerRequests' children, resolved once.
+	steerOK, steerBad prometheus.Counter
+	steerLatency      prometheus.Histogram
+	heartbeats        prometheus.Counter
+	serving           prometheus.Gauge
+	routeReports      prometheus.Counter
 }
 
 // New validates the config and computes manifests and the first snapshot.
@@ -132,6 +134,8 @@ func (s *Server) initMetrics(reg prometheus.Registerer) {
 		serving:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "ocdn_control_appliances_serving", Help: "Appliances steering may send clients to."}),
 		routeReports: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocdn_control_route_reports_total", Help: "Route reports (snapshots and deltas) applied."}),
 	}
+	s.metrics.steerOK = s.metrics.steerRequests.WithLabelValues("ok")
+	s.metrics.steerBad = s.metrics.steerRequests.WithLabelValues("bad_request")
 	if reg != nil {
 		reg.MustRegister(s.metrics.steerRequests, s.metrics.steerLatency, s.metrics.heartbeats, s.metrics.serving, s.metrics.routeReports)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/rib"
+	"github.com/ocdn/ocdn/internal/steer"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
@@ -237,5 +238,21 @@ func TestManifest(t *testing.T) {
 	}
 	if w := do(t, s.Handler(), "GET", "/v1/manifest?appliance=zz", "", "127.1.0.1:5000", ""); w.Code != 404 {
 		t.Errorf("unknown appliance manifest = %d, want 404", w.Code)
+	}
+}
+
+func TestAppendSteerJSONMatchesEncodingJSON(t *testing.T) {
+	for _, r := range []api.SteerResponse{
+		{Client: "10.0.0.1", Files: []api.FileSteer{{Path: "t1/a.mp4"}}},
+		{Client: "::1", Files: []api.FileSteer{{Path: "t1/a.mp4", URLs: []steer.Choice{
+			{URL: "http://a/c/x.y/t1/a.mp4", Appliance: `odd "id" <&>`, Site: "s\\1\n\t\x01", Reason: "é \u2028 \xff"},
+			{URL: "u", Appliance: "b", Site: "s", Reason: "r"},
+		}}, {Path: "t2/b.mp4", URLs: []steer.Choice{}}}},
+	} {
+		want, _ := json.Marshal(r)
+		got := appendSteerJSON(nil, &r)
+		if string(got) != string(want)+"\n" {
+			t.Errorf("appendSteerJSON =\n%s\nwant\n%s", got, want)
+		}
 	}
 }

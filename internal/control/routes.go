@@ -106,3 +106,46 @@ type ribView struct{ r *rib.RIB }
 func (v ribView) Lookup(a netip.Addr) (netip.Prefix, []rib.Candidate, bool) {
 	return v.r.Snapshot().Lookup(a)
 }
+
+// LoadSiteRoutes gives every appliance of site the routes of a global
+// table (a full table learned at an exchange, loaded from MRT or a prefix
+// list), as if each had heard them over BGP. It replaces what the
+// appliances had; a later BGP snapshot from the appliance replaces it in
+// turn.
+func (s *Server) LoadSiteRoutes(site string, routes []rib.Route) error {
+	if _, ok := s.sites[site]; !ok {
+		return fmt.Errorf("unknown site %q", site)
+	}
+	for _, a := range s.cfg.Inventory.Appliances {
+		if a.Site == site {
+			if err := s.routes.Replace(a.ID, routes); err != nil {
+				return fmt.Errorf("routes for %s: %w", a.ID, err)
+			}
+		}
+	}
+	return nil
+}
+
+// LookupReply is the body of GET /v1/routes/lookup.
+type LookupReply struct {
+	IP         string          `json:"ip"`
+	Prefix     string          `json:"prefix,omitempty"`
+	Candidates []rib.Candidate `json:"candidates"`
+}
+
+func (s *Server) handleLookup(w http.ResponseWriter, r *http.Request) {
+	if !s.isAdmin(r) {
+		http.Error(w, "routes lookup needs an admin token", http.StatusForbidden)
+		return
+	}
+	ip, err := netip.ParseAddr(r.URL.Query().Get("ip"))
+	if err != nil {
+		http.Error(w, fmt.Sprintf("ip=%q: not an IP address", r.URL.Query().Get("ip")), http.StatusBadRequest)
+		return
+	}
+	reply := LookupReply{IP: ip.String(), Candidates: []rib.Candidate{}}
+	if pfx, cands, ok := s.Lookup(ip); ok {
+		reply.Prefix, reply.Candidates = pfx.String(), cands
+	}
+	writeJSON(w, reply)
+}

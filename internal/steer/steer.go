@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -75,13 +76,49 @@ type Considered struct {
 	Distance  float64 `json:"distance_km"`
 }
 
-// Engine makes decisions; its fields are read-only after construction.
+// Engine makes decisions; its exported fields are read-only after first
+// use.
 type Engine struct {
 	// Keys signs URLs; nil leaves the token segment as "-" (for analysis
 	// and simulation, where no URL is fetched).
 	Keys     func() *urlsign.KeySet
 	TokenTTL time.Duration
 	Now      func() time.Time
+
+	// tokens caches one token per title: a token covers the whole title
+	// and no particular client, so every client steered to the title
+	// within a minute can share it, which takes HMAC off the hot path.
+	tokens sync.Map // title → cachedToken
+}
+
+type cachedToken struct {
+	token   string
+	keys    *urlsign.KeySet
+	expires time.Time
+}
+
+// token returns a token for title valid for at least TokenTTL minus a
+// sixtieth of it (a minute of an hour).
+func (e *Engine) token(title string) (string, error) {
+	now := time.Now
+	if e.Now != nil {
+		now = e.Now
+	}
+	t := now()
+	keys := e.Keys()
+	if v, ok := e.tokens.Load(title); ok {
+		c := v.(cachedToken)
+		if c.keys == keys && c.expires.Sub(t) > e.TokenTTL-e.TokenTTL/60 {
+			return c.token, nil
+		}
+	}
+	exp := t.Add(e.TokenTTL)
+	tok, err := keys.Sign(urlsign.Grant{Scope: title + "/", Expires: exp})
+	if err != nil {
+		return "", fmt.Errorf("sign url: %w", err)
+	}
+	e.tokens.Store(title, cachedToken{token: tok, keys: keys, expires: exp})
+	return tok, nil
 }
 
 type candidate struct {
@@ -93,30 +130,31 @@ type candidate struct {
 
 // Steer ranks appliances for client and path and returns up to n choices
 // spanning at least two sites when two exist. With explain it also
-// returns every candidate considered.
+// returns every candidate considered. It is the hot path of the control
+// plane: it takes no lock and allocates only the answer.
 func (e *Engine) Steer(s *Snapshot, client netip.Addr, path string, n int, explain bool) ([]Choice, []Considered, error) {
 	client = client.Unmap()
-	var cands []candidate
+	var buf [16]candidate
+	cands := buf[:0]
 	var why []Considered
-	exclude := func(a *Appliance, reason string) {
-		if explain {
-			why = append(why, Considered{Appliance: a.ID, Site: a.Site, Excluded: reason, Tier: string(a.Kind)})
-		}
-	}
 	var loc config.Location
 	haveLoc := false
 	if s.Locate != nil {
 		loc, haveLoc = s.Locate(client)
 	}
-	spreadKey := spreadPrefix(client).String() + "\x00" + path + "\x00"
+	spread := spreadSeed(client, path)
 	add := func(a *Appliance, r *rib.Route) {
 		switch {
 		case !a.Serving:
-			exclude(a, "state "+a.State)
+			if explain {
+				why = append(why, Considered{Appliance: a.ID, Site: a.Site, Excluded: "state " + a.State, Tier: string(a.Kind)})
+			}
 		case !a.Holds[path]:
-			exclude(a, "does not hold the file")
+			if explain {
+				why = append(why, Considered{Appliance: a.ID, Site: a.Site, Excluded: "does not hold the file", Tier: string(a.Kind)})
+			}
 		default:
-			c := candidate{a: a, route: r, spread: xxhash.Sum64String(spreadKey + a.ID)}
+			c := candidate{a: a, route: r, spread: mix(spread ^ xxhash.Sum64String(a.ID))}
 			if haveLoc {
 				c.distance = distanceKm(loc, a.Location)
 			}
@@ -142,13 +180,9 @@ func (e *Engine) Steer(s *Snapshot, client netip.Addr, path string, n int, expla
 	}
 	slices.SortFunc(cands, compare)
 	picked := pick(cands, n)
-	choices := make([]Choice, len(picked))
-	for i, c := range picked {
-		u, err := e.url(c.a, path, client)
-		if err != nil {
-			return nil, nil, err
-		}
-		choices[i] = Choice{URL: u, Appliance: c.a.ID, Site: c.a.Site, Reason: reason(c, pfx)}
+	choices, err := e.choices(picked, path)
+	if err != nil {
+		return nil, nil, err
 	}
 	if explain {
 		for i, c := range cands {
@@ -160,6 +194,39 @@ func (e *Engine) Steer(s *Snapshot, client netip.Addr, path string, n int, expla
 		}
 	}
 	return choices, why, nil
+}
+
+// choices builds the answer: one token for the whole list (it covers the
+// title, whichever appliance serves it) and every URL in one allocation.
+func (e *Engine) choices(picked []candidate, path string) ([]Choice, error) {
+	if len(picked) == 0 {
+		return nil, nil
+	}
+	token := "-"
+	if e.Keys != nil {
+		title, _, _ := strings.Cut(path, "/")
+		var err error
+		if token, err = e.token(title); err != nil {
+			return nil, err
+		}
+	}
+	size := 0
+	for _, c := range picked {
+		size += len(c.a.BaseURL) + len("/c/") + len(token) + 1 + len(path)
+	}
+	b := make([]byte, 0, size)
+	for _, c := range picked {
+		b = append(append(append(append(append(b, c.a.BaseURL...), "/c/"...), token...), '/'), path...)
+	}
+	all := string(b)
+	out := make([]Choice, len(picked))
+	off := 0
+	for i, c := range picked {
+		l := len(c.a.BaseURL) + len("/c/") + len(token) + 1 + len(path)
+		out[i] = Choice{URL: all[off : off+l], Appliance: c.a.ID, Site: c.a.Site, Reason: reason(c)}
+		off += l
+	}
+	return out, nil
 }
 
 // compare is the steering order: a candidate with a route to the client
@@ -197,7 +264,7 @@ func pick(cands []candidate, n int) []candidate {
 	if n <= 0 || len(cands) == 0 {
 		return nil
 	}
-	out := slices.Clone(cands[:min(n, len(cands))])
+	out := cands[:min(n, len(cands)):min(n, len(cands))]
 	if n < 2 {
 		return out
 	}
@@ -209,55 +276,65 @@ func pick(cands []candidate, n int) []candidate {
 	}
 	for _, c := range cands[len(out):] {
 		if c.a.Site != first {
-			if len(out) == n {
-				out[len(out)-1] = c
-			} else {
-				out = append(out, c)
-			}
+			// out is full here (otherwise cands had no more candidates),
+			// so the best of another site takes the last slot.
+			out[len(out)-1] = c
 			break
 		}
 	}
 	return out
 }
 
-func (e *Engine) url(a *Appliance, path string, client netip.Addr) (string, error) {
-	token := "-"
-	if e.Keys != nil {
-		title, _, _ := strings.Cut(path, "/")
-		now := time.Now
-		if e.Now != nil {
-			now = e.Now
-		}
-		var err error
-		token, err = e.Keys().Sign(urlsign.Grant{Scope: title + "/", Expires: now().Add(e.TokenTTL)})
-		if err != nil {
-			return "", fmt.Errorf("sign url: %w", err)
-		}
-	}
-	return a.BaseURL + "/c/" + token + "/" + path, nil
+// reasons are fixed strings so that answering allocates nothing for them;
+// explain=1 gives the route behind each.
+var reasons = map[config.SiteKind][2]string{
+	config.SiteEmbedded: {"embedded site with a BGP route to the client", "embedded site, no route to the client"},
+	config.SitePrivate:  {"private-peering site with a BGP route to the client", "private-peering site, no route to the client"},
+	config.SiteIXP:      {"IXP site with a BGP route to the client", "IXP site, no route to the client: global fallback"},
+	config.SiteFallback: {"fallback site with a BGP route to the client", "fallback site, no route to the client: global fallback"},
 }
 
-func reason(c candidate, pfx netip.Prefix) string {
+func reason(c candidate) string {
+	r := reasons[c.a.Kind]
 	if c.route == nil {
-		return string(c.a.Kind) + " site, no route to the client: global fallback"
+		return r[1]
 	}
-	return string(c.a.Kind) + " site, " + describeRoute(pfx, c.route)
+	return r[0]
 }
 
 func describeRoute(pfx netip.Prefix, r *rib.Route) string {
 	return fmt.Sprintf("route %s local-pref %d as-path-len %d med %d", pfx, r.LocalPref, len(r.ASPath), r.MED)
 }
 
-// spreadPrefix is the client's /24 (IPv4) or /48 (IPv6): clients behind
-// one such prefix share a home appliance, which keeps caches and TCP state
-// warm and makes the choice stable across requests.
-func spreadPrefix(a netip.Addr) netip.Prefix {
-	bits := 24
-	if a.Is6() {
-		bits = 48
+// spreadSeed hashes the client's /24 (IPv4) or /48 (IPv6) with the file:
+// clients behind one such prefix share a home appliance per file, which
+// keeps caches and TCP state warm and makes the choice stable across
+// requests, while different files spread over equal appliances.
+func spreadSeed(a netip.Addr, path string) uint64 {
+	var key uint64
+	if a.Is4() {
+		b := a.As4()
+		key = uint64(b[0])<<16 | uint64(b[1])<<8 | uint64(b[2])
+	} else {
+		b := a.As16()
+		for _, x := range b[:6] {
+			key = key<<8 | uint64(x)
+		}
+		key |= 1 << 63
 	}
-	p, _ := a.Prefix(bits)
-	return p
+	return mix(key ^ xxhash.Sum64String(path))
+}
+
+// mix is the splitmix64 finalizer: a bijection that spreads every input
+// bit over the output, so scores of (seed ^ appliance) are independent
+// per appliance, as rendezvous hashing needs.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }
 
 // distanceKm is the great-circle distance.

@@ -1,0 +1,169 @@
+// Command benchsteer compares GET /v1/steer over HTTP with a minimal Go
+// handler on the same machine, in the same run, both loaded by wrk: the
+// control plane holds the 1.06M-prefix table as the routes of an IXP site
+// and each request steers a random client address (client=, admin token).
+// It prints requests/s of both and the ratio. Run it with `make bench-steer`.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/config"
+	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/control"
+	"github.com/ocdn/ocdn/internal/rib"
+	"github.com/ocdn/ocdn/internal/serve"
+	"github.com/ocdn/ocdn/internal/urlsign"
+)
+
+const adminToken = "bench-admin-token"
+
+func main() {
+	routes := flag.String("routes", "../shared/data/routes/full-table-prefixes.txt.gz", "global table loaded as the IXP site's routes")
+	duration := flag.Duration("duration", 10*time.Second, "wrk duration per target")
+	conns := flag.Int("connections", 64, "wrk connections")
+	flag.Parse()
+	if err := run(*routes, *duration, *conns); err != nil {
+		fmt.Fprintln(os.Stderr, "benchsteer:", err)
+		os.Exit(1)
+	}
+}
+
+func run(routesFile string, d time.Duration, conns int) error {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return fmt.Errorf("wrk is not installed (Debian package wrk)")
+	}
+	cat, err := content.Synth(content.SynthSpec{Titles: 1, LadderKbps: []int{100}, Duration: time.Second})
+	if err != nil {
+		return err
+	}
+	addr := func(s string) config.AddrPort { return config.AddrPort{AddrPort: netip.MustParseAddrPort(s)} }
+	inv := config.Inventory{
+		ISPs:  []config.ISP{{Name: "isp", ASN: 64500, Prefixes: []config.Prefix{{Prefix: netip.MustParsePrefix("10.0.0.0/8")}}}},
+		Sites: []config.Site{{ID: "emb", Kind: config.SiteEmbedded, ISP: "isp"}, {ID: "ix", Kind: config.SiteIXP}},
+		Appliances: []config.Appliance{
+			{ID: "e1", Site: "emb", Address: addr("127.1.0.1:80"), Capacity: 1 << 30},
+			{ID: "e2", Site: "emb", Address: addr("127.1.0.2:80"), Capacity: 1 << 30},
+			{ID: "x1", Site: "ix", Address: addr("127.1.0.3:80"), Capacity: 1 << 30},
+			{ID: "x2", Site: "ix", Address: addr("127.1.0.4:80"), Capacity: 1 << 30},
+		},
+	}
+	ctl, err := control.New(control.Config{Inventory: inv, Catalog: cat, OriginURL: "http://127.0.0.1:1", Keys: urlsign.Generate(),
+		AdminToken: adminToken, HeartbeatInterval: time.Hour})
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(routesFile)
+	if err != nil {
+		return fmt.Errorf("%v (the shared data must sit beside the repository)", err)
+	}
+	global, format, err := rib.ReadRoutes(f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	if err := ctl.LoadSiteRoutes("ix", global); err != nil {
+		return err
+	}
+	fmt.Printf("control plane: %d %s routes for site ix (2 appliances), embedded site routes 10.0.0.0/8\n", len(global), format)
+	h := ctl.Handler()
+	for _, id := range []string{"e1", "e2", "x1", "x2"} {
+		post(h, "/v1/heartbeat", api.Heartbeat{Appliance: id, ContentGen: 1, Held: []string{cat.Files[0].Path}})
+	}
+	post(h, "/v1/routes", api.RouteReport{Appliance: "e1", Epoch: "b", Seq: 1, Snapshot: true, Announce: []rib.Route{{Prefix: netip.MustParsePrefix("10.0.0.0/8"), LocalPref: 100}}})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	steerSrv, err := serve.Listen("127.0.0.1:0", h, serve.Options{})
+	if err != nil {
+		return err
+	}
+	go steerSrv.Run(ctx)
+	minimal := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"ok":true}` + "\n"))
+	})
+	minSrv, err := serve.Listen("127.0.0.1:0", minimal, serve.Options{})
+	if err != nil {
+		return err
+	}
+	go minSrv.Run(ctx)
+
+	dir, err := os.MkdirTemp("", "benchsteer-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	lua := filepath.Join(dir, "steer.lua")
+	// Each request steers a random IPv4 client, so lookups hit the whole
+	// table rather than one cached path.
+	script := `math.randomseed(42)
+wrk.headers["Authorization"] = "Bearer ` + adminToken + `"
+request = function()
+  local ip = math.random(1, 223) .. "." .. math.random(0, 255) .. "." .. math.random(0, 255) .. "." .. math.random(1, 254)
+  return wrk.format("GET", "/v1/steer?files=` + cat.Files[0].Path + `&n=5&client=" .. ip)
+end
+`
+	if err := os.WriteFile(lua, []byte(script), 0o644); err != nil {
+		return err
+	}
+	steerRPS, err := wrk(steerSrv.URL()+"/", lua, d, conns)
+	if err != nil {
+		return err
+	}
+	minRPS, err := wrk(minSrv.URL()+"/", "", d, conns)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("GET /v1/steer (n=5, signed URLs, random clients): %10.0f requests/s\n", steerRPS)
+	fmt.Printf("minimal Go handler:                                %10.0f requests/s\n", minRPS)
+	fmt.Printf("ratio steer/minimal: %.2f (target ≥ 0.70)\n", steerRPS/minRPS)
+	return nil
+}
+
+func post(h http.Handler, path string, v any) {
+	b, _ := json.Marshal(v)
+	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(b))
+	req.RemoteAddr = "127.1.0.1:1"
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != http.StatusOK {
+		fmt.Fprintf(os.Stderr, "benchsteer: %s: %d %s\n", path, w.Code, w.Body)
+		os.Exit(1)
+	}
+}
+
+var rpsLine = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+
+func wrk(url, script string, d time.Duration, conns int) (float64, error) {
+	args := []string{"-t2", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(int(d.Seconds())) + "s"}
+	if script != "" {
+		args = append(args, "-s", script)
+	}
+	out, err := exec.Command("wrk", append(args, url)...).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("wrk: %v\n%s", err, out)
+	}
+	m := rpsLine.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("wrk printed no Requests/sec:\n%s", out)
+	}
+	if bytes.Contains(out, []byte("Non-2xx")) {
+		return 0, fmt.Errorf("wrk saw errors:\n%s", out)
+	}
+	return strconv.ParseFloat(string(m[1]), 64)
+}
