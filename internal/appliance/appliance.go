@@ -59,6 +59,9 @@ type Config struct {
 	// say which clients the appliance may serve and are reported to the
 	// control plane.
 	BGP *bgp.Config
+	// ScrubRate is how many bytes per second the background scrubber
+	// re-hashes to find objects that went bad on disk; 0 turns it off.
+	ScrubRate int64
 	// RouteHold is how long routes of a session that went down are kept,
 	// to ride out flaps (default 3 heartbeat intervals).
 	RouteHold time.Duration
@@ -132,6 +135,7 @@ func New(cfg Config) (*Appliance, error) {
 		}
 		ops.ServeHTTP(w, r)
 	})
+	cfg.Registry.MustRegister(st.Collectors()...)
 	if cfg.BGP != nil {
 		if cfg.RouteHold <= 0 {
 			cfg.RouteHold = 3 * cfg.HeartbeatInterval
@@ -195,6 +199,15 @@ func (a *Appliance) Run(ctx context.Context) error {
 		wg.Add(2)
 		go func() { defer wg.Done(); a.heartbeatLoop(ctx, hbCtx) }()
 		go func() { defer wg.Done(); a.fillLoop(ctx) }()
+	}
+	if a.cfg.ScrubRate > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.store.Scrub(ctx, a.cfg.ScrubRate); err != nil {
+				a.log.Error("scrubber stopped", "err", err)
+			}
+		}()
 	}
 	// BGP and route reports outlive the drain like heartbeats do: while
 	// clients are steered away the appliance still serves its prefixes.

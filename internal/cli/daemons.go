@@ -195,7 +195,7 @@ steer clients away), then the listener closes and in-flight transfers get
 				}
 				keyFile = fc.KeyFile
 				cfg = appliance.Config{ID: fc.ID, Listen: fc.Listen, ControlURL: fc.ControlURL, StoreDir: fc.Store,
-					Capacity: int64(fc.Capacity), HeartbeatInterval: fc.HeartbeatInterval}
+					Capacity: int64(fc.Capacity), HeartbeatInterval: fc.HeartbeatInterval, ScrubRate: int64(fc.ScrubRate)}
 			default:
 				return errors.New("give either --config FILE or --standalone with --store, --listen and --key-file")
 			}

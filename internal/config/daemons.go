@@ -69,6 +69,9 @@ type ApplianceDaemon struct {
 	Capacity          ByteSize      `yaml:"capacity"`
 	KeyFile           string        `yaml:"key_file"`
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// ScrubRate is how fast the scrubber re-hashes stored objects, e.g.
+	// "20MB" per second; 0 turns it off.
+	ScrubRate ByteSize `yaml:"scrub_rate"`
 }
 
 // Validate implements Validator.

@@ -12,8 +12,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/cespare/xxhash/v2"
-
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/content"
 )
@@ -270,24 +268,6 @@ func (s *Server) handleTitle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, files)
-}
-
-func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) {
-	id := r.URL.Query().Get("appliance")
-	files, ok := s.manifests[id]
-	if !ok {
-		http.Error(w, fmt.Sprintf("appliance=%q: unknown appliance", id), http.StatusNotFound)
-		return
-	}
-	writeJSON(w, api.Manifest{Appliance: id, Version: manifestVersion(files), Origin: s.cfg.OriginURL, Files: files})
-}
-
-func manifestVersion(files []content.File) string {
-	h := xxhash.New()
-	for _, f := range files {
-		h.WriteString(f.Path + "\x00" + f.SHA256 + "\n")
-	}
-	return strconv.FormatUint(h.Sum64(), 36)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

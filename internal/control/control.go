@@ -20,7 +20,6 @@ import (
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/health"
-	"github.com/ocdn/ocdn/internal/placement"
 	"github.com/ocdn/ocdn/internal/rib"
 	"github.com/ocdn/ocdn/internal/steer"
 	"github.com/ocdn/ocdn/internal/urlsign"
@@ -151,22 +150,6 @@ func (s *Server) loadLocations() {
 	}
 }
 
-// place computes every appliance's manifest: each site is one manifest
-// cluster holding as much of the catalog as fits, Replicas copies a file.
-func (s *Server) place() map[string][]content.File {
-	bySite := map[string][]placement.Node{}
-	for _, a := range s.cfg.Inventory.Appliances {
-		bySite[a.Site] = append(bySite[a.Site], placement.Node{ID: a.ID, Capacity: int64(a.Capacity)})
-	}
-	out := map[string][]content.File{}
-	for _, nodes := range bySite {
-		for id, files := range placement.Cluster(s.cfg.Catalog.Files, nodes, s.cfg.Replicas) {
-			out[id] = files
-		}
-	}
-	return out
-}
-
 // rebuild publishes a new steering snapshot from current state.
 func (s *Server) rebuild() {
 	now := s.cfg.Now()
@@ -261,6 +244,3 @@ func (s *Server) Appliances() []ApplianceStatus {
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
-
-// ManifestSize is how many files appliance id should hold.
-func (s *Server) ManifestSize(id string) int { return len(s.manifests[id]) }
