@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,23 +24,6 @@ const (
 	sessionTimeout = 30 * time.Second
 	eventTimeout   = 30 * time.Second
 )
-
-// requireProgram returns path if it is executable. Otherwise the test is
-// skipped, or fails when OCDN_REQUIRE_EXTERNAL=1 (make test) so that a
-// missing peer never passes silently.
-func requireProgram(t *testing.T, path, debianPkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(path)
-	if err == nil {
-		return p
-	}
-	msg := fmt.Sprintf("%s not found (%v): install the Debian package %s", path, err, debianPkg)
-	if os.Getenv("OCDN_REQUIRE_EXTERNAL") == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
 
 // testNet hands each test its own loopback addresses so that tests of this
 // package run in parallel with each other and with other packages' tests
@@ -62,17 +43,6 @@ func newTestNet() testNet {
 		Router2: netip.AddrFrom4([4]byte{127, 77, k, 11}),
 		Speaker: netip.AddrFrom4([4]byte{127, 78, k, 1}),
 	}
-}
-
-// freePort returns a TCP port that was free on addr a moment ago.
-func freePort(t *testing.T, addr netip.Addr) uint16 {
-	t.Helper()
-	l, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
-	if err != nil {
-		t.Fatalf("finding a free port on %s: %v", addr, err)
-	}
-	defer l.Close()
-	return uint16(l.Addr().(*net.TCPAddr).Port)
 }
 
 // eventLog records a speaker's events and lets tests wait for conditions on

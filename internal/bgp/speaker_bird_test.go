@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ocdn/ocdn/internal/bgp/bgptest"
 	"github.com/ocdn/ocdn/internal/rib"
 )
 
@@ -25,21 +26,21 @@ var labAllow = mustPrefixes("127.0.0.0/8", "198.51.100.0/24", "203.0.113.0/24", 
 // a withdrawal after reconfiguration, and the router dying.
 func TestBIRDAnnounceFilterWithdrawDown(t *testing.T) {
 	tn := newTestNet()
-	port, birdPort := freePort(t, tn.Speaker), freePort(t, tn.Router)
-	routes := []birdRoute{
-		{Prefix: "198.51.100.0/24", Prepend: 2, MED: 50, Origin: "ORIGIN_IGP"},
-		{Prefix: "203.0.113.0/24", MED: 7, Origin: "ORIGIN_EGP"},
-		{Prefix: "185.1.0.0/16"}, // BIRD drops 127/8 routes as "bogus", so no loopback prefix here
-		{Prefix: "8.8.8.0/24", Prepend: 1, Origin: "ORIGIN_INCOMPLETE"},
+	port, birdPort := bgptest.FreePort(t, tn.Speaker), bgptest.FreePort(t, tn.Router)
+	routes := []bgptest.Route{
+		{Prefix: netip.MustParsePrefix("198.51.100.0/24"), Prepend: 2, MED: 50, Origin: "ORIGIN_IGP"},
+		{Prefix: netip.MustParsePrefix("203.0.113.0/24"), MED: 7, Origin: "ORIGIN_EGP"},
+		{Prefix: netip.MustParsePrefix("185.1.0.0/16")}, // BIRD drops 127/8 routes as "bogus", so no loopback prefix here
+		{Prefix: netip.MustParsePrefix("8.8.8.0/24"), Prepend: 1, Origin: "ORIGIN_INCOMPLETE"},
 		// Rejected by the import policy:
-		{Prefix: "0.0.0.0/0"},         // default route
-		{Prefix: "198.51.100.128/25"}, // longer than /24
-		{Prefix: "10.1.0.0/16"},       // bogon (RFC 1918)
-		{Prefix: "192.168.7.0/24"},    // bogon (RFC 1918)
+		{Prefix: netip.MustParsePrefix("0.0.0.0/0")},         // default route
+		{Prefix: netip.MustParsePrefix("198.51.100.128/25")}, // longer than /24
+		{Prefix: netip.MustParsePrefix("10.1.0.0/16")},       // bogon (RFC 1918)
+		{Prefix: netip.MustParsePrefix("192.168.7.0/24")},    // bogon (RFC 1918)
 	}
-	sess := birdSession{Name: "isp4", Local: tn.Router, LocalPort: birdPort, LocalAS: routerAS,
-		Neighbor: tn.Speaker, NeighborPort: port, PeerAS: speakerAS, Family: FamilyIPv4, Routes: routes}
-	bird := startBird(t, birdConfig(tn.Router, sess))
+	sess := bgptest.BIRDSession{Name: "isp4", Local: tn.Router, LocalPort: birdPort, LocalAS: routerAS,
+		Neighbor: tn.Speaker, NeighborPort: port, PeerAS: speakerAS, Routes: routes}
+	bird := bgptest.StartBIRD(t, bgptest.BIRDConfig(tn.Router, sess))
 
 	sp := startSpeaker(t, Config{
 		LocalASN: speakerAS, RouterID: tn.Speaker,
@@ -48,7 +49,7 @@ func TestBIRDAnnounceFilterWithdrawDown(t *testing.T) {
 		Neighbors: []NeighborConfig{{Address: tn.Router, Port: birdPort, PeerASN: routerAS,
 			Family: FamilyIPv4, Passive: true}},
 	})
-	bird.waitState(t, "isp4", "Established")
+	bird.WaitState(t, "isp4", "Established")
 
 	want := map[netip.Prefix]rib.Route{}
 	add := func(p string, path []uint32, origin rib.Origin, med uint32) {
@@ -89,11 +90,11 @@ func TestBIRDAnnounceFilterWithdrawDown(t *testing.T) {
 	}
 
 	// Withdraw 8.8.8.0/24 and the rejected default route by reconfiguring.
-	sess.Routes = slices.DeleteFunc(slices.Clone(routes), func(r birdRoute) bool {
-		return r.Prefix == "8.8.8.0/24" || r.Prefix == "0.0.0.0/0"
+	sess.Routes = slices.DeleteFunc(slices.Clone(routes), func(r bgptest.Route) bool {
+		return r.Prefix == netip.MustParsePrefix("8.8.8.0/24") || r.Prefix == netip.MustParsePrefix("0.0.0.0/0")
 	})
 	n := len(evs)
-	bird.reconfigure(t, birdConfig(tn.Router, sess))
+	bird.Reconfigure(t, bgptest.BIRDConfig(tn.Router, sess))
 	evs = sp.events.waitFor(t, "withdrawal of 8.8.8.0/24", func(evs []Event) bool {
 		return !hasPrefix(routeView(evs)[tn.Router], "8.8.8.0/24")
 	})
@@ -105,7 +106,7 @@ func TestBIRDAnnounceFilterWithdrawDown(t *testing.T) {
 	sp.events.waitFor(t, "status after withdrawal", func([]Event) bool { return sp.status(tn.Router).PrefixesReceived == 6 })
 
 	// The router dies: the session goes down and the consumer drops it all.
-	bird.kill(t)
+	bird.Kill(t)
 	evs = sp.events.waitFor(t, "SessionDown", func(evs []Event) bool {
 		_, ok := lastEvent(evs, SessionDown, tn.Router)
 		return ok
@@ -132,23 +133,23 @@ func hasPrefix(m map[netip.Prefix]rib.Route, p string) bool {
 // neighbor's session and routes are unaffected.
 func TestBIRDMaxPrefix(t *testing.T) {
 	tn := newTestNet()
-	port := freePort(t, tn.Speaker)
-	leakPort, goodPort := freePort(t, tn.Router), freePort(t, tn.Router2)
-	var leak []birdRoute
+	port := bgptest.FreePort(t, tn.Speaker)
+	leakPort, goodPort := bgptest.FreePort(t, tn.Router), bgptest.FreePort(t, tn.Router2)
+	var leak []bgptest.Route
 	for i := range 6 {
-		leak = append(leak, birdRoute{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{185, 10, byte(i), 0}), 24).String()})
+		leak = append(leak, bgptest.Route{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{185, 10, byte(i), 0}), 24)})
 	}
 	// Rejected routes do not count towards the limit.
-	leak = append(leak, birdRoute{Prefix: "10.0.0.0/8"}, birdRoute{Prefix: "192.168.0.0/16"})
-	good := []birdRoute{{Prefix: "185.20.0.0/16"}, {Prefix: "185.21.0.0/16"}}
+	leak = append(leak, bgptest.Route{Prefix: netip.MustParsePrefix("10.0.0.0/8")}, bgptest.Route{Prefix: netip.MustParsePrefix("192.168.0.0/16")})
+	good := []bgptest.Route{{Prefix: netip.MustParsePrefix("185.20.0.0/16")}, {Prefix: netip.MustParsePrefix("185.21.0.0/16")}}
 	// Two BIRD processes (two routers): one BIRD runs only one session per
 	// neighbor address at a time, and both sessions go to the speaker.
-	leakyBird := startBird(t, birdConfig(tn.Router,
-		birdSession{Name: "leaky", Local: tn.Router, LocalPort: leakPort, LocalAS: routerAS,
-			Neighbor: tn.Speaker, NeighborPort: port, PeerAS: speakerAS, Family: FamilyIPv4, Routes: leak}))
-	goodBird := startBird(t, birdConfig(tn.Router2,
-		birdSession{Name: "good", Local: tn.Router2, LocalPort: goodPort, LocalAS: routerAS,
-			Neighbor: tn.Speaker, NeighborPort: port, PeerAS: speakerAS, Family: FamilyIPv4, Routes: good}))
+	leakyBird := bgptest.StartBIRD(t, bgptest.BIRDConfig(tn.Router,
+		bgptest.BIRDSession{Name: "leaky", Local: tn.Router, LocalPort: leakPort, LocalAS: routerAS,
+			Neighbor: tn.Speaker, NeighborPort: port, PeerAS: speakerAS, Routes: leak}))
+	goodBird := bgptest.StartBIRD(t, bgptest.BIRDConfig(tn.Router2,
+		bgptest.BIRDSession{Name: "good", Local: tn.Router2, LocalPort: goodPort, LocalAS: routerAS,
+			Neighbor: tn.Speaker, NeighborPort: port, PeerAS: speakerAS, Routes: good}))
 
 	sp := startSpeaker(t, Config{
 		LocalASN: speakerAS, RouterID: tn.Speaker,
@@ -176,11 +177,11 @@ func TestBIRDMaxPrefix(t *testing.T) {
 	}
 	// GoBGP disables the peer; BIRD sees the session closed and cannot
 	// re-establish it, while the good session stays up.
-	leakyBird.poll(t, "leaky session closed", func() (bool, string) {
-		st, out := leakyBird.protocolState("leaky")
+	leakyBird.Poll(t, "leaky session closed", func() (bool, string) {
+		st, out := leakyBird.State("leaky")
 		return st != "Established", out
 	})
-	goodBird.waitState(t, "good", "Established")
+	goodBird.WaitState(t, "good", "Established")
 	if st := sp.status(tn.Router); st.State != StateMaxPrefixExceeded || st.PrefixesReceived != 0 {
 		t.Errorf("Status(leaky) = %+v, want state %q and no prefixes", st, StateMaxPrefixExceeded)
 	}
@@ -211,24 +212,24 @@ func countEvents(l *eventLog, kind EventKind, nb netip.Addr) int {
 // which TestBIRDIPv6Transport covers. The v6 next hop is set by the router.
 func TestBIRDApplianceIPv4AndIPv6(t *testing.T) {
 	tn := newTestNet()
-	port := freePort(t, tn.Speaker)
-	v4 := []birdRoute{{Prefix: "185.30.0.0/16", MED: 10}, {Prefix: "0.0.0.0/0"}}
-	v6 := []birdRoute{
-		{Prefix: "2001:db8:100::/48", MED: 20, Prepend: 1},
-		{Prefix: "2a00:1450::/32"},
-		{Prefix: "::/0"},              // default
-		{Prefix: "2001:db8:200::/56"}, // longer than /48
-		{Prefix: "fd00:1::/48"},       // ULA bogon
-		{Prefix: "4000::/16"},         // outside 2000::/3
+	port := bgptest.FreePort(t, tn.Speaker)
+	v4 := []bgptest.Route{{Prefix: netip.MustParsePrefix("185.30.0.0/16"), MED: 10}, {Prefix: netip.MustParsePrefix("0.0.0.0/0")}}
+	v6 := []bgptest.Route{
+		{Prefix: netip.MustParsePrefix("2001:db8:100::/48"), MED: 20, Prepend: 1},
+		{Prefix: netip.MustParsePrefix("2a00:1450::/32")},
+		{Prefix: netip.MustParsePrefix("::/0")},              // default
+		{Prefix: netip.MustParsePrefix("2001:db8:200::/56")}, // longer than /48
+		{Prefix: netip.MustParsePrefix("fd00:1::/48")},       // ULA bogon
+		{Prefix: netip.MustParsePrefix("4000::/16")},         // outside 2000::/3
 	}
 	// One BIRD process per session: BIRD runs only one session per neighbor
 	// address at a time, and both sessions go to the speaker's address.
-	bird4 := startBird(t, birdConfig(tn.Router,
-		birdSession{Name: "v4", Local: tn.Router, LocalPort: freePort(t, tn.Router), LocalAS: routerAS,
-			Neighbor: tn.Speaker, NeighborPort: port, PeerAS: speakerAS, Family: FamilyIPv4, Routes: v4}))
-	bird6 := startBird(t, birdConfig(tn.Router2,
-		birdSession{Name: "v6", Local: tn.Router2, LocalPort: freePort(t, tn.Router2), LocalAS: routerAS,
-			Neighbor: tn.Speaker, NeighborPort: port, PeerAS: speakerAS, Family: FamilyIPv6, Routes: v6}))
+	bird4 := bgptest.StartBIRD(t, bgptest.BIRDConfig(tn.Router,
+		bgptest.BIRDSession{Name: "v4", Local: tn.Router, LocalPort: bgptest.FreePort(t, tn.Router), LocalAS: routerAS,
+			Neighbor: tn.Speaker, NeighborPort: port, PeerAS: speakerAS, Routes: v4}))
+	bird6 := bgptest.StartBIRD(t, bgptest.BIRDConfig(tn.Router2,
+		bgptest.BIRDSession{Name: "v6", Local: tn.Router2, LocalPort: bgptest.FreePort(t, tn.Router2), LocalAS: routerAS,
+			Neighbor: tn.Speaker, NeighborPort: port, PeerAS: speakerAS, IPv6: true, Routes: v6}))
 	sp := startSpeaker(t, Config{
 		LocalASN: speakerAS, RouterID: tn.Speaker,
 		ListenAddr:    netip.AddrPortFrom(tn.Speaker, port),
@@ -238,8 +239,8 @@ func TestBIRDApplianceIPv4AndIPv6(t *testing.T) {
 			{Address: tn.Router2, PeerASN: routerAS, Family: FamilyIPv6, Passive: true},
 		},
 	})
-	bird4.waitState(t, "v4", "Established")
-	bird6.waitState(t, "v6", "Established")
+	bird4.WaitState(t, "v4", "Established")
+	bird6.WaitState(t, "v6", "Established")
 	evs := sp.events.waitFor(t, "v4 and v6 routes", func(evs []Event) bool {
 		v := routeView(evs)
 		return len(v[tn.Router]) == 1 && len(v[tn.Router2]) == 2
@@ -285,19 +286,19 @@ func TestBIRDApplianceIPv4AndIPv6(t *testing.T) {
 func TestBIRDActiveMD5(t *testing.T) {
 	tn := newTestNet()
 	const password = "md5-Secret-4-test"
-	birdPort := freePort(t, tn.Router)
-	bird := startBird(t, birdConfig(tn.Router, birdSession{Name: "isp", Local: tn.Router, LocalPort: birdPort,
-		LocalAS: routerAS, Neighbor: tn.Speaker, NeighborPort: 179, PeerAS: speakerAS, Family: FamilyIPv4,
-		Passive: true, Password: password, Routes: []birdRoute{{Prefix: "185.60.0.0/16"}}}))
+	birdPort := bgptest.FreePort(t, tn.Router)
+	bird := bgptest.StartBIRD(t, bgptest.BIRDConfig(tn.Router, bgptest.BIRDSession{Name: "isp", Local: tn.Router, LocalPort: birdPort,
+		LocalAS: routerAS, Neighbor: tn.Speaker, NeighborPort: 179, PeerAS: speakerAS,
+		Passive: true, Password: password, Routes: []bgptest.Route{{Prefix: netip.MustParsePrefix("185.60.0.0/16")}}}))
 	sp := startSpeaker(t, Config{
 		LocalASN: speakerAS, RouterID: tn.Speaker,
 		// Listening is not needed for an active session, but it sets the
 		// source address BIRD expects.
-		ListenAddr: netip.AddrPortFrom(tn.Speaker, freePort(t, tn.Speaker)),
+		ListenAddr: netip.AddrPortFrom(tn.Speaker, bgptest.FreePort(t, tn.Speaker)),
 		Neighbors: []NeighborConfig{{Address: tn.Router, Port: birdPort, PeerASN: routerAS,
 			Family: FamilyIPv4, MD5Password: password}},
 	})
-	bird.waitState(t, "isp", "Established")
+	bird.WaitState(t, "isp", "Established")
 	sp.events.waitFor(t, "route over the MD5 session", func(evs []Event) bool {
 		return hasPrefix(routeView(evs)[tn.Router], "185.60.0.0/16")
 	})
@@ -313,16 +314,16 @@ func TestBIRDActiveMD5(t *testing.T) {
 func TestBIRDIPv6Transport(t *testing.T) {
 	tn := newTestNet()
 	lo6 := netip.IPv6Loopback()
-	birdPort := freePort(t, lo6)
-	bird := startBird(t, birdConfig(tn.Router, birdSession{Name: "isp6", Local: lo6, LocalPort: birdPort,
-		LocalAS: routerAS, Neighbor: lo6, NeighborPort: 179, PeerAS: speakerAS, Family: FamilyIPv6, Passive: true,
-		Routes: []birdRoute{{Prefix: "2a00:1450::/32", MED: 5}, {Prefix: "2001:db8:7::/48"}, {Prefix: "fd00:5::/48"}}})) // BIRD itself drops link-local routes
+	birdPort := bgptest.FreePort(t, lo6)
+	bird := bgptest.StartBIRD(t, bgptest.BIRDConfig(tn.Router, bgptest.BIRDSession{Name: "isp6", Local: lo6, LocalPort: birdPort,
+		LocalAS: routerAS, Neighbor: lo6, NeighborPort: 179, PeerAS: speakerAS, IPv6: true, Passive: true,
+		Routes: []bgptest.Route{{Prefix: netip.MustParsePrefix("2a00:1450::/32"), MED: 5}, {Prefix: netip.MustParsePrefix("2001:db8:7::/48")}, {Prefix: netip.MustParsePrefix("fd00:5::/48")}}})) // BIRD itself drops link-local routes
 	sp := startSpeaker(t, Config{
 		LocalASN: speakerAS, RouterID: tn.Speaker,
 		AllowPrefixes: labAllow,
 		Neighbors:     []NeighborConfig{{Address: lo6, Port: birdPort, PeerASN: routerAS, Family: FamilyIPv6}},
 	})
-	bird.waitState(t, "isp6", "Established")
+	bird.WaitState(t, "isp6", "Established")
 	evs := sp.events.waitFor(t, "IPv6 routes", func(evs []Event) bool { return len(routeView(evs)[lo6]) == 2 })
 	got := routeView(evs)[lo6][netip.MustParsePrefix("2a00:1450::/32")]
 	want := rib.Route{Prefix: netip.MustParsePrefix("2a00:1450::/32"), NextHop: netip.MustParseAddr("2001:db8::1"),

@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/ocdn/ocdn/internal/bgp/bgptest"
 )
 
 // leakedGoroutines returns the stacks of goroutines running GoBGP or speaker
@@ -39,13 +41,13 @@ func leakedGoroutines(t *testing.T) []string {
 // ends, leaving no goroutine behind, and refuses a second Run.
 func TestRunReturnsAfterCancel(t *testing.T) {
 	tn := newTestNet()
-	port := freePort(t, tn.Speaker)
+	port := bgptest.FreePort(t, tn.Speaker)
 	sp, err := New(Config{
 		LocalASN: speakerAS, RouterID: tn.Speaker,
 		ListenAddr: netip.AddrPortFrom(tn.Speaker, port),
 		Neighbors: []NeighborConfig{
 			// Nobody listens there: the speaker keeps trying to connect.
-			{Address: tn.Router, Port: freePort(t, tn.Router), PeerASN: routerAS, Family: FamilyIPv4},
+			{Address: tn.Router, Port: bgptest.FreePort(t, tn.Router), PeerASN: routerAS, Family: FamilyIPv4},
 			{Address: tn.Router2, PeerASN: routerAS, Family: FamilyIPv6, Passive: true},
 		},
 	}, nil, func(Event) {})
@@ -84,7 +86,7 @@ func TestRunReturnsAfterCancel(t *testing.T) {
 // Run, not a silent speaker that nobody can reach.
 func TestRunFailsOnBusyPort(t *testing.T) {
 	tn := newTestNet()
-	port := freePort(t, tn.Speaker)
+	port := bgptest.FreePort(t, tn.Speaker)
 	l, err := (&netListenConfig).Listen(context.Background(), "tcp", netip.AddrPortFrom(tn.Speaker, port).String())
 	if err != nil {
 		t.Fatal(err)
@@ -112,17 +114,17 @@ func TestRunFailsOnBusyPort(t *testing.T) {
 // a private registry after a BIRD session with accepted and rejected routes.
 func TestMetrics(t *testing.T) {
 	tn := newTestNet()
-	port := freePort(t, tn.Speaker)
-	bird := startBird(t, birdConfig(tn.Router, birdSession{Name: "isp", Local: tn.Router, LocalPort: freePort(t, tn.Router),
-		LocalAS: routerAS, Neighbor: tn.Speaker, NeighborPort: port, PeerAS: speakerAS, Family: FamilyIPv4,
-		Routes: []birdRoute{{Prefix: "185.50.0.0/16"}, {Prefix: "185.51.0.0/16"}, {Prefix: "0.0.0.0/0"}}}))
+	port := bgptest.FreePort(t, tn.Speaker)
+	bird := bgptest.StartBIRD(t, bgptest.BIRDConfig(tn.Router, bgptest.BIRDSession{Name: "isp", Local: tn.Router, LocalPort: bgptest.FreePort(t, tn.Router),
+		LocalAS: routerAS, Neighbor: tn.Speaker, NeighborPort: port, PeerAS: speakerAS,
+		Routes: []bgptest.Route{{Prefix: netip.MustParsePrefix("185.50.0.0/16")}, {Prefix: netip.MustParsePrefix("185.51.0.0/16")}, {Prefix: netip.MustParsePrefix("0.0.0.0/0")}}}))
 	sp := startSpeaker(t, Config{
 		LocalASN: speakerAS, RouterID: tn.Speaker, ListenAddr: netip.AddrPortFrom(tn.Speaker, port),
 		Neighbors: []NeighborConfig{{Address: tn.Router, PeerASN: routerAS, Family: FamilyIPv4, Passive: true}},
 	})
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(sp)
-	bird.waitState(t, "isp", "Established")
+	bird.WaitState(t, "isp", "Established")
 	sp.events.waitFor(t, "3 prefixes", func([]Event) bool { return sp.status(tn.Router).PrefixesReceived == 3 })
 
 	nb := tn.Router.String()
@@ -151,7 +153,7 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 
-	bird.kill(t)
+	bird.Kill(t)
 	sp.events.waitFor(t, "SessionDown", func(evs []Event) bool { return hasEvent(evs, SessionDown, tn.Router) })
 	if got := gather(t, reg); got[`ocdn_bgp_session_up{family="ipv4",neighbor="`+nb+`"}`] != 0 {
 		t.Errorf("ocdn_bgp_session_up after the router died = 1, want 0")
