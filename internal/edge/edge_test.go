@@ -3,6 +3,7 @@ package edge
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
@@ -420,4 +422,96 @@ func TestMetricNames(t *testing.T) {
 			t.Errorf("metric %s: use base units (seconds)", name)
 		}
 	}
+}
+
+func TestValidObjectPath(t *testing.T) {
+	for _, p := range validPathSeeds {
+		if got, want := validObjectPath(p), content.ValidatePath(p) == nil; got != want {
+			t.Errorf("validObjectPath(%q) = %v, content.ValidatePath says %v", p, got, want)
+		}
+	}
+}
+
+var validPathSeeds = []string{"t0001/video_3000k.mp4", "a/b", "_/_", "t/.x", "t/-x", ".t/x", "t/x..y", "t/x.y", "t/x/y",
+	"t", "/x", "t/", "t//x", "t/x\x00", "t/x y", "t/é", "t/" + strings.Repeat("a", 128), "t/" + strings.Repeat("a", 129),
+	"t/a-", "t/a_", "T9/Z0", "t/..", "t/.", "t/a..", "t/...", "t/a.-b", "t/\\x"}
+
+func FuzzValidObjectPath(f *testing.F) {
+	for _, p := range validPathSeeds {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if got, want := validObjectPath(p), content.ValidatePath(p) == nil; got != want {
+			t.Fatalf("validObjectPath(%q) = %v, content.ValidatePath says %v", p, got, want)
+		}
+	})
+}
+
+// TestFileCacheNeverServesStale: the descriptor cache must follow the
+// store through replacement, removal, and quarantine followed by a
+// re-fill of the same entry (same path and hash, new inode).
+func TestFileCacheNeverServesStale(t *testing.T) {
+	v1, v2 := pattern(5000), bytes.Repeat([]byte("v2"), 3000)
+	te := newTestEdge(t, map[string][]byte{testPath: v1})
+	u := te.url(testPath)
+	get := func(want []byte, code int) {
+		t.Helper()
+		for range 3 { // the second and third come from the cache
+			resp, body := te.do("GET", u)
+			if resp.StatusCode != code || (code == 200 && !bytes.Equal(body, want)) {
+				t.Fatalf("GET: status %d, %d bytes; want %d and the current object", resp.StatusCode, len(body), code)
+			}
+		}
+	}
+	get(v1, 200)
+	put := func(b []byte) {
+		t.Helper()
+		f := content.File{Path: testPath, Size: int64(len(b)), SHA256: sha(b), Kind: content.KindVideo}
+		if err := te.st.Put(context.Background(), f, bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(v2) // replaced
+	get(v2, 200)
+	if err := te.st.Remove(testPath); err != nil {
+		t.Fatal(err)
+	}
+	get(nil, 404)
+	put(v1)
+	get(v1, 200)
+
+	// Rot the object on disk; the scrubber quarantines it; a re-fill puts
+	// back the same entry under a new inode. A descriptor cached before
+	// the rot points at the quarantined file and must not be used.
+	te = newTestEdge(t, map[string][]byte{testPath: v1})
+	u = te.url(testPath)
+	get(v1, 200)
+	obj := findObject(t, te.dir)
+	if err := os.WriteFile(obj, bytes.Repeat([]byte{0xff}, len(v1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := te.st.ScrubOnce(context.Background(), 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := te.st.Lookup(testPath); ok {
+		t.Fatal("scrub did not quarantine the rotten object")
+	}
+	get(nil, 404)
+	put(v1)
+	get(v1, 200)
+}
+
+func findObject(t *testing.T, dir string) string {
+	t.Helper()
+	var found string
+	filepath.WalkDir(filepath.Join(dir, "objects"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.Contains(p, "~") {
+			found = p
+		}
+		return nil
+	})
+	if found == "" {
+		t.Fatal("no object file in the store")
+	}
+	return found
 }
