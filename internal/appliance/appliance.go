@@ -225,7 +225,6 @@ func (a *Appliance) Run(ctx context.Context) error {
 	err := a.srv.Run(ctx)
 	stopHB()
 	wg.Wait()
-	a.edge.Close()
 	return err
 }
 
