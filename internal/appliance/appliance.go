@@ -225,6 +225,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	err := a.srv.Run(ctx)
 	stopHB()
 	wg.Wait()
+	a.edge.Close()
 	return err
 }
 
