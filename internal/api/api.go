@@ -5,6 +5,7 @@ package api
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/rib"
@@ -36,6 +37,24 @@ type Heartbeat struct {
 	BytesServed int64    `json:"bytes_served"`
 	// BGP is the state of each BGP session.
 	BGP []BGPSession `json:"bgp,omitempty"`
+
+	// State is the appliance's own view: "serving", "draining", or
+	// "stale-control-plane (since RFC3339)" while it serves on its last
+	// keys and content without reaching the control plane.
+	State string `json:"state,omitempty"`
+	// Load, Disk and Fill describe the appliance at SentAt.
+	Load *Load `json:"load,omitempty"`
+	Disk *Disk `json:"disk,omitempty"`
+	// ManifestVersion is the manifest the appliance last applied.
+	ManifestVersion string         `json:"manifest_version,omitempty"`
+	Fill            *HeartbeatFill `json:"fill,omitempty"`
+	Software        string         `json:"software,omitempty"`
+	// Seq numbers heartbeats within an appliance process; SentAt is when
+	// the record was made. A record that could not be delivered is queued
+	// and sent later with Queued set, so counters are never lost.
+	Seq    uint64    `json:"seq,omitempty"`
+	SentAt time.Time `json:"sent_at,omitzero"`
+	Queued bool      `json:"queued,omitempty"`
 }
 
 // BGPSession is one of an appliance's BGP sessions.
@@ -84,4 +103,107 @@ type RouteReportReply struct {
 	// Prefixes is how many prefixes the control plane holds for the
 	// appliance after applying the report.
 	Prefixes int `json:"prefixes"`
+}
+
+// FillPlan is the body of GET /v1/fill?appliance=ID: what the appliance
+// should download now and from where, and when its site's fill window is.
+type FillPlan struct {
+	Appliance string `json:"appliance"`
+	// Version is the manifest version the plan belongs to.
+	Version string     `json:"version"`
+	Window  FillWindow `json:"window"`
+	// Files lists the manifest files the control plane does not know the
+	// appliance to hold, most valuable first.
+	Files []FillFile `json:"files"`
+}
+
+// FillWindow is a site's nightly fill window in the site's local time.
+type FillWindow struct {
+	// TimeZone is an IANA zone such as Europe/Amsterdam ("" = UTC).
+	TimeZone string `json:"time_zone"`
+	// StartHour and EndHour bound the window, [start, end) in local hours
+	// 0-24; end < start wraps past midnight.
+	StartHour int `json:"start_hour"`
+	EndHour   int `json:"end_hour"`
+}
+
+// FillFile is one file to download and its ranked sources.
+type FillFile struct {
+	File content.File `json:"file"`
+	// Urgent files are filled outside the window too, under the
+	// appliance's out-of-cycle byte budget.
+	Urgent bool `json:"urgent,omitempty"`
+	// WaitSeconds > 0 says a closer source is expected soon (a peer or
+	// another site is fetching the file): ask again after that long
+	// instead of using the farther sources listed.
+	WaitSeconds float64 `json:"wait_seconds,omitempty"`
+	// Sources are best first: peers of the same cluster, then other
+	// sites, then the origin.
+	Sources []FillSource `json:"sources"`
+}
+
+// FillSource is one place a file can be downloaded from.
+type FillSource struct {
+	URL string `json:"url"`
+	// Tier is "peer", "tier" or "origin".
+	Tier      string `json:"tier"`
+	Appliance string `json:"appliance,omitempty"`
+	Site      string `json:"site,omitempty"`
+}
+
+// Fill source tiers.
+const (
+	TierPeer   = "peer"
+	TierSite   = "tier"
+	TierOrigin = "origin"
+)
+
+// FillProgress is what an appliance's fill agent reports (POST
+// /v1/fill/progress): counters since it started and copies it rejected.
+type FillProgress struct {
+	Appliance string `json:"appliance"`
+	// State is "idle", "filling", "waiting" (outside the window), "full"
+	// (the store is out of space) or "error".
+	State         string `json:"state"`
+	Detail        string `json:"detail,omitempty"`
+	Pending       int    `json:"pending"`
+	PeerBytes     int64  `json:"peer_bytes"`
+	TierBytes     int64  `json:"tier_bytes"`
+	OriginBytes   int64  `json:"origin_bytes"`
+	FilesVerified int    `json:"files_verified"`
+	FilesRejected int    `json:"files_rejected"`
+	// Bad lists sources that served bytes that failed verification.
+	Bad []BadCopy `json:"bad,omitempty"`
+}
+
+// BadCopy is a source that served a file's bytes wrongly.
+type BadCopy struct {
+	Path      string `json:"path"`
+	Appliance string `json:"appliance,omitempty"`
+	Tier      string `json:"tier"`
+}
+
+// DemandReport is what an appliance served since its last report (POST
+// /v1/demand): bytes per file, and bytes per client /24 (/48) and file so
+// the control plane can classify misses.
+type DemandReport struct {
+	Appliance string           `json:"appliance"`
+	Files     map[string]int64 `json:"files"`
+	Clients   []ClientDemand   `json:"clients,omitempty"`
+}
+
+// ClientDemand is bytes served to one client prefix for one file.
+type ClientDemand struct {
+	Client string `json:"client"` // an address inside the client prefix
+	Path   string `json:"path"`
+	Bytes  int64  `json:"bytes"`
+}
+
+// Misses classifies bytes not served from the client's best local site.
+type Misses struct {
+	// Local is bytes served from the client's best local site.
+	Local   int64 `json:"local"`
+	Content int64 `json:"content"`
+	Health  int64 `json:"health"`
+	Other   int64 `json:"other"`
 }
