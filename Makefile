@@ -49,3 +49,10 @@ bench-steer:
 	$(GO) run ./scripts/benchsteer
 	$(GO) test -run '^$$' -bench 'FullTable' -benchmem ./internal/steer
 	$(GO) test -run '^$$' -bench 'BenchmarkNewTable|BenchmarkLookup|BenchmarkApply' -benchmem ./internal/rib
+
+# Side-by-side nginx vs appliance serving benchmark (wrk) and the RSS of
+# 10,000 idle keep-alive connections; prints ratios, asserts nothing.
+.PHONY: bench-edge
+bench-edge:
+	@scripts/bench-edge.sh
+	$(GO) test -run '^$$' -bench 'BenchmarkParseRange|BenchmarkVerifyToken|BenchmarkHandler64KiB' -benchmem ./internal/edge
