@@ -68,6 +68,19 @@ type Config struct {
 	// Logger. Use a logger with slog.DiscardHandler to turn it off.
 	AccessLog *slog.Logger
 	Registry  *prometheus.Registry
+	// StaleLimit bounds how long the appliance serves on its last keys and
+	// content while the control plane is unreachable (default 24h); past
+	// it, /healthz answers 503 and heartbeats say so.
+	StaleLimit time.Duration
+	// MaxQueuedReports bounds the heartbeat records kept for delivery
+	// after a control-plane outage (default a day at 5 s).
+	MaxQueuedReports int
+	// CapacityBitsPerSec is what the appliance can serve; heartbeats
+	// report load against it (0: CPU alone).
+	CapacityBitsPerSec float64
+	// Software is the version reported in heartbeats (default the
+	// module version).
+	Software string
 }
 
 // Appliance is one edge cache.
@@ -175,7 +188,11 @@ func (a *Appliance) handleHealth(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "draining", http.StatusServiceUnavailable)
 		return
 	}
-	w.Write([]byte("ok\n"))
+	if a.staleExpired() {
+		http.Error(w, a.ControlPlaneState(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ok " + a.ControlPlaneState() + "\n"))
 }
 
 // Run serves, fills and reports until ctx ends; then it drains: /healthz

@@ -25,6 +25,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/steer", s.handleSteer)
 	mux.HandleFunc("POST /v1/heartbeat", s.handleHeartbeat)
+	mux.HandleFunc("POST /v1/heartbeats", s.handleHeartbeats)
 	mux.HandleFunc("GET /v1/manifest", s.handleManifest)
 	mux.HandleFunc("GET /v1/titles/{title}", s.handleTitle)
 	mux.HandleFunc("POST /v1/routes", s.handleRoutes)

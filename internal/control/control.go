@@ -38,6 +38,9 @@ type Config struct {
 	// Replicas is how many appliances of a site hold each file.
 	Replicas int
 	TokenTTL time.Duration
+	// ActivePoll turns on the active prober: /healthz of every appliance
+	// every half heartbeat interval (poll.go).
+	ActivePoll bool
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 	Now      func() time.Time
@@ -64,6 +67,9 @@ type Server struct {
 
 	routeMu  sync.Mutex
 	routeSeq map[string]routeState
+
+	// hs is heartbeat bookkeeping (heartbeat.go).
+	hs healthState
 
 	metrics metrics
 }
@@ -162,9 +168,9 @@ func (s *Server) rebuild() {
 	s.mu.Lock()
 	for _, a := range s.cfg.Inventory.Appliances {
 		site := s.sites[a.Site]
-		st := s.health.State(a.ID, now)
+		ok, st := s.applianceHealth(a.ID, now)
 		sa := &steer.Appliance{ID: a.ID, Site: a.Site, Kind: site.Kind, BaseURL: "http://" + a.Address.String(),
-			Location: site.Location, Serving: st.Serving(), State: string(st), Holds: s.held[a.ID]}
+			Location: site.Location, Serving: ok, State: string(st.State), Holds: s.held[a.ID]}
 		if sa.Serving {
 			serving++
 		}
@@ -184,6 +190,9 @@ func (s *Server) rebuild() {
 func (s *Server) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.HeartbeatInterval / 2)
 	defer t.Stop()
+	if s.cfg.ActivePoll {
+		go s.pollLoop(ctx)
+	}
 	last := s.states()
 	for {
 		select {
@@ -199,16 +208,16 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
-func (s *Server) states() map[string]health.State {
+func (s *Server) states() map[string]string {
 	now := s.cfg.Now()
-	out := map[string]health.State{}
+	out := map[string]string{}
 	for _, a := range s.cfg.Inventory.Appliances {
-		out[a.ID] = s.health.State(a.ID, now)
+		out[a.ID] = s.healthKey(a.ID, now)
 	}
 	return out
 }
 
-func equalStates(a, b map[string]health.State) bool {
+func equalStates(a, b map[string]string) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -228,6 +237,13 @@ type ApplianceStatus struct {
 	Files    int       `json:"files"`
 	Prefixes int       `json:"prefixes"`
 	LastBeat time.Time `json:"last_heartbeat,omitzero"`
+	// Serving says whether steering sends new clients; Weight is the
+	// share it sends (below 1 while overloaded); Reason explains a state
+	// other than up; Unreachable is the active prober's timeout.
+	Serving     bool    `json:"serving"`
+	Weight      float64 `json:"weight"`
+	Reason      string  `json:"reason,omitempty"`
+	Unreachable bool    `json:"unreachable,omitempty"`
 }
 
 // Appliances reports every appliance's state.
@@ -238,8 +254,9 @@ func (s *Server) Appliances() []ApplianceStatus {
 	out := make([]ApplianceStatus, 0, len(s.cfg.Inventory.Appliances))
 	for _, a := range s.cfg.Inventory.Appliances {
 		last, _ := s.health.LastBeat(a.ID)
-		out = append(out, ApplianceStatus{ID: a.ID, Site: a.Site, State: string(s.health.State(a.ID, now)), Files: len(s.held[a.ID]),
-			Prefixes: s.routes.Prefixes(a.ID), LastBeat: last})
+		serving, st := s.applianceHealth(a.ID, now)
+		out = append(out, ApplianceStatus{ID: a.ID, Site: a.Site, State: string(st.State), Files: len(s.held[a.ID]),
+			Prefixes: s.routes.Prefixes(a.ID), LastBeat: last, Serving: serving, Weight: st.Weight, Reason: st.Reason, Unreachable: st.Unreachable})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
