@@ -65,6 +65,7 @@ Start with:  ocdn lab`,
 		newPlayCmd(g),
 		newProbeCmd(g),
 		newSpeedtestCmd(g),
+		newAnalyzeCmd(g),
 	)
 	return root
 }

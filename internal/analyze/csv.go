@@ -1,0 +1,167 @@
+package analyze
+
+import (
+	"bufio"
+	"encoding/csv"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// num formats v for CSV: empty for NaN, up to 4 decimals, no exponent.
+func num(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return ""
+	}
+	s := strconv.FormatFloat(v, 'f', 4, 64)
+	if strings.Contains(s, ".") {
+		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	}
+	if s == "-0" {
+		s = "0"
+	}
+	return s
+}
+
+func pval(v float64) string {
+	if math.IsNaN(v) {
+		return ""
+	}
+	return strconv.FormatFloat(v, 'g', 4, 64)
+}
+
+func hourStr(t time.Time) string {
+	if t.IsZero() {
+		return "*"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func asnStr(a uint32) string {
+	if a == 0 {
+		return "*"
+	}
+	return strconv.FormatUint(uint64(a), 10)
+}
+
+func sortStrings(s []string) { slices.Sort(s) }
+
+// CSV headers, in file order. They are part of the tool's interface.
+var (
+	QuantilesHeader    = []string{"site", "asn", "prefix_group", "hour", "metric", "quantile", "n", "min_n", "value", "ci_lo", "ci_hi", "level", "note"}
+	PairedHeader       = []string{"prefix_group", "asn", "steered_site", "alt_site", "metric", "clients", "steered_median", "alt_median", "diff_median", "diff_ci_lo", "diff_ci_hi", "rel_improvement", "rel_ci_lo", "rel_ci_hi", "sign_p", "wilcoxon_p", "level", "note"}
+	RegretHeader       = []string{"metric", "margin", "groups", "groups_evaluated", "groups_regret", "share_groups", "pulses", "pulses_regret", "share_pulses", "bytes", "bytes_regret", "share_bytes"}
+	RegretGroupsHeader = []string{"metric", "prefix_group", "asn", "steered_site", "best_alt_site", "rel_improvement", "rel_ci_lo", "rel_ci_hi", "clients", "pulses", "bytes", "evaluated", "regret"}
+	ChangesHeader      = []string{"site", "metric", "at", "detected_at", "before_p50", "after_p50", "rel_shift", "direction"}
+	SeriesHeader       = []string{"site", "metric", "hour", "n", "p50", "ci_lo", "ci_hi"}
+	MissesHeader       = []string{"site", "class", "bytes"}
+	ArmsHeader         = []string{"arm", "metric", "reports", "clients", "n", "p50", "ci_lo", "ci_hi", "control", "diff_vs_control", "diff_ci_lo", "diff_ci_hi", "level", "note"}
+)
+
+// WriteCSV writes the CSV tables into dir and returns their paths.
+func WriteCSV(dir string, res *Results) ([]string, error) {
+	lvl := num(res.Config.Level)
+	tables := []struct {
+		name   string
+		header []string
+		rows   func(emit func(...string))
+	}{
+		{"quantiles.csv", QuantilesHeader, func(emit func(...string)) {
+			for _, c := range res.Quantiles {
+				v, lo, hi := "", "", ""
+				if c.OK {
+					v, lo, hi = num(c.Est), num(c.Lo), num(c.Hi)
+				}
+				emit(c.Site, asnStr(c.ASN), c.PrefixGroup, hourStr(c.Hour), c.Metric.String(), num(c.Q),
+					strconv.Itoa(c.N), strconv.Itoa(c.MinN), v, lo, hi, lvl, c.Note)
+			}
+		}},
+		{"paired.csv", PairedHeader, func(emit func(...string)) {
+			for _, p := range res.Pairs {
+				emit(p.PrefixGroup, asnStr(p.ASN), p.SteeredSite, p.AltSite, p.Metric.String(), strconv.Itoa(p.Clients),
+					num(p.SteeredMedian), num(p.AltMedian), num(p.Diff), num(p.DiffLo), num(p.DiffHi),
+					num(p.Rel), num(p.RelLo), num(p.RelHi), pval(p.SignP), pval(p.WilcoxonP), lvl, p.Note)
+			}
+		}},
+		{"regret.csv", RegretHeader, func(emit func(...string)) {
+			for _, s := range res.RegretSummary {
+				emit(s.Metric.String(), num(s.Margin), strconv.Itoa(s.Groups), strconv.Itoa(s.Evaluated), strconv.Itoa(s.Regretful),
+					num(s.ShareGroups), strconv.Itoa(s.Pulses), strconv.Itoa(s.PulsesRegretful), num(s.SharePulses),
+					strconv.FormatInt(s.Bytes, 10), strconv.FormatInt(s.BytesRegretful, 10), num(s.ShareBytes))
+			}
+		}},
+		{"regret_groups.csv", RegretGroupsHeader, func(emit func(...string)) {
+			for _, g := range res.GroupRegret {
+				emit(g.Metric.String(), g.PrefixGroup, asnStr(g.ASN), g.SteeredSite, g.BestAlt, num(g.Rel), num(g.RelLo), num(g.RelHi),
+					strconv.Itoa(g.Clients), strconv.Itoa(g.Pulses), strconv.FormatInt(g.Bytes, 10),
+					strconv.FormatBool(g.Evaluated), strconv.FormatBool(g.Regret))
+			}
+		}},
+		{"changes.csv", ChangesHeader, func(emit func(...string)) {
+			for _, c := range res.Changes {
+				emit(c.Site, c.Metric.String(), hourStr(c.At), hourStr(c.DetectedAt), num(c.Before), num(c.After), num(c.RelShift), c.Direction)
+			}
+		}},
+		{"series.csv", SeriesHeader, func(emit func(...string)) {
+			for _, s := range res.Series {
+				for _, p := range s.Points {
+					emit(s.Site, s.Metric.String(), hourStr(p.Hour), strconv.Itoa(p.N), num(p.P50), num(p.Lo), num(p.Hi))
+				}
+			}
+		}},
+		{"misses.csv", MissesHeader, func(emit func(...string)) {
+			for _, m := range res.Misses {
+				emit(m.Site, m.Class, strconv.FormatInt(m.Bytes, 10))
+			}
+		}},
+		{"arms.csv", ArmsHeader, func(emit func(...string)) {
+			for _, a := range res.Arms {
+				emit(a.Arm, a.Metric.String(), strconv.Itoa(a.Reports), strconv.Itoa(a.Clients), strconv.Itoa(a.N),
+					num(a.P50), num(a.Lo), num(a.Hi), a.Control, num(a.Diff), num(a.DiffLo), num(a.DiffHi), lvl, a.Note)
+			}
+		}},
+	}
+	var paths []string
+	for _, t := range tables {
+		p := filepath.Join(dir, t.name)
+		if err := writeCSVFile(p, t.header, t.rows); err != nil {
+			return paths, err
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
+}
+
+func writeCSVFile(path string, header []string, rows func(emit func(...string))) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(f)
+	w := csv.NewWriter(bw)
+	werr := w.Write(header)
+	rows(func(rec ...string) {
+		if werr == nil {
+			werr = w.Write(rec)
+		}
+	})
+	w.Flush()
+	if werr == nil {
+		werr = w.Error()
+	}
+	if werr == nil {
+		werr = bw.Flush()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fmt.Errorf("writing %s: %w", path, werr)
+	}
+	return nil
+}

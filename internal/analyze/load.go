@@ -1,0 +1,331 @@
+package analyze
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/ocdn/ocdn/internal/measure"
+)
+
+// Sentinel errors of the loader; returned wrapped with the file or
+// directory concerned.
+var (
+	// ErrNoData means the data directory holds no pulse Parquet files.
+	ErrNoData = errors.New("no pulse data")
+	// ErrEmptyRange means files were read but no row passed the filters.
+	ErrEmptyRange = errors.New("no pulses match the filters")
+	// ErrNewerSchema means a file was written by a newer ingester than
+	// this analysis knows: an unknown column or a higher schema_version.
+	ErrNewerSchema = errors.New("file has a newer schema than this version of ocdn analyze knows")
+	// ErrBadFile means a Parquet file could not be read.
+	ErrBadFile = errors.New("unreadable Parquet file")
+)
+
+// SchemaVersion is the pulses-table schema this package reads. The ingester
+// does not write a schema_version key-value metadata yet; a file that has
+// one above this value is refused.
+const SchemaVersion = 1
+
+// pulseColumns is the pulses schema of measure.PulseRow (schema version 1).
+// A file with any other column is from a newer ingester and refused, since
+// silently ignoring a column could change what a row means.
+var pulseColumns = []string{"report_id", "received_time", "client_addr", "client_prefix", "prefix_group",
+	"asn", "isp", "recipe", "context", "client_time", "target", "appliance", "site", "type", "seq", "start",
+	"connect_ms", "tls_ms", "ttfb_ms", "duration_ms", "bytes", "throughput_bps", "status", "http_status", "error"}
+
+// requiredColumns must be present for the analysis to mean anything.
+var requiredColumns = []string{"report_id", "received_time", "client_addr", "client_prefix", "prefix_group",
+	"asn", "context", "appliance", "site", "type", "status", "bytes", "connect_ms", "ttfb_ms", "throughput_bps"}
+
+// Filter selects rows while loading. Zero fields select everything.
+type Filter struct {
+	Since, Until time.Time // received_time in [Since, Until)
+	Sites        []string
+	ASNs         []uint32
+}
+
+func (f *Filter) keepHour(start time.Time) bool {
+	if !f.Since.IsZero() && !start.Add(time.Hour).After(f.Since) {
+		return false
+	}
+	if !f.Until.IsZero() && !start.Before(f.Until) {
+		return false
+	}
+	return true
+}
+
+func (f *Filter) keep(r *Row) bool {
+	if !f.Since.IsZero() && r.Time.Before(f.Since) {
+		return false
+	}
+	if !f.Until.IsZero() && !r.Time.Before(f.Until) {
+		return false
+	}
+	if len(f.Sites) > 0 && !slices.Contains(f.Sites, r.Site) {
+		return false
+	}
+	if len(f.ASNs) > 0 && !slices.Contains(f.ASNs, r.ASN) {
+		return false
+	}
+	return true
+}
+
+// LoadStats describes what Load read.
+type LoadStats struct {
+	Files, FilesSkipped int // files read; files outside the time range
+	RowsRead, RowsKept  int
+}
+
+// pulseFiles lists DIR/pulses/date=*/hour=*/part-*.parquet in time order.
+func pulseFiles(dir string) ([]string, error) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("data directory %s: not a directory", dir)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "pulses", "date=*", "hour=*", "part-*.parquet"))
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%w: no %s files", ErrNoData, filepath.Join(dir, "pulses", "date=*", "hour=*", "part-*.parquet"))
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+// partitionHour parses the hive partition of a file path; ok is false if
+// the path does not carry one.
+func partitionHour(path string) (time.Time, bool) {
+	hourDir := filepath.Base(filepath.Dir(path))
+	dateDir := filepath.Base(filepath.Dir(filepath.Dir(path)))
+	d, ok1 := strings.CutPrefix(dateDir, "date=")
+	h, ok2 := strings.CutPrefix(hourDir, "hour=")
+	if !ok1 || !ok2 {
+		return time.Time{}, false
+	}
+	day, err := time.Parse("2006-01-02", d)
+	if err != nil {
+		return time.Time{}, false
+	}
+	hh, err := strconv.Atoi(h)
+	if err != nil || hh < 0 || hh > 23 {
+		return time.Time{}, false
+	}
+	return day.Add(time.Duration(hh) * time.Hour), true
+}
+
+// Load reads every pulse row under dir that passes f. It streams each file
+// in batches; memory is that of the kept rows (about 150 bytes each, the
+// strings interned). progress, if not nil, is called after each file.
+func Load(dir string, f Filter, progress func(done, total int, rows int)) ([]Row, LoadStats, error) {
+	var st LoadStats
+	files, err := pulseFiles(dir)
+	if err != nil {
+		return nil, st, err
+	}
+	l := &loader{filter: &f, intern: make(map[string]string), ctx: make(map[string]ctxInfo)}
+	for i, path := range files {
+		if h, ok := partitionHour(path); ok && !f.keepHour(h) {
+			st.FilesSkipped++
+			continue
+		}
+		if err := l.readFile(path); err != nil {
+			return nil, st, err
+		}
+		st.Files++
+		if progress != nil {
+			progress(i+1, len(files), len(l.rows))
+		}
+	}
+	st.RowsRead, st.RowsKept = l.read, len(l.rows)
+	if len(l.rows) == 0 {
+		return nil, st, fmt.Errorf("%w: %d rows in %d files under %s, none %s", ErrEmptyRange, l.read, st.Files, dir, f.describe())
+	}
+	return l.rows, st, nil
+}
+
+func (f *Filter) describe() string {
+	var parts []string
+	if !f.Since.IsZero() {
+		parts = append(parts, "since "+f.Since.UTC().Format(time.RFC3339))
+	}
+	if !f.Until.IsZero() {
+		parts = append(parts, "until "+f.Until.UTC().Format(time.RFC3339))
+	}
+	if len(f.Sites) > 0 {
+		parts = append(parts, "at sites "+strings.Join(f.Sites, ","))
+	}
+	if len(f.ASNs) > 0 {
+		s := make([]string, len(f.ASNs))
+		for i, a := range f.ASNs {
+			s[i] = strconv.FormatUint(uint64(a), 10)
+		}
+		parts = append(parts, "in ASNs "+strings.Join(s, ","))
+	}
+	if len(parts) == 0 {
+		return "readable"
+	}
+	return strings.Join(parts, ", ")
+}
+
+type ctxInfo struct{ steeredSite, steeredAppliance, arm string }
+
+type loader struct {
+	filter *Filter
+	intern map[string]string
+	ctx    map[string]ctxInfo
+	rows   []Row
+	read   int
+}
+
+func (l *loader) str(s string) string {
+	if v, ok := l.intern[s]; ok {
+		return v
+	}
+	s = strings.Clone(s)
+	l.intern[s] = s
+	return s
+}
+
+func (l *loader) context(path, s string) (ctxInfo, error) {
+	if c, ok := l.ctx[s]; ok {
+		return c, nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		return ctxInfo{}, fmt.Errorf("%s: %w: context column is not a JSON object of strings: %v", path, ErrBadFile, err)
+	}
+	c := ctxInfo{steeredSite: l.str(m["steered_site"]), steeredAppliance: l.str(m["steered_appliance"]), arm: l.str(m["arm"])}
+	l.ctx[strings.Clone(s)] = c
+	return c, nil
+}
+
+// CheckSchema returns an error wrapping ErrNewerSchema or ErrBadFile if the
+// pulses file pf (at path) is not one this package can read.
+func CheckSchema(path string, pf *parquet.File) error {
+	if v, ok := pf.Lookup("schema_version"); ok {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n > SchemaVersion {
+			return fmt.Errorf("%s: %w: schema_version %q, this version reads %d", path, ErrNewerSchema, v, SchemaVersion)
+		}
+	}
+	have := make(map[string]bool)
+	for _, fl := range pf.Schema().Fields() {
+		name := fl.Name()
+		if !slices.Contains(pulseColumns, name) {
+			return fmt.Errorf("%s: %w: unknown column %q", path, ErrNewerSchema, name)
+		}
+		have[name] = true
+	}
+	for _, c := range requiredColumns {
+		if !have[c] {
+			return fmt.Errorf("%s: %w: column %q missing; not a pulses table", path, ErrBadFile, c)
+		}
+	}
+	return nil
+}
+
+// readFile appends the kept rows of one file. parquet-go may panic on some
+// corrupt inputs; that is turned into an error naming the file.
+func (l *loader) readFile(path string) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%s: %w: %v", path, ErrBadFile, p)
+		}
+	}()
+	fh, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w: %v", path, ErrBadFile, err)
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %v", path, ErrBadFile, err)
+	}
+	pf, err := parquet.OpenFile(fh, fi.Size())
+	if err != nil {
+		return fmt.Errorf("%s: %w: %v", path, ErrBadFile, err)
+	}
+	if err := CheckSchema(path, pf); err != nil {
+		return err
+	}
+	r := parquet.NewGenericReader[measure.PulseRow](pf)
+	defer r.Close()
+	start := len(l.rows)
+	steeredApp := make(map[string]string) // report id → steered appliance, when the site is not given
+	buf := make([]measure.PulseRow, 1024)
+	for {
+		n, rerr := r.Read(buf)
+		for i := range buf[:n] {
+			p := &buf[i]
+			l.read++
+			c, err := l.context(path, p.Context)
+			if err != nil {
+				return err
+			}
+			row := Row{
+				ReportID: l.str(p.ReportID), Time: time.UnixMicro(p.ReceivedTime).UTC(),
+				Prefix: l.str(p.ClientPrefix), PrefixGroup: l.str(p.PrefixGroup), ASN: p.ASN,
+				Site: l.str(p.Site), Appliance: l.str(p.Appliance), Type: l.str(p.Type), Status: l.str(p.Status),
+				Bytes: p.Bytes, SteeredSite: c.steeredSite, Arm: c.arm,
+			}
+			row.ClientAddr, _ = netip.ParseAddr(p.ClientAddr) // invalid stays the zero Addr; clients then key by prefix
+			if !l.filter.keep(&row) {
+				continue
+			}
+			ok := p.Status == measure.StatusOK
+			row.Values[Connect] = val(p.ConnectMs, ok)
+			row.Values[TTFB] = val(p.TTFBMs, ok)
+			row.Values[Throughput] = val(p.Throughput, ok)
+			if row.SteeredSite == "" && c.steeredAppliance != "" {
+				steeredApp[row.ReportID] = c.steeredAppliance
+			}
+			l.rows = append(l.rows, row)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return fmt.Errorf("%s: %w: %v", path, ErrBadFile, rerr)
+		}
+	}
+	if len(steeredApp) > 0 {
+		// A report is written to one file, so its rows are all here.
+		site := make(map[string]string)
+		for i := start; i < len(l.rows); i++ {
+			r := &l.rows[i]
+			if a, ok := steeredApp[r.ReportID]; ok && a == r.Appliance && r.Site != "" {
+				site[r.ReportID] = r.Site
+			}
+		}
+		for i := start; i < len(l.rows); i++ {
+			if s, ok := site[l.rows[i].ReportID]; ok && l.rows[i].SteeredSite == "" {
+				l.rows[i].SteeredSite = s
+			}
+		}
+	}
+	return nil
+}
+
+func val(p *float64, ok bool) float64 {
+	if p == nil || !ok || math.IsInf(*p, 0) || *p < 0 {
+		return math.NaN()
+	}
+	return *p
+}
