@@ -266,6 +266,13 @@ func TestChangeDetectedThroughPipeline(t *testing.T) {
 		t.Errorf("no upward ~20%% change on s0 ttfb within 3 h of %s; changes = %+v", hourStr(want), res.Changes)
 	}
 	dir := t.TempDir()
+	if d := os.Getenv("OCDN_ANALYZE_KEEP"); d != "" {
+		dir = filepath.Join(d, "changes")
+		os.MkdirAll(dir, 0o755)
+		if err := WriteHTMLFile(filepath.Join(dir, "index.html"), res, ReportMeta{DataDir: "synthetic", Generated: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := WriteCSV(dir, res); err != nil {
 		t.Fatal(err)
 	}

@@ -183,7 +183,9 @@ filled bar the p50 confidence interval, dot p99.</p>
 <h2>Quantile cells (site × ASN × prefix group × hour)</h2>
 <p class="note">quantiles.csv lists p50, p90 and p99 of each metric per cell with distribution-free intervals from order statistics
 (stats.QuantileCI: exact binomial coverage, assumes only independent, identically distributed values within the cell).
-A cell with fewer values than stats.MinSamples(q, level) (6 for p50, 29 for p90, 299 for p99 at 95%) has no value, only a note.</p>
+A cell with fewer values than stats.MinSamples(q, level) (6 for p50, 29 for p90, 299 for p99 at 95%) has no value, only a note.
+Pulses of one client are correlated, so a cell holding many pulses from few clients gets an interval narrower than it should be; the paired
+comparisons below use one value per client and do not have this problem.</p>
 {{if .InsufficientN}}<div class="warn">{{.InsufficientN}} quantile values are <b>insufficient samples</b> and are reported without a number{{if gt .InsufficientN .MaxRows}} (first {{.MaxRows}} shown){{end}}:
 <table><tr><th class="l">site</th><th>ASN</th><th class="l">prefix group</th><th class="l">hour</th><th class="l">metric</th><th>q</th><th>n</th><th>needs</th></tr>
 {{range .Insufficient}}<tr><td class="l">{{.Site}}</td><td>{{asn .ASN}}</td><td class="l">{{.PrefixGroup}}</td><td class="l">{{hour .Hour}}</td><td class="l">{{.Metric}}</td><td>{{q .Q}}</td><td>{{.N}}</td><td>{{.MinN}}</td></tr>

@@ -249,6 +249,9 @@ func TestEndToEndIngester(t *testing.T) {
 	}
 
 	out := filepath.Join(t.TempDir(), "report")
+	if d := os.Getenv("OCDN_ANALYZE_KEEP"); d != "" { // to look at the page: OCDN_ANALYZE_KEEP=/tmp/x go test -run EndToEnd
+		out = filepath.Join(d, "e2e")
+	}
 	var msgs []string
 	o := runOpts(data, out)
 	o.Progress = func(s string) { msgs = append(msgs, s) }

@@ -97,8 +97,9 @@ func (f *frame) axes(b *strings.Builder, xlabel, ylabel string, xt, yt []float64
 
 func legend(b *strings.Builder, f *frame, sites []string, shown []string) {
 	for i, s := range shown {
+		// In the right margin, so it never covers data.
 		y := f.top + 14 + float64(i)*15
-		x := f.w - f.right - 150
+		x := f.w - f.right + 8
 		fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="12" height="3" fill="%s"/>`, x, y-4, siteColor(sites, s))
 		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-size="11">%s</text>`, x+16, y, html.EscapeString(s))
 	}
@@ -121,7 +122,7 @@ func cdfSVG(m Metric, data map[string][]float64, sites []string) template.HTML {
 	if len(shown) == 0 {
 		return ""
 	}
-	f := &frame{w: 560, h: 300, left: 50, right: 10, top: 10, bot: 36, xlo: 0, xhi: xhi * 1.05, ylo: 0, yhi: 1}
+	f := &frame{w: 650, h: 300, left: 50, right: 100, top: 10, bot: 36, xlo: 0, xhi: xhi * 1.05, ylo: 0, yhi: 1}
 	if !(f.xhi > 0) {
 		f.xhi = 1
 	}
@@ -222,7 +223,7 @@ func seriesSVG(m Metric, series []Series, sites []string) template.HTML {
 	if !t1.After(t0) {
 		t1 = t0.Add(time.Hour)
 	}
-	f := &frame{w: 760, h: 280, left: 50, right: 10, top: 10, bot: 36,
+	f := &frame{w: 860, h: 280, left: 50, right: 100, top: 10, bot: 36,
 		xlo: 0, xhi: t1.Sub(t0).Hours(), ylo: 0, yhi: yhi * 1.15}
 	if !(f.yhi > 0) {
 		f.yhi = 1
@@ -231,7 +232,13 @@ func seriesSVG(m Metric, series []Series, sites []string) template.HTML {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" role="img"><title>Hourly p50 of %s</title>`,
 		f.w, f.h, html.EscapeString(m.Title()))
 	xfmt := func(h float64) string { return t0.Add(time.Duration(h * float64(time.Hour))).Format("01-02 15h") }
-	f.axes(&b, "hour (UTC)", "p50 "+m.Title(), niceTicks(0, f.xhi, 6), niceTicks(0, f.yhi, 5), xfmt)
+	var xt []float64 // whole hours only
+	for _, v := range niceTicks(0, f.xhi, 6) {
+		if v == math.Trunc(v) {
+			xt = append(xt, v)
+		}
+	}
+	f.axes(&b, "hour (UTC)", "p50 "+m.Title(), xt, niceTicks(0, f.yhi, 5), xfmt)
 	var shown []string
 	for _, s := range ss {
 		col := siteColor(sites, s.Site)
