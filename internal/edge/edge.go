@@ -1,12 +1,3 @@
-// Package edge provides an appliance's HTTP content serving: signed URLs at
-// /c/{token}/{title}/{file}, RFC 9110 byte ranges (single, suffix,
-// open-ended, multipart), conditional requests on a strong ETag from the
-// content hash, an access log and Prometheus metrics.
-//
-// The serving path is our own rather than http.ServeContent so that every
-// range decision is ours, documented and tested against nginx
-// (nginx_test.go). Single ranges over plain HTTP are written with
-// io.CopyN from the *os.File, which net/http turns into sendfile(2).
 package edge
 
 import (

@@ -155,6 +155,7 @@ func idle(args []string) error {
 	if err != nil {
 		return err
 	}
+	stats, _ := memStats(*addr) // while the connections are open
 	// Check they are still open: the server must not have dropped them.
 	alive := 0
 	for _, c := range conns {
@@ -174,6 +175,9 @@ func idle(args []string) error {
 	}
 	fmt.Printf("appliance VmRSS: %.1f MB before, %.1f MB with %d idle connections (%.1f KB per connection)\n",
 		float64(before)/1e6, float64(after)/1e6, alive, float64(after-before)/1e3/float64(max(alive, 1)))
+	if stats != "" {
+		fmt.Printf("appliance Go memory: %s\n", stats)
+	}
 	if failed.Load() > 0 || alive != *n {
 		return fmt.Errorf("%d connections failed or were dropped", *n-alive)
 	}
@@ -211,4 +215,30 @@ func vmRSS(pid int) (int64, error) {
 		}
 	}
 	return 0, errors.New("no VmRSS in /proc status")
+}
+
+// memStats picks the Go runtime's memory figures from /metrics.
+func memStats(addr string) (string, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	want := map[string]string{"go_memstats_heap_inuse_bytes": "heap in use", "go_memstats_stack_inuse_bytes": "stacks",
+		"go_memstats_heap_idle_bytes": "heap idle", "go_memstats_heap_released_bytes": "released", "go_goroutines": "goroutines"}
+	var out []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		if label, hit := want[name]; ok && hit {
+			var v float64
+			fmt.Sscanf(val, "%g", &v)
+			if name == "go_goroutines" {
+				out = append(out, fmt.Sprintf("%s %.0f", label, v))
+			} else {
+				out = append(out, fmt.Sprintf("%s %.1f MB", label, v/1e6))
+			}
+		}
+	}
+	return strings.Join(out, ", "), sc.Err()
 }
