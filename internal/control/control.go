@@ -41,6 +41,9 @@ type Config struct {
 	// ActivePoll turns on the active prober: /healthz of every appliance
 	// every half heartbeat interval (poll.go).
 	ActivePoll bool
+	// TurnUp, when set, holds clients back from an appliance until its
+	// turn-up checks pass (maintenance.go).
+	TurnUp   *TurnUp
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 	Now      func() time.Time
@@ -69,7 +72,8 @@ type Server struct {
 	routeSeq map[string]routeState
 
 	// hs is heartbeat bookkeeping (heartbeat.go).
-	hs healthState
+	hs     healthState
+	turnUp turnUpState
 
 	metrics metrics
 }
@@ -199,6 +203,7 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			s.turnUpTick(ctx)
 			if cur := s.states(); !equalStates(cur, last) {
 				s.log.Info("appliance states changed", "states", cur)
 				last = cur
