@@ -169,7 +169,7 @@ Every interval is at {{pct .Res.Config.Level}} confidence. CSV files next to thi
 <h3>{{.Title}}</h3>
 {{if .Sites}}
 <div class="plots">{{.CDF}}{{.Box}}</div>
-<p class="note">Left: empirical CDF per site (x clipped at the largest site p99). Right: box p25–p75, whiskers p10–p90, black line p50,
+<p class="note">Left: empirical CDF per site (log x axis, clipped to the sites' 0.5th–99th percentiles). Right: box p25–p75, whiskers p10–p90, black line p50,
 filled bar the p50 confidence interval, dot p99.</p>
 <table><tr><th class="l">site</th><th>n</th>{{range (index .Sites 0).Cells}}<th>{{q .Q}}</th><th>{{q .Q}} CI</th>{{end}}</tr>
 {{range .Sites}}<tr><td class="l">{{.Site}}</td><td>{{(index .Cells 0).N}}</td>

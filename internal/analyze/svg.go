@@ -64,13 +64,72 @@ func tickLabel(v float64) string {
 	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.3f", v), "0"), ".")
 }
 
+// logTicks returns 1-2-5 × 10^k values inside [lo, hi] (lo > 0), thinned
+// to powers of ten when the range spans many decades.
+func logTicks(lo, hi float64) []float64 {
+	var t []float64
+	for e := math.Floor(math.Log10(lo)); e <= math.Ceil(math.Log10(hi)); e++ {
+		for _, m := range []float64{1, 2, 5} {
+			v := m * math.Pow(10, e)
+			if v >= lo*0.999 && v <= hi*1.001 {
+				t = append(t, v)
+			}
+		}
+	}
+	if len(t) > 9 {
+		var d []float64
+		for _, v := range t {
+			if l := math.Log10(v); l == math.Round(l) {
+				d = append(d, v)
+			}
+		}
+		t = d
+	}
+	return t
+}
+
+// logRange returns the x range of a log-scaled distribution plot: from the
+// smallest site 0.5th percentile to the largest site 99th percentile, both
+// positive, so that one site's tail does not squeeze every other site.
+func logRange(data map[string][]float64, shown []string, sc float64) (lo, hi float64) {
+	lo, hi = math.Inf(1), 0
+	for _, s := range shown {
+		v := data[s]
+		l := quantile7(v, 0.005) * sc
+		if !(l > 0) {
+			for _, x := range v {
+				if x > 0 {
+					l = x * sc
+					break
+				}
+			}
+		}
+		if l > 0 {
+			lo = math.Min(lo, l)
+		}
+		hi = math.Max(hi, quantile7(v, 0.99)*sc)
+	}
+	if math.IsInf(lo, 1) || !(hi > 0) {
+		return 0.1, 1
+	}
+	if hi <= lo {
+		hi = lo * 2
+	}
+	return lo / 1.1, hi * 1.1
+}
+
 type frame struct {
+	logx                  bool
 	w, h                  float64
 	left, right, top, bot float64
 	xlo, xhi, ylo, yhi    float64
 }
 
 func (f *frame) x(v float64) float64 {
+	if f.logx {
+		v = math.Min(math.Max(v, f.xlo), f.xhi)
+		return f.left + (math.Log(v)-math.Log(f.xlo))/(math.Log(f.xhi)-math.Log(f.xlo))*(f.w-f.left-f.right)
+	}
 	return f.left + (v-f.xlo)/(f.xhi-f.xlo)*(f.w-f.left-f.right)
 }
 func (f *frame) y(v float64) float64 {
@@ -109,37 +168,31 @@ func legend(b *strings.Builder, f *frame, sites []string, shown []string) {
 // site p99 so one tail does not flatten every curve.
 func cdfSVG(m Metric, data map[string][]float64, sites []string) template.HTML {
 	sc := plotScale(m)
-	xhi := 0.0
 	var shown []string
 	for _, s := range sites {
-		v := data[s]
-		if len(v) == 0 {
-			continue
+		if len(data[s]) > 0 {
+			shown = append(shown, s)
 		}
-		shown = append(shown, s)
-		xhi = math.Max(xhi, quantile7(v, 0.99)*sc)
 	}
 	if len(shown) == 0 {
 		return ""
 	}
-	f := &frame{w: 650, h: 300, left: 50, right: 100, top: 10, bot: 36, xlo: 0, xhi: xhi * 1.05, ylo: 0, yhi: 1}
-	if !(f.xhi > 0) {
-		f.xhi = 1
-	}
+	xlo, xhi := logRange(data, shown, sc)
+	f := &frame{logx: true, w: 650, h: 300, left: 50, right: 100, top: 10, bot: 36, xlo: xlo, xhi: xhi, ylo: 0, yhi: 1}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" role="img"><title>CDF of %s per site</title>`,
 		f.w, f.h, html.EscapeString(m.Title()))
-	f.axes(&b, m.Title(), "fraction ≤ x", niceTicks(0, f.xhi, 6), []float64{0, 0.25, 0.5, 0.75, 1}, tickLabel)
+	f.axes(&b, m.Title()+", log scale", "fraction ≤ x", logTicks(f.xlo, f.xhi), []float64{0, 0.25, 0.5, 0.75, 1}, tickLabel)
 	for _, s := range shown {
 		v := data[s]
 		n := len(v)
 		step := max(1, n/300)
 		var pts []string
 		for i := 0; i < n; i += step {
-			x := math.Min(v[i]*sc, f.xhi)
+			x := v[i] * sc
 			pts = append(pts, fmt.Sprintf("%.1f,%.1f", f.x(x), f.y(float64(i+1)/float64(n))))
 		}
-		pts = append(pts, fmt.Sprintf("%.1f,%.1f", f.x(math.Min(v[n-1]*sc, f.xhi)), f.y(1)))
+		pts = append(pts, fmt.Sprintf("%.1f,%.1f", f.x(v[n-1]*sc), f.y(1)))
 		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`, siteColor(sites, s), strings.Join(pts, " "))
 	}
 	legend(&b, f, sites, shown)
@@ -152,29 +205,25 @@ func cdfSVG(m Metric, data map[string][]float64, sites []string) template.HTML {
 func boxSVG(m Metric, data map[string][]float64, sites []string, cells []QuantileCell) template.HTML {
 	sc := plotScale(m)
 	var shown []string
-	xhi := 0.0
 	for _, s := range sites {
 		if v := data[s]; len(v) > 0 {
 			shown = append(shown, s)
-			xhi = math.Max(xhi, quantile7(v, 0.99)*sc)
 		}
 	}
 	if len(shown) == 0 {
 		return ""
 	}
 	rowH := 34.0
-	f := &frame{w: 560, h: 46 + rowH*float64(len(shown)), left: 110, right: 14, top: 10, bot: 36, xlo: 0, xhi: xhi * 1.08}
-	if !(f.xhi > 0) {
-		f.xhi = 1
-	}
+	xlo, xhi := logRange(data, shown, sc)
+	f := &frame{logx: true, w: 560, h: 46 + rowH*float64(len(shown)), left: 110, right: 14, top: 10, bot: 36, xlo: xlo, xhi: xhi}
 	f.ylo, f.yhi = 0, float64(len(shown))
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" role="img"><title>Quantiles of %s per site</title>`,
 		f.w, f.h, html.EscapeString(m.Title()))
-	f.axes(&b, m.Title(), "", niceTicks(0, f.xhi, 6), nil, tickLabel)
+	f.axes(&b, m.Title()+", log scale", "", logTicks(f.xlo, f.xhi), nil, tickLabel)
 	for i, s := range shown {
 		v := data[s]
-		q := func(p float64) float64 { return math.Min(quantile7(v, p)*sc, f.xhi) }
+		q := func(p float64) float64 { return quantile7(v, p) * sc }
 		yc := f.y(float64(len(shown)-i) - 0.5)
 		col := siteColor(sites, s)
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="11" text-anchor="end">%s</text>`, f.left-6, yc+4, html.EscapeString(s))
@@ -184,7 +233,7 @@ func boxSVG(m Metric, data map[string][]float64, sites []string, cells []Quantil
 		for _, c := range cells {
 			if c.SiteWide() && c.Site == s && c.Metric == m && c.Q == 0.5 && c.OK {
 				fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="6" fill="%s"><title>p50 %s, 95%% CI [%s, %s]</title></rect>`,
-					f.x(math.Min(c.Lo*sc, f.xhi)), yc-3, math.Max(2, f.x(math.Min(c.Hi*sc, f.xhi))-f.x(math.Min(c.Lo*sc, f.xhi))), col,
+					f.x(c.Lo*sc), yc-3, math.Max(2, f.x(c.Hi*sc)-f.x(c.Lo*sc)), col,
 					num(c.Est*sc), num(c.Lo*sc), num(c.Hi*sc))
 			}
 		}
