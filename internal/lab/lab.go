@@ -55,6 +55,7 @@ type Lab struct {
 	sessions SessionStats
 	qoe      []player.Session
 	active   atomic.Int64
+	health   healthState
 }
 
 type labAppliance struct {
@@ -119,7 +120,7 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 
 	l.control, err = control.New(control.Config{
 		Inventory: l.sc.Inventory, Catalog: l.catalog, OriginURL: originSrv.URL(), Keys: keys,
-		HeartbeatInterval: l.sc.HeartbeatInterval, Replicas: l.sc.Replicas, Logger: l.opts.Logger,
+		HeartbeatInterval: l.sc.HeartbeatInterval, Replicas: l.sc.Replicas, Logger: l.opts.Logger, ActivePoll: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("control: %w", err)
@@ -340,6 +341,7 @@ func (l *Lab) runEvents(ctx context.Context) {
 				for _, la := range l.appliances {
 					if la.cfg.ID == e.Target && !la.killed.Swap(true) {
 						la.a.Kill()
+						l.measureExclusion(la.cfg.ID, time.Now())
 						la.cancel()
 					}
 				}

@@ -19,6 +19,7 @@ type Report struct {
 	Origin          OriginReport      `json:"origin"`
 	Events          []EventRecord     `json:"events"`
 	BGP             BGPReport         `json:"bgp"`
+	Health          HealthReport      `json:"health"`
 }
 
 // BGPReport sums the appliances' BGP sessions at the end of the run.
@@ -80,6 +81,7 @@ func (l *Lab) report(interrupted bool) *Report {
 	l.mu.Lock()
 	r.Sessions = l.sessions
 	r.BGP = l.bgpReport()
+	r.Health = l.healthReport()
 	r.Events = append([]EventRecord{}, l.events...)
 	l.mu.Unlock()
 	states := map[string]string{}
