@@ -3,4 +3,6 @@ package control
 import "net/http"
 
 // authorizeAppliance checks that the request comes from appliance id.
-func (s *Server) authorizeAppliance(w http.ResponseWriter, r *http.Request, id string) bool { return true }
+func (s *Server) authorizeAppliance(w http.ResponseWriter, r *http.Request, id string) bool {
+	return true
+}
