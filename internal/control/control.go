@@ -19,6 +19,7 @@ import (
 
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/cpstore"
 	"github.com/ocdn/ocdn/internal/health"
 	"github.com/ocdn/ocdn/internal/rib"
 	"github.com/ocdn/ocdn/internal/steer"
@@ -43,10 +44,15 @@ type Config struct {
 	ActivePoll bool
 	// TurnUp, when set, holds clients back from an appliance until its
 	// turn-up checks pass (maintenance.go).
-	TurnUp   *TurnUp
-	Logger   *slog.Logger
-	Registry prometheus.Registerer
-	Now      func() time.Time
+	TurnUp *TurnUp
+	// Store, when set, persists appliance state and admin actions and
+	// shares them with other replicas, read every SyncInterval (default
+	// half the heartbeat interval; state.go).
+	Store        *cpstore.Store
+	SyncInterval time.Duration
+	Logger       *slog.Logger
+	Registry     prometheus.Registerer
+	Now          func() time.Time
 }
 
 // Server is the control plane. It is an http.Handler; Run keeps health
@@ -72,8 +78,9 @@ type Server struct {
 	routeSeq map[string]routeState
 
 	// hs is heartbeat bookkeeping (heartbeat.go).
-	hs     healthState
-	turnUp turnUpState
+	hs      healthState
+	turnUp  turnUpState
+	persist persister
 
 	metrics metrics
 }
@@ -194,9 +201,7 @@ func (s *Server) rebuild() {
 func (s *Server) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.HeartbeatInterval / 2)
 	defer t.Stop()
-	if s.cfg.ActivePoll {
-		go s.pollLoop(ctx)
-	}
+	defer s.startBackground(ctx)()
 	last := s.states()
 	for {
 		select {

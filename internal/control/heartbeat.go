@@ -151,6 +151,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	cur := s.health.Status(hb.Appliance, now)
 	changed := prev.State != cur.State || prev.Serving() != cur.Serving()
 	s.hs.setLatest(hb)
+	s.persistBeat(hb, now)
 	s.mu.Lock()
 	if hb.Held != nil {
 		set := make(map[string]bool, len(hb.Held))

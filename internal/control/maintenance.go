@@ -226,8 +226,11 @@ func (s *Server) Drain(req DrainRequest) ([]string, error) {
 		return nil, fmt.Errorf("until %v is not after at %v", req.Until, req.At)
 	}
 	for _, id := range ids {
-		s.health.SetDrain(id, &health.Window{At: req.At, Until: req.Until, Reason: req.Reason})
+		w := &health.Window{At: req.At, Until: req.Until, Reason: req.Reason}
+		s.health.SetDrain(id, w)
+		s.persistDrain(id, w)
 	}
+	s.logAdmin("drain", req)
 	s.log.Info("drain", "appliances", ids, "at", req.At, "until", req.Until, "reason", req.Reason)
 	s.rebuild()
 	return ids, nil
@@ -249,7 +252,9 @@ func (s *Server) Enable(ctx context.Context, req DrainRequest) ([]string, error)
 	}
 	for _, id := range ids {
 		s.health.SetDrain(id, nil)
+		s.persistDrain(id, nil)
 	}
+	s.logAdmin("enable", req)
 	s.log.Info("enable", "appliances", ids)
 	s.rebuild()
 	return ids, nil

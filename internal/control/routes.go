@@ -47,6 +47,7 @@ func (s *Server) handleRoutes(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "route report: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	s.persistRoutes(rep.Appliance)
 	writeJSON(w, reply)
 }
 
