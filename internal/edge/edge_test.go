@@ -515,3 +515,69 @@ func findObject(t *testing.T, dir string) string {
 	}
 	return found
 }
+
+// TestServeOverHTTP2: ranges and multipart are exact over TLS with HTTP/2,
+// where the body goes through a buffer copy instead of sendfile.
+func TestServeOverHTTP2(t *testing.T) {
+	data := pattern(3<<20 + 17)
+	te := newTestEdge(t, map[string][]byte{testPath: data})
+	srv := httptest.NewUnstartedServer(te.h)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	c := srv.Client()
+	u := srv.URL + strings.TrimPrefix(te.url(testPath), te.srv.URL)
+	for _, rng := range []string{"bytes=100-2200000", "bytes=-5", "bytes=0-9,3000000-"} {
+		req, _ := http.NewRequest("GET", u, nil)
+		req.Header.Set("Range", rng)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.ProtoMajor != 2 || resp.StatusCode != 206 {
+			t.Fatalf("Range %s: %s status %d, want HTTP/2 206", rng, resp.Proto, resp.StatusCode)
+		}
+		if strings.HasPrefix(resp.Header.Get("Content-Type"), "multipart/") {
+			if parts := parseMultipart(t, resp, body); len(parts) != 2 || !bytes.Equal(parts[1].Body, data[3000000:]) {
+				t.Errorf("Range %s over h2: wrong parts", rng)
+			}
+			continue
+		}
+		if !rangeBodyOK(resp.Header.Get("Content-Range"), body, data) {
+			t.Errorf("Range %s over h2: body does not match %s", rng, resp.Header.Get("Content-Range"))
+		}
+	}
+}
+
+// TestStalledReaderCutOff: a client that stops reading is disconnected
+// after StallTimeout, so it cannot hold a goroutine and a descriptor.
+func TestStalledReaderCutOff(t *testing.T) {
+	data := pattern(32 << 20) // far more than socket buffers hold
+	te := newTestEdge(t, map[string][]byte{testPath: data})
+	h := New(Config{Store: te.st, Keys: te.cur.Load, StallTimeout: 300 * time.Millisecond})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	target := strings.TrimPrefix(te.url(testPath), te.srv.URL)
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", target)
+	deadline := time.Now().Add(20 * time.Second)
+	for h.Requests() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("request to a client that reads nothing still running after 20s; StallTimeout is 300ms")
+		}
+		time.Sleep(20 * time.Millisecond) // polling the handler's counter
+	}
+	if n := h.BytesServed(); n >= int64(len(data)) {
+		t.Errorf("served all %d bytes to a client that read none", n)
+	}
+}
