@@ -25,6 +25,7 @@ import (
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/bgp"
 	"github.com/ocdn/ocdn/internal/edge"
+	"github.com/ocdn/ocdn/internal/fill"
 	"github.com/ocdn/ocdn/internal/serve"
 	"github.com/ocdn/ocdn/internal/store"
 	"github.com/ocdn/ocdn/internal/urlsign"
@@ -43,6 +44,22 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// FillConcurrency is how many files download at once.
 	FillConcurrency int
+	// FillRate caps fill downloads in bytes/s (0 = no cap).
+	FillRate int64
+	// FillClock is the clock fill windows are read from (default the wall
+	// clock; the lab compresses time).
+	FillClock fill.Clock
+	// FillOutOfCycleBudget is the bytes of urgent files filled outside the
+	// window per cycle (default 1 GiB); FillInterval is the time between
+	// fill passes (default 10s).
+	FillOutOfCycleBudget int64
+	FillInterval         time.Duration
+	// FillStrictWindow keeps even the first fill of an empty appliance
+	// inside the window (see fill.Config.StrictWindow).
+	FillStrictWindow bool
+	// CorruptFill is fault injection for tests and the lab: fill requests
+	// (from other appliances) for these files get wrong bytes.
+	CorruptFill []string
 	// TLS, when set, serves HTTPS (HTTP/2 and HTTP/1.1) instead of HTTP.
 	TLS *tls.Config
 	// DrainGrace is how long, after Run's context ends, the appliance keeps
@@ -141,7 +158,7 @@ func New(cfg Config) (*Appliance, error) {
 	// /c/tok/../x with a redirect; edge answers every odd path 404 itself.
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/c/") {
-			a.edge.ServeHTTP(w, r)
+			a.serveContent(w, r)
 			return
 		}
 		ops.ServeHTTP(w, r)

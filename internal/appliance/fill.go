@@ -2,115 +2,217 @@ package appliance
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
-	"github.com/ocdn/ocdn/internal/content"
-	"github.com/ocdn/ocdn/internal/store"
+	"github.com/ocdn/ocdn/internal/fill"
 )
 
-// fillLoop keeps the store equal to the manifest: it downloads what is
-// missing, then removes what is no longer listed, so serving never has a
-// gap.
-func (a *Appliance) fillLoop(ctx context.Context) {
-	for {
-		if err := a.fillOnce(ctx); err != nil && ctx.Err() == nil {
-			a.log.Warn("fill pass incomplete", "err", err)
+// fillState is the appliance's fill agent and demand counters. It lives
+// beside the Appliance (fillStates) rather than in it so that fill stays
+// in this file while others change appliance.go.
+type fillState struct {
+	once  sync.Once
+	agent *fill.Agent
+
+	clientBytes atomic.Int64
+
+	mu      sync.Mutex
+	files   map[string]int64
+	clients map[clientFile]int64
+	corrupt map[string]bool
+}
+
+type clientFile struct {
+	client netip.Prefix
+	path   string
+}
+
+var fillStates sync.Map // *Appliance → *fillState
+
+func (a *Appliance) fillState() *fillState {
+	v, ok := fillStates.Load(a)
+	if !ok {
+		fs := &fillState{files: map[string]int64{}, clients: map[clientFile]int64{}, corrupt: map[string]bool{}}
+		for _, p := range a.cfg.CorruptFill {
+			fs.corrupt[p] = true
 		}
+		v, _ = fillStates.LoadOrStore(a, fs)
+	}
+	fs := v.(*fillState)
+	fs.once.Do(func() {
+		fs.agent = fill.New(fill.Config{Appliance: a.cfg.ID, Store: a.store, Control: controlClient{a}, Client: &http.Client{},
+			Clock: a.cfg.FillClock, Rate: a.cfg.FillRate, Concurrency: a.cfg.FillConcurrency,
+			OutOfCycleBudget: a.cfg.FillOutOfCycleBudget, Interval: a.cfg.FillInterval, StrictWindow: a.cfg.FillStrictWindow,
+			Logger: a.cfg.Logger})
+	})
+	return fs
+}
+
+// fillLoop runs the fill agent (internal/fill) and the demand reporter
+// until ctx ends.
+func (a *Appliance) fillLoop(ctx context.Context) {
+	fs := a.fillState()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); a.demandLoop(ctx) }()
+	fs.agent.Run(ctx)
+	wg.Wait()
+}
+
+// controlClient is the agent's view of the control plane over HTTP.
+type controlClient struct{ a *Appliance }
+
+func (c controlClient) Manifest(ctx context.Context) (api.Manifest, error) {
+	var m api.Manifest
+	err := c.a.get(ctx, c.a.cfg.ControlURL+"/v1/manifest?appliance="+url.QueryEscape(c.a.cfg.ID), &m)
+	return m, err
+}
+
+func (c controlClient) Plan(ctx context.Context) (api.FillPlan, error) {
+	var p api.FillPlan
+	err := c.a.get(ctx, c.a.cfg.ControlURL+"/v1/fill?appliance="+url.QueryEscape(c.a.cfg.ID), &p)
+	return p, err
+}
+
+func (c controlClient) Report(ctx context.Context, p api.FillProgress) error {
+	var out struct{}
+	return c.a.post(ctx, "/v1/fill/progress", p, &out)
+}
+
+// demandLoop reports per-file and per-client-prefix served bytes every
+// heartbeat interval (what the control plane's popularity and miss
+// classification are computed from).
+func (a *Appliance) demandLoop(ctx context.Context) {
+	fs := a.fillState()
+	t := time.NewTicker(a.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(2 * a.cfg.HeartbeatInterval):
+		case <-t.C:
+		}
+		fs.mu.Lock()
+		files, clients := fs.files, fs.clients
+		fs.files, fs.clients = map[string]int64{}, map[clientFile]int64{}
+		fs.mu.Unlock()
+		if len(files) == 0 {
+			continue
+		}
+		rep := api.DemandReport{Appliance: a.cfg.ID, Files: files}
+		for k, n := range clients {
+			rep.Clients = append(rep.Clients, api.ClientDemand{Client: k.client.Addr().String(), Path: k.path, Bytes: n})
+		}
+		var out struct{}
+		if err := a.post(ctx, "/v1/demand", rep, &out); err != nil && ctx.Err() == nil {
+			a.log.Warn("demand report failed", "err", err)
 		}
 	}
 }
 
-func (a *Appliance) fillOnce(ctx context.Context) error {
-	var m api.Manifest
-	if err := a.get(ctx, a.cfg.ControlURL+"/v1/manifest?appliance="+url.QueryEscape(a.cfg.ID), &m); err != nil {
-		return fmt.Errorf("manifest: %w", err)
+// serveContent serves /c/… through the edge, counting body bytes per file
+// and per client prefix (/24, /48) for demand reports. Fill requests from
+// other appliances (X-Ocdn-Fill) are not demand. CorruptFill (fault
+// injection) makes fill requests for the listed files get wrong bytes.
+func (a *Appliance) serveContent(w http.ResponseWriter, r *http.Request) {
+	fs := a.fillState()
+	dw := &demandWriter{ResponseWriter: w}
+	isFill := r.Header.Get("X-Ocdn-Fill") != ""
+	var path string
+	if parts := splitN(r.URL.Path, 4); len(parts) == 4 {
+		path = parts[2] + "/" + parts[3]
 	}
-	want := map[string]bool{}
-	var todo []content.File
-	for _, f := range m.Files {
-		want[f.Path] = true
-		if e, ok := a.store.Lookup(f.Path); !ok || e.SHA256 != f.SHA256 {
-			todo = append(todo, f)
+	if isFill && fs.corrupt[path] {
+		a.edge.ServeHTTP(&corruptWriter{ResponseWriter: w}, r)
+		return
+	}
+	a.edge.ServeHTTP(dw, r)
+	if isFill || dw.n == 0 || path == "" {
+		return
+	}
+	var pfx netip.Prefix
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		addr := ap.Addr().Unmap()
+		bits := 24
+		if addr.Is6() {
+			bits = 48
 		}
+		pfx, _ = addr.Prefix(bits)
 	}
-	sem := make(chan struct{}, a.cfg.FillConcurrency)
-	var wg sync.WaitGroup
-	var failed atomic.Int32
-	for _, f := range todo {
-		select {
-		case <-ctx.Done():
-		case sem <- struct{}{}:
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				if err := a.fetch(ctx, m.Origin, f); err != nil {
-					failed.Add(1)
-					if ctx.Err() == nil {
-						a.log.Warn("fill file failed", "path", f.Path, "err", err)
-					}
+	fs.clientBytes.Add(dw.n)
+	fs.mu.Lock()
+	fs.files[path] += dw.n
+	if pfx.IsValid() {
+		fs.clients[clientFile{pfx, path}] += dw.n
+	}
+	fs.mu.Unlock()
+}
+
+// splitN splits /c/{token}/{title}/{file} into its segments after "/".
+func splitN(p string, n int) []string {
+	var out []string
+	start := 1
+	for i := 1; i <= len(p); i++ {
+		if i == len(p) || p[i] == '/' {
+			out = append(out, p[start:i])
+			start = i + 1
+			if len(out) == n {
+				if i != len(p) {
+					return nil
 				}
-			}()
+				break
+			}
 		}
 	}
-	wg.Wait()
-	if n := failed.Load(); n > 0 {
-		return fmt.Errorf("%d of %d files failed", n, len(todo))
-	}
-	for _, e := range a.store.List() {
-		if !want[e.Path] {
-			a.store.Remove(e.Path)
-		}
-	}
-	return ctx.Err()
+	return out
 }
 
-func (a *Appliance) fetch(ctx context.Context, origin string, f content.File) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, origin+"/o/"+f.Path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := a.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("origin answered %s", resp.Status)
-	}
-	err = a.store.Put(ctx, f, resp.Body)
-	a.fillMu.Lock()
-	defer a.fillMu.Unlock()
-	switch {
-	case err == nil:
-		a.filesVerified++
-		a.filledBytes += f.Size
-	case errors.Is(err, store.ErrHashMismatch), errors.Is(err, store.ErrSizeMismatch):
-		a.filesRejected++
-	}
-	return err
+type demandWriter struct {
+	http.ResponseWriter
+	n int64
 }
+
+func (d *demandWriter) Write(p []byte) (int, error) {
+	n, err := d.ResponseWriter.Write(p)
+	d.n += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps the edge's sendfile path.
+func (d *demandWriter) ReadFrom(r io.Reader) (int64, error) {
+	n, err := io.Copy(d.ResponseWriter, r)
+	d.n += n
+	return n, err
+}
+
+func (d *demandWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
+
+// corruptWriter flips every byte it passes on.
+type corruptWriter struct{ http.ResponseWriter }
+
+func (c *corruptWriter) Write(p []byte) (int, error) {
+	q := make([]byte, len(p))
+	for i, b := range p {
+		q[i] = ^b
+	}
+	return c.ResponseWriter.Write(q)
+}
+
+func (c *corruptWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 // FillStats is what fill has done so far.
-type FillStats struct {
-	Bytes         int64 `json:"bytes"`
-	FilesVerified int   `json:"files_verified"`
-	FilesRejected int   `json:"files_rejected"`
-}
+type FillStats = fill.Stats
 
 // Fill reports fill counters.
-func (a *Appliance) Fill() FillStats {
-	a.fillMu.Lock()
-	defer a.fillMu.Unlock()
-	return FillStats{Bytes: a.filledBytes, FilesVerified: a.filesVerified, FilesRejected: a.filesRejected}
-}
+func (a *Appliance) Fill() FillStats { return a.fillState().agent.Stats() }
+
+// ClientBytes is the content bytes served to clients, not counting fill
+// requests from other appliances (which BytesServed includes).
+func (a *Appliance) ClientBytes() int64 { return a.fillState().clientBytes.Load() }

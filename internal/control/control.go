@@ -19,7 +19,6 @@ import (
 
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
-	"github.com/ocdn/ocdn/internal/cpstore"
 	"github.com/ocdn/ocdn/internal/health"
 	"github.com/ocdn/ocdn/internal/rib"
 	"github.com/ocdn/ocdn/internal/steer"
@@ -44,15 +43,12 @@ type Config struct {
 	ActivePoll bool
 	// TurnUp, when set, holds clients back from an appliance until its
 	// turn-up checks pass (maintenance.go).
-	TurnUp *TurnUp
-	// Store, when set, persists appliance state and admin actions and
-	// shares them with other replicas, read every SyncInterval (default
-	// half the heartbeat interval; state.go).
-	Store        *cpstore.Store
-	SyncInterval time.Duration
-	Logger       *slog.Logger
-	Registry     prometheus.Registerer
-	Now          func() time.Time
+	TurnUp   *TurnUp
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+	Now      func() time.Time
+	// Fill tunes popularity, placement and fill (fill.go).
+	Fill FillConfig
 }
 
 // Server is the control plane. It is an http.Handler; Run keeps health
@@ -78,9 +74,11 @@ type Server struct {
 	routeSeq map[string]routeState
 
 	// hs is heartbeat bookkeeping (heartbeat.go).
-	hs      healthState
-	turnUp  turnUpState
-	persist persister
+	hs     healthState
+	turnUp turnUpState
+
+	// fill is popularity, manifests and fill progress (fill.go).
+	fill *fillState
 
 	metrics metrics
 }
@@ -201,7 +199,9 @@ func (s *Server) rebuild() {
 func (s *Server) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.HeartbeatInterval / 2)
 	defer t.Stop()
-	defer s.startBackground(ctx)()
+	if s.cfg.ActivePoll {
+		go s.pollLoop(ctx)
+	}
 	last := s.states()
 	for {
 		select {

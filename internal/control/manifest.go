@@ -12,33 +12,70 @@ import (
 	"github.com/ocdn/ocdn/internal/placement"
 )
 
-// place computes every appliance's manifest: each site is one manifest
-// cluster holding as much of the catalog as fits, Replicas copies a file.
+// place computes every appliance's first manifest (see planAll) and sets
+// up the fill state; it runs once, from New.
 func (s *Server) place() map[string][]content.File {
+	s.initFill()
+	p := s.planAll(nil)
+	s.fill.plan.Store(p)
+	return p.manifests
+}
+
+// planAll places the catalog on every site (one manifest cluster each):
+// files ranked by the site's predicted demand per byte, Replicas copies at
+// least, more for popular files, capacity filled (placement.Plan). prev is
+// the plan it replaces, so that small popularity changes move few files.
+func (s *Server) planAll(prev *fillPlan) *fillPlan {
 	bySite := map[string][]placement.Node{}
 	for _, a := range s.cfg.Inventory.Appliances {
 		bySite[a.Site] = append(bySite[a.Site], placement.Node{ID: a.ID, Capacity: int64(a.Capacity)})
 	}
-	out := map[string][]content.File{}
-	for _, nodes := range bySite {
-		for id, files := range placement.Cluster(s.cfg.Catalog.Files, nodes, s.cfg.Replicas) {
-			out[id] = files
+	now := s.cfg.Now()
+	p := &fillPlan{manifests: map[string][]content.File{}, versions: map[string]string{}, holders: map[string][]string{}, copies: map[string]map[string]int{}}
+	if prev != nil {
+		p.seq = prev.seq
+	}
+	p.seq++
+	for site, nodes := range bySite {
+		pred := s.fill.pop.Region(site, now)
+		items := make([]placement.Item, len(s.cfg.Catalog.Files))
+		for i, f := range s.cfg.Catalog.Files {
+			items[i] = placement.Item{File: f, Demand: pred[f.Path]}
+		}
+		var prevCopies map[string]int
+		if prev != nil {
+			prevCopies = prev.copies[site]
+		}
+		res := placement.Plan(items, nodes, placement.Options{MinReplicas: s.cfg.Replicas, Epsilon: s.fill.cfg.Epsilon, Prev: prevCopies})
+		p.copies[site] = res.Copies
+		for id, files := range res.Nodes {
+			p.manifests[id] = files
 		}
 	}
-	return out
+	for _, a := range s.cfg.Inventory.Appliances {
+		p.versions[a.ID] = strconv.Itoa(p.seq) + "-" + manifestVersion(p.manifests[a.ID])
+		for _, f := range p.manifests[a.ID] {
+			p.holders[f.Path] = append(p.holders[f.Path], a.ID)
+		}
+	}
+	return p
 }
 
 // ManifestSize is how many files appliance id should hold.
-func (s *Server) ManifestSize(id string) int { return len(s.manifests[id]) }
+func (s *Server) ManifestSize(id string) int { return len(s.fill.plan.Load().manifests[id]) }
 
 func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("appliance")
-	files, ok := s.manifests[id]
+	p := s.fill.plan.Load()
+	files, ok := p.manifests[id]
 	if !ok {
 		http.Error(w, fmt.Sprintf("appliance=%q: unknown appliance", id), http.StatusNotFound)
 		return
 	}
-	writeJSON(w, api.Manifest{Appliance: id, Version: manifestVersion(files), Origin: s.cfg.OriginURL, Files: files})
+	if files == nil {
+		files = []content.File{}
+	}
+	writeJSON(w, api.Manifest{Appliance: id, Version: p.versions[id], Origin: s.cfg.OriginURL, Files: files})
 }
 
 func manifestVersion(files []content.File) string {

@@ -50,6 +50,10 @@ type Lab struct {
 	routers    map[string]*router // by ISP name; routeServer for the IXP
 	start      time.Time
 
+	// injectedCorrupt and fillSeconds feed the fill report (fill.go).
+	injectedCorrupt int
+	fillSeconds     float64
+
 	mu       sync.Mutex
 	events   []EventRecord
 	sessions SessionStats
@@ -119,6 +123,7 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	runBg("origin", originSrv.Run)
 
 	l.control, err = control.New(control.Config{
+		Fill:      l.fillConfig(),
 		Inventory: l.sc.Inventory, Catalog: l.catalog, OriginURL: originSrv.URL(), Keys: keys,
 		HeartbeatInterval: l.sc.HeartbeatInterval, Replicas: l.sc.Replicas, Logger: l.opts.Logger, ActivePoll: true,
 	})
@@ -137,8 +142,11 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	}
 	defer l.stopRouters()
 
+	fillClock, corrupt := l.fillClock(), l.corruptFiles()
 	for _, ac := range l.sc.Appliances {
 		a, err := appliance.New(appliance.Config{
+			FillClock: fillClock, FillRate: int64(l.sc.Fill.RateBytes), FillConcurrency: 4, FillInterval: 300 * time.Millisecond,
+			FillStrictWindow: true, CorruptFill: l.corruptFor(ac.ID, corrupt),
 			ID: ac.ID, Listen: ac.Address.String(), ControlURL: ctlSrv.URL(),
 			StoreDir: fmt.Sprintf("%s/%s", work, ac.ID), Capacity: int64(ac.Capacity), Keys: keys,
 			HeartbeatInterval: l.sc.HeartbeatInterval, Logger: l.opts.Logger,
@@ -167,7 +175,10 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 		}()
 	}
 
-	if err := l.waitFilled(ctx); err != nil {
+	fillStart := time.Now()
+	err = l.waitFilled(ctx)
+	l.fillSeconds = time.Since(fillStart).Seconds()
+	if err != nil {
 		if ctx.Err() != nil {
 			return l.report(true), nil
 		}

@@ -20,6 +20,13 @@ type Report struct {
 	Events          []EventRecord     `json:"events"`
 	BGP             BGPReport         `json:"bgp"`
 	Health          HealthReport      `json:"health"`
+
+	// Fill, Offload (share of served bytes from embedded sites) and
+	// Misses (bytes not served from the client's best local site, by
+	// cause) are filled in by fill.go.
+	Fill    *FillReport `json:"fill,omitempty"`
+	Offload float64     `json:"offload"`
+	Misses  *missesOf   `json:"misses,omitempty"`
 }
 
 // BGPReport sums the appliances' BGP sessions at the end of the run.
@@ -107,6 +114,7 @@ func (l *Lab) report(interrupted bool) *Report {
 		r.Sites = append(r.Sites, *sites[s.ID])
 	}
 	sort.Slice(r.Events, func(i, j int) bool { return r.Events[i].AtSeconds < r.Events[j].AtSeconds })
+	l.fillReport(r)
 	return r
 }
 
@@ -130,6 +138,14 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.ID, a.Site, a.State, mb(a.BytesServed), mb(a.FilledBytes))
 	}
 	tw.Flush()
+	if f := r.Fill; f != nil {
+		fmt.Fprintf(w, "\nFill: origin %s for %s unique (peers %s, other sites %s); %d files verified, %d bad copies rejected (%d injected); filled in %.1f s.\n",
+			mb(f.OriginBytes), mb(f.UniqueBytes), mb(f.PeerBytes), mb(f.TierBytes), f.FilesVerified, f.FilesRejected, f.InjectedCorrupt, f.SecondsToFill)
+	}
+	if m := r.Misses; m != nil {
+		fmt.Fprintf(w, "Offload %.1f%% (embedded sites). Misses: content %s, health %s, other %s (local %s).\n",
+			100*r.Offload, mb(m.Content), mb(m.Health), mb(m.Other), mb(m.Local))
+	}
 	fmt.Fprintf(w, "\nOrigin served %s. BGP: %d of %d sessions established, %d prefixes received.\n",
 		mb(r.Origin.BytesServed), r.BGP.SessionsEstablished, r.BGP.Sessions, r.BGP.PrefixesReceived)
 	if len(r.Events) > 0 {

@@ -36,6 +36,8 @@ type Scenario struct {
 	Player            PlayerSettings `yaml:"player"`
 	Clients           []ClientGroup  `yaml:"clients"`
 	Events            []Event        `yaml:"events"`
+	// Fill shapes fill: the compressed clock, rate cap, corrupt copies (fill.go).
+	Fill FillSettings `yaml:"fill"`
 }
 
 // PlayerSettings shape every lab client's playback.
@@ -106,6 +108,9 @@ func (s *Scenario) Validate() error {
 		return config.Errf("replicas", "must be at least 1")
 	}
 	if err := s.ValidateInventory(applianceRange); err != nil {
+		return err
+	}
+	if err := s.Fill.validate(s); err != nil {
 		return err
 	}
 	isps := map[string]config.ISP{}

@@ -1,0 +1,398 @@
+package control
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/placement"
+	"github.com/ocdn/ocdn/internal/urlsign"
+)
+
+// FillConfig tunes popularity, placement and fill at the control plane.
+// The zero value is usable.
+type FillConfig struct {
+	// StartHour and EndHour are the fill window in each site's local time
+	// (default 02:00–14:00).
+	StartHour, EndHour int
+	// EscalateAfter is how long an appliance waits for a closer source
+	// (a peer, then another site, that is to fetch the file first) before
+	// it may use a farther one (default 60s).
+	EscalateAfter time.Duration
+	// Feed predicts demand of new releases.
+	Feed content.Feed
+	// HalfLife and Day shape the demand EWMA (content.Popularity).
+	HalfLife, Day time.Duration
+	// Epsilon is placement's bounded-load slack (default 0.1).
+	Epsilon float64
+	// TokenTTL is how long fill URLs stay valid (default 1h).
+	TokenTTL time.Duration
+}
+
+// fillPlan is one version of every appliance's manifest.
+type fillPlan struct {
+	seq       int
+	manifests map[string][]content.File
+	versions  map[string]string
+	holders   map[string][]string       // path → appliances whose manifest lists it
+	copies    map[string]map[string]int // site → path → copies
+}
+
+// fillState is the control plane's side of fill: popularity, manifests,
+// fill progress, bad copies and miss classification.
+type fillState struct {
+	cfg  FillConfig
+	pop  *content.Popularity
+	plan atomic.Pointer[fillPlan]
+	// urgent files are filled outside the window (from the feed).
+	urgent map[string]bool
+
+	mu       sync.Mutex
+	waitFrom map[string]time.Time // appliance \x00 path → first told to wait
+	bad      map[string]map[string]bool
+	progress map[string]api.FillProgress
+	misses   api.Misses
+}
+
+func (s *Server) initFill() {
+	cfg := s.cfg.Fill
+	if cfg.StartHour == 0 && cfg.EndHour == 0 {
+		cfg.StartHour, cfg.EndHour = 2, 14
+	}
+	if cfg.EscalateAfter <= 0 {
+		cfg.EscalateAfter = time.Minute
+	}
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = time.Hour
+	}
+	f := &fillState{cfg: cfg, pop: content.NewPopularity(cfg.HalfLife, cfg.Day), urgent: map[string]bool{},
+		waitFrom: map[string]time.Time{}, bad: map[string]map[string]bool{}, progress: map[string]api.FillProgress{}}
+	f.pop.SetFeed(cfg.Feed)
+	for _, p := range cfg.Feed.Predictions {
+		if p.Urgent {
+			f.urgent[p.Path] = true
+		}
+	}
+	s.fill = f
+}
+
+// Replan recomputes every manifest from current popularity, keeping files
+// where they are unless demand moved enough (placement hysteresis), and
+// returns the bytes the new manifests add and their total.
+func (s *Server) Replan() (replaced, stored int64) {
+	old := s.fill.plan.Load()
+	p := s.planAll(old)
+	s.fill.plan.Store(p)
+	return placement.Churn(old.manifests, p.manifests)
+}
+
+// Popularity is the control plane's demand predictor.
+func (s *Server) Popularity() *content.Popularity { return s.fill.pop }
+
+// mountFill adds GET /v1/fill, POST /v1/fill/progress and POST /v1/demand.
+func (s *Server) mountFill(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/fill", s.handleFill)
+	mux.HandleFunc("POST /v1/fill/progress", s.handleFillProgress)
+	mux.HandleFunc("POST /v1/demand", s.handleDemand)
+	mux.HandleFunc("GET /v1/fill/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.FillStatus()) })
+}
+
+// handleFill answers the fill plan of one appliance: every manifest file
+// it is not known to hold, with sources ranked peers (same site, holding
+// the file, serving) → other sites holding it → the origin, each peer and
+// site URL signed with a fill token for that file. Escalation: while no
+// peer holds the file and the site's designated fetcher (the first of
+// the site's appliances listing it, in rendezvous order) is another
+// appliance that is up, the answer says wait; likewise while no site holds
+// it and the CDN's designated fetcher is elsewhere. After EscalateAfter of
+// waiting the appliance may use the farther sources anyway. So each file
+// normally leaves the origin once and spreads between sites and peers.
+func (s *Server) handleFill(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("appliance")
+	p := s.fill.plan.Load()
+	files, ok := p.manifests[id]
+	if !ok {
+		http.Error(w, fmt.Sprintf("appliance=%q: unknown appliance", id), http.StatusNotFound)
+		return
+	}
+	now := s.cfg.Now()
+	snap := s.snap.Load()
+	mySite := s.applianceSiteOf(id)
+	s.mu.Lock()
+	held := map[string]map[string]bool{}
+	for a, set := range s.held {
+		held[a] = set
+	}
+	s.mu.Unlock()
+	s.fill.mu.Lock()
+	defer s.fill.mu.Unlock()
+	up := func(a string) bool { sa := snap.Appliances[a]; return sa != nil && sa.Serving }
+	alive := func(a string) bool {
+		sa := snap.Appliances[a]
+		return sa != nil && (sa.Serving || sa.State == "unknown")
+	}
+	plan := api.FillPlan{Appliance: id, Version: p.versions[id], Files: []api.FillFile{},
+		Window: api.FillWindow{TimeZone: s.sites[mySite].TimeZone, StartHour: s.fill.cfg.StartHour, EndHour: s.fill.cfg.EndHour}}
+	for _, f := range files {
+		if held[id][f.Path] {
+			continue
+		}
+		var peers, tiers []api.FillSource
+		var siteListers, allListers []placement.Node
+		for _, a := range p.holders[f.Path] {
+			if a != id && alive(a) {
+				allListers = append(allListers, placement.Node{ID: a, Capacity: 1})
+				if s.applianceSiteOf(a) == mySite {
+					siteListers = append(siteListers, placement.Node{ID: a, Capacity: 1})
+				}
+			}
+		}
+		var holders []placement.Node
+		for a, set := range held {
+			if a != id && set[f.Path] && up(a) && !s.fill.bad[f.Path][a] {
+				holders = append(holders, placement.Node{ID: a, Capacity: 1})
+			}
+		}
+		for _, n := range placement.Rank(f.Path, holders) {
+			src, err := s.fillSource(snap.Appliances[n.ID].BaseURL, f.Path, now)
+			if err != nil {
+				s.log.Error("sign fill url", "err", err)
+				http.Error(w, "internal error", http.StatusInternalServerError)
+				return
+			}
+			src.Appliance, src.Site = n.ID, s.applianceSiteOf(n.ID)
+			if src.Site == mySite {
+				src.Tier = api.TierPeer
+				peers = append(peers, src)
+			} else {
+				src.Tier = api.TierSite
+				tiers = append(tiers, src)
+			}
+		}
+		ff := api.FillFile{File: f, Urgent: s.fill.urgent[f.Path]}
+		ff.Sources = append(append(peers, tiers...), api.FillSource{URL: s.cfg.OriginURL + "/o/" + f.Path, Tier: api.TierOrigin})
+		// Escalation: who should fetch from farther away first.
+		me := placement.Node{ID: id, Capacity: 1}
+		wait := false
+		if len(peers) == 0 {
+			if first := placement.Rank(f.Path, append(siteListers, me))[0]; first.ID != id {
+				wait = true // a peer will fetch it; take it from the peer
+			} else if len(tiers) == 0 {
+				if first := placement.Rank(f.Path, append(allListers, me))[0]; first.ID != id {
+					wait = true // another site will fetch it from the origin
+				}
+			}
+		}
+		key := id + "\x00" + f.Path
+		if wait {
+			since, ok := s.fill.waitFrom[key]
+			if !ok {
+				since = now
+				s.fill.waitFrom[key] = now
+			}
+			if left := s.fill.cfg.EscalateAfter - now.Sub(since); left > 0 {
+				ff.WaitSeconds = max(left.Seconds(), 0.001)
+			}
+		} else {
+			delete(s.fill.waitFrom, key)
+		}
+		plan.Files = append(plan.Files, ff)
+	}
+	writeJSON(w, plan)
+}
+
+func (s *Server) applianceSiteOf(id string) string {
+	for _, a := range s.cfg.Inventory.Appliances {
+		if a.ID == id {
+			return a.Site
+		}
+	}
+	return ""
+}
+
+// fillSource signs a URL for path on the appliance at base.
+func (s *Server) fillSource(base, path string, now time.Time) (api.FillSource, error) {
+	tok, err := s.cfg.Keys.Sign(urlsign.Grant{Scope: path, Expires: now.Add(s.fill.cfg.TokenTTL)})
+	if err != nil {
+		return api.FillSource{}, err
+	}
+	return api.FillSource{URL: base + "/c/" + tok + "/" + path}, nil
+}
+
+func (s *Server) handleFillProgress(w http.ResponseWriter, r *http.Request) {
+	var p api.FillProgress
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		http.Error(w, "fill progress: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if _, ok := s.fill.plan.Load().manifests[p.Appliance]; !ok {
+		http.Error(w, fmt.Sprintf("fill progress: unknown appliance %q", p.Appliance), http.StatusForbidden)
+		return
+	}
+	s.fill.mu.Lock()
+	s.fill.progress[p.Appliance] = p
+	for _, b := range p.Bad {
+		src := b.Appliance
+		if src == "" {
+			src = b.Tier
+		}
+		if s.fill.bad[b.Path] == nil {
+			s.fill.bad[b.Path] = map[string]bool{}
+		}
+		s.fill.bad[b.Path][src] = true
+	}
+	s.fill.mu.Unlock()
+	writeJSON(w, struct{}{})
+}
+
+// FillStatus is every appliance's last fill progress report.
+func (s *Server) FillStatus() []api.FillProgress {
+	s.fill.mu.Lock()
+	defer s.fill.mu.Unlock()
+	out := make([]api.FillProgress, 0, len(s.fill.progress))
+	for _, p := range s.fill.progress {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Appliance < out[j].Appliance })
+	return out
+}
+
+// BadCopies is how many distinct (file, source) copies fill agents have
+// rejected: each is a source that served bytes failing verification.
+func (s *Server) BadCopies() int {
+	s.fill.mu.Lock()
+	defer s.fill.mu.Unlock()
+	n := 0
+	for _, m := range s.fill.bad {
+		n += len(m)
+	}
+	return n
+}
+
+// FillFetcher is the appliance designated to fetch path from the origin
+// for the whole CDN (the first of those listing it, in rendezvous order).
+func (s *Server) FillFetcher(path string) string {
+	var nodes []placement.Node
+	for _, a := range s.fill.plan.Load().holders[path] {
+		nodes = append(nodes, placement.Node{ID: a, Capacity: 1})
+	}
+	if len(nodes) == 0 {
+		return ""
+	}
+	return placement.Rank(path, nodes)[0].ID
+}
+
+// Manifest is appliance id's current manifest.
+func (s *Server) Manifest(id string) []content.File { return s.fill.plan.Load().manifests[id] }
+
+// handleDemand takes what an appliance served since its last report: per
+// file bytes feed popularity (region = the appliance's site); per client
+// prefix and file bytes are classified as misses (Misses).
+func (s *Server) handleDemand(w http.ResponseWriter, r *http.Request) {
+	var d api.DemandReport
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		http.Error(w, "demand: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	site := s.applianceSiteOf(d.Appliance)
+	if site == "" {
+		http.Error(w, fmt.Sprintf("demand: unknown appliance %q", d.Appliance), http.StatusForbidden)
+		return
+	}
+	for p, n := range d.Files {
+		if _, err := s.cfg.Catalog.Lookup(p); err != nil || n < 0 {
+			http.Error(w, fmt.Sprintf("demand: files[%q]: unknown file or negative bytes", p), http.StatusBadRequest)
+			return
+		}
+	}
+	now := s.cfg.Now()
+	for p, n := range d.Files {
+		s.fill.pop.Observe(site, p, n, now)
+	}
+	for i, c := range d.Clients {
+		addr, err := netip.ParseAddr(c.Client)
+		if err != nil || c.Bytes < 0 {
+			http.Error(w, fmt.Sprintf("demand: clients[%d]: bad client address or bytes", i), http.StatusBadRequest)
+			return
+		}
+		kind := s.classify(addr, c.Path, site)
+		s.fill.mu.Lock()
+		switch kind {
+		case "local":
+			s.fill.misses.Local += c.Bytes
+		case "content":
+			s.fill.misses.Content += c.Bytes
+		case "health":
+			s.fill.misses.Health += c.Bytes
+		default:
+			s.fill.misses.Other += c.Bytes
+		}
+		s.fill.mu.Unlock()
+	}
+	writeJSON(w, struct{}{})
+}
+
+// classify says why bytes of path served to client from servedBy were (or
+// were not) served from the client's best local site: the site of the
+// client's best route in the RIB (for clients no appliance has a route
+// to, the first IXP/fallback site). Bytes from that site are "local".
+// Otherwise, judged on the current steering snapshot (bytes are reported
+// within a heartbeat interval of being served): "health" when none of the
+// best site's appliances is serving, "content" when none of its serving
+// appliances holds the file, "other" (load spreading, failover, route
+// changes) when the file was there to be had.
+func (s *Server) classify(client netip.Addr, path, servedBy string) string {
+	snap := s.snap.Load()
+	best := ""
+	if snap.Routes != nil {
+		if _, cands, ok := snap.Routes.Lookup(client.Unmap()); ok && len(cands) > 0 {
+			if a := snap.Appliances[cands[0].Appliance]; a != nil {
+				best = a.Site
+			}
+		}
+	}
+	if best == "" && len(snap.Global) > 0 {
+		if a := snap.Appliances[snap.Global[0]]; a != nil {
+			best = a.Site
+		}
+	}
+	if best == "" || best == servedBy {
+		return "local"
+	}
+	serving, holding := false, false
+	for _, a := range snap.Appliances {
+		if a.Site != best || !a.Serving {
+			continue
+		}
+		serving = true
+		if a.Holds[path] {
+			holding = true
+		}
+	}
+	switch {
+	case !serving:
+		return "health"
+	case !holding:
+		return "content"
+	default:
+		return "other"
+	}
+}
+
+// Misses is the running classification of served bytes.
+func (s *Server) Misses() api.Misses {
+	s.fill.mu.Lock()
+	defer s.fill.mu.Unlock()
+	return s.fill.misses
+}
