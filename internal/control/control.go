@@ -19,6 +19,7 @@ import (
 
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/cpstore"
 	"github.com/ocdn/ocdn/internal/health"
 	"github.com/ocdn/ocdn/internal/rib"
 	"github.com/ocdn/ocdn/internal/steer"
@@ -43,10 +44,15 @@ type Config struct {
 	ActivePoll bool
 	// TurnUp, when set, holds clients back from an appliance until its
 	// turn-up checks pass (maintenance.go).
-	TurnUp   *TurnUp
-	Logger   *slog.Logger
-	Registry prometheus.Registerer
-	Now      func() time.Time
+	TurnUp *TurnUp
+	// Store, when set, persists appliance state and admin actions and
+	// shares them with other replicas, read every SyncInterval (default
+	// half the heartbeat interval; state.go).
+	Store        *cpstore.Store
+	SyncInterval time.Duration
+	Logger       *slog.Logger
+	Registry     prometheus.Registerer
+	Now          func() time.Time
 	// Fill tunes popularity, placement and fill (fill.go).
 	Fill FillConfig
 }
@@ -74,8 +80,9 @@ type Server struct {
 	routeSeq map[string]routeState
 
 	// hs is heartbeat bookkeeping (heartbeat.go).
-	hs     healthState
-	turnUp turnUpState
+	hs      healthState
+	turnUp  turnUpState
+	persist persister
 
 	// fill is popularity, manifests and fill progress (fill.go).
 	fill *fillState
@@ -199,9 +206,7 @@ func (s *Server) rebuild() {
 func (s *Server) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.HeartbeatInterval / 2)
 	defer t.Stop()
-	if s.cfg.ActivePoll {
-		go s.pollLoop(ctx)
-	}
+	defer s.startBackground(ctx)()
 	last := s.states()
 	for {
 		select {
