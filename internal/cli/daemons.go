@@ -223,7 +223,7 @@ steer clients away), then the listener closes and in-flight transfers get
 				defer f.Close()
 				bw := edge.NewBufferedWriter(f, 0)
 				// Independent of --log-level: an access log is all or nothing.
-				cfg.AccessLog = slog.New(slog.NewTextHandler(bw, nil))
+				cfg.AccessLog = edge.NewAccessLogger(bw)
 				if strings.EqualFold(g.logFormat, "json") {
 					cfg.AccessLog = slog.New(slog.NewJSONHandler(bw, nil))
 				}

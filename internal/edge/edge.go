@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -57,6 +58,8 @@ type Handler struct {
 	access *slog.Logger
 	tokens *tokenCache
 	files  *fileCache
+	// fastAccess is set when AccessLog came from NewAccessLogger.
+	fastAccess *accessHandler
 
 	bytesServed atomic.Int64
 	requests    atomic.Int64
@@ -105,6 +108,11 @@ func New(cfg Config) *Handler {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
 		}),
 	}
+	if h.access != nil {
+		if ah, ok := h.access.Handler().(*accessHandler); ok && ah.Enabled(context.Background(), slog.LevelInfo) {
+			h.fastAccess = ah
+		}
+	}
 	h.mByCode = map[int]prometheus.Counter{}
 	for _, c := range []int{200, 206, 304, 403, 404, 405, 412, 416, 500} {
 		h.mByCode[c] = h.mRequests.WithLabelValues(strconv.Itoa(c))
@@ -138,7 +146,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	d := time.Since(start)
 	h.mLatency.Observe(d.Seconds())
-	if h.access != nil && h.access.Enabled(r.Context(), slog.LevelInfo) {
+	if h.fastAccess != nil {
+		h.fastAccess.access(start.Add(d), r, p, cw.code, cw.n, d)
+	} else if h.access != nil && h.access.Enabled(r.Context(), slog.LevelInfo) {
 		h.access.LogAttrs(r.Context(), slog.LevelInfo, "access",
 			slog.String("client", r.RemoteAddr), slog.String("method", r.Method), slog.String("path", p),
 			slog.String("range", r.Header.Get("Range")), slog.Int("status", cw.code), slog.Int64("bytes", cw.n),

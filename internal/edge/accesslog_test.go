@@ -1,0 +1,122 @@
+package edge
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// syncBuffer is a bytes.Buffer safe for the handler's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestAccessLoggerMatchesSlog: the fast access log writes exactly what
+// slog's TextHandler would, apart from the timestamp.
+func TestAccessLoggerMatchesSlog(t *testing.T) {
+	te := newTestEdge(t, map[string][]byte{testPath: pattern(1000)})
+	var fast, slow syncBuffer
+	hFast := New(Config{Store: te.st, Keys: te.cur.Load, AccessLog: NewAccessLogger(&fast).With("component", "access"), Registry: prometheus.NewRegistry()})
+	hSlow := New(Config{Store: te.st, Keys: te.cur.Load, AccessLog: slog.New(slog.NewTextHandler(&slow, nil)).With("component", "access"), Registry: prometheus.NewRegistry()})
+	if hFast.fastAccess == nil || hSlow.fastAccess != nil {
+		t.Fatal("fast path not chosen as expected")
+	}
+	target := strings.TrimPrefix(te.url(testPath), te.srv.URL)
+	reqs := []*http.Request{
+		httptest.NewRequest("GET", target, nil),
+		httptest.NewRequest("HEAD", target, nil),
+		httptest.NewRequest("POST", target, nil),
+		httptest.NewRequest("GET", "/c/x/../etc/passwd", nil),
+		httptest.NewRequest("GET", "/c/bad.token/"+testPath, nil),
+	}
+	for i, rng := range []string{"bytes=0-9", `bytes="0-9"`, "bytes = 0-1", "bytes=0-1,\x7f", "bytes=\xff\xfe", "bytes=é", "a=b"} {
+		r := httptest.NewRequest("GET", target, nil)
+		r.Header.Set("Range", rng)
+		r.RemoteAddr = fmt.Sprintf("192.0.2.%d:1234", i)
+		reqs = append(reqs, r)
+	}
+	for _, r := range reqs {
+		hFast.ServeHTTP(httptest.NewRecorder(), r)
+		hSlow.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	stamp := regexp.MustCompile(`^time=\S+ `)
+	dur := regexp.MustCompile(` duration_us=\d+`)
+	norm := func(s string) []string {
+		lines := strings.Split(strings.TrimSpace(s), "\n")
+		for i, l := range lines {
+			lines[i] = dur.ReplaceAllString(stamp.ReplaceAllString(l, ""), "")
+		}
+		return lines
+	}
+	f, s := norm(fast.String()), norm(slow.String())
+	if len(f) != len(reqs) || len(s) != len(reqs) {
+		t.Fatalf("%d fast and %d slog lines for %d requests", len(f), len(s), len(reqs))
+	}
+	for i := range f {
+		if f[i] != s[i] {
+			t.Errorf("line %d:\nfast %s\nslog %s", i, f[i], s[i])
+		}
+	}
+	if !stamp.MatchString(fast.String()) {
+		t.Errorf("fast line has no time= prefix: %.80s", fast.String())
+	}
+}
+
+// TestBufferedWriterKeepsLines: concurrent writers with a tiny buffer (a
+// swap every few lines) lose, split and reorder nothing.
+func TestBufferedWriterKeepsLines(t *testing.T) {
+	var out syncBuffer
+	bw := NewBufferedWriter(&out, 100)
+	var wg sync.WaitGroup
+	const writers, lines = 8, 500
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range lines {
+				fmt.Fprintf(bw, "w%d line %d %s\n", w, i, strings.Repeat("x", i%40))
+			}
+		}()
+	}
+	wg.Wait()
+	if err := bw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	next := make([]int, writers)
+	got := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(got) != writers*lines {
+		t.Fatalf("%d lines, want %d", len(got), writers*lines)
+	}
+	for _, l := range got {
+		var w, i int
+		var x string
+		if _, err := fmt.Sscanf(l, "w%d line %d %s", &w, &i, &x); err != nil && i%40 != 0 {
+			t.Fatalf("mangled line %q", l)
+		}
+		if i != next[w] {
+			t.Fatalf("writer %d: line %d after %d", w, i, next[w]-1)
+		}
+		next[w]++
+	}
+}
