@@ -70,6 +70,9 @@ type BGPSession struct {
 type HeartbeatReply struct {
 	KnownContentGen uint64 `json:"known_content_gen"`
 	ManifestVersion string `json:"manifest_version"`
+	// KeysVersion names the control plane's URL-signing key set; an
+	// appliance holding another fetches GET /v1/keys.
+	KeysVersion string `json:"keys_version,omitempty"`
 }
 
 // Manifest is the set of files an appliance should hold.

@@ -98,6 +98,9 @@ type Config struct {
 	// Software is the version reported in heartbeats (default the
 	// module version).
 	Software string
+	// Token is the appliance's credential for the control plane (minted
+	// by internal/auth), sent as a bearer token; never logged.
+	Token string
 }
 
 // Appliance is one edge cache.
@@ -149,7 +152,7 @@ func New(cfg Config) (*Appliance, error) {
 	if access == nil {
 		access = cfg.Logger
 	}
-	a.edge = edge.New(edge.Config{Store: st, Keys: func() *urlsign.KeySet { return cfg.Keys }, Logger: cfg.Logger,
+	a.edge = edge.New(edge.Config{Store: st, Keys: a.currentKeys, Logger: cfg.Logger,
 		AccessLog: access.With("component", "access"), Registry: cfg.Registry})
 	ops := http.NewServeMux()
 	ops.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
@@ -285,6 +288,7 @@ func (a *Appliance) post(ctx context.Context, path string, in, out any) error {
 }
 
 func (a *Appliance) do(req *http.Request, out any) error {
+	a.authorize(req)
 	resp, err := a.client.Do(req)
 	if err != nil {
 		return err

@@ -176,6 +176,7 @@ func (a *Appliance) heartbeatLoop(drain, stop context.Context) {
 	t := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer t.Stop()
 	var known uint64
+	var keys string // version of the key set held
 	drained := drain.Done()
 	g := a.agent()
 	for {
@@ -186,6 +187,13 @@ func (a *Appliance) heartbeatLoop(drain, stop context.Context) {
 			}
 		} else {
 			known = reply.KnownContentGen
+			if reply.KeysVersion != "" && reply.KeysVersion != keys {
+				if err := a.refreshKeys(stop); err != nil {
+					a.log.Warn("fetching url-signing keys failed", "err", err)
+				} else {
+					keys = reply.KeysVersion
+				}
+			}
 		}
 		g.mu.Lock()
 		if !g.staleSince.IsZero() && time.Since(g.staleSince) > a.staleLimit() && !g.expired {

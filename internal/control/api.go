@@ -28,6 +28,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/heartbeats", s.handleHeartbeats)
 	mux.HandleFunc("POST /v1/admin/drain", s.handleAdmin(false))
 	mux.HandleFunc("POST /v1/admin/enable", s.handleAdmin(true))
+	mux.HandleFunc("GET /v1/keys", s.handleKeys)
+	mux.HandleFunc("POST /v1/admin/keys/rotate", s.handleRotate)
 	mux.HandleFunc("GET /v1/manifest", s.handleManifest)
 	mux.HandleFunc("GET /v1/titles/{title}", s.handleTitle)
 	mux.HandleFunc("POST /v1/routes", s.handleRoutes)

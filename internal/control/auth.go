@@ -1,8 +1,58 @@
 package control
 
-import "net/http"
+import (
+	"errors"
+	"fmt"
+	"net/http"
 
-// authorizeAppliance checks that the request comes from appliance id.
-func (s *Server) authorizeAppliance(w http.ResponseWriter, r *http.Request, id string) bool {
+	"github.com/ocdn/ocdn/internal/auth"
+)
+
+// authenticate checks an appliance's bearer token when appliance
+// authentication is on (Config.ApplianceSecret) and returns the appliance
+// it names; it answers 401 itself and returns ok false. With it off every
+// caller is trusted as the appliance it names ("" id).
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (id string, ok bool) {
+	if len(s.cfg.ApplianceSecret) == 0 {
+		return "", true
+	}
+	tok, err := auth.Bearer(r)
+	if err == nil {
+		id, err = s.cfg.ApplianceSecret.Verify(tok, s.cfg.Now())
+	}
+	if err != nil {
+		s.hs.authFailures.Add(1)
+		// Never echo the token: only the kind of failure.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="ocdn"`)
+		http.Error(w, "appliance authentication: "+authReason(err), http.StatusUnauthorized)
+		return "", false
+	}
+	if _, known := s.manifests[id]; !known {
+		http.Error(w, fmt.Sprintf("appliance authentication: unknown appliance %q", id), http.StatusForbidden)
+		return "", false
+	}
+	return id, true
+}
+
+func authReason(err error) string {
+	for _, e := range []error{auth.ErrMissing, auth.ErrMalformed, auth.ErrSignature, auth.ErrExpired} {
+		if errors.Is(err, e) {
+			return e.Error()
+		}
+	}
+	return "invalid token"
+}
+
+// authorizeAppliance checks that a request naming appliance named came
+// from it: with authentication on, the token's appliance must be named.
+func (s *Server) authorizeAppliance(w http.ResponseWriter, r *http.Request, named string) bool {
+	id, ok := s.authenticate(w, r)
+	if !ok {
+		return false
+	}
+	if id != "" && id != named {
+		http.Error(w, fmt.Sprintf("appliance %q may not report for %q", id, named), http.StatusForbidden)
+		return false
+	}
 	return true
 }

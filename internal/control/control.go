@@ -17,6 +17,7 @@ import (
 	"github.com/gaissmai/bart"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ocdn/ocdn/internal/auth"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/cpstore"
@@ -50,9 +51,15 @@ type Config struct {
 	// half the heartbeat interval; state.go).
 	Store        *cpstore.Store
 	SyncInterval time.Duration
-	Logger       *slog.Logger
-	Registry     prometheus.Registerer
-	Now          func() time.Time
+	// ApplianceSecret, when set, makes appliances authenticate with
+	// tokens minted from it (internal/auth); KeyPropagation is how long a
+	// new URL-signing key is published before it signs (default three
+	// heartbeat intervals).
+	ApplianceSecret auth.Secret
+	KeyPropagation  time.Duration
+	Logger          *slog.Logger
+	Registry        prometheus.Registerer
+	Now             func() time.Time
 	// Fill tunes popularity, placement and fill (fill.go).
 	Fill FillConfig
 }
@@ -83,6 +90,7 @@ type Server struct {
 	hs      healthState
 	turnUp  turnUpState
 	persist persister
+	keys    keyRing
 
 	// fill is popularity, manifests and fill progress (fill.go).
 	fill *fillState
@@ -137,6 +145,7 @@ func New(cfg Config) (*Server, error) {
 		routeSeq: map[string]routeState{},
 	}
 	s.initMetrics(cfg.Registry)
+	s.engine.Keys = s.signingKeys
 	for _, site := range cfg.Inventory.Sites {
 		s.sites[site.ID] = site
 	}
@@ -214,6 +223,7 @@ func (s *Server) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			s.turnUpTick(ctx)
+			s.keysTick()
 			if cur := s.states(); !equalStates(cur, last) {
 				s.log.Info("appliance states changed", "states", cur)
 				last = cur

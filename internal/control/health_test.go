@@ -129,7 +129,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.
 }
 
 func TestKilledApplianceExcludedWithinTwoIntervals(t *testing.T) {
-	const interval = 400 * time.Millisecond
+	const interval = time.Second
 	ls := newLive(t, interval, "a1", "a2")
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -158,7 +158,7 @@ func TestKilledApplianceExcludedWithinTwoIntervals(t *testing.T) {
 }
 
 func TestOverloadedApplianceLeavesSteering(t *testing.T) {
-	const interval = 300 * time.Millisecond
+	const interval = 500 * time.Millisecond
 	ls := newLive(t, interval, "a1")
 	var mu sync.Mutex
 	cpu := 0.2

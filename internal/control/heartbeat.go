@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
@@ -29,6 +30,8 @@ type healthState struct {
 	// queuedReceived counts heartbeat records that arrived late (queued
 	// by their appliance during an outage) and were recorded.
 	queuedReceived int64
+	// authFailures counts requests refused for a bad appliance token.
+	authFailures atomic.Int64
 }
 
 func (h *healthState) setLatest(hb api.Heartbeat) {
@@ -132,6 +135,11 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
 }
 
 func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
+	// The credential first: nothing from an unauthenticated sender is
+	// even parsed, let alone recorded.
+	if _, ok := s.authenticate(w, r); !ok {
+		return
+	}
 	var hb api.Heartbeat
 	if err := decodeStrict(w, r, &hb); err != nil {
 		http.Error(w, "heartbeat: "+err.Error(), http.StatusBadRequest)
@@ -167,13 +175,17 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	if changed {
 		s.onHealthChange(hb.Appliance)
 	}
-	writeJSON(w, api.HeartbeatReply{KnownContentGen: known, ManifestVersion: manifestVersion(s.manifests[hb.Appliance])})
+	writeJSON(w, api.HeartbeatReply{KnownContentGen: known, ManifestVersion: manifestVersion(s.manifests[hb.Appliance]),
+		KeysVersion: keysVersion(s.signingKeys())})
 }
 
 // handleHeartbeats records heartbeat records an appliance queued while it
 // could not reach the control plane. They carry counters for history; they
 // do not make an appliance live (the current heartbeat that follows does).
 func (s *Server) handleHeartbeats(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.authenticate(w, r); !ok {
+		return
+	}
 	var b api.HeartbeatBatch
 	if err := decodeStrict(w, r, &b); err != nil {
 		http.Error(w, "heartbeats: "+err.Error(), http.StatusBadRequest)

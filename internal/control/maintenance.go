@@ -145,7 +145,7 @@ func (s *Server) testDownload(ctx context.Context, id, path string) error {
 			base = "http://" + a.Address.String()
 		}
 	}
-	tok, err := s.cfg.Keys.Sign(urlsign.Grant{Scope: path, Expires: s.cfg.Now().Add(time.Minute)})
+	tok, err := s.signingKeys().Sign(urlsign.Grant{Scope: path, Expires: s.cfg.Now().Add(time.Minute)})
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,9 @@ type routeState struct {
 const maxRoutesPerReport = 2_000_000
 
 func (s *Server) handleRoutes(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.authenticate(w, r); !ok {
+		return
+	}
 	var rep api.RouteReport
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 512<<20))
 	dec.DisallowUnknownFields()
@@ -29,6 +32,9 @@ func (s *Server) handleRoutes(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, ok := s.manifests[rep.Appliance]; !ok {
 		http.Error(w, fmt.Sprintf("route report: unknown appliance %q", rep.Appliance), http.StatusForbidden)
+		return
+	}
+	if !s.authorizeAppliance(w, r, rep.Appliance) {
 		return
 	}
 	if rep.Epoch == "" || len(rep.Announce)+len(rep.Withdraw) > maxRoutesPerReport {
