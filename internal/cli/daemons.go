@@ -84,7 +84,8 @@ catalog (ocdn catalog synth) is served from its derived bytes; any other needs
 }
 
 func newControlCmd(g *globals) *cobra.Command {
-	var configFile string
+	var configFile, storeDSN, mintToken string
+	var mintTTL time.Duration
 	cmd := &cobra.Command{
 		Use:   "control --config FILE",
 		Short: "Run the control plane: inventory, health, manifests and the steering API",
@@ -123,9 +124,24 @@ for operators. SIGTERM drains, a second one exits.`,
 				admin = strings.TrimSpace(string(b))
 			}
 			reg := newRegistry()
+			hc, err := controlHealthConfig(cmd.Context(), &cfg, configFile, storeDSN)
+			if err != nil {
+				return err
+			}
+			if mintToken != "" {
+				if len(hc.ApplianceSecret) == 0 {
+					return errors.New("--mint-token needs appliance_secret_file in the config")
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), hc.ApplianceSecret.Mint(mintToken, time.Now().Add(mintTTL)))
+				return nil
+			}
+			if hc.Store != nil {
+				defer hc.Store.Close()
+			}
 			ctl, err := control.New(control.Config{Inventory: cfg.Inventory, Catalog: cat, OriginURL: cfg.OriginURL, Keys: keys,
 				AdminToken: admin, HeartbeatInterval: cfg.HeartbeatInterval, Replicas: cfg.Replicas, TokenTTL: cfg.TokenTTL,
-				Logger: logger, Registry: reg})
+				Logger: logger, Registry: reg, Store: hc.Store, SyncInterval: cfg.SyncInterval, ApplianceSecret: hc.ApplianceSecret,
+				ActivePoll: cfg.ActivePoll})
 			if err != nil {
 				return fmt.Errorf("%s: %w", configFile, err)
 			}
@@ -150,6 +166,9 @@ for operators. SIGTERM drains, a second one exits.`,
 		},
 	}
 	cmd.Flags().StringVar(&configFile, "config", "", "control-plane YAML config file (required)")
+	cmd.Flags().StringVar(&storeDSN, "store", "", "state store: a SQLite file or postgres://… (overrides the config's store)")
+	cmd.Flags().StringVar(&mintToken, "mint-token", "", "print a credential for appliance ID (from appliance_secret_file) and exit")
+	cmd.Flags().DurationVar(&mintTTL, "mint-token-ttl", 365*24*time.Hour, "validity of --mint-token")
 	cmd.MarkFlagRequired("config")
 	return cmd
 }
@@ -195,7 +214,15 @@ steer clients away), then the listener closes and in-flight transfers get
 				}
 				keyFile = fc.KeyFile
 				cfg = appliance.Config{ID: fc.ID, Listen: fc.Listen, ControlURL: fc.ControlURL, StoreDir: fc.Store,
-					Capacity: int64(fc.Capacity), HeartbeatInterval: fc.HeartbeatInterval, ScrubRate: int64(fc.ScrubRate)}
+					Capacity: int64(fc.Capacity), HeartbeatInterval: fc.HeartbeatInterval, ScrubRate: int64(fc.ScrubRate),
+					StaleLimit: fc.StaleLimit, Software: "ocdn " + Version}
+				if fc.TokenFile != "" {
+					b, err := os.ReadFile(fc.TokenFile)
+					if err != nil {
+						return fmt.Errorf("token_file: %w", err)
+					}
+					cfg.Token = strings.TrimSpace(string(b))
+				}
 			default:
 				return errors.New("give either --config FILE or --standalone with --store, --listen and --key-file")
 			}

@@ -21,6 +21,17 @@ type Control struct {
 	// a site's appliances, for IXP and fallback sites without BGP.
 	RouteFiles []RouteFile `yaml:"route_files"`
 	Inventory  `yaml:",inline"`
+	// Store is where control-plane state persists: a SQLite file path
+	// (default control.db beside the config file) or postgres://… shared
+	// by several replicas, which read it every SyncInterval.
+	Store        string        `yaml:"store"`
+	SyncInterval time.Duration `yaml:"sync_interval"`
+	// ApplianceSecretFile holds the secret appliance tokens are minted
+	// from (ocdn control --mint-token ID); without it appliances are not
+	// authenticated.
+	ApplianceSecretFile string `yaml:"appliance_secret_file"`
+	// ActivePoll probes every appliance's /healthz each half interval.
+	ActivePoll bool `yaml:"active_poll"`
 }
 
 // RouteFile is a global table for one site.
@@ -72,6 +83,10 @@ type ApplianceDaemon struct {
 	// ScrubRate is how fast the scrubber re-hashes stored objects, e.g.
 	// "20MB" per second; 0 turns it off.
 	ScrubRate ByteSize `yaml:"scrub_rate"`
+	// TokenFile holds the appliance's control-plane credential.
+	TokenFile string `yaml:"token_file"`
+	// StaleLimit bounds serving without the control plane (default 24h).
+	StaleLimit time.Duration `yaml:"stale_limit"`
 }
 
 // Validate implements Validator.
