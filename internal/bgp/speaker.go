@@ -105,6 +105,9 @@ type neighbor struct {
 	accepted    map[netip.Prefix]rib.Route // as last announced to the consumer
 	rejected    map[netip.Prefix]struct{}
 	transitions uint64
+	// goingDown: GoBGP has taken the session down and is dropping its
+	// routes; the SessionDown event has not arrived yet.
+	goingDown bool
 }
 
 func (n *neighbor) state() string {
@@ -117,6 +120,7 @@ func (n *neighbor) state() string {
 func (n *neighbor) reset() {
 	clear(n.accepted)
 	clear(n.rejected)
+	n.goingDown = false
 }
 
 // startMu serializes GoBGP's StartBgp across all speakers in the process.
@@ -142,6 +146,9 @@ type Speaker struct {
 	serveDone   chan struct{}
 	cancelWatch context.CancelFunc
 	ran         bool
+	// stopping is set before GoBGP is stopped: its loop then no longer
+	// answers queries, and finish reports every session down anyway.
+	stopping atomic.Bool
 
 	// emitMu serializes event delivery (GoBGP's watch goroutine and Run's
 	// final SessionDowns) and guards closed: once Run is returning, no
@@ -228,6 +235,7 @@ func (s *Speaker) startServer(ctx context.Context) error {
 // that NewBgpServer starts. StopBgp inside it sends CEASE to every
 // neighbor, closes the listeners and ends Serve.
 func (s *Speaker) stop() {
+	s.stopping.Store(true)
 	s.srv.Stop()
 	<-s.serveDone
 	s.cancelWatch()
@@ -414,7 +422,7 @@ func (s *Speaker) handlePeer(pe *apiutil.WatchEventMessage_PeerEvent, _ time.Tim
 	addr := st.NeighborAddress
 	switch {
 	case st.SessionState == gobgp.BGP_FSM_ESTABLISHED && !n.maxPrefix:
-		n.up = true
+		n.up, n.goingDown = true, false
 		n.since = s.now()
 		n.routerID = st.RouterID
 		n.reset()
@@ -448,6 +456,61 @@ func disconnectReason(st apiutil.PeerState) string {
 // handlePaths applies the import policy and max-prefix to post-policy
 // Adj-RIB-In updates and emits at most one Announce and one Withdraw per
 // neighbor and batch.
+// droppedOnDown finds neighbors whose routes this batch withdraws because
+// their session went down. GoBGP v4.8.0 drops a neighbor's Adj-RIB-In,
+// reporting every route withdrawn (one callback a path), before it reports
+// the session leaving Established; passed on, those withdrawals would take
+// the routes out of steering at once and defeat the consumer's hold, which
+// rides out flaps. So a batch with withdrawals is checked against GoBGP's
+// own peer state, which it records before the drop; once a neighbor is
+// seen going down the rest of its flood is skipped without asking again.
+// A withdrawal over a live session costs one query.
+func (s *Speaker) droppedOnDown(paths []*apiutil.Path) map[netip.Addr]bool {
+	var out map[netip.Addr]bool
+	asked := map[netip.Addr]bool{}
+	for _, p := range paths {
+		addr := p.PeerAddress
+		if !p.Withdrawal || asked[addr] {
+			continue
+		}
+		asked[addr] = true
+		s.mu.Lock()
+		n := s.neighbors[addr]
+		known := n != nil && n.goingDown
+		live := n != nil && n.up
+		s.mu.Unlock()
+		if !live || (!known && s.srv == nil) {
+			continue
+		}
+		if !known && s.stopping.Load() {
+			known = true // the speaker is stopping: every session goes down
+		}
+		if !known {
+			established := true
+			// The watch callback runs on its own goroutine and GoBGP
+			// queues its events without bound, so asking the server here
+			// does not hold GoBGP up; the timeout covers a server that is
+			// being stopped meanwhile.
+			qctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			err := s.srv.ListPeer(qctx, &api.ListPeerRequest{Address: addr.String()}, func(p *api.Peer) {
+				established = p.GetState().GetSessionState() == api.PeerState_SESSION_STATE_ESTABLISHED
+			})
+			cancel()
+			if err != nil || established {
+				continue
+			}
+			s.mu.Lock()
+			n.goingDown = true
+			s.mu.Unlock()
+		}
+		if out == nil {
+			out = map[netip.Addr]bool{}
+		}
+		out[addr] = true
+	}
+	return out
+}
+
 func (s *Speaker) handlePaths(paths []*apiutil.Path, _ time.Time) {
 	type batch struct {
 		n         *neighbor
@@ -459,11 +522,15 @@ func (s *Speaker) handlePaths(paths []*apiutil.Path, _ time.Time) {
 	var evs []Event
 	var toDisable []netip.Addr
 
+	goingDown := s.droppedOnDown(paths)
 	s.mu.Lock()
 	for _, p := range paths {
 		n := s.neighbors[p.PeerAddress]
 		if n == nil || !n.up {
 			continue // not ours, or the session is already reported down
+		}
+		if p.Withdrawal && goingDown[p.PeerAddress] {
+			continue // SessionDown follows and withdraws them, after the hold
 		}
 		nlri, ok := p.Nlri.(*gobgp.IPAddrPrefix)
 		if !ok {

@@ -14,7 +14,7 @@ import (
 )
 
 func newLabCmd(g *globals) *cobra.Command {
-	var scenarioFile, jsonOut, logFile string
+	var scenarioFile, jsonOut, logFile, dataDir string
 	var printScenario bool
 	var duration time.Duration
 	cmd := &cobra.Command{
@@ -56,7 +56,7 @@ at the end. Ctrl-C stops every component and prints the report so far.`,
 			if err != nil {
 				return err
 			}
-			opts := lab.Options{Logger: logger}
+			opts := lab.Options{Logger: logger, DataDir: dataDir}
 			if f, ok := cmd.ErrOrStderr().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 				opts.Status = f
 			}
@@ -86,6 +86,7 @@ at the end. Ctrl-C stops every component and prints the report so far.`,
 	cmd.Flags().StringVar(&scenarioFile, "scenario", "", "scenario YAML file (default: the built-in scenario, see --print-scenario)")
 	cmd.Flags().StringVar(&jsonOut, "json", "", "also write the final report as JSON to this file")
 	cmd.Flags().BoolVar(&printScenario, "print-scenario", false, "print the built-in scenario as YAML and exit")
+	cmd.Flags().StringVar(&dataDir, "data", "", "keep the clients' probe measurements (Parquet) in this directory for ocdn analyze (default: discarded)")
 	cmd.Flags().StringVar(&logFile, "log-file", "", "write the components' structured logs to this file (default: discarded)")
 	return cmd
 }

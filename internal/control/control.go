@@ -22,6 +22,8 @@ import (
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/cpstore"
 	"github.com/ocdn/ocdn/internal/health"
+	"github.com/ocdn/ocdn/internal/measure"
+	"github.com/ocdn/ocdn/internal/probe"
 	"github.com/ocdn/ocdn/internal/rib"
 	"github.com/ocdn/ocdn/internal/steer"
 	"github.com/ocdn/ocdn/internal/urlsign"
@@ -57,11 +59,16 @@ type Config struct {
 	// heartbeat intervals).
 	ApplianceSecret auth.Secret
 	KeyPropagation  time.Duration
-	Logger          *slog.Logger
-	Registry        prometheus.Registerer
-	Now             func() time.Time
+	// MeasureDir, when set, is where probe reports are stored (Parquet);
+	// the control plane then serves GET /v1/recipe and POST /v1/reports.
+	MeasureDir string
+	// Recipe shapes the probe recipes handed to clients.
+	Recipe probe.RecipeConfig
 	// Fill tunes popularity, placement and fill (fill.go).
-	Fill FillConfig
+	Fill     FillConfig
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+	Now      func() time.Time
 }
 
 // Server is the control plane. It is an http.Handler; Run keeps health
@@ -72,7 +79,11 @@ type Server struct {
 	engine *steer.Engine
 	routes *rib.RIB
 	locate *bart.Table[config.Location]
-	health *health.Tracker
+	ispOf  *bart.Table[config.ISP]
+	// applianceSite maps appliance ids to their site (read-only).
+	applianceSite map[string]string
+	measure       *measure.Ingester
+	health        *health.Tracker
 
 	// manifests is computed once from the inventory and catalog.
 	manifests map[string][]content.File
@@ -137,10 +148,13 @@ func New(cfg Config) (*Server, error) {
 		engine: &steer.Engine{Keys: func() *urlsign.KeySet { return cfg.Keys }, TokenTTL: cfg.TokenTTL, Now: cfg.Now},
 		routes: rib.New(),
 		locate: new(bart.Table[config.Location]),
-		health: health.NewTracker(cfg.HeartbeatInterval, 3),
-		sites:  map[string]config.Site{},
-		held:   map[string]map[string]bool{},
-		gen:    map[string]uint64{},
+		ispOf:  new(bart.Table[config.ISP]),
+
+		applianceSite: map[string]string{},
+		health:        health.NewTracker(cfg.HeartbeatInterval, 3),
+		sites:         map[string]config.Site{},
+		held:          map[string]map[string]bool{},
+		gen:           map[string]uint64{},
 
 		routeSeq: map[string]routeState{},
 	}
@@ -150,6 +164,12 @@ func New(cfg Config) (*Server, error) {
 		s.sites[site.ID] = site
 	}
 	s.loadLocations()
+	for _, a := range cfg.Inventory.Appliances {
+		s.applianceSite[a.ID] = a.Site
+	}
+	if err := s.openMeasure(); err != nil {
+		return nil, err
+	}
 	s.manifests = s.place()
 	s.rebuild()
 	return s, nil
@@ -177,6 +197,7 @@ func (s *Server) loadLocations() {
 	for _, isp := range s.cfg.Inventory.ISPs {
 		for _, p := range isp.Prefixes {
 			s.locate.Insert(p.Prefix, isp.Location)
+			s.ispOf.Insert(p.Prefix, isp)
 		}
 	}
 }
@@ -211,8 +232,16 @@ func (s *Server) rebuild() {
 
 // Run re-evaluates health every half heartbeat interval until ctx ends, so
 // an appliance that stops reporting leaves steering within
-// MissedBeats+0.5 intervals.
+// MissedBeats+0.5 intervals. On the way out it closes the measurement
+// store, compacting what it holds into Parquet.
 func (s *Server) Run(ctx context.Context) error {
+	if s.measure != nil {
+		defer func() {
+			if err := s.measure.Close(); err != nil {
+				s.log.Error("closing the measurement store", "err", err)
+			}
+		}()
+	}
 	t := time.NewTicker(s.cfg.HeartbeatInterval / 2)
 	defer t.Stop()
 	defer s.startBackground(ctx)()

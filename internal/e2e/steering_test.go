@@ -236,7 +236,7 @@ func sessionLoss(t *testing.T, c *cdn, start time.Time) {
 // Withdraw for every route ahead of SessionDown, against its documented
 // contract, so the appliance drops the routes at once and RouteHold never
 // applies. Until that is fixed the hold is logged, not required.
-const knownBugSessionDownWithdraws = true
+const knownBugSessionDownWithdraws = false
 
 // checkHeld checks that routes outlived the session by the route hold:
 // the hold timer starts only after the session went down, which is after

@@ -20,6 +20,9 @@ type Report struct {
 	Events          []EventRecord     `json:"events"`
 	BGP             BGPReport         `json:"bgp"`
 	Health          HealthReport      `json:"health"`
+	// Measurements counts the probe reports the control plane ingested.
+	Measurements MeasurementReport `json:"measurements"`
+	QoE          QoEReport         `json:"qoe"`
 
 	// Fill, Offload (share of served bytes from embedded sites) and
 	// Misses (bytes not served from the client's best local site, by
@@ -89,6 +92,7 @@ func (l *Lab) report(interrupted bool) *Report {
 	r.Sessions = l.sessions
 	r.BGP = l.bgpReport()
 	r.Health = l.healthReport()
+	r.QoE = qoeReport(l.qoe)
 	r.Events = append([]EventRecord{}, l.events...)
 	l.mu.Unlock()
 	states := map[string]string{}
@@ -148,6 +152,15 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nOrigin served %s. BGP: %d of %d sessions established, %d prefixes received.\n",
 		mb(r.Origin.BytesServed), r.BGP.SessionsEstablished, r.BGP.Sessions, r.BGP.PrefixesReceived)
+	q := r.QoE
+	fmt.Fprintf(w, "QoE: startup p50 %.0f ms, rebuffering %.2f%% of play time, average bitrate %.0f kbit/s over %d sessions.\n",
+		q.StartupMsP50, 100*q.RebufferRatio, q.AvgBitrateKbps, q.Sessions)
+	m := r.Measurements
+	fmt.Fprintf(w, "Measurements: %d probe reports accepted (%d pulses), %d rejected", m.ReportsAccepted, m.Pulses, m.ReportsRejected)
+	if m.Dir != "" {
+		fmt.Fprintf(w, "; Parquet in %s (ocdn analyze --data %s)", m.Dir, m.Dir)
+	}
+	fmt.Fprintln(w, ".")
 	if len(r.Events) > 0 {
 		fmt.Fprintln(w, "\nEvents:")
 		for _, e := range r.Events {

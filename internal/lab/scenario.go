@@ -34,8 +34,12 @@ type Scenario struct {
 	Replicas          int               `yaml:"replicas"`
 	config.Inventory  `yaml:",inline"`
 	Player            PlayerSettings `yaml:"player"`
-	Clients           []ClientGroup  `yaml:"clients"`
-	Events            []Event        `yaml:"events"`
+	// Links emulate the path from each ISP's clients to each site.
+	Links []LinkSpec `yaml:"links"`
+	// Probes shape the clients' measurements.
+	Probes  ProbeSettings `yaml:"probes"`
+	Clients []ClientGroup `yaml:"clients"`
+	Events  []Event       `yaml:"events"`
 	// Fill shapes fill: the compressed clock, rate cap, corrupt copies (fill.go).
 	Fill FillSettings `yaml:"fill"`
 }
@@ -67,12 +71,14 @@ type Event struct {
 	Target string `yaml:"target"`
 	// Prefix is the prefix of withdraw_prefix and announce_prefix.
 	Prefix config.Prefix `yaml:"prefix,omitempty"`
+	// Duration is how long stop_control_plane keeps the control plane down.
+	Duration time.Duration `yaml:"duration,omitempty"`
 }
 
 // EventKinds the lab knows: kill_appliance targets an appliance;
 // withdraw_prefix and announce_prefix target an ISP and name a Prefix its
 // router stops or starts announcing.
-var eventKinds = map[string]bool{"kill_appliance": true, "withdraw_prefix": true, "announce_prefix": true}
+var eventKinds = map[string]bool{"kill_appliance": true, "withdraw_prefix": true, "announce_prefix": true, "stop_control_plane": true}
 
 // When resolves At against the run's duration.
 func (e Event) When(d time.Duration) (time.Duration, error) {
@@ -128,6 +134,9 @@ func (s *Scenario) Validate() error {
 	if len(s.Clients) == 0 {
 		return config.Errf("clients", "at least one client group is needed")
 	}
+	if err := s.validateMeasurement(isps); err != nil {
+		return err
+	}
 	for i, c := range s.Clients {
 		f := fmt.Sprintf("clients[%d]", i)
 		isp, ok := isps[c.ISP]
@@ -148,10 +157,16 @@ func (s *Scenario) Validate() error {
 	for i, e := range s.Events {
 		f := fmt.Sprintf("events[%d]", i)
 		if !eventKinds[e.Kind] {
-			return config.Errf(f+".kind", "%q is not an event kind (kill_appliance, withdraw_prefix, announce_prefix)", e.Kind)
+			return config.Errf(f+".kind", "%q is not an event kind (kill_appliance, withdraw_prefix, announce_prefix, stop_control_plane)", e.Kind)
 		}
 		if _, err := e.When(s.Duration); err != nil {
 			return config.Errf(f+".at", "%v", err)
+		}
+		if e.Kind == "stop_control_plane" {
+			if e.Duration <= 0 || e.Duration > s.Duration {
+				return config.Errf(f+".duration", "stop_control_plane needs a duration such as 3s, shorter than the run")
+			}
+			continue
 		}
 		if e.Kind == "kill_appliance" {
 			if !appliances[e.Target] {

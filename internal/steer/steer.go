@@ -229,6 +229,16 @@ func (e *Engine) choices(picked []candidate, path string) ([]Choice, error) {
 	return out, nil
 }
 
+// URL returns a signed URL of path on appliance a, as a steering answer
+// would carry it.
+func (e *Engine) URL(a *Appliance, path string) (string, error) {
+	cs, err := e.choices([]candidate{{a: a}}, path)
+	if err != nil {
+		return "", err
+	}
+	return cs[0].URL, nil
+}
+
 // compare is the steering order: a candidate with a route to the client
 // beats one without; among routed ones, BGP's order; then site tier, then
 // distance, then the rendezvous spread so equal appliances share clients

@@ -1,0 +1,116 @@
+package control
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+	"sort"
+
+	"github.com/ocdn/ocdn/internal/measure"
+	"github.com/ocdn/ocdn/internal/probe"
+	"github.com/ocdn/ocdn/internal/steer"
+)
+
+// openMeasure opens the measurement store when the config names one.
+func (s *Server) openMeasure() error {
+	if s.cfg.MeasureDir == "" {
+		return nil
+	}
+	ing, err := measure.Open(s.cfg.MeasureDir, measure.FuncAnnotator(s.annotate), measure.Options{Registerer: s.cfg.Registry, Logger: s.cfg.Logger})
+	if err != nil {
+		return fmt.Errorf("measurement store %s: %w", s.cfg.MeasureDir, err)
+	}
+	s.measure = ing
+	return nil
+}
+
+// annotate tells the ingester, from the control plane's own view, which
+// routed prefix, ISP and AS a client is in and at which site an appliance
+// is. It runs on the report path, so it only reads immutable tables.
+func (s *Server) annotate(client netip.Addr, appliance string) measure.Annotation {
+	var a measure.Annotation
+	if pfx, _, ok := s.Lookup(client); ok {
+		a.PrefixGroup = pfx.String()
+	}
+	if isp, ok := s.ispOf.Lookup(client); ok {
+		a.ISP, a.ASN = isp.Name, isp.ASN
+		if a.PrefixGroup == "" {
+			if p, _, ok := s.ispOf.LookupPrefixLPM(netip.PrefixFrom(client, client.BitLen())); ok {
+				a.PrefixGroup = p.String()
+			}
+		}
+	}
+	a.Site = s.applianceSite[appliance]
+	return a
+}
+
+// probeFile is what clients probe: the catalog's first (smallest-title)
+// file, which every site holds first under rendezvous placement of a
+// popular file.
+func (s *Server) probeFile() string {
+	files := s.cfg.Catalog.Files
+	if len(files) == 0 {
+		return ""
+	}
+	best := files[0]
+	for _, f := range files[1:] {
+		if f.Title() == best.Title() && f.Size > best.Size {
+			best = f
+		}
+	}
+	return best.Path
+}
+
+// probeTargets are a client's steered appliances for the probe file plus,
+// for comparison, the best-ranked serving appliance of every other site
+// that holds it.
+func (s *Server) probeTargets(client netip.Addr) ([]probe.Target, error) {
+	path := s.probeFile()
+	snap := s.snap.Load()
+	choices, _, err := s.engine.Steer(snap, client, path, 3, false)
+	if err != nil {
+		return nil, err
+	}
+	var out []probe.Target
+	sites := map[string]bool{}
+	for _, c := range choices {
+		out = append(out, probe.Target{ID: c.Appliance, Appliance: c.Appliance, Site: c.Site, URL: c.URL, Steered: true})
+		sites[c.Site] = true
+	}
+	var others []*steer.Appliance
+	for _, a := range snap.Appliances {
+		if !sites[a.Site] && a.Serving && a.Holds[path] {
+			others = append(others, a)
+		}
+	}
+	sort.Slice(others, func(i, j int) bool { return others[i].ID < others[j].ID })
+	for _, a := range others {
+		if sites[a.Site] {
+			continue
+		}
+		sites[a.Site] = true
+		u, err := s.engine.URL(a, path)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, probe.Target{ID: a.ID, Appliance: a.ID, Site: a.Site, URL: u})
+	}
+	if len(out) == 0 {
+		return nil, probe.ErrNoTargets
+	}
+	return out, nil
+}
+
+// mountMeasure adds POST /v1/reports and GET /v1/recipe.
+func (s *Server) mountMeasure(mux *http.ServeMux) {
+	if s.measure == nil {
+		return
+	}
+	mux.Handle("POST /v1/reports", s.measure.Handler(measure.DefaultRateLimit))
+	cfg := s.cfg.Recipe
+	cfg.Version = "1"
+	mux.Handle("GET /v1/recipe", probe.RecipeHandler(s.probeTargets, cfg))
+}
+
+// Measure is the measurement store (nil when none is configured).
+func (s *Server) Measure() *measure.Ingester { return s.measure }

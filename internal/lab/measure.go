@@ -1,0 +1,212 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ocdn/ocdn/internal/config"
+	"github.com/ocdn/ocdn/internal/measure"
+	"github.com/ocdn/ocdn/internal/netem"
+	"github.com/ocdn/ocdn/internal/player"
+	"github.com/ocdn/ocdn/internal/probe"
+)
+
+// LinkSpec is the emulated path between one ISP's clients and one site:
+// every connection a client opens to an appliance of the site waits the
+// round trip and is held to the bandwidth, in user space.
+type LinkSpec struct {
+	ISP           string        `yaml:"isp"`
+	Site          string        `yaml:"site"`
+	RTT           time.Duration `yaml:"rtt"`
+	BandwidthMbps float64       `yaml:"bandwidth_mbps"`
+}
+
+// ProbeSettings shape the lab clients' Probnik-style measurements.
+type ProbeSettings struct {
+	// Every is how often each client fetches and runs a recipe; 0 turns
+	// probing off.
+	Every      time.Duration   `yaml:"every"`
+	Pulses     int             `yaml:"pulses"`
+	RangeBytes config.ByteSize `yaml:"range_bytes"`
+}
+
+func (s *Scenario) validateMeasurement(isps map[string]config.ISP) error {
+	sites := map[string]bool{}
+	for _, st := range s.Sites {
+		sites[st.ID] = true
+	}
+	seen := map[[2]string]bool{}
+	for i, l := range s.Links {
+		f := fmt.Sprintf("links[%d]", i)
+		if _, ok := isps[l.ISP]; !ok {
+			return config.Errf(f+".isp", "unknown ISP %q", l.ISP)
+		}
+		if !sites[l.Site] {
+			return config.Errf(f+".site", "unknown site %q", l.Site)
+		}
+		if seen[[2]string{l.ISP, l.Site}] {
+			return config.Errf(f, "a second link from %s to %s", l.ISP, l.Site)
+		}
+		seen[[2]string{l.ISP, l.Site}] = true
+		if l.RTT < 0 || l.RTT > 5*time.Second || l.BandwidthMbps < 0 {
+			return config.Errf(f, "rtt must be 0 to 5s and bandwidth_mbps not negative")
+		}
+	}
+	if s.Probes.Every < 0 || s.Probes.Pulses < 0 || s.Probes.RangeBytes < 0 {
+		return config.Errf("probes", "every, pulses and range_bytes must not be negative")
+	}
+	return nil
+}
+
+// clientDialer returns the dial function of a client of isp bound to src:
+// connections to appliances go through the emulated link of their site;
+// the control plane and origin are reached directly.
+func (l *Lab) clientDialer(isp string, src netip.Addr) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	links := map[netip.Addr]netem.Link{}
+	for _, a := range l.sc.Appliances {
+		for _, ls := range l.sc.Links {
+			if ls.ISP == isp && ls.Site == a.Site {
+				links[a.Address.Addr()] = netem.Link{RTT: ls.RTT, BandwidthBps: ls.BandwidthMbps * 1e6}
+			}
+		}
+	}
+	base := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: 3 * time.Second}
+	return netem.Dialer(base, func(ap netip.AddrPort) (netem.Link, bool) {
+		link, ok := links[ap.Addr()]
+		return link, ok
+	})
+}
+
+// probeLoop runs a recipe every Probes.Every until ctx ends, spooling each
+// report and uploading the spool, as a client would.
+func (l *Lab) probeLoop(ctx context.Context, controlURL string, client int, src netip.Addr, dial func(context.Context, string, string) (net.Conn, error)) {
+	every := l.sc.Probes.Every
+	if every <= 0 {
+		return
+	}
+	direct := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}).DialContext,
+	}}
+	defer direct.CloseIdleConnections()
+	up := &probe.Uploader{Dir: filepath.Join(l.work, "spool", strconv.Itoa(client)), URL: controlURL + "/v1/reports",
+		Client: direct, Logger: l.log, MinBackoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second}
+	// Spread clients over the period so the control plane sees a steady
+	// stream rather than bursts.
+	first := time.Duration(client%17) * every / 17
+	for wait := first; ; wait = every {
+		if sleep(ctx, wait) != nil {
+			break
+		}
+		rec, err := probe.FetchRecipe(ctx, direct, controlURL)
+		if err != nil {
+			l.log.Warn("recipe", "client", src, "err", err)
+			continue
+		}
+		rep, err := probe.Run(ctx, rec, probe.Options{Dial: dial})
+		if err != nil {
+			continue // cut short by the end of the run
+		}
+		if _, err := probe.Spool(up.Dir, rep); err != nil {
+			l.log.Error("spool", "err", err)
+			continue
+		}
+		l.probeRuns.Add(1)
+		up.Flush(ctx)
+	}
+	// Deliver what is left once the run is over, as a client would when
+	// it next comes online.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	up.Flush(fctx)
+}
+
+// MeasurementReport counts what the control plane's ingest saw.
+type MeasurementReport struct {
+	ReportsAccepted int `json:"reports_accepted"`
+	ReportsRejected int `json:"reports_rejected"`
+	Pulses          int `json:"pulses"`
+	// Dir is where the Parquet files are (ocdn analyze --data DIR).
+	Dir string `json:"dir,omitempty"`
+}
+
+// QoEReport summarizes the playback sessions.
+type QoEReport struct {
+	Sessions       int     `json:"sessions"`
+	StartupMsP50   float64 `json:"startup_ms_p50"`
+	RebufferRatio  float64 `json:"rebuffer_ratio"`
+	AvgBitrateKbps float64 `json:"avg_bitrate_kbps"`
+}
+
+func (l *Lab) measurementReport() MeasurementReport {
+	mr := MeasurementReport{Dir: l.opts.DataDir}
+	if l.registry == nil {
+		return mr
+	}
+	families, err := l.registry.Gather()
+	if err != nil {
+		return mr
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			v := int(m.GetCounter().GetValue())
+			switch f.GetName() {
+			case "ocdn_measure_pulses_total":
+				mr.Pulses += v
+			case "ocdn_measure_reports_total":
+				outcome := ""
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == "outcome" {
+						outcome = lp.GetValue()
+					}
+				}
+				switch outcome {
+				case measure.OutcomeAccepted:
+					mr.ReportsAccepted += v
+				case measure.OutcomeDuplicate:
+				default:
+					mr.ReportsRejected += v
+				}
+			}
+		}
+	}
+	return mr
+}
+
+// qoeReport: the median startup delay, rebuffering time over playing
+// time, and the play-time weighted mean bitrate of completed sessions.
+func qoeReport(sessions []player.Session) QoEReport {
+	var startups []float64
+	var rebuf, played, bitrateTime float64
+	for _, s := range sessions {
+		if !s.Completed {
+			continue
+		}
+		q := s.QoE()
+		startups = append(startups, q.StartupMs)
+		rebuf += q.RebufferMs
+		played += q.DurationMs
+		bitrateTime += q.AvgBitrateKbps * q.DurationMs
+	}
+	r := QoEReport{Sessions: len(startups)}
+	if len(startups) == 0 {
+		return r
+	}
+	sort.Float64s(startups)
+	r.StartupMsP50 = startups[len(startups)/2]
+	if played > 0 {
+		r.RebufferRatio = rebuf / played
+		r.AvgBitrateKbps = bitrateTime / played
+	}
+	return r
+}
+
+var _ prometheus.Gatherer = (*prometheus.Registry)(nil)
