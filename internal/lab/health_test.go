@@ -6,7 +6,9 @@ import (
 )
 
 // TestLabHealthReport: the killed appliance leaves steering within two
-// heartbeat intervals, and the report says how long it took.
+// heartbeat intervals, and the report says how long it took; across the
+// scenario's control-plane outage no session fails and every heartbeat
+// queued during it is delivered after the restart.
 func TestLabHealthReport(t *testing.T) {
 	sc := testScenario(t)
 	rep, err := New(sc, Options{}).Run(context.Background())
@@ -17,8 +19,14 @@ func TestLabHealthReport(t *testing.T) {
 	if !ok || ex <= 0 || ex > 2*sc.HeartbeatInterval.Seconds() {
 		t.Errorf("health = %+v, want ams-a-1 excluded within 2 intervals (%v)", rep.Health, 2*sc.HeartbeatInterval)
 	}
-	if rep.Health.ReportsDelivered != rep.Health.ReportsQueued {
-		t.Errorf("health = %+v, want every queued report delivered", rep.Health)
+	if rep.Health.ReportsDelivered != rep.Health.ReportsQueued || rep.Health.ReportsQueued == 0 {
+		t.Errorf("health = %+v, want reports queued during the control-plane outage and every one delivered", rep.Health)
+	}
+	if rep.Health.ControlPlaneOutageSeconds != 2 {
+		t.Errorf("control_plane_outage_seconds = %v, want the scenario's 2", rep.Health.ControlPlaneOutageSeconds)
+	}
+	if rep.Sessions.Failed != 0 {
+		t.Errorf("sessions = %+v, want none failed across the outage", rep.Sessions)
 	}
 	t.Logf("health: %+v (interval %v)", rep.Health, sc.HeartbeatInterval)
 }

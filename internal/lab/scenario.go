@@ -34,12 +34,8 @@ type Scenario struct {
 	Replicas          int               `yaml:"replicas"`
 	config.Inventory  `yaml:",inline"`
 	Player            PlayerSettings `yaml:"player"`
-	// Links emulate the path from each ISP's clients to each site.
-	Links []LinkSpec `yaml:"links"`
-	// Probes shape the clients' measurements.
-	Probes  ProbeSettings `yaml:"probes"`
-	Clients []ClientGroup `yaml:"clients"`
-	Events  []Event       `yaml:"events"`
+	Clients           []ClientGroup  `yaml:"clients"`
+	Events            []Event        `yaml:"events"`
 	// Fill shapes fill: the compressed clock, rate cap, corrupt copies (fill.go).
 	Fill FillSettings `yaml:"fill"`
 }
@@ -133,9 +129,6 @@ func (s *Scenario) Validate() error {
 	}
 	if len(s.Clients) == 0 {
 		return config.Errf("clients", "at least one client group is needed")
-	}
-	if err := s.validateMeasurement(isps); err != nil {
-		return err
 	}
 	for i, c := range s.Clients {
 		f := fmt.Sprintf("clients[%d]", i)
