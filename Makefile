@@ -5,7 +5,7 @@ GO ?= go
 STATICCHECK_VERSION := v0.8.2
 
 # Debian packages the tests start as real peers, as "package:command".
-TEST_PACKAGES := bird2:bird frr:vtysh nginx-light:nginx ffmpeg:ffmpeg
+TEST_PACKAGES := bird2:bird frr:vtysh nginx-light:nginx ffmpeg:ffmpeg postgresql:/usr/lib/postgresql/*/bin/initdb
 BENCH_PACKAGES := wrk:wrk
 
 # Tests that need an outside program fail (not skip) when it is missing.
@@ -56,3 +56,10 @@ bench-steer:
 bench-edge:
 	@scripts/bench-edge.sh
 	$(GO) test -run '^$$' -bench 'BenchmarkParseRange|BenchmarkVerifyToken|BenchmarkHandler64KiB' -benchmem ./internal/edge
+
+# One control plane under a fleet: 5,000 simulated appliances heartbeating
+# every 5 s over real HTTP (with tokens, SQLite store) plus 5,000 steering
+# requests/s; prints latency percentiles and the control plane's CPU.
+.PHONY: bench-control
+bench-control:
+	$(GO) run ./scripts/benchcontrol

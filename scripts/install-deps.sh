@@ -6,6 +6,12 @@ set -euo pipefail
 missing=()
 for spec in "$@"; do
   pkg=${spec%%:*} cmd=${spec#*:}
+  # An absolute path is a glob that must match a file (for programs
+  # outside PATH, such as /usr/lib/postgresql/*/bin/initdb).
+  if [[ $cmd == /* ]]; then
+    compgen -G "$cmd" >/dev/null || missing+=("$pkg")
+    continue
+  fi
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ] && [ ! -x "/usr/lib/frr/$cmd" ]; then
     missing+=("$pkg")
   fi
