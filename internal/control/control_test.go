@@ -24,6 +24,12 @@ func (c *clock) now() time.Time { return c.t }
 
 func newTestServer(t *testing.T) (*Server, *clock, *content.Catalog) {
 	t.Helper()
+	return newTestServerWith(t, nil)
+}
+
+// newTestServerWith lets a test adjust the config before New.
+func newTestServerWith(t *testing.T, mutate func(*Config)) (*Server, *clock, *content.Catalog) {
+	t.Helper()
 	cat, err := content.Synth(content.SynthSpec{Titles: 2, LadderKbps: []int{100}, Duration: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -39,8 +45,12 @@ func newTestServer(t *testing.T) (*Server, *clock, *content.Catalog) {
 		},
 	}
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
-	s, err := New(Config{Inventory: inv, Catalog: cat, OriginURL: "http://origin", Keys: urlsign.Generate(),
-		AdminToken: "sekret", HeartbeatInterval: time.Second, Now: c.now})
+	cfg := Config{Inventory: inv, Catalog: cat, OriginURL: "http://origin", Keys: urlsign.Generate(),
+		AdminToken: "sekret", HeartbeatInterval: time.Second, Now: c.now}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ func (s *Server) openMeasure() error {
 	if s.cfg.MeasureDir == "" {
 		return nil
 	}
+	s.cfg.Measured.setDefaults()
 	ing, err := measure.Open(s.cfg.MeasureDir, measure.FuncAnnotator(s.annotate), measure.Options{Registerer: s.cfg.Registry, Logger: s.cfg.Logger})
 	if err != nil {
 		return fmt.Errorf("measurement store %s: %w", s.cfg.MeasureDir, err)
@@ -109,7 +110,19 @@ func (s *Server) mountMeasure(mux *http.ServeMux) {
 	mux.Handle("POST /v1/reports", s.measure.Handler(measure.DefaultRateLimit))
 	cfg := s.cfg.Recipe
 	cfg.Version = "1"
+	if s.cfg.Measured.Experiment {
+		cfg.Context = s.recipeContext
+	}
 	mux.Handle("GET /v1/recipe", probe.RecipeHandler(s.probeTargets, cfg))
+}
+
+// measuredView is the steering snapshot's measurement hook, or nil when
+// measured steering is off.
+func (s *Server) measuredView() steer.Measurements {
+	if s.measure == nil || !s.cfg.Measured.Enabled {
+		return nil
+	}
+	return measuredView{&s.measured}
 }
 
 // Measure is the measurement store (nil when none is configured).

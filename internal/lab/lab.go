@@ -12,9 +12,12 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ocdn/ocdn/internal/appliance"
 	"github.com/ocdn/ocdn/internal/auth"
@@ -23,6 +26,7 @@ import (
 	"github.com/ocdn/ocdn/internal/control"
 	"github.com/ocdn/ocdn/internal/origin"
 	"github.com/ocdn/ocdn/internal/player"
+	"github.com/ocdn/ocdn/internal/probe"
 	"github.com/ocdn/ocdn/internal/serve"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
@@ -33,9 +37,12 @@ type Options struct {
 	Status      io.Writer
 	StatusEvery time.Duration
 	Logger      *slog.Logger
-	// WorkDir holds the appliances' stores; empty means a temporary
-	// directory removed at the end.
+	// WorkDir holds the appliances' stores and the clients' spools; empty
+	// means a temporary directory removed at the end.
 	WorkDir string
+	// DataDir keeps the measurement store (Parquet, for ocdn analyze);
+	// empty means one inside the work directory, removed with it.
+	DataDir string
 }
 
 // Lab is one run of a scenario.
@@ -54,6 +61,10 @@ type Lab struct {
 	// injectedCorrupt and fillSeconds feed the fill report (fill.go).
 	injectedCorrupt int
 	fillSeconds     float64
+
+	work      string
+	registry  *prometheus.Registry
+	probeRuns atomic.Int64
 
 	mu       sync.Mutex
 	events   []EventRecord
@@ -97,6 +108,11 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 		}
 		defer os.RemoveAll(work)
 	}
+	l.work = work
+	if l.opts.DataDir == "" {
+		l.opts.DataDir = filepath.Join(work, "measure")
+	}
+	l.registry = prometheus.NewRegistry()
 	keys := urlsign.Generate()
 	secret := auth.NewSecret()
 
@@ -125,10 +141,14 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	runBg("origin", originSrv.Run)
 
 	l.control, err = control.New(control.Config{
-		Fill:      l.fillConfig(),
 		Inventory: l.sc.Inventory, Catalog: l.catalog, OriginURL: originSrv.URL(), Keys: keys,
 		HeartbeatInterval: l.sc.HeartbeatInterval, Replicas: l.sc.Replicas, Logger: l.opts.Logger, ActivePoll: true,
 		ApplianceSecret: secret,
+		MeasureDir:      l.opts.DataDir, Registry: l.registry,
+		Recipe: probe.RecipeConfig{Pulses: l.sc.Probes.Pulses, PulseDelay: 50 * time.Millisecond, PulseTimeout: 3 * time.Second, RangeBytes: int64(l.sc.Probes.RangeBytes)},
+		Measured: control.MeasuredSteering{Enabled: l.sc.Steering.Measured, Experiment: l.sc.Steering.Experiment,
+			MinSamples: l.sc.Steering.MinSamples, Refresh: 2 * time.Second},
+		Fill: l.fillConfig(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("control: %w", err)
@@ -199,8 +219,14 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	clients.Wait()
 	interrupted := ctx.Err() != nil
 	rep := l.report(interrupted)
+	// Stopping the control plane compacts the measurement store, so the
+	// Parquet files are complete when Run returns.
 	cancel()
 	wg.Wait()
+	rep.Measurements = l.measurementReport()
+	if l.opts.DataDir == filepath.Join(work, "measure") && l.opts.WorkDir == "" {
+		rep.Measurements.Dir = "" // removed with the temporary work directory
+	}
 	return rep, nil
 }
 
@@ -251,8 +277,12 @@ func (l *Lab) startClients(ctx context.Context, controlURL string, wg *sync.Wait
 		for i := 0; i < g.Count; i++ {
 			src := clientAddr(isp, i)
 			rng := rand.New(rand.NewPCG(uint64(gi), uint64(i)))
-			p := player.New(player.Config{ControlURL: controlURL, Source: src, MaxBitrateKbps: g.MaxBitrateKbps,
+			dial := l.clientDialer(g.ISP, src)
+			p := player.New(player.Config{ControlURL: controlURL, Source: src, Dial: dial, MaxBitrateKbps: g.MaxBitrateKbps,
 				SegmentDuration: l.sc.Player.SegmentDuration, MaxBuffer: l.sc.Player.MaxBuffer})
+			client := n
+			wg.Add(1)
+			go func() { defer wg.Done(); l.probeLoop(ctx, controlURL, client, src, dial) }()
 			stagger := time.Duration(n) * step
 			n++
 			wg.Add(1)

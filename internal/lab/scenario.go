@@ -34,8 +34,16 @@ type Scenario struct {
 	Replicas          int               `yaml:"replicas"`
 	config.Inventory  `yaml:",inline"`
 	Player            PlayerSettings `yaml:"player"`
-	Clients           []ClientGroup  `yaml:"clients"`
-	Events            []Event        `yaml:"events"`
+	// Links emulate the path from each ISP's clients to each site.
+	Links []LinkSpec `yaml:"links"`
+	// Probes shape the clients' measurements.
+	Probes ProbeSettings `yaml:"probes"`
+	// Steering: measured re-ranks candidates BGP leaves equal by what
+	// clients measured; experiment splits client prefix groups into a
+	// "bgp" and a "measured" arm recorded in every report.
+	Steering SteeringSettings `yaml:"steering"`
+	Clients  []ClientGroup    `yaml:"clients"`
+	Events   []Event          `yaml:"events"`
 	// Fill shapes fill: the compressed clock, rate cap, corrupt copies (fill.go).
 	Fill FillSettings `yaml:"fill"`
 }
@@ -48,6 +56,14 @@ type PlayerSettings struct {
 	// players buffer minutes; the lab keeps it short so that sessions are
 	// mid-download when an event strikes.
 	MaxBuffer time.Duration `yaml:"max_buffer"`
+}
+
+// SteeringSettings switch measurement-aware steering on.
+type SteeringSettings struct {
+	Measured   bool `yaml:"measured"`
+	Experiment bool `yaml:"experiment"`
+	// MinSamples per (prefix group, site) before measurements count.
+	MinSamples int `yaml:"min_samples"`
 }
 
 // ClientGroup is a number of clients inside one ISP.
@@ -129,6 +145,9 @@ func (s *Scenario) Validate() error {
 	}
 	if len(s.Clients) == 0 {
 		return config.Errf("clients", "at least one client group is needed")
+	}
+	if err := s.validateMeasurement(isps); err != nil {
+		return err
 	}
 	for i, c := range s.Clients {
 		f := fmt.Sprintf("clients[%d]", i)

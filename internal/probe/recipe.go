@@ -156,6 +156,9 @@ type RecipeConfig struct {
 	ReportURL string
 	// Version is reported as context["recipe_version"].
 	Version string
+	// Context, when set, adds per-client context (such as an experiment
+	// arm) to each recipe.
+	Context func(client netip.Addr) map[string]string
 }
 
 func (c *RecipeConfig) setDefaults() {
@@ -217,6 +220,11 @@ func RecipeHandler(choose func(client netip.Addr) ([]Target, error), cfg RecipeC
 			ID: NewID(), Pulses: cfg.Pulses, PulseDelay: cfg.PulseDelay, PulseTimeout: cfg.PulseTimeout,
 			ReportURL: cfg.ReportURL,
 			Context:   map[string]string{"recipe_version": cfg.Version, "targets": fmt.Sprint(len(targets))},
+		}
+		if cfg.Context != nil {
+			for k, v := range cfg.Context(ap.Addr().Unmap()) {
+				rec.Context[k] = v
+			}
 		}
 		rec.Targets = make([]Target, len(targets))
 		for i, t := range targets {
