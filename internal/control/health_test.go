@@ -207,3 +207,31 @@ func TestHeartbeatValidation(t *testing.T) {
 		t.Errorf("after a heartbeat with a failed disk: %+v, want degraded", st)
 	}
 }
+
+// TestOverloadedShareInSteering: an overloaded appliance gets only its
+// weight's share of new clients.
+func TestOverloadedShareInSteering(t *testing.T) {
+	s, _, cat := newTestServer(t)
+	h := s.Handler()
+	file := cat.Files[0].Path
+	body := fmt.Sprintf(`{"appliance":"x1","content_gen":1,"held":[%q],"load":{"cpu":0.96}}`, file)
+	if w := do(t, h, "POST", "/v1/heartbeat", body, "127.1.0.1:5000", ""); w.Code != 200 {
+		t.Fatalf("heartbeat: %d %s", w.Code, w.Body)
+	}
+	st := statusOf(s, "x1")
+	if st.State != "overloaded" || st.Weight <= 0 || st.Weight >= 1 {
+		t.Fatalf("x1 = %+v, want overloaded with a share", st)
+	}
+	got := 0
+	const clients = 400
+	for i := 0; i < clients; i++ {
+		w := do(t, h, "GET", "/v1/steer?files="+file, "", fmt.Sprintf("198.%d.%d.1:1000", 18+i/200, i%200), "")
+		if bytes.Contains(w.Body.Bytes(), []byte(`"appliance":"x1"`)) {
+			got++
+		}
+	}
+	share := float64(got) / clients
+	if share < st.Weight-0.1 || share > st.Weight+0.1 {
+		t.Errorf("x1 got %.2f of new clients, want about its weight %.2f", share, st.Weight)
+	}
+}
