@@ -64,6 +64,9 @@ type Config struct {
 	MeasureDir string
 	// Recipe shapes the probe recipes handed to clients.
 	Recipe probe.RecipeConfig
+	// Measured re-ranks BGP-equal candidates by measurements (needs
+	// MeasureDir).
+	Measured MeasuredSteering
 	// Fill tunes popularity, placement and fill (fill.go).
 	Fill     FillConfig
 	Logger   *slog.Logger
@@ -83,6 +86,7 @@ type Server struct {
 	// applianceSite maps appliance ids to their site (read-only).
 	applianceSite map[string]string
 	measure       *measure.Ingester
+	measured      atomic.Pointer[measuredTable]
 	health        *health.Tracker
 
 	// manifests is computed once from the inventory and catalog.
@@ -209,6 +213,7 @@ func (s *Server) rebuild() {
 		Routes:     ribView{s.routes},
 		Appliances: map[string]*steer.Appliance{},
 		Locate:     s.locate.Lookup,
+		Measured:   s.measuredView(),
 	}
 	serving := 0
 	s.mu.Lock()
@@ -241,6 +246,12 @@ func (s *Server) Run(ctx context.Context) error {
 				s.log.Error("closing the measurement store", "err", err)
 			}
 		}()
+	}
+	if s.measure != nil && s.cfg.Measured.Enabled {
+		mctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); s.refreshMeasured(mctx) }()
+		defer func() { stop(); <-done }()
 	}
 	t := time.NewTicker(s.cfg.HeartbeatInterval / 2)
 	defer t.Stop()

@@ -58,6 +58,21 @@ type Snapshot struct {
 	// Locate gives a client's approximate location for the distance
 	// tie-break; nil or !ok means distance is not used.
 	Locate func(netip.Addr) (config.Location, bool)
+	// Measured, when set, re-ranks candidates whose routes BGP cannot
+	// tell apart by what clients of the same routed prefix measured.
+	Measured Measurements
+}
+
+// Measurements compare sites by what a group of clients measured.
+type Measurements interface {
+	// Compare returns a negative number when clients of group reach site
+	// a measurably better than site b (with the confidence and margin the
+	// implementation requires), positive when b is better, and 0 when
+	// the data cannot tell: too few samples, overlapping intervals, or a
+	// difference below the margin.
+	Compare(group netip.Prefix, a, b string) int
+	// Applies says whether group takes part (an experiment's arm).
+	Applies(group netip.Prefix) bool
 }
 
 // Choice is one ranked URL.
@@ -185,7 +200,11 @@ func (e *Engine) Steer(s *Snapshot, client netip.Addr, path string, n int, expla
 			add(a, nil)
 		}
 	}
-	slices.SortFunc(cands, compare)
+	if s.Measured != nil && pfx.IsValid() && s.Measured.Applies(pfx) {
+		slices.SortFunc(cands, func(a, b candidate) int { return compareMeasured(a, b, s.Measured, pfx) })
+	} else {
+		slices.SortFunc(cands, compare)
+	}
 	picked := pick(cands, n)
 	choices, err := e.choices(picked, path)
 	if err != nil {
@@ -271,6 +290,18 @@ func compare(a, b candidate) int {
 		return c
 	}
 	return cmp.Compare(b.spread, a.spread)
+}
+
+// compareMeasured is compare with one more key: where BGP leaves two
+// routed candidates of different sites equal, the site the client's
+// prefix measured better comes first; tier, distance and spread follow.
+func compareMeasured(a, b candidate, m Measurements, group netip.Prefix) int {
+	if a.route != nil && b.route != nil && a.a.Site != b.a.Site && rib.Compare(*a.route, *b.route) == 0 {
+		if c := m.Compare(group, a.a.Site, b.a.Site); c != 0 {
+			return c
+		}
+	}
+	return compare(a, b)
 }
 
 // pick takes the first n candidates, but if n ≥ 2 and they all share one
