@@ -144,7 +144,10 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 		Inventory: l.sc.Inventory, Catalog: l.catalog, OriginURL: originSrv.URL(), Keys: keys,
 		HeartbeatInterval: l.sc.HeartbeatInterval, Replicas: l.sc.Replicas, Logger: l.opts.Logger, ActivePoll: true,
 		ApplianceSecret: secret,
-		MeasureDir:      l.opts.DataDir, Registry: l.registry,
+		// New appliances get clients once filled and a test download
+		// from them matches the origin.
+		TurnUp:     &control.TurnUp{FillShare: 1},
+		MeasureDir: l.opts.DataDir, Registry: l.registry,
 		Recipe: probe.RecipeConfig{Pulses: l.sc.Probes.Pulses, PulseDelay: 50 * time.Millisecond, PulseTimeout: 3 * time.Second, RangeBytes: int64(l.sc.Probes.RangeBytes)},
 		Measured: control.MeasuredSteering{Enabled: l.sc.Steering.Measured, Experiment: l.sc.Steering.Experiment,
 			MinSamples: l.sc.Steering.MinSamples, Refresh: 2 * time.Second},
