@@ -1,7 +1,6 @@
 package analyze
 
 import (
-	"math"
 	"net/netip"
 	"time"
 )
@@ -75,8 +74,6 @@ type Row struct {
 
 // Value returns the row's value of m (NaN when absent).
 func (r *Row) Value(m Metric) float64 { return r.Values[m] }
-
-func nan() float64 { return math.NaN() }
 
 // Hour truncates t to its UTC hour.
 func Hour(t time.Time) time.Time { return t.UTC().Truncate(time.Hour) }

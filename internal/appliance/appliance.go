@@ -114,11 +114,6 @@ type Appliance struct {
 	draining atomic.Bool
 	speaker  *bgp.Speaker
 	routes   *routeBook
-
-	fillMu        sync.Mutex
-	filledBytes   int64
-	filesVerified int
-	filesRejected int
 }
 
 // New opens the store and binds the listener, so the address is in use

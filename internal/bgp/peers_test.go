@@ -169,12 +169,6 @@ func comparePrefix(a, b netip.Prefix) int {
 	return a.Bits() - b.Bits()
 }
 
-func mustPrefixList(ss ...string) []netip.Prefix {
-	ps := mustPrefixes(ss...)
-	sortPrefixes(ps)
-	return ps
-}
-
 // cmpNetip lets go-cmp compare netip values, whose fields are unexported.
 var cmpNetip = cmp.Options{
 	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),

@@ -113,7 +113,6 @@ type Config struct {
 type Player struct {
 	cfg    Config
 	client *http.Client
-	abr    *bba
 }
 
 // New returns a player with its own connection pool bound to Source.
