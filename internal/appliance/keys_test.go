@@ -27,7 +27,7 @@ func TestAuthenticatedHeartbeatsAndKeyRotation(t *testing.T) {
 	secret := auth.NewSecret()
 	keys := urlsign.Generate()
 	a, err := New(Config{ID: "a1", Listen: "127.0.0.1:0", ControlURL: ctlURL, StoreDir: t.TempDir(),
-		Keys: &urlsign.KeySet{Active: "boot", Keys: []urlsign.Key{urlsign.NewKey("boot")}},
+		Keys:              &urlsign.KeySet{Active: "boot", Keys: []urlsign.Key{urlsign.NewKey("boot")}},
 		HeartbeatInterval: 100 * time.Millisecond, Token: secret.Mint("a1", time.Now().Add(time.Hour))})
 	if err != nil {
 		t.Fatal(err)
