@@ -70,19 +70,6 @@ func newLive(t *testing.T, interval time.Duration, ids ...string) *liveSetup {
 	return ls
 }
 
-func postJSON(t *testing.T, url string, in any) (int, string) {
-	t.Helper()
-	b, _ := json.Marshal(in)
-	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var buf bytes.Buffer
-	buf.ReadFrom(resp.Body)
-	return resp.StatusCode, buf.String()
-}
-
 // heartbeatLoop beats for id every interval until stop is closed.
 func (ls *liveSetup) heartbeatLoop(t *testing.T, id string, hb func() api.Heartbeat, stop <-chan struct{}, wg *sync.WaitGroup) {
 	wg.Add(1)

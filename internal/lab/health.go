@@ -78,10 +78,7 @@ type controlServer struct {
 	ln      net.Listener
 	handler http.Handler
 	opts    serve.Options
-
-	mu   sync.Mutex
-	srv  *serve.Server
-	down chan time.Duration
+	down    chan time.Duration
 }
 
 func (l *Lab) listenControl(h http.Handler, opts serve.Options) (*controlServer, error) {
