@@ -83,6 +83,11 @@ type Manifest struct {
 	Files     []content.File `json:"files"`
 }
 
+// MeasurementHeader marks requests made to measure (probes, speed tests)
+// rather than to play: appliances serve them as usual but leave them out
+// of demand, popularity and miss accounting.
+const MeasurementHeader = "X-Ocdn-Measurement"
+
 // RouteReport carries an appliance's BGP routes to the control plane: a
 // full snapshot when a session establishes or the control plane asks for
 // one, then deltas numbered by Seq within an Epoch (which changes when the

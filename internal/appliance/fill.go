@@ -119,12 +119,14 @@ func (a *Appliance) demandLoop(ctx context.Context) {
 
 // serveContent serves /c/… through the edge, counting body bytes per file
 // and per client prefix (/24, /48) for demand reports. Fill requests from
-// other appliances (X-Ocdn-Fill) are not demand. CorruptFill (fault
+// other appliances (X-Ocdn-Fill) and measurements (api.MeasurementHeader)
+// are not demand. CorruptFill (fault
 // injection) makes fill requests for the listed files get wrong bytes.
 func (a *Appliance) serveContent(w http.ResponseWriter, r *http.Request) {
 	fs := a.fillState()
 	dw := &demandWriter{ResponseWriter: w}
 	isFill := r.Header.Get("X-Ocdn-Fill") != ""
+	measuring := r.Header.Get(api.MeasurementHeader) != ""
 	var path string
 	if parts := splitN(r.URL.Path, 4); len(parts) == 4 {
 		path = parts[2] + "/" + parts[3]
@@ -134,7 +136,7 @@ func (a *Appliance) serveContent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.edge.ServeHTTP(dw, r)
-	if isFill || dw.n == 0 || path == "" {
+	if isFill || measuring || dw.n == 0 || path == "" {
 		return
 	}
 	var pfx netip.Prefix

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/health"
 	"github.com/ocdn/ocdn/internal/placement"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
@@ -133,7 +134,12 @@ func (s *Server) handleFill(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.fill.mu.Lock()
 	defer s.fill.mu.Unlock()
-	up := func(a string) bool { sa := snap.Appliances[a]; return sa != nil && sa.Serving }
+	// A fill source must be healthy, not necessarily turned up for
+	// clients: turn-up waits for the fill this source makes possible.
+	up := func(a string) bool {
+		st := s.health.Status(a, now).State
+		return snap.Appliances[a] != nil && (st == health.Up || st == health.Degraded)
+	}
 	alive := func(a string) bool {
 		sa := snap.Appliances[a]
 		return sa != nil && (sa.Serving || sa.State == "unknown")

@@ -106,7 +106,8 @@ func (l *Lab) bgpConfig(a config.Appliance) *bgp.Config {
 	default:
 		return nil
 	}
-	nb.Port, nb.Family = bgpPort, bgp.FamilyIPv4
+	// The appliance waits for its router, as the router connects out.
+	nb.Port, nb.Family, nb.Passive = bgpPort, bgp.FamilyIPv4, true
 	return &bgp.Config{
 		LocalASN: applianceASN, RouterID: a.Address.Addr(),
 		ListenAddr:    netip.AddrPortFrom(a.Address.Addr(), bgpPort),

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +78,26 @@ func TestLabRunFailsOverAndReports(t *testing.T) {
 	}
 	if rep.Origin.BytesServed == 0 {
 		t.Errorf("origin served nothing; appliances must fill from it")
+	}
+	// Fill: each file leaves the origin about once, then spreads between
+	// peers and sites; every corrupt copy the scenario plants is caught.
+	// A planted corrupt copy is fetched again, perhaps from the origin:
+	// at most one largest file's bytes each on top of the 5%.
+	f := rep.Fill
+	largest := float64(slices.Max(sc.Catalog.LadderKbps)) * 1000 / 8 * sc.Catalog.Duration.Seconds()
+	if f == nil || f.UniqueBytes == 0 || float64(f.OriginBytes) > 1.05*float64(f.UniqueBytes)+float64(f.InjectedCorrupt)*largest {
+		t.Errorf("fill = %+v, want origin bytes ≤ 1.05 × unique bytes (+ %.0f per injected corrupt copy)", f, largest)
+	} else if f.PeerBytes == 0 || f.FilesRejected != f.InjectedCorrupt {
+		t.Errorf("fill = %+v, want peer fill and every injected corrupt copy rejected", f)
+	}
+	if rep.Offload <= 0.5 {
+		t.Errorf("offload = %.2f, want most bytes from embedded sites", rep.Offload)
+	}
+	if m := rep.Measurements; m.ReportsAccepted == 0 || m.Pulses == 0 || m.ReportsRejected != 0 {
+		t.Errorf("measurements = %+v, want accepted reports and none rejected", m)
+	}
+	if q := rep.QoE; q.Sessions == 0 || q.StartupMsP50 <= 0 || q.AvgBitrateKbps <= 0 {
+		t.Errorf("qoe = %+v", q)
 	}
 }
 

@@ -49,8 +49,11 @@ func startRouter(ctx context.Context, asn uint32, addr netip.Addr, log *slog.Log
 	lvl.Set(slog.LevelError)
 	r := &router{srv: server.NewBgpServer(server.LoggerOption(log.With("router", addr.String()), lvl)), done: make(chan struct{}), addr: addr}
 	go func() { defer close(r.done); r.srv.Serve() }()
+	// The router listens nowhere and connects out to its appliances, whose
+	// addresses are unique to the scenario: two labs on one machine then
+	// never compete for a router's port.
 	if err := r.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
-		Asn: asn, RouterId: addr.String(), ListenPort: bgpPort, ListenAddresses: []string{addr.String()},
+		Asn: asn, RouterId: addr.String(), ListenPort: -1,
 	}}); err != nil {
 		r.stop()
 		return nil, fmt.Errorf("router %s: %w", addr, err)
@@ -58,14 +61,15 @@ func startRouter(ctx context.Context, asn uint32, addr netip.Addr, log *slog.Log
 	return r, nil
 }
 
-// connect waits for the peers (the appliances connect to the router) and
-// announces routes to them.
+// connect opens sessions to the peers (the appliances wait for the
+// router) and announces routes to them.
 func (r *router) connect(ctx context.Context, peers []netip.Addr, peerASN uint32, routes []announcement) error {
 	addr := r.addr
 	for _, p := range peers {
 		if err := r.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
 			Conf:      &api.PeerConf{NeighborAddress: p.String(), PeerAsn: peerASN},
-			Transport: &api.Transport{PassiveMode: true, LocalAddress: addr.String()},
+			Transport: &api.Transport{LocalAddress: addr.String(), RemotePort: bgpPort},
+			Timers:    &api.Timers{Config: &api.TimersConfig{ConnectRetry: 1}},
 			AfiSafis: []*api.AfiSafi{{Config: &api.AfiSafiConfig{
 				Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}, Enabled: true}}},
 		}}); err != nil {

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/measure"
 )
 
@@ -246,6 +247,7 @@ func probeHTTP(ctx context.Context, t Target, o *Options, p *measure.Pulse, n in
 		return err
 	}
 	req.Header.Set("Range", fmt.Sprintf("bytes=0-%d", n-1))
+	req.Header.Set(api.MeasurementHeader, "probe")
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		return err

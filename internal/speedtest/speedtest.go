@@ -40,6 +40,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ocdn/ocdn/internal/api"
 )
 
 // Config shapes a test. Zero values get the documented defaults.
@@ -312,6 +314,7 @@ func download(ctx context.Context, cfg Config, u string, counter *atomic.Int64) 
 			return err
 		}
 		req.Header.Set("Range", fmt.Sprintf("bytes=0-%d", cfg.ChunkBytes-1))
+		req.Header.Set(api.MeasurementHeader, "speedtest")
 		resp, err := client.Do(req)
 		if err != nil {
 			return err
@@ -344,6 +347,7 @@ func ping(ctx context.Context, client *http.Client, u string) (time.Duration, er
 		return 0, err
 	}
 	req.Header.Set("Range", "bytes=0-0")
+	req.Header.Set(api.MeasurementHeader, "speedtest")
 	start := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
