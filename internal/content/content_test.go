@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -125,4 +126,29 @@ func TestBuildFromDirectory(t *testing.T) {
 	if len(skipped) != 2 {
 		t.Errorf("Build skipped %v, want the top-level and the too-deep file", skipped)
 	}
+}
+
+// TestValidSegmentMatchesRule pins the loop to the rule it replaces.
+func TestValidSegmentMatchesRule(t *testing.T) {
+	rule := regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+	cases := []string{"", "a", ".a", "-a", "_a", "a.b", "a..b", "..", "a.", "A9_-.x", "a/b", "a b", "é", "a\x00", strings.Repeat("a", 128), strings.Repeat("a", 129)}
+	for _, s := range cases {
+		want := rule.MatchString(s) && !strings.Contains(s, "..")
+		if got := validSegment(s); got != want {
+			t.Errorf("validSegment(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func FuzzValidSegment(f *testing.F) {
+	rule := regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+	for _, s := range []string{"t0042", "video_3000k.mp4", "..", "a..b", ".x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := rule.MatchString(s) && !strings.Contains(s, "..")
+		if got := validSegment(s); got != want {
+			t.Errorf("validSegment(%q) = %v, want %v", s, got, want)
+		}
+	})
 }
