@@ -129,7 +129,7 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 			}
 		}()
 	}
-	grace := serve.Options{Grace: 2 * time.Second, Logger: l.log}
+	grace := serve.Options{Grace: 500 * time.Millisecond, Logger: l.log}
 
 	if l.origin, err = origin.New(origin.Config{Catalog: l.catalog, Logger: l.opts.Logger}); err != nil {
 		return nil, err
@@ -176,7 +176,10 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 			ID: ac.ID, Listen: ac.Address.String(), ControlURL: ctlSrv.URL(),
 			StoreDir: fmt.Sprintf("%s/%s", work, ac.ID), Capacity: int64(ac.Capacity), Keys: keys,
 			HeartbeatInterval: l.sc.HeartbeatInterval, Logger: l.opts.Logger,
-			BGP: l.bgpConfig(ac), AccessLog: slog.New(slog.DiscardHandler),
+			BGP: l.bgpConfig(ac),
+			// The lab stops all at once: in-flight transfers get a second,
+			// not an operator's drain.
+			DrainTimeout: time.Second, AccessLog: slog.New(slog.DiscardHandler),
 			Token: secret.Mint(ac.ID, time.Now().Add(24*time.Hour)),
 		})
 		if err != nil {
@@ -216,7 +219,7 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	streamCtx, stopStreaming := context.WithTimeout(ctx, l.sc.Duration)
 	defer stopStreaming()
 	var clients sync.WaitGroup
-	l.startClients(streamCtx, ctlSrv.URL(), &clients)
+	l.startClients(streamCtx, ctx, ctlSrv.URL(), &clients)
 	l.runEvents(streamCtx)
 	l.statusLoop(streamCtx)
 	clients.Wait()
@@ -262,8 +265,10 @@ func (l *Lab) waitFilled(ctx context.Context) error {
 }
 
 // startClients starts every client; each plays titles back to back until
-// too little time is left to finish one.
-func (l *Lab) startClients(ctx context.Context, controlURL string, wg *sync.WaitGroup) {
+// too little time is left to finish one. ctx ends with the streaming;
+// runCtx with the whole run (Ctrl-C), which cuts short the clients'
+// last report uploads.
+func (l *Lab) startClients(ctx, runCtx context.Context, controlURL string, wg *sync.WaitGroup) {
 	titles := l.catalog.Titles()
 	titleDur := l.sc.Catalog.Duration
 	deadline, _ := ctx.Deadline()
@@ -285,7 +290,7 @@ func (l *Lab) startClients(ctx context.Context, controlURL string, wg *sync.Wait
 				SegmentDuration: l.sc.Player.SegmentDuration, MaxBuffer: l.sc.Player.MaxBuffer})
 			client := n
 			wg.Add(1)
-			go func() { defer wg.Done(); l.probeLoop(ctx, controlURL, client, src, dial) }()
+			go func() { defer wg.Done(); l.probeLoop(ctx, runCtx, controlURL, client, src, dial) }()
 			stagger := time.Duration(n) * step
 			n++
 			wg.Add(1)

@@ -88,7 +88,7 @@ func (l *Lab) clientDialer(isp string, src netip.Addr) func(ctx context.Context,
 
 // probeLoop runs a recipe every Probes.Every until ctx ends, spooling each
 // report and uploading the spool, as a client would.
-func (l *Lab) probeLoop(ctx context.Context, controlURL string, client int, src netip.Addr, dial func(context.Context, string, string) (net.Conn, error)) {
+func (l *Lab) probeLoop(ctx, runCtx context.Context, controlURL string, client int, src netip.Addr, dial func(context.Context, string, string) (net.Conn, error)) {
 	every := l.sc.Probes.Every
 	if every <= 0 {
 		return
@@ -122,9 +122,9 @@ func (l *Lab) probeLoop(ctx context.Context, controlURL string, client int, src 
 		l.probeRuns.Add(1)
 		up.Flush(ctx)
 	}
-	// Deliver what is left once the run is over, as a client would when
-	// it next comes online.
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	// Deliver what is left once streaming is over, as a client would when
+	// it next comes online; an interrupted run does not wait for it.
+	fctx, cancel := context.WithTimeout(runCtx, 5*time.Second)
 	defer cancel()
 	up.Flush(fctx)
 }
