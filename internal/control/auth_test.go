@@ -50,6 +50,25 @@ func TestApplianceAuthentication(t *testing.T) {
 	if w := do(t, h, "POST", "/v1/routes", `{"appliance":"e1","epoch":"a","seq":1,"snapshot":true}`, "127.1.0.1:5000", ""); w.Code != 401 {
 		t.Errorf("route report without a token = %d, want 401", w.Code)
 	}
+	// Every appliance endpoint: no token → 401; another appliance's → 403.
+	other := secret.Mint("x1", c.t.Add(time.Hour))
+	for _, ep := range []struct{ method, path, body string }{
+		{"GET", "/v1/manifest?appliance=e1", ""},
+		{"GET", "/v1/fill?appliance=e1", ""},
+		{"POST", "/v1/fill/progress", `{"appliance":"e1"}`},
+		{"POST", "/v1/demand", `{"appliance":"e1"}`},
+		{"POST", "/v1/routes", `{"appliance":"e1","epoch":"a","seq":1,"snapshot":true}`},
+	} {
+		if w := do(t, h, ep.method, ep.path, ep.body, "127.1.0.1:5000", ""); w.Code != 401 {
+			t.Errorf("%s %s without a token = %d, want 401", ep.method, ep.path, w.Code)
+		}
+		if w := do(t, h, ep.method, ep.path, ep.body, "127.1.0.1:5000", other); w.Code != 403 {
+			t.Errorf("%s %s with x1's token = %d %q, want 403", ep.method, ep.path, w.Code, w.Body)
+		}
+	}
+	if w := do(t, h, "GET", "/v1/manifest?appliance=e1", "", "127.1.0.1:5000", good); w.Code != 200 {
+		t.Errorf("GET /v1/manifest with e1's token = %d %s", w.Code, w.Body)
+	}
 	w := do(t, h, "POST", "/v1/heartbeat", `{"appliance":"e1"}`, "127.1.0.1:5000", good)
 	if w.Code != 200 {
 		t.Fatalf("good heartbeat = %d %s", w.Code, w.Body)

@@ -117,6 +117,9 @@ func (s *Server) mountFill(mux *http.ServeMux) {
 // normally leaves the origin once and spreads between sites and peers.
 func (s *Server) handleFill(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("appliance")
+	if !s.authorizeAppliance(w, r, id) {
+		return
+	}
 	p := s.fill.plan.Load()
 	files, ok := p.manifests[id]
 	if !ok {
@@ -240,6 +243,9 @@ func (s *Server) handleFillProgress(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "fill progress: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	if !s.authorizeAppliance(w, r, p.Appliance) {
+		return
+	}
 	if _, ok := s.fill.plan.Load().manifests[p.Appliance]; !ok {
 		http.Error(w, fmt.Sprintf("fill progress: unknown appliance %q", p.Appliance), http.StatusForbidden)
 		return
@@ -309,6 +315,9 @@ func (s *Server) handleDemand(w http.ResponseWriter, r *http.Request) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&d); err != nil {
 		http.Error(w, "demand: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if !s.authorizeAppliance(w, r, d.Appliance) {
 		return
 	}
 	site := s.applianceSiteOf(d.Appliance)

@@ -66,6 +66,9 @@ func (s *Server) ManifestSize(id string) int { return len(s.fill.plan.Load().man
 
 func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("appliance")
+	if !s.authorizeAppliance(w, r, id) {
+		return
+	}
 	p := s.fill.plan.Load()
 	files, ok := p.manifests[id]
 	if !ok {

@@ -30,6 +30,9 @@ func (s *Server) handleRoutes(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "route report: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	if !s.authorizeAppliance(w, r, rep.Appliance) {
+		return
+	}
 	if _, ok := s.manifests[rep.Appliance]; !ok {
 		http.Error(w, fmt.Sprintf("route report: unknown appliance %q", rep.Appliance), http.StatusForbidden)
 		return
