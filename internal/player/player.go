@@ -86,6 +86,11 @@ type Config struct {
 	// RequestTimeout bounds one segment fetch; past it the player fails
 	// over (default 3 s).
 	RequestTimeout time.Duration
+	// ControlPatience is how long the player keeps asking an unreachable
+	// control plane (for steering or a title) before the session fails:
+	// an outage of the control plane delays playback, it does not end it
+	// (default 2 minutes).
+	ControlPatience time.Duration
 	// MaxBitrateKbps caps the ladder: only video rungs at or below it are
 	// played (0 = no cap; if every rung is above it, the lowest).
 	MaxBitrateKbps int
@@ -125,6 +130,9 @@ func New(cfg Config) *Player {
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 3 * time.Second
+	}
+	if cfg.ControlPatience <= 0 {
+		cfg.ControlPatience = 2 * time.Minute
 	}
 	if cfg.URLs <= 0 {
 		cfg.URLs = 5
@@ -413,21 +421,30 @@ func (p *Player) steer(ctx context.Context, ladder []rung) (map[string][]steerUR
 	for i, r := range ladder {
 		paths[i] = r.file.Path
 	}
-	var resp api.SteerResponse
 	u := fmt.Sprintf("%s/v1/steer?files=%s&n=%d", p.cfg.ControlURL, url.QueryEscape(strings.Join(paths, ",")), p.cfg.URLs)
-	if err := p.getJSON(ctx, u, &resp); err != nil {
+	var out map[string][]steerURL
+	err := p.withPatience(ctx, func() error {
+		var resp api.SteerResponse
+		if err := p.getJSONOnce(ctx, u, &resp); err != nil {
+			return err
+		}
+		out = make(map[string][]steerURL, len(paths))
+		for _, f := range resp.Files {
+			for _, c := range f.URLs {
+				out[f.Path] = append(out[f.Path], steerURL{URL: c.URL, Appliance: c.Appliance})
+			}
+		}
+		for _, path := range paths {
+			if len(out[path]) == 0 {
+				// A control plane just back from an outage may not know
+				// any appliance to be up yet: ask again shortly.
+				return &unavailableError{fmt.Errorf("%s: %w", path, ErrNoURLs)}
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("steer: %w", err)
-	}
-	out := make(map[string][]steerURL, len(paths))
-	for _, f := range resp.Files {
-		for _, c := range f.URLs {
-			out[f.Path] = append(out[f.Path], steerURL{URL: c.URL, Appliance: c.Appliance})
-		}
-	}
-	for _, path := range paths {
-		if len(out[path]) == 0 {
-			return nil, fmt.Errorf("%s: %w", path, ErrNoURLs)
-		}
 	}
 	return out, nil
 }
@@ -508,6 +525,37 @@ func (p *Player) fetchRange(ctx context.Context, u string, off, end int64, kbps 
 }
 
 func (p *Player) getJSON(ctx context.Context, u string, out any) error {
+	return p.withPatience(ctx, func() error { return p.getJSONOnce(ctx, u, out) })
+}
+
+// withPatience runs fn until it succeeds, fails for good, or fails as
+// unavailable for longer than ControlPatience: an unreachable control
+// plane (connection refused or reset, a timeout, a 5xx, or no appliance
+// to offer yet) delays playback rather than failing it.
+func (p *Player) withPatience(ctx context.Context, fn func() error) error {
+	deadline := time.Now().Add(p.cfg.ControlPatience)
+	backoff := 250 * time.Millisecond
+	for {
+		err := fn()
+		var ue *unavailableError
+		if err == nil || !errors.As(err, &ue) || ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
+			return err
+		}
+		if sleepCtx(ctx, backoff) != nil {
+			return err
+		}
+		backoff = min(2*backoff, 4*time.Second)
+	}
+}
+
+// unavailableError marks a failure worth retrying: the control plane did
+// not answer, or answered 5xx.
+type unavailableError struct{ err error }
+
+func (e *unavailableError) Error() string { return "control plane unavailable: " + e.err.Error() }
+func (e *unavailableError) Unwrap() error { return e.err }
+
+func (p *Player) getJSONOnce(ctx context.Context, u string, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -516,12 +564,16 @@ func (p *Player) getJSON(ctx context.Context, u string, out any) error {
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return err
+		return &unavailableError{err}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("%s: %s", resp.Status, msg)
+		err := fmt.Errorf("%s: %s", resp.Status, msg)
+		if resp.StatusCode >= 500 {
+			return &unavailableError{err}
+		}
+		return err
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
 }

@@ -360,3 +360,53 @@ func TestResteerLimit(t *testing.T) {
 		t.Errorf("resteers = %d, want the limit 2", s.Resteers)
 	}
 }
+
+// TestControlPlaneOutageDelaysPlayback: a control plane that answers 503
+// for a while, then steers to nobody (it has not heard from any appliance
+// since it came back), then recovers, delays the session; it does not fail
+// it. A 4xx still fails at once.
+func TestControlPlaneOutageDelaysPlayback(t *testing.T) {
+	cat := catalog(t, 2*time.Second)
+	app := newAppliance(t, "a1", cat)
+	ctl := newControl(t, cat, func(call int) []*fakeAppliance {
+		if call == 0 {
+			return nil // steering knows no appliance yet
+		}
+		return []*fakeAppliance{app}
+	})
+	var mu sync.Mutex
+	refused := 0
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		refused++
+		out := refused <= 3
+		mu.Unlock()
+		if out {
+			http.Error(w, "control plane restarting", http.StatusServiceUnavailable)
+			return
+		}
+		ctl.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer down.Close()
+	p := New(Config{ControlURL: down.URL, SegmentDuration: 500 * time.Millisecond, MaxBuffer: 3 * time.Second, RequestTimeout: 2 * time.Second})
+	defer p.Close()
+	s, err := p.Play(context.Background(), cat.Titles()[0])
+	if err != nil || !s.Completed {
+		t.Fatalf("Play through a control-plane outage = %v (session %+v), want it delayed, not failed", err, s)
+	}
+	if refused < 4 {
+		t.Errorf("control plane asked %d times, want the 3 refusals retried", refused)
+	}
+
+	gone := httptest.NewServer(http.NotFoundHandler())
+	defer gone.Close()
+	p2 := New(Config{ControlURL: gone.URL, ControlPatience: time.Minute})
+	defer p2.Close()
+	start := time.Now()
+	if _, err := p2.Play(context.Background(), cat.Titles()[0]); err == nil {
+		t.Fatal("Play against a control plane answering 404 succeeded")
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("a 404 was retried for %v; want it final", el)
+	}
+}
