@@ -111,8 +111,20 @@ func (a *Appliance) demandLoop(ctx context.Context) {
 			rep.Clients = append(rep.Clients, api.ClientDemand{Client: k.client.Addr().String(), Path: k.path, Bytes: n})
 		}
 		var out struct{}
-		if err := a.post(ctx, "/v1/demand", rep, &out); err != nil && ctx.Err() == nil {
-			a.log.Warn("demand report failed", "err", err)
+		if err := a.post(ctx, "/v1/demand", rep, &out); err != nil {
+			// Keep the counts for the next report: while the control
+			// plane is away demand accumulates, nothing is lost.
+			fs.mu.Lock()
+			for p, n := range files {
+				fs.files[p] += n
+			}
+			for k, n := range clients {
+				fs.clients[k] += n
+			}
+			fs.mu.Unlock()
+			if ctx.Err() == nil {
+				a.log.Warn("demand report failed; kept for the next one", "err", err)
+			}
 		}
 	}
 }
