@@ -10,6 +10,7 @@ import (
 
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/bgp"
+	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/rib"
 )
 
@@ -182,7 +183,7 @@ func (a *Appliance) reportRoutes(ctx context.Context, b *routeBook) {
 		case <-retry.C:
 			// Periodic wake-up: resend a snapshot that failed.
 		}
-		if sleepCtx(ctx, batchDelay) != nil {
+		if clock.Sleep(ctx, batchDelay) != nil {
 			return
 		}
 		snapshot, ann, wd := b.take()
@@ -209,15 +210,4 @@ func newEpoch() string {
 	var b [8]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"gopkg.in/yaml.v3"
+
+	"github.com/ocdn/ocdn/internal/bgp/bgptest"
 )
 
 func validConfig() Config {
@@ -155,7 +157,7 @@ neighbors:
 }
 
 func TestNeighborLogValueRedactsPassword(t *testing.T) {
-	var buf lockedBuffer
+	var buf bgptest.LockedBuffer
 	logger := slog.New(slog.NewJSONHandler(&buf, nil))
 	logger.Info("x", "neighbor", NeighborConfig{Address: netip.MustParseAddr("127.0.0.10"), PeerASN: 1, MD5Password: "s3cret", Family: FamilyIPv4})
 	if out := buf.String(); strings.Contains(out, "s3cret") || !strings.Contains(out, `"md5":true`) {

@@ -1,7 +1,6 @@
 package bgp
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ocdn/ocdn/internal/bgp/bgptest"
 	"github.com/ocdn/ocdn/internal/rib"
 )
 
@@ -175,29 +175,11 @@ var cmpNetip = cmp.Options{
 	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
 }
 
-// lockedBuffer collects a process's or logger's output for failure messages.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // runningSpeaker is a Speaker whose Run the test owns.
 type runningSpeaker struct {
 	*Speaker
 	events *eventLog
-	logs   *lockedBuffer
+	logs   *bgptest.LockedBuffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -206,7 +188,7 @@ type runningSpeaker struct {
 // fails the test if Run does not return after cancellation.
 func startSpeaker(t *testing.T, cfg Config) *runningSpeaker {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &bgptest.LockedBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	events := newEventLog()
 	sp, err := New(cfg, logger, events.add)

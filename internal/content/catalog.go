@@ -80,18 +80,28 @@ func validSegment(s string) bool {
 	return true
 }
 
-// ValidatePath checks that p is "title/file" with safe segments.
+// ValidPath reports whether p is "title/file" with safe segments. It does
+// not allocate: every content request checks its path with it.
+func ValidPath(p string) bool {
+	title, file, ok := strings.Cut(p, "/")
+	return ok && validSegment(title) && validSegment(file)
+}
+
+// ValidatePath checks that p is "title/file" with safe segments and says
+// what is wrong when it is not.
 func ValidatePath(p string) error {
+	if ValidPath(p) {
+		return nil
+	}
 	title, file, ok := strings.Cut(p, "/")
 	if !ok || strings.Contains(file, "/") {
 		return fmt.Errorf("path %q: want title/file", p)
 	}
-	for _, s := range []string{title, file} {
-		if !validSegment(s) {
-			return fmt.Errorf("path %q: segment %q must be 1-128 of [A-Za-z0-9._-], not starting with '.' or '-', without '..'", p, s)
-		}
+	bad := title
+	if validSegment(title) {
+		bad = file
 	}
-	return nil
+	return fmt.Errorf("path %q: segment %q must be 1-128 of [A-Za-z0-9._-], not starting with '.' or '-', without '..'", p, bad)
 }
 
 // Validate checks every entry and builds the path index.

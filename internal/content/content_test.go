@@ -152,3 +152,20 @@ func FuzzValidSegment(f *testing.F) {
 		}
 	})
 }
+
+// TestValidPath checks whole paths against the rule, including the cases
+// a request path can bring (empty segments, extra slashes, NUL, length).
+func TestValidPath(t *testing.T) {
+	rule := regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}/[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+	for _, p := range []string{"t0001/video_3000k.mp4", "a/b", "_/_", "t/.x", "t/-x", ".t/x", "t/x..y", "t/x.y", "t/x/y",
+		"t", "/x", "t/", "t//x", "t/x\x00", "t/x y", "t/é", "t/" + strings.Repeat("a", 128), "t/" + strings.Repeat("a", 129),
+		"t/a-", "t/a_", "T9/Z0", "t/..", "t/.", "t/a..", "t/...", "t/a.-b", "t/\\x"} {
+		want := rule.MatchString(p) && !strings.Contains(p, "..")
+		if got := ValidPath(p); got != want {
+			t.Errorf("ValidPath(%q) = %v, want %v", p, got, want)
+		}
+		if got := ValidatePath(p) == nil; got != want {
+			t.Errorf("ValidatePath(%q) == nil is %v, want %v", p, got, want)
+		}
+	}
+}

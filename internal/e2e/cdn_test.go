@@ -107,7 +107,7 @@ type cdn struct {
 	controlURL string
 	control    *control.Server
 	nodes      map[string]*node
-	logs       *lockedBuffer
+	logs       *bgptest.LockedBuffer
 }
 
 // nextNet returns the ISP router's address and the index k of the next
@@ -137,7 +137,7 @@ type cdnOptions struct {
 // everything stops when the test ends. It does not wait for sessions.
 func newCDN(t *testing.T, opts cdnOptions) *cdn {
 	t.Helper()
-	c := &cdn{nodes: map[string]*node{}, logs: &lockedBuffer{}}
+	c := &cdn{nodes: map[string]*node{}, logs: &bgptest.LockedBuffer{}}
 	logger := slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -382,22 +382,4 @@ func checkLeaks(t *testing.T) {
 			t.Errorf("%d goroutines left running after the test:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
 		}
 	})
-}
-
-// lockedBuffer collects logs for failure messages.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

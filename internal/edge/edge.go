@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/store"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
@@ -212,38 +213,10 @@ func splitContentPath(p string) (token, objPath string, ok bool) {
 		return "", "", false
 	}
 	token, objPath, ok = strings.Cut(rest, "/")
-	if !ok || token == "" || !validObjectPath(objPath) {
+	if !ok || token == "" || !content.ValidPath(objPath) {
 		return "", "", false
 	}
 	return token, objPath, true
-}
-
-// validObjectPath is content.ValidatePath without the regular expression
-// (a few percent of a 64 KiB request); TestValidObjectPath and
-// FuzzValidObjectPath keep the two equal.
-func validObjectPath(p string) bool {
-	title, file, ok := strings.Cut(p, "/")
-	return ok && validSegment(title) && validSegment(file)
-}
-
-// validSegment: ^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$ without "..".
-func validSegment(s string) bool {
-	if len(s) == 0 || len(s) > 128 || s[0] == '.' || s[0] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
-		case c == '.':
-			if i > 0 && s[i-1] == '.' {
-				return false
-			}
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 func (h *Handler) verify(token, p string, client netip.Addr) error {

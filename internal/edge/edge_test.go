@@ -424,29 +424,6 @@ func TestMetricNames(t *testing.T) {
 	}
 }
 
-func TestValidObjectPath(t *testing.T) {
-	for _, p := range validPathSeeds {
-		if got, want := validObjectPath(p), content.ValidatePath(p) == nil; got != want {
-			t.Errorf("validObjectPath(%q) = %v, content.ValidatePath says %v", p, got, want)
-		}
-	}
-}
-
-var validPathSeeds = []string{"t0001/video_3000k.mp4", "a/b", "_/_", "t/.x", "t/-x", ".t/x", "t/x..y", "t/x.y", "t/x/y",
-	"t", "/x", "t/", "t//x", "t/x\x00", "t/x y", "t/é", "t/" + strings.Repeat("a", 128), "t/" + strings.Repeat("a", 129),
-	"t/a-", "t/a_", "T9/Z0", "t/..", "t/.", "t/a..", "t/...", "t/a.-b", "t/\\x"}
-
-func FuzzValidObjectPath(f *testing.F) {
-	for _, p := range validPathSeeds {
-		f.Add(p)
-	}
-	f.Fuzz(func(t *testing.T, p string) {
-		if got, want := validObjectPath(p), content.ValidatePath(p) == nil; got != want {
-			t.Fatalf("validObjectPath(%q) = %v, content.ValidatePath says %v", p, got, want)
-		}
-	})
-}
-
 // TestFileCacheNeverServesStale: the descriptor cache must follow the
 // store through replacement, removal, and quarantine followed by a
 // re-fill of the same entry (same path and hash, new inode).

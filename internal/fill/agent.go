@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/store"
 )
@@ -100,7 +101,7 @@ func New(cfg Config) *Agent {
 		cfg.Client = &http.Client{}
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = RealClock{}
+		cfg.Clock = clock.Real{}
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 2
@@ -137,7 +138,7 @@ func (a *Agent) Run(ctx context.Context) {
 		if err := a.Pass(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("fill pass incomplete", "err", err)
 		}
-		if sleep(ctx, a.cfg.Interval) != nil {
+		if clock.Sleep(ctx, a.cfg.Interval) != nil {
 			return
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/ocdn/ocdn/internal/clock"
 )
 
 // limiter is a token bucket over bytes in real time: rate tokens a
@@ -42,5 +44,5 @@ func (l *limiter) wait(ctx context.Context, n int) error {
 		d = time.Duration(-l.tokens / l.rate * float64(time.Second))
 	}
 	l.mu.Unlock()
-	return sleep(ctx, d)
+	return clock.Sleep(ctx, d)
 }

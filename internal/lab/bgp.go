@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ocdn/ocdn/internal/bgp"
+	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/config"
 )
 
@@ -150,7 +151,7 @@ func (l *Lab) routeEvent(ctx context.Context, e Event) (time.Duration, error) {
 		if !slices.Equal(before, l.routedAppliances(probe)) {
 			return time.Since(start), nil
 		}
-		if sleep(ctx, 10*time.Millisecond) != nil {
+		if clock.Sleep(ctx, 10*time.Millisecond) != nil {
 			return 0, ctx.Err()
 		}
 	}

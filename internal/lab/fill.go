@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/control"
@@ -73,7 +74,7 @@ func (l *Lab) fillClock() fill.Clock {
 		}
 	}
 	open := time.Date(2026, 1, 15, fill.DefaultStartHour, 0, 0, 0, loc)
-	return fill.NewScaledClock(open.Add(-before), factor)
+	return clock.NewScaled(open.Add(-before), factor)
 }
 
 func (l *Lab) fillConfig() control.FillConfig {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/serve"
 )
 
@@ -147,7 +148,7 @@ func (cs *controlServer) Run(ctx context.Context) error {
 			stop()
 			<-done
 			// Nothing accepts now: connections wait in the backlog.
-			if sleep(ctx, d) != nil {
+			if clock.Sleep(ctx, d) != nil {
 				return nil
 			}
 		}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ocdn/ocdn/internal/appliance"
 	"github.com/ocdn/ocdn/internal/auth"
+	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/control"
@@ -297,7 +298,7 @@ func (l *Lab) startClients(ctx, runCtx context.Context, controlURL string, wg *s
 			go func() {
 				defer wg.Done()
 				defer p.Close()
-				if sleep(ctx, stagger) != nil {
+				if clock.Sleep(ctx, stagger) != nil {
 					return
 				}
 				for time.Until(deadline) > titleDur+3*time.Second {
@@ -385,7 +386,7 @@ func (l *Lab) runEvents(ctx context.Context) {
 	for _, e := range l.sc.Events {
 		at, _ := e.When(l.sc.Duration) // validated
 		go func() {
-			if sleep(ctx, at) != nil {
+			if clock.Sleep(ctx, at) != nil {
 				return
 			}
 			rec := EventRecord{AtSeconds: time.Since(l.start).Seconds(), Kind: e.Kind, Target: e.Target}
@@ -452,15 +453,4 @@ func (l *Lab) status(msg string) {
 		el = time.Since(l.start).Seconds()
 	}
 	fmt.Fprintf(l.opts.Status, "[%5.1fs] %s\n", el, msg)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/measure"
 	"github.com/ocdn/ocdn/internal/netem"
@@ -103,7 +104,7 @@ func (l *Lab) probeLoop(ctx, runCtx context.Context, controlURL string, client i
 	// stream rather than bursts.
 	first := time.Duration(client%17) * every / 17
 	for wait := first; ; wait = every {
-		if sleep(ctx, wait) != nil {
+		if clock.Sleep(ctx, wait) != nil {
 			break
 		}
 		rec, err := probe.FetchRecipe(ctx, direct, controlURL)

@@ -63,6 +63,7 @@ import (
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/measure"
 )
@@ -303,7 +304,7 @@ func (p *Player) play(ctx context.Context, s *Session) error {
 		if k > 0 {
 			// Wait while the buffer is full, as a player would.
 			if wait := buffer(k) - p.cfg.MaxBuffer; wait > 0 {
-				if err := sleepCtx(ctx, wait); err != nil {
+				if err := clock.Sleep(ctx, wait); err != nil {
 					return err
 				}
 			}
@@ -386,7 +387,7 @@ func (p *Player) play(ctx context.Context, s *Session) error {
 	// Play out what is buffered: the session ends when the viewer
 	// reaches the end.
 	end := playStart.Add(played + stalled)
-	return sleepCtx(ctx, time.Until(end))
+	return clock.Sleep(ctx, time.Until(end))
 }
 
 // ladder is the title's video rungs at or below the cap, ascending.
@@ -541,7 +542,7 @@ func (p *Player) withPatience(ctx context.Context, fn func() error) error {
 		if err == nil || !errors.As(err, &ue) || ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
 			return err
 		}
-		if sleepCtx(ctx, backoff) != nil {
+		if clock.Sleep(ctx, backoff) != nil {
 			return err
 		}
 		backoff = min(2*backoff, 4*time.Second)
@@ -579,17 +580,3 @@ func (p *Player) getJSONOnce(ctx context.Context, u string, out any) error {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}

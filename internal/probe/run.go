@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/measure"
 )
 
@@ -86,7 +87,7 @@ func Run(ctx context.Context, rec *Recipe, opts Options) (*measure.Report, error
 		for _, t := range rec.Targets {
 			for _, ty := range t.Types {
 				if seq > 0 {
-					if err := sleepCtx(ctx, rec.PulseDelay); err != nil {
+					if err := clock.Sleep(ctx, rec.PulseDelay); err != nil {
 						return rep, err
 					}
 				}
@@ -300,18 +301,4 @@ func clip(s string) string {
 		return s
 	}
 	return s[:measure.MaxStringBytes-3] + "..."
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ocdn/ocdn/internal/clock"
 )
 
 // ScrubPause is how long Scrub rests between passes, so a small store is
@@ -87,7 +89,7 @@ func (s *Store) Scrub(ctx context.Context, bytesPerSecond int64) error {
 		if _, err := s.scrubPass(ctx, p); err != nil {
 			return nil // only the context ends a pass early
 		}
-		if sleepCtx(ctx, ScrubPause) != nil {
+		if clock.Sleep(ctx, ScrubPause) != nil {
 			return nil
 		}
 	}
@@ -231,16 +233,5 @@ func (p *pacer) wait(ctx context.Context, n int) error {
 	if p.tokens >= 0 {
 		return ctx.Err()
 	}
-	return sleepCtx(ctx, time.Duration(-p.tokens/p.rate*float64(time.Second)))
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return clock.Sleep(ctx, time.Duration(-p.tokens/p.rate*float64(time.Second)))
 }

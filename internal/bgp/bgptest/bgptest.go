@@ -92,14 +92,14 @@ type process struct {
 	name   string
 	cmd    *exec.Cmd
 	exited chan struct{}
-	out    *lockedBuffer
+	out    *LockedBuffer
 }
 
 // start runs cmd until the test ends; at cleanup it kills the process and,
 // if the test failed, logs conf and the process's output.
 func start(t testing.TB, name string, cmd *exec.Cmd, conf func() string) *process {
 	t.Helper()
-	p := &process{name: name, cmd: cmd, exited: make(chan struct{}), out: &lockedBuffer{}}
+	p := &process{name: name, cmd: cmd, exited: make(chan struct{}), out: &LockedBuffer{}}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
@@ -157,19 +157,20 @@ func (p *process) poll(t testing.TB, what string, cond func() (bool, string)) {
 	}
 }
 
-// lockedBuffer collects a process's output for failure messages.
-type lockedBuffer struct {
+// LockedBuffer collects a process's output for failure messages; it is
+// safe for the process's writers and the test to use at once.
+type LockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *LockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *LockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
