@@ -240,11 +240,17 @@ func (e *Engine) choices(picked []candidate, path string) ([]Choice, error) {
 	for _, c := range picked {
 		size += len(c.a.BaseURL) + len("/c/") + len(token) + 1 + len(path)
 	}
-	b := make([]byte, 0, size)
+	// A Builder hands over its buffer as the string without copying it.
+	var b strings.Builder
+	b.Grow(size)
 	for _, c := range picked {
-		b = append(append(append(append(append(b, c.a.BaseURL...), "/c/"...), token...), '/'), path...)
+		b.WriteString(c.a.BaseURL)
+		b.WriteString("/c/")
+		b.WriteString(token)
+		b.WriteByte('/')
+		b.WriteString(path)
 	}
-	all := string(b)
+	all := b.String()
 	out := make([]Choice, len(picked))
 	off := 0
 	for i, c := range picked {
