@@ -15,9 +15,10 @@ import (
 // MeasuredSteering configures re-ranking by measurements.
 type MeasuredSteering struct {
 	Enabled bool
-	// Experiment assigns each client prefix group to an arm by hash:
-	// "measured" groups are re-ranked, "bgp" groups are not, and the arm
-	// is recorded in every recipe's context so analysis can compare them.
+	// Experiment assigns each client prefix (/24 or /48) to an arm by
+	// hash: "measured" clients are re-ranked, "bgp" clients are not, and
+	// the arm is recorded in every recipe's context so analysis can
+	// compare them.
 	Experiment bool
 	// MinSamples per (group, site) before a site's median counts (default
 	// 50); Margin is the relative TTFB difference that must separate the
@@ -43,9 +44,9 @@ type measuredView struct {
 	cur *atomic.Pointer[measuredTable]
 }
 
-func (v measuredView) Applies(group netip.Prefix) bool {
+func (v measuredView) Applies(client netip.Addr) bool {
 	t := v.cur.Load()
-	return t != nil && (!t.cfg.Experiment || Arm(group) == ArmMeasured)
+	return t != nil && (!t.cfg.Experiment || Arm(client) == ArmMeasured)
 }
 
 // Compare orders sites by median TTFB, but only when the better site's
@@ -78,10 +79,17 @@ const (
 	ArmMeasured = "measured"
 )
 
-// Arm assigns a client prefix group to an experiment arm by hash, so a
-// group stays in its arm for the whole experiment.
-func Arm(group netip.Prefix) string {
-	if xxhash.Sum64String(group.String())%2 == 0 {
+// Arm assigns a client's /24 (IPv4) or /48 (IPv6) to an experiment arm by
+// hash: a household stays in its arm for the whole experiment, and a
+// routed prefix's clients split between both arms, so the arms compare
+// like with like.
+func Arm(client netip.Addr) string {
+	bits := 24
+	if client.Is6() {
+		bits = 48
+	}
+	p, _ := client.Unmap().Prefix(bits)
+	if xxhash.Sum64String(p.String())%2 == 0 {
 		return ArmBGP
 	}
 	return ArmMeasured
@@ -150,5 +158,5 @@ func (s *Server) recipeContext(client netip.Addr) map[string]string {
 	if !ok {
 		return nil
 	}
-	return map[string]string{"arm": Arm(group), "prefix_group": group.String()}
+	return map[string]string{"arm": Arm(client), "prefix_group": group.String()}
 }

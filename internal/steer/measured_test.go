@@ -13,7 +13,7 @@ import (
 // fakeMeasured prefers site "pni" to everything, for groups it applies to.
 type fakeMeasured struct{ applies bool }
 
-func (f fakeMeasured) Applies(netip.Prefix) bool { return f.applies }
+func (f fakeMeasured) Applies(netip.Addr) bool { return f.applies }
 func (f fakeMeasured) Compare(_ netip.Prefix, a, b string) int {
 	switch {
 	case a == "pni":

@@ -71,8 +71,8 @@ type Measurements interface {
 	// the data cannot tell: too few samples, overlapping intervals, or a
 	// difference below the margin.
 	Compare(group netip.Prefix, a, b string) int
-	// Applies says whether group takes part (an experiment's arm).
-	Applies(group netip.Prefix) bool
+	// Applies says whether client takes part (an experiment's arm).
+	Applies(client netip.Addr) bool
 }
 
 // Choice is one ranked URL.
@@ -200,7 +200,7 @@ func (e *Engine) Steer(s *Snapshot, client netip.Addr, path string, n int, expla
 			add(a, nil)
 		}
 	}
-	if s.Measured != nil && pfx.IsValid() && s.Measured.Applies(pfx) {
+	if s.Measured != nil && pfx.IsValid() && s.Measured.Applies(client) {
 		slices.SortFunc(cands, func(a, b candidate) int { return compareMeasured(a, b, s.Measured, pfx) })
 	} else {
 		slices.SortFunc(cands, compare)
