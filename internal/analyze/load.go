@@ -241,9 +241,10 @@ func CheckSchema(path string, pf *parquet.File) error {
 	return nil
 }
 
-// readFile appends the kept rows of one file. parquet-go may panic on some
-// corrupt inputs; that is turned into an error naming the file.
-func (l *loader) readFile(path string) (err error) {
+// withParquetFile opens path as Parquet and runs read on it. parquet-go may
+// panic on some corrupt inputs; that, like any failure to open, becomes an
+// ErrBadFile error naming the file.
+func withParquetFile(path string, read func(*parquet.File) error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%s: %w: %v", path, ErrBadFile, p)
@@ -262,6 +263,15 @@ func (l *loader) readFile(path string) (err error) {
 	if err != nil {
 		return fmt.Errorf("%s: %w: %v", path, ErrBadFile, err)
 	}
+	return read(pf)
+}
+
+// readFile appends the kept rows of one file.
+func (l *loader) readFile(path string) error {
+	return withParquetFile(path, func(pf *parquet.File) error { return l.readRows(path, pf) })
+}
+
+func (l *loader) readRows(path string, pf *parquet.File) error {
 	if err := CheckSchema(path, pf); err != nil {
 		return err
 	}

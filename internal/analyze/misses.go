@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -70,25 +69,11 @@ func LoadMisses(dir string) ([]MissRow, bool, error) {
 	return out, true, nil
 }
 
-func readMisses(path string, sum map[[2]string]int64) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%s: %w: %v", path, ErrBadFile, p)
-		}
-	}()
-	fh, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("%s: %w: %v", path, ErrBadFile, err)
-	}
-	defer fh.Close()
-	st, err := fh.Stat()
-	if err != nil {
-		return fmt.Errorf("%s: %w: %v", path, ErrBadFile, err)
-	}
-	pf, err := parquet.OpenFile(fh, st.Size())
-	if err != nil {
-		return fmt.Errorf("%s: %w: %v", path, ErrBadFile, err)
-	}
+func readMisses(path string, sum map[[2]string]int64) error {
+	return withParquetFile(path, func(pf *parquet.File) error { return sumMisses(path, pf, sum) })
+}
+
+func sumMisses(path string, pf *parquet.File, sum map[[2]string]int64) error {
 	for _, c := range []string{"site", "class", "bytes"} {
 		if !hasColumn(pf, c) {
 			return fmt.Errorf("%s: %w: miss table without column %q (want site, class, bytes)", path, ErrNewerSchema, c)
