@@ -116,14 +116,8 @@ func (s *Server) mountFill(mux *http.ServeMux) {
 // waiting the appliance may use the farther sources anyway. So each file
 // normally leaves the origin once and spreads between sites and peers.
 func (s *Server) handleFill(w http.ResponseWriter, r *http.Request) {
-	id := r.URL.Query().Get("appliance")
-	if !s.authorizeAppliance(w, r, id) {
-		return
-	}
-	p := s.fill.plan.Load()
-	files, ok := p.manifests[id]
+	id, p, files, ok := s.applianceRequest(w, r)
 	if !ok {
-		http.Error(w, fmt.Sprintf("appliance=%q: unknown appliance", id), http.StatusNotFound)
 		return
 	}
 	now := s.cfg.Now()

@@ -64,15 +64,24 @@ func (s *Server) planAll(prev *fillPlan) *fillPlan {
 // ManifestSize is how many files appliance id should hold.
 func (s *Server) ManifestSize(id string) int { return len(s.fill.plan.Load().manifests[id]) }
 
-func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) {
-	id := r.URL.Query().Get("appliance")
+// applianceRequest reads ?appliance=ID of a request only that appliance
+// may make, checks its credential and finds its manifest in the current
+// plan; on failure it has answered (401, 403 or 404) and ok is false.
+func (s *Server) applianceRequest(w http.ResponseWriter, r *http.Request) (id string, p *fillPlan, files []content.File, ok bool) {
+	id = r.URL.Query().Get("appliance")
 	if !s.authorizeAppliance(w, r, id) {
-		return
+		return "", nil, nil, false
 	}
-	p := s.fill.plan.Load()
-	files, ok := p.manifests[id]
-	if !ok {
+	p = s.fill.plan.Load()
+	if files, ok = p.manifests[id]; !ok {
 		http.Error(w, fmt.Sprintf("appliance=%q: unknown appliance", id), http.StatusNotFound)
+	}
+	return id, p, files, ok
+}
+
+func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) {
+	id, p, files, ok := s.applianceRequest(w, r)
+	if !ok {
 		return
 	}
 	if files == nil {
