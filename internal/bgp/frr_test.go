@@ -59,10 +59,8 @@ route-map TO-OCA permit 10
 	evs := sp.events.waitFor(t, "FRR routes", func(evs []Event) bool { return len(routeView(evs)[tn.Router]) == 2 })
 	nh := netip.MustParseAddr("192.0.2.1")
 	want := map[netip.Prefix]rib.Route{
-		netip.MustParsePrefix("185.40.0.0/16"): {Prefix: netip.MustParsePrefix("185.40.0.0/16"), NextHop: nh, LocalPref: 100,
-			ASPath: []uint32{frrAS, 65001, 65002}, Origin: rib.OriginIGP, MED: 33, PeerASN: frrAS, PeerRouterID: tn.Router, EBGP: true},
-		netip.MustParsePrefix("185.41.0.0/24"): {Prefix: netip.MustParsePrefix("185.41.0.0/24"), NextHop: nh, LocalPref: 100,
-			ASPath: []uint32{frrAS}, Origin: rib.OriginIGP, PeerASN: frrAS, PeerRouterID: tn.Router, EBGP: true},
+		netip.MustParsePrefix("185.40.0.0/16"): {Prefix: netip.MustParsePrefix("185.40.0.0/16"), Attrs: rib.Attrs{NextHop: nh, LocalPref: 100, ASPath: []uint32{frrAS, 65001, 65002}, Origin: rib.OriginIGP, MED: 33, PeerASN: frrAS, PeerRouterID: tn.Router, EBGP: true}},
+		netip.MustParsePrefix("185.41.0.0/24"): {Prefix: netip.MustParsePrefix("185.41.0.0/24"), Attrs: rib.Attrs{NextHop: nh, LocalPref: 100, ASPath: []uint32{frrAS}, Origin: rib.OriginIGP, PeerASN: frrAS, PeerRouterID: tn.Router, EBGP: true}},
 	}
 	if diff := cmp.Diff(want, routeView(evs)[tn.Router], cmpNetip); diff != "" {
 		t.Errorf("routes from FRR (-want +got):\n%s", diff)

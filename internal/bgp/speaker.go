@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -557,7 +556,7 @@ func (s *Speaker) handlePaths(paths []*apiutil.Path, _ time.Time) {
 			continue
 		}
 		r := s.route(n, p, pfx)
-		if old, ok := n.accepted[pfx]; ok && sameRoute(old, r) {
+		if old, ok := n.accepted[pfx]; ok && old.Equal(r) {
 			// A route refresh or a router's soft reconfiguration re-sends
 			// unchanged routes; the consumer need not hear them again.
 			continue
@@ -596,22 +595,9 @@ func (s *Speaker) handlePaths(paths []*apiutil.Path, _ time.Time) {
 	s.emit(evs)
 }
 
-func sameRoute(a, b rib.Route) bool {
-	return a.Prefix == b.Prefix && a.NextHop == b.NextHop && a.LocalPref == b.LocalPref &&
-		slices.Equal(a.ASPath, b.ASPath) && a.Origin == b.Origin && a.MED == b.MED &&
-		a.PeerASN == b.PeerASN && a.PeerRouterID == b.PeerRouterID && a.EBGP == b.EBGP
-}
-
 // route translates a GoBGP path into the shared route type.
 func (s *Speaker) route(n *neighbor, p *apiutil.Path, pfx netip.Prefix) rib.Route {
-	r := rib.Route{
-		Prefix:       pfx,
-		LocalPref:    defaultLocalPref,
-		Origin:       rib.OriginIncomplete,
-		PeerASN:      n.cfg.PeerASN,
-		PeerRouterID: n.routerID,
-		EBGP:         n.cfg.PeerASN != s.cfg.LocalASN,
-	}
+	r := rib.Route{Prefix: pfx, Attrs: rib.Attrs{LocalPref: defaultLocalPref, Origin: rib.OriginIncomplete, PeerASN: n.cfg.PeerASN, PeerRouterID: n.routerID, EBGP: n.cfg.PeerASN != s.cfg.LocalASN}}
 	if p.PeerID.IsValid() {
 		r.PeerRouterID = p.PeerID
 	}

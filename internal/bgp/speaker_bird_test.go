@@ -54,8 +54,7 @@ func TestBIRDAnnounceFilterWithdrawDown(t *testing.T) {
 	want := map[netip.Prefix]rib.Route{}
 	add := func(p string, path []uint32, origin rib.Origin, med uint32) {
 		pfx := netip.MustParsePrefix(p)
-		want[pfx] = rib.Route{Prefix: pfx, NextHop: netip.MustParseAddr("192.0.2.1"), LocalPref: 100,
-			ASPath: path, Origin: origin, MED: med, PeerASN: routerAS, PeerRouterID: tn.Router, EBGP: true}
+		want[pfx] = rib.Route{Prefix: pfx, Attrs: rib.Attrs{NextHop: netip.MustParseAddr("192.0.2.1"), LocalPref: 100, ASPath: path, Origin: origin, MED: med, PeerASN: routerAS, PeerRouterID: tn.Router, EBGP: true}}
 	}
 	// BIRD exports static routes with ORIGIN IGP unless the filter says
 	// otherwise, and prepends its own ASN once on export.
@@ -247,10 +246,8 @@ func TestBIRDApplianceIPv4AndIPv6(t *testing.T) {
 	})
 	nh6 := netip.MustParseAddr("2001:db8::1")
 	want6 := map[netip.Prefix]rib.Route{
-		netip.MustParsePrefix("2001:db8:100::/48"): {Prefix: netip.MustParsePrefix("2001:db8:100::/48"), NextHop: nh6, LocalPref: 100,
-			ASPath: []uint32{routerAS, routerAS}, MED: 20, PeerASN: routerAS, PeerRouterID: tn.Router2, EBGP: true},
-		netip.MustParsePrefix("2a00:1450::/32"): {Prefix: netip.MustParsePrefix("2a00:1450::/32"), NextHop: nh6, LocalPref: 100,
-			ASPath: []uint32{routerAS}, PeerASN: routerAS, PeerRouterID: tn.Router2, EBGP: true},
+		netip.MustParsePrefix("2001:db8:100::/48"): {Prefix: netip.MustParsePrefix("2001:db8:100::/48"), Attrs: rib.Attrs{NextHop: nh6, LocalPref: 100, ASPath: []uint32{routerAS, routerAS}, MED: 20, PeerASN: routerAS, PeerRouterID: tn.Router2, EBGP: true}},
+		netip.MustParsePrefix("2a00:1450::/32"):    {Prefix: netip.MustParsePrefix("2a00:1450::/32"), Attrs: rib.Attrs{NextHop: nh6, LocalPref: 100, ASPath: []uint32{routerAS}, PeerASN: routerAS, PeerRouterID: tn.Router2, EBGP: true}},
 	}
 	if diff := cmp.Diff(want6, routeView(evs)[tn.Router2], cmpNetip); diff != "" {
 		t.Errorf("IPv6 routes (-want +got):\n%s", diff)
@@ -326,8 +323,7 @@ func TestBIRDIPv6Transport(t *testing.T) {
 	bird.WaitState(t, "isp6", "Established")
 	evs := sp.events.waitFor(t, "IPv6 routes", func(evs []Event) bool { return len(routeView(evs)[lo6]) == 2 })
 	got := routeView(evs)[lo6][netip.MustParsePrefix("2a00:1450::/32")]
-	want := rib.Route{Prefix: netip.MustParsePrefix("2a00:1450::/32"), NextHop: netip.MustParseAddr("2001:db8::1"),
-		LocalPref: 100, ASPath: []uint32{routerAS}, MED: 5, PeerASN: routerAS, PeerRouterID: tn.Router, EBGP: true}
+	want := rib.Route{Prefix: netip.MustParsePrefix("2a00:1450::/32"), Attrs: rib.Attrs{NextHop: netip.MustParseAddr("2001:db8::1"), LocalPref: 100, ASPath: []uint32{routerAS}, MED: 5, PeerASN: routerAS, PeerRouterID: tn.Router, EBGP: true}}
 	if diff := cmp.Diff(want, got, cmpNetip); diff != "" {
 		t.Errorf("route over IPv6 transport (-want +got):\n%s", diff)
 	}

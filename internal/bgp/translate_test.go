@@ -66,11 +66,8 @@ func TestTranslateAttributes(t *testing.T) {
 	evs, _ := log.snapshot()
 	nhAddr := netip.MustParseAddr("192.0.2.9")
 	want := map[netip.Prefix]rib.Route{
-		netip.MustParsePrefix("185.70.0.0/16"): {Prefix: netip.MustParsePrefix("185.70.0.0/16"), NextHop: nhAddr, LocalPref: 250,
-			ASPath: []uint32{4200000001, 64500, 65010, 65011}, Origin: rib.OriginEGP, MED: 42,
-			PeerASN: speakerAS, PeerRouterID: tRouterID, EBGP: false},
-		netip.MustParsePrefix("185.71.0.0/16"): {Prefix: netip.MustParsePrefix("185.71.0.0/16"), NextHop: nhAddr, LocalPref: 100,
-			Origin: rib.OriginIncomplete, PeerASN: speakerAS, PeerRouterID: tRouterID, EBGP: false},
+		netip.MustParsePrefix("185.70.0.0/16"): {Prefix: netip.MustParsePrefix("185.70.0.0/16"), Attrs: rib.Attrs{NextHop: nhAddr, LocalPref: 250, ASPath: []uint32{4200000001, 64500, 65010, 65011}, Origin: rib.OriginEGP, MED: 42, PeerASN: speakerAS, PeerRouterID: tRouterID, EBGP: false}},
+		netip.MustParsePrefix("185.71.0.0/16"): {Prefix: netip.MustParsePrefix("185.71.0.0/16"), Attrs: rib.Attrs{NextHop: nhAddr, LocalPref: 100, Origin: rib.OriginIncomplete, PeerASN: speakerAS, PeerRouterID: tRouterID, EBGP: false}},
 	}
 	if diff := cmp.Diff(want, routeView(evs)[tNeighbor], cmpNetip); diff != "" {
 		t.Errorf("translated routes (-want +got):\n%s", diff)

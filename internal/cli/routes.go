@@ -40,7 +40,7 @@ with route_files, so operators can check a file before deploying it.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
-			var all []rib.Candidate
+			all := map[string][]rib.Route{}
 			for _, path := range args {
 				start := time.Now()
 				routes, format, err := readRoutesFile(path)
@@ -52,8 +52,8 @@ with route_files, so operators can check a file before deploying it.`,
 					if r.Prefix.Addr().Is4() {
 						v4++
 					}
-					all = append(all, rib.Candidate{Appliance: path, Route: r})
 				}
+				all[path] = append(all[path], routes...)
 				fmt.Fprintf(out, "%s: %s, %d routes (%d IPv4, %d IPv6), read in %v\n", path, format, len(routes), v4, len(routes)-v4, time.Since(start).Round(time.Millisecond))
 			}
 			start := time.Now()
@@ -109,15 +109,13 @@ heard the route.`,
 			var lookup func(netip.Addr) (control.LookupReply, error)
 			switch {
 			case len(files) > 0 && controlURL == "":
-				var cands []rib.Candidate
+				cands := map[string][]rib.Route{}
 				for _, path := range files {
 					routes, _, err := readRoutesFile(path)
 					if err != nil {
 						return err
 					}
-					for _, r := range routes {
-						cands = append(cands, rib.Candidate{Appliance: path, Route: r})
-					}
+					cands[path] = append(cands[path], routes...)
 				}
 				t, err := rib.NewTable(cands)
 				if err != nil {
@@ -153,7 +151,7 @@ heard the route.`,
 				}
 				fmt.Fprintf(out, "%s: %s\n", ip, rep.Prefix)
 				for _, c := range rep.Candidates {
-					fmt.Fprintf(out, "  %-24s local-pref %d  as-path %v  origin %d  med %d\n", c.Appliance, c.Route.LocalPref, c.Route.ASPath, c.Route.Origin, c.Route.MED)
+					fmt.Fprintf(out, "  %-24s local-pref %d  as-path %v  origin %d  med %d\n", c.Appliance, c.Attrs.LocalPref, c.Attrs.ASPath, c.Attrs.Origin, c.Attrs.MED)
 				}
 			}
 			return nil

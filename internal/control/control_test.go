@@ -116,7 +116,7 @@ func TestSteerFollowsHeartbeatsAndContent(t *testing.T) {
 }
 
 func route(p string) rib.Route {
-	return rib.Route{Prefix: netip.MustParsePrefix(p), LocalPref: 100, ASPath: []uint32{64500}, EBGP: true}
+	return rib.Route{Prefix: netip.MustParsePrefix(p), Attrs: rib.Attrs{LocalPref: 100, ASPath: []uint32{64500}, EBGP: true}}
 }
 
 func report(t *testing.T, h http.Handler, rep api.RouteReport) api.RouteReportReply {

@@ -89,7 +89,7 @@ func feed(t *testing.T, s *Server, cat *content.Catalog) []string {
 		}
 	}
 	route := func(p string) rib.Route {
-		return rib.Route{Prefix: netip.MustParsePrefix(p), LocalPref: 100, ASPath: []uint32{64500}, EBGP: true}
+		return rib.Route{Prefix: netip.MustParsePrefix(p), Attrs: rib.Attrs{LocalPref: 100, ASPath: []uint32{64500}, EBGP: true}}
 	}
 	for _, rep := range []api.RouteReport{
 		{Appliance: "e1", Epoch: "a", Seq: 1, Snapshot: true, Announce: []rib.Route{route("10.64.0.0/16"), route("10.65.0.0/16")}},

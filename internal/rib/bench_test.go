@@ -77,10 +77,7 @@ func BenchmarkBuildFullTable(b *testing.B) {
 // also keeps the appliance's prefix set for later Replace and Drop.
 func BenchmarkRIBReplaceFullTable(b *testing.B) {
 	_, cands := loadFullTable(b)
-	routes := make([]Route, len(cands))
-	for i, c := range cands {
-		routes[i] = c.Route
-	}
+	routes := cands["global"]
 	var heap uint64
 	for b.Loop() {
 		before := heapInUse()
@@ -101,10 +98,7 @@ func BenchmarkRIBReplaceFullTable(b *testing.B) {
 // another goroutine looks up client addresses non-stop, as steering does.
 func BenchmarkApplyWithConcurrentLookups(b *testing.B) {
 	prefixes, cands := loadFullTable(b)
-	routes := make([]Route, len(cands))
-	for i, c := range cands {
-		routes[i] = c.Route
-	}
+	routes := cands["global"]
 	r := New()
 	if err := r.Replace("global", routes); err != nil {
 		b.Fatal(err)
@@ -129,7 +123,7 @@ func BenchmarkApplyWithConcurrentLookups(b *testing.B) {
 	b.ReportAllocs()
 	start := time.Now()
 	for b.Loop() {
-		rt := Route{Prefix: prefixes[rng.IntN(len(prefixes))], LocalPref: 200, ASPath: []uint32{64500}}
+		rt := Route{Prefix: prefixes[rng.IntN(len(prefixes))], Attrs: Attrs{LocalPref: 200, ASPath: []uint32{64500}}}
 		if rng.IntN(2) == 0 {
 			if err := r.Apply("isp1", []Route{rt}, nil); err != nil {
 				b.Fatal(err)

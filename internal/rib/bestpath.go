@@ -31,17 +31,23 @@ func (r Route) Validate() error {
 }
 
 // Compare orders two routes to the same prefix by the BGP decision process
-// the steering engine uses: higher LOCAL_PREF, shorter AS path, lower
-// ORIGIN, lower MED, eBGP over iBGP, lower router id. It returns a negative
-// number when a is preferred, positive when b is, zero when BGP cannot tell
-// them apart.
+// the steering engine uses; see CompareAttrs.
+func Compare(a, b Route) int { return CompareAttrs(&a.Attrs, &b.Attrs) }
+
+// CompareAttrs orders the attributes of two routes to the same prefix:
+// higher LOCAL_PREF, shorter AS path, lower ORIGIN, lower MED, eBGP over
+// iBGP, lower router id. It returns a negative number when a is preferred,
+// positive when b is, zero when BGP cannot tell them apart.
 //
 // MED is compared across neighbour ASes (as with "always-compare-med"):
 // the routes come from different appliances, each with its own ISP session,
 // so the per-neighbour rule of RFC 4271 would leave most pairs unordered.
 // AS path length counts every ASN of the flattened path, AS_SET members
-// included, because Route does not keep segment boundaries.
-func Compare(a, b Route) int {
+// included, because Attrs does not keep segment boundaries.
+func CompareAttrs(a, b *Attrs) int {
+	if a == b {
+		return 0
+	}
 	if c := cmp.Compare(b.LocalPref, a.LocalPref); c != 0 {
 		return c
 	}
@@ -63,19 +69,19 @@ func Compare(a, b Route) int {
 	return a.PeerRouterID.Compare(b.PeerRouterID)
 }
 
-// compareCandidates is Compare with the appliance id as the final key, so
-// that candidate lists are deterministic whatever order updates arrived in.
+// compareCandidates is CompareAttrs with the appliance id as the final
+// key, so that candidate lists are deterministic whatever order updates
+// arrived in.
 func compareCandidates(a, b Candidate) int {
-	if c := Compare(a.Route, b.Route); c != 0 {
+	if c := CompareAttrs(a.Attrs, b.Attrs); c != 0 {
 		return c
 	}
 	return cmp.Compare(a.Appliance, b.Appliance)
 }
 
-// sameRoute reports whether two routes carry identical attributes; Route is
-// not comparable with == because of the AS path slice.
-func sameRoute(a, b Route) bool {
-	return a.Prefix == b.Prefix && a.NextHop == b.NextHop && a.LocalPref == b.LocalPref &&
+// Equal reports whether a and b are identical attribute sets.
+func (a *Attrs) Equal(b *Attrs) bool {
+	return a == b || a.NextHop == b.NextHop && a.LocalPref == b.LocalPref &&
 		a.Origin == b.Origin && a.MED == b.MED && a.PeerASN == b.PeerASN &&
 		a.PeerRouterID == b.PeerRouterID && a.EBGP == b.EBGP && slices.Equal(a.ASPath, b.ASPath)
 }

@@ -148,14 +148,7 @@ func (a *attrs) route(p netip.Prefix, mp bool) Route {
 	if mp || !nh.IsValid() {
 		nh = a.mpNextHop
 	}
-	return Route{
-		Prefix:    p,
-		NextHop:   nh,
-		LocalPref: a.localPref,
-		ASPath:    a.asPath,
-		Origin:    a.origin,
-		MED:       a.med,
-	}
+	return Route{Prefix: p, Attrs: Attrs{NextHop: nh, LocalPref: a.localPref, ASPath: a.asPath, Origin: a.origin, MED: a.med}}
 }
 
 // parseAttrs decodes a path attribute block. as4 says whether AS_PATH

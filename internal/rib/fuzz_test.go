@@ -53,11 +53,11 @@ func FuzzPrefixList(f *testing.F) {
 		if err != nil {
 			return
 		}
-		cands := make([]Candidate, len(ps))
+		routes := make([]Route, len(ps))
 		for i, p := range ps {
-			cands[i] = Candidate{Appliance: "a", Route: Route{Prefix: p}}
+			routes[i] = Route{Prefix: p}
 		}
-		if _, err := NewTable(cands); err != nil {
+		if _, err := NewTable(map[string][]Route{"a": routes}); err != nil {
 			t.Fatalf("NewTable(prefixes LoadPrefixList accepted) = %v", err)
 		}
 	})

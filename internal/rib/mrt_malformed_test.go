@@ -51,15 +51,8 @@ func TestMRTReaderValidUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Next() error = %v", err)
 	}
-	want := Route{
-		Prefix:  netip.MustParsePrefix("198.51.100.0/24"),
-		NextHop: netip.MustParseAddr("192.0.2.1"),
-		ASPath:  []uint32{64500, 64496},
-		Origin:  OriginIGP,
-		PeerASN: 64500,
-		EBGP:    true,
-	}
-	if len(rec.Announced) != 1 || !sameRoute(rec.Announced[0], want) {
+	want := Route{Prefix: netip.MustParsePrefix("198.51.100.0/24"), Attrs: Attrs{NextHop: netip.MustParseAddr("192.0.2.1"), ASPath: []uint32{64500, 64496}, Origin: OriginIGP, PeerASN: 64500, EBGP: true}}
+	if len(rec.Announced) != 1 || !rec.Announced[0].Equal(want) {
 		t.Errorf("Next().Announced = %+v, want [%+v]", rec.Announced, want)
 	}
 }

@@ -89,19 +89,12 @@ func TestMRTUpdatesDetail(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Record{
-		Offset:  0,
-		Time:    rec.Time, // checked via Unix below
-		Type:    MRTBGP4MP,
-		Subtype: subMessageAS4,
-		Peer:    Peer{Addr: netip.MustParseAddr("2001:7f8:54::188"), AS: 59689},
-		Announced: []Route{{
-			Prefix:  netip.MustParsePrefix("2804:14d::/40"),
-			NextHop: netip.MustParseAddr("2001:7f8:54::10"),
-			ASPath:  []uint32{59689, 6939, 3356, 4230, 28573},
-			Origin:  OriginIGP,
-			PeerASN: 59689,
-			EBGP:    true,
-		}},
+		Offset:    0,
+		Time:      rec.Time, // checked via Unix below
+		Type:      MRTBGP4MP,
+		Subtype:   subMessageAS4,
+		Peer:      Peer{Addr: netip.MustParseAddr("2001:7f8:54::188"), AS: 59689},
+		Announced: []Route{{Prefix: netip.MustParsePrefix("2804:14d::/40"), Attrs: Attrs{NextHop: netip.MustParseAddr("2001:7f8:54::10"), ASPath: []uint32{59689, 6939, 3356, 4230, 28573}, Origin: OriginIGP, PeerASN: 59689, EBGP: true}}},
 	}
 	if diff := cmp.Diff(want, rec, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {

@@ -76,17 +76,17 @@ func TestOpenMaybeGzipCorrupt(t *testing.T) {
 
 // loadFullTable returns the full-table prefix list as routes of one
 // appliance, as a global-table import would.
-func loadFullTable(t testing.TB) ([]netip.Prefix, []Candidate) {
+func loadFullTable(t testing.TB) ([]netip.Prefix, map[string][]Route) {
 	t.Helper()
 	prefixes, err := LoadPrefixList(openData(t, "full-table-prefixes.txt.gz"))
 	if err != nil {
 		t.Fatalf("LoadPrefixList(full table) = %v", err)
 	}
-	cands := make([]Candidate, len(prefixes))
+	routes := make([]Route, len(prefixes))
 	for i, p := range prefixes {
-		cands[i] = Candidate{Appliance: "global", Route: Route{Prefix: p}}
+		routes[i] = Route{Prefix: p}
 	}
-	return prefixes, cands
+	return prefixes, map[string][]Route{"global": routes}
 }
 
 func TestFullTable(t *testing.T) {

@@ -19,25 +19,26 @@ type RIB struct {
 	// apps records which prefixes each appliance announced, so Replace can
 	// withdraw what is missing from a new snapshot and Drop knows what to
 	// remove; the routes themselves live only in the published table.
-	apps map[string]map[netip.Prefix]struct{}
+	// A bart.Lite costs a few tens of bytes per prefix, a third of a map's.
+	apps map[string]*bart.Lite
 	cur  atomic.Pointer[Table]
 }
 
 // New returns an empty RIB whose Snapshot is an empty table.
 func New() *RIB {
-	r := &RIB{apps: make(map[string]map[netip.Prefix]struct{})}
-	r.cur.Store(&Table{bt: new(bart.Table[[]Candidate])})
+	r := &RIB{apps: make(map[string]*bart.Lite)}
+	r.cur.Store(&Table{bt: new(bart.Table[entry])})
 	return r
 }
 
 // Snapshot returns the current table. It never blocks and never returns nil.
 func (r *RIB) Snapshot() *Table { return r.cur.Load() }
 
-// change is one announcement (route != nil) or withdrawal of an
+// change is one announcement (attrs != nil, interned) or withdrawal of an
 // appliance's route to prefix.
 type change struct {
 	prefix netip.Prefix
-	route  *Route
+	attrs  *Attrs
 }
 
 // Replace makes routes the complete route set of appliance, as after a
@@ -60,33 +61,42 @@ func (r *RIB) Replace(appliance string, routes []Route) error {
 	defer r.mu.Unlock()
 	cur := r.cur.Load()
 	prev := r.apps[appliance]
+	if prev == nil {
+		prev = new(bart.Lite)
+	}
 	var changes []change
-	for p := range prev {
+	for p := range prev.All() {
 		if _, ok := best[p]; !ok {
 			changes = append(changes, change{prefix: p})
 		}
 	}
-	set := make(map[netip.Prefix]struct{}, len(best))
+	set := new(bart.Lite)
 	for p, i := range best {
-		set[p] = struct{}{}
+		set.Insert(p)
 		// Re-announcing an unchanged route would copy its trie path for
 		// nothing; full re-exports after a session flap are mostly that.
 		// A first export has nothing to compare against.
-		if _, had := prev[p]; had {
+		if prev.Get(p) {
 			cands, _ := cur.Get(p)
-			if old, ok := candidateOf(cands, appliance); ok && sameRoute(old, routes[i]) {
+			if old, ok := candidateOf(cands, appliance); ok && old.Equal(&routes[i].Attrs) {
 				continue
 			}
 		}
-		changes = append(changes, change{prefix: p, route: &routes[i]})
+		changes = append(changes, change{prefix: p, attrs: intern(&routes[i].Attrs)})
 	}
 	r.commit(appliance, changes)
-	if len(set) == 0 {
+	r.setPrefixes(appliance, set)
+	return nil
+}
+
+// setPrefixes records appliance's prefix set, forgetting empty ones. The
+// caller holds r.mu.
+func (r *RIB) setPrefixes(appliance string, set *bart.Lite) {
+	if set.Size() == 0 {
 		delete(r.apps, appliance)
 	} else {
 		r.apps[appliance] = set
 	}
-	return nil
 }
 
 // Apply changes part of appliance's route set, as a BGP UPDATE does:
@@ -104,26 +114,22 @@ func (r *RIB) Apply(appliance string, announce []Route, withdraw []netip.Prefix)
 	defer r.mu.Unlock()
 	set := r.apps[appliance]
 	if set == nil {
-		set = make(map[netip.Prefix]struct{}, len(announce))
+		set = new(bart.Lite)
 	}
 	changes := make([]change, 0, len(announce)+len(withdraw))
 	for _, p := range withdraw {
 		p = p.Masked()
-		if _, ok := set[p]; ok {
-			delete(set, p)
+		if set.Get(p) {
+			set.Delete(p)
 			changes = append(changes, change{prefix: p})
 		}
 	}
 	for i := range announce {
-		set[announce[i].Prefix] = struct{}{}
-		changes = append(changes, change{prefix: announce[i].Prefix, route: &announce[i]})
+		set.Insert(announce[i].Prefix)
+		changes = append(changes, change{prefix: announce[i].Prefix, attrs: intern(&announce[i].Attrs)})
 	}
 	r.commit(appliance, changes)
-	if len(set) == 0 {
-		delete(r.apps, appliance)
-	} else {
-		r.apps[appliance] = set
-	}
+	r.setPrefixes(appliance, set)
 	return nil
 }
 
@@ -131,26 +137,31 @@ func (r *RIB) Apply(appliance string, announce []Route, withdraw []netip.Prefix)
 func (r *RIB) Drop(appliance string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	set := r.apps[appliance]
-	changes := make([]change, 0, len(set))
-	for p := range set {
-		changes = append(changes, change{prefix: p})
+	var changes []change
+	if set := r.apps[appliance]; set != nil {
+		for p := range set.All() {
+			changes = append(changes, change{prefix: p})
+		}
 	}
 	r.commit(appliance, changes)
 	delete(r.apps, appliance)
 }
 
-// Routes returns appliance's current routes in prefix order.
+// Routes returns appliance's current routes in CIDR order (IPv4 first, then by
+// address, a covering prefix before the prefixes it covers).
 func (r *RIB) Routes(appliance string) []Route {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t := r.cur.Load()
-	prefixes := slices.SortedFunc(maps.Keys(r.apps[appliance]), netip.Prefix.Compare)
-	out := make([]Route, 0, len(prefixes))
-	for _, p := range prefixes {
+	set := r.apps[appliance]
+	if set == nil {
+		return []Route{}
+	}
+	out := make([]Route, 0, set.Size())
+	for p := range set.AllSorted() {
 		cands, _ := t.Get(p)
-		if rt, ok := candidateOf(cands, appliance); ok {
-			out = append(out, rt)
+		if attrs, ok := candidateOf(cands, appliance); ok {
+			out = append(out, Route{Prefix: p, Attrs: *attrs})
 		}
 	}
 	return out
@@ -182,9 +193,9 @@ func (r *RIB) commit(appliance string, changes []change) {
 		bt = bt.Clone()
 	}
 	for _, ch := range changes {
-		modify := func(cands []Candidate, _ bool) ([]Candidate, bool) {
-			n := withCandidate(cands, appliance, ch.route)
-			return n, len(n) == 0
+		modify := func(e entry, _ bool) (entry, bool) {
+			n := withCandidate(e.cands, appliance, ch.attrs)
+			return newEntry(ch.prefix, n), len(n) == 0
 		}
 		if inPlace {
 			bt.Modify(ch.prefix, modify)
@@ -208,5 +219,8 @@ func bulkThreshold(size int) int {
 func (r *RIB) Prefixes(appliance string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.apps[appliance])
+	if set := r.apps[appliance]; set != nil {
+		return set.Size()
+	}
+	return 0
 }

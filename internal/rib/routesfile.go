@@ -32,7 +32,7 @@ func ReadRoutes(r io.Reader) ([]Route, string, error) {
 		}
 		out := make([]Route, len(prefixes))
 		for i, p := range prefixes {
-			out[i] = Route{Prefix: p, LocalPref: 100}
+			out[i] = Route{Prefix: p, Attrs: Attrs{LocalPref: 100}}
 		}
 		return out, FormatPrefixList, nil
 	}

@@ -13,26 +13,38 @@ import (
 // best first. It is safe for concurrent use; nothing in it changes after it
 // is published, so the slices it returns must be treated as read-only.
 type Table struct {
-	// Each value is a non-empty candidate list sorted by compareCandidates;
-	// the prefix is kept in the candidates' routes rather than beside the
-	// list, saving a pointer indirection and 32 bytes per prefix.
-	bt *bart.Table[[]Candidate]
+	bt *bart.Table[entry]
+}
+
+// entry is a prefix's non-empty candidate list, sorted by
+// compareCandidates, with the prefix length so that a lookup can return
+// the matched prefix (the address masked to it) without a second walk.
+type entry struct {
+	cands []Candidate
+	bits  uint8
+}
+
+func newEntry(pfx netip.Prefix, cands []Candidate) entry {
+	return entry{cands: cands, bits: uint8(pfx.Bits())}
 }
 
 // Lookup returns the longest prefix covering addr and its candidates, best
 // first. It does not allocate. IPv4-mapped IPv6 addresses (as accepted by a
 // dual-stack listener) are matched as IPv4.
 func (t *Table) Lookup(addr netip.Addr) (netip.Prefix, []Candidate, bool) {
-	cands, ok := t.bt.Lookup(addr.Unmap())
-	if !ok || len(cands) == 0 {
+	addr = addr.Unmap()
+	e, ok := t.bt.Lookup(addr)
+	if !ok {
 		return netip.Prefix{}, nil, false
 	}
-	return cands[0].Route.Prefix, cands, true
+	pfx, _ := addr.Prefix(int(e.bits))
+	return pfx, e.cands, true
 }
 
 // Get returns the candidates for exactly pfx, best first.
 func (t *Table) Get(pfx netip.Prefix) ([]Candidate, bool) {
-	return t.bt.Get(pfx)
+	e, ok := t.bt.Get(pfx)
+	return e.cands, ok
 }
 
 // Len returns the number of prefixes in the table.
@@ -41,63 +53,71 @@ func (t *Table) Len() int { return t.bt.Size() }
 // All iterates over every prefix in canonical CIDR order with its
 // candidates, best first.
 func (t *Table) All() iter.Seq2[netip.Prefix, []Candidate] {
-	return t.bt.AllSorted()
-}
-
-// NewTable builds a table directly from candidates, for callers (an import,
-// the simulator) that have a complete route set and no updates to follow.
-// When an appliance has several routes to one prefix the best one is kept.
-// It fails on the first invalid route without building anything.
-func NewTable(cands []Candidate) (*Table, error) {
-	for _, c := range cands {
-		if err := c.Route.Validate(); err != nil {
-			return nil, err
+	return func(yield func(netip.Prefix, []Candidate) bool) {
+		for pfx, e := range t.bt.AllSorted() {
+			if !yield(pfx, e.cands) {
+				return
+			}
 		}
 	}
-	// Sorting a private copy makes each prefix's candidates contiguous, so
-	// the copy doubles as the backing store of every candidate list: one
-	// allocation for the whole table instead of one per prefix.
-	slab := slices.Clone(cands)
-	slices.SortFunc(slab, func(a, b Candidate) int {
-		if c := a.Route.Prefix.Compare(b.Route.Prefix); c != 0 {
+}
+
+// NewTable builds a table directly from complete per-appliance route sets,
+// for callers (an import, the simulator) that have no updates to follow.
+// When an appliance has several routes to one prefix the best one is kept.
+// It fails on the first invalid route without building anything.
+func NewTable(routes map[string][]Route) (*Table, error) {
+	n := 0
+	for _, rs := range routes {
+		for _, r := range rs {
+			if err := r.Validate(); err != nil {
+				return nil, err
+			}
+		}
+		n += len(rs)
+	}
+	type heard struct {
+		pfx netip.Prefix
+		c   Candidate
+	}
+	all := make([]heard, 0, n)
+	for app, rs := range routes {
+		for i := range rs {
+			all = append(all, heard{rs[i].Prefix, Candidate{Appliance: app, Attrs: intern(&rs[i].Attrs)}})
+		}
+	}
+	slices.SortFunc(all, func(a, b heard) int {
+		if c := a.pfx.Compare(b.pfx); c != 0 {
 			return c
 		}
-		return compareCandidates(a, b)
+		return compareCandidates(a.c, b.c)
 	})
-	bt := new(bart.Table[[]Candidate])
-	for i := 0; i < len(slab); {
-		j := i + 1
-		for j < len(slab) && slab[j].Route.Prefix == slab[i].Route.Prefix {
-			j++
+	// One slab backs every candidate list: one allocation for the whole
+	// table instead of one per prefix.
+	slab := make([]Candidate, 0, len(all))
+	bt := new(bart.Table[entry])
+	for i := 0; i < len(all); {
+		start := len(slab)
+		j := i
+		for ; j < len(all) && all[j].pfx == all[i].pfx; j++ {
+			// Sorted best first, so an appliance's first route is its best.
+			if !slices.ContainsFunc(slab[start:], func(o Candidate) bool { return o.Appliance == all[j].c.Appliance }) {
+				slab = append(slab, all[j].c)
+			}
 		}
-		group := dedupeAppliances(slab[i:j])
-		bt.Insert(slab[i].Route.Prefix, group[:len(group):len(group)])
+		bt.Insert(all[i].pfx, newEntry(all[i].pfx, slab[start:len(slab):len(slab)]))
 		i = j
 	}
 	return &Table{bt: bt}, nil
 }
 
-// dedupeAppliances keeps the first (best) candidate of each appliance in a
-// sorted candidate list, compacting in place.
-func dedupeAppliances(cands []Candidate) []Candidate {
-	if len(cands) < 2 {
-		return cands
-	}
-	out := cands[:0]
-	for _, c := range cands {
-		if !slices.ContainsFunc(out, func(o Candidate) bool { return o.Appliance == c.Appliance }) {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
 // withCandidate returns a fresh candidate list equal to old without the
-// appliance's entry, plus r for that appliance when r is non-nil. old is
-// never modified because published snapshots may still be reading it.
-func withCandidate(old []Candidate, appliance string, r *Route) []Candidate {
+// appliance's entry, plus one with attrs for that appliance when attrs is
+// non-nil. old is never modified because published snapshots may still be
+// reading it.
+func withCandidate(old []Candidate, appliance string, attrs *Attrs) []Candidate {
 	n := len(old)
-	if r != nil {
+	if attrs != nil {
 		n++
 	}
 	out := make([]Candidate, 0, n)
@@ -106,20 +126,20 @@ func withCandidate(old []Candidate, appliance string, r *Route) []Candidate {
 			out = append(out, c)
 		}
 	}
-	if r != nil {
-		c := Candidate{Appliance: appliance, Route: *r}
+	if attrs != nil {
+		c := Candidate{Appliance: appliance, Attrs: attrs}
 		i, _ := slices.BinarySearchFunc(out, c, compareCandidates)
 		out = slices.Insert(out, i, c)
 	}
 	return out
 }
 
-// candidateOf returns the appliance's route among cands.
-func candidateOf(cands []Candidate, appliance string) (Route, bool) {
+// candidateOf returns the appliance's route attributes among cands.
+func candidateOf(cands []Candidate, appliance string) (*Attrs, bool) {
 	for _, c := range cands {
 		if c.Appliance == appliance {
-			return c.Route, true
+			return c.Attrs, true
 		}
 	}
-	return Route{}, false
+	return nil, false
 }

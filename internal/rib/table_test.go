@@ -21,7 +21,7 @@ var cmpOpts = cmp.Options{
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
 func TestCompare(t *testing.T) {
-	base := Route{LocalPref: 100, ASPath: []uint32{1, 2}, Origin: OriginIGP, MED: 10, PeerRouterID: netip.MustParseAddr("10.0.0.2")}
+	base := Route{Attrs: Attrs{LocalPref: 100, ASPath: []uint32{1, 2}, Origin: OriginIGP, MED: 10, PeerRouterID: netip.MustParseAddr("10.0.0.2")}}
 	with := func(f func(*Route)) Route { r := base; f(&r); return r }
 	tests := []struct {
 		name         string
@@ -58,10 +58,10 @@ func TestValidate(t *testing.T) {
 		want bool
 	}{
 		{Route{Prefix: pfx("10.0.0.0/8")}, true},
-		{Route{Prefix: pfx("2001:db8::/32"), Origin: OriginIncomplete}, true},
+		{Route{Prefix: pfx("2001:db8::/32"), Attrs: Attrs{Origin: OriginIncomplete}}, true},
 		{Route{}, false},
 		{Route{Prefix: pfx("10.0.0.1/8")}, false},
-		{Route{Prefix: pfx("10.0.0.0/8"), Origin: 3}, false},
+		{Route{Prefix: pfx("10.0.0.0/8"), Attrs: Attrs{Origin: 3}}, false},
 	}
 	for _, tt := range tests {
 		if err := tt.r.Validate(); (err == nil) != tt.want {
@@ -74,11 +74,11 @@ func TestCandidatesInBGPOrder(t *testing.T) {
 	p := pfx("203.0.113.0/24")
 	rib := New()
 	routes := map[string]Route{
-		"c-longpath": {Prefix: p, LocalPref: 100, ASPath: []uint32{1, 2, 3}},
-		"a-tie":      {Prefix: p, LocalPref: 100, ASPath: []uint32{1}},
-		"b-tie":      {Prefix: p, LocalPref: 100, ASPath: []uint32{1}},
-		"z-pref":     {Prefix: p, LocalPref: 300, ASPath: []uint32{1, 2, 3, 4}},
-		"d-ebgp":     {Prefix: p, LocalPref: 100, ASPath: []uint32{9}, EBGP: true},
+		"c-longpath": {Prefix: p, Attrs: Attrs{LocalPref: 100, ASPath: []uint32{1, 2, 3}}},
+		"a-tie":      {Prefix: p, Attrs: Attrs{LocalPref: 100, ASPath: []uint32{1}}},
+		"b-tie":      {Prefix: p, Attrs: Attrs{LocalPref: 100, ASPath: []uint32{1}}},
+		"z-pref":     {Prefix: p, Attrs: Attrs{LocalPref: 300, ASPath: []uint32{1, 2, 3, 4}}},
+		"d-ebgp":     {Prefix: p, Attrs: Attrs{LocalPref: 100, ASPath: []uint32{9}, EBGP: true}},
 	}
 	// Insert in an order unrelated to the expected one.
 	for _, app := range []string{"b-tie", "c-longpath", "z-pref", "a-tie", "d-ebgp"} {
@@ -102,9 +102,9 @@ func TestCandidatesInBGPOrder(t *testing.T) {
 
 func TestRIBReplaceApplyDrop(t *testing.T) {
 	r := New()
-	a1 := Route{Prefix: pfx("10.0.0.0/8"), LocalPref: 100}
-	a2 := Route{Prefix: pfx("10.1.0.0/16"), LocalPref: 100}
-	a3 := Route{Prefix: pfx("2001:db8::/32"), LocalPref: 100}
+	a1 := Route{Prefix: pfx("10.0.0.0/8"), Attrs: Attrs{LocalPref: 100}}
+	a2 := Route{Prefix: pfx("10.1.0.0/16"), Attrs: Attrs{LocalPref: 100}}
+	a3 := Route{Prefix: pfx("2001:db8::/32"), Attrs: Attrs{LocalPref: 100}}
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -191,8 +191,8 @@ func TestImportMRTKeepsTableOnError(t *testing.T) {
 
 // randomRoutes returns routes over a deliberately small address space so
 // that prefixes nest and several appliances share prefixes.
-func randomRoutes(rng *rand.Rand, n int, appliances []string) []Candidate {
-	out := make([]Candidate, 0, n)
+func randomRoutes(rng *rand.Rand, n int, appliances []string) []heard {
+	out := make([]heard, 0, n)
 	for range n {
 		var p netip.Prefix
 		if rng.IntN(4) == 0 {
@@ -202,22 +202,32 @@ func randomRoutes(rng *rand.Rand, n int, appliances []string) []Candidate {
 			a := netip.AddrFrom4([4]byte{10, byte(rng.IntN(4)), byte(rng.IntN(256)), byte(rng.IntN(256))})
 			p = netip.PrefixFrom(a, 8+rng.IntN(25)).Masked()
 		}
-		out = append(out, Candidate{
+		out = append(out, heard{
 			Appliance: appliances[rng.IntN(len(appliances))],
-			Route: Route{
-				Prefix:    p,
-				LocalPref: uint32(rng.IntN(3)) * 100,
-				ASPath:    make([]uint32, rng.IntN(4)),
-				MED:       uint32(rng.IntN(3)),
-			},
+			Route:     Route{Prefix: p, Attrs: Attrs{LocalPref: uint32(rng.IntN(3)) * 100, ASPath: make([]uint32, rng.IntN(4)), MED: uint32(rng.IntN(3))}},
 		})
 	}
 	return out
 }
 
+// heard is one appliance's route.
+type heard struct {
+	Appliance string
+	Route     Route
+}
+
+// byAppliance groups routes as NewTable takes them.
+func byAppliance(all []heard) map[string][]Route {
+	m := map[string][]Route{}
+	for _, h := range all {
+		m[h.Appliance] = append(m[h.Appliance], h.Route)
+	}
+	return m
+}
+
 // linearLookup is the reference longest-prefix match: a scan over every
-// candidate, keeping each appliance's best route.
-func linearLookup(all []Candidate, addr netip.Addr) (netip.Prefix, []Candidate) {
+// route, keeping each appliance's best.
+func linearLookup(all []heard, addr netip.Addr) (netip.Prefix, []Candidate) {
 	best := netip.Prefix{}
 	for _, c := range all {
 		if c.Route.Prefix.Contains(addr) && (!best.IsValid() || c.Route.Prefix.Bits() > best.Bits()) {
@@ -227,11 +237,17 @@ func linearLookup(all []Candidate, addr netip.Addr) (netip.Prefix, []Candidate) 
 	var cands []Candidate
 	for _, c := range all {
 		if c.Route.Prefix == best {
-			cands = append(cands, c)
+			cands = append(cands, Candidate{Appliance: c.Appliance, Attrs: &c.Route.Attrs})
 		}
 	}
 	slices.SortFunc(cands, compareCandidates)
-	return best, dedupeAppliances(cands)
+	var out []Candidate
+	for _, c := range cands {
+		if !slices.ContainsFunc(out, func(o Candidate) bool { return o.Appliance == c.Appliance }) {
+			out = append(out, c)
+		}
+	}
+	return best, out
 }
 
 func randomAddr(rng *rand.Rand) netip.Addr {
@@ -251,7 +267,7 @@ func TestLookupMatchesLinearScan(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, uint64(n)))
 			all := randomRoutes(rng, n, apps)
 
-			direct, err := NewTable(all)
+			direct, err := NewTable(byAppliance(all))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -300,7 +316,7 @@ func TestLookupMatchesLinearScan(t *testing.T) {
 }
 
 func TestLookupMappedAddressAndAllocs(t *testing.T) {
-	tbl, err := NewTable([]Candidate{{Appliance: "a", Route: Route{Prefix: pfx("192.0.2.0/24")}}})
+	tbl, err := NewTable(map[string][]Route{"a": {{Prefix: pfx("192.0.2.0/24")}}})
 	if err != nil {
 		t.Fatal(err)
 	}

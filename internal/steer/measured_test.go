@@ -32,7 +32,7 @@ func TestMeasuredReranksOnlyBGPEqualCandidates(t *testing.T) {
 	equal := world(t, nil)
 	r := rib.New()
 	for _, id := range []string{"e1", "e2", "p1"} {
-		r.Replace(id, []rib.Route{{Prefix: netip.MustParsePrefix("10.64.0.0/16"), LocalPref: 100, ASPath: []uint32{64500}, EBGP: true}})
+		r.Replace(id, []rib.Route{{Prefix: netip.MustParsePrefix("10.64.0.0/16"), Attrs: rib.Attrs{LocalPref: 100, ASPath: []uint32{64500}, EBGP: true}}})
 	}
 	equal.Routes = r.Snapshot()
 

@@ -141,16 +141,28 @@ func (e *Engine) token(title string) (string, error) {
 
 type candidate struct {
 	a        *Appliance
-	route    *rib.Route // nil for global candidates
+	route    *rib.Attrs // nil for global candidates
 	distance float64
 	spread   uint64
 }
 
 // Steer ranks appliances for client and path and returns up to n choices
 // spanning at least two sites when two exist. With explain it also
-// returns every candidate considered. It is the hot path of the control
-// plane: it takes no lock and allocates only the answer.
+// returns every candidate considered. It takes no lock and allocates only
+// the answer.
 func (e *Engine) Steer(s *Snapshot, client netip.Addr, path string, n int, explain bool) ([]Choice, []Considered, error) {
+	return e.steer(nil, s, client, path, n, explain)
+}
+
+// AppendSteer is Steer without explanations, appending the choices to dst
+// in the manner of the strconv.Append functions. It is the control plane's
+// hot path: with a reused dst a decision allocates only its URLs.
+func (e *Engine) AppendSteer(dst []Choice, s *Snapshot, client netip.Addr, path string, n int) ([]Choice, error) {
+	out, _, err := e.steer(dst, s, client, path, n, false)
+	return out, err
+}
+
+func (e *Engine) steer(dst []Choice, s *Snapshot, client netip.Addr, path string, n int, explain bool) ([]Choice, []Considered, error) {
 	client = client.Unmap()
 	var buf [16]candidate
 	cands := buf[:0]
@@ -161,7 +173,7 @@ func (e *Engine) Steer(s *Snapshot, client netip.Addr, path string, n int, expla
 		loc, haveLoc = s.Locate(client)
 	}
 	spread := spreadSeed(client, path)
-	add := func(a *Appliance, r *rib.Route) {
+	add := func(a *Appliance, r *rib.Attrs) {
 		switch {
 		case !a.Serving:
 			if explain {
@@ -190,7 +202,7 @@ func (e *Engine) Steer(s *Snapshot, client netip.Addr, path string, n int, expla
 		if pfx, routed, ok = s.Routes.Lookup(client); ok {
 			for i := range routed {
 				if a := s.Appliances[routed[i].Appliance]; a != nil {
-					add(a, &routed[i].Route)
+					add(a, routed[i].Attrs)
 				}
 			}
 		}
@@ -205,10 +217,9 @@ func (e *Engine) Steer(s *Snapshot, client netip.Addr, path string, n int, expla
 	} else {
 		slices.SortFunc(cands, compare)
 	}
-	picked := pick(cands, n)
-	choices, err := e.choices(picked, path)
+	choices, err := e.appendChoices(dst, pick(cands, n), path)
 	if err != nil {
-		return nil, nil, err
+		return dst, nil, err
 	}
 	if explain {
 		for i, c := range cands {
@@ -222,11 +233,12 @@ func (e *Engine) Steer(s *Snapshot, client netip.Addr, path string, n int, expla
 	return choices, why, nil
 }
 
-// choices builds the answer: one token for the whole list (it covers the
-// title, whichever appliance serves it) and every URL in one allocation.
-func (e *Engine) choices(picked []candidate, path string) ([]Choice, error) {
+// appendChoices builds the answer: one token for the whole list (it
+// covers the title, whichever appliance serves it) and every URL in one
+// allocation.
+func (e *Engine) appendChoices(dst []Choice, picked []candidate, path string) ([]Choice, error) {
 	if len(picked) == 0 {
-		return nil, nil
+		return dst, nil
 	}
 	token := "-"
 	if e.Keys != nil {
@@ -251,20 +263,20 @@ func (e *Engine) choices(picked []candidate, path string) ([]Choice, error) {
 		b.WriteString(path)
 	}
 	all := b.String()
-	out := make([]Choice, len(picked))
+	dst = slices.Grow(dst, len(picked))
 	off := 0
-	for i, c := range picked {
+	for _, c := range picked {
 		l := len(c.a.BaseURL) + len("/c/") + len(token) + 1 + len(path)
-		out[i] = Choice{URL: all[off : off+l], Appliance: c.a.ID, Site: c.a.Site, Reason: reason(c)}
+		dst = append(dst, Choice{URL: all[off : off+l], Appliance: c.a.ID, Site: c.a.Site, Reason: reason(c)})
 		off += l
 	}
-	return out, nil
+	return dst, nil
 }
 
 // URL returns a signed URL of path on appliance a, as a steering answer
 // would carry it.
 func (e *Engine) URL(a *Appliance, path string) (string, error) {
-	cs, err := e.choices([]candidate{{a: a}}, path)
+	cs, err := e.appendChoices(nil, []candidate{{a: a}}, path)
 	if err != nil {
 		return "", err
 	}
@@ -283,7 +295,7 @@ func compare(a, b candidate) int {
 		return 1
 	}
 	if a.route != nil {
-		if c := rib.Compare(*a.route, *b.route); c != 0 {
+		if c := rib.CompareAttrs(a.route, b.route); c != 0 {
 			return c
 		}
 	}
@@ -302,7 +314,7 @@ func compare(a, b candidate) int {
 // routed candidates of different sites equal, the site the client's
 // prefix measured better comes first; tier, distance and spread follow.
 func compareMeasured(a, b candidate, m Measurements, group netip.Prefix) int {
-	if a.route != nil && b.route != nil && a.a.Site != b.a.Site && rib.Compare(*a.route, *b.route) == 0 {
+	if a.route != nil && b.route != nil && a.a.Site != b.a.Site && rib.CompareAttrs(a.route, b.route) == 0 {
 		if c := m.Compare(group, a.a.Site, b.a.Site); c != 0 {
 			return c
 		}
@@ -339,24 +351,24 @@ func pick(cands []candidate, n int) []candidate {
 	return out
 }
 
-// reasons are fixed strings so that answering allocates nothing for them;
-// explain=1 gives the route behind each.
-var reasons = map[config.SiteKind][2]string{
-	config.SiteEmbedded: {"embedded site with a BGP route to the client", "embedded site, no route to the client"},
-	config.SitePrivate:  {"private-peering site with a BGP route to the client", "private-peering site, no route to the client"},
-	config.SiteIXP:      {"IXP site with a BGP route to the client", "IXP site, no route to the client: global fallback"},
-	config.SiteFallback: {"fallback site with a BGP route to the client", "fallback site, no route to the client: global fallback"},
+// reasons are fixed strings, by site tier, so that answering allocates
+// nothing for them; explain=1 gives the route behind each.
+var reasons = [4][2]string{
+	{"embedded site with a BGP route to the client", "embedded site, no route to the client"},
+	{"private-peering site with a BGP route to the client", "private-peering site, no route to the client"},
+	{"IXP site with a BGP route to the client", "IXP site, no route to the client: global fallback"},
+	{"fallback site with a BGP route to the client", "fallback site, no route to the client: global fallback"},
 }
 
 func reason(c candidate) string {
-	r := reasons[c.a.Kind]
+	r := reasons[c.a.Kind.Tier()]
 	if c.route == nil {
 		return r[1]
 	}
 	return r[0]
 }
 
-func describeRoute(pfx netip.Prefix, r *rib.Route) string {
+func describeRoute(pfx netip.Prefix, r *rib.Attrs) string {
 	return fmt.Sprintf("route %s local-pref %d as-path-len %d med %d", pfx, r.LocalPref, len(r.ASPath), r.MED)
 }
 

@@ -23,7 +23,7 @@ func world(t *testing.T, mutate func(map[string]*Appliance)) *Snapshot {
 	pfx := netip.MustParsePrefix("10.64.0.0/16")
 	r := rib.New()
 	route := func(path ...uint32) []rib.Route {
-		return []rib.Route{{Prefix: pfx, LocalPref: 100, ASPath: path, EBGP: true}}
+		return []rib.Route{{Prefix: pfx, Attrs: rib.Attrs{LocalPref: 100, ASPath: path, EBGP: true}}}
 	}
 	for _, id := range []string{"e1", "e2"} {
 		if err := r.Replace(id, route(64500)); err != nil {

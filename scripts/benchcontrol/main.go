@@ -87,7 +87,7 @@ func inventory(n int) (config.Inventory, [][]rib.Route) {
 		p := ispPrefix(s)
 		inv.ISPs = append(inv.ISPs, config.ISP{Name: isp, ASN: uint32(64512 + s%1000), Prefixes: []config.Prefix{{Prefix: p}}})
 		inv.Sites = append(inv.Sites, config.Site{ID: fmt.Sprintf("site-%04d", s), Kind: config.SiteEmbedded, ISP: isp})
-		routes[s] = []rib.Route{{Prefix: p, LocalPref: 100, ASPath: []uint32{uint32(64512 + s%1000)}, EBGP: true}}
+		routes[s] = []rib.Route{{Prefix: p, Attrs: rib.Attrs{LocalPref: 100, ASPath: []uint32{uint32(64512 + s%1000)}, EBGP: true}}}
 	}
 	for i := 0; i < n; i++ {
 		a := netip.AddrFrom4([4]byte{127, 1, byte(i / 250), byte(1 + i%250)})

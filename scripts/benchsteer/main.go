@@ -84,7 +84,7 @@ func run(routesFile string, d time.Duration, conns int) error {
 	for _, id := range []string{"e1", "e2", "x1", "x2"} {
 		post(h, "/v1/heartbeat", api.Heartbeat{Appliance: id, ContentGen: 1, Held: []string{cat.Files[0].Path}})
 	}
-	post(h, "/v1/routes", api.RouteReport{Appliance: "e1", Epoch: "b", Seq: 1, Snapshot: true, Announce: []rib.Route{{Prefix: netip.MustParsePrefix("10.0.0.0/8"), LocalPref: 100}}})
+	post(h, "/v1/routes", api.RouteReport{Appliance: "e1", Epoch: "b", Seq: 1, Snapshot: true, Announce: []rib.Route{{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Attrs: rib.Attrs{LocalPref: 100}}}})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
