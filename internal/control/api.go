@@ -14,6 +14,7 @@ import (
 
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/steer"
 )
 
 // maxBody bounds request bodies; the largest legitimate one is a
@@ -100,30 +101,59 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 	}
 	snap := s.snap.Load()
 	resp := api.SteerResponse{Client: client.String(), Files: make([]api.FileSteer, len(paths))}
-	for i, p := range paths {
-		choices, why, err := s.engine.Steer(snap, client, p, n, explain)
-		if err != nil {
-			s.log.Error("steer", "err", err)
-			http.Error(w, "internal error", http.StatusInternalServerError)
-			return
-		}
-		resp.Files[i] = api.FileSteer{Path: p, URLs: choices, Explanation: why}
-	}
-	s.metrics.steerOK.Inc()
 	if explain {
+		for i, p := range paths {
+			choices, why, err := s.engine.Steer(snap, client, p, n, true)
+			if err != nil {
+				s.steerFailed(w, err)
+				return
+			}
+			resp.Files[i] = api.FileSteer{Path: p, URLs: choices, Explanation: why}
+		}
+		s.metrics.steerOK.Inc()
 		writeJSON(w, resp)
 		return
 	}
-	bp := jsonBufs.Get().(*[]byte)
-	b := appendSteerJSON((*bp)[:0], &resp)
+	// The hot path: every file's choices go into one recycled slice and
+	// the answer into a recycled buffer, so a decision allocates only its
+	// URLs.
+	bufs := steerBufs.Get().(*steerBuf)
+	defer steerBufs.Put(bufs)
+	choices := bufs.choices[:0]
+	for i, p := range paths {
+		start := len(choices)
+		var err error
+		if choices, err = s.engine.AppendSteer(choices, snap, client, p, n); err != nil {
+			s.steerFailed(w, err)
+			return
+		}
+		var urls []steer.Choice
+		if len(choices) > start {
+			urls = choices[start:len(choices):len(choices)]
+		}
+		resp.Files[i] = api.FileSteer{Path: p, URLs: urls}
+	}
+	s.metrics.steerOK.Inc()
+	b := appendSteerJSON(bufs.json[:0], &resp)
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(b)
-	*bp = b
-	jsonBufs.Put(bp)
+	clear(choices) // drop the URLs for the collector
+	bufs.choices, bufs.json = choices[:0], b[:0]
 }
 
-// jsonBufs recycles response buffers of the steering hot path.
-var jsonBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+func (s *Server) steerFailed(w http.ResponseWriter, err error) {
+	s.log.Error("steer", "err", err)
+	http.Error(w, "internal error", http.StatusInternalServerError)
+}
+
+// steerBufs recycles the choices and response buffer of the steering hot
+// path.
+var steerBufs = sync.Pool{New: func() any { return &steerBuf{json: make([]byte, 0, 2048)} }}
+
+type steerBuf struct {
+	choices []steer.Choice
+	json    []byte
+}
 
 // appendSteerJSON encodes a steering answer without explanations exactly
 // as encoding/json would (a test checks), without reflection: the answer
