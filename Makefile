@@ -43,12 +43,14 @@ bench-ingest:
 
 # Steering over HTTP against a minimal Go handler, same run, same wrk load;
 # then the in-process steering benchmarks on the 1.06M-prefix table.
+# -cpu 1 is the per-core figure: the collector shares the one core.
 .PHONY: bench-steer
 bench-steer:
 	@scripts/install-deps.sh $(BENCH_PACKAGES)
 	$(GO) run ./scripts/benchsteer
-	$(GO) test -run '^$$' -bench 'FullTable' -benchmem ./internal/steer
-	$(GO) test -run '^$$' -bench 'BenchmarkNewTable|BenchmarkLookup|BenchmarkApply' -benchmem ./internal/rib
+	$(GO) test -run '^$$' -bench 'FullTable' -cpu 1,2 -benchmem ./internal/steer
+	$(GO) test -run '^$$' -bench 'BenchmarkLookup|BenchmarkApply' -benchmem ./internal/rib
+	$(GO) test -run '^$$' -bench 'BenchmarkBuildFullTable|BenchmarkRIBReplaceFullTable' -benchtime 3x -benchmem ./internal/rib
 
 # Side-by-side nginx vs appliance serving benchmark (wrk) and the RSS of
 # 10,000 idle keep-alive connections; prints ratios, asserts nothing.
