@@ -57,7 +57,7 @@ func (ap *attrsPool) forget(h uint64) {
 
 // hash covers every field Equal compares.
 func (ap *attrsPool) hash(a *Attrs) uint64 {
-	var buf [64]byte
+	var buf [128]byte // room for a 12-hop path without allocating
 	b := buf[:0]
 	nh, rid := a.NextHop.As16(), a.PeerRouterID.As16()
 	b = append(b, nh[:]...)
@@ -71,11 +71,8 @@ func (ap *attrsPool) hash(a *Attrs) uint64 {
 	b = binary.LittleEndian.AppendUint32(b, a.LocalPref)
 	b = binary.LittleEndian.AppendUint32(b, a.MED)
 	b = binary.LittleEndian.AppendUint32(b, a.PeerASN)
-	var h maphash.Hash
-	h.SetSeed(ap.seed)
-	h.Write(b)
 	for _, asn := range a.ASPath {
-		h.Write(binary.LittleEndian.AppendUint32(buf[:0], asn))
+		b = binary.LittleEndian.AppendUint32(b, asn)
 	}
-	return h.Sum64()
+	return maphash.Bytes(ap.seed, b)
 }
