@@ -43,6 +43,18 @@ func intern(a *Attrs) *Attrs {
 	return p
 }
 
+// interner interns a batch of routes, remembering the last set: the
+// routes of a dump or an UPDATE often share their attributes with the
+// route before, and comparing with it is much cheaper than the pool.
+type interner struct{ last *Attrs }
+
+func (in *interner) intern(a *Attrs) *Attrs {
+	if in.last == nil || !in.last.Equal(a) {
+		in.last = intern(a)
+	}
+	return in.last
+}
+
 // forget drops the collected sets among those with hash h.
 func (ap *attrsPool) forget(h uint64) {
 	ap.mu.Lock()

@@ -71,7 +71,12 @@ func (r *RIB) Replace(appliance string, routes []Route) error {
 		}
 	}
 	set := new(bart.Lite)
-	for p, i := range best {
+	var in interner
+	for i := range routes { // in the caller's order, which interner exploits
+		p := routes[i].Prefix
+		if best[p] != i {
+			continue // a better route to p comes elsewhere in routes
+		}
 		set.Insert(p)
 		// Re-announcing an unchanged route would copy its trie path for
 		// nothing; full re-exports after a session flap are mostly that.
@@ -82,7 +87,7 @@ func (r *RIB) Replace(appliance string, routes []Route) error {
 				continue
 			}
 		}
-		changes = append(changes, change{prefix: p, attrs: intern(&routes[i].Attrs)})
+		changes = append(changes, change{prefix: p, attrs: in.intern(&routes[i].Attrs)})
 	}
 	r.commit(appliance, changes)
 	r.setPrefixes(appliance, set)
@@ -124,9 +129,10 @@ func (r *RIB) Apply(appliance string, announce []Route, withdraw []netip.Prefix)
 			changes = append(changes, change{prefix: p})
 		}
 	}
+	var in interner
 	for i := range announce {
 		set.Insert(announce[i].Prefix)
-		changes = append(changes, change{prefix: announce[i].Prefix, attrs: intern(&announce[i].Attrs)})
+		changes = append(changes, change{prefix: announce[i].Prefix, attrs: in.intern(&announce[i].Attrs)})
 	}
 	r.commit(appliance, changes)
 	r.setPrefixes(appliance, set)

@@ -81,9 +81,10 @@ func NewTable(routes map[string][]Route) (*Table, error) {
 		c   Candidate
 	}
 	all := make([]heard, 0, n)
+	var in interner
 	for app, rs := range routes {
 		for i := range rs {
-			all = append(all, heard{rs[i].Prefix, Candidate{Appliance: app, Attrs: intern(&rs[i].Attrs)}})
+			all = append(all, heard{rs[i].Prefix, Candidate{Appliance: app, Attrs: in.intern(&rs[i].Attrs)}})
 		}
 	}
 	slices.SortFunc(all, func(a, b heard) int {
