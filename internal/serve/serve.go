@@ -43,24 +43,7 @@ type Options struct {
 	Logger         *slog.Logger
 }
 
-// Server is an http.Server bound to a listener.
-type Server struct {
-	ln   net.Listener
-	srv  *http.Server
-	opts Options
-}
-
-// Listen binds addr (host:port; port 0 picks one) and prepares to serve h.
-func Listen(addr string, h http.Handler, opts Options) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	return New(ln, h, opts), nil
-}
-
-// New prepares to serve h on ln.
-func New(ln net.Listener, h http.Handler, opts Options) *Server {
+func (opts Options) withDefaults() Options {
 	if opts.Grace == 0 {
 		opts.Grace = 10 * time.Second
 	}
@@ -76,6 +59,46 @@ func New(ln net.Listener, h http.Handler, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	return opts
+}
+
+// Server is an HTTP server bound to a listener: net/http's for TLS, the
+// lean h1Server for plain HTTP.
+type Server struct {
+	ln   net.Listener
+	srv  httpServer
+	opts Options
+}
+
+// httpServer is what Run needs of *http.Server and *h1Server.
+type httpServer interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+}
+
+// tlsServer serves HTTPS; ServeTLS adds "h2" to NextProtos and serves
+// HTTP/2. Certificates come from TLSConfig (Certificates or
+// GetCertificate).
+type tlsServer struct{ *http.Server }
+
+func (t tlsServer) Serve(ln net.Listener) error { return t.ServeTLS(ln, "", "") }
+
+// Listen binds addr (host:port; port 0 picks one) and prepares to serve h.
+func Listen(addr string, h http.Handler, opts Options) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return New(ln, h, opts), nil
+}
+
+// New prepares to serve h on ln.
+func New(ln net.Listener, h http.Handler, opts Options) *Server {
+	opts = opts.withDefaults()
+	if opts.TLS == nil {
+		return &Server{ln: ln, srv: newH1Server(h, opts), opts: opts}
+	}
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: opts.ReadHeaderTimeout,
@@ -83,11 +106,9 @@ func New(ln net.Listener, h http.Handler, opts Options) *Server {
 		WriteTimeout:      opts.WriteTimeout,
 		MaxHeaderBytes:    opts.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
+		TLSConfig:         opts.TLS.Clone(),
 	}
-	if opts.TLS != nil {
-		srv.TLSConfig = opts.TLS.Clone()
-	}
-	return &Server{ln: ln, srv: srv, opts: opts}
+	return &Server{ln: ln, srv: tlsServer{srv}, opts: opts}
 }
 
 // Addr is the bound address.
@@ -105,15 +126,7 @@ func (s *Server) URL() string {
 // down gracefully. It returns nil after a clean stop.
 func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
-	go func() {
-		if s.opts.TLS != nil {
-			// Certificates come from TLS (Certificates or GetCertificate);
-			// ServeTLS adds "h2" to NextProtos and serves HTTP/2.
-			errc <- s.srv.ServeTLS(s.ln, "", "")
-		} else {
-			errc <- s.srv.Serve(s.ln)
-		}
-	}()
+	go func() { errc <- s.srv.Serve(s.ln) }()
 	select {
 	case err := <-errc:
 		return err

@@ -1,0 +1,504 @@
+package serve
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// client is one raw keep-alive connection to a test server.
+type client struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dial(t *testing.T, s *Server) *client {
+	t.Helper()
+	c, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	return &client{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func (cl *client) send(raw string) {
+	cl.t.Helper()
+	if _, err := io.WriteString(cl.c, raw); err != nil {
+		cl.t.Fatal(err)
+	}
+}
+
+// read reads one final response (skipping 1xx) to a request with method.
+func (cl *client) read(method string) (*http.Response, string) {
+	cl.t.Helper()
+	for {
+		resp, err := http.ReadResponse(cl.br, &http.Request{Method: method})
+		if err != nil {
+			cl.t.Fatalf("reading response: %v", err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			cl.t.Fatalf("reading body: %v", err)
+		}
+		if resp.StatusCode >= 200 {
+			return resp, string(b)
+		}
+	}
+}
+
+// closed reports whether the server closed the connection (EOF next).
+func (cl *client) closed() bool {
+	cl.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := cl.br.ReadByte()
+	return err == io.EOF
+}
+
+// echo answers with the method, path, body and remote address.
+var echo = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	fmt.Fprintf(w, "%s %s %s body=%q from=%s", r.Method, r.URL.Path, r.Proto, b, r.RemoteAddr)
+})
+
+func TestKeepAliveManyRequests(t *testing.T) {
+	s, _, _ := start(t, echo, Options{})
+	cl := dial(t, s)
+	for i := range 200 {
+		cl.send(fmt.Sprintf("GET /r%d HTTP/1.1\r\nHost: x\r\n\r\n", i))
+		resp, body := cl.read("GET")
+		want := fmt.Sprintf("GET /r%d HTTP/1.1 body=\"\" from=%s", i, cl.c.LocalAddr())
+		if resp.StatusCode != 200 || body != want {
+			t.Fatalf("request %d: %d %q, want 200 %q", i, resp.StatusCode, body, want)
+		}
+		if resp.ContentLength != int64(len(want)) || resp.Close {
+			t.Fatalf("request %d: Content-Length %d close %v, want %d and keep-alive", i, resp.ContentLength, resp.Close, len(want))
+		}
+		if resp.Header.Get("Date") == "" {
+			t.Fatalf("request %d: no Date header", i)
+		}
+	}
+}
+
+func TestPipelining(t *testing.T) {
+	s, _, _ := start(t, echo, Options{})
+	cl := dial(t, s)
+	var all strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&all, "GET /p%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
+		if i%10 == 3 { // a body between pipelined requests
+			fmt.Fprintf(&all, "POST /b%d HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", i)
+		}
+	}
+	cl.send(all.String())
+	for i := range 50 {
+		_, body := cl.read("GET")
+		if want := fmt.Sprintf("GET /p%d ", i); !strings.HasPrefix(body, want) {
+			t.Fatalf("response %d = %q, want prefix %q", i, body, want)
+		}
+		if i%10 == 3 {
+			_, body := cl.read("POST")
+			if want := fmt.Sprintf("POST /b%d HTTP/1.1 body=\"hello\"", i); !strings.HasPrefix(body, want) {
+				t.Fatalf("response to POST %d = %q, want prefix %q", i, body, want)
+			}
+		}
+	}
+}
+
+func TestHEAD(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/known":
+			w.Header().Set("Content-Length", "11")
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, "hello world")
+		case "/unknown":
+			io.WriteString(w, "hello world")
+		case "/big": // would be chunked on GET
+			w.Write(bytes.Repeat([]byte("x"), 10000))
+		}
+	})
+	s, _, _ := start(t, h, Options{})
+	cl := dial(t, s)
+	for _, tc := range []struct {
+		path    string
+		wantLen int64
+	}{{"/known", 11}, {"/unknown", 11}, {"/big", -1}} {
+		cl.send("HEAD " + tc.path + " HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, body := cl.read("HEAD")
+		if resp.StatusCode != 200 || body != "" || resp.ContentLength != tc.wantLen {
+			t.Errorf("HEAD %s = %d, body %q, Content-Length %d; want 200, no body, %d", tc.path, resp.StatusCode, body, resp.ContentLength, tc.wantLen)
+		}
+		if resp.TransferEncoding != nil {
+			t.Errorf("HEAD %s: Transfer-Encoding %v, want none", tc.path, resp.TransferEncoding)
+		}
+	}
+	// The connection is still in step.
+	cl.send("GET /known HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, body := cl.read("GET"); body != "hello world" {
+		t.Errorf("GET after HEADs = %q, want hello world", body)
+	}
+}
+
+func TestResponseFraming(t *testing.T) {
+	big := strings.Repeat("0123456789", 1000)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/small":
+			io.WriteString(w, "<html><body>hi</body></html>")
+		case "/big":
+			for i := 0; i < len(big); i += 1000 {
+				io.WriteString(w, big[i:i+1000])
+			}
+		case "/flush":
+			io.WriteString(w, "a")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "b")
+		case "/204":
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusNoContent)
+			io.WriteString(w, "ignored")
+		case "/304":
+			w.Header().Set("Content-Type", "text/plain")
+			w.Header().Set("Etag", `"x"`)
+			w.WriteHeader(http.StatusNotModified)
+		case "/short": // promises more than it sends
+			w.Header().Set("Content-Length", "10")
+			io.WriteString(w, "abc")
+		}
+	})
+	s, _, _ := start(t, h, Options{})
+	type result struct {
+		Status      int
+		Body        string
+		Length      int64
+		Chunked     bool
+		ContentType string
+		Close       bool
+	}
+	for _, tc := range []struct {
+		path, proto string
+		want        result
+	}{
+		{"/small", "HTTP/1.1", result{200, "<html><body>hi</body></html>", 28, false, "text/html; charset=utf-8", false}},
+		{"/big", "HTTP/1.1", result{200, big, -1, true, "text/plain; charset=utf-8", false}},
+		{"/flush", "HTTP/1.1", result{200, "ab", -1, true, "text/plain; charset=utf-8", false}},
+		{"/big", "HTTP/1.0", result{200, big, -1, false, "text/plain; charset=utf-8", true}},
+		{"/small", "HTTP/1.0", result{200, "<html><body>hi</body></html>", 28, false, "text/html; charset=utf-8", true}},
+		{"/204", "HTTP/1.1", result{204, "", 0, false, "text/plain", false}},
+		{"/304", "HTTP/1.1", result{304, "", 0, false, "", false}},
+		{"/short", "HTTP/1.1", result{200, "abc", 10, false, "text/plain; charset=utf-8", false}},
+	} {
+		cl := dial(t, s)
+		cl.send("GET " + tc.path + " " + tc.proto + "\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(cl.br, nil)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.proto, tc.path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		got := result{resp.StatusCode, string(b), resp.ContentLength, len(resp.TransferEncoding) > 0, resp.Header.Get("Content-Type"), resp.Close}
+		if tc.path == "/short" {
+			// The connection closes after the short body instead of
+			// carrying the next answer as body.
+			got.Close = !cl.closed()
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%s %s (-want +got):\n%s", tc.proto, tc.path, diff)
+		}
+	}
+}
+
+func TestHTTP10KeepAlive(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "2")
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "ok")
+	})
+	s, _, _ := start(t, h, Options{})
+	cl := dial(t, s)
+	for i := range 3 {
+		cl.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+		resp, body := cl.read("GET")
+		if body != "ok" || resp.Header.Get("Connection") != "keep-alive" || resp.Proto != "HTTP/1.0" {
+			t.Fatalf("request %d: %s %q Connection %q, want HTTP/1.0 ok keep-alive", i, resp.Proto, body, resp.Header.Get("Connection"))
+		}
+	}
+	cl.send("GET / HTTP/1.0\r\n\r\n")
+	if _, body := cl.read("GET"); body != "ok" || !cl.closed() {
+		t.Errorf("HTTP/1.0 without keep-alive: body %q, connection kept; want ok and closed", body)
+	}
+	cl = dial(t, s)
+	cl.send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if resp, _ := cl.read("GET"); !resp.Close || !cl.closed() {
+		t.Errorf("Connection: close request: response Close=%v, want the connection closed", resp.Close)
+	}
+}
+
+func TestRequestBodies(t *testing.T) {
+	// ignore answers without reading the body.
+	ignore := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ignore" {
+			io.WriteString(w, "ignored")
+			return
+		}
+		echo(w, r)
+	})
+	s, _, _ := start(t, ignore, Options{})
+	cl := dial(t, s)
+
+	cl.send("POST /cl HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
+	if _, body := cl.read("POST"); !strings.Contains(body, `body="hello world"`) {
+		t.Errorf("Content-Length body: %q", body)
+	}
+	cl.send("POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+	if _, body := cl.read("POST"); !strings.Contains(body, `body="hello world"`) {
+		t.Errorf("chunked body: %q", body)
+	}
+	// A small unread body is skipped and the connection kept.
+	cl.send("POST /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + strings.Repeat("z", 1000))
+	if resp, body := cl.read("POST"); body != "ignored" || resp.Close {
+		t.Errorf("unread small body: %q close=%v, want ignored and keep-alive", body, resp.Close)
+	}
+	cl.send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, body := cl.read("GET"); !strings.HasPrefix(body, "GET /after") {
+		t.Errorf("after a skipped body: %q", body)
+	}
+	// A large unread body closes the connection instead.
+	cl.send(fmt.Sprintf("POST /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", 1<<20))
+	go cl.c.Write(make([]byte, 1<<20)) // may fail once the server closes
+	if resp, _ := cl.read("POST"); !resp.Close {
+		t.Errorf("unread 1 MiB body: connection kept, want Connection: close")
+	}
+}
+
+func TestExpectContinue(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/refuse" {
+			http.Error(w, "no", http.StatusForbidden)
+			return
+		}
+		echo(w, r)
+	})
+	s, _, _ := start(t, h, Options{})
+
+	cl := dial(t, s)
+	cl.send("PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	resp, err := http.ReadResponse(cl.br, nil)
+	if err != nil || resp.StatusCode != http.StatusContinue {
+		t.Fatalf("before sending the body: %v %v, want 100 Continue", resp, err)
+	}
+	cl.send("hello")
+	if _, body := cl.read("PUT"); !strings.Contains(body, `body="hello"`) {
+		t.Errorf("body after 100 Continue: %q", body)
+	}
+
+	// A handler that answers without reading gets no 100; the connection
+	// is closed as the client may or may not send the body.
+	cl = dial(t, s)
+	cl.send("PUT /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	resp, err = http.ReadResponse(cl.br, nil)
+	if err != nil || resp.StatusCode != http.StatusForbidden || !resp.Close {
+		t.Errorf("refused upload: %v %v, want 403 with Connection: close", resp, err)
+	}
+
+	cl = dial(t, s)
+	cl.send("PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: teapot\r\n\r\n")
+	if resp, _ := cl.read("PUT"); resp.StatusCode != http.StatusExpectationFailed {
+		t.Errorf("unknown expectation: %d, want 417", resp.StatusCode)
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	s, _, _ := start(t, echo, Options{})
+	for _, tc := range []struct {
+		name, raw string
+		want      int
+	}{
+		{"garbage", "HELLO\r\n\r\n", 400},
+		{"no Host on HTTP/1.1", "GET / HTTP/1.1\r\n\r\n", 400},
+		{"bad Host", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+		{"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+		{"bad header name", "GET / HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n", 400},
+		{"bad version", "GET / HTTP/9.9\r\nHost: x\r\n\r\n", 505},
+		{"bad Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -3\r\n\r\n", 400},
+		{"unknown transfer coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: zip\r\n\r\n", 501},
+		{"header line folding", "GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400},
+	} {
+		cl := dial(t, s)
+		cl.send(tc.raw)
+		resp, err := http.ReadResponse(cl.br, nil)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want || !resp.Close {
+			t.Errorf("%s: %d close=%v, want %d and close", tc.name, resp.StatusCode, resp.Close, tc.want)
+		}
+	}
+	// HTTP/1.0 needs no Host.
+	cl := dial(t, s)
+	cl.send("GET /old HTTP/1.0\r\n\r\n")
+	if resp, _ := cl.read("GET"); resp.StatusCode != 200 {
+		t.Errorf("HTTP/1.0 without Host: %d, want 200", resp.StatusCode)
+	}
+}
+
+// TestSendfileExact: bodies copied from files through ReadFrom (the
+// sendfile path) and through Write are the exact bytes, and
+// http.ResponseController deadlines reach the connection.
+func TestSendfileExact(t *testing.T) {
+	data := make([]byte, 3<<20+17)
+	for i := range data {
+		data[i] = byte(i*7 + i>>11)
+	}
+	path := filepath.Join(t.TempDir(), "obj")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer f.Close()
+		off, _ := strconv.ParseInt(r.URL.Query().Get("off"), 10, 64)
+		n, _ := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+		rc := http.NewResponseController(w)
+		if err := rc.SetWriteDeadline(time.Now().Add(time.Minute)); err != nil {
+			t.Errorf("SetWriteDeadline: %v", err)
+		}
+		f.Seek(off, io.SeekStart)
+		if r.URL.Query().Has("nolength") {
+			io.CopyN(w, f, n) // chunked: not sendfile
+			return
+		}
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		w.Header().Set("Content-Type", "application/octet-stream")
+		if r.URL.Query().Has("sniff") {
+			w.Header().Del("Content-Type")
+		}
+		w.WriteHeader(http.StatusOK)
+		for n > 0 { // in chunks, as internal/edge does
+			m, err := io.CopyN(w, f, min(n, 1<<20))
+			if err != nil {
+				t.Errorf("CopyN: %v", err)
+				return
+			}
+			n -= m
+			rc.SetWriteDeadline(time.Now().Add(time.Minute))
+		}
+	})
+	s, _, _ := start(t, h, Options{})
+	cl := dial(t, s)
+	for _, q := range []struct{ off, n int64 }{{0, int64(len(data))}, {1, 1}, {65536, 65536}, {1 << 20, 2<<20 + 3}, {12345, 0}} {
+		for _, mode := range []string{"", "&sniff", "&nolength"} {
+			cl.send(fmt.Sprintf("GET /?off=%d&n=%d%s HTTP/1.1\r\nHost: x\r\n\r\n", q.off, q.n, mode))
+			resp, body := cl.read("GET")
+			want := data[q.off : q.off+q.n]
+			if resp.StatusCode != 200 || sha256.Sum256([]byte(body)) != sha256.Sum256(want) {
+				t.Errorf("off %d n %d%s: %d, %d bytes, not the file's %d", q.off, q.n, mode, resp.StatusCode, len(body), len(want))
+			}
+		}
+	}
+}
+
+// TestContextCancelledOnKill: a handler waiting on r.Context() is
+// released when the server is killed.
+func TestContextCancelledOnKill(t *testing.T) {
+	entered := make(chan struct{})
+	released := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-r.Context().Done()
+		released <- r.Context().Err()
+		if addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); !ok || addr.String() == "" {
+			t.Errorf("no LocalAddrContextKey value in the request context")
+		}
+	})
+	s, _, _ := start(t, h, Options{})
+	cl := dial(t, s)
+	cl.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-entered
+	s.Kill()
+	select {
+	case err := <-released:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("context error %v, want canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler still waiting 10s after Kill")
+	}
+}
+
+// TestShutdownClosesIdleFinishesActive: on shutdown an idle keep-alive
+// connection is closed at once, an in-flight request finishes, and its
+// response says Connection: close.
+func TestShutdownClosesIdleFinishesActive(t *testing.T) {
+	entered := make(chan struct{})
+	proceed := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(entered)
+			<-proceed
+		}
+		io.WriteString(w, "done")
+	})
+	s, cancel, wait := start(t, h, Options{Grace: 30 * time.Second})
+	idle := dial(t, s)
+	idle.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	idle.read("GET")
+	busy := dial(t, s)
+	busy.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-entered
+	cancel()
+	if !idle.closed() {
+		t.Error("idle connection not closed on shutdown")
+	}
+	close(proceed)
+	resp, body := busy.read("GET")
+	if body != "done" || !resp.Close {
+		t.Errorf("in-flight response %q close=%v, want done with Connection: close", body, resp.Close)
+	}
+	if err := wait(); err != nil {
+		t.Errorf("Run = %v, want nil", err)
+	}
+	if h1 := s.srv.(*h1Server); len(h1.conns) != 0 {
+		t.Errorf("%d connections left after Run returned", len(h1.conns))
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	s, _, _ := start(t, echo, Options{IdleTimeout: 200 * time.Millisecond})
+	cl := dial(t, s)
+	cl.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	cl.read("GET")
+	begin := time.Now()
+	if !cl.closed() {
+		t.Fatal("idle connection not closed")
+	}
+	if d := time.Since(begin); d < 150*time.Millisecond {
+		t.Errorf("idle connection closed after %v, before IdleTimeout", d)
+	}
+}
