@@ -42,7 +42,7 @@ func TestAccessLoggerMatchesSlog(t *testing.T) {
 	if hFast.fastAccess == nil || hSlow.fastAccess != nil {
 		t.Fatal("fast path not chosen as expected")
 	}
-	target := strings.TrimPrefix(te.url(testPath), te.srv.URL)
+	target := strings.TrimPrefix(te.url(testPath), te.base)
 	reqs := []*http.Request{
 		httptest.NewRequest("GET", target, nil),
 		httptest.NewRequest("HEAD", target, nil),

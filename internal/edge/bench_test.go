@@ -61,7 +61,7 @@ func (d *discardWriter) ReadFrom(r io.Reader) (int64, error) { return io.Copy(io
 // routing, token check, store open, headers, file read and metrics.
 func BenchmarkHandler64KiB(b *testing.B) {
 	te := newTestEdge(b, map[string][]byte{testPath: pattern(benchSize)})
-	req := httptest.NewRequest("GET", strings.TrimPrefix(te.url(testPath), te.srv.URL), nil)
+	req := httptest.NewRequest("GET", strings.TrimPrefix(te.url(testPath), te.base), nil)
 	req.RemoteAddr = "127.0.0.1:4321"
 	req.Header.Set("Range", "bytes=1048576-1114111")
 	w := &discardWriter{h: http.Header{}}

@@ -238,7 +238,7 @@ func TestMaliciousPaths(t *testing.T) {
 	// Tokens that cover everything the attacker might reach.
 	tok, _ := te.keys.Sign(urlsign.Grant{Scope: "t0001/", Expires: time.Now().Add(time.Hour)})
 	objTok, _ := te.keys.Sign(urlsign.Grant{Scope: "objects/", Expires: time.Now().Add(time.Hour)})
-	addr := strings.TrimPrefix(te.srv.URL, "http://")
+	addr := strings.TrimPrefix(te.base, "http://")
 	targets := []string{
 		"/c/" + tok + "/../../etc/passwd",
 		"/c/" + tok + "/t0001/../../passwd",
@@ -289,7 +289,7 @@ func TestBadTokens(t *testing.T) {
 		}
 		return 'A'
 	}, sig)
-	addr := strings.TrimPrefix(te.srv.URL, "http://")
+	addr := strings.TrimPrefix(te.base, "http://")
 	for name, tok := range map[string]string{
 		"garbage": "garbage", "no dot": "abc", "empty halves": ".", "tampered": tampered,
 		"expired": expired, "foreign key": foreign, "wrong client": wrongClient,
@@ -356,7 +356,7 @@ func TestTokenCacheMatchesVerify(t *testing.T) {
 func TestSendfileReader(t *testing.T) {
 	data := pattern(3 << 20)
 	te := newTestEdge(t, map[string][]byte{testPath: data})
-	req := httptest.NewRequest("GET", strings.TrimPrefix(te.url(testPath), te.srv.URL), nil)
+	req := httptest.NewRequest("GET", strings.TrimPrefix(te.url(testPath), te.base), nil)
 	req.RemoteAddr = "127.0.0.1:1234"
 	req.Header.Set("Range", "bytes=100-2200000")
 	rec := &readFromRecorder{ResponseRecorder: httptest.NewRecorder()}
@@ -503,7 +503,7 @@ func TestServeOverHTTP2(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 	c := srv.Client()
-	u := srv.URL + strings.TrimPrefix(te.url(testPath), te.srv.URL)
+	u := srv.URL + strings.TrimPrefix(te.url(testPath), te.base)
 	for _, rng := range []string{"bytes=100-2200000", "bytes=-5", "bytes=0-9,3000000-"} {
 		req, _ := http.NewRequest("GET", u, nil)
 		req.Header.Set("Range", rng)
@@ -537,15 +537,13 @@ func TestStalledReaderCutOff(t *testing.T) {
 	data := pattern(32 << 20) // far more than socket buffers hold
 	te := newTestEdge(t, map[string][]byte{testPath: data})
 	h := New(Config{Store: te.st, Keys: te.cur.Load, StallTimeout: 300 * time.Millisecond})
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	c, err := net.Dial("tcp", strings.TrimPrefix(serveHTTP(t, h), "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	c.(*net.TCPConn).SetReadBuffer(4 << 10)
-	target := strings.TrimPrefix(te.url(testPath), te.srv.URL)
+	target := strings.TrimPrefix(te.url(testPath), te.base)
 	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", target)
 	deadline := time.Now().Add(20 * time.Second)
 	for h.Requests() == 0 {

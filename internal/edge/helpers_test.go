@@ -9,7 +9,6 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/serve"
 	"github.com/ocdn/ocdn/internal/store"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
@@ -26,7 +26,7 @@ import (
 type testEdge struct {
 	t    testing.TB
 	h    *Handler
-	srv  *httptest.Server
+	base string // the handler served by package serve, as appliances do
 	keys *urlsign.KeySet                // signs test URLs
 	cur  atomic.Pointer[urlsign.KeySet] // what the handler verifies with
 	st   *store.Store
@@ -51,9 +51,23 @@ func newTestEdge(t testing.TB, files map[string][]byte) *testEdge {
 	te := &testEdge{t: t, keys: urlsign.Generate(), st: st, reg: prometheus.NewRegistry(), dir: dir}
 	te.cur.Store(te.keys)
 	te.h = New(Config{Store: st, Keys: te.cur.Load, Registry: te.reg})
-	te.srv = httptest.NewServer(te.h)
-	t.Cleanup(te.srv.Close)
+	te.base = serveHTTP(t, te.h)
 	return te
+}
+
+// serveHTTP serves h on loopback through package serve, the server the
+// appliance uses, until the test ends; it returns the base URL.
+func serveHTTP(t testing.TB, h http.Handler) string {
+	t.Helper()
+	srv, err := serve.Listen("127.0.0.1:0", h, serve.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); srv.Kill(); <-done })
+	return srv.URL()
 }
 
 // url is a signed URL for p on the test server.
@@ -62,7 +76,7 @@ func (te *testEdge) url(p string) string {
 	if err != nil {
 		panic(err)
 	}
-	return te.srv.URL + "/c/" + tok + "/" + p
+	return te.base + "/c/" + tok + "/" + p
 }
 
 func (te *testEdge) do(method, u string, hdr ...string) (*http.Response, []byte) {
