@@ -257,7 +257,11 @@ func (c *conn) serve() {
 			c.replyError(err)
 			return
 		}
-		c.rwc.SetReadDeadline(time.Time{})
+		if req.Body != http.NoBody {
+			// The handler reads the body without the header's deadline;
+			// without a body nothing is read until the idle deadline.
+			c.rwc.SetReadDeadline(time.Time{})
+		}
 		if o.WriteTimeout > 0 {
 			c.rwc.SetWriteDeadline(time.Now().Add(o.WriteTimeout))
 		}
@@ -283,6 +287,8 @@ func (c *conn) await() error {
 		return err
 	}
 	var rerr error
+	// The first call must read: RawRead clears the poller's readiness
+	// before calling, so bytes that arrived earlier raise no wake-up.
 	err := c.raw.Read(func(fd uintptr) bool {
 		b := takeBuffers(c)
 		c.r.fd = int(fd)
@@ -371,10 +377,13 @@ func (r *connReader) Read(p []byte) (int, error) {
 	if int64(len(p)) > r.limit {
 		p = p[:r.limit]
 	}
+	var n int
+	var err error
 	if r.fd >= 0 {
-		return rawRead(r.fd, p)
+		n, err = rawRead(r.fd, p)
+	} else {
+		n, err = r.c.rwc.Read(p)
 	}
-	n, err := r.c.rwc.Read(p)
 	r.limit -= int64(n)
 	return n, err
 }
@@ -497,9 +506,11 @@ func isCommonNetReadError(err error) bool {
 // serveRequest runs the handler for req and finishes its response. It
 // reports whether the connection can carry another request.
 func (c *conn) serveRequest(req *http.Request) (keep bool) {
-	ctx, cancel := context.WithCancel(c.ctx)
-	defer cancel()
-	req = req.WithContext(ctx)
+	// The request's context is the connection's: it ends when the
+	// connection does (closed, a write to the client failed, the server
+	// killed), not when ServeHTTP returns, which saves a context per
+	// request.
+	req = req.WithContext(c.ctx)
 	req.RemoteAddr = c.remote
 	w := &c.res
 	w.reset(c, req)

@@ -502,3 +502,29 @@ func TestIdleTimeout(t *testing.T) {
 		t.Errorf("idle connection closed after %v, before IdleTimeout", d)
 	}
 }
+
+// BenchmarkRequest is the server's own cost of one keep-alive GET with a
+// Range header (pipelined over an in-memory connection; the handler sets
+// Content-Length and writes a short body), as internal/edge answers.
+func BenchmarkRequest(b *testing.B) {
+	const req = "GET /c/tok/t0001/video_3000k.mp4 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nRange: bytes=1048576-1114111\r\nUser-Agent: bench\r\n\r\n"
+	body := []byte("0123456789")
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd["Content-Length"] = []string{"10"}
+		hd["Content-Type"] = []string{"video/mp4"}
+		w.WriteHeader(http.StatusPartialContent)
+		w.Write(body)
+	})
+	s := newH1Server(h, Options{}.withDefaults())
+	const batch = 1000
+	in := []byte(strings.Repeat(req, batch))
+	b.ReportAllocs()
+	for b.Loop() {
+		pc := &pipeConn{in: bytes.NewReader(in)}
+		c := newConn(s, pc)
+		s.conns[c] = struct{}{}
+		c.serve()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/request")
+}
