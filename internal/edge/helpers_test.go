@@ -26,7 +26,7 @@ import (
 type testEdge struct {
 	t    testing.TB
 	h    *Handler
-	base string // the handler served by package serve, as appliances do
+	base string                         // the handler served by package serve, as appliances do
 	keys *urlsign.KeySet                // signs test URLs
 	cur  atomic.Pointer[urlsign.KeySet] // what the handler verifies with
 	st   *store.Store

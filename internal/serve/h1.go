@@ -109,12 +109,19 @@ func (s *h1Server) forget(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
-	if len(s.conns) == 0 && s.closing.Load() {
-		select {
-		case <-s.gone:
-		default:
-			close(s.gone)
-		}
+	s.noteGoneLocked()
+}
+
+// noteGoneLocked closes gone once the server is closing with no
+// connection left.
+func (s *h1Server) noteGoneLocked() {
+	if len(s.conns) > 0 || !s.closing.Load() {
+		return
+	}
+	select {
+	case <-s.gone:
+	default:
+		close(s.gone)
 	}
 }
 
@@ -127,13 +134,7 @@ func (s *h1Server) beginClose() error {
 	if s.ln != nil {
 		err = s.ln.Close()
 	}
-	if len(s.conns) == 0 {
-		select {
-		case <-s.gone:
-		default:
-			close(s.gone)
-		}
-	}
+	s.noteGoneLocked()
 	return err
 }
 

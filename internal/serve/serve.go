@@ -4,6 +4,26 @@
 // period so clients can be steered away, then stop taking new connections
 // and let in-flight requests finish within a deadline before closing what
 // is left.
+//
+// TLS is served by net/http (with HTTP/2). Plain HTTP is served by a lean
+// HTTP/1.1 server of our own (h1.go, response.go), built for appliances
+// that hold many idle keep-alive connections: net/http keeps a 4 KiB read
+// buffer, a 4 KiB write buffer and a deep goroutine stack on each, about
+// 19 KB per connection, where ours keeps the goroutine parked in the
+// poller with no buffer (about 8 KB): buffers come from a pool when a
+// request's first bytes arrive and go back once its response is written
+// and nothing pipelined is left. Requests are parsed by http.ReadRequest;
+// responses follow net/http's HTTP/1.x framing (see response). A body
+// copied from an *os.File goes out by sendfile(2). The differences from
+// net/http: a request's context ends with its connection (closed, a
+// failed write, Kill) rather than when ServeHTTP returns, and disconnects
+// are noticed on write, not by a background read; an empty Host header is
+// refused like a missing one; no Hijack, trailers or h2c.
+//
+// Both apply the same Options: ReadHeaderTimeout from the first byte of a
+// request (or from accept) to the end of its header, IdleTimeout between
+// requests, WriteTimeout per response if set, and MaxHeaderBytes (plus
+// net/http's 4 KiB of slack) beyond which a request gets 431.
 package serve
 
 import (
