@@ -540,7 +540,10 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 		// The client may still be sending a body we will not read.
 		c.closeWriteAndWait()
 	}
+	// Keep nothing of the request while idle but the emptied header map,
+	// which the next request reuses.
 	h := w.header
-	*w = response{header: h} // keep nothing of the request while idle
+	clear(h)
+	*w = response{header: h}
 	return keep
 }

@@ -62,11 +62,9 @@ const stageSize = 2048
 var stagePool = sync.Pool{New: func() any { b := make([]byte, 0, stageSize); return &b }}
 
 func (w *response) reset(c *conn, req *http.Request) {
-	h := w.header
+	h := w.header // emptied after the last request
 	if h == nil {
 		h = make(http.Header, 8)
-	} else {
-		clear(h)
 	}
 	*w = response{c: c, req: req, header: h, contentLength: -1, isHEAD: req.Method == http.MethodHead}
 }
