@@ -18,7 +18,8 @@
 // net/http: a request's context ends with its connection (closed, a
 // failed write, Kill) rather than when ServeHTTP returns, and disconnects
 // are noticed on write, not by a background read; an empty Host header is
-// refused like a missing one; no Hijack, trailers or h2c.
+// refused like a missing one; the context carries LocalAddrContextKey but
+// no ServerContextKey; no Hijack, trailers or h2c.
 //
 // Both apply the same Options: ReadHeaderTimeout from the first byte of a
 // request (or from accept) to the end of its header, IdleTimeout between
