@@ -516,7 +516,7 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 	w := &c.res
 	w.reset(c, req)
 
-	if expect := req.Header.Get("Expect"); expect != "" {
+	if expect := get(req.Header, "Expect"); expect != "" {
 		if !strings.EqualFold(expect, "100-continue") {
 			// RFC 9110 §10.1.1: 417 for an expectation we cannot meet.
 			w.header.Set("Connection", "close")
@@ -528,7 +528,7 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 	if req.Body != http.NoBody && req.Body != nil {
 		w.body = &requestBody{rc: req.Body, w: w}
 		req.Body = w.body
-		if req.ProtoAtLeast(1, 1) && req.Header.Get("Expect") != "" {
+		if req.ProtoAtLeast(1, 1) && get(req.Header, "Expect") != "" {
 			w.expectContinue, w.continuePending = true, true
 		}
 	}

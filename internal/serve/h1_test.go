@@ -528,3 +528,22 @@ func BenchmarkRequest(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/request")
 }
+
+// TestHeaderFieldsSanitized: a handler's CR or LF in a header value
+// cannot start another field, and invalid field names are dropped, as
+// with net/http.
+func TestHeaderFieldsSanitized(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["X-Value"] = []string{" a\r\nSet-Cookie: evil\n "}
+		w.Header()["Bad Name"] = []string{"x"}
+		io.WriteString(w, "ok")
+	})
+	s, _, _ := start(t, h, Options{})
+	cl := dial(t, s)
+	cl.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, body := cl.read("GET")
+	got := []string{resp.Header.Get("X-Value"), resp.Header.Get("Set-Cookie"), resp.Header.Get("Bad Name"), body}
+	if diff := cmp.Diff([]string{"a  Set-Cookie: evil", "", "", "ok"}, got); diff != "" {
+		t.Errorf("X-Value, Set-Cookie, Bad Name, body (-want +got):\n%s", diff)
+	}
+}

@@ -1,14 +1,18 @@
 package serve
 
 import (
+	"bufio"
 	"io"
 	"net/http"
+	"net/textproto"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // response is h1Server's http.ResponseWriter, written to follow
@@ -86,7 +90,7 @@ func (w *response) WriteHeader(code int) {
 	w.continuePending = false
 	w.wroteHeader = true
 	w.status = code
-	if cl := w.header.Get("Content-Length"); cl != "" {
+	if cl := get(w.header, "Content-Length"); cl != "" {
 		v, err := strconv.ParseInt(cl, 10, 64)
 		if err == nil && v >= 0 {
 			w.contentLength = v
@@ -112,7 +116,7 @@ func (w *response) writeInformational(code int) {
 	}
 	bw := w.c.b.bw
 	writeStatusLine(bw, w.req.ProtoAtLeast(1, 1), code)
-	w.header.WriteSubset(bw, excludedNoBody)
+	writeFields(bw, w.header, excludedNoBody)
 	bw.WriteString("\r\n")
 	w.c.flush()
 }
@@ -135,7 +139,7 @@ func (w *response) commit(p []byte) {
 	req := w.req
 	code := w.status
 	bodyOK := bodyAllowedForStatus(code)
-	te := h.Get("Transfer-Encoding")
+	te := get(h, "Transfer-Encoding")
 	hasTE := te != ""
 	var exclude map[string]bool
 	drop := func(k string) {
@@ -159,7 +163,7 @@ func (w *response) commit(p []byte) {
 
 	// Keep-alive: HTTP/1.1 unless the client said close; HTTP/1.0 only
 	// when it asked and the length is known.
-	connHdr := h.Get("Connection")
+	connHdr := get(h, "Connection")
 	if wantsHTTP10KeepAlive(req) && !w.c.s.closing.Load() && (w.isHEAD || hasCL || !bodyOK) {
 		if _, set := h["Connection"]; !set {
 			extraConn = "keep-alive"
@@ -181,7 +185,7 @@ func (w *response) commit(p []byte) {
 
 	if bodyOK {
 		_, haveType := h["Content-Type"]
-		if !haveType && !hasTE && h.Get("Content-Encoding") == "" && len(p) > 0 {
+		if !haveType && !hasTE && get(h, "Content-Encoding") == "" && len(p) > 0 {
 			extraCT = http.DetectContentType(p)
 		}
 	} else {
@@ -226,7 +230,7 @@ func (w *response) commit(p []byte) {
 
 	bw := w.c.b.bw
 	writeStatusLine(bw, req.ProtoAtLeast(1, 1), code)
-	h.WriteSubset(bw, exclude)
+	writeFields(bw, h, exclude)
 	if extraCT != "" {
 		bw.WriteString("Content-Type: ")
 		bw.WriteString(extraCT)
@@ -253,8 +257,38 @@ func (w *response) commit(p []byte) {
 	bw.WriteString("\r\n")
 }
 
+// get is http.Header.Get for a key already in canonical form, without
+// canonicalizing it again.
+func get(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// writeFields writes h but the keys in exclude as Header.WriteSubset
+// does (invalid field names dropped, CR and LF in values turned to
+// spaces, values trimmed), but in map order: sorting the fields cost
+// about 1% of a 64 KiB range request.
+func writeFields(bw *bufio.Writer, h http.Header, exclude map[string]bool) {
+	for k, vv := range h {
+		if exclude[k] || !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		for _, v := range vv {
+			if strings.ContainsAny(v, "\r\n") {
+				v = strings.NewReplacer("\n", " ", "\r", " ").Replace(v)
+			}
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(textproto.TrimString(v))
+			bw.WriteString("\r\n")
+		}
+	}
+}
+
 func wantsHTTP10KeepAlive(r *http.Request) bool {
-	return r.ProtoMajor == 1 && r.ProtoMinor == 0 && hasToken(r.Header.Get("Connection"), "keep-alive")
+	return r.ProtoMajor == 1 && r.ProtoMinor == 0 && hasToken(get(r.Header, "Connection"), "keep-alive")
 }
 
 // hasToken reports whether the comma-separated list v has token t.
@@ -269,9 +303,7 @@ func hasToken(v, t string) bool {
 	return false
 }
 
-func writeStatusLine(bw interface {
-	WriteString(string) (int, error)
-}, is11 bool, code int) {
+func writeStatusLine(bw *bufio.Writer, is11 bool, code int) {
 	if is11 {
 		bw.WriteString("HTTP/1.1 ")
 	} else {
