@@ -56,7 +56,7 @@
 // Content-Length and Content-Type are set (always, here), so each 1 MiB
 // chunk's io.CopyN reaches its ReadFrom and becomes one header write and
 // a sendfile(2) from the file; an idle keep-alive connection there holds
-// no buffers, so 10,000 of them cost about 80 MB. HTTPS goes through
+// no buffers, so 10,000 of them cost 60–85 MB. HTTPS goes through
 // net/http with HTTP/2. Verified token grants are cached (HMAC once per
 // token) and object descriptors are kept open between requests
 // (fileCache), both invalidated safely; see tokens.go and files.go.

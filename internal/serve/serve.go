@@ -10,7 +10,7 @@
 // that hold many idle keep-alive connections: net/http keeps a 4 KiB read
 // buffer, a 4 KiB write buffer and a deep goroutine stack on each, about
 // 19 KB per connection, where ours keeps the goroutine parked in the
-// poller with no buffer (about 8 KB): buffers come from a pool when a
+// poller with no buffer (6–8 KB in make bench-edge): buffers come from a pool when a
 // request's first bytes arrive and go back once its response is written
 // and nothing pipelined is left. Requests are parsed by http.ReadRequest;
 // responses follow net/http's HTTP/1.x framing (see response). A body
