@@ -10,6 +10,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/rendezvous"
 )
 
 // Item is a file with its predicted demand in the cluster's region.
@@ -237,20 +238,9 @@ func Plan(items []Item, nodes []Node, opt Options) Result {
 	return res
 }
 
-// mix is a 64-bit finalizer (splitmix64): a fast, well-spread combination
-// of a file's and a node's hashes.
-func mix(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
-}
-
 // fastScore is the weighted rendezvous score -w/ln(u).
 func fastScore(fh, nh uint64, w float64) float64 {
-	h := mix(fh ^ mix(nh))
+	h := rendezvous.Mix(fh ^ rendezvous.Mix(nh))
 	u := (float64(h>>11) + 0.5) / (1 << 53)
 	return -w / fastLog(u)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/ocdn/ocdn/internal/config"
+	"github.com/ocdn/ocdn/internal/rendezvous"
 	"github.com/ocdn/ocdn/internal/rib"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
@@ -179,7 +180,7 @@ func (e *Engine) steer(dst []Choice, s *Snapshot, client netip.Addr, path string
 			if explain {
 				why = append(why, Considered{Appliance: a.ID, Site: a.Site, Excluded: "state " + a.State, Tier: string(a.Kind)})
 			}
-		case a.Weight > 0 && a.Weight < 1 && float64(mix(spread^xxhash.Sum64String(a.ID)^0x5eed)>>11)/(1<<53) >= a.Weight:
+		case a.Weight > 0 && a.Weight < 1 && float64(rendezvous.Mix(spread^xxhash.Sum64String(a.ID)^0x5eed)>>11)/(1<<53) >= a.Weight:
 			if explain {
 				why = append(why, Considered{Appliance: a.ID, Site: a.Site, Excluded: fmt.Sprintf("state %s: this client is outside its %.0f%% share", a.State, 100*a.Weight), Tier: string(a.Kind)})
 			}
@@ -188,7 +189,7 @@ func (e *Engine) steer(dst []Choice, s *Snapshot, client netip.Addr, path string
 				why = append(why, Considered{Appliance: a.ID, Site: a.Site, Excluded: "does not hold the file", Tier: string(a.Kind)})
 			}
 		default:
-			c := candidate{a: a, route: r, spread: mix(spread ^ xxhash.Sum64String(a.ID))}
+			c := candidate{a: a, route: r, spread: rendezvous.Mix(spread ^ xxhash.Sum64String(a.ID))}
 			if haveLoc {
 				c.distance = distanceKm(loc, a.Location)
 			}
@@ -388,19 +389,7 @@ func spreadSeed(a netip.Addr, path string) uint64 {
 		}
 		key |= 1 << 63
 	}
-	return mix(key ^ xxhash.Sum64String(path))
-}
-
-// mix is the splitmix64 finalizer: a bijection that spreads every input
-// bit over the output, so scores of (seed ^ appliance) are independent
-// per appliance, as rendezvous hashing needs.
-func mix(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
+	return rendezvous.Mix(key ^ xxhash.Sum64String(path))
 }
 
 // distanceKm is the great-circle distance.
