@@ -157,11 +157,24 @@ func TestThroughputIsBottleneck(t *testing.T) {
 		{Link{RTT: 5 * time.Millisecond, BandwidthBps: 100e6}, 8 << 20},
 		{Link{BandwidthBps: 5e6}, 1 << 20},
 	} {
-		rate := download(t, tc.link, tc.size)
-		errPct := 100 * (rate - tc.link.BandwidthBps) / tc.link.BandwidthBps
-		t.Logf("link %+v: measured %.3f Mbit/s (error %+.2f%%)", tc.link, rate/1e6, errPct)
-		if math.Abs(errPct) > 5 {
-			t.Errorf("download through %+v = %.3f Mbit/s, want within 5%% of %.3f", tc.link, rate/1e6, tc.link.BandwidthBps/1e6)
+		// Faster than the link is a shaper bug on any attempt. Slower can
+		// also be a starved CPU (this runs beside other race-enabled
+		// packages on two cores), which passes: so up to three attempts,
+		// and one of them must come within 5%.
+		for attempt := 1; ; attempt++ {
+			rate := download(t, tc.link, tc.size)
+			errPct := 100 * (rate - tc.link.BandwidthBps) / tc.link.BandwidthBps
+			t.Logf("link %+v: measured %.3f Mbit/s (error %+.2f%%)", tc.link, rate/1e6, errPct)
+			if errPct > 5 {
+				t.Errorf("download through %+v = %.3f Mbit/s, faster than the link's %.3f", tc.link, rate/1e6, tc.link.BandwidthBps/1e6)
+			}
+			if errPct >= -5 {
+				break
+			}
+			if attempt == 3 {
+				t.Errorf("download through %+v = %.3f Mbit/s on the last of 3 attempts, want within 5%% of %.3f", tc.link, rate/1e6, tc.link.BandwidthBps/1e6)
+				break
+			}
 		}
 	}
 }
