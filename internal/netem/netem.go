@@ -48,7 +48,10 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Link is one emulated path.
@@ -73,6 +76,9 @@ type Bottleneck struct {
 	bps        float64 // bytes per second
 	mu         sync.Mutex
 	lastDepart time.Time
+	// idle is how long the queue has sat empty between its first and
+	// last bytes: tests tell a gap in the shaping from a slow reader by it.
+	idle time.Duration
 }
 
 // NewBottleneck returns a shared bottleneck of bandwidthBps bits per
@@ -81,14 +87,16 @@ func NewBottleneck(bandwidthBps float64) *Bottleneck {
 	return &Bottleneck{bps: bandwidthBps / 8}
 }
 
-// admit schedules n bytes that arrived at arrival (or, when backlogged,
+// admit schedules n bytes that arrived at arrival (or, when chained,
 // right after whatever is queued) and returns when they start draining.
-func (b *Bottleneck) admit(n int, arrival time.Time, backlogged bool) time.Time {
+func (b *Bottleneck) admit(n int, arrival time.Time, chained bool) time.Time {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	start := arrival
-	if b.lastDepart.After(start) || (backlogged && !b.lastDepart.IsZero()) {
+	if b.lastDepart.After(start) || (chained && !b.lastDepart.IsZero()) {
 		start = b.lastDepart
+	} else if !b.lastDepart.IsZero() {
+		b.idle += start.Sub(b.lastDepart)
 	}
 	b.lastDepart = start.Add(time.Duration(float64(n) / b.bps * float64(time.Second)))
 	return start
@@ -264,20 +272,25 @@ func (c *conn) broadcast() {
 
 func (c *conn) readPump() {
 	defer c.wg.Done()
-	// backlogged is true when the pump last stopped because the queue was
-	// full: the sender was then waiting on us, so the next bytes follow
-	// the previous ones through the bottleneck without a gap, however
-	// late this goroutine gets to run.
+	// backlogged is true when the sender was waiting on us: the pump last
+	// stopped because the queue was full, or its last read filled the
+	// whole buffer. If the next bytes are already in the socket when the
+	// pump asks, they follow the previous ones through the bottleneck
+	// without a gap, however late this goroutine got to run. Bytes the
+	// pump has to wait for arrive when they arrive: after a pause they
+	// must cross the link, not ride on a queue that drained long ago.
 	backlogged := false
+	waiting := bytesWaiting(c.Conn)
 	for {
 		buf := make([]byte, chunkSize)
+		chained := backlogged && waiting()
 		n, err := c.Conn.Read(buf)
 		now := time.Now()
 		c.mu.Lock()
 		if n > 0 {
 			start := now
 			if c.bps > 0 {
-				start = c.queue.admit(n, now, backlogged)
+				start = c.queue.admit(n, now, chained)
 			}
 			c.rq = append(c.rq, chunk{b: buf[:n], start: start})
 			c.rqBytes += n
@@ -291,7 +304,7 @@ func (c *conn) readPump() {
 			return
 		}
 		c.broadcast()
-		backlogged = c.rqBytes >= c.window
+		backlogged = c.rqBytes >= c.window || n == len(buf)
 		for c.rqBytes >= c.window && !c.closed {
 			ch := c.changed
 			c.mu.Unlock()
@@ -548,4 +561,25 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 		runtime.Gosched()
 	}
 	return ctx.Err()
+}
+
+// bytesWaiting returns a check of whether c's socket holds unread bytes.
+// For a connection without a socket it always says yes, which trusts the
+// pump's evidence that the sender was backlogged.
+func bytesWaiting(c net.Conn) func() bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return func() bool { return true }
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return func() bool { return true }
+	}
+	return func() bool {
+		n := 0
+		raw.Control(func(fd uintptr) {
+			n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+		})
+		return n > 0
+	}
 }
