@@ -46,7 +46,9 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	defer func() { s.metrics.steerLatency.Observe(time.Since(start).Seconds()) }()
-	q := r.URL.Query()
+	var q [4]string
+	queryValues(r.URL.RawQuery, steerKeys[:], q[:])
+	clientArg, explainArg, nArg, filesArg := q[0], q[1], q[2], q[3]
 	fail := func(code int, format string, args ...any) {
 		s.metrics.steerBad.Inc()
 		http.Error(w, fmt.Sprintf(format, args...), code)
@@ -57,39 +59,42 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	admin := s.isAdmin(r)
-	if c := q.Get("client"); c != "" {
+	if clientArg != "" {
 		if !admin {
 			fail(http.StatusForbidden, "client=: needs an admin token")
 			return
 		}
-		if client, err = netip.ParseAddr(c); err != nil {
-			fail(http.StatusBadRequest, "client=%q: not an IP address", c)
+		if client, err = netip.ParseAddr(clientArg); err != nil {
+			fail(http.StatusBadRequest, "client=%q: not an IP address", clientArg)
 			return
 		}
 	}
-	explain := q.Get("explain") == "1"
+	explain := explainArg == "1"
 	if explain && !admin {
 		fail(http.StatusForbidden, "explain=1: needs an admin token")
 		return
 	}
 	n := 5
-	if v := q.Get("n"); v != "" {
-		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 20 {
-			fail(http.StatusBadRequest, "n=%q: want a number from 1 to 20", v)
+	if nArg != "" {
+		if n, err = strconv.Atoi(nArg); err != nil || n < 1 || n > 20 {
+			fail(http.StatusBadRequest, "n=%q: want a number from 1 to 20", nArg)
 			return
 		}
 	}
-	raw := q.Get("files")
-	if raw == "" {
+	if filesArg == "" {
 		fail(http.StatusBadRequest, "files=: name at least one file as title/file")
 		return
 	}
-	paths := strings.Split(raw, ",")
-	if len(paths) > 100 {
-		fail(http.StatusBadRequest, "files=: at most 100 files per request")
-		return
-	}
-	for _, p := range paths {
+	// Every file's entry and choices go into recycled slices and the
+	// answer into a recycled buffer, so a decision allocates only its URLs.
+	bufs := steerBufs.Get().(*steerBuf)
+	defer bufs.release()
+	files := bufs.files[:0]
+	for p := range strings.SplitSeq(filesArg, ",") {
+		if len(files) == maxSteerFiles {
+			fail(http.StatusBadRequest, "files=: at most %d files per request", maxSteerFiles)
+			return
+		}
 		if err := content.ValidatePath(p); err != nil {
 			fail(http.StatusBadRequest, "files=: %v", err)
 			return
@@ -98,48 +103,50 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 			fail(http.StatusNotFound, "files=: %v", err)
 			return
 		}
+		files = append(files, api.FileSteer{Path: p})
 	}
+	bufs.files = files
 	snap := s.snap.Load()
-	resp := api.SteerResponse{Client: client.String(), Files: make([]api.FileSteer, len(paths))}
 	if explain {
-		for i, p := range paths {
-			choices, why, err := s.engine.Steer(snap, client, p, n, true)
-			if err != nil {
+		for i := range files {
+			var err error
+			if files[i].URLs, files[i].Explanation, err = s.engine.Steer(snap, client, files[i].Path, n, true); err != nil {
 				s.steerFailed(w, err)
 				return
 			}
-			resp.Files[i] = api.FileSteer{Path: p, URLs: choices, Explanation: why}
 		}
 		s.metrics.steerOK.Inc()
-		writeJSON(w, resp)
+		writeJSON(w, api.SteerResponse{Client: client.String(), Files: files})
 		return
 	}
-	// The hot path: every file's choices go into one recycled slice and
-	// the answer into a recycled buffer, so a decision allocates only its
-	// URLs.
-	bufs := steerBufs.Get().(*steerBuf)
-	defer steerBufs.Put(bufs)
 	choices := bufs.choices[:0]
-	for i, p := range paths {
+	for i := range files {
 		start := len(choices)
 		var err error
-		if choices, err = s.engine.AppendSteer(choices, snap, client, p, n); err != nil {
+		if choices, err = s.engine.AppendSteer(choices, snap, client, files[i].Path, n); err != nil {
 			s.steerFailed(w, err)
 			return
 		}
-		var urls []steer.Choice
 		if len(choices) > start {
-			urls = choices[start:len(choices):len(choices)]
+			files[i].URLs = choices[start:len(choices):len(choices)]
 		}
-		resp.Files[i] = api.FileSteer{Path: p, URLs: urls}
 	}
+	bufs.choices = choices
 	s.metrics.steerOK.Inc()
-	b := appendSteerJSON(bufs.json[:0], &resp)
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(b)
-	clear(choices) // drop the URLs for the collector
-	bufs.choices, bufs.json = choices[:0], b[:0]
+	bufs.json = appendSteerJSON(bufs.json[:0], &api.SteerResponse{Client: client.String(), Files: files})
+	w.Header()["Content-Type"] = jsonContentType
+	w.Write(bufs.json)
 }
+
+// maxSteerFiles bounds the files of one steering request.
+const maxSteerFiles = 100
+
+// jsonContentType is the Content-Type of JSON answers, set without
+// canonicalizing the key on every request.
+var jsonContentType = []string{"application/json"}
+
+// steerKeys are the query parameters of GET /v1/steer.
+var steerKeys = [...]string{"client", "explain", "n", "files"}
 
 func (s *Server) steerFailed(w http.ResponseWriter, err error) {
 	s.log.Error("steer", "err", err)
@@ -151,8 +158,18 @@ func (s *Server) steerFailed(w http.ResponseWriter, err error) {
 var steerBufs = sync.Pool{New: func() any { return &steerBuf{json: make([]byte, 0, 2048)} }}
 
 type steerBuf struct {
+	files   []api.FileSteer
 	choices []steer.Choice
 	json    []byte
+}
+
+// release drops the answer's strings for the collector and recycles the
+// buffers.
+func (b *steerBuf) release() {
+	clear(b.files[:cap(b.files)]) // a failed request may have used more
+	clear(b.choices[:cap(b.choices)])
+	b.files, b.choices = b.files[:0], b.choices[:0]
+	steerBufs.Put(b)
 }
 
 // appendSteerJSON encodes a steering answer without explanations exactly
@@ -194,20 +211,57 @@ func appendSteerJSON(b []byte, r *api.SteerResponse) []byte {
 	return append(b, "]}\n"...)
 }
 
-// appendJSONString quotes s as encoding/json does (including its escaping
-// of <, > and & for HTML safety).
+// jsonSafe marks the ASCII bytes encoding/json copies into a string
+// unchanged (it escapes control characters, quote and backslash, and <, >
+// and & for HTML safety). Bytes from 0x80 up are false: they need UTF-8
+// checks.
+var jsonSafe = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = true
+	}
+	for _, c := range `"\<>&` {
+		t[c] = false
+	}
+	return t
+}()
+
+// jsonSafeWord reports whether all eight bytes of s are jsonSafe, testing
+// them as one word: a byte is unsafe when it is below 0x20, from 0x80 up,
+// or one of " \\ < > & (each test is exact for "any byte of the word").
+func jsonSafeWord(s string) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	w := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	unsafe := w&hi | (w-0x20*lo)&^w&hi |
+		zeroByte(w^'"'*lo) | zeroByte(w^'\\'*lo) | zeroByte(w^'<'*lo) | zeroByte(w^'>'*lo) | zeroByte(w^'&'*lo)
+	return unsafe == 0
+}
+
+// zeroByte is non-zero when a byte of x is zero.
+func zeroByte(x uint64) uint64 {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	return (x - lo) &^ x & hi
+}
+
+// appendJSONString quotes s as encoding/json does.
 func appendJSONString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		for i+8 <= len(s) && jsonSafeWord(s[i:i+8]) {
+			i += 8
+		}
+		if i == len(s) {
+			break
+		}
 		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' && c < utf8.RuneSelf {
+		if jsonSafe[c] {
 			i++
 			continue
 		}
+		b = append(b, s[start:i]...)
 		if c < utf8.RuneSelf {
-			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':
 				b = append(b, '\\', c)
@@ -217,6 +271,10 @@ func appendJSONString(b []byte, s string) []byte {
 				b = append(b, '\\', 'r')
 			case '\t':
 				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
 			default:
 				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
 			}
@@ -225,18 +283,16 @@ func appendJSONString(b []byte, s string) []byte {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			if r == utf8.RuneError {
-				b = append(b, `\ufffd`...)
-			} else {
-				b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			}
-			i += size
-			start = i
-			continue
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			b = append(b, s[i:i+size]...)
 		}
 		i += size
+		start = i
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')

@@ -207,6 +207,8 @@ func TestSteerRejectsBadParameters(t *testing.T) {
 		{"files=" + f + "&client=not-an-ip", "sekret", 400, "client="},
 		{"files=" + f + "&explain=1", "wrong", 403, "admin token"},
 		{"files=" + f + "&client=10.64.0.1&explain=1", "sekret", 200, "explanation"},
+		{"files=" + strings.Repeat(f+",", 100) + f, "", 400, "at most 100 files"},
+		{"files=" + strings.Repeat(f+",", 99) + f, "", 200, `"urls"`},
 	} {
 		w := do(t, h, "GET", "/v1/steer?"+tc.query, "", "10.64.3.4:5555", tc.token)
 		if w.Code != tc.code || !strings.Contains(w.Body.String(), tc.want) {
@@ -265,4 +267,28 @@ func TestAppendSteerJSONMatchesEncodingJSON(t *testing.T) {
 			t.Errorf("appendSteerJSON =\n%s\nwant\n%s", got, want)
 		}
 	}
+}
+
+func TestJSONSafeWord(t *testing.T) {
+	for c := range 256 {
+		for pos := range 8 {
+			w := []byte("aZ09/-_.")
+			w[pos] = byte(c)
+			if got := jsonSafeWord(string(w)); got != jsonSafe[c] {
+				t.Errorf("jsonSafeWord(%q) = %v, want %v", w, got, jsonSafe[c])
+			}
+		}
+	}
+}
+
+func FuzzAppendJSONString(f *testing.F) {
+	for _, s := range []string{"http://a/c/x?e=1&s=2", `"\<>`, "é \u2028\u2029 \xff\x01", "\xe2\x80"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, _ := json.Marshal(s)
+		if got := appendJSONString(nil, s); string(got) != string(want) {
+			t.Errorf("appendJSONString(%q) = %s, encoding/json says %s", s, got, want)
+		}
+	})
 }
