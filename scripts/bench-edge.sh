@@ -9,12 +9,16 @@
 # log (to a file). nginx runs as it is usually tuned: sendfile on,
 # worker_processes auto, access_log off. Nothing here asserts on speed.
 #
-# Env: DURATION (per measurement, default 6s), FILES (4), FILE_SIZE
+# Each row is the median of ROUNDS rounds that alternate nginx and the
+# appliance, ranked by their ratio.
+#
+# Env: DURATION (per measurement, default 4s), ROUNDS (3), FILES (4), FILE_SIZE
 # (64 MiB), IDLE_CONNS (10000), KEEP=1 keeps the work directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-6s}
+DURATION=${DURATION:-4s}
+ROUNDS=${ROUNDS:-3}
 FILES=${FILES:-4}
 FILE_SIZE=${FILE_SIZE:-$((64 << 20))}
 IDLE_CONNS=${IDLE_CONNS:-10000}
@@ -136,6 +140,7 @@ measure() { # $1 url, $2 lua, $3 connections → "req/s MB/s"
     printf "%.0f %.1f%s\n", r / s, b / s / 1e6, note }'
 }
 
+echo "median of $ROUNDS alternating rounds of $DURATION per server" >&2
 printf '\n%-8s %-6s %5s | %12s %10s | %12s %10s | %7s %7s\n' size proto conns "nginx req/s" "MB/s" "ocdn req/s" "MB/s" "req x" "MB/s x"
 printf '%s\n' "-----------------------------------------------------------------------------------------------"
 for len in $((2 << 20)) $((64 << 10)); do
@@ -145,11 +150,18 @@ for len in $((2 << 20)) $((64 << 10)); do
     if [ "$proto" = http ]; then ng="http://127.0.0.1:$NG_HTTP"; oc="http://127.0.0.1:$OC_HTTP"
     else ng="https://127.0.0.1:$NG_HTTPS"; oc="https://127.0.0.1:$OC_HTTPS"; fi
     for conns in 1 64; do
-      read -r ngr ngm ngnote <<<"$(measure "$ng" "$NGL" "$conns")"
-      read -r ocr ocm ocnote <<<"$(measure "$oc" "$OCL" "$conns")"
-      awk -v l="$label" -v p="$proto" -v c="$conns" -v a="$ngr" -v am="$ngm" -v b="$ocr" -v bm="$ocm" -v n="$ngnote$ocnote" 'BEGIN {
-        printf "%-8s %-6s %5d | %12.0f %10.1f | %12.0f %10.1f | %6.2fx %6.2fx %s\n", l, p, c, a, am, b, bm,
-          (a > 0 ? b / a : 0), (am > 0 ? bm / am : 0), n }'
+      # Alternate the two servers for ROUNDS rounds; print the median round
+      # (by ratio) so one disturbed run on a shared machine does not decide.
+      rows=""
+      for _ in $(seq "$ROUNDS"); do
+        read -r ngr ngm ngnote <<<"$(measure "$ng" "$NGL" "$conns")"
+        read -r ocr ocm ocnote <<<"$(measure "$oc" "$OCL" "$conns")"
+        rows+="$(awk -v a="$ngr" -v b="$ocr" 'BEGIN { printf "%.6f", (a > 0 ? b / a : 0) }') $ngr $ngm $ocr $ocm $ngnote$ocnote"$'\n'
+      done
+      sort -n <<<"${rows%$'\n'}" | awk -v l="$label" -v p="$proto" -v c="$conns" '{ row[NR] = $0 } END {
+        split(row[int((NR + 1) / 2)], f, " "); n = ""; for (i = 6; i in f; i++) n = n " " f[i]
+        printf "%-8s %-6s %5d | %12.0f %10.1f | %12.0f %10.1f | %6.2fx %6.2fx%s\n", l, p, c, f[2], f[3], f[4], f[5],
+          f[1], (f[3] > 0 ? f[5] / f[3] : 0), n }'
     done
   done
 done

@@ -25,8 +25,10 @@ import (
 // deep stack. Here an idle connection's goroutine waits for readability
 // through the connection's syscall.RawConn holding no buffer at all; the
 // buffers come from a pool when a request arrives and go back when its
-// response is out and nothing pipelined is left. Requests are parsed by
-// http.ReadRequest; responses are written by response (response.go).
+// response is out and nothing pipelined is left. A plain body-less request
+// whose header is all in the buffer is parsed where it lies (parse.go);
+// every other by http.ReadRequest. Responses are written by response
+// (response.go).
 //
 // Its methods match the *http.Server ones serve.Server uses: Serve,
 // Shutdown and Close.
@@ -204,9 +206,10 @@ type conn struct {
 	cancel context.CancelFunc
 	state  atomic.Int32
 	r      connReader
-	b      *buffers // nil while idle
-	werr   error    // first error writing to rwc
-	res    response // the current request's; reused
+	b      *buffers  // nil while idle
+	werr   error     // first error writing to rwc
+	res    response  // the current request's; reused
+	rdl    time.Time // the read deadline last set
 }
 
 func newConn(s *h1Server, rwc net.Conn) *conn {
@@ -233,14 +236,14 @@ func (c *conn) serve() {
 	}()
 	o := &c.s.opts
 	// A new connection has ReadHeaderTimeout to send its first request.
-	c.rwc.SetReadDeadline(time.Now().Add(o.ReadHeaderTimeout))
+	c.setReadDeadline(time.Now().Add(o.ReadHeaderTimeout))
 	for first := true; ; first = false {
 		if !first {
 			c.state.Store(stateIdle)
 			if c.s.closing.Load() {
 				return
 			}
-			c.rwc.SetReadDeadline(time.Now().Add(o.IdleTimeout))
+			c.armIdle()
 		}
 		if c.b == nil || c.b.br.Buffered() == 0 {
 			if err := c.await(); err != nil {
@@ -250,10 +253,7 @@ func (c *conn) serve() {
 		if !c.state.CompareAndSwap(stateIdle, stateActive) {
 			return // Shutdown closed it while idle
 		}
-		if !first {
-			c.rwc.SetReadDeadline(time.Now().Add(o.ReadHeaderTimeout))
-		}
-		req, err := c.readRequest()
+		req, err := c.readRequest(!first)
 		if err != nil {
 			c.replyError(err)
 			return
@@ -261,7 +261,7 @@ func (c *conn) serve() {
 		if req.Body != http.NoBody {
 			// The handler reads the body without the header's deadline;
 			// without a body nothing is read until the idle deadline.
-			c.rwc.SetReadDeadline(time.Time{})
+			c.setReadDeadline(time.Time{})
 		}
 		if o.WriteTimeout > 0 {
 			c.rwc.SetWriteDeadline(time.Now().Add(o.WriteTimeout))
@@ -272,6 +272,25 @@ func (c *conn) serve() {
 		if c.b.br.Buffered() == 0 && c.raw != nil {
 			c.release()
 		}
+	}
+}
+
+// setReadDeadline sets the connection's read deadline and remembers it.
+func (c *conn) setReadDeadline(t time.Time) error {
+	c.rdl = t
+	return c.rwc.SetReadDeadline(t)
+}
+
+// armIdle gives an idle connection IdleTimeout to send its next request.
+// Moving a deadline costs a timer update, so one that is at most
+// IdleTimeout/16 before the wanted time is kept: a busy keep-alive
+// connection re-arms it every few seconds, not on every request, and an
+// idle one is closed between 15/16 and all of IdleTimeout.
+func (c *conn) armIdle() {
+	idle := c.s.opts.IdleTimeout
+	want := time.Now().Add(idle)
+	if d := want.Sub(c.rdl); c.rdl.IsZero() || d < 0 || d > idle/16 {
+		c.setReadDeadline(want)
 	}
 }
 
@@ -415,7 +434,9 @@ type statusError struct {
 func (e statusError) Error() string { return http.StatusText(e.code) + ": " + e.text }
 
 // readRequest reads one request header with the header bytes bounded.
-func (c *conn) readRequest() (*http.Request, error) {
+// A header that is not all in the buffer gets ReadHeaderTimeout to
+// arrive when rearm is set (a new connection's runs from accept).
+func (c *conn) readRequest(rearm bool) (*http.Request, error) {
 	br := c.b.br
 	// RFC 9112 §2.2: ignore empty lines before the request line.
 	if p, _ := br.Peek(min(br.Buffered(), 4)); len(p) > 0 {
@@ -424,6 +445,16 @@ func (c *conn) readRequest() (*http.Request, error) {
 			n++
 		}
 		br.Discard(n)
+	}
+	// The common request is parsed where it lies in the buffer; the rest
+	// by http.ReadRequest.
+	p, _ := br.Peek(br.Buffered())
+	if req, n, ok := parseSimple(c.ctx, p); ok {
+		br.Discard(n)
+		return c.checkRequest(req)
+	}
+	if rearm {
+		c.setReadDeadline(time.Now().Add(c.s.opts.ReadHeaderTimeout))
 	}
 	c.r.limit = int64(c.s.opts.MaxHeaderBytes) + 4096 // net/http's slack
 	req, err := http.ReadRequest(br)
@@ -435,6 +466,12 @@ func (c *conn) readRequest() (*http.Request, error) {
 		}
 		return nil, err
 	}
+	return c.checkRequest(req)
+}
+
+// checkRequest applies the server's rules that http.ReadRequest leaves
+// to servers.
+func (c *conn) checkRequest(req *http.Request) (*http.Request, error) {
 	if req.ProtoMajor != 1 {
 		return nil, statusError{http.StatusHTTPVersionNotSupported, "unsupported protocol version"}
 	}
@@ -511,7 +548,9 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 	// connection does (closed, a write to the client failed, the server
 	// killed), not when ServeHTTP returns, which saves a context per
 	// request.
-	req = req.WithContext(c.ctx)
+	if req.Context() != c.ctx {
+		req = req.WithContext(c.ctx)
+	}
 	req.RemoteAddr = c.remote
 	w := &c.res
 	w.reset(c, req)

@@ -519,7 +519,7 @@ func (w *response) SetWriteDeadline(t time.Time) error {
 }
 
 func (w *response) SetReadDeadline(t time.Time) error {
-	return w.c.rwc.SetReadDeadline(t)
+	return w.c.setReadDeadline(t)
 }
 
 // finish completes the response after the handler returned.

@@ -76,39 +76,52 @@ func TestHTTP2OverTLS(t *testing.T) {
 }
 
 // TestSlowHeaders: a client that trickles its request header is cut off
-// at ReadHeaderTimeout (slowloris).
+// at ReadHeaderTimeout (slowloris), on its first request and on a later
+// one of a keep-alive connection.
 func TestSlowHeaders(t *testing.T) {
-	s, _, _ := start(t, hello, Options{ReadHeaderTimeout: 300 * time.Millisecond})
-	c, err := net.Dial("tcp", s.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	begin := time.Now()
-	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	// Keep trickling one header byte at a time; the server must close the
-	// connection anyway.
-	closed := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(io.Discard, c)
-		closed <- err
-	}()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case <-closed:
-			if d := time.Since(begin); d < 250*time.Millisecond {
-				t.Errorf("connection closed after %v, before the header timeout", d)
+	for _, before := range []string{"", "GET / HTTP/1.1\r\nHost: x\r\n\r\n"} {
+		s, _, _ := start(t, hello, Options{ReadHeaderTimeout: 300 * time.Millisecond, IdleTimeout: time.Minute})
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		if before != "" {
+			io.WriteString(c, before)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
 			}
-			return
-		case <-tick.C:
-			c.Write([]byte("X"))
-		case <-deadline:
-			t.Fatal("slow-header client still connected after 10s; ReadHeaderTimeout is 300ms")
+			io.Copy(io.Discard, resp.Body)
+		}
+		begin := time.Now()
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		// Keep trickling one header byte at a time; the server must close
+		// the connection anyway.
+		closed := make(chan error, 1)
+		go func() {
+			_, err := io.Copy(io.Discard, br)
+			closed <- err
+		}()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		deadline := time.After(10 * time.Second)
+	wait:
+		for {
+			select {
+			case <-closed:
+				if d := time.Since(begin); d < 250*time.Millisecond {
+					t.Errorf("after %q: connection closed after %v, before the header timeout", before, d)
+				}
+				break wait
+			case <-tick.C:
+				c.Write([]byte("X"))
+			case <-deadline:
+				t.Fatalf("after %q: slow-header client still connected after 10s; ReadHeaderTimeout is 300ms", before)
+			}
 		}
 	}
 }
