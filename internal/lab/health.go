@@ -19,9 +19,14 @@ type HealthReport struct {
 	// ControlPlaneOutageSeconds is how long the control plane was stopped.
 	ControlPlaneOutageSeconds float64 `json:"control_plane_outage_seconds"`
 	// ReportsQueued counts heartbeat records the appliances could not
-	// deliver at once; ReportsDelivered those delivered later.
+	// deliver at once; ReportsDelivered those delivered later,
+	// ReportsPending those still queued when the run ended (a heartbeat
+	// that failed after the outage, with no later one yet), and
+	// ReportsDropped those the bounded queue gave up.
 	ReportsQueued    int64 `json:"reports_queued"`
 	ReportsDelivered int64 `json:"reports_delivered"`
+	ReportsPending   int64 `json:"reports_pending"`
+	ReportsDropped   int64 `json:"reports_dropped"`
 }
 
 // healthState is the lab's health bookkeeping.
@@ -63,6 +68,8 @@ func (l *Lab) healthReport() HealthReport {
 		r := la.a.Reports()
 		h.ReportsQueued += r.Queued
 		h.ReportsDelivered += r.Delivered
+		h.ReportsPending += int64(r.Pending)
+		h.ReportsDropped += r.Dropped
 	}
 	return h
 }

@@ -3,6 +3,8 @@ package lab
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -155,6 +157,13 @@ func (r *Report) Print(w io.Writer) {
 	q := r.QoE
 	fmt.Fprintf(w, "QoE: startup p50 %.0f ms, rebuffering %.2f%% of play time, average bitrate %.0f kbit/s over %d sessions.\n",
 		q.StartupMsP50, 100*q.RebufferRatio, q.AvgBitrateKbps, q.Sessions)
+	h := r.Health
+	fmt.Fprintf(w, "Health: control plane down %.1f s; heartbeat records queued %d, delivered later %d, still queued %d, dropped %d",
+		h.ControlPlaneOutageSeconds, h.ReportsQueued, h.ReportsDelivered, h.ReportsPending, h.ReportsDropped)
+	for _, id := range slices.Sorted(maps.Keys(h.ExclusionSeconds)) {
+		fmt.Fprintf(w, "; %s out of steering %.2f s after its kill", id, h.ExclusionSeconds[id])
+	}
+	fmt.Fprintln(w, ".")
 	m := r.Measurements
 	fmt.Fprintf(w, "Measurements: %d probe reports accepted (%d pulses), %d rejected", m.ReportsAccepted, m.Pulses, m.ReportsRejected)
 	if m.Dir != "" {
