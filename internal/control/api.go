@@ -45,7 +45,7 @@ func (s *Server) Handler() http.Handler {
 
 func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	defer func() { s.metrics.steerLatency.Observe(time.Since(start).Seconds()) }()
+	defer func() { s.metrics.steerLatency.Observe(time.Since(start)) }()
 	var q [4]string
 	queryValues(r.URL.RawQuery, steerKeys[:], q[:])
 	clientArg, explainArg, nArg, filesArg := q[0], q[1], q[2], q[3]
@@ -53,13 +53,15 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 		s.metrics.steerBad.Inc()
 		http.Error(w, fmt.Sprintf(format, args...), code)
 	}
-	client, err := remoteAddr(r)
-	if err != nil {
-		fail(http.StatusBadRequest, "client address: %v", err)
-		return
-	}
 	admin := s.isAdmin(r)
-	if clientArg != "" {
+	var client netip.Addr
+	var err error
+	if clientArg == "" {
+		if client, err = remoteAddr(r); err != nil {
+			fail(http.StatusBadRequest, "client address: %v", err)
+			return
+		}
+	} else {
 		if !admin {
 			fail(http.StatusForbidden, "client=: needs an admin token")
 			return
@@ -85,8 +87,8 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "files=: name at least one file as title/file")
 		return
 	}
-	// Every file's entry and choices go into recycled slices and the
-	// answer into a recycled buffer, so a decision allocates only its URLs.
+	// The answer is written from recycled slices into a recycled buffer,
+	// URLs straight into it: a decision allocates nothing.
 	bufs := steerBufs.Get().(*steerBuf)
 	defer bufs.release()
 	files := bufs.files[:0]
@@ -103,37 +105,40 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 			fail(http.StatusNotFound, "files=: %v", err)
 			return
 		}
-		files = append(files, api.FileSteer{Path: p})
+		files = append(files, steerFile{path: p})
 	}
 	bufs.files = files
 	snap := s.snap.Load()
 	if explain {
-		for i := range files {
+		res := api.SteerResponse{Client: client.String(), Files: make([]api.FileSteer, len(files))}
+		for i, f := range files {
+			fs := &res.Files[i]
+			fs.Path = f.path
 			var err error
-			if files[i].URLs, files[i].Explanation, err = s.engine.Steer(snap, client, files[i].Path, n, true); err != nil {
+			if fs.URLs, fs.Explanation, err = s.engine.Steer(snap, client, f.path, n, true); err != nil {
 				s.steerFailed(w, err)
 				return
 			}
 		}
 		s.metrics.steerOK.Inc()
-		writeJSON(w, api.SteerResponse{Client: client.String(), Files: files})
+		writeJSON(w, res)
 		return
 	}
-	choices := bufs.choices[:0]
+	ranked := bufs.ranked[:0]
 	for i := range files {
-		start := len(choices)
+		f := &files[i]
 		var err error
-		if choices, err = s.engine.AppendSteer(choices, snap, client, files[i].Path, n); err != nil {
+		if f.token, err = s.engine.Token(f.path); err != nil {
 			s.steerFailed(w, err)
 			return
 		}
-		if len(choices) > start {
-			files[i].URLs = choices[start:len(choices):len(choices)]
-		}
+		start := len(ranked)
+		ranked = s.engine.AppendRanked(ranked, snap, client, f.path, n)
+		f.ranked = ranked[start:len(ranked):len(ranked)]
 	}
-	bufs.choices = choices
+	bufs.ranked = ranked
 	s.metrics.steerOK.Inc()
-	bufs.json = appendSteerJSON(bufs.json[:0], &api.SteerResponse{Client: client.String(), Files: files})
+	bufs.json, bufs.url = appendSteerJSON(bufs.json[:0], bufs.url, client, files)
 	w.Header()["Content-Type"] = jsonContentType
 	w.Write(bufs.json)
 }
@@ -153,62 +158,80 @@ func (s *Server) steerFailed(w http.ResponseWriter, err error) {
 	http.Error(w, "internal error", http.StatusInternalServerError)
 }
 
-// steerBufs recycles the choices and response buffer of the steering hot
-// path.
+// steerBufs recycles the slices and buffers of the steering hot path.
 var steerBufs = sync.Pool{New: func() any { return &steerBuf{json: make([]byte, 0, 2048)} }}
 
 type steerBuf struct {
-	files   []api.FileSteer
-	choices []steer.Choice
-	json    []byte
+	files  []steerFile
+	ranked []steer.Ranked
+	json   []byte
+	url    []byte // one URL at a time, on its way into json
 }
 
-// release drops the answer's strings for the collector and recycles the
+// steerFile is one file of a steering answer: its ranked appliances and
+// the token their URLs share.
+type steerFile struct {
+	path   string
+	token  string
+	ranked []steer.Ranked
+}
+
+// release drops the answer's pointers for the collector and recycles the
 // buffers.
 func (b *steerBuf) release() {
 	clear(b.files[:cap(b.files)]) // a failed request may have used more
-	clear(b.choices[:cap(b.choices)])
-	b.files, b.choices = b.files[:0], b.choices[:0]
+	clear(b.ranked[:cap(b.ranked)])
+	b.files, b.ranked = b.files[:0], b.ranked[:0]
 	steerBufs.Put(b)
 }
 
-// appendSteerJSON encodes a steering answer without explanations exactly
-// as encoding/json would (a test checks), without reflection: the answer
+// appendSteerJSON writes a steering answer without explanations exactly
+// as encoding/json writes the api.SteerResponse of the same decisions (a
+// test checks), without reflection and without building the URLs as
+// strings: each goes through url, which it returns for reuse. The answer
 // is on every playback's critical path.
-func appendSteerJSON(b []byte, r *api.SteerResponse) []byte {
+func appendSteerJSON(b, url []byte, client netip.Addr, files []steerFile) ([]byte, []byte) {
 	b = append(b, `{"client":`...)
-	b = appendJSONString(b, r.Client)
+	if client.Zone() == "" {
+		// Digits, hex, '.' and ':' need no escaping.
+		b = append(b, '"')
+		b = client.AppendTo(b)
+		b = append(b, '"')
+	} else {
+		b = appendJSONString(b, client.String())
+	}
 	b = append(b, `,"files":[`...)
-	for i, f := range r.Files {
+	for i, f := range files {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, `{"path":`...)
-		b = appendJSONString(b, f.Path)
+		b = appendJSONString(b, f.path)
 		b = append(b, `,"urls":`...)
-		if f.URLs == nil {
+		if len(f.ranked) == 0 {
 			b = append(b, "null"...)
 		} else {
 			b = append(b, '[')
-			for j, c := range f.URLs {
+			for j, r := range f.ranked {
 				if j > 0 {
 					b = append(b, ',')
 				}
+				url = steer.AppendURL(url[:0], r.Appliance.BaseURL, f.token, f.path)
 				b = append(b, `{"url":`...)
-				b = appendJSONString(b, c.URL)
+				b = appendJSONString(b, url)
 				b = append(b, `,"appliance":`...)
-				b = appendJSONString(b, c.Appliance)
+				b = appendJSONString(b, r.Appliance.ID)
 				b = append(b, `,"site":`...)
-				b = appendJSONString(b, c.Site)
+				b = appendJSONString(b, r.Appliance.Site)
 				b = append(b, `,"reason":`...)
-				b = appendJSONString(b, c.Reason)
+				b = appendJSONString(b, r.Reason)
 				b = append(b, '}')
 			}
 			b = append(b, ']')
 		}
 		b = append(b, '}')
 	}
-	return append(b, "]}\n"...)
+	return append(b, "]}\n"...), url
 }
 
 // jsonSafe marks the ASCII bytes encoding/json copies into a string
@@ -228,7 +251,7 @@ var jsonSafe = func() (t [256]bool) {
 // jsonSafeWord reports whether all eight bytes of s are jsonSafe, testing
 // them as one word: a byte is unsafe when it is below 0x20, from 0x80 up,
 // or one of " \\ < > & (each test is exact for "any byte of the word").
-func jsonSafeWord(s string) bool {
+func jsonSafeWord[S string | []byte](s S) bool {
 	const lo, hi = 0x0101010101010101, 0x8080808080808080
 	w := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
 		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
@@ -244,7 +267,7 @@ func zeroByte(x uint64) uint64 {
 }
 
 // appendJSONString quotes s as encoding/json does.
-func appendJSONString(b []byte, s string) []byte {
+func appendJSONString[S string | []byte](b []byte, s S) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0
@@ -282,7 +305,8 @@ func appendJSONString(b []byte, s string) []byte {
 			start = i
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		// At most UTFMax bytes: the conversion of a []byte stays on the stack.
+		r, size := utf8.DecodeRuneInString(string(s[i:min(len(s), i+utf8.UTFMax)]))
 		switch {
 		case r == utf8.RuneError && size == 1:
 			b = append(b, `\ufffd`...)

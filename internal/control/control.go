@@ -25,6 +25,7 @@ import (
 	"github.com/ocdn/ocdn/internal/measure"
 	"github.com/ocdn/ocdn/internal/probe"
 	"github.com/ocdn/ocdn/internal/rib"
+	"github.com/ocdn/ocdn/internal/shardmetric"
 	"github.com/ocdn/ocdn/internal/steer"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
@@ -117,7 +118,7 @@ type metrics struct {
 	steerRequests *prometheus.CounterVec
 	// steerOK and steerBad are steerRequests' children, resolved once.
 	steerOK, steerBad prometheus.Counter
-	steerLatency      prometheus.Histogram
+	steerLatency      *shardmetric.Histogram
 	heartbeats        prometheus.Counter
 	serving           prometheus.Gauge
 	routeReports      prometheus.Counter
@@ -182,8 +183,8 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) initMetrics(reg prometheus.Registerer) {
 	s.metrics = metrics{
 		steerRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ocdn_control_steer_requests_total", Help: "Steering requests by outcome."}, []string{"outcome"}),
-		steerLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ocdn_control_steer_duration_seconds", Help: "Time to answer a steering request.",
-			Buckets: prometheus.ExponentialBuckets(0.00005, 4, 10)}),
+		steerLatency: shardmetric.NewHistogram("ocdn_control_steer_duration_seconds", "Time to answer a steering request.",
+			prometheus.ExponentialBuckets(0.00005, 4, 10)),
 		heartbeats:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ocdn_control_heartbeats_total", Help: "Heartbeats received."}),
 		serving:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "ocdn_control_appliances_serving", Help: "Appliances steering may send clients to."}),
 		routeReports: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocdn_control_route_reports_total", Help: "Route reports (snapshots and deltas) applied."}),

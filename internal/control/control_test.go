@@ -253,18 +253,37 @@ func TestManifest(t *testing.T) {
 	}
 }
 
+// The hot path writes URLs from ranked appliances; its answer must be
+// byte for byte what encoding/json writes for the same decisions made
+// with Steer, odd characters included.
 func TestAppendSteerJSONMatchesEncodingJSON(t *testing.T) {
-	for _, r := range []api.SteerResponse{
-		{Client: "10.0.0.1", Files: []api.FileSteer{{Path: "t1/a.mp4"}}},
-		{Client: "::1", Files: []api.FileSteer{{Path: "t1/a.mp4", URLs: []steer.Choice{
-			{URL: "http://a/c/x.y/t1/a.mp4", Appliance: `odd "id" <&>`, Site: "s\\1\n\t\x01", Reason: "é \u2028 \xff"},
-			{URL: "u", Appliance: "b", Site: "s", Reason: "r"},
-		}}, {Path: "t2/b.mp4", URLs: []steer.Choice{}}}},
-	} {
-		want, _ := json.Marshal(r)
-		got := appendSteerJSON(nil, &r)
-		if string(got) != string(want)+"\n" {
-			t.Errorf("appendSteerJSON =\n%s\nwant\n%s", got, want)
+	ks := urlsign.Generate()
+	e := &steer.Engine{Keys: func() *urlsign.KeySet { return ks }, TokenTTL: time.Hour}
+	paths := []string{"t1/a.mp4", "t2/é <b>\u2028.mp4", "t3/held-by-none.mp4"}
+	holds := map[string]bool{paths[0]: true, paths[1]: true}
+	snap := &steer.Snapshot{Appliances: map[string]*steer.Appliance{
+		"x": {ID: `odd "id" <&>`, Site: "s\\1\n\t\x01", Kind: config.SiteIXP, BaseURL: "http://a&b\xff", Serving: true, Holds: holds},
+		"y": {ID: "b", Site: "s2", Kind: config.SiteIXP, BaseURL: "http://b:8080", Serving: true, Holds: holds},
+	}, Global: []string{"x", "y"}}
+	for _, client := range []string{"10.0.0.1", "2001:db8::1", `fe80::1%eth"0`} {
+		addr := netip.MustParseAddr(client)
+		want := api.SteerResponse{Client: addr.String()}
+		var files []steerFile
+		for _, p := range paths {
+			urls, _, err := e.Steer(snap, addr, p, 5, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want.Files = append(want.Files, api.FileSteer{Path: p, URLs: urls})
+			tok, err := e.Token(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, steerFile{path: p, token: tok, ranked: e.AppendRanked(nil, snap, addr, p, 5)})
+		}
+		w, _ := json.Marshal(want)
+		if got, _ := appendSteerJSON(nil, nil, addr, files); string(got) != string(w)+"\n" {
+			t.Errorf("appendSteerJSON =\n%s\nwant\n%s", got, w)
 		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/shardmetric"
 	"github.com/ocdn/ocdn/internal/store"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
@@ -68,8 +69,8 @@ type Handler struct {
 	mRequests *prometheus.CounterVec
 	mByCode   map[int]prometheus.Counter // common codes, resolved once
 	mBytes    prometheus.Counter
-	mInflight prometheus.Gauge
-	mLatency  prometheus.Histogram
+	mInflight *shardmetric.Gauge
+	mLatency  *shardmetric.Histogram
 }
 
 // New returns a handler.
@@ -101,13 +102,9 @@ func New(cfg Config) *Handler {
 		mBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ocdn_edge_response_bytes_total", Help: "Content body bytes sent.",
 		}),
-		mInflight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "ocdn_edge_inflight_requests", Help: "Content requests being served.",
-		}),
-		mLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "ocdn_edge_request_duration_seconds", Help: "Time to serve a content request.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
-		}),
+		mInflight: shardmetric.NewGauge("ocdn_edge_inflight_requests", "Content requests being served."),
+		mLatency: shardmetric.NewHistogram("ocdn_edge_request_duration_seconds", "Time to serve a content request.",
+			prometheus.ExponentialBuckets(0.0005, 4, 10)),
 	}
 	if h.access != nil {
 		if ah, ok := h.access.Handler().(*accessHandler); ok && ah.Enabled(context.Background(), slog.LevelInfo) {
@@ -133,10 +130,10 @@ func (h *Handler) Requests() int64 { return h.requests.Load() }
 // ServeHTTP serves GET and HEAD /c/{token}/{title}/{file}.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	h.mInflight.Inc()
+	h.mInflight.Add(1)
 	cw := &countingWriter{ResponseWriter: w, code: http.StatusOK}
 	p := h.serve(cw, r, start)
-	h.mInflight.Dec()
+	h.mInflight.Add(-1)
 	h.requests.Add(1)
 	h.bytesServed.Add(cw.n)
 	h.mBytes.Add(float64(cw.n))
@@ -146,7 +143,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.mRequests.WithLabelValues(strconv.Itoa(cw.code)).Inc()
 	}
 	d := time.Since(start)
-	h.mLatency.Observe(d.Seconds())
+	h.mLatency.Observe(d)
 	if h.fastAccess != nil {
 		h.fastAccess.access(start.Add(d), r, p, cw.code, cw.n, d)
 	} else if h.access != nil && h.access.Enabled(r.Context(), slog.LevelInfo) {

@@ -112,16 +112,23 @@ func BenchmarkSteerFullTableSigned(b *testing.B) {
 }
 
 // benchDecisions runs decisions as the control plane's steering handler
-// does: AppendSteer into a reused slice.
+// does: AppendRanked into a reused slice, then the token and every URL
+// into a reused buffer.
 func benchDecisions(b *testing.B, e *Engine, snap *Snapshot, addrs []netip.Addr) {
-	var dst []Choice
+	var dst []Ranked
+	var urls []byte
 	b.ReportAllocs()
 	b.ResetTimer()
 	i := 0
 	for b.Loop() {
-		var err error
-		if dst, err = e.AppendSteer(dst[:0], snap, addrs[i&(len(addrs)-1)], file, 5); err != nil || len(dst) < 3 {
-			b.Fatalf("AppendSteer = %d choices, %v", len(dst), err)
+		dst = e.AppendRanked(dst[:0], snap, addrs[i&(len(addrs)-1)], file, 5)
+		token, err := e.Token(file)
+		if err != nil || len(dst) < 3 {
+			b.Fatalf("AppendRanked = %d choices, token %v", len(dst), err)
+		}
+		urls = urls[:0]
+		for _, r := range dst {
+			urls = AppendURL(urls, r.Appliance.BaseURL, token, file)
 		}
 		i++
 	}

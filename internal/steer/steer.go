@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -156,17 +157,56 @@ func (e *Engine) Steer(s *Snapshot, client netip.Addr, path string, n int, expla
 }
 
 // AppendSteer is Steer without explanations, appending the choices to dst
-// in the manner of the strconv.Append functions. It is the control plane's
-// hot path: with a reused dst a decision allocates only its URLs.
+// in the manner of the strconv.Append functions: with a reused dst a
+// decision allocates only its URLs.
 func (e *Engine) AppendSteer(dst []Choice, s *Snapshot, client netip.Addr, path string, n int) ([]Choice, error) {
 	out, _, err := e.steer(dst, s, client, path, n, false)
 	return out, err
 }
 
-func (e *Engine) steer(dst []Choice, s *Snapshot, client netip.Addr, path string, n int, explain bool) ([]Choice, []Considered, error) {
-	client = client.Unmap()
+// Ranked is one appliance of a decision, as a Choice before its URL is
+// written.
+type Ranked struct {
+	Appliance *Appliance
+	Reason    string
+}
+
+// AppendRanked is AppendSteer without the URLs, for a caller that writes
+// them straight into its answer with Token and AppendURL (the control
+// plane's /v1/steer): with a reused dst a decision allocates nothing.
+func (e *Engine) AppendRanked(dst []Ranked, s *Snapshot, client netip.Addr, path string, n int) []Ranked {
 	var buf [16]candidate
-	cands := buf[:0]
+	cands, _, _ := rank(buf[:0], s, client, path, false)
+	for _, c := range pick(cands, n) {
+		dst = append(dst, Ranked{Appliance: c.a, Reason: reason(c)})
+	}
+	return dst
+}
+
+func (e *Engine) steer(dst []Choice, s *Snapshot, client netip.Addr, path string, n int, explain bool) ([]Choice, []Considered, error) {
+	var buf [16]candidate
+	cands, why, pfx := rank(buf[:0], s, client, path, explain)
+	choices, err := e.appendChoices(dst, pick(cands, n), path)
+	if err != nil {
+		return dst, nil, err
+	}
+	if explain {
+		for i, c := range cands {
+			r := Considered{Appliance: c.a.ID, Site: c.a.Site, Rank: i + 1, Tier: string(c.a.Kind), Distance: math.Round(c.distance)}
+			if c.route != nil {
+				r.Route = describeRoute(pfx, c.route)
+			}
+			why = append(why, r)
+		}
+	}
+	return choices, why, nil
+}
+
+// rank appends to cands every appliance that may serve client the file at
+// path, best first, and returns them with the client's routed prefix;
+// with explain, also why each other appliance was left out.
+func rank(cands []candidate, s *Snapshot, client netip.Addr, path string, explain bool) ([]candidate, []Considered, netip.Prefix) {
+	client = client.Unmap()
 	var why []Considered
 	var loc config.Location
 	haveLoc := false
@@ -218,57 +258,53 @@ func (e *Engine) steer(dst []Choice, s *Snapshot, client netip.Addr, path string
 	} else {
 		slices.SortFunc(cands, compare)
 	}
-	choices, err := e.appendChoices(dst, pick(cands, n), path)
-	if err != nil {
-		return dst, nil, err
-	}
-	if explain {
-		for i, c := range cands {
-			r := Considered{Appliance: c.a.ID, Site: c.a.Site, Rank: i + 1, Tier: string(c.a.Kind), Distance: math.Round(c.distance)}
-			if c.route != nil {
-				r.Route = describeRoute(pfx, c.route)
-			}
-			why = append(why, r)
-		}
-	}
-	return choices, why, nil
+	return cands, why, pfx
 }
 
-// appendChoices builds the answer: one token for the whole list (it
-// covers the title, whichever appliance serves it) and every URL in one
-// allocation.
+// Token returns the URL token for the title of path: one token covers
+// the whole title, whichever appliance serves it. Without Keys it is "-".
+func (e *Engine) Token(path string) (string, error) {
+	if e.Keys == nil {
+		return "-", nil
+	}
+	title, _, _ := strings.Cut(path, "/")
+	return e.token(title)
+}
+
+// AppendURL appends the URL of path on the appliance at base, with token.
+func AppendURL(b []byte, base, token, path string) []byte {
+	b = append(b, base...)
+	b = append(b, "/c/"...)
+	b = append(b, token...)
+	b = append(b, '/')
+	return append(b, path...)
+}
+
+// appendChoices builds the answer: one token for the whole list and
+// every URL in one allocation.
 func (e *Engine) appendChoices(dst []Choice, picked []candidate, path string) ([]Choice, error) {
 	if len(picked) == 0 {
 		return dst, nil
 	}
-	token := "-"
-	if e.Keys != nil {
-		title, _, _ := strings.Cut(path, "/")
-		var err error
-		if token, err = e.token(title); err != nil {
-			return nil, err
-		}
+	token, err := e.Token(path)
+	if err != nil {
+		return nil, err
 	}
 	size := 0
 	for _, c := range picked {
 		size += len(c.a.BaseURL) + len("/c/") + len(token) + 1 + len(path)
 	}
-	// A Builder hands over its buffer as the string without copying it.
-	var b strings.Builder
-	b.Grow(size)
+	all := make([]byte, 0, size)
 	for _, c := range picked {
-		b.WriteString(c.a.BaseURL)
-		b.WriteString("/c/")
-		b.WriteString(token)
-		b.WriteByte('/')
-		b.WriteString(path)
+		all = AppendURL(all, c.a.BaseURL, token, path)
 	}
-	all := b.String()
+	// all is never written again: the URLs share it as strings.
+	urls := unsafe.String(unsafe.SliceData(all), len(all))
 	dst = slices.Grow(dst, len(picked))
 	off := 0
 	for _, c := range picked {
 		l := len(c.a.BaseURL) + len("/c/") + len(token) + 1 + len(path)
-		dst = append(dst, Choice{URL: all[off : off+l], Appliance: c.a.ID, Site: c.a.Site, Reason: reason(c)})
+		dst = append(dst, Choice{URL: urls[off : off+l], Appliance: c.a.ID, Site: c.a.Site, Reason: reason(c)})
 		off += l
 	}
 	return dst, nil
@@ -341,11 +377,15 @@ func pick(cands []candidate, n int) []candidate {
 			return out
 		}
 	}
-	for _, c := range cands[len(out):] {
+	for i, c := range cands[len(out):] {
 		if c.a.Site != first {
 			// out is full here (otherwise cands had no more candidates),
-			// so the best of another site takes the last slot.
-			out[len(out)-1] = c
+			// so the best of another site takes the last slot; the
+			// candidates it passes move down one, so cands stays the
+			// answer's order followed by every other candidate.
+			last := len(out) - 1
+			copy(cands[last+1:len(out)+i+1], cands[last:len(out)+i])
+			cands[last] = c
 			break
 		}
 	}

@@ -104,6 +104,58 @@ func TestSteerSpansTwoSites(t *testing.T) {
 	}
 }
 
+// When the site rule moves another site's candidate up, explain=1 still
+// lists every candidate once, in the answer's order.
+func TestSteerExplainAfterSiteRule(t *testing.T) {
+	e := &Engine{}
+	got, why, err := e.Steer(world(t, nil), netip.MustParseAddr("10.64.1.2"), file, 2, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ranked []string
+	for _, c := range why {
+		ranked = append(ranked, c.Appliance)
+		if c.Rank != len(ranked) {
+			t.Errorf("%s has rank %d at position %d", c.Appliance, c.Rank, len(ranked))
+		}
+	}
+	if len(got) != 2 || got[1].Appliance != "p1" || len(ranked) != 5 || ranked[0] != got[0].Appliance || ranked[1] != "p1" ||
+		ranked[2] == ranked[0] || ranked[2] == "p1" || ranked[3] != "x1" || ranked[4] != "x2" {
+		t.Errorf("answer %v, explanation order %v: want the answer first, then every other candidate once", ids(got), ranked)
+	}
+}
+
+// AppendRanked ranks exactly as AppendSteer, and AppendURL writes the
+// URLs AppendSteer returns.
+func TestAppendRankedMatchesAppendSteer(t *testing.T) {
+	ks := urlsign.Generate()
+	e := &Engine{Keys: func() *urlsign.KeySet { return ks }, TokenTTL: time.Hour}
+	snap := world(t, nil)
+	for i := range 64 {
+		client := netip.AddrFrom4([4]byte{10, byte(60 + i%8), byte(i), 1})
+		for n := 1; n <= 5; n++ {
+			want, err := e.AppendSteer(nil, snap, client, file, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			token, err := e.Token(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := e.AppendRanked(nil, snap, client, file, n)
+			if len(got) != len(want) {
+				t.Fatalf("%v n=%d: AppendRanked gave %d, AppendSteer %d", client, n, len(got), len(want))
+			}
+			for j, r := range got {
+				c := Choice{URL: string(AppendURL(nil, r.Appliance.BaseURL, token, file)), Appliance: r.Appliance.ID, Site: r.Appliance.Site, Reason: r.Reason}
+				if c != want[j] {
+					t.Errorf("%v n=%d #%d: ranked %+v, AppendSteer %+v", client, n, j, c, want[j])
+				}
+			}
+		}
+	}
+}
+
 func TestSteerSpreadIsStablePerPrefix(t *testing.T) {
 	e := &Engine{}
 	snap := world(t, nil)

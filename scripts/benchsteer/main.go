@@ -39,7 +39,7 @@ const adminToken = "bench-admin-token"
 func main() {
 	routes := flag.String("routes", "../shared/data/routes/full-table-prefixes.txt.gz", "global table loaded as the IXP site's routes")
 	duration := flag.Duration("duration", 5*time.Second, "wrk duration per target and round")
-	rounds := flag.Int("rounds", 3, "rounds of steering then minimal handler; the median ratio is the result")
+	rounds := flag.Int("rounds", 5, "rounds of steering then minimal handler; the median ratio is the result")
 	conns := flag.Int("connections", 64, "wrk connections")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the first steering run to this file")
 	flag.Parse()
