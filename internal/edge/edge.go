@@ -315,16 +315,11 @@ func (h *Handler) serveObject(w *countingWriter, rc *http.ResponseController, r 
 }
 
 // copyRange writes n bytes of f from off. The countingWriter's ReadFrom
-// passes the LimitedReader over the *os.File on to the server's
-// ResponseWriter, which hands it to TCPConn.ReadFrom: sendfile(2) on
-// plain HTTP. Each chunk gets a fresh write deadline, so a stalled client
+// passes a SectionReader over the *os.File on to the server's
+// ResponseWriter, which sends it with sendfile(2) on plain HTTP. Each chunk gets a fresh write deadline, so a stalled client
 // is cut off while a slow but moving one is not. sent reports that all n
 // bytes went out; fileOK is false only when the file itself misbehaved.
 func (h *Handler) copyRange(w *countingWriter, rc *http.ResponseController, f *os.File, off, n int64) (sent, fileOK bool) {
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		h.log.Error("seek object", "file", f.Name(), "err", err)
-		return false, false
-	}
 	first := true
 	for n > 0 {
 		if !first {
@@ -332,14 +327,14 @@ func (h *Handler) copyRange(w *countingWriter, rc *http.ResponseController, f *o
 		}
 		first = false
 		chunk := min(n, copyChunk)
-		// io.CopyN without its LimitReader allocation: the same
-		// ReadFrom path (sendfile), the same short-read error.
-		w.lr = io.LimitedReader{R: f, N: chunk}
-		m, err := w.ReadFrom(&w.lr)
+		// The chunk at its offset, so sendfile needs no lseek(2).
+		w.sr = *io.NewSectionReader(f, off, chunk)
+		m, err := w.ReadFrom(&w.sr)
 		if err == nil && m < chunk {
 			err = io.EOF
 		}
 		n -= m
+		off += m
 		if err != nil {
 			// The client went away or stalled: nothing to tell it. A short
 			// file (EOF) would be store corruption; the connection is
@@ -398,7 +393,7 @@ type countingWriter struct {
 	code        int
 	n           int64
 	wroteHeader bool
-	lr          io.LimitedReader // copyRange's, kept here to save an allocation
+	sr          io.SectionReader // copyRange's, kept here to save an allocation
 }
 
 func (c *countingWriter) WriteHeader(code int) {

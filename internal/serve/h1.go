@@ -330,7 +330,11 @@ func (c *conn) await() error {
 func takeBuffers(c *conn) *buffers {
 	b := bufPool.Get().(*buffers)
 	b.br.Reset(&c.r)
-	b.bw.Reset(c.rwc)
+	if c.raw != nil {
+		b.bw.Reset(rawWriter{c})
+	} else {
+		b.bw.Reset(c.rwc)
+	}
 	return b
 }
 
@@ -406,23 +410,6 @@ func (r *connReader) Read(p []byte) (int, error) {
 	}
 	r.limit -= int64(n)
 	return n, err
-}
-
-func rawRead(fd int, p []byte) (int, error) {
-	for {
-		n, err := syscall.Read(fd, p)
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			return 0, errWouldBlock
-		case err != nil:
-			return 0, &net.OpError{Op: "read", Net: "tcp", Err: err}
-		case n == 0:
-			return 0, io.EOF
-		}
-		return n, nil
-	}
 }
 
 // statusError is a request the server answers itself.

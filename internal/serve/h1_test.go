@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 // client is one raw keep-alive connection to a test server.
@@ -365,7 +366,8 @@ func TestBadRequests(t *testing.T) {
 }
 
 // TestSendfileExact: bodies copied from files through ReadFrom (the
-// sendfile path) and through Write are the exact bytes, and
+// sendfile path: from the file's offset or a SectionReader's, in the page
+// cache or not) and through Write are the exact bytes, and
 // http.ResponseController deadlines reach the connection.
 func TestSendfileExact(t *testing.T) {
 	data := make([]byte, 3<<20+17)
@@ -400,7 +402,23 @@ func TestSendfileExact(t *testing.T) {
 			w.Header().Del("Content-Type")
 		}
 		w.WriteHeader(http.StatusOK)
-		for n > 0 { // in chunks, as internal/edge does
+		if r.URL.Query().Has("cold") {
+			// Out of the page cache: sendfile goes the blocking way.
+			unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+		}
+		if r.URL.Query().Has("section") {
+			for n > 0 { // in chunks at their offsets, as internal/edge does
+				chunk := min(n, 1<<20)
+				m, err := io.Copy(w, io.NewSectionReader(f, off, chunk))
+				if err != nil || m != chunk {
+					t.Errorf("Copy of a section: %d, %v", m, err)
+					return
+				}
+				n, off = n-m, off+m
+			}
+			return
+		}
+		for n > 0 { // in chunks from the file's offset
 			m, err := io.CopyN(w, f, min(n, 1<<20))
 			if err != nil {
 				t.Errorf("CopyN: %v", err)
@@ -413,7 +431,7 @@ func TestSendfileExact(t *testing.T) {
 	s, _, _ := start(t, h, Options{})
 	cl := dial(t, s)
 	for _, q := range []struct{ off, n int64 }{{0, int64(len(data))}, {1, 1}, {65536, 65536}, {1 << 20, 2<<20 + 3}, {12345, 0}} {
-		for _, mode := range []string{"", "&sniff", "&nolength"} {
+		for _, mode := range []string{"", "&sniff", "&nolength", "&section", "&section&cold", "&cold"} {
 			cl.send(fmt.Sprintf("GET /?off=%d&n=%d%s HTTP/1.1\r\nHost: x\r\n\r\n", q.off, q.n, mode))
 			resp, body := cl.read("GET")
 			want := data[q.off : q.off+q.n]
@@ -545,5 +563,35 @@ func TestHeaderFieldsSanitized(t *testing.T) {
 	got := []string{resp.Header.Get("X-Value"), resp.Header.Get("Set-Cookie"), resp.Header.Get("Bad Name"), body}
 	if diff := cmp.Diff([]string{"a  Set-Cookie: evil", "", "", "ok"}, got); diff != "" {
 		t.Errorf("X-Value, Set-Cookie, Bad Name, body (-want +got):\n%s", diff)
+	}
+}
+
+// pageCached tells a file's cached range from one dropped from the page
+// cache, which decides whether sendfile may be a raw system call.
+func TestPageCached(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "obj"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if !pageCached(int(f.Fd()), 4097, 500000) {
+		t.Error("a range just written is not cached")
+	}
+	if pageCached(int(f.Fd()), 1<<20-10, 100) {
+		t.Error("a range past the end counts as cached")
+	}
+	f.Sync()
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	if pageCached(int(f.Fd()), 0, 1<<20) {
+		t.Error("a range dropped from the page cache counts as cached")
+	}
+	f.ReadAt(make([]byte, 8192), 0)
+	if !pageCached(int(f.Fd()), 100, 8000) || pageCached(int(f.Fd()), 0, 1<<20) {
+		t.Error("after reading the first two pages: want those cached and the whole file not")
 	}
 }

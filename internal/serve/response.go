@@ -457,7 +457,10 @@ func (w *response) ReadFrom(src io.Reader) (int64, error) {
 		if err := w.c.flush(); err != nil {
 			return n, err
 		}
-		m, err := w.c.rf.ReadFrom(f)
+		m, handled, err := w.c.sendFileFrom(f)
+		if !handled {
+			m, err = w.c.rf.ReadFrom(readerOnly{f})
+		}
 		n += m
 		w.written += m
 		if err != nil {
@@ -477,15 +480,22 @@ type writerOnly struct{ io.Writer }
 type readerOnly struct{ io.Reader }
 
 // sendfileSource returns src when it can go to sendfile without passing
-// the Content-Length.
+// the Content-Length: a file, or a LimitedReader or SectionReader over
+// one.
 func (w *response) sendfileSource(src io.Reader) (io.Reader, bool) {
 	if w.c.rf == nil || w.chunked || w.isHEAD || !bodyAllowedForStatus(w.status) || w.c.werr != nil {
 		return nil, false
 	}
 	var limit int64 = -1
-	f := src
-	if lr, ok := src.(*io.LimitedReader); ok {
-		limit, f = lr.N, lr.R
+	var f any = src
+	switch r := src.(type) {
+	case *io.LimitedReader:
+		limit, f = r.N, r.R
+	case *io.SectionReader:
+		var size int64
+		f, _, size = r.Outer()
+		pos, _ := r.Seek(0, io.SeekCurrent)
+		limit = max(size-pos, 0)
 	}
 	if _, ok := f.(*os.File); !ok {
 		return nil, false

@@ -1,0 +1,133 @@
+package serve
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxSendfile bounds one sendfile(2) call, as Go's own sendfile does.
+const maxSendfile = 4 << 20
+
+// sendFileFrom sends src (as sendfileSource accepts it) with sendfile(2)
+// and reports whether it could. A SectionReader's file is read at an
+// offset with no lseek(2) at all; a LimitedReader's from the file's
+// offset, which it moves past what it sent, as io.Copy would.
+func (c *conn) sendFileFrom(src io.Reader) (n int64, handled bool, err error) {
+	switch r := src.(type) {
+	case *io.SectionReader:
+		ra, base, size := r.Outer()
+		f, ok := ra.(*os.File)
+		if !ok {
+			return 0, false, nil
+		}
+		pos, _ := r.Seek(0, io.SeekCurrent)
+		off := base + pos
+		n, handled, err = c.sendFile(f, &off, size-pos)
+		r.Seek(n, io.SeekCurrent)
+	case *io.LimitedReader:
+		f, ok := r.R.(*os.File)
+		if !ok {
+			return 0, false, nil
+		}
+		off, serr := f.Seek(0, io.SeekCurrent)
+		if serr != nil {
+			return 0, false, nil
+		}
+		n, handled, err = c.sendFile(f, &off, r.N)
+		r.N -= n
+		if _, serr := f.Seek(off, io.SeekStart); serr != nil && err == nil {
+			err = serr
+		}
+	}
+	return n, handled, err
+}
+
+// sendFile sends n bytes of f from *off to the connection with
+// sendfile(2) and moves *off past them. handled is false when nothing
+// was sent because sendfile cannot take f: the caller then copies.
+//
+// On a non-blocking socket sendfile waits only to read the disk: it
+// copies what the socket buffer takes and returns. So a range that
+// cachestat(2) finds all in the page cache goes by a raw system call
+// that keeps its P (rawio.go), and any other the blocking way, since a
+// disk read may take milliseconds.
+func (c *conn) sendFile(f *os.File, off *int64, n int64) (written int64, handled bool, err error) {
+	if c.raw == nil || n <= 0 {
+		return 0, false, nil
+	}
+	src, err := f.SyscallConn()
+	if err != nil {
+		return 0, false, nil
+	}
+	var serr, werr error
+	unsupported := false
+	cerr := src.Control(func(in uintptr) {
+		werr = c.raw.Write(func(out uintptr) bool {
+			for n > 0 {
+				chunk := min(n, maxSendfile)
+				m, errno := sendfile(int(out), int(in), off, int(chunk), pageCached(int(in), *off, chunk))
+				switch {
+				case m > 0:
+					written += int64(m)
+					n -= int64(m)
+				case errno == 0:
+					return true // the file ends before n: the caller sees the short count
+				case errno == syscall.EINTR:
+				case errno == syscall.EAGAIN:
+					return false // wait until the socket takes more
+				case written == 0 && (errno == syscall.EINVAL || errno == syscall.ENOSYS || errno == syscall.EOPNOTSUPP):
+					unsupported = true
+					return true
+				default:
+					serr = os.NewSyscallError("sendfile", errno)
+					return true
+				}
+			}
+			return true
+		})
+	})
+	if unsupported {
+		return 0, false, nil
+	}
+	for _, e := range []error{werr, cerr} {
+		if serr == nil {
+			serr = e
+		}
+	}
+	if serr != nil {
+		serr = &net.OpError{Op: "sendfile", Net: "tcp", Source: c.rwc.LocalAddr(), Addr: c.rwc.RemoteAddr(), Err: serr}
+	}
+	return written, true, serr
+}
+
+// sendfile is sendfile(2) from in at *off to out, raw when it cannot
+// block (see sendFile).
+func sendfile(out, in int, off *int64, n int, raw bool) (int, syscall.Errno) {
+	call := syscall.Syscall6
+	if raw {
+		call = syscall.RawSyscall6
+	}
+	r, _, errno := call(syscall.SYS_SENDFILE, uintptr(out), uintptr(in), uintptr(unsafe.Pointer(off)), uintptr(n), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(r), 0
+}
+
+// pageCached reports whether every page of n bytes of fd at off is in
+// the page cache; false when the kernel cannot tell (cachestat(2) is
+// Linux 6.5 and later).
+func pageCached(fd int, off, n int64) bool {
+	var st unix.Cachestat_t
+	r := unix.CachestatRange{Off: uint64(off), Len: uint64(n)}
+	if _, _, e := syscall.RawSyscall6(unix.SYS_CACHESTAT, uintptr(fd), uintptr(unsafe.Pointer(&r)), uintptr(unsafe.Pointer(&st)), 0, 0, 0); e != 0 {
+		return false
+	}
+	page := int64(os.Getpagesize())
+	return st.Cache >= uint64((off+n-1)/page-off/page+1)
+}
