@@ -62,6 +62,11 @@ func BIRDConfig(routerID netip.Addr, sessions ...BIRDSession) string {
 		// Lower BIRD's connect delay (5 s) and retry (120 s) so sessions come
 		// up promptly; correctness never depends on these.
 		b.WriteString("  connect delay time 1;\n  connect retry time 2;\n  error wait time 1, 5;\n")
+		// Listen on the local address only: by default BIRD listens on
+		// 0.0.0.0 at the port, which any socket on the machine that happens
+		// to hold that port number (an outgoing connection of another test
+		// package) blocks with "bind: Address already in use".
+		b.WriteString("  strict bind on;\n")
 		if s.Passive {
 			b.WriteString("  passive on;\n")
 		}
