@@ -275,36 +275,46 @@ func TestHangingTargetTimesOut(t *testing.T) {
 	}
 }
 
-// TestThroughputThroughNetem checks the throughput probe against a known
-// emulated bottleneck.
+// TestThroughputThroughNetem checks the probes against a known emulated
+// link. A starved CPU (this runs beside other race-enabled packages on
+// two cores) can only make a probe slower than the link, never faster,
+// so each type runs three pulses and is judged by its best.
 func TestThroughputThroughNetem(t *testing.T) {
 	srv := rangeServer(t, "", 4<<20)
 	const bw = 20e6
 	dial := netem.Dialer(nil, func(netip.AddrPort) (netem.Link, bool) {
 		return netem.Link{RTT: 10 * time.Millisecond, BandwidthBps: bw}, true
 	})
-	rec := &Recipe{ID: "r", Pulses: 1, PulseTimeout: 10 * time.Second, Targets: []Target{
+	rec := &Recipe{ID: "r", Pulses: 3, PulseTimeout: 10 * time.Second, Targets: []Target{
 		{ID: "x", URL: srv.URL + "/f", Types: []string{measure.TypeTCPConnect, measure.TypeHTTPTTFB, measure.TypeThroughput}, RangeBytes: 2 << 20}}}
 	rep, err := Run(context.Background(), rec, Options{Dial: dial})
 	if err != nil {
 		t.Fatal(err)
 	}
+	connect, ttfb, throughput := math.Inf(1), math.Inf(1), 0.0
 	for _, p := range rep.Pulses {
-		t.Logf("%s: connect %.2fms ttfb %.2fms throughput %.3f Mbit/s", p.Type, p.ConnectMs, p.TTFBMs, p.ThroughputBps/1e6)
+		t.Logf("%s: %s connect %.2fms ttfb %.2fms throughput %.3f Mbit/s", p.Type, p.Status, p.ConnectMs, p.TTFBMs, p.ThroughputBps/1e6)
+		if p.Status != measure.StatusOK {
+			t.Errorf("pulse %s: status %q (%s)", p.Type, p.Status, p.Error)
+			continue
+		}
 		switch p.Type {
 		case measure.TypeTCPConnect:
-			if math.Abs(p.ConnectMs-10) > 1 {
-				t.Errorf("connect through a 10ms link = %.2fms, want 10±1", p.ConnectMs)
-			}
+			connect = min(connect, p.ConnectMs)
 		case measure.TypeHTTPTTFB:
-			if p.TTFBMs < 10 || p.TTFBMs > 15 {
-				t.Errorf("ttfb through a 10ms link = %.2fms, want 10 to 15", p.TTFBMs)
-			}
+			ttfb = min(ttfb, p.TTFBMs)
 		case measure.TypeThroughput:
-			if e := math.Abs(p.ThroughputBps-bw) / bw; e > 0.05 {
-				t.Errorf("throughput through 20 Mbit/s = %.3f Mbit/s, want within 5%%", p.ThroughputBps/1e6)
-			}
+			throughput = max(throughput, p.ThroughputBps)
 		}
+	}
+	if math.Abs(connect-10) > 1 {
+		t.Errorf("best connect through a 10ms link = %.2fms, want 10±1", connect)
+	}
+	if ttfb < 10 || ttfb > 15 {
+		t.Errorf("best ttfb through a 10ms link = %.2fms, want 10 to 15", ttfb)
+	}
+	if e := math.Abs(throughput-bw) / bw; e > 0.05 {
+		t.Errorf("best throughput through 20 Mbit/s = %.3f Mbit/s, want within 5%%", throughput/1e6)
 	}
 }
 
