@@ -97,7 +97,9 @@ type Server struct {
 	mu   sync.Mutex
 	held map[string]map[string]bool // appliance → files it reported
 	gen  map[string]uint64          // appliance → content generation last received
-	snap atomic.Pointer[steer.Snapshot]
+
+	snap      atomic.Pointer[steer.Snapshot]
+	rebuildMu sync.Mutex // held while a snapshot is built and published
 
 	routeMu  sync.Mutex
 	routeSeq map[string]routeState
@@ -207,8 +209,12 @@ func (s *Server) loadLocations() {
 	}
 }
 
-// rebuild publishes a new steering snapshot from current state.
+// rebuild publishes a new steering snapshot from current state. Builds
+// are serialized, so a snapshot built from older state is never published
+// after one built from newer.
 func (s *Server) rebuild() {
+	s.rebuildMu.Lock()
+	defer s.rebuildMu.Unlock()
 	now := s.cfg.Now()
 	snap := &steer.Snapshot{
 		Routes:     ribView{s.routes},

@@ -32,8 +32,6 @@ func (s *Server) pollLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		var wg sync.WaitGroup
-		var mu sync.Mutex
-		changed := false
 		for _, a := range s.cfg.Inventory.Appliances {
 			sem <- struct{}{}
 			wg.Add(1)
@@ -45,17 +43,14 @@ func (s *Server) pollLoop(ctx context.Context) {
 					return
 				}
 				s.health.Probe(a.ID, s.cfg.Now(), refused, timedOut)
+				// At once, not after the round: a dead appliance must not
+				// wait in steering for a slow probe of another.
 				if s.healthKey(a.ID, s.cfg.Now()) != before {
-					mu.Lock()
-					changed = true
-					mu.Unlock()
+					s.rebuild()
 				}
 			}()
 		}
 		wg.Wait()
-		if changed {
-			s.rebuild()
-		}
 	}
 }
 
