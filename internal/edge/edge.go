@@ -316,8 +316,9 @@ func (h *Handler) serveObject(w *countingWriter, rc *http.ResponseController, r 
 
 // copyRange writes n bytes of f from off. The countingWriter's ReadFrom
 // passes a SectionReader over the *os.File on to the server's
-// ResponseWriter, which sends it with sendfile(2) on plain HTTP. Each chunk gets a fresh write deadline, so a stalled client
-// is cut off while a slow but moving one is not. sent reports that all n
+// ResponseWriter, which sends it with sendfile(2) on plain HTTP. Each
+// chunk gets a fresh write deadline, so a stalled client is cut off
+// while a slow but moving one is not. sent reports that all n
 // bytes went out; fileOK is false only when the file itself misbehaved.
 func (h *Handler) copyRange(w *countingWriter, rc *http.ResponseController, f *os.File, off, n int64) (sent, fileOK bool) {
 	first := true
@@ -387,7 +388,7 @@ func clientAddr(r *http.Request) netip.Addr {
 }
 
 // countingWriter counts body bytes and keeps io.ReaderFrom visible so
-// net/http can still use sendfile for plain-HTTP responses.
+// the server can still use sendfile for plain-HTTP responses.
 type countingWriter struct {
 	http.ResponseWriter
 	code        int

@@ -10,8 +10,7 @@ import (
 // fileCache keeps descriptors of recently served objects open, like
 // nginx's open_file_cache: os.Open of a regular file costs an openat, four
 // fcntl calls and a failing epoll_ctl in Go, about a tenth of a 64 KiB
-// request. Each request takes a descriptor for itself (sendfile uses the
-// file position, so descriptors are never shared) and gives it back.
+// request. Each request takes a descriptor for itself and gives it back.
 //
 // Correctness: a descriptor is filed under the store.Entry (path, size,
 // SHA-256) that store.Open returned with it, and objects are immutable
