@@ -459,7 +459,7 @@ func (w *response) ReadFrom(src io.Reader) (int64, error) {
 		}
 		m, handled, err := w.c.sendFileFrom(f)
 		if !handled {
-			m, err = w.c.rf.ReadFrom(readerOnly{f})
+			m, err = w.c.rf.ReadFrom(f)
 		}
 		n += m
 		w.written += m
