@@ -99,7 +99,9 @@ type Server struct {
 	gen  map[string]uint64          // appliance → content generation last received
 
 	snap      atomic.Pointer[steer.Snapshot]
-	rebuildMu sync.Mutex // held while a snapshot is built and published
+	changes   atomic.Uint64 // calls of rebuild so far
+	rebuildMu sync.Mutex    // held while a snapshot is built and published
+	built     uint64        // changes covered by the last snapshot; under rebuildMu
 
 	routeMu  sync.Mutex
 	routeSeq map[string]routeState
@@ -209,12 +211,20 @@ func (s *Server) loadLocations() {
 	}
 }
 
-// rebuild publishes a new steering snapshot from current state. Builds
-// are serialized, so a snapshot built from older state is never published
-// after one built from newer.
+// rebuild publishes a new steering snapshot from current state, which
+// the caller has just changed. Builds are serialized, so a snapshot built
+// from older state is never published after one built from newer; a
+// caller whose change a build that started after it already covers
+// returns at once, so a burst of changes (a site's appliances failing
+// their probes together) costs a few builds, not one each.
 func (s *Server) rebuild() {
+	change := s.changes.Add(1)
 	s.rebuildMu.Lock()
 	defer s.rebuildMu.Unlock()
+	if s.built >= change {
+		return
+	}
+	s.built = s.changes.Load()
 	now := s.cfg.Now()
 	snap := &steer.Snapshot{
 		Routes:     ribView{s.routes},

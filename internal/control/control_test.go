@@ -3,10 +3,12 @@ package control
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -112,6 +114,37 @@ func TestSteerFollowsHeartbeatsAndContent(t *testing.T) {
 	s.rebuild()
 	if got := strings.Join(steer(), ","); got != "x1" {
 		t.Errorf("after e1 missed 3 heartbeats steer = %s, want x1", got)
+	}
+}
+
+// Heartbeats racing each other: every appliance's heartbeat is in the
+// snapshot once all have returned, however their rebuilds interleaved
+// and coalesced.
+func TestConcurrentHeartbeatsAllReachTheSnapshot(t *testing.T) {
+	const n = 64
+	s, _, cat := newTestServerWith(t, func(c *Config) {
+		for i := range n {
+			c.Inventory.Appliances = append(c.Inventory.Appliances, config.Appliance{ID: fmt.Sprintf("x%d", i+2), Site: "ix",
+				Address: config.AddrPort{AddrPort: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 1, 1, byte(i)}), 80)}, Capacity: 1 << 30})
+		}
+	})
+	h := s.Handler()
+	f := cat.Files[0].Path
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			b, _ := json.Marshal(api.Heartbeat{Appliance: fmt.Sprintf("x%d", i+2), ContentGen: 1, Held: []string{f}})
+			if w := do(t, h, "POST", "/v1/heartbeat", string(b), "127.1.0.1:5000", ""); w.Code != 200 {
+				t.Errorf("heartbeat x%d: %d %s", i+2, w.Code, w.Body)
+			}
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		id := fmt.Sprintf("x%d", i+2)
+		if a := s.snap.Load().Appliances[id]; a == nil || !a.Serving || !a.Holds[f] {
+			t.Errorf("%s in the snapshot: %+v; want serving and holding the file", id, a)
+		}
 	}
 }
 

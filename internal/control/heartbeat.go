@@ -32,44 +32,6 @@ type healthState struct {
 	queuedReceived int64
 	// authFailures counts requests refused for a bad appliance token.
 	authFailures atomic.Int64
-
-	// Rebuilds after heartbeats are coalesced (group commit): at most one
-	// runs at a time, and every caller waits for one that started after
-	// its change, so a burst of N heartbeats costs a few rebuilds, not N.
-	rbMu      sync.Mutex
-	rbRunning bool
-	rbNext    chan struct{}
-}
-
-// coalescedRebuild returns once a snapshot that includes the caller's
-// changes is published.
-func (s *Server) coalescedRebuild() {
-	h := &s.hs
-	h.rbMu.Lock()
-	if h.rbNext == nil {
-		h.rbNext = make(chan struct{})
-	}
-	ch := h.rbNext
-	if !h.rbRunning {
-		h.rbRunning = true
-		go func() {
-			for {
-				h.rbMu.Lock()
-				next := h.rbNext
-				h.rbNext = nil
-				if next == nil {
-					h.rbRunning = false
-					h.rbMu.Unlock()
-					return
-				}
-				h.rbMu.Unlock()
-				s.rebuild()
-				close(next)
-			}
-		}()
-	}
-	h.rbMu.Unlock()
-	<-ch
 }
 
 func (h *healthState) setLatest(hb api.Heartbeat) {

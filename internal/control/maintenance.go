@@ -37,7 +37,7 @@ type turnUpState struct {
 }
 
 // onHealthChange publishes a new snapshot after id's health changed.
-func (s *Server) onHealthChange(id string) { s.coalescedRebuild() }
+func (s *Server) onHealthChange(id string) { s.rebuild() }
 
 // recordReports keeps queued heartbeat records (persisted when a store is
 // configured).
