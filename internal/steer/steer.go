@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -153,15 +152,7 @@ type candidate struct {
 // returns every candidate considered. It takes no lock and allocates only
 // the answer.
 func (e *Engine) Steer(s *Snapshot, client netip.Addr, path string, n int, explain bool) ([]Choice, []Considered, error) {
-	return e.steer(nil, s, client, path, n, explain)
-}
-
-// AppendSteer is Steer without explanations, appending the choices to dst
-// in the manner of the strconv.Append functions: with a reused dst a
-// decision allocates only its URLs.
-func (e *Engine) AppendSteer(dst []Choice, s *Snapshot, client netip.Addr, path string, n int) ([]Choice, error) {
-	out, _, err := e.steer(dst, s, client, path, n, false)
-	return out, err
+	return e.steer(s, client, path, n, explain)
 }
 
 // Ranked is one appliance of a decision, as a Choice before its URL is
@@ -171,8 +162,9 @@ type Ranked struct {
 	Reason    string
 }
 
-// AppendRanked is AppendSteer without the URLs, for a caller that writes
-// them straight into its answer with Token and AppendURL (the control
+// AppendRanked is Steer without explanations or URLs, appending to dst in
+// the manner of the strconv.Append functions, for a caller that writes
+// the URLs straight into its answer with Token and AppendURL (the control
 // plane's /v1/steer): with a reused dst a decision allocates nothing.
 func (e *Engine) AppendRanked(dst []Ranked, s *Snapshot, client netip.Addr, path string, n int) []Ranked {
 	var buf [16]candidate
@@ -183,12 +175,12 @@ func (e *Engine) AppendRanked(dst []Ranked, s *Snapshot, client netip.Addr, path
 	return dst
 }
 
-func (e *Engine) steer(dst []Choice, s *Snapshot, client netip.Addr, path string, n int, explain bool) ([]Choice, []Considered, error) {
+func (e *Engine) steer(s *Snapshot, client netip.Addr, path string, n int, explain bool) ([]Choice, []Considered, error) {
 	var buf [16]candidate
 	cands, why, pfx := rank(buf[:0], s, client, path, explain)
-	choices, err := e.appendChoices(dst, pick(cands, n), path)
+	choices, err := e.choices(pick(cands, n), path)
 	if err != nil {
-		return dst, nil, err
+		return nil, nil, err
 	}
 	if explain {
 		for i, c := range cands {
@@ -280,40 +272,28 @@ func AppendURL(b []byte, base, token, path string) []byte {
 	return append(b, path...)
 }
 
-// appendChoices builds the answer: one token for the whole list and
-// every URL in one allocation.
-func (e *Engine) appendChoices(dst []Choice, picked []candidate, path string) ([]Choice, error) {
+// choices builds the answer's URLs, with one token for the whole list.
+func (e *Engine) choices(picked []candidate, path string) ([]Choice, error) {
 	if len(picked) == 0 {
-		return dst, nil
+		return nil, nil
 	}
 	token, err := e.Token(path)
 	if err != nil {
 		return nil, err
 	}
-	size := 0
-	for _, c := range picked {
-		size += len(c.a.BaseURL) + len("/c/") + len(token) + 1 + len(path)
+	out := make([]Choice, len(picked))
+	var url []byte
+	for i, c := range picked {
+		url = AppendURL(url[:0], c.a.BaseURL, token, path)
+		out[i] = Choice{URL: string(url), Appliance: c.a.ID, Site: c.a.Site, Reason: reason(c)}
 	}
-	all := make([]byte, 0, size)
-	for _, c := range picked {
-		all = AppendURL(all, c.a.BaseURL, token, path)
-	}
-	// all is never written again: the URLs share it as strings.
-	urls := unsafe.String(unsafe.SliceData(all), len(all))
-	dst = slices.Grow(dst, len(picked))
-	off := 0
-	for _, c := range picked {
-		l := len(c.a.BaseURL) + len("/c/") + len(token) + 1 + len(path)
-		dst = append(dst, Choice{URL: urls[off : off+l], Appliance: c.a.ID, Site: c.a.Site, Reason: reason(c)})
-		off += l
-	}
-	return dst, nil
+	return out, nil
 }
 
 // URL returns a signed URL of path on appliance a, as a steering answer
 // would carry it.
 func (e *Engine) URL(a *Appliance, path string) (string, error) {
-	cs, err := e.appendChoices(nil, []candidate{{a: a}}, path)
+	cs, err := e.choices([]candidate{{a: a}}, path)
 	if err != nil {
 		return "", err
 	}

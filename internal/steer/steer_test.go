@@ -125,16 +125,16 @@ func TestSteerExplainAfterSiteRule(t *testing.T) {
 	}
 }
 
-// AppendRanked ranks exactly as AppendSteer, and AppendURL writes the
-// URLs AppendSteer returns.
-func TestAppendRankedMatchesAppendSteer(t *testing.T) {
+// AppendRanked ranks exactly as Steer, and AppendURL writes the URLs
+// Steer returns.
+func TestAppendRankedMatchesSteer(t *testing.T) {
 	ks := urlsign.Generate()
 	e := &Engine{Keys: func() *urlsign.KeySet { return ks }, TokenTTL: time.Hour}
 	snap := world(t, nil)
 	for i := range 64 {
 		client := netip.AddrFrom4([4]byte{10, byte(60 + i%8), byte(i), 1})
 		for n := 1; n <= 5; n++ {
-			want, err := e.AppendSteer(nil, snap, client, file, n)
+			want, _, err := e.Steer(snap, client, file, n, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -144,12 +144,12 @@ func TestAppendRankedMatchesAppendSteer(t *testing.T) {
 			}
 			got := e.AppendRanked(nil, snap, client, file, n)
 			if len(got) != len(want) {
-				t.Fatalf("%v n=%d: AppendRanked gave %d, AppendSteer %d", client, n, len(got), len(want))
+				t.Fatalf("%v n=%d: AppendRanked gave %d, Steer %d", client, n, len(got), len(want))
 			}
 			for j, r := range got {
 				c := Choice{URL: string(AppendURL(nil, r.Appliance.BaseURL, token, file)), Appliance: r.Appliance.ID, Site: r.Appliance.Site, Reason: r.Reason}
 				if c != want[j] {
-					t.Errorf("%v n=%d #%d: ranked %+v, AppendSteer %+v", client, n, j, c, want[j])
+					t.Errorf("%v n=%d #%d: ranked %+v, Steer %+v", client, n, j, c, want[j])
 				}
 			}
 		}
