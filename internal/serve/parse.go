@@ -14,9 +14,9 @@ import (
 // parseSimple parses the common request, a body-less GET or HEAD-like
 // request whose whole header is in buf, in about half the time of
 // http.ReadRequest and with fewer allocations: one string holds the header
-// block and every value is a slice of it. It gives up (ok false, nothing consumed) on anything it
-// does not fully understand, and http.ReadRequest then parses the request
-// as before: a body (Content-Length, Transfer-Encoding), a header line
+// block and every value is a slice of it. It gives up (ok false, nothing
+// consumed) on anything it does not fully understand, and
+// http.ReadRequest then parses the request as before: a body (Content-Length, Transfer-Encoding), a header line
 // that is folded, ends in a bare LF or carries a byte a token or a field
 // value may not hold, a target not in origin form ("/path?query"),
 // duplicate Host headers, or a Pragma header (which ReadRequest rewrites).

@@ -10,12 +10,13 @@
 // that hold many idle keep-alive connections: net/http keeps a 4 KiB read
 // buffer, a 4 KiB write buffer and a deep goroutine stack on each, about
 // 19 KB per connection, where ours keeps the goroutine parked in the
-// poller with no buffer (6–8 KB in make bench-edge): buffers come from a pool when a
-// request's first bytes arrive and go back once its response is written
-// and nothing pipelined is left. The common body-less request is parsed in
-// place and every other by http.ReadRequest; responses follow net/http's
-// HTTP/1.x framing (see response). A body
-// copied from an *os.File goes out by sendfile(2). The differences from
+// poller with no buffer (6–8 KB in make bench-edge): buffers come from a
+// pool when a request's first bytes arrive and go back once its response
+// is written and nothing pipelined is left. The common body-less request
+// is parsed in place and every other by http.ReadRequest; responses
+// follow net/http's HTTP/1.x framing (see response). A body copied from
+// an *os.File goes out by sendfile(2); socket I/O and sendfiles of
+// page-cached data are raw system calls (rawio.go). The differences from
 // net/http: a request's context ends with its connection (closed, a
 // failed write, Kill) rather than when ServeHTTP returns, and disconnects
 // are noticed on write, not by a background read; an empty Host header is
@@ -26,8 +27,8 @@
 // request (or from accept) to the end of its header, IdleTimeout between
 // requests (the plain-HTTP server closes an idle connection between 15/16
 // and all of it, to re-arm its timer less often), WriteTimeout per
-// response if set, and MaxHeaderBytes (plus
-// net/http's 4 KiB of slack) beyond which a request gets 431.
+// response if set, and MaxHeaderBytes (plus net/http's 4 KiB of slack)
+// beyond which a request gets 431.
 package serve
 
 import (
