@@ -66,6 +66,86 @@ type BGPSession struct {
 	PrefixesAccepted int    `json:"prefixes_accepted"`
 }
 
+// ApplianceStatus is one row of GET /v1/appliances.
+type ApplianceStatus struct {
+	ID       string    `json:"id"`
+	Site     string    `json:"site"`
+	State    string    `json:"state"`
+	Files    int       `json:"files"`
+	Prefixes int       `json:"prefixes"`
+	LastBeat time.Time `json:"last_heartbeat,omitzero"`
+	// Serving says whether steering sends new clients; Weight is the
+	// share it sends (below 1 while overloaded); Reason explains a state
+	// other than up; Unreachable is the active prober's timeout.
+	Serving     bool    `json:"serving"`
+	Weight      float64 `json:"weight"`
+	Reason      string  `json:"reason,omitempty"`
+	Unreachable bool    `json:"unreachable,omitempty"`
+}
+
+// FillSummary is GET /v1/admin/fill: fill and placement across the CDN.
+type FillSummary struct {
+	// BadCopies counts distinct (file, source) copies fill agents
+	// rejected: each a source that served bytes failing verification.
+	BadCopies int `json:"bad_copies"`
+	// Misses are client bytes not served from the client's best local
+	// site, by cause.
+	Misses Misses `json:"misses"`
+	// Progress is every appliance's last fill report.
+	Progress []FillProgress `json:"progress"`
+	// Manifests summarize the current plan per appliance.
+	Manifests map[string]ManifestSummary `json:"manifests"`
+}
+
+// ManifestSummary is one appliance's manifest in brief.
+type ManifestSummary struct {
+	Version string `json:"version"`
+	Files   int    `json:"files"`
+	Bytes   int64  `json:"bytes"`
+}
+
+// FillStats is what an appliance's fill agent has done so far.
+type FillStats struct {
+	State   string `json:"state"`
+	Detail  string `json:"detail,omitempty"`
+	Pending int    `json:"pending"`
+	// Bytes is every byte downloaded, from any tier.
+	Bytes         int64 `json:"bytes"`
+	PeerBytes     int64 `json:"peer_bytes"`
+	TierBytes     int64 `json:"tier_bytes"`
+	OriginBytes   int64 `json:"origin_bytes"`
+	FilesVerified int   `json:"files_verified"`
+	FilesRejected int   `json:"files_rejected"`
+}
+
+// ReportStats counts an appliance's heartbeat records queued while the
+// control plane was unreachable and delivered after it came back.
+type ReportStats struct {
+	Queued    int64 `json:"reports_queued"`
+	Delivered int64 `json:"reports_delivered"`
+	Pending   int   `json:"reports_pending"`
+	Dropped   int64 `json:"reports_dropped"`
+}
+
+// ApplianceRuntime is what an appliance says about itself at GET
+// /v1/status: what it served, filled and reported, and its BGP sessions.
+type ApplianceRuntime struct {
+	ID string `json:"id"`
+	// ControlPlane is "serving", or "stale-control-plane (since T)".
+	ControlPlane string `json:"control_plane"`
+	Draining     bool   `json:"draining"`
+	// BytesServed counts every content byte, fill requests from other
+	// appliances included; ClientBytes only clients'.
+	BytesServed    int64        `json:"bytes_served"`
+	ClientBytes    int64        `json:"client_bytes"`
+	Requests       int64        `json:"requests"`
+	Objects        int          `json:"objects"`
+	Fill           FillStats    `json:"fill"`
+	Reports        ReportStats  `json:"reports"`
+	BGP            []BGPSession `json:"bgp,omitempty"`
+	RoutedPrefixes int          `json:"routed_prefixes"`
+}
+
 // HeartbeatReply tells the appliance what the control plane knows.
 type HeartbeatReply struct {
 	KnownContentGen uint64 `json:"known_content_gen"`

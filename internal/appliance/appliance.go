@@ -5,14 +5,13 @@
 package appliance
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/bgp"
+	"github.com/ocdn/ocdn/internal/cpclient"
 	"github.com/ocdn/ocdn/internal/edge"
 	"github.com/ocdn/ocdn/internal/fill"
 	"github.com/ocdn/ocdn/internal/serve"
@@ -31,13 +31,17 @@ import (
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
-// Config wires an appliance.
+// Config wires an appliance. internal/daemon builds it from the
+// appliance's config file.
 type Config struct {
-	ID     string
-	Listen string // host:port
-	// ControlURL is the control plane; empty means standalone: serve the
-	// store as it is, fill nothing, report to nobody.
-	ControlURL        string
+	ID string
+	// Listeners are where content is served (an IPv4 and an IPv6 socket,
+	// say); the caller has bound them.
+	Listeners []net.Listener
+	// Control reaches the control plane's replicas with the appliance's
+	// credential; nil means standalone: serve the store as it is, fill
+	// nothing, report to nobody.
+	Control           *cpclient.Client
 	StoreDir          string
 	Capacity          int64
 	Keys              *urlsign.KeySet
@@ -46,6 +50,9 @@ type Config struct {
 	FillConcurrency int
 	// FillRate caps fill downloads in bytes/s (0 = no cap).
 	FillRate int64
+	// FillStallTimeout gives up a fill source that sends nothing for this
+	// long (default 30s).
+	FillStallTimeout time.Duration
 	// FillClock is the clock fill windows are read from (default the wall
 	// clock; the lab compresses time).
 	FillClock fill.Clock
@@ -98,32 +105,38 @@ type Config struct {
 	// Software is the version reported in heartbeats (default the
 	// module version).
 	Software string
-	// Token is the appliance's credential for the control plane (minted
-	// by internal/auth), sent as a bearer token; never logged.
-	Token string
 }
 
-// Appliance is one edge cache.
+// Appliance is one edge cache. It owns all of its state: the fill agent
+// and demand counters, the URL-signing keys it verifies with, and the
+// heartbeat agent live here and go with it.
 type Appliance struct {
 	cfg      Config
 	log      *slog.Logger
 	store    *store.Store
 	edge     *edge.Handler
-	srv      *serve.Server
-	client   *http.Client
+	srvs     []*serve.Server
 	draining atomic.Bool
 	speaker  *bgp.Speaker
 	routes   *routeBook
+	fill     *fillState
+	keys     atomic.Pointer[urlsign.KeySet]
+	hb       hbAgent
 }
 
-// New opens the store and binds the listener, so the address is in use
-// (and a conflict reported) before Run.
+// New opens the store and prepares to serve on the listeners and, with
+// BGP, starts the speaker without sessions (Run adds them). A process
+// running several appliances (the lab) constructs every one before it
+// runs any: see bgp.Speaker.Start.
 func New(cfg Config) (*Appliance, error) {
-	if cfg.ID == "" && cfg.ControlURL != "" {
+	if cfg.ID == "" && cfg.Control != nil {
 		return nil, errors.New("appliance: an id is required to talk to the control plane")
 	}
 	if cfg.Keys == nil {
 		return nil, errors.New("appliance: URL-signing keys are required")
+	}
+	if len(cfg.Listeners) == 0 {
+		return nil, errors.New("appliance: no listener")
 	}
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = 5 * time.Second
@@ -137,21 +150,29 @@ func New(cfg Config) (*Appliance, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
+	if cfg.BGP != nil && cfg.RouteHold <= 0 {
+		cfg.RouteHold = 3 * cfg.HeartbeatInterval
+	}
 	log := cfg.Logger.With("component", "appliance", "appliance", cfg.ID)
 	st, err := store.Open(cfg.StoreDir, cfg.Capacity, cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", cfg.StoreDir, err)
 	}
-	a := &Appliance{cfg: cfg, log: log, store: st, client: &http.Client{Timeout: 5 * time.Minute}}
+	a := &Appliance{cfg: cfg, log: log, store: st}
 	access := cfg.AccessLog
 	if access == nil {
 		access = cfg.Logger
 	}
 	a.edge = edge.New(edge.Config{Store: st, Keys: a.currentKeys, Logger: cfg.Logger,
 		AccessLog: access.With("component", "access"), Registry: cfg.Registry})
+	a.fill = newFillState(a)
 	ops := http.NewServeMux()
 	ops.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
 	ops.HandleFunc("GET /healthz", a.handleHealth)
+	ops.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(a.Status())
+	})
 	// Content bypasses ServeMux: its path cleaning would answer
 	// /c/tok/../x with a redirect; edge answers every odd path 404 itself.
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -163,25 +184,32 @@ func New(cfg Config) (*Appliance, error) {
 	})
 	cfg.Registry.MustRegister(st.Collectors()...)
 	if cfg.BGP != nil {
-		if cfg.RouteHold <= 0 {
-			cfg.RouteHold = 3 * cfg.HeartbeatInterval
-			a.cfg.RouteHold = cfg.RouteHold
-		}
 		a.routes = newRouteBook(cfg.RouteHold)
 		if a.speaker, err = bgp.New(*cfg.BGP, cfg.Logger, a.routes.onEvent); err != nil {
 			return nil, fmt.Errorf("bgp: %w", err)
 		}
+		if err := a.speaker.Start(context.Background()); err != nil {
+			return nil, fmt.Errorf("bgp: %w", err)
+		}
 	}
-	a.srv, err = serve.Listen(cfg.Listen, root, serve.Options{Logger: log, TLS: cfg.TLS,
-		DrainGrace: cfg.DrainGrace, Grace: cfg.DrainTimeout})
-	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	for _, ln := range cfg.Listeners {
+		a.srvs = append(a.srvs, serve.New(ln, root, serve.Options{Logger: log, TLS: cfg.TLS,
+			DrainGrace: cfg.DrainGrace, Grace: cfg.DrainTimeout}))
 	}
 	return a, nil
 }
 
-// URL is the appliance's base URL.
-func (a *Appliance) URL() string { return a.srv.URL() }
+// URL is the appliance's base URL (its first listener's).
+func (a *Appliance) URL() string { return a.srvs[0].URL() }
+
+// URLs are the base URLs of every listener.
+func (a *Appliance) URLs() []string {
+	out := make([]string, len(a.srvs))
+	for i, s := range a.srvs {
+		out[i] = s.URL()
+	}
+	return out
+}
 
 // Store is the appliance's object store.
 func (a *Appliance) Store() *store.Store { return a.store }
@@ -193,7 +221,11 @@ func (a *Appliance) BytesServed() int64 { return a.edge.BytesServed() }
 func (a *Appliance) Requests() int64 { return a.edge.Requests() }
 
 // Kill stops serving at once, dropping every connection, as a crash would.
-func (a *Appliance) Kill() { a.srv.Kill() }
+func (a *Appliance) Kill() {
+	for _, s := range a.srvs {
+		s.Kill()
+	}
+}
 
 // Draining reports whether the appliance has begun to drain.
 func (a *Appliance) Draining() bool { return a.draining.Load() }
@@ -225,7 +257,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	hbCtx, stopHB := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHB()
 	var wg sync.WaitGroup
-	if a.cfg.ControlURL != "" {
+	if a.cfg.Control != nil {
 		wg.Add(2)
 		go func() { defer wg.Done(); a.heartbeatLoop(ctx, hbCtx) }()
 		go func() { defer wg.Done(); a.fillLoop(ctx) }()
@@ -249,61 +281,31 @@ func (a *Appliance) Run(ctx context.Context) error {
 				a.log.Error("bgp speaker stopped", "err", err)
 			}
 		}()
-		if a.cfg.ControlURL != "" {
+		if a.cfg.Control != nil {
 			wg.Add(1)
 			go func() { defer wg.Done(); a.reportRoutes(hbCtx, a.routes) }()
 		}
 	}
-	err := a.srv.Run(ctx)
+	err := a.serve(ctx)
 	stopHB()
 	wg.Wait()
 	a.edge.Close()
 	return err
 }
 
-func (a *Appliance) get(ctx context.Context, u string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
+// serve runs every listener's server until ctx ends and they have drained.
+func (a *Appliance) serve(ctx context.Context) error {
+	errs := make(chan error, len(a.srvs))
+	for _, s := range a.srvs {
+		go func() { errs <- s.Run(ctx) }()
 	}
-	return a.do(req, out)
-}
-
-func (a *Appliance) post(ctx context.Context, path string, in, out any) error {
-	body, err := json.Marshal(in)
-	if err != nil {
-		return err
+	var first error
+	for range a.srvs {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.cfg.ControlURL+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	return a.do(req, out)
-}
-
-func (a *Appliance) do(req *http.Request, out any) error {
-	a.authorize(req)
-	resp, err := a.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("%s %s: %s: %s", req.Method, req.URL.Path, resp.Status, bytes.TrimSpace(msg))
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
-}
-
-// StartBGP starts the BGP speaker without sessions (Run adds them). A
-// process running several appliances must start every speaker before
-// running any appliance; see bgp.Speaker.Start.
-func (a *Appliance) StartBGP(ctx context.Context) error {
-	if a.speaker == nil {
-		return nil
-	}
-	return a.speaker.Start(ctx)
+	return first
 }
 
 // BGPSessions reports the state of every BGP session (none without BGP).
@@ -316,6 +318,13 @@ func (a *Appliance) BGPSessions() []api.BGPSession {
 		out = append(out, api.BGPSession{Neighbor: st.Address.String(), Family: string(st.Family), State: st.State, PrefixesReceived: st.PrefixesReceived, PrefixesAccepted: st.PrefixesAccepted})
 	}
 	return out
+}
+
+// Status is what GET /v1/status answers.
+func (a *Appliance) Status() api.ApplianceRuntime {
+	return api.ApplianceRuntime{ID: a.cfg.ID, ControlPlane: a.ControlPlaneState(), Draining: a.draining.Load(),
+		BytesServed: a.BytesServed(), ClientBytes: a.ClientBytes(), Requests: a.Requests(), Objects: len(a.store.List()),
+		Fill: a.Fill(), Reports: a.Reports(), BGP: a.BGPSessions(), RoutedPrefixes: a.RoutedPrefixes()}
 }
 
 // RoutedPrefixes is how many client prefixes the appliance holds a route for.

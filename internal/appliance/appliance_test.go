@@ -19,9 +19,27 @@ import (
 
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/cpclient"
 	"github.com/ocdn/ocdn/internal/store"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
+
+// listen binds addr (port 0 picks one) for New; the test ends with it
+// closed.
+func listen(t *testing.T, addr string) []net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return []net.Listener{ln}
+}
+
+// controlAt is a client of the one control plane at url.
+func controlAt(url, token string) *cpclient.Client {
+	return cpclient.Must([]string{url}, &http.Client{Timeout: 5 * time.Second}, token)
+}
 
 // fakeControl records heartbeats and hands out a fixed manifest.
 type fakeControl struct {
@@ -71,7 +89,7 @@ func TestDrain(t *testing.T) {
 
 	keys := urlsign.Generate()
 	const grace = 600 * time.Millisecond
-	a, err := New(Config{ID: "a1", Listen: "127.0.0.1:0", ControlURL: ctl.URL, StoreDir: dir, Keys: keys,
+	a, err := New(Config{ID: "a1", Listeners: listen(t, "127.0.0.1:0"), Control: controlAt(ctl.URL, ""), StoreDir: dir, Keys: keys,
 		HeartbeatInterval: time.Hour, DrainGrace: grace, DrainTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -26,7 +26,7 @@ func TestMeasurementsAreNotDemand(t *testing.T) {
 	data := bytes.Repeat([]byte("ocdn"), 64<<10)
 	sum := sha256.Sum256(data)
 	keys := urlsign.Generate()
-	a, err := New(Config{Listen: "127.1.203.1:0", StoreDir: t.TempDir(), Keys: keys})
+	a, err := New(Config{Listeners: listen(t, "127.1.203.1:0"), StoreDir: t.TempDir(), Keys: keys})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestDemandSurvivesControlPlaneOutage(t *testing.T) {
 		w.Write([]byte("{}"))
 	}))
 	defer ctl.Close()
-	a, err := New(Config{ID: "a1", Listen: "127.1.203.2:0", ControlURL: ctl.URL, StoreDir: t.TempDir(), Keys: keys, HeartbeatInterval: 100 * time.Millisecond})
+	a, err := New(Config{ID: "a1", Listeners: listen(t, "127.1.203.2:0"), Control: controlAt(ctl.URL, ""), StoreDir: t.TempDir(), Keys: keys, HeartbeatInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

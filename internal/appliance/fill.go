@@ -14,11 +14,8 @@ import (
 	"github.com/ocdn/ocdn/internal/fill"
 )
 
-// fillState is the appliance's fill agent and demand counters. It lives
-// beside the Appliance (fillStates) rather than in it so that fill stays
-// in this file while others change appliance.go.
+// fillState is the appliance's fill agent and demand counters.
 type fillState struct {
-	once  sync.Once
 	agent *fill.Agent
 
 	clientBytes atomic.Int64
@@ -34,31 +31,22 @@ type clientFile struct {
 	path   string
 }
 
-var fillStates sync.Map // *Appliance → *fillState
-
-func (a *Appliance) fillState() *fillState {
-	v, ok := fillStates.Load(a)
-	if !ok {
-		fs := &fillState{files: map[string]int64{}, clients: map[clientFile]int64{}, corrupt: map[string]bool{}}
-		for _, p := range a.cfg.CorruptFill {
-			fs.corrupt[p] = true
-		}
-		v, _ = fillStates.LoadOrStore(a, fs)
+func newFillState(a *Appliance) *fillState {
+	fs := &fillState{files: map[string]int64{}, clients: map[clientFile]int64{}, corrupt: map[string]bool{}}
+	for _, p := range a.cfg.CorruptFill {
+		fs.corrupt[p] = true
 	}
-	fs := v.(*fillState)
-	fs.once.Do(func() {
-		fs.agent = fill.New(fill.Config{Appliance: a.cfg.ID, Store: a.store, Control: controlClient{a}, Client: &http.Client{},
-			Clock: a.cfg.FillClock, Rate: a.cfg.FillRate, Concurrency: a.cfg.FillConcurrency,
-			OutOfCycleBudget: a.cfg.FillOutOfCycleBudget, Interval: a.cfg.FillInterval, StrictWindow: a.cfg.FillStrictWindow,
-			Logger: a.cfg.Logger})
-	})
+	fs.agent = fill.New(fill.Config{Appliance: a.cfg.ID, Store: a.store, Control: controlClient{a}, Client: &http.Client{},
+		Clock: a.cfg.FillClock, Rate: a.cfg.FillRate, Concurrency: a.cfg.FillConcurrency, StallTimeout: a.cfg.FillStallTimeout,
+		OutOfCycleBudget: a.cfg.FillOutOfCycleBudget, Interval: a.cfg.FillInterval, StrictWindow: a.cfg.FillStrictWindow,
+		Logger: a.cfg.Logger})
 	return fs
 }
 
 // fillLoop runs the fill agent (internal/fill) and the demand reporter
 // until ctx ends.
 func (a *Appliance) fillLoop(ctx context.Context) {
-	fs := a.fillState()
+	fs := a.fill
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); a.demandLoop(ctx) }()
@@ -71,26 +59,25 @@ type controlClient struct{ a *Appliance }
 
 func (c controlClient) Manifest(ctx context.Context) (api.Manifest, error) {
 	var m api.Manifest
-	err := c.a.get(ctx, c.a.cfg.ControlURL+"/v1/manifest?appliance="+url.QueryEscape(c.a.cfg.ID), &m)
+	err := c.a.cfg.Control.GetJSON(ctx, "/v1/manifest?appliance="+url.QueryEscape(c.a.cfg.ID), &m)
 	return m, err
 }
 
 func (c controlClient) Plan(ctx context.Context) (api.FillPlan, error) {
 	var p api.FillPlan
-	err := c.a.get(ctx, c.a.cfg.ControlURL+"/v1/fill?appliance="+url.QueryEscape(c.a.cfg.ID), &p)
+	err := c.a.cfg.Control.GetJSON(ctx, "/v1/fill?appliance="+url.QueryEscape(c.a.cfg.ID), &p)
 	return p, err
 }
 
 func (c controlClient) Report(ctx context.Context, p api.FillProgress) error {
-	var out struct{}
-	return c.a.post(ctx, "/v1/fill/progress", p, &out)
+	return c.a.cfg.Control.PostJSON(ctx, "/v1/fill/progress", p, nil)
 }
 
 // demandLoop reports per-file and per-client-prefix served bytes every
 // heartbeat interval (what the control plane's popularity and miss
 // classification are computed from).
 func (a *Appliance) demandLoop(ctx context.Context) {
-	fs := a.fillState()
+	fs := a.fill
 	t := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer t.Stop()
 	for {
@@ -110,8 +97,7 @@ func (a *Appliance) demandLoop(ctx context.Context) {
 		for k, n := range clients {
 			rep.Clients = append(rep.Clients, api.ClientDemand{Client: k.client.Addr().String(), Path: k.path, Bytes: n})
 		}
-		var out struct{}
-		if err := a.post(ctx, "/v1/demand", rep, &out); err != nil {
+		if err := a.cfg.Control.PostJSON(ctx, "/v1/demand", rep, nil); err != nil {
 			// Keep the counts for the next report: while the control
 			// plane is away demand accumulates, nothing is lost.
 			fs.mu.Lock()
@@ -135,7 +121,7 @@ func (a *Appliance) demandLoop(ctx context.Context) {
 // are not demand. CorruptFill (fault
 // injection) makes fill requests for the listed files get wrong bytes.
 func (a *Appliance) serveContent(w http.ResponseWriter, r *http.Request) {
-	fs := a.fillState()
+	fs := a.fill
 	dw := &demandWriter{ResponseWriter: w}
 	isFill := r.Header.Get("X-Ocdn-Fill") != ""
 	measuring := r.Header.Get(api.MeasurementHeader) != ""
@@ -225,8 +211,8 @@ func (c *corruptWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 type FillStats = fill.Stats
 
 // Fill reports fill counters.
-func (a *Appliance) Fill() FillStats { return a.fillState().agent.Stats() }
+func (a *Appliance) Fill() FillStats { return a.fill.agent.Stats() }
 
 // ClientBytes is the content bytes served to clients, not counting fill
 // requests from other appliances (which BytesServed includes).
-func (a *Appliance) ClientBytes() int64 { return a.fillState().clientBytes.Load() }
+func (a *Appliance) ClientBytes() int64 { return a.fill.clientBytes.Load() }

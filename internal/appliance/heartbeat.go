@@ -41,30 +41,13 @@ type hbAgent struct {
 	prevCPU            time.Duration
 }
 
-// agents maps *Appliance to its *hbAgent, so that the heartbeat state
-// lives in this file.
-var agents sync.Map
-
-func (a *Appliance) agent() *hbAgent {
-	if v, ok := agents.Load(a); ok {
-		return v.(*hbAgent)
-	}
-	v, _ := agents.LoadOrStore(a, &hbAgent{})
-	return v.(*hbAgent)
-}
-
 // ReportStats counts heartbeat records queued while the control plane
 // was unreachable and delivered after it came back.
-type ReportStats struct {
-	Queued    int64 `json:"reports_queued"`
-	Delivered int64 `json:"reports_delivered"`
-	Pending   int   `json:"reports_pending"`
-	Dropped   int64 `json:"reports_dropped"`
-}
+type ReportStats = api.ReportStats
 
 // Reports returns the heartbeat queue counters.
 func (a *Appliance) Reports() ReportStats {
-	g := a.agent()
+	g := &a.hb
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return ReportStats{Queued: g.queued, Delivered: g.delivered, Pending: len(g.queue), Dropped: g.dropped}
@@ -75,7 +58,7 @@ func (a *Appliance) Reports() ReportStats {
 // keys and content, or "stale-control-plane-expired (since T)" once the
 // stale limit passed.
 func (a *Appliance) ControlPlaneState() string {
-	g := a.agent()
+	g := &a.hb
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.stateLocked()
@@ -94,7 +77,7 @@ func (g *hbAgent) stateLocked() string {
 // staleExpired reports whether the appliance was cut off from the control
 // plane for longer than StaleLimit.
 func (a *Appliance) staleExpired() bool {
-	g := a.agent()
+	g := &a.hb
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.expired
@@ -133,7 +116,7 @@ func (a *Appliance) inflight() int {
 
 // record builds this interval's heartbeat.
 func (a *Appliance) record(known uint64) api.Heartbeat {
-	g := a.agent()
+	g := &a.hb
 	now := time.Now()
 	used, capacity, gen := a.store.Usage()
 	bytes, reqs, cpu := a.edge.BytesServed(), a.edge.Requests(), processCPU()
@@ -178,7 +161,7 @@ func (a *Appliance) heartbeatLoop(drain, stop context.Context) {
 	var known uint64
 	var keys string // version of the key set held
 	drained := drain.Done()
-	g := a.agent()
+	g := &a.hb
 	for {
 		hb := a.record(known)
 		if reply, err := a.deliver(stop, hb); err != nil {
@@ -214,7 +197,7 @@ func (a *Appliance) heartbeatLoop(drain, stop context.Context) {
 
 // deliver sends the queued records, then hb. On failure hb joins the queue.
 func (a *Appliance) deliver(ctx context.Context, hb api.Heartbeat) (api.HeartbeatReply, error) {
-	g := a.agent()
+	g := &a.hb
 	ctx, cancel := context.WithTimeout(ctx, max(a.cfg.HeartbeatInterval, time.Second))
 	defer cancel()
 	fail := func(err error) (api.HeartbeatReply, error) {
@@ -238,7 +221,7 @@ func (a *Appliance) deliver(ctx context.Context, hb api.Heartbeat) (api.Heartbea
 	g.mu.Unlock()
 	if len(pending) > 0 {
 		var br api.HeartbeatBatchReply
-		if err := a.post(ctx, "/v1/heartbeats", api.HeartbeatBatch{Heartbeats: pending}, &br); err != nil {
+		if err := a.cfg.Control.PostJSON(ctx, "/v1/heartbeats", api.HeartbeatBatch{Heartbeats: pending}, &br); err != nil {
 			return fail(fmt.Errorf("queued heartbeats: %w", err))
 		}
 		g.mu.Lock()
@@ -248,7 +231,7 @@ func (a *Appliance) deliver(ctx context.Context, hb api.Heartbeat) (api.Heartbea
 		a.log.Info("queued heartbeats delivered", "records", len(pending))
 	}
 	var reply api.HeartbeatReply
-	if err := a.post(ctx, "/v1/heartbeat", hb, &reply); err != nil {
+	if err := a.cfg.Control.PostJSON(ctx, "/v1/heartbeat", hb, &reply); err != nil {
 		return fail(err)
 	}
 	g.mu.Lock()

@@ -62,7 +62,7 @@ func TestControlPlaneOutageQueuesReports(t *testing.T) {
 	go srv.Serve(ln)
 
 	const interval = 100 * time.Millisecond
-	a, err := New(Config{ID: "a1", Listen: "127.0.0.1:0", ControlURL: "http://" + addr, StoreDir: t.TempDir(), Keys: urlsign.Generate(),
+	a, err := New(Config{ID: "a1", Listeners: listen(t, "127.0.0.1:0"), Control: controlAt("http://"+addr, ""), StoreDir: t.TempDir(), Keys: urlsign.Generate(),
 		HeartbeatInterval: interval})
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +129,7 @@ func TestControlPlaneOutageQueuesReports(t *testing.T) {
 }
 
 func TestStaleLimitExpires(t *testing.T) {
-	a, err := New(Config{ID: "a1", Listen: "127.0.0.1:0", ControlURL: "http://127.0.0.1:1", StoreDir: t.TempDir(), Keys: urlsign.Generate(),
+	a, err := New(Config{ID: "a1", Listeners: listen(t, "127.0.0.1:0"), Control: controlAt("http://127.0.0.1:1", ""), StoreDir: t.TempDir(), Keys: urlsign.Generate(),
 		HeartbeatInterval: 50 * time.Millisecond, StaleLimit: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -26,9 +26,9 @@ func TestAuthenticatedHeartbeatsAndKeyRotation(t *testing.T) {
 	ctlURL := "http://" + ln.Addr().String()
 	secret := auth.NewSecret()
 	keys := urlsign.Generate()
-	a, err := New(Config{ID: "a1", Listen: "127.0.0.1:0", ControlURL: ctlURL, StoreDir: t.TempDir(),
+	a, err := New(Config{ID: "a1", Listeners: listen(t, "127.0.0.1:0"), Control: controlAt(ctlURL, secret.Mint("a1", time.Now().Add(time.Hour))), StoreDir: t.TempDir(),
 		Keys:              &urlsign.KeySet{Active: "boot", Keys: []urlsign.Key{urlsign.NewKey("boot")}},
-		HeartbeatInterval: 100 * time.Millisecond, Token: secret.Mint("a1", time.Now().Add(time.Hour))})
+		HeartbeatInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestAuthenticatedHeartbeatsAndKeyRotation(t *testing.T) {
 		HeartbeatInterval: 100 * time.Millisecond, ApplianceSecret: secret, KeyPropagation: 500 * time.Millisecond,
 		Inventory: config.Inventory{Sites: []config.Site{{ID: "ix", Kind: config.SiteIXP}},
 			Appliances: []config.Appliance{{ID: "a1", Site: "ix", Capacity: 1 << 30,
-				Address: config.AddrPort{AddrPort: netip.MustParseAddrPort(a.srv.Addr().String())}}}}})
+				Address: config.AddrPort{AddrPort: netip.MustParseAddrPort(a.srvs[0].Addr().String())}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -193,7 +193,7 @@ func (a *Appliance) reportRoutes(ctx context.Context, b *routeBook) {
 		seq++
 		rep := api.RouteReport{Appliance: a.cfg.ID, Epoch: epoch, Seq: seq, Snapshot: snapshot, Announce: ann, Withdraw: wd}
 		var reply api.RouteReportReply
-		if err := a.post(ctx, "/v1/routes", rep, &reply); err != nil {
+		if err := a.cfg.Control.PostJSON(ctx, "/v1/routes", rep, &reply); err != nil {
 			if ctx.Err() == nil {
 				a.log.Warn("route report failed; will resend a snapshot", "err", err)
 			}

@@ -41,6 +41,19 @@ func NewSecret() Secret {
 
 var b64 = base64.RawURLEncoding
 
+// ParseSecret reads a secret file's contents: one line of standard base64
+// holding at least 32 bytes.
+func ParseSecret(text []byte) (Secret, error) {
+	sec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(text)))
+	if err != nil || len(sec) < 32 {
+		return nil, errors.New("want one line of base64 holding at least 32 bytes (make one with: head -c 32 /dev/urandom | base64)")
+	}
+	return sec, nil
+}
+
+// Encode is the secret as a secret file holds it.
+func (s Secret) Encode() string { return base64.StdEncoding.EncodeToString(s) + "\n" }
+
 // Mint returns a token for appliance id valid until exp.
 func (s Secret) Mint(id string, exp time.Time) string {
 	payload := id + "~" + strconv.FormatInt(exp.Unix(), 10)

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"time"
 )
 
 // Family is the address family a neighbor session carries. An embedded
@@ -80,6 +81,9 @@ type NeighborConfig struct {
 	// is shut down; 0 means DefaultMaxPrefixes.
 	MaxPrefixes int    `yaml:"max_prefixes,omitempty" json:"max_prefixes,omitempty"`
 	Family      Family `yaml:"family" json:"family"`
+	// HoldTime is proposed in OPEN (RFC 4271: 0, or at least 3 s); the
+	// keepalive interval is a third of it. 0 means GoBGP's default, 90 s.
+	HoldTime time.Duration `yaml:"hold_time,omitempty" json:"hold_time,omitempty"`
 }
 
 // LogValue keeps the MD5 password out of every log line that includes a
@@ -173,6 +177,9 @@ func (c Config) Validate() error {
 		}
 		if n.MaxPrefixes < 0 {
 			bad(f+".max_prefixes", "must not be negative (0 means %d)", DefaultMaxPrefixes)
+		}
+		if n.HoldTime < 0 || (n.HoldTime > 0 && n.HoldTime < 3*time.Second) || n.HoldTime > 65535*time.Second {
+			bad(f+".hold_time", "%s is not from 3s to 65535s (RFC 4271)", n.HoldTime)
 		}
 		if len(n.MD5Password) > maxMD5KeyLen {
 			// Never echo the password itself.

@@ -351,12 +351,23 @@ func (s *Speaker) apiPeer(nc NeighborConfig) *api.Peer {
 			AuthPassword:    nc.MD5Password,
 		},
 		Transport: tr,
-		Timers:    &api.Timers{Config: &api.TimersConfig{ConnectRetry: connectRetry}},
+		Timers:    &api.Timers{Config: timers(nc)},
 		AfiSafis: []*api.AfiSafi{{Config: &api.AfiSafiConfig{
 			Family:  &api.Family{Afi: afi, Safi: api.Family_SAFI_UNICAST},
 			Enabled: true,
 		}}},
 	}
+}
+
+// timers are the session's timers: the configured hold time with a
+// keepalive of a third of it (RFC 4271's suggestion), else GoBGP's
+// defaults.
+func timers(nc NeighborConfig) *api.TimersConfig {
+	t := &api.TimersConfig{ConnectRetry: connectRetry}
+	if hold := uint64(nc.HoldTime / time.Second); hold > 0 {
+		t.HoldTime, t.KeepaliveInterval = hold, max(1, hold/3)
+	}
+	return t
 }
 
 // emit delivers events unless Run has finished.

@@ -59,15 +59,16 @@ origin_url: %s
 key_file: %s
 heartbeat_interval: 500ms
 replicas: 1
+turn_up: {enabled: false}
 sites:
-  - {id: crash-site, kind: ixp}
+  - {id: crash-site, kind: ixp, time_zone: UTC}
 appliances:
   - {id: crash-1, site: crash-site, address: %s, capacity: 1GiB}
 `, controlAddr, catalog, relay, keyFile, applianceAddr))
 	applianceYAML := filepath.Join(dir, "appliance.yaml")
 	writeFile(t, applianceYAML, fmt.Sprintf(`id: crash-1
 listen: %s
-control_url: http://%s
+control_urls: [http://%s]
 store: %s
 capacity: 1GiB
 key_file: %s
@@ -114,7 +115,7 @@ heartbeat_interval: 500ms
 	var published int
 	moments[2].when = func() bool { return countObjects(storeDir) > published && len(partials(tmp)) > 0 }
 
-	start := func() *daemon {
+	start := func() *proc {
 		app := startOCDN(t, dir, "appliance", "appliance", "--config", applianceYAML)
 		waitFor(t, "the appliance", 20*time.Second, func() bool { return healthy(base) }, app)
 		return app

@@ -87,8 +87,8 @@ func mustOCDN(t *testing.T, args ...string) string {
 	return out
 }
 
-// daemon is a long-running ocdn process owned by a test.
-type daemon struct {
+// proc is a long-running ocdn process owned by a test.
+type proc struct {
 	name string
 	cmd  *exec.Cmd
 	log  string // file holding its stderr and stdout
@@ -97,7 +97,7 @@ type daemon struct {
 }
 
 // startOCDN starts the binary as a daemon; t.Cleanup kills it.
-func startOCDN(t *testing.T, dir, name string, args ...string) *daemon {
+func startOCDN(t *testing.T, dir, name string, args ...string) *proc {
 	t.Helper()
 	logName := filepath.Join(dir, fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano()))
 	logFile, err := os.Create(logName)
@@ -110,7 +110,7 @@ func startOCDN(t *testing.T, dir, name string, args ...string) *daemon {
 		logFile.Close()
 		t.Fatalf("start %s: %v", name, err)
 	}
-	d := &daemon{name: name, cmd: cmd, log: logName, done: make(chan struct{})}
+	d := &proc{name: name, cmd: cmd, log: logName, done: make(chan struct{})}
 	go func() {
 		d.err = cmd.Wait()
 		logFile.Close()
@@ -121,7 +121,7 @@ func startOCDN(t *testing.T, dir, name string, args ...string) *daemon {
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
-func (d *daemon) kill() {
+func (d *proc) kill() {
 	select {
 	case <-d.done:
 		return
@@ -131,7 +131,7 @@ func (d *daemon) kill() {
 	<-d.done
 }
 
-func (d *daemon) exited() bool {
+func (d *proc) exited() bool {
 	select {
 	case <-d.done:
 		return true
@@ -140,14 +140,14 @@ func (d *daemon) exited() bool {
 	}
 }
 
-func (d *daemon) logText() string {
+func (d *proc) logText() string {
 	b, _ := os.ReadFile(d.log)
 	return string(b)
 }
 
 // waitFor polls cond until it holds, the daemons it depends on die, or the
 // deadline passes. Processes give no other signal of readiness.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool, ds ...*daemon) {
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool, ds ...*proc) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(5 * time.Millisecond)

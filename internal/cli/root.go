@@ -70,6 +70,9 @@ Start with:  ocdn lab`,
 	return root
 }
 
+// jsonLogs reports whether logs are JSON lines.
+func (g *globals) jsonLogs() bool { return strings.EqualFold(g.logFormat, "json") }
+
 // logger builds the structured logger the flags ask for, writing to w.
 func (g *globals) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level

@@ -5,6 +5,10 @@ package clock
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -41,6 +45,28 @@ func NewScaled(start time.Time, factor float64) *Scaled {
 		factor = 1
 	}
 	return &Scaled{Start: start, Factor: factor, origin: time.Now()}
+}
+
+// String encodes the clock for ParseScaled, so that another process (an
+// appliance the lab starts as its own process) runs the very same clock:
+// "start,factor,origin" with both times in RFC 3339.
+func (c *Scaled) String() string {
+	return c.Start.Format(time.RFC3339Nano) + "," + strconv.FormatFloat(c.Factor, 'g', -1, 64) + "," + c.origin.Format(time.RFC3339Nano)
+}
+
+// ParseScaled reads what String wrote.
+func ParseScaled(s string) (*Scaled, error) {
+	parts := strings.Split(s, ",")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("clock %q: want start,factor,origin", s)
+	}
+	start, err1 := time.Parse(time.RFC3339Nano, parts[0])
+	factor, err2 := strconv.ParseFloat(parts[1], 64)
+	origin, err3 := time.Parse(time.RFC3339Nano, parts[2])
+	if err := errors.Join(err1, err2, err3); err != nil || factor <= 0 {
+		return nil, fmt.Errorf("clock %q: want start,factor,origin with RFC 3339 times and a positive factor", s)
+	}
+	return &Scaled{Start: start, Factor: factor, origin: origin}, nil
 }
 
 // Now implements Clock.

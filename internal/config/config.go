@@ -7,7 +7,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -44,11 +46,25 @@ type Validator interface{ Validate() error }
 // Decode strictly decodes YAML into v and validates it; name is used in
 // errors (usually the file name).
 func Decode(name string, data []byte, v Validator) error {
+	if err := decode(name, data, v); err != nil {
+		return err
+	}
+	return validate(name, v)
+}
+
+func decode(name string, data []byte, v Validator) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s: the file is empty", name)
+		}
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	return nil
+}
+
+func validate(name string, v Validator) error {
 	if err := v.Validate(); err != nil {
 		var fe *FieldError
 		if errors.As(err, &fe) && fe.File == "" {
@@ -60,11 +76,22 @@ func Decode(name string, data []byte, v Validator) error {
 	return nil
 }
 
-// Load reads a YAML file into v and validates it.
+// Load reads a YAML file into v and validates it. Relative file names in
+// the config (a catalog, a key file, a store directory) are taken from the
+// config file's directory, so a directory of configs can move as a whole.
 func Load(path string, v Validator) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	return Decode(path, data, v)
+	if err := decode(path, data, v); err != nil {
+		return err
+	}
+	if r, ok := v.(pathResolver); ok {
+		r.resolvePaths(filepath.Dir(path))
+	}
+	return validate(path, v)
 }
+
+// pathResolver is implemented by configs that name other files.
+type pathResolver interface{ resolvePaths(dir string) }

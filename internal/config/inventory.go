@@ -217,5 +217,16 @@ func (b *ByteSize) UnmarshalText(text []byte) error {
 	return nil
 }
 
-// MarshalText writes the size in bytes.
-func (b ByteSize) MarshalText() ([]byte, error) { return []byte(strconv.FormatInt(int64(b), 10)), nil }
+// MarshalText writes the size in the largest unit that divides it
+// ("256KiB", "2GiB", "100MB"), or in bytes.
+func (b ByteSize) MarshalText() ([]byte, error) {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}} {
+		if b != 0 && int64(b)%u.mult == 0 {
+			return []byte(strconv.FormatInt(int64(b)/u.mult, 10) + u.suffix), nil
+		}
+	}
+	return []byte(strconv.FormatInt(int64(b), 10)), nil
+}

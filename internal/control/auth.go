@@ -27,7 +27,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (id string
 		http.Error(w, "appliance authentication: "+authReason(err), http.StatusUnauthorized)
 		return "", false
 	}
-	if _, known := s.manifests[id]; !known {
+	if _, known := s.applianceSite[id]; !known {
 		http.Error(w, fmt.Sprintf("appliance authentication: unknown appliance %q", id), http.StatusForbidden)
 		return "", false
 	}

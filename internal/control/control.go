@@ -17,6 +17,7 @@ import (
 	"github.com/gaissmai/bart"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/auth"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
@@ -63,8 +64,10 @@ type Config struct {
 	// MeasureDir, when set, is where probe reports are stored (Parquet);
 	// the control plane then serves GET /v1/recipe and POST /v1/reports.
 	MeasureDir string
-	// Recipe shapes the probe recipes handed to clients.
-	Recipe probe.RecipeConfig
+	// Recipe shapes the probe recipes handed to clients; ProbeTargets is
+	// how many steered appliances each probes (default 3).
+	Recipe       probe.RecipeConfig
+	ProbeTargets int
 	// Measured re-ranks BGP-equal candidates by measurements (needs
 	// MeasureDir).
 	Measured MeasuredSteering
@@ -90,9 +93,7 @@ type Server struct {
 	measured      atomic.Pointer[measuredTable]
 	health        *health.Tracker
 
-	// manifests is computed once from the inventory and catalog.
-	manifests map[string][]content.File
-	sites     map[string]config.Site
+	sites map[string]config.Site
 
 	mu   sync.Mutex
 	held map[string]map[string]bool // appliance → files it reported
@@ -126,6 +127,7 @@ type metrics struct {
 	heartbeats        prometheus.Counter
 	serving           prometheus.Gauge
 	routeReports      prometheus.Counter
+	storeUp           prometheus.Gauge
 }
 
 // New validates the config and computes manifests and the first snapshot.
@@ -144,6 +146,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = time.Hour
+	}
+	if cfg.ProbeTargets <= 0 {
+		cfg.ProbeTargets = 3
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -179,7 +184,7 @@ func New(cfg Config) (*Server, error) {
 	if err := s.openMeasure(); err != nil {
 		return nil, err
 	}
-	s.manifests = s.place()
+	s.place()
 	s.rebuild()
 	return s, nil
 }
@@ -192,11 +197,16 @@ func (s *Server) initMetrics(reg prometheus.Registerer) {
 		heartbeats:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ocdn_control_heartbeats_total", Help: "Heartbeats received."}),
 		serving:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "ocdn_control_appliances_serving", Help: "Appliances steering may send clients to."}),
 		routeReports: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocdn_control_route_reports_total", Help: "Route reports (snapshots and deltas) applied."}),
+		storeUp:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "ocdn_control_store_up", Help: "1 while the state store answers, 0 while the control plane serves from memory."}),
 	}
 	s.metrics.steerOK = s.metrics.steerRequests.WithLabelValues("ok")
 	s.metrics.steerBad = s.metrics.steerRequests.WithLabelValues("bad_request")
 	if reg != nil {
 		reg.MustRegister(s.metrics.steerRequests, s.metrics.steerLatency, s.metrics.heartbeats, s.metrics.serving, s.metrics.routeReports)
+		if s.cfg.Store != nil {
+			s.metrics.storeUp.Set(1)
+			reg.MustRegister(s.metrics.storeUp)
+		}
 	}
 }
 
@@ -312,21 +322,7 @@ func equalStates(a, b map[string]string) bool {
 }
 
 // ApplianceStatus is one row of GET /v1/appliances.
-type ApplianceStatus struct {
-	ID       string    `json:"id"`
-	Site     string    `json:"site"`
-	State    string    `json:"state"`
-	Files    int       `json:"files"`
-	Prefixes int       `json:"prefixes"`
-	LastBeat time.Time `json:"last_heartbeat,omitzero"`
-	// Serving says whether steering sends new clients; Weight is the
-	// share it sends (below 1 while overloaded); Reason explains a state
-	// other than up; Unreachable is the active prober's timeout.
-	Serving     bool    `json:"serving"`
-	Weight      float64 `json:"weight"`
-	Reason      string  `json:"reason,omitempty"`
-	Unreachable bool    `json:"unreachable,omitempty"`
-}
+type ApplianceStatus = api.ApplianceStatus
 
 // Appliances reports every appliance's state.
 func (s *Server) Appliances() []ApplianceStatus {

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -33,6 +34,12 @@ type FillConfig struct {
 	HalfLife, Day time.Duration
 	// Epsilon is placement's bounded-load slack (default 0.1).
 	Epsilon float64
+	// Hysteresis keeps a file's copy count while its demand stays within
+	// this share of the boundary (placement.Options; default 0.1).
+	Hysteresis float64
+	// ReplanInterval is how often Run recomputes the manifests from
+	// demand (0: never after the first plan).
+	ReplanInterval time.Duration
 	// TokenTTL is how long fill URLs stay valid (default 1h).
 	TokenTTL time.Duration
 }
@@ -94,6 +101,21 @@ func (s *Server) Replan() (replaced, stored int64) {
 	return placement.Churn(old.manifests, p.manifests)
 }
 
+// replanLoop replans every ReplanInterval until ctx ends.
+func (s *Server) replanLoop(ctx context.Context) {
+	t := time.NewTicker(s.fill.cfg.ReplanInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			moved, stored := s.Replan()
+			s.log.Info("replanned placement", "bytes_added", moved, "bytes_placed", stored)
+		}
+	}
+}
+
 // Popularity is the control plane's demand predictor.
 func (s *Server) Popularity() *content.Popularity { return s.fill.pop }
 
@@ -103,6 +125,13 @@ func (s *Server) mountFill(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/fill/progress", s.handleFillProgress)
 	mux.HandleFunc("POST /v1/demand", s.handleDemand)
 	mux.HandleFunc("GET /v1/fill/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.FillStatus()) })
+	mux.HandleFunc("GET /v1/admin/fill", func(w http.ResponseWriter, r *http.Request) {
+		if !s.isAdmin(r) {
+			http.Error(w, "fill summary needs an admin token", http.StatusForbidden)
+			return
+		}
+		writeJSON(w, s.FillSummary())
+	})
 }
 
 // handleFill answers the fill plan of one appliance: every manifest file
@@ -284,15 +313,36 @@ func (s *Server) BadCopies() int {
 	return n
 }
 
-// FillFetcher is the appliance designated to fetch path from the origin
-// for the whole CDN (the first of those listing it, in rendezvous order).
-func (s *Server) FillFetcher(path string) string {
-	var nodes []placement.Node
-	for _, a := range s.fill.plan.Load().holders[path] {
-		nodes = append(nodes, placement.Node{ID: a, Capacity: 1})
+// FillSummary is fill and placement across the CDN.
+func (s *Server) FillSummary() api.FillSummary {
+	p := s.fill.plan.Load()
+	sum := api.FillSummary{BadCopies: s.BadCopies(), Misses: s.Misses(), Progress: s.FillStatus(), Manifests: map[string]api.ManifestSummary{}}
+	for id, files := range p.manifests {
+		ms := api.ManifestSummary{Version: p.versions[id], Files: len(files)}
+		for _, f := range files {
+			ms.Bytes += f.Size
+		}
+		sum.Manifests[id] = ms
 	}
-	if len(nodes) == 0 {
+	return sum
+}
+
+// FillFetcher is the appliance designated to fetch path from the origin
+// for the whole CDN.
+func (s *Server) FillFetcher(path string) string {
+	return OriginFetcher(path, s.fill.plan.Load().holders[path])
+}
+
+// OriginFetcher is, of the appliances whose manifests list path, the one
+// that fetches it from the origin for the whole CDN: the first in
+// rendezvous order, so every control-plane replica agrees.
+func OriginFetcher(path string, holders []string) string {
+	if len(holders) == 0 {
 		return ""
+	}
+	nodes := make([]placement.Node, len(holders))
+	for i, a := range holders {
+		nodes[i] = placement.Node{ID: a, Capacity: 1}
 	}
 	return placement.Rank(path, nodes)[0].ID
 }

@@ -70,7 +70,7 @@ func (s *Server) checkHeartbeat(hb *api.Heartbeat) (status int, err error) {
 	if hb.Appliance == "" {
 		return http.StatusBadRequest, fmt.Errorf("%w: appliance: missing", errHeartbeat)
 	}
-	if _, ok := s.manifests[hb.Appliance]; !ok {
+	if _, ok := s.applianceSite[hb.Appliance]; !ok {
 		return http.StatusForbidden, fmt.Errorf("heartbeat: unknown appliance %q", hb.Appliance)
 	}
 	for i, p := range hb.Held {
@@ -175,7 +175,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	if changed {
 		s.onHealthChange(hb.Appliance)
 	}
-	writeJSON(w, api.HeartbeatReply{KnownContentGen: known, ManifestVersion: manifestVersion(s.manifests[hb.Appliance]),
+	writeJSON(w, api.HeartbeatReply{KnownContentGen: known, ManifestVersion: s.fill.plan.Load().versions[hb.Appliance],
 		KeysVersion: keysVersion(s.signingKeys())})
 }
 

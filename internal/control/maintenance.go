@@ -113,7 +113,7 @@ func (s *Server) checkTurnUp(ctx context.Context, id string) error {
 	if len(hb.BGP) > 0 && s.routes.Prefixes(id) == 0 {
 		return fmt.Errorf("bgp established but no routes reported")
 	}
-	want := s.manifests[id]
+	want := s.Manifest(id)
 	s.mu.Lock()
 	held := s.held[id]
 	s.mu.Unlock()
@@ -199,7 +199,7 @@ func (s *Server) targets(req DrainRequest) ([]string, error) {
 	case (req.Appliance == "") == (req.Site == ""):
 		return nil, fmt.Errorf("name either appliance or site")
 	case req.Appliance != "":
-		if _, ok := s.manifests[req.Appliance]; !ok {
+		if _, ok := s.applianceSite[req.Appliance]; !ok {
 			return nil, fmt.Errorf("unknown appliance %q", req.Appliance)
 		}
 		ids = []string{req.Appliance}

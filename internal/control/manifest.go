@@ -13,12 +13,12 @@ import (
 )
 
 // place computes every appliance's first manifest (see planAll) and sets
-// up the fill state; it runs once, from New.
-func (s *Server) place() map[string][]content.File {
+// up the fill state; it runs once, from New. The plan it stores is the one
+// source of every manifest: /v1/manifest, fill plans, heartbeat replies
+// and turn-up read it, and Replan replaces it.
+func (s *Server) place() {
 	s.initFill()
-	p := s.planAll(nil)
-	s.fill.plan.Store(p)
-	return p.manifests
+	s.fill.plan.Store(s.planAll(nil))
 }
 
 // planAll places the catalog on every site (one manifest cluster each):
@@ -46,7 +46,7 @@ func (s *Server) planAll(prev *fillPlan) *fillPlan {
 		if prev != nil {
 			prevCopies = prev.copies[site]
 		}
-		res := placement.Plan(items, nodes, placement.Options{MinReplicas: s.cfg.Replicas, Epsilon: s.fill.cfg.Epsilon, Prev: prevCopies})
+		res := placement.Plan(items, nodes, placement.Options{MinReplicas: s.cfg.Replicas, Epsilon: s.fill.cfg.Epsilon, Hysteresis: s.fill.cfg.Hysteresis, Prev: prevCopies})
 		p.copies[site] = res.Copies
 		for id, files := range res.Nodes {
 			p.manifests[id] = files

@@ -68,7 +68,7 @@ func (s *Server) probeFile() string {
 func (s *Server) probeTargets(client netip.Addr) ([]probe.Target, error) {
 	path := s.probeFile()
 	snap := s.snap.Load()
-	choices, _, err := s.engine.Steer(snap, client, path, 3, false)
+	choices, _, err := s.engine.Steer(snap, client, path, s.cfg.ProbeTargets, false)
 	if err != nil {
 		return nil, err
 	}

@@ -33,7 +33,7 @@ func (s *Server) handleRoutes(w http.ResponseWriter, r *http.Request) {
 	if !s.authorizeAppliance(w, r, rep.Appliance) {
 		return
 	}
-	if _, ok := s.manifests[rep.Appliance]; !ok {
+	if _, ok := s.applianceSite[rep.Appliance]; !ok {
 		http.Error(w, fmt.Sprintf("route report: unknown appliance %q", rep.Appliance), http.StatusForbidden)
 		return
 	}

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"time"
 
@@ -31,6 +32,50 @@ type persister struct {
 	order   []string
 	synced  int64 // highest version applied (for tests)
 	syncMu  sync.Mutex
+
+	// failingSince is when the store last started failing (zero: it
+	// answers), lastErr why; under healthMu.
+	healthMu     sync.Mutex
+	failingSince time.Time
+	lastErr      string
+}
+
+// storeResult records whether the store answered a read or write. While
+// it does not, the control plane keeps answering from memory (its last
+// snapshot and whatever heartbeats it receives itself) and says so in
+// /healthz and ocdn_control_store_up.
+func (s *Server) storeResult(err error) {
+	p := &s.persist
+	p.healthMu.Lock()
+	defer p.healthMu.Unlock()
+	switch {
+	case err == nil && !p.failingSince.IsZero():
+		s.log.Info("state store reachable again", "after", s.cfg.Now().Sub(p.failingSince))
+		p.failingSince, p.lastErr = time.Time{}, ""
+	case err != nil && p.failingSince.IsZero():
+		p.failingSince = s.cfg.Now()
+		s.log.Error("state store unreachable; serving from memory", "err", err)
+	}
+	if err != nil {
+		p.lastErr = err.Error()
+		s.metrics.storeUp.Set(0)
+	} else {
+		s.metrics.storeUp.Set(1)
+	}
+}
+
+// Health says how the control plane is: "ok", or degraded with the
+// reason (it still answers steering). A degraded control plane is still
+// healthy enough to keep in rotation, so ok stays true.
+func (s *Server) Health() (msg string, ok bool) {
+	p := &s.persist
+	p.healthMu.Lock()
+	defer p.healthMu.Unlock()
+	if p.failingSince.IsZero() {
+		return "ok", true
+	}
+	return fmt.Sprintf("degraded: state store unreachable since %s (%s); steering from the last snapshot",
+		p.failingSince.UTC().Format(time.RFC3339), p.lastErr), true
 }
 
 func (s *Server) queueChange(id string, f func(c *cpstore.Change)) {
@@ -145,8 +190,11 @@ func (s *Server) persistLoop(ctx context.Context) {
 			cancel()
 			return
 		case <-t.C:
-			if err := s.flush(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("persisting state failed; will retry", "err", err)
+			if err := s.flush(ctx); ctx.Err() == nil {
+				if err != nil {
+					s.log.Warn("persisting state failed; will retry", "err", err)
+				}
+				s.storeResult(err)
 			}
 		}
 	}
@@ -163,11 +211,10 @@ func (s *Server) syncLoop(ctx context.Context) {
 	var prev, cur int64
 	for {
 		top, err := s.Sync(ctx, prev)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn("reading shared state failed", "err", err)
-			}
-		} else {
+		if ctx.Err() == nil {
+			s.storeResult(err)
+		}
+		if err == nil {
 			prev, cur = cur, top
 		}
 		select {
@@ -203,7 +250,7 @@ func (s *Server) Sync(ctx context.Context, since int64) (int64, error) {
 // applyRow brings memory up to a stored row where the row is newer.
 func (s *Server) applyRow(row cpstore.Appliance) (changed bool) {
 	id := row.ID
-	if _, ok := s.manifests[id]; !ok {
+	if _, ok := s.applianceSite[id]; !ok {
 		return false
 	}
 	if last, ok := s.health.LastBeat(id); !row.LastBeat.IsZero() && (!ok || row.LastBeat.After(last)) && row.Heartbeat != nil {
@@ -266,6 +313,9 @@ func (s *Server) startBackground(ctx context.Context) (wait func()) {
 	}
 	if s.cfg.ActivePoll {
 		start(s.pollLoop)
+	}
+	if s.fill.cfg.ReplanInterval > 0 {
+		start(s.replanLoop)
 	}
 	if s.cfg.Store != nil {
 		start(s.persistLoop)

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -18,15 +20,12 @@ import (
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
-	"github.com/ocdn/ocdn/internal/appliance"
-	"github.com/ocdn/ocdn/internal/bgp"
 	"github.com/ocdn/ocdn/internal/bgp/bgptest"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/control"
-	"github.com/ocdn/ocdn/internal/origin"
+	"github.com/ocdn/ocdn/internal/daemon"
 	"github.com/ocdn/ocdn/internal/rib"
-	"github.com/ocdn/ocdn/internal/serve"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
@@ -99,13 +98,12 @@ type node struct {
 	addr    netip.Addr
 	http    netip.AddrPort
 	bgpPort uint16
-	a       *appliance.Appliance
+	d       *daemon.Appliance
 }
 
 // cdn is a running origin, control plane and appliances.
 type cdn struct {
 	controlURL string
-	control    *control.Server
 	nodes      map[string]*node
 	logs       *bgptest.LockedBuffer
 }
@@ -164,81 +162,124 @@ func newCDN(t *testing.T, opts cdnOptions) *cdn {
 		}
 	})
 
+	// The CDN is started as an operator starts it: from config files,
+	// through internal/daemon, the one place each role is assembled.
+	dir := t.TempDir()
 	cat, err := content.Synth(content.SynthSpec{Titles: 1, LadderKbps: []int{500}, Duration: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	org, err := origin.New(origin.Config{Catalog: cat, Logger: logger})
+	catJSON, err := cat.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	grace := serve.Options{Grace: 2 * time.Second, Logger: logger}
-	orgSrv, err := serve.Listen("127.0.0.1:0", org, grace)
+	keys, err := json.Marshal(urlsign.Generate())
 	if err != nil {
 		t.Fatal(err)
 	}
-	run("origin", orgSrv.Run)
+	writeFile(t, filepath.Join(dir, "catalog.json"), catJSON)
+	writeFile(t, filepath.Join(dir, "keys.json"), keys)
+	writeFile(t, filepath.Join(dir, "admin.token"), []byte(adminToken))
+	hooks := daemon.Hooks{Logger: logger, ShutdownGrace: 2 * time.Second}
 
-	loc := config.Location{Lat: 52.37, Lon: 4.90}
-	inv := config.Inventory{
-		ISPs: []config.ISP{{Name: "isp", ASN: ispAS, Location: loc,
-			Prefixes: []config.Prefix{{Prefix: netip.MustParsePrefix("100.64.0.0/10")}}}},
-		Sites: []config.Site{
-			{ID: "A", Kind: config.SiteEmbedded, ISP: "isp", Location: loc},
-			{ID: "B", Kind: config.SitePrivate, ISP: "isp", Location: loc},
-			{ID: "X", Kind: config.SiteIXP, Location: loc},
-		},
+	originAddr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), bgptest.FreePort(t, netip.MustParseAddr("127.0.0.1")))
+	org := loadConfig(t, dir, "origin.yaml", fmt.Sprintf("listen: %s\ncatalog: catalog.json\n", originAddr), &config.Origin{})
+	od, err := daemon.NewOrigin(org, hooks)
+	if err != nil {
+		t.Fatal(err)
 	}
+	run("origin", od.Run)
+
+	var appliances strings.Builder
 	for _, n := range []struct{ id, site string }{{"a1", "A"}, {"a2", "A"}, {"b1", "B"}, {"x1", "X"}} {
 		addr := applianceAddr(opts.k, n.id)
 		nd := &node{id: n.id, site: n.site, addr: addr,
 			http: netip.AddrPortFrom(addr, bgptest.FreePort(t, addr)), bgpPort: bgptest.FreePort(t, addr)}
 		c.nodes[n.id] = nd
-		inv.Appliances = append(inv.Appliances, config.Appliance{ID: n.id, Site: n.site,
-			Address: config.AddrPort{AddrPort: nd.http}, Capacity: 1 << 20})
+		fmt.Fprintf(&appliances, "  - {id: %s, site: %s, address: %s, capacity: 1MiB}\n", n.id, n.site, nd.http)
 	}
-	keys := urlsign.Generate()
-	c.control, err = control.New(control.Config{Inventory: inv, Catalog: cat, OriginURL: orgSrv.URL(), Keys: keys,
-		AdminToken: adminToken, HeartbeatInterval: heartbeat, Logger: logger})
+	controlAddr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), bgptest.FreePort(t, netip.MustParseAddr("127.0.0.1")))
+	ctlCfg := loadConfig(t, dir, "control.yaml", fmt.Sprintf(`listen: %s
+catalog: catalog.json
+origin_url: http://%s
+key_file: keys.json
+admin_token_file: admin.token
+heartbeat_interval: %s
+turn_up: {enabled: false}
+isps:
+  - {name: isp, asn: %d, prefixes: [100.64.0.0/10], location: {lat: 52.37, lon: 4.90}}
+sites:
+  - {id: A, kind: embedded, isp: isp, location: {lat: 52.37, lon: 4.90}, time_zone: Europe/Amsterdam}
+  - {id: B, kind: private, isp: isp, location: {lat: 52.37, lon: 4.90}, time_zone: Europe/Amsterdam}
+  - {id: X, kind: ixp, location: {lat: 52.37, lon: 4.90}, time_zone: Europe/Amsterdam}
+appliances:
+%s`, controlAddr, originAddr, heartbeat, ispAS, appliances.String()), &config.Control{})
+	cd, err := daemon.NewControl(ctx, ctlCfg, hooks)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctlSrv, err := serve.Listen("127.0.0.1:0", c.control.Handler(), grace)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.controlURL = ctlSrv.URL()
-	run("control server", ctlSrv.Run)
-	run("control", c.control.Run)
+	c.controlURL = cd.URLs()[0]
+	run("control", cd.Run)
 
+	allow := make([]string, len(allowPrefixes))
+	for i, p := range allowPrefixes {
+		allow[i] = p.String()
+	}
 	for _, id := range applianceIDs {
 		nd := c.nodes[id]
-		cfg := appliance.Config{ID: id, Listen: nd.http.String(), ControlURL: c.controlURL,
-			StoreDir: t.TempDir(), Capacity: 1 << 20, Keys: keys, HeartbeatInterval: heartbeat,
-			RouteHold: routeHold, Logger: logger, AccessLog: slog.New(slog.DiscardHandler)}
+		y := fmt.Sprintf(`id: %s
+listen: %s
+control_urls: [%s]
+store: store-%s
+capacity: 1MiB
+key_file: keys.json
+heartbeat_interval: %s
+drain_grace: 1ms
+drain_timeout: 2s
+access_log: "off"
+`, id, nd.http, c.controlURL, id, heartbeat)
 		if nd.site != "X" {
-			cfg.BGP = &bgp.Config{LocalASN: cdnAS, RouterID: nd.addr,
-				ListenAddr: netip.AddrPortFrom(nd.addr, nd.bgpPort),
-				Neighbors: []bgp.NeighborConfig{{Address: opts.router, Port: opts.routerPort, PeerASN: ispAS,
-					Family: bgp.FamilyIPv4, Passive: opts.passive}},
-				AllowPrefixes: allowPrefixes}
+			y += fmt.Sprintf(`bgp:
+  local_asn: %d
+  local_address: %s
+  listen_port: %d
+  route_hold: %s
+  allow_prefixes: [%s]
+  neighbors:
+    - {address: %s, port: %d, peer_asn: %d, passive: %t}
+`, cdnAS, nd.addr, nd.bgpPort, routeHold, strings.Join(allow, ", "), opts.router, opts.routerPort, ispAS, opts.passive)
 		}
-		if nd.a, err = appliance.New(cfg); err != nil {
+		cfg := loadConfig(t, dir, "appliance-"+id+".yaml", y, &config.ApplianceDaemon{})
+		// NewAppliance starts the BGP speaker: GoBGP v4.8.0 writes
+		// package-level settings in StartBgp that every instance reads
+		// while processing updates, so every speaker starts before any
+		// session can come up (bgp.Speaker.Start).
+		if nd.d, err = daemon.NewAppliance(cfg, hooks, false); err != nil {
 			t.Fatalf("appliance %s: %v", id, err)
 		}
 	}
-	// GoBGP v4.8.0 writes package-level settings in StartBgp that every
-	// instance reads while processing updates: start every speaker before
-	// any session can come up (bgp.Speaker.Start).
-	for _, id := range routed {
-		if err := c.nodes[id].a.StartBGP(ctx); err != nil {
-			t.Fatalf("appliance %s: StartBGP: %v", id, err)
-		}
-	}
 	for _, id := range applianceIDs {
-		run("appliance "+id, c.nodes[id].a.Run)
+		run("appliance "+id, c.nodes[id].d.Run)
 	}
 	return c
+}
+
+// loadConfig writes a config file and loads it as the daemon would.
+func loadConfig[T config.Validator](t *testing.T, dir, name, yaml string, cfg T) T {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	writeFile(t, path, []byte(yaml))
+	if err := config.Load(path, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func writeFile(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitReady waits until every appliance is up and holds the file, and the

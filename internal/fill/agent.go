@@ -49,6 +49,10 @@ type Config struct {
 	// Attempts is how many times a broken transfer is resumed from the
 	// same source before the next source is tried (default 3).
 	Attempts int
+	// StallTimeout gives a source up, for the next one, when it sends
+	// nothing for this long (default 30s): a hung peer must not hold a
+	// file until the window closes.
+	StallTimeout time.Duration
 	// StrictWindow applies the window from the start. Without it an
 	// appliance whose manifest has never fully landed (being turned up,
 	// not yet serving much) fills at once, outside the window too.
@@ -59,18 +63,7 @@ type Config struct {
 }
 
 // Stats is what fill has done so far.
-type Stats struct {
-	State   string `json:"state"`
-	Detail  string `json:"detail,omitempty"`
-	Pending int    `json:"pending"`
-	// Bytes is every byte downloaded, from any tier.
-	Bytes         int64 `json:"bytes"`
-	PeerBytes     int64 `json:"peer_bytes"`
-	TierBytes     int64 `json:"tier_bytes"`
-	OriginBytes   int64 `json:"origin_bytes"`
-	FilesVerified int   `json:"files_verified"`
-	FilesRejected int   `json:"files_rejected"`
-}
+type Stats = api.FillStats
 
 // Agent fills one appliance's store. Run it in one goroutine.
 type Agent struct {
@@ -93,6 +86,7 @@ var (
 	ErrBadPlan     = errors.New("bad fill plan")
 	errRestart     = errors.New("source ignored the range; starting over")
 	errSource      = errors.New("source failed")
+	errStalled     = errors.New("source stalled")
 )
 
 // New returns an agent.
@@ -114,6 +108,9 @@ func New(cfg Config) *Agent {
 	}
 	if cfg.Attempts <= 0 {
 		cfg.Attempts = 3
+	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = 30 * time.Second
 	}
 	if cfg.MaxFileSize <= 0 {
 		cfg.MaxFileSize = 1 << 40
@@ -453,7 +450,18 @@ func (a *Agent) download(ctx context.Context, f content.File, src api.FillSource
 
 // get requests f from off on and copies the body into w under the rate
 // cap. It returns the bytes written.
-func (a *Agent) get(ctx context.Context, f content.File, src api.FillSource, off int64, w io.Writer) (int64, error) {
+func (a *Agent) get(ctx context.Context, f content.File, src api.FillSource, off int64, w io.Writer) (n int64, err error) {
+	// The watchdog cancels the request when the source sends nothing for
+	// StallTimeout; every read that returns bytes resets it.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	watchdog := time.AfterFunc(a.cfg.StallTimeout, func() { cancel(errStalled) })
+	defer watchdog.Stop()
+	defer func() {
+		if context.Cause(ctx) == errStalled {
+			err = fmt.Errorf("%w: %s sent nothing for %s", errSource, src.Tier, a.cfg.StallTimeout)
+		}
+	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", errSource, err)
@@ -482,13 +490,14 @@ func (a *Agent) get(ctx context.Context, f content.File, src api.FillSource, off
 		return 0, fmt.Errorf("%w: %s answered %s", errSource, src.Tier, resp.Status)
 	}
 	buf := make([]byte, 32<<10)
-	var n int64
 	for {
 		m, rerr := resp.Body.Read(buf)
 		if m > 0 {
+			watchdog.Reset(a.cfg.StallTimeout)
 			if err := a.lim.wait(ctx, m); err != nil {
 				return n, err
 			}
+			watchdog.Reset(a.cfg.StallTimeout) // waiting for the rate cap is not a stall
 			if _, err := w.Write(buf[:m]); err != nil {
 				return n, err
 			}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/bgp"
 	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/config"
@@ -25,53 +26,25 @@ func routerAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{127, 0, 3, by
 
 var routeServerAddr = netip.MustParseAddr("127.0.3.200")
 
-// startRouters starts a BGP router per ISP, to announce the ISP's prefixes
-// to the appliances of its embedded and private sites, and a route server
-// to announce every ISP's prefixes to the appliances of IXP sites.
-// connectRouters makes them announce, once every appliance's speaker has
-// started.
+// startRouters starts the compiled routers (a router per ISP with
+// embedded or private sites, a route server for the IXP sites) from their
+// config files; connectRouters makes them announce, once every
+// appliance's speaker has started.
 func (l *Lab) startRouters(ctx context.Context) error {
 	l.routers = map[string]*router{}
-	peersOf := func(match func(config.Site) bool) []netip.Addr {
-		var out []netip.Addr
-		for _, a := range l.sc.Appliances {
-			if s, _ := l.sc.SiteByID(a.Site); match(s) {
-				out = append(out, a.Address.Addr())
-			}
-		}
-		return out
-	}
-	var all []announcement
-	for i, isp := range l.sc.ISPs {
-		routes := ispAnnouncements(isp)
-		for _, r := range routes {
-			all = append(all, announcement{Prefix: r.Prefix, ASPath: []uint32{isp.ASN}})
-		}
-		peers := peersOf(func(s config.Site) bool { return s.ISP == isp.Name })
-		if len(peers) == 0 {
-			continue // an ISP without embedded sites has no router of ours
-		}
-		r, err := startRouter(ctx, isp.ASN, routerAddr(i), l.log)
+	for _, rc := range l.dep.Routers {
+		r, err := startRouter(ctx, routerPath(l.etc, rc.Name), rc.Routes, l.log)
 		if err != nil {
 			return err
 		}
-		r.peers, r.peerASN, r.routes = peers, applianceASN, routes
-		l.routers[isp.Name] = r
-	}
-	if peers := peersOf(func(s config.Site) bool { return s.Kind == config.SiteIXP }); len(peers) > 0 {
-		r, err := startRouter(ctx, routeServerASN, routeServerAddr, l.log)
-		if err != nil {
-			return err
-		}
-		r.peers, r.peerASN, r.routes = peers, applianceASN, all
-		l.routers[routeServer] = r
+		l.routers[rc.Name] = r
 	}
 	return nil
 }
 
 func (l *Lab) connectRouters(ctx context.Context) error {
 	for _, r := range l.routers {
-		if err := r.connect(ctx, r.peers, r.peerASN, r.routes); err != nil {
+		if err := r.connect(ctx); err != nil {
 			return err
 		}
 	}
@@ -92,40 +65,6 @@ func (l *Lab) stopRouters() {
 	}
 }
 
-// bgpConfig is an appliance's BGP session: with its ISP's router at an
-// embedded or private site, with the route server at an IXP site; none at
-// a fallback site, which serves anyone without routes.
-func (l *Lab) bgpConfig(a config.Appliance) *bgp.Config {
-	site, _ := l.sc.SiteByID(a.Site)
-	var nb bgp.NeighborConfig
-	switch site.Kind {
-	case config.SiteEmbedded, config.SitePrivate:
-		i := slices.IndexFunc(l.sc.ISPs, func(isp config.ISP) bool { return isp.Name == site.ISP })
-		nb = bgp.NeighborConfig{Address: routerAddr(i), PeerASN: l.sc.ISPs[i].ASN}
-	case config.SiteIXP:
-		nb = bgp.NeighborConfig{Address: routeServerAddr, PeerASN: routeServerASN}
-	default:
-		return nil
-	}
-	// The appliance waits for its router, as the router connects out.
-	nb.Port, nb.Family, nb.Passive = bgpPort, bgp.FamilyIPv4, true
-	return &bgp.Config{
-		LocalASN: applianceASN, RouterID: a.Address.Addr(),
-		ListenAddr:    netip.AddrPortFrom(a.Address.Addr(), bgpPort),
-		Neighbors:     []bgp.NeighborConfig{nb},
-		AllowPrefixes: []netip.Prefix{loopback4},
-	}
-}
-
-func (l *Lab) applianceConfig(id string) config.Appliance {
-	for _, a := range l.sc.Appliances {
-		if a.ID == id {
-			return a
-		}
-	}
-	return config.Appliance{}
-}
-
 // routeEvent makes an ISP's router withdraw or announce a prefix and
 // returns how long the control plane took to change its answer for an
 // address inside it.
@@ -135,10 +74,12 @@ func (l *Lab) routeEvent(ctx context.Context, e Event) (time.Duration, error) {
 		return 0, fmt.Errorf("ISP %s has no router (no embedded site)", e.Target)
 	}
 	probe := e.Prefix.Addr().Next()
-	before := l.routedAppliances(probe)
+	before, err := l.view.routed(ctx, probe)
+	if err != nil {
+		return 0, err
+	}
 	start := time.Now()
 	ann := []announcement{{Prefix: e.Prefix.Prefix}}
-	var err error
 	if e.Kind == "withdraw_prefix" {
 		err = r.withdraw(ann)
 	} else {
@@ -148,7 +89,7 @@ func (l *Lab) routeEvent(ctx context.Context, e Event) (time.Duration, error) {
 		return 0, err
 	}
 	for time.Since(start) < 30*time.Second {
-		if !slices.Equal(before, l.routedAppliances(probe)) {
+		if now, err := l.view.routed(ctx, probe); err == nil && !slices.Equal(before, now) {
 			return time.Since(start), nil
 		}
 		if clock.Sleep(ctx, 10*time.Millisecond) != nil {
@@ -158,21 +99,11 @@ func (l *Lab) routeEvent(ctx context.Context, e Event) (time.Duration, error) {
 	return time.Since(start), fmt.Errorf("steering did not change within 30s of %s %s", e.Kind, e.Prefix.Prefix)
 }
 
-func (l *Lab) routedAppliances(a netip.Addr) []string {
-	_, cands, _ := l.control.Lookup(a)
-	out := make([]string, len(cands))
-	for i, c := range cands {
-		out[i] = c.Appliance
-	}
-	slices.Sort(out)
-	return out
-}
-
 // bgpReport sums the appliances' sessions.
-func (l *Lab) bgpReport() BGPReport {
+func bgpReport(statuses []api.ApplianceRuntime) BGPReport {
 	var r BGPReport
-	for _, la := range l.appliances {
-		for _, s := range la.a.BGPSessions() {
+	for _, st := range statuses {
+		for _, s := range st.BGP {
 			r.Sessions++
 			if s.State == bgp.StateEstablished {
 				r.SessionsEstablished++

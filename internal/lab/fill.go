@@ -1,7 +1,11 @@
 package lab
 
 import (
+	"cmp"
+	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
@@ -77,33 +81,47 @@ func (l *Lab) fillClock() fill.Clock {
 	return clock.NewScaled(open.Add(-before), factor)
 }
 
-func (l *Lab) fillConfig() control.FillConfig {
-	esc := l.sc.Fill.EscalateAfter
-	if esc <= 0 {
-		esc = 10 * time.Second
+// plan is the control plane's placement as the appliances see it: their
+// manifests, read once before they start.
+type plan struct {
+	holders map[string][]string // path → appliances listing it
+	files   map[string]content.File
+}
+
+func (l *Lab) readPlan(ctx context.Context) (*plan, error) {
+	p := &plan{holders: map[string][]string{}, files: map[string]content.File{}}
+	for _, a := range l.sc.Appliances {
+		m, err := l.view.manifest(ctx, a.ID)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s's manifest: %w", a.ID, err)
+		}
+		for _, f := range m.Files {
+			p.holders[f.Path] = append(p.holders[f.Path], a.ID)
+			p.files[f.Path] = f
+		}
 	}
-	return control.FillConfig{EscalateAfter: esc}
+	return p, nil
 }
 
 // corruptFiles picks the files the corrupt appliance serves wrongly: the
 // smallest of those it is the designated origin fetcher for and that
 // other appliances list too (so someone fills them from it).
-func (l *Lab) corruptFiles() []string {
+func (l *Lab) corruptFiles(p *plan) []string {
 	fs := l.sc.Fill
 	if fs.CorruptAppliance == "" || fs.CorruptFiles <= 0 {
 		return nil
 	}
 	var cands []content.File
-	for _, f := range l.control.Manifest(fs.CorruptAppliance) {
-		if l.control.FillFetcher(f.Path) == fs.CorruptAppliance && l.listers(f.Path) > 1 {
-			cands = append(cands, f)
+	for path, hs := range p.holders {
+		if len(hs) > 1 && control.OriginFetcher(path, hs) == fs.CorruptAppliance {
+			cands = append(cands, p.files[path])
 		}
 	}
 	slices.SortFunc(cands, func(a, b content.File) int {
 		if a.Size != b.Size {
-			return int(a.Size - b.Size)
+			return cmp.Compare(a.Size, b.Size)
 		}
-		return compareStrings(a.Path, b.Path)
+		return strings.Compare(a.Path, b.Path)
 	})
 	var out []string
 	for _, f := range cands[:min(len(cands), fs.CorruptFiles)] {
@@ -113,47 +131,21 @@ func (l *Lab) corruptFiles() []string {
 	return out
 }
 
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func (l *Lab) listers(path string) int {
-	n := 0
-	for _, a := range l.sc.Appliances {
-		for _, f := range l.control.Manifest(a.ID) {
-			if f.Path == path {
-				n++
-				break
-			}
-		}
-	}
-	return n
-}
-
 // fillReport sums fill over the appliances; offload is the share of
 // client bytes that embedded sites served; misses come from the control
 // plane's classification of appliance demand reports.
-func (l *Lab) fillReport(r *Report) {
-	fr := &FillReport{OriginBytes: l.origin.BytesServed(), InjectedCorrupt: l.injectedCorrupt,
-		FilesRejected: l.control.BadCopies(), SecondsToFill: l.fillSeconds}
-	unique := map[string]int64{}
-	for _, la := range l.appliances {
-		st := la.a.Fill()
-		fr.PeerBytes += st.PeerBytes
-		fr.TierBytes += st.TierBytes
-		fr.FilesVerified += st.FilesVerified
-		for _, f := range l.control.Manifest(la.cfg.ID) {
-			unique[f.Path] = f.Size
-		}
+func (l *Lab) fillReport(r *Report, statuses map[string]api.ApplianceRuntime, sum api.FillSummary, originBytes int64) {
+	fr := &FillReport{OriginBytes: originBytes, InjectedCorrupt: l.injectedCorrupt,
+		FilesRejected: sum.BadCopies, SecondsToFill: l.fillSeconds}
+	for _, st := range statuses {
+		fr.PeerBytes += st.Fill.PeerBytes
+		fr.TierBytes += st.Fill.TierBytes
+		fr.FilesVerified += st.Fill.FilesVerified
 	}
-	for _, n := range unique {
-		fr.UniqueBytes += n
+	// The distinct files placed anywhere: what the origin must serve at
+	// least once.
+	for _, f := range l.plan.files {
+		fr.UniqueBytes += f.Size
 	}
 	r.Fill = fr
 	kinds := map[string]config.SiteKind{}
@@ -164,7 +156,7 @@ func (l *Lab) fillReport(r *Report) {
 	// is about clients, so it counts client bytes only.
 	var embedded, all int64
 	for _, la := range l.appliances {
-		n := la.a.ClientBytes()
+		n := statuses[la.cfg.ID].ClientBytes
 		all += n
 		if kinds[la.cfg.Site] == config.SiteEmbedded {
 			embedded += n
@@ -173,7 +165,7 @@ func (l *Lab) fillReport(r *Report) {
 	if all > 0 {
 		r.Offload = float64(embedded) / float64(all)
 	}
-	m := l.control.Misses()
+	m := sum.Misses
 	r.Misses = &m
 }
 

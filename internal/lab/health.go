@@ -2,13 +2,10 @@ package lab
 
 import (
 	"context"
-	"net"
-	"net/http"
-	"sync"
 	"time"
 
+	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/clock"
-	"github.com/ocdn/ocdn/internal/serve"
 )
 
 // HealthReport is what the run showed about health and coordination.
@@ -33,16 +30,16 @@ type HealthReport struct {
 type healthState struct {
 	exclusion map[string]float64
 	outage    time.Duration
-	control   *controlServer
 }
 
 // measureExclusion waits (in its own goroutine) until the control plane
 // stops steering to id and records how long that took from killed.
-func (l *Lab) measureExclusion(id string, killed time.Time) {
+func (l *Lab) measureExclusion(ctx context.Context, id string, killed time.Time) {
 	go func() {
 		deadline := killed.Add(time.Minute)
-		for time.Now().Before(deadline) {
-			for _, st := range l.control.Appliances() {
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			sts, _ := l.view.appliances(ctx)
+			for _, st := range sts {
 				if st.ID == id && !st.Serving {
 					l.mu.Lock()
 					if l.health.exclusion == nil {
@@ -53,19 +50,19 @@ func (l *Lab) measureExclusion(id string, killed time.Time) {
 					return
 				}
 			}
-			time.Sleep(10 * time.Millisecond)
+			clock.Sleep(ctx, 10*time.Millisecond)
 		}
 	}()
 }
 
 // healthReport sums the appliances' report queues; l.mu is held.
-func (l *Lab) healthReport() HealthReport {
+func (l *Lab) healthReport(statuses map[string]api.ApplianceRuntime) HealthReport {
 	h := HealthReport{ExclusionSeconds: map[string]float64{}, ControlPlaneOutageSeconds: l.health.outage.Seconds()}
 	for id, s := range l.health.exclusion {
 		h.ExclusionSeconds[id] = s
 	}
-	for _, la := range l.appliances {
-		r := la.a.Reports()
+	for _, st := range statuses {
+		r := st.Reports
 		h.ReportsQueued += r.Queued
 		h.ReportsDelivered += r.Delivered
 		h.ReportsPending += int64(r.Pending)
@@ -74,102 +71,10 @@ func (l *Lab) healthReport() HealthReport {
 	return h
 }
 
-// controlServer serves the control plane on one loopback address and can
-// be stopped and restarted on it (the stop_control_plane event). The
-// listening socket is held across the outage, as systemd socket
-// activation or a load balancer in front of replicas would hold it:
-// while the server is stopped nothing is answered and every connection it
-// had is cut, new connections wait in the kernel's backlog, and they are
-// served when it comes back. An outage longer than a client's request
-// timeout (the player's is 3 s) fails those requests.
-type controlServer struct {
-	ln      net.Listener
-	handler http.Handler
-	opts    serve.Options
-	down    chan time.Duration
-}
-
-func (l *Lab) listenControl(h http.Handler, opts serve.Options) (*controlServer, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	cs := &controlServer{ln: ln, handler: h, opts: opts, down: make(chan time.Duration)}
-	l.health.control = cs
-	return cs, nil
-}
-
-// URL is the control plane's base URL.
-func (cs *controlServer) URL() string { return "http://" + cs.ln.Addr().String() }
-
-// heldListener hands out the shared listener's connections until closed;
-// closing it does not close the shared socket.
-type heldListener struct {
-	net.Listener
-	once   sync.Once
-	closed chan struct{}
-	conns  chan net.Conn
-}
-
-func (h *heldListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-h.conns:
-		return c, nil
-	case <-h.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (h *heldListener) Close() error { h.once.Do(func() { close(h.closed) }); return nil }
-
-// Run serves until ctx ends, going down for the durations sent by Stop.
-func (cs *controlServer) Run(ctx context.Context) error {
-	conns := make(chan net.Conn)
-	go func() {
-		for {
-			c, err := cs.ln.Accept()
-			if err != nil {
-				close(conns)
-				return
-			}
-			select {
-			case conns <- c:
-			case <-ctx.Done():
-				c.Close()
-			}
-		}
-	}()
-	defer cs.ln.Close()
-	for {
-		hl := &heldListener{Listener: cs.ln, closed: make(chan struct{}), conns: conns}
-		srv := serve.New(hl, cs.handler, cs.opts)
-		sctx, stop := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- srv.Run(sctx) }()
-		select {
-		case <-ctx.Done():
-			stop()
-			return <-done
-		case d := <-cs.down:
-			srv.Kill()
-			stop()
-			<-done
-			// Nothing accepts now: connections wait in the backlog.
-			if clock.Sleep(ctx, d) != nil {
-				return nil
-			}
-		}
-	}
-}
-
 // stopControlPlane takes the control plane down for d and records the
 // outage.
 func (l *Lab) stopControlPlane(ctx context.Context, d time.Duration) {
-	select {
-	case l.health.control.down <- d:
-	case <-ctx.Done():
-		return
-	}
+	l.control.Outage(ctx, d)
 	l.mu.Lock()
 	l.health.outage += d
 	l.mu.Unlock()

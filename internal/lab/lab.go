@@ -1,11 +1,15 @@
-// Package lab provides the whole CDN on one machine: an origin, a control
-// plane, sites of appliances and ISPs of clients, each on its own loopback
-// address with real HTTP between them, driven by a scenario, with a live
-// status line and a final report.
+// Package lab provides the whole CDN on one machine: it compiles a
+// scenario into the config files of an origin, a control plane and sites
+// of appliances (and the ISPs' BGP routers), starts those daemons from the
+// files — in its own process or each as its own `ocdn` process — each on
+// its own loopback address with real HTTP and BGP between them, and drives
+// ISPs of clients against them, with a live status line and a final
+// report.
 package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,19 +21,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/ocdn/ocdn/internal/appliance"
-	"github.com/ocdn/ocdn/internal/auth"
+	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
-	"github.com/ocdn/ocdn/internal/control"
-	"github.com/ocdn/ocdn/internal/origin"
+	"github.com/ocdn/ocdn/internal/daemon"
 	"github.com/ocdn/ocdn/internal/player"
-	"github.com/ocdn/ocdn/internal/probe"
-	"github.com/ocdn/ocdn/internal/serve"
-	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
 // Options are the knobs of one run that are not part of the scenario.
@@ -38,12 +35,18 @@ type Options struct {
 	Status      io.Writer
 	StatusEvery time.Duration
 	Logger      *slog.Logger
-	// WorkDir holds the appliances' stores and the clients' spools; empty
+	// WorkDir holds the compiled configs (etc/), the appliances' stores,
+	// the daemons' logs (with Processes) and the clients' spools; empty
 	// means a temporary directory removed at the end.
 	WorkDir string
 	// DataDir keeps the measurement store (Parquet, for ocdn analyze);
 	// empty means one inside the work directory, removed with it.
 	DataDir string
+	// Processes runs every daemon as its own OS process of Binary (an
+	// ocdn executable) from the compiled configs, instead of in this
+	// process.
+	Processes bool
+	Binary    string
 }
 
 // Lab is one run of a scenario.
@@ -52,9 +55,15 @@ type Lab struct {
 	opts Options
 	log  *slog.Logger
 
+	dep        *Deployment
+	etc        string // where the compiled configs are
 	catalog    *content.Catalog
-	origin     *origin.Origin
-	control    *control.Server
+	run        runner
+	origin     daemonHandle
+	originURL  string
+	control    controlHandle
+	view       *controlView
+	plan       *plan
 	appliances []*labAppliance
 	routers    map[string]*router // by ISP name; routeServer for the IXP
 	start      time.Time
@@ -64,7 +73,6 @@ type Lab struct {
 	fillSeconds     float64
 
 	work      string
-	registry  *prometheus.Registry
 	probeRuns atomic.Int64
 
 	mu       sync.Mutex
@@ -73,13 +81,13 @@ type Lab struct {
 	qoe      []player.Session
 	active   atomic.Int64
 	health   healthState
+	// states is the control plane's last answer of /v1/appliances.
+	states []api.ApplianceStatus
 }
 
 type labAppliance struct {
 	cfg    config.Appliance
-	a      *appliance.Appliance
-	ctx    context.Context
-	cancel context.CancelFunc
+	h      applianceHandle
 	killed atomic.Bool
 }
 
@@ -94,116 +102,78 @@ func New(sc *Scenario, opts Options) *Lab {
 	return &Lab{sc: sc, opts: opts, log: opts.Logger.With("component", "lab")}
 }
 
-// Run starts every component, streams for the scenario's duration, applies
-// its events, stops everything and returns the report. Cancelling ctx ends
-// the run early; every component is stopped before Run returns.
+// Run compiles the scenario into daemon configs, starts every daemon from
+// them, streams for the scenario's duration, applies its events, stops
+// everything and returns the report. Cancelling ctx ends the run early;
+// every component is stopped before Run returns.
 func (l *Lab) Run(ctx context.Context) (*Report, error) {
-	var err error
-	if l.catalog, err = content.Synth(l.sc.Catalog); err != nil {
-		return nil, fmt.Errorf("catalog: %w", err)
-	}
 	work := l.opts.WorkDir
 	if work == "" {
+		var err error
 		if work, err = os.MkdirTemp("", "ocdn-lab-*"); err != nil {
 			return nil, err
 		}
 		defer os.RemoveAll(work)
 	}
 	l.work = work
-	if l.opts.DataDir == "" {
-		l.opts.DataDir = filepath.Join(work, "measure")
+	if err := l.compile(); err != nil {
+		return nil, err
 	}
-	l.registry = prometheus.NewRegistry()
-	keys := urlsign.Generate()
-	secret := auth.NewSecret()
 
 	// Every component runs under one context; stop cancels it and waits.
 	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
-	runBg := func(name string, run func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := run(ctx); err != nil && ctx.Err() == nil {
-				l.log.Error("component stopped", "component", name, "err", err)
-			}
-		}()
+	defer func() { cancel(); l.run.wait() }()
+	if l.opts.Processes {
+		logs := filepath.Join(work, "logs")
+		if err := os.MkdirAll(logs, 0o755); err != nil {
+			return nil, err
+		}
+		bin := l.opts.Binary
+		if bin == "" {
+			return nil, errors.New("lab: Processes needs the ocdn binary")
+		}
+		l.run = &processes{binary: bin, logDir: logs}
+	} else {
+		l.run = &inProcess{onErr: func(name string, err error) { l.log.Error("component stopped", "component", name, "err", err) }}
 	}
-	grace := serve.Options{Grace: 500 * time.Millisecond, Logger: l.log}
-
-	if l.origin, err = origin.New(origin.Config{Catalog: l.catalog, Logger: l.opts.Logger}); err != nil {
-		return nil, err
+	hooks := func() daemon.Hooks {
+		// The lab stops all at once: in-flight requests get half a second.
+		return daemon.Hooks{Logger: l.opts.Logger, ShutdownGrace: 500 * time.Millisecond}
 	}
-	originSrv, err := serve.Listen("127.0.0.1:0", l.origin, grace)
-	if err != nil {
+	var err error
+	if l.origin, err = l.run.origin(ctx, originPath(l.etc), hooks()); err != nil {
 		return nil, fmt.Errorf("origin: %w", err)
 	}
-	runBg("origin", originSrv.Run)
-
-	l.control, err = control.New(control.Config{
-		Inventory: l.sc.Inventory, Catalog: l.catalog, OriginURL: originSrv.URL(), Keys: keys,
-		HeartbeatInterval: l.sc.HeartbeatInterval, Replicas: l.sc.Replicas, Logger: l.opts.Logger, ActivePoll: true,
-		ApplianceSecret: secret,
-		// New appliances get clients once filled and a test download
-		// from them matches the origin.
-		TurnUp:     &control.TurnUp{FillShare: 1},
-		MeasureDir: l.opts.DataDir, Registry: l.registry,
-		Recipe: probe.RecipeConfig{Pulses: l.sc.Probes.Pulses, PulseDelay: 50 * time.Millisecond, PulseTimeout: 3 * time.Second, RangeBytes: int64(l.sc.Probes.RangeBytes)},
-		Measured: control.MeasuredSteering{Enabled: l.sc.Steering.Measured, Experiment: l.sc.Steering.Experiment,
-			MinSamples: l.sc.Steering.MinSamples, Refresh: 2 * time.Second},
-		Fill: l.fillConfig(),
-	})
-	if err != nil {
+	l.originURL = baseURL(l.dep.Origin.Listen)
+	if l.control, err = l.run.control(ctx, controlPath(l.etc), hooks()); err != nil {
 		return nil, fmt.Errorf("control: %w", err)
 	}
-	ctlSrv, err := l.listenControl(l.control.Handler(), grace)
-	if err != nil {
-		return nil, fmt.Errorf("control: %w", err)
-	}
-	runBg("control", ctlSrv.Run)
-	runBg("control-health", l.control.Run)
+	controlURL := baseURL(l.dep.Control.Listen)
+	l.view = newControlView(controlURL, l.dep)
 
 	if err := l.startRouters(ctx); err != nil {
 		return nil, err
 	}
 	defer l.stopRouters()
 
-	fillClock, corrupt := l.fillClock(), l.corruptFiles()
+	fillClock := l.fillClock()
+	if l.plan, err = l.readPlan(ctx); err != nil {
+		return nil, err
+	}
+	corrupt := l.corruptFiles(l.plan)
 	for _, ac := range l.sc.Appliances {
-		a, err := appliance.New(appliance.Config{
-			FillClock: fillClock, FillRate: int64(l.sc.Fill.RateBytes), FillConcurrency: 4, FillInterval: 300 * time.Millisecond,
-			FillStrictWindow: true, CorruptFill: l.corruptFor(ac.ID, corrupt),
-			ID: ac.ID, Listen: ac.Address.String(), ControlURL: ctlSrv.URL(),
-			StoreDir: fmt.Sprintf("%s/%s", work, ac.ID), Capacity: int64(ac.Capacity), Keys: keys,
-			HeartbeatInterval: l.sc.HeartbeatInterval, Logger: l.opts.Logger,
-			BGP: l.bgpConfig(ac),
-			// The lab stops all at once: in-flight transfers get a second,
-			// not an operator's drain.
-			DrainTimeout: time.Second, AccessLog: slog.New(slog.DiscardHandler),
-			Token: secret.Mint(ac.ID, time.Now().Add(24*time.Hour)),
-		})
+		h := hooks()
+		h.FillClock, h.CorruptFill = fillClock, l.corruptFor(ac.ID, corrupt)
+		ah, err := l.run.appliance(ctx, ac.ID, appliancePath(l.etc, ac.ID), h)
 		if err != nil {
 			return nil, fmt.Errorf("appliance %s: %w", ac.ID, err)
 		}
-		if err := a.StartBGP(ctx); err != nil {
-			return nil, fmt.Errorf("appliance %s: %w", ac.ID, err)
-		}
-		actx, acancel := context.WithCancel(ctx)
-		l.appliances = append(l.appliances, &labAppliance{cfg: ac, a: a, cancel: acancel, ctx: actx})
+		l.appliances = append(l.appliances, &labAppliance{cfg: ac, h: ah})
 	}
-	// Every GoBGP instance has started; sessions may come up now.
+	// Every GoBGP instance of this process has started; sessions may come
+	// up now.
 	if err := l.connectRouters(ctx); err != nil {
 		return nil, err
-	}
-	for _, la := range l.appliances {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := la.a.Run(la.ctx); err != nil && la.ctx.Err() == nil {
-				l.log.Error("appliance stopped", "appliance", la.cfg.ID, "err", err)
-			}
-		}()
 	}
 
 	fillStart := time.Now()
@@ -211,7 +181,7 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	l.fillSeconds = time.Since(fillStart).Seconds()
 	if err != nil {
 		if ctx.Err() != nil {
-			return l.report(true), nil
+			return l.report(ctx, true), nil
 		}
 		return nil, err
 	}
@@ -220,21 +190,50 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	streamCtx, stopStreaming := context.WithTimeout(ctx, l.sc.Duration)
 	defer stopStreaming()
 	var clients sync.WaitGroup
-	l.startClients(streamCtx, ctx, ctlSrv.URL(), &clients)
+	l.startClients(streamCtx, ctx, controlURL, &clients)
 	l.runEvents(streamCtx)
 	l.statusLoop(streamCtx)
 	clients.Wait()
 	interrupted := ctx.Err() != nil
-	rep := l.report(interrupted)
+	rep := l.report(ctx, interrupted)
 	// Stopping the control plane compacts the measurement store, so the
 	// Parquet files are complete when Run returns.
 	cancel()
-	wg.Wait()
-	rep.Measurements = l.measurementReport()
-	if l.opts.DataDir == filepath.Join(work, "measure") && l.opts.WorkDir == "" {
-		rep.Measurements.Dir = "" // removed with the temporary work directory
+	l.run.wait()
+	rep.Measurements.Dir = l.opts.DataDir
+	if l.opts.DataDir == "" {
+		rep.Measurements.Dir = "" // removed with the work directory
+		if l.opts.WorkDir != "" {
+			rep.Measurements.Dir = filepath.Join(l.etc, measureDir)
+		}
 	}
 	return rep, nil
+}
+
+// compile turns the scenario into the daemons' configs in WORK/etc, the
+// files every daemon is then started from.
+func (l *Lab) compile() error {
+	var ep Endpoints
+	var err error
+	if ep.Control, err = freePort(netip.MustParseAddr("127.0.0.1")); err != nil {
+		return err
+	}
+	if ep.Origin, err = freePort(netip.MustParseAddr("127.0.0.1")); err != nil {
+		return err
+	}
+	if l.dep, err = Compile(l.sc, ep); err != nil {
+		return err
+	}
+	if l.opts.DataDir != "" {
+		abs, err := filepath.Abs(l.opts.DataDir)
+		if err != nil {
+			return err
+		}
+		l.dep.Control.Measure.Dir = abs
+	}
+	l.catalog = l.dep.Catalog
+	l.etc = filepath.Join(l.work, "etc")
+	return l.dep.Write(l.etc)
 }
 
 // waitFilled waits until every appliance holds its whole manifest and has
@@ -243,11 +242,16 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 func (l *Lab) waitFilled(ctx context.Context) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		pending := 0
-		for _, st := range l.control.Appliances() {
-			routed := l.bgpConfig(l.applianceConfig(st.ID)) == nil || st.Prefixes > 0
-			if st.State != "up" || st.Files < l.control.ManifestSize(st.ID) || !routed {
-				pending++
+		pending := len(l.appliances)
+		if sts, err := l.view.appliances(ctx); err == nil {
+			if sum, err := l.view.fillSummary(ctx); err == nil {
+				pending = 0
+				for _, st := range sts {
+					routed := !l.dep.speaksBGP(st.ID) || st.Prefixes > 0
+					if st.State != "up" || st.Files < sum.Manifests[st.ID].Files || !routed {
+						pending++
+					}
+				}
 			}
 		}
 		if pending == 0 {
@@ -394,9 +398,10 @@ func (l *Lab) runEvents(ctx context.Context) {
 			case "kill_appliance":
 				for _, la := range l.appliances {
 					if la.cfg.ID == e.Target && !la.killed.Swap(true) {
-						la.a.Kill()
-						l.measureExclusion(la.cfg.ID, time.Now())
-						la.cancel()
+						// Its last counters before the crash stand in for it.
+						la.h.Status(ctx)
+						la.h.Kill()
+						l.measureExclusion(ctx, la.cfg.ID, time.Now())
 					}
 				}
 			case "stop_control_plane":
@@ -429,14 +434,17 @@ func (l *Lab) statusLoop(ctx context.Context) {
 			s := l.sessions
 			l.mu.Unlock()
 			up := 0
-			for _, st := range l.control.Appliances() {
-				if st.State == "up" {
-					up++
+			if sts, err := l.view.appliances(ctx); err == nil {
+				for _, st := range sts {
+					if st.State == "up" {
+						up++
+					}
 				}
 			}
 			var served int64
 			for _, la := range l.appliances {
-				served += la.a.BytesServed()
+				st, _ := la.h.Status(ctx)
+				served += st.BytesServed
 			}
 			l.status(fmt.Sprintf("playing %d | sessions %d done, %d failed | failovers %d | appliances up %d/%d | served %.1f MB",
 				l.active.Load(), s.Completed, s.Failed, s.Failovers, up, len(l.appliances), float64(served)/1e6))

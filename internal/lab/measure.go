@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/config"
@@ -147,39 +147,17 @@ type QoEReport struct {
 	AvgBitrateKbps float64 `json:"avg_bitrate_kbps"`
 }
 
-func (l *Lab) measurementReport() MeasurementReport {
-	mr := MeasurementReport{Dir: l.opts.DataDir}
-	if l.registry == nil {
-		return mr
+// measurementReport counts what the control plane's ingest saw, from its
+// metrics.
+func measurementReport(fams []*dto.MetricFamily) MeasurementReport {
+	rejected := counter(fams, "ocdn_measure_reports_total", "", "") -
+		counter(fams, "ocdn_measure_reports_total", "outcome", measure.OutcomeAccepted) -
+		counter(fams, "ocdn_measure_reports_total", "outcome", measure.OutcomeDuplicate)
+	return MeasurementReport{
+		Pulses:          int(counter(fams, "ocdn_measure_pulses_total", "", "")),
+		ReportsAccepted: int(counter(fams, "ocdn_measure_reports_total", "outcome", measure.OutcomeAccepted)),
+		ReportsRejected: int(rejected),
 	}
-	families, err := l.registry.Gather()
-	if err != nil {
-		return mr
-	}
-	for _, f := range families {
-		for _, m := range f.GetMetric() {
-			v := int(m.GetCounter().GetValue())
-			switch f.GetName() {
-			case "ocdn_measure_pulses_total":
-				mr.Pulses += v
-			case "ocdn_measure_reports_total":
-				outcome := ""
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == "outcome" {
-						outcome = lp.GetValue()
-					}
-				}
-				switch outcome {
-				case measure.OutcomeAccepted:
-					mr.ReportsAccepted += v
-				case measure.OutcomeDuplicate:
-				default:
-					mr.ReportsRejected += v
-				}
-			}
-		}
-	}
-	return mr
 }
 
 // qoeReport: the median startup delay, rebuffering time over playing
@@ -209,5 +187,3 @@ func qoeReport(sessions []player.Session) QoEReport {
 	}
 	return r
 }
-
-var _ prometheus.Gatherer = (*prometheus.Registry)(nil)

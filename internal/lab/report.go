@@ -1,13 +1,19 @@
 package lab
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"slices"
 	"sort"
 	"text/tabwriter"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/ocdn/ocdn/internal/api"
 )
 
 // Report is the lab's result. Its JSON field names are a public interface:
@@ -85,22 +91,53 @@ type EventRecord struct {
 	ConvergedSeconds float64 `json:"converged_seconds,omitempty"`
 }
 
-func (l *Lab) report(interrupted bool) *Report {
-	r := &Report{Interrupted: interrupted, Origin: OriginReport{BytesServed: l.origin.BytesServed()}}
+// report gathers the run's figures as an operator could: each
+// appliance's /v1/status, the control plane's API and /metrics, the
+// origin's /metrics.
+func (l *Lab) report(ctx context.Context, interrupted bool) *Report {
+	ctx = context.WithoutCancel(ctx) // an interrupted run still reports
+	r := &Report{Interrupted: interrupted}
 	if !l.start.IsZero() {
 		r.DurationSeconds = time.Since(l.start).Seconds()
 	}
+	hc := &http.Client{Timeout: 5 * time.Second}
+	if fams, err := scrape(ctx, hc, l.originURL); err == nil {
+		r.Origin.BytesServed = int64(counter(fams, "ocdn_origin_response_bytes_total", "", ""))
+	}
+	var fams []*dto.MetricFamily
+	if g := l.control.Registry(); g != nil {
+		fams, _ = g.Gather()
+	} else {
+		fams, _ = scrape(ctx, hc, l.view.url)
+	}
+	r.Measurements = measurementReport(fams)
+	statuses := map[string]api.ApplianceRuntime{}
+	var list []api.ApplianceRuntime
+	for _, la := range l.appliances {
+		st, _ := la.h.Status(ctx) // a killed appliance's last status
+		if la.killed.Load() {
+			// Its sessions died with it, whatever it said last.
+			st.BGP = append([]api.BGPSession(nil), st.BGP...)
+			for i := range st.BGP {
+				st.BGP[i].State, st.BGP[i].PrefixesReceived, st.BGP[i].PrefixesAccepted = "down", 0, 0
+			}
+		}
+		statuses[la.cfg.ID] = st
+		list = append(list, st)
+	}
+	states := map[string]string{}
+	sts, _ := l.view.appliances(ctx)
+	for _, st := range sts {
+		states[st.ID] = st.State
+	}
+	sum, _ := l.view.fillSummary(ctx)
 	l.mu.Lock()
 	r.Sessions = l.sessions
-	r.BGP = l.bgpReport()
-	r.Health = l.healthReport()
+	r.BGP = bgpReport(list)
+	r.Health = l.healthReport(statuses)
 	r.QoE = qoeReport(l.qoe)
 	r.Events = append([]EventRecord{}, l.events...)
 	l.mu.Unlock()
-	states := map[string]string{}
-	for _, st := range l.control.Appliances() {
-		states[st.ID] = st.State
-	}
 	sites := map[string]*SiteReport{}
 	for _, s := range l.sc.Sites {
 		sr := &SiteReport{ID: s.ID, Kind: string(s.Kind)}
@@ -111,7 +148,8 @@ func (l *Lab) report(interrupted bool) *Report {
 		if la.killed.Load() {
 			state = "killed"
 		}
-		ar := ApplianceReport{ID: la.cfg.ID, Site: la.cfg.Site, State: state, BytesServed: la.a.BytesServed(), Requests: la.a.Requests(), FilledBytes: la.a.Fill().Bytes}
+		st := statuses[la.cfg.ID]
+		ar := ApplianceReport{ID: la.cfg.ID, Site: la.cfg.Site, State: state, BytesServed: st.BytesServed, Requests: st.Requests, FilledBytes: st.Fill.Bytes}
 		r.Appliances = append(r.Appliances, ar)
 		sites[la.cfg.Site].BytesServed += ar.BytesServed
 		sites[la.cfg.Site].Requests += ar.Requests
@@ -120,7 +158,7 @@ func (l *Lab) report(interrupted bool) *Report {
 		r.Sites = append(r.Sites, *sites[s.ID])
 	}
 	sort.Slice(r.Events, func(i, j int) bool { return r.Events[i].AtSeconds < r.Events[j].AtSeconds })
-	l.fillReport(r)
+	l.fillReport(r, statuses, sum, r.Origin.BytesServed)
 	return r
 }
 

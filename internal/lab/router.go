@@ -6,8 +6,9 @@ import (
 	"log/slog"
 	"net/netip"
 
-	"github.com/osrg/gobgp/v4/api"
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	gobgpconfig "github.com/osrg/gobgp/v4/pkg/config"
+	"github.com/osrg/gobgp/v4/pkg/config/oc"
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v4/pkg/server"
 )
@@ -29,54 +30,48 @@ type announcement struct {
 }
 
 // router is an ISP's (or an IXP route server's) BGP router in the lab: a
-// GoBGP instance that waits for its appliances to connect and announces
+// GoBGP instance configured from the gobgpd config file the lab wrote
+// (routers/NAME.toml), which connects out to its appliances and announces
 // prefixes to them.
 type router struct {
 	srv  *server.BgpServer
 	done chan struct{}
-	addr netip.Addr
-	// peers, peerASN and routes are what connect will set up.
-	peers   []netip.Addr
-	peerASN uint32
-	routes  []announcement
+	// started is the config GoBGP runs (the file's, without neighbors);
+	// full is the file's; connect applies the difference.
+	started, full *oc.BgpConfigSet
+	routes        []announcement
 }
 
-// startRouter starts a router's GoBGP instance without sessions; connect
-// adds them. The two steps are apart because every GoBGP instance of the
-// process must be started before any has a session (see bgp.Speaker.Start).
-func startRouter(ctx context.Context, asn uint32, addr netip.Addr, log *slog.Logger) (*router, error) {
+// startRouter starts a router's GoBGP instance from its config file,
+// without sessions; connect adds them. The two steps are apart because
+// every GoBGP instance of the process must be started before any has a
+// session (see bgp.Speaker.Start).
+func startRouter(ctx context.Context, file string, routes []announcement, log *slog.Logger) (*router, error) {
+	full, err := gobgpconfig.ReadConfigFile(file, "toml")
+	if err != nil {
+		return nil, fmt.Errorf("router config %s: %w", file, err)
+	}
 	lvl := new(slog.LevelVar)
 	lvl.Set(slog.LevelError)
-	r := &router{srv: server.NewBgpServer(server.LoggerOption(log.With("router", addr.String()), lvl)), done: make(chan struct{}), addr: addr}
+	r := &router{srv: server.NewBgpServer(server.LoggerOption(log.With("router", full.Global.Config.RouterId), lvl)),
+		done: make(chan struct{}), full: full, routes: routes}
 	go func() { defer close(r.done); r.srv.Serve() }()
-	// The router listens nowhere and connects out to its appliances, whose
-	// addresses are unique to the scenario: two labs on one machine then
-	// never compete for a router's port.
-	if err := r.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
-		Asn: asn, RouterId: addr.String(), ListenPort: -1,
-	}}); err != nil {
+	bare := *full
+	bare.Neighbors = nil
+	if r.started, err = gobgpconfig.InitialConfig(ctx, r.srv, &bare, false); err != nil {
 		r.stop()
-		return nil, fmt.Errorf("router %s: %w", addr, err)
+		return nil, fmt.Errorf("router %s: %w", file, err)
 	}
 	return r, nil
 }
 
-// connect opens sessions to the peers (the appliances wait for the
-// router) and announces routes to them.
-func (r *router) connect(ctx context.Context, peers []netip.Addr, peerASN uint32, routes []announcement) error {
-	addr := r.addr
-	for _, p := range peers {
-		if err := r.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
-			Conf:      &api.PeerConf{NeighborAddress: p.String(), PeerAsn: peerASN},
-			Transport: &api.Transport{LocalAddress: addr.String(), RemotePort: bgpPort},
-			Timers:    &api.Timers{Config: &api.TimersConfig{ConnectRetry: 1}},
-			AfiSafis: []*api.AfiSafi{{Config: &api.AfiSafiConfig{
-				Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}, Enabled: true}}},
-		}}); err != nil {
-			return fmt.Errorf("router %s: peer %s: %w", addr, p, err)
-		}
+// connect opens the sessions of the config file (the appliances wait
+// for the router) and announces the routes.
+func (r *router) connect(ctx context.Context) error {
+	if _, err := gobgpconfig.UpdateConfig(ctx, r.srv, r.started, r.full); err != nil {
+		return fmt.Errorf("router %s: %w", r.full.Global.Config.RouterId, err)
 	}
-	return r.announce(routes)
+	return r.announce(r.routes)
 }
 
 func (r *router) paths(routes []announcement) ([]*apiutil.Path, error) {

@@ -62,19 +62,24 @@ type Recipe struct {
 	// ReportURL is where to upload the report; empty means the control
 	// plane's /v1/reports.
 	ReportURL string `json:"report_url,omitempty"`
+	// Interval is how long the control plane asks a client to wait
+	// before its next recipe (0: the client decides). JSON carries it in
+	// milliseconds.
+	Interval time.Duration `json:"-"`
 }
 
 type recipeJSON struct {
 	recipeAlias
 	PulseDelayMs   int64 `json:"pulse_delay_ms"`
 	PulseTimeoutMs int64 `json:"pulse_timeout_ms"`
+	IntervalMs     int64 `json:"interval_ms,omitempty"`
 }
 
 type recipeAlias Recipe
 
 // MarshalJSON writes the durations in milliseconds.
 func (r Recipe) MarshalJSON() ([]byte, error) {
-	return json.Marshal(recipeJSON{recipeAlias(r), r.PulseDelay.Milliseconds(), r.PulseTimeout.Milliseconds()})
+	return json.Marshal(recipeJSON{recipeAlias(r), r.PulseDelay.Milliseconds(), r.PulseTimeout.Milliseconds(), r.Interval.Milliseconds()})
 }
 
 // UnmarshalJSON reads the durations in milliseconds.
@@ -86,6 +91,7 @@ func (r *Recipe) UnmarshalJSON(b []byte) error {
 	*r = Recipe(j.recipeAlias)
 	r.PulseDelay = time.Duration(j.PulseDelayMs) * time.Millisecond
 	r.PulseTimeout = time.Duration(j.PulseTimeoutMs) * time.Millisecond
+	r.Interval = time.Duration(j.IntervalMs) * time.Millisecond
 	return nil
 }
 
@@ -111,8 +117,8 @@ func (r *Recipe) Validate() error {
 		return errors.New("recipe: id: missing")
 	case r.Pulses < 1 || r.Pulses > 100:
 		return fmt.Errorf("recipe: pulses: %d, want 1 to 100", r.Pulses)
-	case r.PulseDelay < 0 || r.PulseTimeout < 0:
-		return errors.New("recipe: pulse_delay_ms and pulse_timeout_ms must not be negative")
+	case r.PulseDelay < 0 || r.PulseTimeout < 0 || r.Interval < 0:
+		return errors.New("recipe: pulse_delay_ms, pulse_timeout_ms and interval_ms must not be negative")
 	case len(r.Targets) == 0:
 		return errors.New("recipe: targets: empty")
 	}
@@ -152,8 +158,9 @@ type RecipeConfig struct {
 	Types []string
 	// RangeBytes is given to targets that name none.
 	RangeBytes int64
-	// ReportURL is copied into every recipe.
+	// ReportURL and Interval are copied into every recipe.
 	ReportURL string
+	Interval  time.Duration
 	// Version is reported as context["recipe_version"].
 	Version string
 	// Context, when set, adds per-client context (such as an experiment
@@ -218,8 +225,8 @@ func RecipeHandler(choose func(client netip.Addr) ([]Target, error), cfg RecipeC
 		}
 		rec := Recipe{
 			ID: NewID(), Pulses: cfg.Pulses, PulseDelay: cfg.PulseDelay, PulseTimeout: cfg.PulseTimeout,
-			ReportURL: cfg.ReportURL,
-			Context:   map[string]string{"recipe_version": cfg.Version, "targets": fmt.Sprint(len(targets))},
+			ReportURL: cfg.ReportURL, Interval: cfg.Interval,
+			Context: map[string]string{"recipe_version": cfg.Version, "targets": fmt.Sprint(len(targets))},
 		}
 		if cfg.Context != nil {
 			for k, v := range cfg.Context(ap.Addr().Unmap()) {

@@ -1,0 +1,312 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// ApplianceDaemon is an appliance's config file (`ocdn appliance --config`).
+type ApplianceDaemon struct {
+	// ID is the appliance's id in the control plane's inventory.
+	ID string `yaml:"id,omitempty"`
+	// Listen is where content is served: one address or a list (an IPv4
+	// and an IPv6 address).
+	Listen AddrList `yaml:"listen,omitempty"`
+	// ControlURLs are the control plane's replicas, tried in order with
+	// failover.
+	ControlURLs []string `yaml:"control_urls,omitempty"`
+	// Standalone serves the store as it is, without a control plane: no
+	// fill, no heartbeats, no BGP reports (benchmarks, a cold spare).
+	Standalone bool `yaml:"standalone,omitempty"`
+	// ControlCAFile is a PEM bundle that verifies an https control plane
+	// (default: the system's roots).
+	ControlCAFile string `yaml:"control_ca_file,omitempty"`
+	// TokenFile holds the appliance's control-plane credential (ocdn
+	// control --mint-token ID).
+	TokenFile string `yaml:"token_file,omitempty"`
+	// KeyFile is the URL-signing key set the appliance starts with; the
+	// control plane's current set replaces it at the first heartbeat.
+	KeyFile  string   `yaml:"key_file,omitempty"`
+	Store    string   `yaml:"store,omitempty"`
+	Capacity ByteSize `yaml:"capacity,omitempty"`
+	// ThroughputMbps is what the appliance can serve; heartbeats report
+	// load against it (0: CPU alone).
+	ThroughputMbps    float64       `yaml:"throughput_mbps,omitempty"`
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval,omitempty"`
+	// StaleLimit bounds serving without the control plane (default 24h).
+	StaleLimit time.Duration `yaml:"stale_limit,omitempty"`
+	// MaxQueuedReports bounds the heartbeat records kept while the
+	// control plane is unreachable (default a day at 5 s).
+	MaxQueuedReports int `yaml:"max_queued_reports,omitempty"`
+	// ScrubRate is how fast the scrubber re-hashes stored objects, e.g.
+	// "20MB" per second; 0 turns it off.
+	ScrubRate ByteSize `yaml:"scrub_rate,omitempty"`
+	// DrainGrace: after SIGTERM, keep accepting connections this long
+	// while reporting draining (default 10s); DrainTimeout: then let
+	// in-flight transfers run this long (default 5m).
+	DrainGrace   time.Duration `yaml:"drain_grace,omitempty"`
+	DrainTimeout time.Duration `yaml:"drain_timeout,omitempty"`
+	// AccessLog is a file (buffered, flushed every second), "off", or
+	// empty for the daemon's log.
+	AccessLog string `yaml:"access_log,omitempty"`
+	// TLS serves HTTPS (HTTP/2 and HTTP/1.1); reloaded on SIGHUP.
+	TLS  *TLSFiles     `yaml:"tls,omitempty"`
+	Fill ApplianceFill `yaml:"fill,omitempty"`
+	// BGP learns the client prefixes the appliance may serve from the
+	// ISP's routers.
+	BGP *BGP `yaml:"bgp,omitempty"`
+}
+
+// ApplianceFill tunes the appliance's fill agent. The window itself comes
+// from the control plane (its site's time zone and the fill window).
+type ApplianceFill struct {
+	// Concurrency is how many files download at once (default 2).
+	Concurrency int `yaml:"concurrency,omitempty"`
+	// Rate caps fill downloads in bytes per second over all transfers,
+	// e.g. 150MB (1.2 Gbit/s); 0 means no cap.
+	Rate ByteSize `yaml:"rate,omitempty"`
+	// StallTimeout gives up a source that sends nothing for this long and
+	// escalates to the next (default 30s).
+	StallTimeout time.Duration `yaml:"stall_timeout,omitempty"`
+	// Interval is the time between fill passes (default 10s).
+	Interval time.Duration `yaml:"interval,omitempty"`
+	// OutOfCycleBudget is how many bytes of urgent files may be filled
+	// outside the window per cycle (default 1GiB).
+	OutOfCycleBudget ByteSize `yaml:"out_of_cycle_budget,omitempty"`
+	// StrictWindow keeps even the first fill of an empty appliance
+	// inside the window (default: an appliance that never held its
+	// manifest fills at once).
+	StrictWindow bool `yaml:"strict_window,omitempty"`
+}
+
+// BGP is the appliance's embedded BGP speaker: one session per ISP router
+// and address family.
+type BGP struct {
+	LocalASN uint32 `yaml:"local_asn,omitempty"`
+	// RouterID is an IPv4 address (default local_address when it is one).
+	RouterID Addr `yaml:"router_id,omitempty"`
+	// LocalAddress is the appliance's BGP address: sessions are sourced
+	// from it and it listens there on ListenPort.
+	LocalAddress Addr `yaml:"local_address,omitempty"`
+	// ListenPort is where routers may connect (default 179).
+	ListenPort uint16 `yaml:"listen_port,omitempty"`
+	// AllowPrefixes exempts ranges from the import policy's bogon check
+	// (labs and tests announce documentation or loopback prefixes).
+	AllowPrefixes []Prefix `yaml:"allow_prefixes,omitempty"`
+	// RouteHold keeps a lost session's routes this long, riding out
+	// flaps (default 3 heartbeat intervals).
+	RouteHold time.Duration `yaml:"route_hold,omitempty"`
+	Neighbors []Neighbor    `yaml:"neighbors,omitempty"`
+}
+
+// Neighbor is one BGP session with an ISP router.
+type Neighbor struct {
+	Address Addr `yaml:"address,omitempty"`
+	// Port is the router's BGP port (default 179).
+	Port    uint16 `yaml:"port,omitempty"`
+	PeerASN uint32 `yaml:"peer_asn,omitempty"`
+	// Family is ipv4 or ipv6 (default: the neighbor address's family).
+	Family string `yaml:"family,omitempty"`
+	// MD5PasswordFile holds the TCP-MD5 (RFC 2385) password.
+	MD5PasswordFile string `yaml:"md5_password_file,omitempty"`
+	// Passive waits for the router to connect.
+	Passive bool `yaml:"passive,omitempty"`
+	// HoldTime is proposed in OPEN (default 90s; 0s or at least 3s).
+	HoldTime time.Duration `yaml:"hold_time,omitempty"`
+	// MaxPrefixes shuts the session down when the router sends more
+	// accepted prefixes (default 1,000,000).
+	MaxPrefixes int `yaml:"max_prefixes,omitempty"`
+}
+
+// NeighborFamily is the family a neighbor session carries.
+func (n Neighbor) NeighborFamily() string {
+	if n.Family != "" {
+		return n.Family
+	}
+	if n.Address.Is6() {
+		return "ipv6"
+	}
+	return "ipv4"
+}
+
+// Validate implements Validator.
+func (c *ApplianceDaemon) Validate() error {
+	if (c.ID == "" && !c.Standalone) || strings.ContainsAny(c.ID, "/ ") {
+		return Errf("id", "%q must be the appliance's id in the control plane's inventory (no '/' or space)", c.ID)
+	}
+	if err := c.Listen.validate("listen", false); err != nil {
+		return err
+	}
+	switch {
+	case c.Standalone && (len(c.ControlURLs) > 0 || c.BGP != nil):
+		return Errf("standalone", "a standalone appliance has no control_urls and no bgp section")
+	case !c.Standalone && len(c.ControlURLs) == 0:
+		return Errf("control_urls", "must list the control plane's URLs, such as [http://10.0.0.10:8080]")
+	}
+	for i, u := range c.ControlURLs {
+		if err := httpURL(fmt.Sprintf("control_urls[%d]", i), u); err != nil {
+			return err
+		}
+	}
+	if c.Store == "" {
+		return Errf("store", "must name the store directory")
+	}
+	if c.KeyFile == "" {
+		return Errf("key_file", "must name the URL-signing key file")
+	}
+	if c.Capacity < 0 {
+		return Errf("capacity", "must not be negative")
+	}
+	if c.ThroughputMbps < 0 || c.ThroughputMbps > 1e7 {
+		return Errf("throughput_mbps", "%g is not between 0 and 10,000,000", c.ThroughputMbps)
+	}
+	if c.ScrubRate < 0 || c.Fill.Rate < 0 || c.Fill.OutOfCycleBudget < 0 {
+		return Errf("scrub_rate/fill.rate/fill.out_of_cycle_budget", "must not be negative")
+	}
+	if c.MaxQueuedReports < 0 {
+		return Errf("max_queued_reports", "must not be negative")
+	}
+	if c.Fill.Concurrency < 0 || c.Fill.Concurrency > 256 {
+		return Errf("fill.concurrency", "%d is not between 1 and 256", c.Fill.Concurrency)
+	}
+	for _, d := range []struct {
+		field  string
+		v      time.Duration
+		lo, hi time.Duration
+	}{
+		{"heartbeat_interval", c.HeartbeatInterval, MinHeartbeatInterval, time.Hour},
+		{"stale_limit", c.StaleLimit, time.Second, 30 * 24 * time.Hour},
+		{"drain_grace", c.DrainGrace, time.Millisecond, time.Hour},
+		{"drain_timeout", c.DrainTimeout, time.Millisecond, 24 * time.Hour},
+		{"fill.stall_timeout", c.Fill.StallTimeout, 100 * time.Millisecond, time.Hour},
+		{"fill.interval", c.Fill.Interval, 10 * time.Millisecond, time.Hour},
+	} {
+		if err := durationAtLeast(d.field, d.v, d.lo, d.hi); err != nil {
+			return err
+		}
+	}
+	if err := c.TLS.validate("tls"); err != nil {
+		return err
+	}
+	return c.BGP.validate()
+}
+
+func (b *BGP) validate() error {
+	if b == nil {
+		return nil
+	}
+	switch b.LocalASN {
+	case 0:
+		return Errf("bgp.local_asn", "must be set (the CDN's AS number)")
+	case 23456:
+		return Errf("bgp.local_asn", "23456 is AS_TRANS (RFC 6793), not a real ASN")
+	}
+	if !b.LocalAddress.IsValid() {
+		return Errf("bgp.local_address", "%q is not an IP address", b.LocalAddress.Raw)
+	}
+	if b.RouterID.Raw != "" && (!b.RouterID.Is4() || b.RouterID.IsUnspecified()) {
+		return Errf("bgp.router_id", "%q is not an IPv4 address other than 0.0.0.0", b.RouterID.Raw)
+	}
+	if b.RouterID.Raw == "" && !b.LocalAddress.Is4() {
+		return Errf("bgp.router_id", "must be set to an IPv4 address when local_address is IPv6")
+	}
+	if err := durationAtLeast("bgp.route_hold", b.RouteHold, time.Millisecond, 24*time.Hour); err != nil {
+		return err
+	}
+	for i, p := range b.AllowPrefixes {
+		f := fmt.Sprintf("bgp.allow_prefixes[%d]", i)
+		if !p.IsValid() {
+			return Errf(f, "%q is not a prefix such as 198.51.100.0/24", p.Raw)
+		}
+		if p.Prefix != p.Masked() {
+			return Errf(f, "%s has host bits set; did you mean %s?", p.Prefix, p.Masked())
+		}
+	}
+	if len(b.Neighbors) == 0 {
+		return Errf("bgp.neighbors", "at least one neighbor (the ISP's router) is needed")
+	}
+	seen := map[netip.Addr]int{}
+	for i, n := range b.Neighbors {
+		f := fmt.Sprintf("bgp.neighbors[%d]", i)
+		switch {
+		case !n.Address.IsValid():
+			return Errf(f+".address", "%q is not an IP address", n.Address.Raw)
+		case n.Address.IsUnspecified() || n.Address.IsMulticast():
+			return Errf(f+".address", "%s is not a unicast address", n.Address.Addr)
+		case n.Address.Zone() != "":
+			return Errf(f+".address", "zoned (link-local) addresses are not supported")
+		}
+		if j, dup := seen[n.Address.Addr]; dup {
+			return Errf(f+".address", "%s is also bgp.neighbors[%d]", n.Address.Addr, j)
+		}
+		seen[n.Address.Addr] = i
+		switch n.PeerASN {
+		case 0:
+			return Errf(f+".peer_asn", "must be set (the router's AS number)")
+		case 23456:
+			return Errf(f+".peer_asn", "23456 is AS_TRANS (RFC 6793), not a real ASN")
+		}
+		switch n.Family {
+		case "", "ipv4", "ipv6":
+		default:
+			return Errf(f+".family", "%q is not ipv4 or ipv6", n.Family)
+		}
+		if n.MaxPrefixes < 0 {
+			return Errf(f+".max_prefixes", "must not be negative")
+		}
+		if n.HoldTime < 0 || (n.HoldTime > 0 && n.HoldTime < 3*time.Second) || n.HoldTime > 65535*time.Second || n.HoldTime%time.Second != 0 {
+			return Errf(f+".hold_time", "%s is not whole seconds from 3s to 65535s (RFC 4271)", n.HoldTime)
+		}
+	}
+	return nil
+}
+
+func (c *ApplianceDaemon) resolvePaths(dir string) {
+	for _, p := range []*string{&c.ControlCAFile, &c.TokenFile, &c.KeyFile, &c.Store} {
+		resolve(dir, p)
+	}
+	if c.AccessLog != "off" {
+		resolve(dir, &c.AccessLog)
+	}
+	if c.TLS != nil {
+		resolve(dir, &c.TLS.CertFile)
+		resolve(dir, &c.TLS.KeyFile)
+	}
+	if c.BGP != nil {
+		for i := range c.BGP.Neighbors {
+			resolve(dir, &c.BGP.Neighbors[i].MD5PasswordFile)
+		}
+	}
+}
+
+// Origin is the origin's config file (`ocdn origin --config`).
+type Origin struct {
+	Listen  AddrList `yaml:"listen,omitempty"`
+	Catalog string   `yaml:"catalog,omitempty"`
+	// Dir holds the catalog's files as DIR/title/file; a synthetic
+	// catalog needs none.
+	Dir string    `yaml:"dir,omitempty"`
+	TLS *TLSFiles `yaml:"tls,omitempty"`
+}
+
+// Validate implements Validator.
+func (c *Origin) Validate() error {
+	if err := c.Listen.validate("listen", false); err != nil {
+		return err
+	}
+	if c.Catalog == "" {
+		return Errf("catalog", "must name a catalog file")
+	}
+	return c.TLS.validate("tls")
+}
+
+func (c *Origin) resolvePaths(dir string) {
+	resolve(dir, &c.Catalog)
+	resolve(dir, &c.Dir)
+	if c.TLS != nil {
+		resolve(dir, &c.TLS.CertFile)
+		resolve(dir, &c.TLS.KeyFile)
+	}
+}

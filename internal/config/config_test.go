@@ -1,0 +1,171 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const goodControl = `listen: [127.0.0.1:8080, "[::1]:8080"]
+catalog: catalog.json
+origin_url: http://127.0.0.1:8081
+key_file: keys.json
+measure: {dir: m, recipe: {targets: 3, pulses: 2, pulse_size: 256KiB, interval: 10m}}
+steering: {measured: true, experiment: true, min_samples: 30, refresh: 2s}
+placement: {replan_interval: 1h, hysteresis: 0.1}
+fill: {window_start: "02:00", window_length: 12h}
+isps: [{name: isp, asn: 64500, prefixes: [198.51.100.0/24]}]
+sites: [{id: s, kind: embedded, isp: isp, time_zone: Europe/Amsterdam}]
+appliances: [{id: a1, site: s, address: 10.0.0.1:80, capacity: 1GiB}]
+`
+
+const goodAppliance = `id: a1
+listen: [10.0.0.1:80, "[2001:db8::1]:80"]
+control_urls: [http://10.0.0.10:8080, http://10.0.0.11:8080]
+token_file: a1.token
+key_file: keys.json
+store: store
+capacity: 2TiB
+fill: {concurrency: 4, rate: 150MB, stall_timeout: 30s}
+tls: {cert_file: a1.pem, key_file: a1.key}
+bgp:
+  local_asn: 2906
+  local_address: 10.0.0.1
+  neighbors:
+    - {address: 10.0.0.254, peer_asn: 64500, hold_time: 9s, max_prefixes: 1000, md5_password_file: md5}
+    - {address: "2001:db8::fe", peer_asn: 64500}
+`
+
+func write(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestGoodConfigsLoadWithPathsBesideThem(t *testing.T) {
+	p := write(t, "control.yaml", goodControl)
+	var c Control
+	if err := Load(p, &c); err != nil {
+		t.Fatalf("Load(control) = %v", err)
+	}
+	dir := filepath.Dir(p)
+	if c.Catalog != filepath.Join(dir, "catalog.json") || c.Measure.Dir != filepath.Join(dir, "m") || c.Store != filepath.Join(dir, "control.db") {
+		t.Errorf("paths not resolved beside the config: catalog %q, measure.dir %q, store %q", c.Catalog, c.Measure.Dir, c.Store)
+	}
+	if len(c.Listen) != 2 || !c.Listen[1].Addr().Is6() {
+		t.Errorf("listen = %v, want an IPv4 and an IPv6 address", c.Listen)
+	}
+	if s, e := c.Fill.Hours(); s != 2 || e != 14 {
+		t.Errorf("fill hours = %d-%d, want 2-14", s, e)
+	}
+	p = write(t, "appliance.yaml", goodAppliance)
+	var a ApplianceDaemon
+	if err := Load(p, &a); err != nil {
+		t.Fatalf("Load(appliance) = %v", err)
+	}
+	if a.BGP.Neighbors[1].NeighborFamily() != "ipv6" || a.BGP.Neighbors[0].NeighborFamily() != "ipv4" {
+		t.Errorf("neighbor families = %s, %s; want ipv4, ipv6 from the addresses", a.BGP.Neighbors[0].NeighborFamily(), a.BGP.Neighbors[1].NeighborFamily())
+	}
+	if a.Fill.Rate != 150e6 || a.Capacity != 2<<40 {
+		t.Errorf("fill.rate = %d, capacity = %d", a.Fill.Rate, a.Capacity)
+	}
+	// A single listen address is a list of one.
+	p = write(t, "origin.yaml", "listen: 127.0.0.1:8081\ncatalog: c.json\n")
+	var o Origin
+	if err := Load(p, &o); err != nil || len(o.Listen) != 1 {
+		t.Fatalf("Load(origin) = %v, listen %v", err, o.Listen)
+	}
+}
+
+// TestBadConfigsNameFileAndField: every refusal names the file and the
+// field, and says what is wrong.
+func TestBadConfigsNameFileAndField(t *testing.T) {
+	for _, tc := range []struct {
+		name, base, from, to string
+		want                 []string // substrings of the error
+	}{
+		{"unknown field", goodControl, "replicas_typo", "", nil},
+		{"mistyped field", goodAppliance, "capacity: 2TiB", "capacty: 2TiB", []string{"capacty", "not found"}},
+		{"neighbor not an address", goodAppliance, "address: 10.0.0.254", "address: router.isp", []string{"bgp.neighbors[0].address", "router.isp"}},
+		{"neighbor without peer asn", goodAppliance, "peer_asn: 64500, hold_time", "hold_time", []string{"bgp.neighbors[0].peer_asn", "must be set"}},
+		{"hold time", goodAppliance, "hold_time: 9s", "hold_time: 2s", []string{"bgp.neighbors[0].hold_time"}},
+		{"window without time zone", goodControl, ", time_zone: Europe/Amsterdam", "", []string{"sites[0].time_zone", "02:00 to 14:00"}},
+		{"window not on the hour", goodControl, `"02:00"`, `"02:30"`, []string{"fill.window_start"}},
+		{"negative interval", goodControl, "refresh: 2s", "refresh: -2s", []string{"steering.refresh", "negative"}},
+		{"heartbeat too short", goodAppliance, "capacity: 2TiB", "capacity: 2TiB\nheartbeat_interval: 1ns", []string{"heartbeat_interval", "minimum"}},
+		{"stale limit negative", goodAppliance, "capacity: 2TiB", "capacity: 2TiB\nstale_limit: -1h", []string{"stale_limit", "negative"}},
+		{"no control urls", goodAppliance, "control_urls: [http://10.0.0.10:8080, http://10.0.0.11:8080]", "", []string{"control_urls"}},
+		{"bad control url", goodAppliance, "http://10.0.0.11:8080", "10.0.0.11:8080", []string{"control_urls[1]"}},
+		{"listen twice", goodAppliance, `"[2001:db8::1]:80"`, "10.0.0.1:80", []string{"listen[1]", "twice"}},
+		{"tls without key", goodAppliance, ", key_file: a1.key", "", []string{"tls.key_file"}},
+		{"steering without measure", goodControl, "measure: {dir: m, recipe: {targets: 3, pulses: 2, pulse_size: 256KiB, interval: 10m}}\n", "", []string{"steering", "measure.dir"}},
+		{"recipe type", goodControl, "pulses: 2,", "pulses: 2, types: [ping],", []string{"measure.recipe.types[0]", "ping"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := tc.base
+			if tc.from == "replicas_typo" {
+				text += "replicas_typo: 3\n"
+				tc.want = []string{"replicas_typo", "not found"}
+			} else {
+				if !strings.Contains(text, tc.from) {
+					t.Fatalf("test case: %q not in the base config", tc.from)
+				}
+				text = strings.Replace(text, tc.from, tc.to, 1)
+			}
+			p := write(t, "bad.yaml", text)
+			var err error
+			if strings.HasPrefix(tc.base, "id:") {
+				err = Load(p, &ApplianceDaemon{})
+			} else {
+				err = Load(p, &Control{})
+			}
+			if err == nil {
+				t.Fatalf("Load = nil, want an error naming %v", tc.want)
+			}
+			for _, w := range append([]string{p}, tc.want...) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Load = %q, want it to mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestByteSizeRoundTrip(t *testing.T) {
+	for _, in := range []string{"256KiB", "2GiB", "100MB", "1234"} {
+		b, err := ParseByteSize(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := b.MarshalText()
+		if string(out) != in {
+			t.Errorf("MarshalText(ParseByteSize(%q)) = %q", in, out)
+		}
+	}
+}
+
+func FuzzControlConfig(f *testing.F) {
+	f.Add([]byte(goodControl))
+	f.Add([]byte(goodAppliance))
+	f.Add([]byte("listen: [\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		// Any input is refused or accepted without a panic; an accepted
+		// config passes its own validation again.
+		var c Control
+		if Decode("fuzz", data, &c) == nil {
+			if err := c.Validate(); err != nil {
+				t.Fatalf("accepted config fails Validate: %v", err)
+			}
+		}
+		var a ApplianceDaemon
+		if Decode("fuzz", data, &a) == nil {
+			if err := a.Validate(); err != nil {
+				t.Fatalf("accepted config fails Validate: %v", err)
+			}
+		}
+	})
+}

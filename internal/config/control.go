@@ -1,0 +1,343 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Control is the control plane's config file (`ocdn control --config`).
+// Every replica of a replicated control plane loads the same file (only
+// listen may differ) and shares state through a postgres:// store.
+type Control struct {
+	// Listen is where the API is served: one address or a list.
+	Listen AddrList `yaml:"listen,omitempty"`
+	// TLS serves the API over HTTPS (reloaded on SIGHUP).
+	TLS       *TLSFiles `yaml:"tls,omitempty"`
+	Catalog   string    `yaml:"catalog,omitempty"`
+	OriginURL string    `yaml:"origin_url,omitempty"`
+	KeyFile   string    `yaml:"key_file,omitempty"`
+	// AdminTokenFile holds the operator credential (client=, explain=1,
+	// drain, key rotation, route lookups).
+	AdminTokenFile string `yaml:"admin_token_file,omitempty"`
+	// ApplianceSecretFile holds the secret appliance tokens are minted
+	// from (ocdn control --mint-token ID); without it appliances are not
+	// authenticated.
+	ApplianceSecretFile string        `yaml:"appliance_secret_file,omitempty"`
+	HeartbeatInterval   time.Duration `yaml:"heartbeat_interval,omitempty"`
+	// Replicas is how many appliances of a site hold each file.
+	Replicas int           `yaml:"replicas,omitempty"`
+	TokenTTL time.Duration `yaml:"token_ttl,omitempty"`
+	// ActivePoll probes every appliance's /healthz each half interval.
+	ActivePoll bool `yaml:"active_poll,omitempty"`
+	// RouteFiles load global tables (MRT or prefix lists) as the routes of
+	// a site's appliances, for IXP and fallback sites without BGP.
+	RouteFiles []RouteFile `yaml:"route_files,omitempty"`
+	// Store is where control-plane state persists: a SQLite file path
+	// (default control.db beside the config file) or postgres://… shared
+	// by several replicas, which read it every SyncInterval.
+	Store        string        `yaml:"store,omitempty"`
+	SyncInterval time.Duration `yaml:"sync_interval,omitempty"`
+	// Measure turns on measurement ingest and probe recipes.
+	Measure *Measure `yaml:"measure,omitempty"`
+	// Steering tunes measurement-aware steering (needs Measure).
+	Steering Steering `yaml:"steering,omitempty"`
+	// TurnUp holds a new or returning appliance back until it passes its
+	// checks (on unless enabled: false).
+	TurnUp TurnUp `yaml:"turn_up,omitempty"`
+	// Placement tunes how popularity becomes manifests.
+	Placement Placement `yaml:"placement,omitempty"`
+	// PopularityFeed is a JSON file of expected demand for files that
+	// have no history yet (new releases), see docs/formats.md.
+	PopularityFeed string `yaml:"popularity_feed,omitempty"`
+	// Fill is the nightly fill window, in each site's local time.
+	Fill      ControlFill `yaml:"fill,omitempty"`
+	Inventory `yaml:",inline"`
+}
+
+// RouteFile is a global table for one site.
+type RouteFile struct {
+	Site string `yaml:"site,omitempty"`
+	File string `yaml:"file,omitempty"`
+}
+
+// Measure is the control plane's measurement store and the recipes it
+// hands to clients.
+type Measure struct {
+	// Dir holds the write-ahead log and the Parquet files.
+	Dir    string `yaml:"dir,omitempty"`
+	Recipe Recipe `yaml:"recipe,omitempty"`
+}
+
+// Recipe shapes the Probnik-style recipes clients fetch from /v1/recipe.
+type Recipe struct {
+	// Targets is how many steered appliances a recipe probes (default 3);
+	// the best appliance of every other site holding the probe file is
+	// added for comparison.
+	Targets int `yaml:"targets,omitempty"`
+	// Pulses per target and probe type (default 3).
+	Pulses int `yaml:"pulses,omitempty"`
+	// PulseSize is what a throughput pulse downloads (default 1MiB).
+	PulseSize ByteSize `yaml:"pulse_size,omitempty"`
+	// PulseDelay is waited between pulses (default 100ms); PulseTimeout
+	// bounds one (default 5s).
+	PulseDelay   time.Duration `yaml:"pulse_delay,omitempty"`
+	PulseTimeout time.Duration `yaml:"pulse_timeout,omitempty"`
+	// Interval is how often a client should run a recipe (default 10m);
+	// it is part of every recipe.
+	Interval time.Duration `yaml:"interval,omitempty"`
+	// Types are the probe types (default all: tcp_connect, tls_handshake,
+	// http_ttfb, throughput).
+	Types []string `yaml:"types,omitempty"`
+}
+
+// Steering tunes measurement-aware steering.
+type Steering struct {
+	// Measured re-ranks candidates BGP leaves equal by what clients
+	// measured.
+	Measured bool `yaml:"measured,omitempty"`
+	// Experiment splits client prefix groups into a "bgp" and a
+	// "measured" arm, recorded in every report.
+	Experiment bool `yaml:"experiment,omitempty"`
+	// MinSamples per (prefix group, site) before measurements count
+	// (default 50); Margin is the relative difference that must separate
+	// two sites' intervals (default 0.10); Refresh is how often the table
+	// is rebuilt (default 5s).
+	MinSamples int           `yaml:"min_samples,omitempty"`
+	Margin     float64       `yaml:"margin,omitempty"`
+	Refresh    time.Duration `yaml:"refresh,omitempty"`
+}
+
+// TurnUp holds clients back from an appliance until it holds FillShare of
+// its manifest and a test download from it matches the origin.
+type TurnUp struct {
+	// Enabled defaults to true.
+	Enabled *bool `yaml:"enabled,omitempty"`
+	// FillShare is the share of manifest files it must hold (default 1).
+	FillShare float64 `yaml:"fill_share,omitempty"`
+	// TestDownload fetches a file through the appliance and compares it
+	// with the catalog (default true).
+	TestDownload *bool `yaml:"test_download,omitempty"`
+}
+
+// On reports whether turn-up checks run.
+func (t TurnUp) On() bool { return t.Enabled == nil || *t.Enabled }
+
+// Download reports whether the test download runs.
+func (t TurnUp) Download() bool { return t.TestDownload == nil || *t.TestDownload }
+
+// Placement tunes popularity and placement.
+type Placement struct {
+	// ReplanInterval is how often manifests are recomputed from demand
+	// (default 1h; the first plan is made at start).
+	ReplanInterval time.Duration `yaml:"replan_interval,omitempty"`
+	// Hysteresis keeps a file's copy count while its demand stays within
+	// this share of the boundary (default 0.1), bounding churn.
+	Hysteresis float64 `yaml:"hysteresis,omitempty"`
+	// HalfLife is the half-life of the demand average (default 24h).
+	HalfLife time.Duration `yaml:"half_life,omitempty"`
+}
+
+// ControlFill is the fill window and escalation at the control plane.
+type ControlFill struct {
+	// WindowStart is when the window opens in each site's local time,
+	// on the hour ("02:00", the default); WindowLength is how long it is
+	// open, in whole hours (default 12h; 24h means always).
+	WindowStart  string        `yaml:"window_start,omitempty"`
+	WindowLength time.Duration `yaml:"window_length,omitempty"`
+	// EscalateAfter is how long an appliance waits for a closer source
+	// (a peer, then another site) before it may use a farther one
+	// (default 60s).
+	EscalateAfter time.Duration `yaml:"escalate_after,omitempty"`
+}
+
+// Hours returns the window as [start, end) local hours.
+func (f ControlFill) Hours() (start, end int) {
+	start, end = 2, 14
+	if f.WindowStart != "" {
+		start, _ = parseHour(f.WindowStart)
+	}
+	length := 12
+	if f.WindowLength > 0 {
+		length = int(f.WindowLength / time.Hour)
+	}
+	if length >= 24 {
+		return start, start
+	}
+	return start, (start + length) % 24
+}
+
+func parseHour(s string) (int, bool) {
+	h, m, ok := strings.Cut(s, ":")
+	if !ok || m != "00" || len(h) != 2 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(h)
+	return n, err == nil && n >= 0 && n < 24
+}
+
+// MinHeartbeatInterval is the shortest heartbeat interval accepted: below
+// it the control plane's health loop would spin rather than sample.
+const MinHeartbeatInterval = 50 * time.Millisecond
+
+// Validate implements Validator.
+func (c *Control) Validate() error {
+	if err := c.Listen.validate("listen", false); err != nil {
+		return err
+	}
+	if err := c.TLS.validate("tls"); err != nil {
+		return err
+	}
+	if c.Catalog == "" {
+		return Errf("catalog", "must name a catalog file")
+	}
+	if err := httpURL("origin_url", c.OriginURL); err != nil {
+		return err
+	}
+	if c.KeyFile == "" {
+		return Errf("key_file", "must name a key file (make one with `ocdn urlsign keygen`)")
+	}
+	for _, d := range []struct {
+		field  string
+		v      time.Duration
+		lo, hi time.Duration
+	}{
+		{"heartbeat_interval", c.HeartbeatInterval, MinHeartbeatInterval, time.Hour},
+		{"token_ttl", c.TokenTTL, time.Minute, 30 * 24 * time.Hour},
+		{"sync_interval", c.SyncInterval, 10 * time.Millisecond, time.Hour},
+		{"steering.refresh", c.Steering.Refresh, 100 * time.Millisecond, time.Hour},
+		{"placement.replan_interval", c.Placement.ReplanInterval, time.Second, 0},
+		{"placement.half_life", c.Placement.HalfLife, time.Minute, 0},
+		{"fill.escalate_after", c.Fill.EscalateAfter, 100 * time.Millisecond, 24 * time.Hour},
+	} {
+		if err := durationAtLeast(d.field, d.v, d.lo, d.hi); err != nil {
+			return err
+		}
+	}
+	if c.Replicas < 0 || c.Replicas > 100 {
+		return Errf("replicas", "%d is not between 1 and 100 (0 means the default, 2)", c.Replicas)
+	}
+	if err := c.ValidateInventory(netip.Prefix{}); err != nil {
+		return err
+	}
+	for i, rf := range c.RouteFiles {
+		if _, ok := c.SiteByID(rf.Site); !ok {
+			return Errf(fmt.Sprintf("route_files[%d].site", i), "unknown site %q", rf.Site)
+		}
+		if rf.File == "" {
+			return Errf(fmt.Sprintf("route_files[%d].file", i), "must name an MRT or prefix-list file")
+		}
+	}
+	if err := c.Measure.validate(); err != nil {
+		return err
+	}
+	if (c.Steering.Measured || c.Steering.Experiment) && c.Measure == nil {
+		return Errf("steering", "measured steering and experiments need measure.dir (where reports are stored)")
+	}
+	if c.Steering.MinSamples < 0 || c.Steering.Margin < 0 || c.Steering.Margin > 10 {
+		return Errf("steering", "min_samples must not be negative and margin must be between 0 and 10")
+	}
+	if t := c.TurnUp; t.FillShare < 0 || t.FillShare > 1 {
+		return Errf("turn_up.fill_share", "%g is not a share between 0 and 1", t.FillShare)
+	}
+	if h := c.Placement.Hysteresis; h < 0 || h >= 1 {
+		return Errf("placement.hysteresis", "%g is not a share from 0 to below 1", h)
+	}
+	if c.Fill.WindowStart != "" {
+		if _, ok := parseHour(c.Fill.WindowStart); !ok {
+			return Errf("fill.window_start", "%q is not an hour such as 02:00 (windows start on the hour)", c.Fill.WindowStart)
+		}
+	}
+	if l := c.Fill.WindowLength; l != 0 && (l < time.Hour || l > 24*time.Hour || l%time.Hour != 0) {
+		return Errf("fill.window_length", "%s is not a whole number of hours from 1h to 24h", l)
+	}
+	// Every appliance fills in its site's local window: a site without a
+	// time zone has no window.
+	for i, s := range c.Sites {
+		if s.TimeZone == "" {
+			return Errf(fmt.Sprintf("sites[%d].time_zone", i), "must be set to an IANA zone such as Europe/Amsterdam: site %q fills in its local window (%s)", s.ID, c.Fill.describe())
+		}
+	}
+	return nil
+}
+
+func (f ControlFill) describe() string {
+	start, end := f.Hours()
+	if start == end {
+		return "all day"
+	}
+	return fmt.Sprintf("%02d:00 to %02d:00", start, end)
+}
+
+func (m *Measure) validate() error {
+	if m == nil {
+		return nil
+	}
+	if m.Dir == "" {
+		return Errf("measure.dir", "must name the directory reports are stored in")
+	}
+	r := m.Recipe
+	switch {
+	case r.Targets < 0 || r.Targets > 20:
+		return Errf("measure.recipe.targets", "%d is not between 1 and 20", r.Targets)
+	case r.Pulses < 0 || r.Pulses > 100:
+		return Errf("measure.recipe.pulses", "%d is not between 1 and 100", r.Pulses)
+	case r.PulseSize < 0 || r.PulseSize > 1<<30:
+		return Errf("measure.recipe.pulse_size", "%d bytes is not between 1 byte and 1GiB", r.PulseSize)
+	}
+	for _, d := range []struct {
+		field  string
+		v      time.Duration
+		lo, hi time.Duration
+	}{
+		{"measure.recipe.pulse_delay", r.PulseDelay, time.Millisecond, time.Minute},
+		{"measure.recipe.pulse_timeout", r.PulseTimeout, 100 * time.Millisecond, 5 * time.Minute},
+		{"measure.recipe.interval", r.Interval, time.Second, 7 * 24 * time.Hour},
+	} {
+		if err := durationAtLeast(d.field, d.v, d.lo, d.hi); err != nil {
+			return err
+		}
+	}
+	for i, t := range r.Types {
+		switch t {
+		case "tcp_connect", "tls_handshake", "http_ttfb", "throughput":
+		default:
+			return Errf(fmt.Sprintf("measure.recipe.types[%d]", i), "%q is not one of tcp_connect, tls_handshake, http_ttfb, throughput", t)
+		}
+	}
+	return nil
+}
+
+func (c *Control) resolvePaths(dir string) {
+	for _, p := range []*string{&c.Catalog, &c.KeyFile, &c.AdminTokenFile, &c.ApplianceSecretFile, &c.PopularityFeed} {
+		resolve(dir, p)
+	}
+	if c.TLS != nil {
+		resolve(dir, &c.TLS.CertFile)
+		resolve(dir, &c.TLS.KeyFile)
+	}
+	if c.Measure != nil {
+		resolve(dir, &c.Measure.Dir)
+	}
+	for i := range c.RouteFiles {
+		resolve(dir, &c.RouteFiles[i].File)
+	}
+	if c.Store == "" {
+		c.Store = "control.db"
+	}
+	if !strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {
+		resolve(dir, &c.Store)
+	}
+}
+
+// httpURL checks that s is an absolute http(s) URL without a path.
+func httpURL(field, s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return Errf(field, "%q is not an http(s) URL such as http://10.0.0.1:8080", s)
+	}
+	return nil
+}

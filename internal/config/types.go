@@ -1,0 +1,159 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Prefix is a netip.Prefix that decodes leniently: a malformed value is kept
+// as Raw and reported by validation, which knows the field's name (a decode
+// error would only know the line).
+type Prefix struct {
+	netip.Prefix
+	Raw string
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (p *Prefix) UnmarshalText(b []byte) error {
+	p.Raw = string(b)
+	p.Prefix, _ = netip.ParsePrefix(p.Raw)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (p Prefix) MarshalText() ([]byte, error) { return p.Prefix.MarshalText() }
+
+// AddrPort is a netip.AddrPort that decodes leniently, like Prefix.
+type AddrPort struct {
+	netip.AddrPort
+	Raw string
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (a *AddrPort) UnmarshalText(b []byte) error {
+	a.Raw = string(b)
+	a.AddrPort, _ = netip.ParseAddrPort(a.Raw)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (a AddrPort) MarshalText() ([]byte, error) { return a.AddrPort.MarshalText() }
+
+// Addr is a netip.Addr that decodes leniently, like Prefix.
+type Addr struct {
+	netip.Addr
+	Raw string
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (a *Addr) UnmarshalText(b []byte) error {
+	a.Raw = string(b)
+	a.Addr, _ = netip.ParseAddr(a.Raw)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (a Addr) MarshalText() ([]byte, error) { return a.Addr.MarshalText() }
+
+// AddrList is one listen address or a list of them (a daemon serving IPv4
+// and IPv6 listens on one of each): YAML takes `listen: 10.0.0.1:443` or
+// `listen: [10.0.0.1:443, "[2001:db8::1]:443"]`.
+type AddrList []AddrPort
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (l *AddrList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		var a AddrPort
+		if err := n.Decode(&a); err != nil {
+			return err
+		}
+		*l = AddrList{a}
+		return nil
+	}
+	var as []AddrPort
+	if err := n.Decode(&as); err != nil {
+		return err
+	}
+	*l = as
+	return nil
+}
+
+// Strings returns the addresses as host:port strings.
+func (l AddrList) Strings() []string {
+	out := make([]string, len(l))
+	for i, a := range l {
+		out[i] = a.AddrPort.String()
+	}
+	return out
+}
+
+// validate checks every address (a port is required unless allowZeroPort)
+// and that none repeats.
+func (l AddrList) validate(field string, allowZeroPort bool) error {
+	if len(l) == 0 {
+		return Errf(field, "must name at least one IP:port, such as 10.0.0.1:8080")
+	}
+	seen := map[netip.AddrPort]bool{}
+	for i, a := range l {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if len(l) == 1 {
+			f = field
+		}
+		if !a.IsValid() || (a.Port() == 0 && !allowZeroPort) {
+			return Errf(f, "%q is not IP:port, such as 10.0.0.1:8080 or [2001:db8::1]:8080", a.Raw)
+		}
+		if seen[a.AddrPort] {
+			return Errf(f, "%s is listed twice", a.AddrPort)
+		}
+		seen[a.AddrPort] = true
+	}
+	return nil
+}
+
+// TLSFiles are a PEM certificate chain and its private key. Daemons load
+// them at start (an unreadable or mismatched pair refuses the start) and
+// again on SIGHUP, so certificates are renewed without a restart.
+type TLSFiles struct {
+	CertFile string `yaml:"cert_file,omitempty"`
+	KeyFile  string `yaml:"key_file,omitempty"`
+}
+
+func (t *TLSFiles) validate(field string) error {
+	if t == nil {
+		return nil
+	}
+	if t.CertFile == "" {
+		return Errf(field+".cert_file", "must name a PEM certificate chain")
+	}
+	if t.KeyFile == "" {
+		return Errf(field+".key_file", "must name the certificate's PEM private key")
+	}
+	return nil
+}
+
+// durationAtLeast checks an optional duration: zero takes the default, a
+// set one must be at least lo (and at most hi when hi > 0).
+func durationAtLeast(field string, d, lo, hi time.Duration) error {
+	switch {
+	case d < 0:
+		return Errf(field, "%s is negative", d)
+	case d == 0:
+		return nil
+	case d < lo:
+		return Errf(field, "%s is below the minimum of %s", d, lo)
+	case hi > 0 && d > hi:
+		return Errf(field, "%s is above the maximum of %s", d, hi)
+	}
+	return nil
+}
+
+// resolve makes a relative path relative to dir; "" stays "".
+func resolve(dir string, p *string) {
+	if *p != "" && dir != "" && !filepath.IsAbs(*p) {
+		*p = filepath.Join(dir, *p)
+	}
+}

@@ -1,0 +1,202 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ocdn/ocdn/internal/auth"
+	"github.com/ocdn/ocdn/internal/config"
+	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/control"
+	"github.com/ocdn/ocdn/internal/cpstore"
+	"github.com/ocdn/ocdn/internal/probe"
+	"github.com/ocdn/ocdn/internal/rib"
+	"github.com/ocdn/ocdn/internal/serve"
+	"github.com/ocdn/ocdn/internal/urlsign"
+)
+
+// Control is a control plane assembled from its config.
+type Control struct {
+	srv     *control.Server
+	store   *cpstore.Store
+	servers []*serve.Server
+	certs   *certs
+	reg     *prometheus.Registry
+	log     *slog.Logger
+}
+
+// ControlFiles are what a control-plane config names, read and checked.
+type ControlFiles struct {
+	Catalog         *content.Catalog
+	Keys            *urlsign.KeySet
+	AdminToken      string
+	ApplianceSecret auth.Secret
+	Feed            content.Feed
+}
+
+// ReadControlFiles reads and checks every file cfg names except the store
+// and the route files; errors name the config field.
+func ReadControlFiles(cfg *config.Control) (ControlFiles, error) {
+	var f ControlFiles
+	var err error
+	if f.Catalog, err = content.Load(cfg.Catalog); err != nil {
+		return f, fmt.Errorf("catalog: %w", err)
+	}
+	if f.Keys, err = urlsign.LoadKeySet(cfg.KeyFile); err != nil {
+		return f, fmt.Errorf("key_file: %w", err)
+	}
+	if f.AdminToken, err = readSecretFile("admin_token_file", cfg.AdminTokenFile); err != nil {
+		return f, err
+	}
+	if cfg.ApplianceSecretFile != "" {
+		b, err := os.ReadFile(cfg.ApplianceSecretFile)
+		if err != nil {
+			return f, fmt.Errorf("appliance_secret_file: %w", err)
+		}
+		if f.ApplianceSecret, err = auth.ParseSecret(b); err != nil {
+			return f, fmt.Errorf("appliance_secret_file %s: %w", cfg.ApplianceSecretFile, err)
+		}
+	}
+	if cfg.PopularityFeed != "" {
+		if f.Feed, err = content.LoadFeed(cfg.PopularityFeed, f.Catalog); err != nil {
+			return f, fmt.Errorf("popularity_feed: %w", err)
+		}
+	}
+	return f, nil
+}
+
+// NewControl builds a control plane: it reads the files cfg names, listens,
+// opens the state store (a replica that cannot reach PostgreSQL fails
+// here, naming the DSN with its password masked), loads route files and
+// computes the first manifests.
+func NewControl(ctx context.Context, cfg *config.Control, h Hooks) (*Control, error) {
+	h.defaults()
+	files, err := ReadControlFiles(cfg)
+	if err != nil {
+		return nil, err
+	}
+	log := h.Logger.With("component", "control-daemon")
+	crt, err := loadCerts("tls", cfg.TLS, log)
+	if err != nil {
+		return nil, err
+	}
+	lns, err := listenAll(cfg.Listen, h)
+	if err != nil {
+		return nil, err
+	}
+	c := &Control{certs: crt, reg: h.Registry, log: log}
+	ok := false
+	defer func() {
+		if !ok {
+			closeAll(lns)
+			if c.store != nil {
+				c.store.Close()
+			}
+		}
+	}()
+	dsn := cfg.Store
+	if dsn == "" {
+		dsn = "control.db"
+	}
+	if c.store, err = cpstore.Open(ctx, dsn); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	ccfg := control.Config{
+		Inventory: cfg.Inventory, Catalog: files.Catalog, OriginURL: strings.TrimSuffix(cfg.OriginURL, "/"), Keys: files.Keys,
+		AdminToken: files.AdminToken, HeartbeatInterval: cfg.HeartbeatInterval, Replicas: cfg.Replicas, TokenTTL: cfg.TokenTTL,
+		ActivePoll: cfg.ActivePoll, Store: c.store, SyncInterval: cfg.SyncInterval, ApplianceSecret: files.ApplianceSecret,
+		Measured: control.MeasuredSteering{Enabled: cfg.Steering.Measured, Experiment: cfg.Steering.Experiment,
+			MinSamples: cfg.Steering.MinSamples, Margin: cfg.Steering.Margin, Refresh: cfg.Steering.Refresh},
+		Logger: h.Logger, Registry: h.Registry, Now: h.Now,
+	}
+	if cfg.TurnUp.On() {
+		ccfg.TurnUp = &control.TurnUp{FillShare: cfg.TurnUp.FillShare, SkipDownload: !cfg.TurnUp.Download()}
+		if cfg.TurnUp.FillShare == 0 {
+			ccfg.TurnUp.FillShare = 1
+		}
+	}
+	if m := cfg.Measure; m != nil {
+		ccfg.MeasureDir = m.Dir
+		ccfg.ProbeTargets = m.Recipe.Targets
+		ccfg.Recipe = probe.RecipeConfig{Pulses: m.Recipe.Pulses, PulseDelay: m.Recipe.PulseDelay, PulseTimeout: m.Recipe.PulseTimeout,
+			Types: m.Recipe.Types, RangeBytes: int64(m.Recipe.PulseSize), Interval: m.Recipe.Interval}
+		if ccfg.Recipe.Interval == 0 {
+			ccfg.Recipe.Interval = 10 * time.Minute
+		}
+	}
+	start, end := cfg.Fill.Hours()
+	ccfg.Fill = control.FillConfig{StartHour: start, EndHour: end, EscalateAfter: cfg.Fill.EscalateAfter, Feed: files.Feed,
+		HalfLife: cfg.Placement.HalfLife, Hysteresis: cfg.Placement.Hysteresis, ReplanInterval: cfg.Placement.ReplanInterval}
+	if ccfg.Fill.ReplanInterval == 0 {
+		ccfg.Fill.ReplanInterval = time.Hour
+	}
+	if c.srv, err = control.New(ccfg); err != nil {
+		return nil, err
+	}
+	for _, rf := range cfg.RouteFiles {
+		routes, format, err := ReadRoutes(rf.File)
+		if err != nil {
+			return nil, fmt.Errorf("route_files: %w", err)
+		}
+		if err := c.srv.LoadSiteRoutes(rf.Site, routes); err != nil {
+			return nil, fmt.Errorf("route_files: %s: %w", rf.File, err)
+		}
+		log.Info("global routes loaded", "site", rf.Site, "file", rf.File, "format", format, "routes", len(routes))
+	}
+	grace := h.ShutdownGrace
+	if grace == 0 {
+		grace = 10 * time.Second
+	}
+	c.servers = servers(lns, opsHandler(c.srv.Handler(), h.Registry, c.srv.Health),
+		serve.Options{Logger: h.Logger, TLS: crt.config(), Grace: grace})
+	ok = true
+	return c, nil
+}
+
+// ReadRoutes reads an MRT dump or a prefix list.
+func ReadRoutes(path string) ([]rib.Route, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, "", err
+	}
+	defer f.Close()
+	routes, format, err := rib.ReadRoutes(f)
+	if err != nil {
+		return nil, format, fmt.Errorf("%s: %w", path, err)
+	}
+	return routes, format, nil
+}
+
+// Server is the control plane itself (for the lab's report and tests).
+func (c *Control) Server() *control.Server { return c.srv }
+
+// URLs are the base URLs the API is served on, one per listen address.
+func (c *Control) URLs() []string { return urls(c.servers) }
+
+// Addrs are the addresses the API listens on.
+func (c *Control) Addrs() []net.Addr {
+	out := make([]net.Addr, len(c.servers))
+	for i, s := range c.servers {
+		out[i] = s.Addr()
+	}
+	return out
+}
+
+// Registry holds the control plane's metrics.
+func (c *Control) Registry() *prometheus.Registry { return c.reg }
+
+// Run serves until ctx ends, then drains and closes the store (and the
+// measurement store, compacting it into Parquet).
+func (c *Control) Run(ctx context.Context) error {
+	defer c.store.Close()
+	c.log.Info("control plane serving", "urls", c.URLs())
+	return runGroup(ctx, serveAll(c.servers), c.srv.Run,
+		func(ctx context.Context) error { watchSIGHUP(ctx, c.certs); return nil })
+}

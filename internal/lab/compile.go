@@ -1,0 +1,298 @@
+package lab
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ocdn/ocdn/internal/auth"
+	"github.com/ocdn/ocdn/internal/config"
+	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/urlsign"
+)
+
+// The lab is a compiler: Compile turns a scenario into the files an
+// operator would deploy — a control-plane config, an origin config, one
+// config per appliance, one GoBGP config per ISP router, and the catalog,
+// keys and credentials they name — and the lab then runs the daemons from
+// those very files (in-process or as processes). Everything the lab shows
+// is therefore something `ocdn control --config` and `ocdn appliance
+// --config` offer.
+
+// File names inside a deployment directory.
+const (
+	controlFile   = "control.yaml"
+	originFile    = "origin.yaml"
+	catalogFile   = "catalog.json"
+	keysFile      = "keys.json"
+	secretFile    = "appliance.secret"
+	adminFile     = "admin.token"
+	appliancesDir = "appliances"
+	routersDir    = "routers"
+	tokensDir     = "tokens"
+	storesDir     = "stores"
+	measureDir    = "measure"
+)
+
+// Endpoints are the addresses the compiled daemons listen on that the
+// scenario does not fix.
+type Endpoints struct {
+	Control netip.AddrPort
+	Origin  netip.AddrPort
+}
+
+// DefaultEndpoints are what --print-configs writes.
+var DefaultEndpoints = Endpoints{
+	Control: netip.MustParseAddrPort("127.0.0.1:18000"),
+	Origin:  netip.MustParseAddrPort("127.0.0.1:18001"),
+}
+
+// Deployment is a compiled scenario: every daemon's config and the files
+// they name, with paths relative to the directory Write puts them in.
+type Deployment struct {
+	Control    config.Control
+	Origin     config.Origin
+	Appliances []config.ApplianceDaemon // in the scenario's order
+	Routers    []Router
+	Catalog    *content.Catalog
+	AdminToken string
+	// tokens are the appliances' credentials by id.
+	tokens map[string]string
+	files  map[string][]byte
+}
+
+// Router is one BGP router the lab plays: an ISP's, announcing the ISP's
+// prefixes to its embedded and private sites' appliances, or the IXP's
+// route server, announcing every ISP's prefixes to the IXP appliances.
+type Router struct {
+	Name    string
+	ASN     uint32
+	Address netip.Addr
+	Peers   []netip.Addr
+	PeerASN uint32
+	Routes  []announcement
+}
+
+// Compile turns a validated scenario into a deployment.
+func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
+	cat, err := content.Synth(sc.Catalog)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	d := &Deployment{Catalog: cat, tokens: map[string]string{}, files: map[string][]byte{}}
+	catJSON, err := cat.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := json.MarshalIndent(urlsign.Generate(), "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	secret := auth.NewSecret()
+	d.AdminToken = strings.TrimSpace(auth.NewSecret().Encode())
+	d.files[catalogFile] = catJSON
+	d.files[keysFile] = append(keys, '\n')
+	d.files[secretFile] = []byte(secret.Encode())
+	d.files[adminFile] = []byte(d.AdminToken + "\n")
+
+	d.Origin = config.Origin{Listen: addrList(ep.Origin), Catalog: catalogFile}
+	esc := sc.Fill.EscalateAfter
+	if esc <= 0 {
+		esc = 10 * time.Second
+	}
+	d.Control = config.Control{
+		Listen: addrList(ep.Control), Catalog: catalogFile, OriginURL: "http://" + ep.Origin.String(),
+		KeyFile: keysFile, AdminTokenFile: adminFile, ApplianceSecretFile: secretFile,
+		HeartbeatInterval: sc.HeartbeatInterval, Replicas: sc.Replicas, ActivePoll: true,
+		Store: "control.db",
+		Measure: &config.Measure{Dir: measureDir, Recipe: config.Recipe{Pulses: sc.Probes.Pulses, PulseSize: sc.Probes.RangeBytes,
+			PulseDelay: 50 * time.Millisecond, PulseTimeout: 3 * time.Second, Interval: sc.Probes.Every}},
+		Steering: config.Steering{Measured: sc.Steering.Measured, Experiment: sc.Steering.Experiment,
+			MinSamples: sc.Steering.MinSamples, Refresh: 2 * time.Second},
+		// New appliances get clients once filled and a test download from
+		// them matches the origin.
+		TurnUp:    config.TurnUp{FillShare: 1},
+		Fill:      config.ControlFill{EscalateAfter: esc},
+		Inventory: sc.Inventory,
+	}
+	d.Routers = compileRouters(sc)
+	for _, a := range sc.Appliances {
+		token := secret.Mint(a.ID, time.Now().Add(365*24*time.Hour))
+		d.tokens[a.ID] = token
+		d.files[filepath.Join(tokensDir, a.ID+".token")] = []byte(token + "\n")
+		ac := config.ApplianceDaemon{
+			ID: a.ID, Listen: config.AddrList{a.Address}, ControlURLs: []string{"http://" + ep.Control.String()},
+			TokenFile: filepath.Join("..", tokensDir, a.ID+".token"), KeyFile: filepath.Join("..", keysFile),
+			Store: filepath.Join("..", storesDir, a.ID), Capacity: a.Capacity, HeartbeatInterval: sc.HeartbeatInterval,
+			// The lab stops everything at once: in-flight transfers get a
+			// second, not an operator's drain.
+			DrainGrace: time.Millisecond, DrainTimeout: time.Second, AccessLog: "off",
+			Fill: config.ApplianceFill{Concurrency: 4, Rate: sc.Fill.RateBytes, Interval: 300 * time.Millisecond, StrictWindow: true},
+			BGP:  d.applianceBGP(sc, a),
+		}
+		d.Appliances = append(d.Appliances, ac)
+	}
+	return d, nil
+}
+
+func addrList(ap netip.AddrPort) config.AddrList {
+	return config.AddrList{{AddrPort: ap, Raw: ap.String()}}
+}
+
+// compileRouters is a router per ISP with embedded or private sites, and a
+// route server when there is an IXP site.
+func compileRouters(sc *Scenario) []Router {
+	peersOf := func(match func(config.Site) bool) []netip.Addr {
+		var out []netip.Addr
+		for _, a := range sc.Appliances {
+			if s, _ := sc.SiteByID(a.Site); match(s) {
+				out = append(out, a.Address.Addr())
+			}
+		}
+		return out
+	}
+	var out []Router
+	var all []announcement
+	for i, isp := range sc.ISPs {
+		routes := ispAnnouncements(isp)
+		for _, r := range routes {
+			all = append(all, announcement{Prefix: r.Prefix, ASPath: []uint32{isp.ASN}})
+		}
+		peers := peersOf(func(s config.Site) bool { return s.ISP == isp.Name })
+		if len(peers) == 0 {
+			continue // an ISP without embedded sites has no router of ours
+		}
+		out = append(out, Router{Name: isp.Name, ASN: isp.ASN, Address: routerAddr(i), Peers: peers, PeerASN: applianceASN, Routes: routes})
+	}
+	if peers := peersOf(func(s config.Site) bool { return s.Kind == config.SiteIXP }); len(peers) > 0 {
+		out = append(out, Router{Name: routeServer, ASN: routeServerASN, Address: routeServerAddr, Peers: peers, PeerASN: applianceASN, Routes: all})
+	}
+	return out
+}
+
+// applianceBGP is an appliance's BGP section: a session with its ISP's
+// router at an embedded or private site, with the route server at an IXP
+// site; none at a fallback site, which serves anyone without routes.
+func (d *Deployment) applianceBGP(sc *Scenario, a config.Appliance) *config.BGP {
+	site, _ := sc.SiteByID(a.Site)
+	var nb config.Neighbor
+	switch site.Kind {
+	case config.SiteEmbedded, config.SitePrivate:
+		i := slices.IndexFunc(sc.ISPs, func(isp config.ISP) bool { return isp.Name == site.ISP })
+		nb = config.Neighbor{Address: addr(routerAddr(i)), PeerASN: sc.ISPs[i].ASN}
+	case config.SiteIXP:
+		nb = config.Neighbor{Address: addr(routeServerAddr), PeerASN: routeServerASN}
+	default:
+		return nil
+	}
+	// The appliance waits for its router, as the router connects out.
+	nb.Passive, nb.Family = true, "ipv4"
+	return &config.BGP{
+		LocalASN: applianceASN, LocalAddress: addr(a.Address.Addr()), ListenPort: bgpPort,
+		AllowPrefixes: []config.Prefix{{Prefix: loopback4, Raw: loopback4.String()}},
+		Neighbors:     []config.Neighbor{nb},
+	}
+}
+
+// speaksBGP says whether appliance id has a BGP section.
+func (d *Deployment) speaksBGP(id string) bool {
+	i := slices.IndexFunc(d.Appliances, func(a config.ApplianceDaemon) bool { return a.ID == id })
+	return i >= 0 && d.Appliances[i].BGP != nil
+}
+
+func addr(a netip.Addr) config.Addr { return config.Addr{Addr: a, Raw: a.String()} }
+
+// Write puts the deployment in dir: control.yaml, origin.yaml,
+// appliances/ID.yaml, routers/NAME.toml (gobgpd) with NAME.routes (the
+// gobgp commands that originate its prefixes), and the files they name.
+func (d *Deployment) Write(dir string) error {
+	out := map[string][]byte{}
+	for name, b := range d.files {
+		out[name] = b
+	}
+	var err error
+	if out[controlFile], err = marshalYAML("ocdn control --config", &d.Control); err != nil {
+		return err
+	}
+	if out[originFile], err = marshalYAML("ocdn origin --config", &d.Origin); err != nil {
+		return err
+	}
+	for i := range d.Appliances {
+		a := &d.Appliances[i]
+		if out[filepath.Join(appliancesDir, a.ID+".yaml")], err = marshalYAML("ocdn appliance --config", a); err != nil {
+			return err
+		}
+	}
+	for _, r := range d.Routers {
+		out[filepath.Join(routersDir, r.Name+".toml")] = r.gobgpConfig()
+		out[filepath.Join(routersDir, r.Name+".routes")] = r.gobgpRoutes()
+	}
+	for name, b := range out {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(name, ".token") || name == secretFile || name == keysFile {
+			mode = 0o600
+		}
+		if err := os.WriteFile(p, b, mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Paths of the written configs.
+func controlPath(dir string) string       { return filepath.Join(dir, controlFile) }
+func originPath(dir string) string        { return filepath.Join(dir, originFile) }
+func appliancePath(dir, id string) string { return filepath.Join(dir, appliancesDir, id+".yaml") }
+func routerPath(dir, name string) string  { return filepath.Join(dir, routersDir, name+".toml") }
+
+func marshalYAML(header string, v any) ([]byte, error) {
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte("# Written by ocdn lab for `"+header+" FILE`; see docs/formats.md.\n"), b...), nil
+}
+
+// gobgpConfig is the router's gobgpd configuration (TOML): it listens
+// nowhere and connects out to its appliances, which wait for it.
+func (r Router) gobgpConfig() []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %s: the lab's BGP router (GoBGP), as gobgpd would run it: gobgpd -f %s.toml\n", r.Name, r.Name)
+	fmt.Fprintf(&b, "[global.config]\n  as = %d\n  router-id = %q\n  port = -1\n\n", r.ASN, r.Address)
+	for _, p := range r.Peers {
+		fmt.Fprintf(&b, "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = %q\n    peer-as = %d\n", p, r.PeerASN)
+		fmt.Fprintf(&b, "  [neighbors.transport.config]\n    local-address = %q\n    remote-port = %d\n", r.Address, bgpPort)
+		fmt.Fprintf(&b, "  [neighbors.timers.config]\n    connect-retry = 1\n")
+		fmt.Fprintf(&b, "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n\n")
+	}
+	return []byte(b.String())
+}
+
+// gobgpRoutes are the gobgp commands that originate the router's prefixes.
+func (r Router) gobgpRoutes() []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# The prefixes %s originates, as gobgp commands against its gobgpd.\n", r.Name)
+	for _, a := range r.Routes {
+		fmt.Fprintf(&b, "gobgp global rib add -a ipv4 %s nexthop %s origin igp med %d", a.Prefix, labNextHop, a.MED)
+		if len(a.ASPath) > 0 {
+			path := make([]string, len(a.ASPath))
+			for i, as := range a.ASPath {
+				path[i] = fmt.Sprint(as)
+			}
+			fmt.Fprintf(&b, " aspath %s", strings.Join(path, ","))
+		}
+		b.WriteString("\n")
+	}
+	return []byte(b.String())
+}

@@ -1,0 +1,459 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/clock"
+	"github.com/ocdn/ocdn/internal/config"
+	"github.com/ocdn/ocdn/internal/daemon"
+)
+
+// The lab runs each daemon either in its own process (`ocdn control
+// --config …`, as an operator would) or in the lab's process. Either way
+// the daemon is built by internal/daemon from the config file the lab
+// wrote, and the lab watches it the way an operator can: over HTTP
+// (/healthz, /metrics, the appliance's /v1/status, the control plane's
+// API). The only differences are how a daemon is started, crashed and
+// paused.
+
+// runner starts daemons.
+type runner interface {
+	origin(ctx context.Context, path string, h daemon.Hooks) (daemonHandle, error)
+	control(ctx context.Context, path string, h daemon.Hooks) (controlHandle, error)
+	appliance(ctx context.Context, id, path string, h daemon.Hooks) (applianceHandle, error)
+	// wait returns when every daemon started has stopped; the caller has
+	// cancelled their context.
+	wait()
+}
+
+// daemonHandle is one running daemon.
+type daemonHandle interface {
+	// Kill stops it at once, as a crash would.
+	Kill()
+}
+
+// controlHandle is the control plane.
+type controlHandle interface {
+	daemonHandle
+	// Outage takes it off the network for d: nothing is answered,
+	// connections in progress are cut or stall, new ones wait.
+	Outage(ctx context.Context, d time.Duration)
+	// Registry is its metrics registry in this process (nil when it
+	// runs as its own process: read /metrics).
+	Registry() prometheus.Gatherer
+}
+
+// applianceHandle is one appliance.
+type applianceHandle interface {
+	daemonHandle
+	// Status is what the appliance reports about itself.
+	Status(ctx context.Context) (api.ApplianceRuntime, error)
+}
+
+// inProcess runs daemons as goroutines of the lab.
+type inProcess struct {
+	wg sync.WaitGroup
+	// errs logs a daemon that stopped with an error before its context
+	// ended.
+	onErr func(name string, err error)
+}
+
+func (r *inProcess) run(ctx context.Context, name string, run func(context.Context) error) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		if err := run(ctx); err != nil && ctx.Err() == nil {
+			r.onErr(name, err)
+		}
+	}()
+}
+
+func (r *inProcess) wait() { r.wg.Wait() }
+
+func (r *inProcess) origin(ctx context.Context, path string, h daemon.Hooks) (daemonHandle, error) {
+	var cfg config.Origin
+	if err := config.Load(path, &cfg); err != nil {
+		return nil, err
+	}
+	d, err := daemon.NewOrigin(&cfg, h)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	r.run(ctx, "origin", d.Run)
+	return cancelHandle(cancel), nil
+}
+
+type cancelHandle context.CancelFunc
+
+func (c cancelHandle) Kill() { c() }
+
+// inProcessControl holds the control plane's socket across an outage, as
+// systemd socket activation or a load balancer in front of replicas
+// would: while it is paused nothing is accepted (new connections wait in
+// the kernel's backlog) and every connection it had is cut.
+type inProcessControl struct {
+	cancel context.CancelFunc
+	ln     *pausableListener
+	reg    prometheus.Gatherer
+}
+
+func (r *inProcess) control(ctx context.Context, path string, h daemon.Hooks) (controlHandle, error) {
+	var cfg config.Control
+	if err := config.Load(path, &cfg); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen[0].AddrPort.String())
+	if err != nil {
+		return nil, err
+	}
+	pl := newPausable(ln)
+	h.Listeners = []net.Listener{pl}
+	h.Registry = daemon.NewRegistry()
+	d, err := daemon.NewControl(ctx, &cfg, h)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	r.run(ctx, "control", d.Run)
+	return &inProcessControl{cancel: cancel, ln: pl, reg: h.Registry}, nil
+}
+
+func (c *inProcessControl) Kill()                         { c.cancel() }
+func (c *inProcessControl) Registry() prometheus.Gatherer { return c.reg }
+
+func (c *inProcessControl) Outage(ctx context.Context, d time.Duration) {
+	c.ln.pause()
+	clock.Sleep(ctx, d)
+	c.ln.resume()
+}
+
+type inProcessAppliance struct {
+	d      *daemon.Appliance
+	cancel context.CancelFunc
+	once   sync.Once
+}
+
+func (r *inProcess) appliance(ctx context.Context, id, path string, h daemon.Hooks) (applianceHandle, error) {
+	var cfg config.ApplianceDaemon
+	if err := config.Load(path, &cfg); err != nil {
+		return nil, err
+	}
+	d, err := daemon.NewAppliance(&cfg, h, false)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	r.run(ctx, "appliance "+id, d.Run)
+	return &inProcessAppliance{d: d, cancel: cancel}, nil
+}
+
+func (a *inProcessAppliance) Kill() {
+	a.once.Do(func() {
+		a.d.Appliance().Kill()
+		a.cancel()
+	})
+}
+
+func (a *inProcessAppliance) Status(context.Context) (api.ApplianceRuntime, error) {
+	return a.d.Appliance().Status(), nil
+}
+
+// pausableListener hands out connections until paused; pausing closes
+// every connection it handed out.
+type pausableListener struct {
+	net.Listener
+	mu     sync.Mutex
+	paused chan struct{} // closed while running; a fresh one while paused
+	conns  map[*trackedConn]struct{}
+}
+
+func newPausable(ln net.Listener) *pausableListener {
+	running := make(chan struct{})
+	close(running)
+	return &pausableListener{Listener: ln, paused: running, conns: map[*trackedConn]struct{}{}}
+}
+
+func (p *pausableListener) Accept() (net.Conn, error) {
+	for {
+		p.mu.Lock()
+		gate := p.paused
+		p.mu.Unlock()
+		<-gate // wait out a pause: connections queue in the backlog
+		c, err := p.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		p.mu.Lock()
+		if p.paused != gate { // paused while this one was accepted
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		tc := &trackedConn{Conn: c, p: p}
+		p.conns[tc] = struct{}{}
+		p.mu.Unlock()
+		return tc, nil
+	}
+}
+
+func (p *pausableListener) pause() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.paused = make(chan struct{})
+	for c := range p.conns {
+		c.Conn.Close()
+		delete(p.conns, c)
+	}
+}
+
+func (p *pausableListener) resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	close(p.paused)
+}
+
+type trackedConn struct {
+	net.Conn
+	p *pausableListener
+}
+
+func (c *trackedConn) Close() error {
+	c.p.mu.Lock()
+	delete(c.p.conns, c)
+	c.p.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// processes runs every daemon as its own `ocdn` process.
+type processes struct {
+	binary string
+	logDir string
+	mu     sync.Mutex
+	procs  []*proc
+}
+
+// proc is one daemon process. Its output goes to logDir/NAME.log; it dies
+// with the lab (Pdeathsig) even if the lab is killed.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	url  string // where /healthz answers
+}
+
+func (r *processes) start(ctx context.Context, name, url string, args ...string) (*proc, error) {
+	logf, err := os.Create(filepath.Join(r.logDir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(r.binary, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), url: url}
+	go func() { cmd.Wait(); logf.Close(); close(p.done) }()
+	r.mu.Lock()
+	r.procs = append(r.procs, p)
+	r.mu.Unlock()
+	// Stop it when the run ends: SIGTERM drains (the control plane then
+	// compacts its measurements into Parquet); a process that does not
+	// exit in time is killed.
+	go func() {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.done:
+			case <-time.After(20 * time.Second):
+				cmd.Process.Kill()
+			}
+		}
+	}()
+	if err := p.waitHealthy(ctx, filepath.Join(r.logDir, name+".log")); err != nil {
+		p.Kill()
+		return nil, err
+	}
+	return p, nil
+}
+
+// waitHealthy waits until GET /healthz answers (any status: an appliance
+// may say 503 while it drains) or the process exits.
+func (p *proc) waitHealthy(ctx context.Context, logPath string) error {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(p.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		select {
+		case <-p.done:
+			b, _ := os.ReadFile(logPath)
+			return fmt.Errorf("%s exited at start: %s", p.name, lastLines(b, 5))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s: /healthz did not answer within a minute", p.name)
+}
+
+func lastLines(b []byte, n int) string {
+	lines := 0
+	for i := len(b) - 1; i > 0; i-- {
+		if b[i-1] == '\n' {
+			if lines++; lines == n {
+				return string(b[i:])
+			}
+		}
+	}
+	return string(b)
+}
+
+func (p *proc) Kill() {
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
+func (r *processes) wait() {
+	r.mu.Lock()
+	procs := append([]*proc(nil), r.procs...)
+	r.mu.Unlock()
+	for _, p := range procs {
+		<-p.done
+	}
+}
+
+func baseURL(addrs config.AddrList) string { return "http://" + addrs[0].AddrPort.String() }
+
+func (r *processes) origin(ctx context.Context, path string, h daemon.Hooks) (daemonHandle, error) {
+	var cfg config.Origin
+	if err := config.Load(path, &cfg); err != nil {
+		return nil, err
+	}
+	return r.start(ctx, "origin", baseURL(cfg.Listen), "origin", "--config", path)
+}
+
+// processControl is a control-plane process; an outage stops it
+// (SIGSTOP) and continues it (SIGCONT): its connections stall and new ones
+// wait in the backlog.
+type processControl struct{ *proc }
+
+func (c processControl) Outage(ctx context.Context, d time.Duration) {
+	c.cmd.Process.Signal(syscall.SIGSTOP)
+	clock.Sleep(ctx, d)
+	c.cmd.Process.Signal(syscall.SIGCONT)
+}
+
+func (c processControl) Registry() prometheus.Gatherer { return nil }
+
+func (r *processes) control(ctx context.Context, path string, h daemon.Hooks) (controlHandle, error) {
+	var cfg config.Control
+	if err := config.Load(path, &cfg); err != nil {
+		return nil, err
+	}
+	p, err := r.start(ctx, "control", baseURL(cfg.Listen), "control", "--config", path)
+	if err != nil {
+		return nil, err
+	}
+	return processControl{p}, nil
+}
+
+// processAppliance is an appliance process; its status is read from
+// GET /v1/status, and the last one read stands in once it is killed.
+type processAppliance struct {
+	*proc
+	mu   sync.Mutex
+	last api.ApplianceRuntime
+}
+
+func (r *processes) appliance(ctx context.Context, id, path string, h daemon.Hooks) (applianceHandle, error) {
+	var cfg config.ApplianceDaemon
+	if err := config.Load(path, &cfg); err != nil {
+		return nil, err
+	}
+	args := []string{"appliance", "--config", path}
+	if c, ok := h.FillClock.(*clock.Scaled); ok {
+		args = append(args, "--lab-fill-clock", c.String())
+	}
+	if len(h.CorruptFill) > 0 {
+		args = append(args, "--lab-corrupt-fill", strings.Join(h.CorruptFill, ","))
+	}
+	p, err := r.start(ctx, "appliance-"+id, baseURL(cfg.Listen), args...)
+	if err != nil {
+		return nil, err
+	}
+	return &processAppliance{proc: p}, nil
+}
+
+func (a *processAppliance) Status(ctx context.Context) (api.ApplianceRuntime, error) {
+	var st api.ApplianceRuntime
+	err := getJSON(ctx, http.DefaultClient, a.url+"/v1/status", "", &st)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		return a.last, err
+	}
+	a.last = st
+	return st, nil
+}
+
+// getJSON GETs url (with a bearer token when set) into out.
+func getJSON(ctx context.Context, hc *http.Client, url, token string, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, msg)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// freePort finds a port on a that nothing listens on now.
+func freePort(a netip.Addr) (netip.AddrPort, error) {
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(a, 0).String())
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	defer ln.Close()
+	ap, err := netip.ParseAddrPort(ln.Addr().String())
+	if err != nil {
+		return netip.AddrPort{}, errors.New("listener address: " + err.Error())
+	}
+	return ap, nil
+}
