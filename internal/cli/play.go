@@ -9,8 +9,34 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ocdn/ocdn/internal/cpclient"
 	"github.com/ocdn/ocdn/internal/player"
 )
+
+// controlUsage is the help of --control, shared by the commands that are
+// clients of the control plane.
+const controlUsage = "the control plane's replicas, `URL[,URL...]`, tried in order with failover: a comma-separated list and/or the flag repeated, e.g. http://10.0.0.1:8080,http://10.0.0.2:8080 (required)"
+
+// addControlFlag adds --control (a list of replica URLs) to cmd.
+func addControlFlag(cmd *cobra.Command, urls *[]string) {
+	cmd.Flags().StringSliceVar(urls, "control", nil, controlUsage)
+	cmd.MarkFlagRequired("control")
+}
+
+// parseControl cleans and checks the --control URLs (spaces around commas
+// and empty items are dropped).
+func parseControl(urls []string) ([]string, error) {
+	var out []string
+	for _, u := range urls {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	if _, err := cpclient.New(out, nil, ""); err != nil {
+		return nil, fmt.Errorf("--control: %w", err)
+	}
+	return out, nil
+}
 
 // parseSource turns a --source flag into an address; empty means none.
 func parseSource(s string) (netip.Addr, error) {
@@ -25,12 +51,13 @@ func parseSource(s string) (netip.Addr, error) {
 }
 
 func newPlayCmd(g *globals) *cobra.Command {
-	var control, title, source, abr string
+	var control []string
+	var title, source, abr string
 	var asJSON bool
 	var maxKbps int
 	var segDur, maxBuf time.Duration
 	cmd := &cobra.Command{
-		Use:   "play --control URL --title T",
+		Use:   "play --control URL[,URL...] --title T",
 		Short: "Play one title like a video player and print its QoE record",
 		Long: `Play one title: ask the control plane for its rungs and their URLs, fetch
 segments as byte ranges against a playback clock, adapt the bitrate to the
@@ -39,10 +66,17 @@ list on errors, timeouts and throughput collapse, re-steer when the list runs
 out, and print what a viewer would have experienced: startup delay, rebuffers,
 average bitrate, switches, failovers and which appliances served it. The run
 lasts as long as the title plays. --source binds a client address, so steering
-sees the client as coming from there.`,
+sees the client as coming from there. --control lists the control plane's
+replicas: titles and steering go to the one that answered last, and to the next
+when it refuses, times out or answers 5xx; only when none answers does the
+player wait and ask again.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			src, err := parseSource(source)
+			if err != nil {
+				return err
+			}
+			urls, err := parseControl(control)
 			if err != nil {
 				return err
 			}
@@ -51,8 +85,11 @@ sees the client as coming from there.`,
 			}
 			ctx, stop := signalContext(cmd.Context(), cmd.ErrOrStderr())
 			defer stop()
-			p := player.New(player.Config{ControlURL: strings.TrimSuffix(control, "/"), Source: src, ABR: abr,
+			p, err := player.New(player.Config{ControlURLs: urls, Source: src, ABR: abr,
 				MaxBitrateKbps: maxKbps, SegmentDuration: segDur, MaxBuffer: maxBuf})
+			if err != nil {
+				return err
+			}
 			defer p.Close()
 			s, playErr := p.Play(ctx, title)
 			out := cmd.OutOrStdout()
@@ -69,6 +106,9 @@ sees the client as coming from there.`,
 			fmt.Fprintf(out, "  rebuffers      %d (%.0f ms)\n", s.Rebuffers, s.RebufferMs)
 			fmt.Fprintf(out, "  bitrate        %.0f kbit/s average, %d switches, last rung %d kbit/s\n", s.AvgBitrateKbps, s.Switches, s.BitrateKbps)
 			fmt.Fprintf(out, "  failovers      %d (%d for throughput collapse), %d re-steers\n", s.Failovers, s.Collapses, s.Resteers)
+			if s.ControlWaits > 0 {
+				fmt.Fprintf(out, "  control plane  unavailable %d times (waited and asked again)\n", s.ControlWaits)
+			}
 			apps := make([]string, 0, len(s.ServedBy))
 			for _, a := range s.ServedOrder {
 				apps = append(apps, fmt.Sprintf("%s (%.1f MB)", a, float64(s.ServedBy[a])/1e6))
@@ -81,7 +121,7 @@ sees the client as coming from there.`,
 			return playErr
 		},
 	}
-	cmd.Flags().StringVar(&control, "control", "", "control plane URL, e.g. http://127.0.0.1:8080 (required)")
+	addControlFlag(cmd, &control)
 	cmd.Flags().StringVar(&title, "title", "", "title to play, e.g. t0000 (required)")
 	cmd.Flags().StringVar(&source, "source", "", "client source address to bind (default: the kernel's choice)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the QoE record as JSON")
@@ -89,7 +129,6 @@ sees the client as coming from there.`,
 	cmd.Flags().IntVar(&maxKbps, "max-bitrate", 0, "highest rung to play, in kbit/s (0: no cap)")
 	cmd.Flags().DurationVar(&segDur, "segment", 2*time.Second, "playback time per segment")
 	cmd.Flags().DurationVar(&maxBuf, "max-buffer", 0, "how far ahead to download (default: 4 segments)")
-	cmd.MarkFlagRequired("control")
 	cmd.MarkFlagRequired("title")
 	return cmd
 }

@@ -12,18 +12,21 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ocdn/ocdn/internal/cpclient"
 	"github.com/ocdn/ocdn/internal/measure"
 	"github.com/ocdn/ocdn/internal/probe"
 )
 
-// sourceClient is an HTTP client whose connections come from src.
+// sourceClient is an HTTP client whose connections come from src. A
+// request may take timeout, but a connection must be made within 5 s, so
+// that an unreachable control-plane replica costs little before the next
+// one is tried.
 func sourceClient(src netip.Addr, timeout time.Duration) *http.Client {
-	d := &net.Dialer{Timeout: timeout}
+	d := &net.Dialer{Timeout: min(timeout, 5*time.Second)}
 	if src.IsValid() {
 		d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
 	}
@@ -38,11 +41,12 @@ func defaultSpoolDir() string {
 }
 
 func newProbeCmd(g *globals) *cobra.Command {
-	var control, source, spool, reportURL string
+	var control []string
+	var source, spool, reportURL string
 	var once, asJSON bool
 	var every time.Duration
 	cmd := &cobra.Command{
-		Use:   "probe --control URL [--once | --every 1m]",
+		Use:   "probe --control URL[,URL...] [--once | --every 1m]",
 		Short: "Run the measurement recipe the control plane chooses and upload the report",
 		Long: `Fetch a probe recipe (GET /v1/recipe): the appliances steering would use for
 this client plus alternatives at other sites, in shuffled order, with the probe
@@ -52,7 +56,11 @@ the spool directory, and upload spooled reports to POST /v1/reports (or the
 recipe's report_url). Reports the server cannot take now stay in the spool and
 are retried with backoff; reports it rejects as invalid move to
 SPOOL/rejected with the reason. --once (the default) runs one recipe and one
-upload attempt; --every runs a recipe per interval until interrupted.`,
+upload attempt; --every runs a recipe per interval until interrupted.
+--control lists the control plane's replicas: the recipe and the reports go to
+the one that answered last, and to the next when it refuses, times out or
+answers 5xx, so a report one replica could not take is delivered to another at
+once (the report id lets the control plane recognise a report sent twice).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if once && cmd.Flags().Changed("every") {
@@ -65,21 +73,22 @@ upload attempt; --every runs a recipe per interval until interrupted.`,
 			if err != nil {
 				return err
 			}
+			urls, err := parseControl(control)
+			if err != nil {
+				return err
+			}
 			logger, err := g.logger(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
 			logger = logger.With("component", "probe")
-			control = strings.TrimSuffix(control, "/")
 			client := sourceClient(src, 30*time.Second)
-			up := &probe.Uploader{Dir: spool, URL: reportURL, Client: client, Logger: logger}
-			if up.URL == "" {
-				up.URL = control + "/v1/reports"
-			}
+			cp := cpclient.Must(urls, client, "")
+			up := &probe.Uploader{Dir: spool, Control: cp, URL: reportURL, Client: client, Logger: logger}
 			ctx, stop := signalContext(cmd.Context(), cmd.ErrOrStderr())
 			defer stop()
 			runOnce := func() error {
-				rep, err := runRecipe(ctx, client, control, src, spool, up)
+				rep, err := runRecipe(ctx, cp, src, spool, up)
 				if err != nil {
 					return err
 				}
@@ -95,7 +104,9 @@ upload attempt; --every runs a recipe per interval until interrupted.`,
 				}
 				return nil
 			}
-			go up.Run(ctx)
+			uploaded := make(chan struct{})
+			go func() { defer close(uploaded); up.Run(ctx) }()
+			defer func() { stop(); <-uploaded }()
 			t := time.NewTicker(every)
 			defer t.Stop()
 			for {
@@ -111,26 +122,24 @@ upload attempt; --every runs a recipe per interval until interrupted.`,
 			}
 		},
 	}
-	cmd.Flags().StringVar(&control, "control", "", "control plane URL, e.g. http://127.0.0.1:8080 (required)")
+	addControlFlag(cmd, &control)
 	cmd.Flags().StringVar(&source, "source", "", "client source address to bind (default: the kernel's choice)")
 	cmd.Flags().StringVar(&spool, "spool", defaultSpoolDir(), "directory holding reports not yet uploaded")
-	cmd.Flags().StringVar(&reportURL, "report-url", "", "where to upload reports (default: the recipe's report_url, else CONTROL/v1/reports)")
+	cmd.Flags().StringVar(&reportURL, "report-url", "", "where to upload reports (default: the recipe's report_url, else /v1/reports on the control plane's replicas)")
 	cmd.Flags().BoolVar(&once, "once", false, "run one recipe and one upload attempt, then exit (the default)")
 	cmd.Flags().DurationVar(&every, "every", 0, "run a recipe at this interval until interrupted (e.g. 1m)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print each report as JSON instead of a summary")
-	cmd.MarkFlagRequired("control")
 	return cmd
 }
 
-// runRecipe fetches a recipe, runs it from src and spools the report.
-func runRecipe(ctx context.Context, client *http.Client, control string, src netip.Addr, spool string, up *probe.Uploader) (*measure.Report, error) {
-	rec, err := probe.FetchRecipe(ctx, client, control)
+// runRecipe fetches a recipe, runs it from src and spools the report,
+// which goes where the recipe says unless --report-url says otherwise.
+func runRecipe(ctx context.Context, cp *cpclient.Client, src netip.Addr, spool string, up *probe.Uploader) (*measure.Report, error) {
+	rec, err := probe.FetchRecipe(ctx, cp)
 	if err != nil {
 		return nil, err
 	}
-	if rec.ReportURL != "" && up.URL == control+"/v1/reports" {
-		up.URL = rec.ReportURL
-	}
+	up.UseRecipe(rec)
 	rep, err := probe.Run(ctx, rec, probe.Options{Source: src})
 	if err != nil {
 		return nil, err

@@ -1,13 +1,8 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -15,18 +10,18 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/ocdn/ocdn/internal/api"
-	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/cpclient"
 	"github.com/ocdn/ocdn/internal/speedtest"
 )
 
 func newSpeedtestCmd(g *globals) *cobra.Command {
-	var control, source, file, title string
+	var control []string
+	var source, file, title string
 	var asJSON bool
 	var n, maxConns int
 	var maxDur time.Duration
 	cmd := &cobra.Command{
-		Use:   "speedtest --control URL [--file title/file]",
+		Use:   "speedtest --control URL[,URL...] [--file title/file]",
 		Short: "Measure download speed to the appliances steering chooses (fast.com-style)",
 		Long: `Ask steering for the URLs of a large file (--file, or the largest file of
 --title) and measure the download rate to them: unloaded latency first, then
@@ -34,27 +29,27 @@ parallel connections, added while the aggregate rate still grows by more than
 10% (up to --max-conns); ramp-up windows are discarded and the test stops when
 ten 200 ms windows agree within 3% (or at --max-duration). Loaded latency is
 sampled during the download. --source binds a client address, so steering sees
-the client as coming from there.`,
+the client as coming from there. --control lists the control plane's replicas:
+the title and steering requests go to the one that answered last, and to the
+next when it refuses, times out or answers 5xx.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			src, err := parseSource(source)
 			if err != nil {
 				return err
 			}
-			control = strings.TrimSuffix(control, "/")
-			ctx, stop := signalContext(cmd.Context(), cmd.ErrOrStderr())
-			defer stop()
-			client := sourceClient(src, 10*time.Second)
-			if file == "" {
-				if file, err = largestFile(ctx, client, control, title); err != nil {
-					return err
-				}
-			}
-			urls, err := steerURLs(ctx, client, control, file, n)
+			urls, err := parseControl(control)
 			if err != nil {
 				return err
 			}
-			cfg := speedtest.Config{URLs: urls, Source: src, MaxConns: maxConns, MaxDuration: maxDur}
+			ctx, stop := signalContext(cmd.Context(), cmd.ErrOrStderr())
+			defer stop()
+			cp := cpclient.Must(urls, sourceClient(src, 10*time.Second), "")
+			_, targets, err := speedtest.Targets(ctx, cp, title, file, n)
+			if err != nil {
+				return err
+			}
+			cfg := speedtest.Config{URLs: targets, Source: src, MaxConns: maxConns, MaxDuration: maxDur}
 			if f, ok := cmd.ErrOrStderr().(*os.File); ok && !asJSON && term.IsTerminal(int(f.Fd())) {
 				cfg.Progress = func(s speedtest.Sample) {
 					fmt.Fprintf(f, "\r%5.1fs  %8.2f Mbit/s  %d connections ", s.Elapsed.Seconds(), s.RateBps/1e6, s.Connections)
@@ -85,7 +80,7 @@ the client as coming from there.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&control, "control", "", "control plane URL, e.g. http://127.0.0.1:8080 (required)")
+	addControlFlag(cmd, &control)
 	cmd.Flags().StringVar(&source, "source", "", "client source address to bind (default: the kernel's choice)")
 	cmd.Flags().StringVar(&file, "file", "", "file to download, as title/file (default: the largest file of --title)")
 	cmd.Flags().StringVar(&title, "title", "t0000", "title whose largest file is downloaded when --file is not given")
@@ -93,58 +88,5 @@ the client as coming from there.`,
 	cmd.Flags().IntVar(&maxConns, "max-conns", 8, "most parallel connections")
 	cmd.Flags().DurationVar(&maxDur, "max-duration", 20*time.Second, "longest download phase")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
-	cmd.MarkFlagRequired("control")
 	return cmd
-}
-
-func getJSONFrom(ctx context.Context, client *http.Client, u string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("%s: %s: %s", u, resp.Status, strings.TrimSpace(string(msg)))
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
-}
-
-func largestFile(ctx context.Context, client *http.Client, control, title string) (string, error) {
-	var files []content.File
-	if err := getJSONFrom(ctx, client, control+"/v1/titles/"+url.PathEscape(title), &files); err != nil {
-		return "", fmt.Errorf("title %s: %w", title, err)
-	}
-	best := content.File{}
-	for _, f := range files {
-		if f.Size > best.Size {
-			best = f
-		}
-	}
-	if best.Path == "" {
-		return "", fmt.Errorf("title %s has no files", title)
-	}
-	return best.Path, nil
-}
-
-func steerURLs(ctx context.Context, client *http.Client, control, file string, n int) ([]string, error) {
-	var resp api.SteerResponse
-	u := fmt.Sprintf("%s/v1/steer?files=%s&n=%d", control, url.QueryEscape(file), n)
-	if err := getJSONFrom(ctx, client, u, &resp); err != nil {
-		return nil, fmt.Errorf("steer: %w", err)
-	}
-	var urls []string
-	for _, f := range resp.Files {
-		for _, c := range f.URLs {
-			urls = append(urls, c.URL)
-		}
-	}
-	if len(urls) == 0 {
-		return nil, errors.New("steer: no URLs for " + file)
-	}
-	return urls, nil
 }

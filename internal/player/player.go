@@ -46,11 +46,20 @@
 // whole segment is fetched again at the lowest rung, since the buffer is
 // short. When every URL of the list has failed, the player asks steering
 // again (at most Resteers times per session).
+//
+// # The control plane
+//
+// Titles and steering come from a list of control-plane replicas through
+// cpclient: a replica that refuses connections, times out (each attempt
+// is bounded by RequestTimeout) or answers 5xx costs one request, and the
+// next replica answers at once; the player stays with the replica that
+// answered. Only when every replica fails does the player wait and ask
+// again, with backoff, for up to ControlPatience: an outage of the whole
+// control plane delays playback rather than failing it.
 package player
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -65,13 +74,16 @@ import (
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/cpclient"
 	"github.com/ocdn/ocdn/internal/measure"
 )
 
 // Config wires a player. Zero values get the defaults documented on each
 // field.
 type Config struct {
-	ControlURL string
+	// ControlURLs are the control-plane replicas (http(s)://host:port),
+	// tried in this order with failover; at least one is required.
+	ControlURLs []string
 	// Source is the client address to bind; zero lets the kernel choose.
 	// Ignored when Dial is set.
 	Source netip.Addr
@@ -84,13 +96,14 @@ type Config struct {
 	// MaxBuffer is how far ahead of playback the player downloads
 	// (default 4 segments).
 	MaxBuffer time.Duration
-	// RequestTimeout bounds one segment fetch; past it the player fails
-	// over (default 3 s).
+	// RequestTimeout bounds one segment fetch, and one request to one
+	// control-plane replica; past it the player fails over (default 3 s).
 	RequestTimeout time.Duration
-	// ControlPatience is how long the player keeps asking an unreachable
-	// control plane (for steering or a title) before the session fails:
-	// an outage of the control plane delays playback, it does not end it
-	// (default 2 minutes).
+	// ControlPatience is how long the player keeps asking a control plane
+	// none of whose replicas answers (for steering or a title) before the
+	// session fails: an outage of the control plane delays playback, it
+	// does not end it (default 2 minutes). One replica down costs no
+	// patience: the next one is asked at once.
 	ControlPatience time.Duration
 	// MaxBitrateKbps caps the ladder: only video rungs at or below it are
 	// played (0 = no cap; if every rung is above it, the lowest).
@@ -117,12 +130,14 @@ type Config struct {
 // Player plays sessions one after another; it is not safe for concurrent
 // Play calls.
 type Player struct {
-	cfg    Config
-	client *http.Client
+	cfg     Config
+	client  *http.Client
+	control *cpclient.Client
 }
 
-// New returns a player with its own connection pool bound to Source.
-func New(cfg Config) *Player {
+// New returns a player with its own connection pool bound to Source. It
+// fails only for ControlURLs that are missing or not base URLs.
+func New(cfg Config) (*Player, error) {
 	if cfg.SegmentDuration <= 0 {
 		cfg.SegmentDuration = 2 * time.Second
 	}
@@ -165,7 +180,15 @@ func New(cfg Config) *Player {
 		dial = d.DialContext
 	}
 	tr := &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}
-	return &Player{cfg: cfg, client: &http.Client{Transport: tr}}
+	// Control requests share the pool (and so the source address and the
+	// lab's emulated links) but carry a per-request timeout, so that a
+	// replica that hangs costs one RequestTimeout before cpclient moves
+	// on, rather than the whole request's context.
+	control, err := cpclient.New(cfg.ControlURLs, &http.Client{Transport: tr, Timeout: cfg.RequestTimeout}, "")
+	if err != nil {
+		return nil, fmt.Errorf("player: control_urls: %w", err)
+	}
+	return &Player{cfg: cfg, client: &http.Client{Transport: tr}, control: control}, nil
 }
 
 // Close releases idle connections.
@@ -190,9 +213,13 @@ type Session struct {
 	Failovers int `json:"failovers"`
 	// Collapses counts fetches abandoned for throughput collapse (each
 	// is also a failover).
-	Collapses int   `json:"collapses"`
-	Resteers  int   `json:"resteers"`
-	Bytes     int64 `json:"bytes"`
+	Collapses int `json:"collapses"`
+	Resteers  int `json:"resteers"`
+	// ControlWaits counts the times no control-plane replica answered
+	// and the player waited before asking again (one replica down costs
+	// none).
+	ControlWaits int   `json:"control_waits"`
+	Bytes        int64 `json:"bytes"`
 	// WastedBytes were downloaded for a segment then fetched again at a
 	// lower rung after a collapse.
 	WastedBytes int64            `json:"wasted_bytes"`
@@ -245,7 +272,10 @@ type rung struct {
 
 func (p *Player) play(ctx context.Context, s *Session) error {
 	var files []content.File
-	if err := p.getJSON(ctx, p.cfg.ControlURL+"/v1/titles/"+url.PathEscape(s.Title), &files); err != nil {
+	err := p.withPatience(ctx, s, func() error {
+		return p.control.GetJSON(ctx, "/v1/titles/"+url.PathEscape(s.Title), &files)
+	})
+	if err != nil {
 		return fmt.Errorf("title: %w", err)
 	}
 	ladder := p.ladder(files)
@@ -263,7 +293,7 @@ func (p *Player) play(ctx context.Context, s *Session) error {
 		}
 	}
 	abr := &bba{ladder: kbps, reservoir: p.cfg.Reservoir, cushion: p.cfg.Cushion}
-	urls, err := p.steer(ctx, ladder)
+	urls, err := p.steer(ctx, s, ladder)
 	if err != nil {
 		return err
 	}
@@ -356,7 +386,7 @@ func (p *Player) play(ctx context.Context, s *Session) error {
 					return fmt.Errorf("segment %d: every URL failed, last: %w", k, err)
 				}
 				s.Resteers++
-				if urls, err = p.steer(ctx, ladder); err != nil {
+				if urls, err = p.steer(ctx, s, ladder); err != nil {
 					return err
 				}
 				clear(failed)
@@ -417,16 +447,16 @@ func (p *Player) ladder(files []content.File) []rung {
 }
 
 // steer asks for every rung's URLs in one request.
-func (p *Player) steer(ctx context.Context, ladder []rung) (map[string][]steerURL, error) {
+func (p *Player) steer(ctx context.Context, s *Session, ladder []rung) (map[string][]steerURL, error) {
 	paths := make([]string, len(ladder))
 	for i, r := range ladder {
 		paths[i] = r.file.Path
 	}
-	u := fmt.Sprintf("%s/v1/steer?files=%s&n=%d", p.cfg.ControlURL, url.QueryEscape(strings.Join(paths, ",")), p.cfg.URLs)
+	path := fmt.Sprintf("/v1/steer?files=%s&n=%d", url.QueryEscape(strings.Join(paths, ",")), p.cfg.URLs)
 	var out map[string][]steerURL
-	err := p.withPatience(ctx, func() error {
+	err := p.withPatience(ctx, s, func() error {
 		var resp api.SteerResponse
-		if err := p.getJSONOnce(ctx, u, &resp); err != nil {
+		if err := p.control.GetJSON(ctx, path, &resp); err != nil {
 			return err
 		}
 		out = make(map[string][]steerURL, len(paths))
@@ -439,7 +469,7 @@ func (p *Player) steer(ctx context.Context, ladder []rung) (map[string][]steerUR
 			if len(out[path]) == 0 {
 				// A control plane just back from an outage may not know
 				// any appliance to be up yet: ask again shortly.
-				return &unavailableError{fmt.Errorf("%s: %w", path, ErrNoURLs)}
+				return fmt.Errorf("%s: %w", path, ErrNoURLs)
 			}
 		}
 		return nil
@@ -525,58 +555,26 @@ func (p *Player) fetchRange(ctx context.Context, u string, off, end int64, kbps 
 	return n, nil
 }
 
-func (p *Player) getJSON(ctx context.Context, u string, out any) error {
-	return p.withPatience(ctx, func() error { return p.getJSONOnce(ctx, u, out) })
-}
-
-// withPatience runs fn until it succeeds, fails for good, or fails as
-// unavailable for longer than ControlPatience: an unreachable control
-// plane (connection refused or reset, a timeout, a 5xx, or no appliance
-// to offer yet) delays playback rather than failing it.
-func (p *Player) withPatience(ctx context.Context, fn func() error) error {
+// withPatience runs fn until it succeeds, fails for good, or finds the
+// control plane unavailable for longer than ControlPatience. Unavailable
+// means that no replica answered (each refused, timed out or answered
+// 5xx; cpclient has already tried them all) or that steering had no URL
+// yet; a 4xx is an answer and ends the session.
+func (p *Player) withPatience(ctx context.Context, s *Session, fn func() error) error {
 	deadline := time.Now().Add(p.cfg.ControlPatience)
 	backoff := 250 * time.Millisecond
 	for {
 		err := fn()
-		var ue *unavailableError
-		if err == nil || !errors.As(err, &ue) || ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
+		retry := cpclient.IsUnavailable(err) || errors.Is(err, ErrNoURLs)
+		if err == nil || !retry || ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
 			return err
 		}
+		s.ControlWaits++
 		if clock.Sleep(ctx, backoff) != nil {
 			return err
 		}
 		backoff = min(2*backoff, 4*time.Second)
 	}
-}
-
-// unavailableError marks a failure worth retrying: the control plane did
-// not answer, or answered 5xx.
-type unavailableError struct{ err error }
-
-func (e *unavailableError) Error() string { return "control plane unavailable: " + e.err.Error() }
-func (e *unavailableError) Unwrap() error { return e.err }
-
-func (p *Player) getJSONOnce(ctx context.Context, u string, out any) error {
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return &unavailableError{err}
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		err := fmt.Errorf("%s: %s", resp.Status, msg)
-		if resp.StatusCode >= 500 {
-			return &unavailableError{err}
-		}
-		return err
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -2,7 +2,6 @@ package player
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/cpclient/cptest"
 	"github.com/ocdn/ocdn/internal/netem"
 	"github.com/ocdn/ocdn/internal/steer"
 )
@@ -97,41 +96,17 @@ func (a *fakeAppliance) served() []served {
 	return slices.Clone(a.log)
 }
 
-// fakeControl answers /v1/titles and /v1/steer; route gives the
-// appliances (in rank order) for the n-th steering request.
-type fakeControl struct {
-	srv   *httptest.Server
-	cat   *content.Catalog
-	mu    sync.Mutex
-	calls int
-	route func(call int) []*fakeAppliance
-}
-
-func newControl(t *testing.T, cat *content.Catalog, route func(call int) []*fakeAppliance) *fakeControl {
-	c := &fakeControl{cat: cat, route: route}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/titles/{title}", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(cat.TitleFiles(r.PathValue("title")))
-	})
-	mux.HandleFunc("GET /v1/steer", func(w http.ResponseWriter, r *http.Request) {
-		c.mu.Lock()
-		call := c.calls
-		c.calls++
-		c.mu.Unlock()
-		apps := c.route(call)
-		var resp api.SteerResponse
-		for _, p := range strings.Split(r.URL.Query().Get("files"), ",") {
-			fs := api.FileSteer{Path: p}
-			for _, a := range apps {
-				fs.URLs = append(fs.URLs, steer.Choice{URL: a.srv.URL + "/c/tok/" + p, Appliance: a.id, Site: "s-" + a.id})
-			}
-			resp.Files = append(resp.Files, fs)
+// newControl is a control plane of two replicas serving the catalog;
+// route gives the appliances (in rank order) for the n-th steering
+// request.
+func newControl(t *testing.T, cat *content.Catalog, route func(call int) []*fakeAppliance) *cptest.Plane {
+	return cptest.New(t, cptest.Config{Catalog: cat, Steer: func(call int, file string) []steer.Choice {
+		var cs []steer.Choice
+		for _, a := range route(call) {
+			cs = append(cs, steer.Choice{URL: a.srv.URL + "/c/tok/" + file, Appliance: a.id, Site: "s-" + a.id})
 		}
-		json.NewEncoder(w).Encode(resp)
-	})
-	c.srv = httptest.NewServer(mux)
-	t.Cleanup(c.srv.Close)
-	return c
+		return cs
+	}})
 }
 
 func catalog(t *testing.T, dur time.Duration) *content.Catalog {
@@ -184,13 +159,18 @@ func TestBBARateMap(t *testing.T) {
 
 // shortPlayer is a player for a test: half-second segments so that a
 // session is a few seconds long.
-func shortPlayer(ctl *fakeControl, mod func(*Config)) *Player {
-	cfg := Config{ControlURL: ctl.srv.URL, SegmentDuration: 500 * time.Millisecond, MaxBuffer: 3 * time.Second,
+func shortPlayer(t *testing.T, ctl *cptest.Plane, mod func(*Config)) *Player {
+	t.Helper()
+	cfg := Config{ControlURLs: ctl.URLs(), SegmentDuration: 500 * time.Millisecond, MaxBuffer: 3 * time.Second,
 		RequestTimeout: 2 * time.Second}
 	if mod != nil {
 		mod(&cfg)
 	}
-	return New(cfg)
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func throttle(l netem.Link) func(*Config) {
@@ -225,7 +205,7 @@ func TestABRClimbsOnFastLinkStaysLowOnSlowOne(t *testing.T) {
 			t.Parallel()
 			a := newAppliance(t, "oca1", cat)
 			ctl := newControl(t, cat, func(int) []*fakeAppliance { return []*fakeAppliance{a} })
-			p := shortPlayer(ctl, throttle(tc.link))
+			p := shortPlayer(t, ctl, throttle(tc.link))
 			defer p.Close()
 			s, err := p.Play(context.Background(), title)
 			if err != nil {
@@ -259,7 +239,7 @@ func TestFailoverMidSegment(t *testing.T) {
 				return -1, ""
 			}
 			ctl := newControl(t, cat, func(int) []*fakeAppliance { return []*fakeAppliance{a, b} })
-			p := shortPlayer(ctl, func(c *Config) { c.ABR = ABRFixed; c.RequestTimeout = 500 * time.Millisecond })
+			p := shortPlayer(t, ctl, func(c *Config) { c.ABR = ABRFixed; c.RequestTimeout = 500 * time.Millisecond })
 			defer p.Close()
 			s, err := p.Play(context.Background(), title)
 			if err != nil {
@@ -296,7 +276,7 @@ func TestThroughputCollapseFailsOver(t *testing.T) {
 	// move the player on quickly.
 	slow.cut = func(req int, off, end int64) (int64, string) { return 2000, "hang" }
 	ctl := newControl(t, cat, func(int) []*fakeAppliance { return []*fakeAppliance{slow, fast} })
-	p := shortPlayer(ctl, func(c *Config) { c.RequestTimeout = 5 * time.Second; c.CollapseGrace = 200 * time.Millisecond })
+	p := shortPlayer(t, ctl, func(c *Config) { c.RequestTimeout = 5 * time.Second; c.CollapseGrace = 200 * time.Millisecond })
 	defer p.Close()
 	s, err := p.Play(context.Background(), title)
 	if err != nil {
@@ -327,7 +307,7 @@ func TestResteerAfterEveryURLFails(t *testing.T) {
 		}
 		return []*fakeAppliance{good}
 	})
-	p := shortPlayer(ctl, nil)
+	p := shortPlayer(t, ctl, nil)
 	defer p.Close()
 	s, err := p.Play(context.Background(), title)
 	if err != nil {
@@ -350,7 +330,7 @@ func TestResteerLimit(t *testing.T) {
 	dead := newAppliance(t, "dead", cat)
 	dead.srv.Close()
 	ctl := newControl(t, cat, func(int) []*fakeAppliance { return []*fakeAppliance{dead} })
-	p := shortPlayer(ctl, func(c *Config) { c.Resteers = 2 })
+	p := shortPlayer(t, ctl, func(c *Config) { c.Resteers = 2 })
 	defer p.Close()
 	s, err := p.Play(context.Background(), cat.Titles()[0])
 	if err == nil || s.Completed {
@@ -361,12 +341,14 @@ func TestResteerLimit(t *testing.T) {
 	}
 }
 
-// TestControlPlaneOutageDelaysPlayback: a control plane that answers 503
-// for a while, then steers to nobody (it has not heard from any appliance
-// since it came back), then recovers, delays the session; it does not fail
-// it. A 4xx still fails at once.
+// TestControlPlaneOutageDelaysPlayback: a control plane whose replicas
+// all answer 503 for a while, then steers to nobody (it has not heard from
+// any appliance since it came back), then recovers, delays the session; it
+// does not fail it. A 4xx still fails at once, on the first replica.
 func TestControlPlaneOutageDelaysPlayback(t *testing.T) {
+	t.Parallel()
 	cat := catalog(t, 2*time.Second)
+	title := cat.Titles()[0]
 	app := newAppliance(t, "a1", cat)
 	ctl := newControl(t, cat, func(call int) []*fakeAppliance {
 		if call == 0 {
@@ -374,39 +356,118 @@ func TestControlPlaneOutageDelaysPlayback(t *testing.T) {
 		}
 		return []*fakeAppliance{app}
 	})
-	var mu sync.Mutex
-	refused := 0
-	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		refused++
-		out := refused <= 3
-		mu.Unlock()
-		if out {
-			http.Error(w, "control plane restarting", http.StatusServiceUnavailable)
-			return
-		}
-		ctl.srv.Config.Handler.ServeHTTP(w, r)
-	}))
-	defer down.Close()
-	p := New(Config{ControlURL: down.URL, SegmentDuration: 500 * time.Millisecond, MaxBuffer: 3 * time.Second, RequestTimeout: 2 * time.Second})
+	a, b := ctl.Replica(0), ctl.Replica(1)
+	a.Fail(2, http.StatusServiceUnavailable)
+	b.Fail(2, http.StatusServiceUnavailable)
+	p := shortPlayer(t, ctl, nil)
 	defer p.Close()
-	s, err := p.Play(context.Background(), cat.Titles()[0])
+	s, err := p.Play(context.Background(), title)
 	if err != nil || !s.Completed {
 		t.Fatalf("Play through a control-plane outage = %v (session %+v), want it delayed, not failed", err, s)
 	}
-	if refused < 4 {
-		t.Errorf("control plane asked %d times, want the 3 refusals retried", refused)
+	// Two rounds of both replicas answering 503, one empty steering answer.
+	if s.ControlWaits != 3 {
+		t.Errorf("control waits = %d, want 3", s.ControlWaits)
+	}
+	if got := a.Hits("/v1/titles/" + title); got != 3 {
+		t.Errorf("first replica asked for the title %d times, want 3 (two 503s, then the answer)", got)
 	}
 
-	gone := httptest.NewServer(http.NotFoundHandler())
-	defer gone.Close()
-	p2 := New(Config{ControlURL: gone.URL, ControlPatience: time.Minute})
+	gone := cptest.New(t, cptest.Config{}) // knows no title: 404
+	p2, err := New(Config{ControlURLs: gone.URLs(), ControlPatience: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer p2.Close()
-	start := time.Now()
-	if _, err := p2.Play(context.Background(), cat.Titles()[0]); err == nil {
+	s2, err := p2.Play(context.Background(), title)
+	if err == nil {
 		t.Fatal("Play against a control plane answering 404 succeeded")
 	}
-	if el := time.Since(start); el > 10*time.Second {
-		t.Errorf("a 404 was retried for %v; want it final", el)
+	if s2.ControlWaits != 0 || gone.Replica(1).Hits("/v1/titles/"+title) != 0 {
+		t.Errorf("a 404 was retried (%d waits, %d requests to the second replica); want it final", s2.ControlWaits, gone.Replica(1).Hits("/v1/titles/"+title))
+	}
+}
+
+// TestControlReplicaKilledMidSession: the first replica answers the title
+// and the first steering request, then dies. The re-steer the session
+// needs goes to the second replica with no patience wait, the session
+// completes, and the next session goes straight to the live replica.
+func TestControlReplicaKilledMidSession(t *testing.T) {
+	t.Parallel()
+	cat := catalog(t, 2*time.Second)
+	title := cat.Titles()[0]
+	dead := newAppliance(t, "dead", cat)
+	good := newAppliance(t, "good", cat)
+	dead.srv.Close()
+	ctl := newControl(t, cat, func(call int) []*fakeAppliance {
+		if call == 0 {
+			return []*fakeAppliance{dead}
+		}
+		return []*fakeAppliance{good}
+	})
+	a, b := ctl.Replica(0), ctl.Replica(1)
+	a.KillAfter(2)
+	var dials cptest.Dials
+	p := shortPlayer(t, ctl, func(c *Config) { c.Dial = dials.Dial })
+	defer p.Close()
+	s, err := p.Play(context.Background(), title)
+	if err != nil || !s.Completed {
+		t.Fatalf("Play with a replica killed mid-session = %v (session %+v), want completed", err, s)
+	}
+	if s.Resteers != 1 || s.ControlWaits != 0 {
+		t.Errorf("resteers %d, control waits %d; want 1 re-steer answered by the live replica without waiting", s.Resteers, s.ControlWaits)
+	}
+	if a.Hits("/v1/steer") != 1 || b.Hits("/v1/steer") != 1 || ctl.SteerCalls() != 2 {
+		t.Errorf("steering requests: killed replica %d, live replica %d, answered %d; want 1, 1, 2",
+			a.Hits("/v1/steer"), b.Hits("/v1/steer"), ctl.SteerCalls())
+	}
+	if want := []string{"good"}; !slices.Equal(s.ServedOrder, want) {
+		t.Errorf("served order = %v, want %v", s.ServedOrder, want)
+	}
+
+	dialsToA := dials.To(a.URL)
+	s, err = p.Play(context.Background(), title)
+	if err != nil || !s.Completed || s.ControlWaits != 0 {
+		t.Fatalf("second session = %v (session %+v), want completed without waiting", err, s)
+	}
+	if got := dials.To(a.URL); got != dialsToA {
+		t.Errorf("second session dialled the dead replica %d times, want 0: the player should stay with the live one", got-dialsToA)
+	}
+	if b.Hits("/v1/titles/"+title) != 1 || b.Hits("/v1/steer") != 2 {
+		t.Errorf("live replica saw %d title and %d steering requests, want 1 and 2", b.Hits("/v1/titles/"+title), b.Hits("/v1/steer"))
+	}
+}
+
+// TestControlReplica5xxCostsOneRequest: a replica that answers every
+// request with 503 is asked once; everything else goes to the next.
+func TestControlReplica5xxCostsOneRequest(t *testing.T) {
+	t.Parallel()
+	cat := catalog(t, 2*time.Second)
+	title := cat.Titles()[0]
+	app := newAppliance(t, "a1", cat)
+	ctl := newControl(t, cat, func(int) []*fakeAppliance { return []*fakeAppliance{app} })
+	a, b := ctl.Replica(0), ctl.Replica(1)
+	a.Fail(-1, http.StatusInternalServerError)
+	p := shortPlayer(t, ctl, nil)
+	defer p.Close()
+	for range 2 {
+		s, err := p.Play(context.Background(), title)
+		if err != nil || s.ControlWaits != 0 {
+			t.Fatalf("Play with a replica answering 500 = %v (%d control waits), want completed without waiting", err, s.ControlWaits)
+		}
+	}
+	if got := a.Hits("/v1/titles/"+title) + a.Hits("/v1/steer"); got != 1 {
+		t.Errorf("the failing replica was asked %d times in two sessions, want once", got)
+	}
+	if b.Hits("/v1/titles/"+title) != 2 || b.Hits("/v1/steer") != 2 {
+		t.Errorf("the live replica saw %d title and %d steering requests, want 2 and 2", b.Hits("/v1/titles/"+title), b.Hits("/v1/steer"))
+	}
+}
+
+func TestNewRejectsBadControlURLs(t *testing.T) {
+	for _, urls := range [][]string{nil, {"127.0.0.1:8080"}, {"http://127.0.0.1:8080/v1"}} {
+		if _, err := New(Config{ControlURLs: urls}); err == nil || !strings.Contains(err.Error(), "control_urls") {
+			t.Errorf("New(ControlURLs: %q) = %v, want an error naming control_urls", urls, err)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -14,14 +15,14 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ocdn/ocdn/internal/cpclient"
+	"github.com/ocdn/ocdn/internal/cpclient/cptest"
 	"github.com/ocdn/ocdn/internal/measure"
 	"github.com/ocdn/ocdn/internal/netem"
 )
@@ -106,7 +107,7 @@ func TestRecipeHandlerShufflesAndFills(t *testing.T) {
 	orders := map[string]bool{}
 	ids := map[string]bool{}
 	for range 10 {
-		rec, err := FetchRecipe(context.Background(), srv.Client(), srv.URL)
+		rec, err := FetchRecipe(context.Background(), cpclient.Must([]string{srv.URL}, srv.Client(), ""))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -318,54 +319,29 @@ func TestThroughputThroughNetem(t *testing.T) {
 	}
 }
 
-// ingest is a fake POST /v1/reports that stores each report id once.
-type ingest struct {
-	mu       sync.Mutex
-	stored   chan string // every newly stored id
-	seen     map[string]int
-	dropNext int // answer this many more uploads by closing the connection after storing
-	status   int // answer with this status instead of storing (0 = store)
-}
-
-func newIngest() *ingest { return &ingest{stored: make(chan string, 100), seen: map[string]int{}} }
-
-func (in *ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.status != 0 {
-		http.Error(w, "configured failure", in.status)
-		return
-	}
-	var rep measure.Report
-	if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	if err := rep.Validate(time.Now()); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	in.seen[rep.ID]++
-	if in.seen[rep.ID] == 1 {
-		in.stored <- rep.ID
-	}
-	if in.dropNext > 0 {
-		in.dropNext--
-		c, _, _ := w.(http.Hijacker).Hijack()
-		c.Close()
-		return
-	}
-	w.Write([]byte(`{"duplicate":` + strconv.FormatBool(in.seen[rep.ID] > 1) + `}`))
-}
-
 func testReport(i int) *measure.Report {
 	return &measure.Report{ID: fmt.Sprintf("%032x", i+1), Recipe: "r", ClientTime: time.Now(),
 		Pulses: []measure.Pulse{{Target: "t", Type: measure.TypeTCPConnect, Start: time.Now(), Status: measure.StatusOK, ConnectMs: 1}}}
 }
 
+// checkOnce fails unless each of ids was uploaded `uploads` times and
+// stored exactly once, and nothing else was stored.
+func checkOnce(t *testing.T, pl *cptest.Plane, uploads int, ids ...string) {
+	t.Helper()
+	up, stored := pl.Reports()
+	for _, id := range ids {
+		if up[id] != uploads || stored[id] != 1 {
+			t.Errorf("report %s: uploaded %d times, stored %d times; want %d and 1", id, up[id], stored[id], uploads)
+		}
+	}
+	if len(stored) != len(ids) {
+		t.Errorf("%d reports stored, want %d", len(stored), len(ids))
+	}
+}
+
 func TestSpoolRetryAcrossServerRestart(t *testing.T) {
 	dir := t.TempDir()
-	// Reserve an address, then leave it closed: the server is down.
+	// Reserve an address, then leave it closed: the collector is down.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -373,13 +349,15 @@ func TestSpoolRetryAcrossServerRestart(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	up := &Uploader{Dir: dir, URL: "http://" + addr + "/v1/reports", MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+	var ids []string
 	for i := range 5 {
 		if _, err := Spool(dir, testReport(i)); err != nil {
 			t.Fatal(err)
 		}
+		ids = append(ids, testReport(i).ID)
 	}
-	if err := up.Flush(context.Background()); err == nil {
-		t.Fatal("Flush with the server down succeeded")
+	if err := up.Flush(context.Background()); !errors.Is(err, ErrRetryLater) {
+		t.Fatalf("Flush with the collector down = %v, want ErrRetryLater", err)
 	}
 	if ids, _ := up.Pending(); len(ids) != 5 {
 		t.Fatalf("after a failed flush %d reports are spooled, want 5", len(ids))
@@ -388,53 +366,45 @@ func TestSpoolRetryAcrossServerRestart(t *testing.T) {
 	runDone := make(chan error)
 	go func() { runDone <- up.Run(ctx) }()
 
-	// The server comes back on the same address.
-	in := newIngest()
+	// The collector comes back on the same address.
+	pl := cptest.New(t, cptest.Config{Replicas: 1})
 	ln, err = net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: in}
+	srv := &http.Server{Handler: pl.Handler()}
 	go srv.Serve(ln)
 	defer srv.Close()
 	got := map[string]bool{}
 	timeout := time.After(10 * time.Second)
 	for len(got) < 5 {
 		select {
-		case id := <-in.stored:
+		case id := <-pl.Stored:
 			got[id] = true
 		case <-timeout:
 			t.Fatalf("after the restart %d of 5 reports arrived", len(got))
 		}
 	}
-	// Run deletes each file after its 200; wait for the spool to drain.
-	for ids, _ := up.Pending(); len(ids) > 0; ids, _ = up.Pending() {
-		up.Kick()
-		select {
-		case <-timeout:
-			t.Fatalf("spool still holds %v", ids)
-		case <-time.After(5 * time.Millisecond):
-		}
+	// Run's flush deletes each report after its answer; a Flush of our
+	// own waits for it (flushes are serialised) and must find nothing
+	// left to send.
+	if err := up.Flush(ctx); err != nil {
+		t.Fatalf("Flush after Run delivered everything: %v", err)
+	}
+	if ids, _ := up.Pending(); len(ids) != 0 {
+		t.Fatalf("spool still holds %v", ids)
 	}
 	cancel()
 	<-runDone
 	srv.Close()
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	for id, n := range in.seen {
-		if n != 1 {
-			t.Errorf("report %s uploaded %d times, want once", id, n)
-		}
-	}
+	checkOnce(t, pl, 1, ids...)
 }
 
 func TestDuplicateUploadHarmless(t *testing.T) {
 	dir := t.TempDir()
-	in := newIngest()
-	in.dropNext = 1 // stored, but the answer is lost
-	srv := httptest.NewServer(in)
-	defer srv.Close()
-	up := &Uploader{Dir: dir, URL: srv.URL + "/v1/reports"}
+	pl := cptest.New(t, cptest.Config{Replicas: 1})
+	pl.Replica(0).Fail(1, cptest.Drop) // stored, but the answer is lost
+	up := &Uploader{Dir: dir, Control: cpclient.Must(pl.URLs(), nil, "")}
 	Spool(dir, testReport(0))
 	if err := up.Flush(context.Background()); err == nil {
 		t.Fatal("Flush whose answer was lost succeeded")
@@ -448,23 +418,20 @@ func TestDuplicateUploadHarmless(t *testing.T) {
 	if ids, _ := up.Pending(); len(ids) != 0 {
 		t.Errorf("spool holds %v after the retry, want nothing", ids)
 	}
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if n := in.seen[testReport(0).ID]; n != 2 || len(in.stored) != 1 {
-		t.Errorf("server saw the report %d times and stored it %d times, want 2 and 1", n, len(in.stored))
-	}
+	// The ingest answered the second upload as a duplicate; the uploader
+	// took that as delivered.
+	checkOnce(t, pl, 2, testReport(0).ID)
 }
 
 func TestRejectedReportNotRetried(t *testing.T) {
 	dir := t.TempDir()
-	in := newIngest()
-	srv := httptest.NewServer(in)
-	defer srv.Close()
+	pl := cptest.New(t, cptest.Config{})
+	a, b := pl.Replica(0), pl.Replica(1)
 	bad := testReport(0)
 	bad.Pulses[0].Type = "ping" // invalid
 	Spool(dir, bad)
 	Spool(dir, testReport(1))
-	up := &Uploader{Dir: dir, URL: srv.URL + "/v1/reports"}
+	up := &Uploader{Dir: dir, Control: cpclient.Must(pl.URLs(), nil, "")}
 	if err := up.Flush(context.Background()); err != nil {
 		t.Fatalf("Flush: %v", err)
 	}
@@ -475,19 +442,130 @@ func TestRejectedReportNotRetried(t *testing.T) {
 	if err != nil || !strings.Contains(reason, "400") || !strings.Contains(reason, "type") {
 		t.Errorf("rejected reason = %q (%v), want the 400 and the server's message", reason, err)
 	}
-	if len(in.stored) != 1 {
-		t.Errorf("server stored %d reports, want 1", len(in.stored))
+	// A 400 is the answer, not an outage: the other replica never saw it.
+	if b.Hits("/v1/reports") != 0 {
+		t.Errorf("the second replica got %d uploads, want none", b.Hits("/v1/reports"))
 	}
-	// 503 keeps the report.
-	in.mu.Lock()
-	in.status = http.StatusServiceUnavailable
-	in.mu.Unlock()
+	checkOnce(t, pl, 1, testReport(1).ID)
+	// Every replica answering 503 keeps the report.
+	a.Fail(-1, http.StatusServiceUnavailable)
+	b.Fail(-1, http.StatusServiceUnavailable)
 	Spool(dir, testReport(2))
-	if err := up.Flush(context.Background()); err == nil {
-		t.Error("Flush against a 503 succeeded")
+	if err := up.Flush(context.Background()); !errors.Is(err, ErrRetryLater) {
+		t.Errorf("Flush against replicas answering 503 = %v, want ErrRetryLater", err)
 	}
 	if ids, _ := up.Pending(); len(ids) != 1 {
-		t.Errorf("after a 503 the spool holds %v, want the report", ids)
+		t.Errorf("after the 503s the spool holds %v, want the report", ids)
+	}
+}
+
+// TestProbeSessionsSurviveReplicaKill runs probe sessions as a client does
+// (recipe, run, spool, upload) against two replicas. The first dies after
+// its third answer, mid-way through the second session: that session's
+// report goes to the live replica in the same flush, the third session
+// never tries the dead one, and every report is stored exactly once.
+func TestProbeSessionsSurviveReplicaKill(t *testing.T) {
+	target := rangeServer(t, "oca1", 1000)
+	pl := cptest.New(t, cptest.Config{})
+	pl.Handle("GET /v1/recipe", RecipeHandler(func(netip.Addr) ([]Target, error) {
+		return []Target{{ID: "oca1", Appliance: "oca1", Site: "s1", URL: target.URL + "/f", Steered: true}}, nil
+	}, RecipeConfig{Pulses: 1, PulseDelay: time.Millisecond, Types: []string{measure.TypeTCPConnect}}))
+	a, b := pl.Replica(0), pl.Replica(1)
+	a.KillAfter(3) // recipe 1, report 1, recipe 2
+	var dials cptest.Dials
+	cp := cpclient.Must(pl.URLs(), dials.Client(), "")
+	dir := t.TempDir()
+	up := &Uploader{Dir: dir, Control: cp}
+	var ids []string
+	dialsToA := 0
+	for session := range 3 {
+		if session == 2 {
+			dialsToA = dials.To(a.URL)
+		}
+		rec, err := FetchRecipe(context.Background(), cp)
+		if err != nil {
+			t.Fatalf("session %d: FetchRecipe: %v", session, err)
+		}
+		up.UseRecipe(rec)
+		rep, err := Run(context.Background(), rec, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Spool(dir, rep); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, rep.ID)
+		if err := up.Flush(context.Background()); err != nil {
+			t.Fatalf("session %d: Flush: %v", session, err)
+		}
+	}
+	if pending, _ := up.Pending(); len(pending) != 0 {
+		t.Errorf("spool holds %v, want every report delivered", pending)
+	}
+	checkOnce(t, pl, 1, ids...)
+	if a.Hits("/v1/recipe") != 2 || a.Hits("/v1/reports") != 1 || b.Hits("/v1/recipe") != 1 || b.Hits("/v1/reports") != 2 {
+		t.Errorf("recipes/reports: killed replica %d/%d, live replica %d/%d; want 2/1 and 1/2",
+			a.Hits("/v1/recipe"), a.Hits("/v1/reports"), b.Hits("/v1/recipe"), b.Hits("/v1/reports"))
+	}
+	if got := dials.To(a.URL) - dialsToA; got != 0 {
+		t.Errorf("the third session dialled the dead replica %d times, want 0", got)
+	}
+	if cp.Current() != b.URL {
+		t.Errorf("client is on %s, want the live replica %s", cp.Current(), b.URL)
+	}
+}
+
+// TestLostAnswerGoesToNextReplica: the first replica stores a report and
+// dies before answering; the same flush sends it to the second, which
+// shares the store and answers that it is a duplicate: delivered once,
+// stored once.
+func TestLostAnswerGoesToNextReplica(t *testing.T) {
+	pl := cptest.New(t, cptest.Config{})
+	pl.Replica(0).Fail(1, cptest.Drop)
+	dir := t.TempDir()
+	up := &Uploader{Dir: dir, Control: cpclient.Must(pl.URLs(), nil, "")}
+	Spool(dir, testReport(0))
+	if err := up.Flush(context.Background()); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if ids, _ := up.Pending(); len(ids) != 0 {
+		t.Errorf("spool holds %v, want the report delivered", ids)
+	}
+	checkOnce(t, pl, 2, testReport(0).ID)
+}
+
+// TestReportURL: a recipe's report_url takes reports away from the
+// control plane, an explicit URL takes them from both, and a recipe with
+// no report_url brings them back to the control plane.
+func TestReportURL(t *testing.T) {
+	pl := cptest.New(t, cptest.Config{})
+	collector := cptest.New(t, cptest.Config{Replicas: 1})
+	explicit := cptest.New(t, cptest.Config{Replicas: 1})
+	dir := t.TempDir()
+	up := &Uploader{Dir: dir, Control: cpclient.Must(pl.URLs(), nil, "")}
+	send := func(i int) {
+		t.Helper()
+		Spool(dir, testReport(i))
+		if err := up.Flush(context.Background()); err != nil {
+			t.Fatalf("Flush of report %d: %v", i, err)
+		}
+	}
+	up.UseRecipe(&Recipe{ReportURL: collector.Replica(0).URL + "/v1/reports"})
+	send(0)
+	up.UseRecipe(&Recipe{})
+	send(1)
+	up.URL = explicit.Replica(0).URL + "/v1/reports"
+	up.UseRecipe(&Recipe{ReportURL: collector.Replica(0).URL + "/v1/reports"})
+	send(2)
+	checkOnce(t, collector, 1, testReport(0).ID)
+	checkOnce(t, pl, 1, testReport(1).ID)
+	checkOnce(t, explicit, 1, testReport(2).ID)
+}
+
+func TestFlushWithoutDestination(t *testing.T) {
+	up := &Uploader{Dir: t.TempDir()}
+	if err := up.Flush(context.Background()); err == nil || errors.Is(err, ErrRetryLater) {
+		t.Errorf("Flush with neither Control nor URL = %v, want a configuration error", err)
 	}
 }
 

@@ -4,7 +4,8 @@
 // each pulse's timeout, and context to copy into the report); the client
 // runs it (Run), writes the resulting measure.Report to an on-disk spool,
 // and an Uploader delivers spooled reports to POST /v1/reports with
-// retries.
+// retries. Both talk to the control plane through cpclient, so any of its
+// replicas can hand out the recipe and take the report.
 //
 // # Probe types
 //
@@ -33,6 +34,7 @@
 package probe
 
 import (
+	"bytes"
 	"context"
 	cryptorand "crypto/rand"
 	"encoding/hex"
@@ -45,6 +47,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/ocdn/ocdn/internal/cpclient"
 	"github.com/ocdn/ocdn/internal/measure"
 )
 
@@ -59,8 +62,9 @@ type Recipe struct {
 	PulseDelay   time.Duration     `json:"-"`
 	PulseTimeout time.Duration     `json:"-"`
 	Context      map[string]string `json:"context,omitempty"`
-	// ReportURL is where to upload the report; empty means the control
-	// plane's /v1/reports.
+	// ReportURL is where to upload the report (a full URL, such as a
+	// separate collector's); empty means the control plane's /v1/reports
+	// on whichever replica answers. See Uploader.UseRecipe.
 	ReportURL string `json:"report_url,omitempty"`
 	// Interval is how long the control plane asks a client to wait
 	// before its next recipe (0: the client decides). JSON carries it in
@@ -254,20 +258,18 @@ func RecipeHandler(choose func(client netip.Addr) ([]Target, error), cfg RecipeC
 	})
 }
 
-// FetchRecipe asks the control plane at controlURL for a recipe.
-func FetchRecipe(ctx context.Context, client *http.Client, controlURL string) (*Recipe, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, controlURL+"/v1/recipe", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := client.Do(req)
+// FetchRecipe asks the control plane for a recipe, through cp: a replica
+// that cannot be reached or answers 5xx (503 is also how a replica says it
+// has no targets for this client yet) is skipped for the next one.
+func FetchRecipe(ctx context.Context, cp *cpclient.Client) (*Recipe, error) {
+	resp, err := cp.Do(ctx, http.MethodGet, "/v1/recipe", nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("recipe: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, fmt.Errorf("recipe: %s: %s", resp.Status, msg)
+		return nil, fmt.Errorf("recipe: %s: %s", resp.Status, bytes.TrimSpace(msg))
 	}
 	var rec Recipe
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&rec); err != nil {

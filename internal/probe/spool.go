@@ -16,8 +16,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/ocdn/ocdn/internal/cpclient"
 	"github.com/ocdn/ocdn/internal/measure"
 )
 
@@ -91,19 +93,33 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// Uploader delivers spooled reports to URL (POST /v1/reports). A 2xx
-// answer deletes the report; 400, 413 or 422 moves it to Dir/rejected with
-// the reason beside it, never to be retried; anything else (429, 5xx,
-// connection errors) keeps it for a later attempt. Since report ids are
-// the server's deduplication key, uploading a report twice (an answer
-// lost after the server stored it) is harmless.
+// Uploader delivers spooled reports to the control plane's POST
+// /v1/reports through Control, whose replicas it fails over between (a
+// report that one replica could not take goes to the next at once), or to
+// an explicit URL. A 2xx answer deletes the report; 400, 413 or 422 moves
+// it to Dir/rejected with the reason beside it, never to be retried;
+// anything else (429, 5xx from every replica, connection errors) keeps it
+// for a later attempt.
+//
+// Report ids are the ingest's deduplication key: a report uploaded twice
+// (the answer lost after the server stored it) is answered 200 with
+// "duplicate": true by a server that has it, and the uploader deletes it
+// as delivered. That holds within one ingest store; replicas that keep
+// separate stores would each store a report whose first answer was lost.
 //
 // The zero value of the optional fields is usable. An Uploader is safe
 // for concurrent use; Flush calls are serialised.
 type Uploader struct {
-	Dir    string
-	URL    string
-	Client *http.Client // nil means http.DefaultClient
+	Dir string
+	// Control reaches the control plane's replicas; used unless a URL is
+	// set here or by UseRecipe.
+	Control *cpclient.Client
+	// URL, when set, is where every report goes (POST), overriding the
+	// control plane and recipes: an operator's explicit collector.
+	URL string
+	// Client sends to URL and to a recipe's report URL (nil means
+	// http.DefaultClient); requests to Control use its own client.
+	Client *http.Client
 	Logger *slog.Logger
 	// MinBackoff and MaxBackoff bound the wait after a failed attempt; it
 	// doubles per consecutive failure, with jitter (default 1 s and 5 min).
@@ -112,9 +128,51 @@ type Uploader struct {
 	// (default 30 s).
 	Interval time.Duration
 
-	flushMu sync.Mutex
-	once    sync.Once
-	kick    chan struct{}
+	flushMu   sync.Mutex
+	once      sync.Once
+	kick      chan struct{}
+	recipeURL atomic.Pointer[string]
+}
+
+// UseRecipe makes later uploads go where rec says (its ReportURL), or to
+// the control plane when it names no URL; an explicit URL still wins. The
+// latest recipe decides, since the control plane may move its collector.
+func (u *Uploader) UseRecipe(rec *Recipe) {
+	s := rec.ReportURL
+	u.recipeURL.Store(&s)
+}
+
+// destination is the URL reports go to, or "" for the control plane.
+func (u *Uploader) destination() string {
+	if u.URL != "" {
+		return u.URL
+	}
+	if s := u.recipeURL.Load(); s != nil {
+		return *s
+	}
+	return ""
+}
+
+var jsonHeader = http.Header{"Content-Type": {"application/json"}}
+
+// post sends one report to its destination. For the control plane a 5xx
+// or an unreachable replica has been retried on the others already; what
+// comes back is a 2xx–4xx answer or an error.
+func (u *Uploader) post(ctx context.Context, body []byte) (*http.Response, error) {
+	dest := u.destination()
+	if dest == "" {
+		return u.Control.Do(ctx, http.MethodPost, "/v1/reports", body, jsonHeader)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, dest, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("upload to %s: %w", dest, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	client := u.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	return client.Do(req)
 }
 
 // ErrRetryLater wraps the reason a Flush stopped with reports left in the
@@ -128,6 +186,7 @@ type retryAfterError struct {
 }
 
 func (e *retryAfterError) Error() string { return e.msg }
+func (e *retryAfterError) Unwrap() error { return ErrRetryLater }
 
 func (u *Uploader) init() {
 	u.once.Do(func() {
@@ -179,11 +238,15 @@ func (u *Uploader) Pending() ([]string, error) {
 
 // Flush tries every spooled report once, in name order. It stops at the
 // first retryable failure, returning an error wrapping ErrRetryLater, so
-// that a down server costs one attempt, not one per report.
+// that a down control plane costs one attempt (one request per replica),
+// not one per report.
 func (u *Uploader) Flush(ctx context.Context) error {
 	u.init()
 	u.flushMu.Lock()
 	defer u.flushMu.Unlock()
+	if u.Control == nil && u.destination() == "" {
+		return errors.New("upload: the uploader has neither Control nor URL")
+	}
 	ids, err := u.Pending()
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
@@ -211,16 +274,7 @@ func (u *Uploader) upload(ctx context.Context, id string) error {
 	if !json.Valid(body) {
 		return u.reject(id, "spool file is not valid JSON")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.URL, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("upload: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	client := u.Client
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
+	resp, err := u.post(ctx, body)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrRetryLater, err)
 	}

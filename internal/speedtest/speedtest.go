@@ -1,6 +1,7 @@
 // Package speedtest provides a fast.com-style download speed test
 // against CDN appliances: the targets are the URLs steering hands the
-// client, so the test measures the path real playback would use.
+// client (Targets asks the control plane's replicas through cpclient), so
+// the test measures the path real playback would use.
 //
 // # Method
 //
@@ -36,12 +37,15 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/cpclient"
 )
 
 // Config shapes a test. Zero values get the documented defaults.
@@ -153,8 +157,44 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// ErrNoTargets means Config.URLs is empty.
+// ErrNoTargets means Config.URLs is empty, or steering had no URL.
 var ErrNoTargets = errors.New("speedtest: no target URLs")
+
+// Targets asks the control plane, through cp, for steering's ranked URLs
+// (at most n) of file, a title/file path; with file empty, of the largest
+// file of title. It returns the file and its URLs, best first.
+func Targets(ctx context.Context, cp *cpclient.Client, title, file string, n int) (string, []string, error) {
+	if file == "" {
+		var files []content.File
+		if err := cp.GetJSON(ctx, "/v1/titles/"+url.PathEscape(title), &files); err != nil {
+			return "", nil, fmt.Errorf("speedtest: title %s: %w", title, err)
+		}
+		var best content.File
+		for _, f := range files {
+			if f.Size > best.Size {
+				best = f
+			}
+		}
+		if best.Path == "" {
+			return "", nil, fmt.Errorf("speedtest: title %s has no files", title)
+		}
+		file = best.Path
+	}
+	var resp api.SteerResponse
+	if err := cp.GetJSON(ctx, fmt.Sprintf("/v1/steer?files=%s&n=%d", url.QueryEscape(file), n), &resp); err != nil {
+		return "", nil, fmt.Errorf("speedtest: steer %s: %w", file, err)
+	}
+	var urls []string
+	for _, f := range resp.Files {
+		for _, c := range f.URLs {
+			urls = append(urls, c.URL)
+		}
+	}
+	if len(urls) == 0 {
+		return "", nil, fmt.Errorf("%w for %s", ErrNoTargets, file)
+	}
+	return file, urls, nil
+}
 
 func (c *Config) transport() *http.Transport {
 	return &http.Transport{DialContext: c.Dial, TLSClientConfig: c.TLSConfig, MaxConnsPerHost: 1,

@@ -2,15 +2,22 @@ package speedtest
 
 import (
 	"context"
+	"errors"
 	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/cpclient"
+	"github.com/ocdn/ocdn/internal/cpclient/cptest"
 	"github.com/ocdn/ocdn/internal/netem"
+	"github.com/ocdn/ocdn/internal/steer"
 )
 
 // zeros is an io.ReadSeeker of size zero bytes.
@@ -87,5 +94,68 @@ func TestServerErrorFails(t *testing.T) {
 	defer srv.Close()
 	if _, err := Run(context.Background(), Config{URLs: []string{srv.URL + "/x"}}); err == nil {
 		t.Error("Run against a 404 succeeded")
+	}
+}
+
+// TestTargetsAndRunSurviveReplicaKill: a speed test session against two
+// control-plane replicas whose first dies after answering the title: the
+// steering request goes to the live replica, the test runs to the end on
+// the URLs it got, and the next session asks the live replica only.
+func TestTargetsAndRunSurviveReplicaKill(t *testing.T) {
+	cat, err := content.Synth(content.SynthSpec{Titles: 1, LadderKbps: []int{400, 3000}, Duration: 4 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	title := cat.Titles()[0]
+	a1, a2 := fileServer(t), fileServer(t)
+	pl := cptest.New(t, cptest.Config{Catalog: cat, Steer: func(call int, file string) []steer.Choice {
+		return []steer.Choice{{URL: a1.URL + "/c/tok/" + file, Appliance: "oca1"}, {URL: a2.URL + "/c/tok/" + file, Appliance: "oca2"}}
+	}})
+	a, b := pl.Replica(0), pl.Replica(1)
+	a.KillAfter(1)
+	var dials cptest.Dials
+	cp := cpclient.Must(pl.URLs(), dials.Client(), "")
+
+	file, urls, err := Targets(context.Background(), cp, title, "", 5)
+	if err != nil {
+		t.Fatalf("Targets with a replica killed mid-session: %v", err)
+	}
+	if want := title + "/video_3000k.mp4"; file != want {
+		t.Errorf("Targets chose %s, want the largest file %s", file, want)
+	}
+	if want := []string{a1.URL + "/c/tok/" + file, a2.URL + "/c/tok/" + file}; !slices.Equal(urls, want) {
+		t.Errorf("Targets URLs = %v, want %v", urls, want)
+	}
+	if a.Hits("/v1/titles/"+title) != 1 || a.Hits("/v1/steer") != 0 || b.Hits("/v1/steer") != 1 {
+		t.Errorf("title on the killed replica %d, steering on it %d and on the live one %d; want 1, 0, 1",
+			a.Hits("/v1/titles/"+title), a.Hits("/v1/steer"), b.Hits("/v1/steer"))
+	}
+	res, err := Run(context.Background(), Config{URLs: urls, MaxConns: 2, Window: 50 * time.Millisecond,
+		StableWindows: 3, Tolerance: 0.5, MaxDuration: 2 * time.Second, LatencyProbes: 1})
+	if err != nil || res.Bytes == 0 {
+		t.Fatalf("Run on the steered URLs = %+v, %v; want a completed test", res, err)
+	}
+
+	before := dials.To(a.URL)
+	if _, _, err := Targets(context.Background(), cp, "", file, 5); err != nil {
+		t.Fatalf("second session: %v", err)
+	}
+	if got := dials.To(a.URL) - before; got != 0 || b.Hits("/v1/steer") != 2 {
+		t.Errorf("second session: %d dials to the dead replica, %d steering requests on the live one; want 0 and 2", got, b.Hits("/v1/steer"))
+	}
+}
+
+func TestTargetsErrors(t *testing.T) {
+	cat, err := content.Synth(content.SynthSpec{Titles: 1, LadderKbps: []int{400}, Duration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := cptest.New(t, cptest.Config{Replicas: 1, Catalog: cat, Steer: func(int, string) []steer.Choice { return nil }})
+	cp := cpclient.Must(pl.URLs(), nil, "")
+	if _, _, err := Targets(context.Background(), cp, "nope", "", 5); err == nil || !strings.Contains(err.Error(), "title nope") {
+		t.Errorf("Targets for an unknown title = %v, want an error naming it", err)
+	}
+	if _, _, err := Targets(context.Background(), cp, cat.Titles()[0], "", 5); !errors.Is(err, ErrNoTargets) {
+		t.Errorf("Targets with steering empty = %v, want ErrNoTargets", err)
 	}
 }
