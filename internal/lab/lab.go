@@ -190,7 +190,9 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	streamCtx, stopStreaming := context.WithTimeout(ctx, l.sc.Duration)
 	defer stopStreaming()
 	var clients sync.WaitGroup
-	l.startClients(streamCtx, ctx, controlURL, &clients)
+	if err := l.startClients(streamCtx, ctx, []string{controlURL}, &clients); err != nil {
+		return nil, err
+	}
 	l.runEvents(streamCtx)
 	l.statusLoop(streamCtx)
 	clients.Wait()
@@ -273,7 +275,7 @@ func (l *Lab) waitFilled(ctx context.Context) error {
 // too little time is left to finish one. ctx ends with the streaming;
 // runCtx with the whole run (Ctrl-C), which cuts short the clients'
 // last report uploads.
-func (l *Lab) startClients(ctx, runCtx context.Context, controlURL string, wg *sync.WaitGroup) {
+func (l *Lab) startClients(ctx, runCtx context.Context, controlURLs []string, wg *sync.WaitGroup) error {
 	titles := l.catalog.Titles()
 	titleDur := l.sc.Catalog.Duration
 	deadline, _ := ctx.Deadline()
@@ -291,11 +293,14 @@ func (l *Lab) startClients(ctx, runCtx context.Context, controlURL string, wg *s
 			src := clientAddr(isp, i)
 			rng := rand.New(rand.NewPCG(uint64(gi), uint64(i)))
 			dial := l.clientDialer(g.ISP, src)
-			p := player.New(player.Config{ControlURL: controlURL, Source: src, Dial: dial, MaxBitrateKbps: g.MaxBitrateKbps,
+			p, err := player.New(player.Config{ControlURLs: controlURLs, Source: src, Dial: dial, MaxBitrateKbps: g.MaxBitrateKbps,
 				SegmentDuration: l.sc.Player.SegmentDuration, MaxBuffer: l.sc.Player.MaxBuffer})
+			if err != nil {
+				return err
+			}
 			client := n
 			wg.Add(1)
-			go func() { defer wg.Done(); l.probeLoop(ctx, runCtx, controlURL, client, src, dial) }()
+			go func() { defer wg.Done(); l.probeLoop(ctx, runCtx, controlURLs, client, src, dial) }()
 			stagger := time.Duration(n) * step
 			n++
 			wg.Add(1)
@@ -335,6 +340,7 @@ func (l *Lab) startClients(ctx, runCtx context.Context, controlURL string, wg *s
 			}()
 		}
 	}
+	return nil
 }
 
 func (l *Lab) addSession(f func(*SessionStats)) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/config"
+	"github.com/ocdn/ocdn/internal/cpclient"
 	"github.com/ocdn/ocdn/internal/measure"
 	"github.com/ocdn/ocdn/internal/netem"
 	"github.com/ocdn/ocdn/internal/player"
@@ -89,7 +90,7 @@ func (l *Lab) clientDialer(isp string, src netip.Addr) func(ctx context.Context,
 
 // probeLoop runs a recipe every Probes.Every until ctx ends, spooling each
 // report and uploading the spool, as a client would.
-func (l *Lab) probeLoop(ctx, runCtx context.Context, controlURL string, client int, src netip.Addr, dial func(context.Context, string, string) (net.Conn, error)) {
+func (l *Lab) probeLoop(ctx, runCtx context.Context, controlURLs []string, client int, src netip.Addr, dial func(context.Context, string, string) (net.Conn, error)) {
 	every := l.sc.Probes.Every
 	if every <= 0 {
 		return
@@ -98,7 +99,8 @@ func (l *Lab) probeLoop(ctx, runCtx context.Context, controlURL string, client i
 		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}).DialContext,
 	}}
 	defer direct.CloseIdleConnections()
-	up := &probe.Uploader{Dir: filepath.Join(l.work, "spool", strconv.Itoa(client)), URL: controlURL + "/v1/reports",
+	cp := cpclient.Must(controlURLs, direct, "")
+	up := &probe.Uploader{Dir: filepath.Join(l.work, "spool", strconv.Itoa(client)), Control: cp,
 		Client: direct, Logger: l.log, MinBackoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second}
 	// Spread clients over the period so the control plane sees a steady
 	// stream rather than bursts.
@@ -107,11 +109,12 @@ func (l *Lab) probeLoop(ctx, runCtx context.Context, controlURL string, client i
 		if clock.Sleep(ctx, wait) != nil {
 			break
 		}
-		rec, err := probe.FetchRecipe(ctx, direct, controlURL)
+		rec, err := probe.FetchRecipe(ctx, cp)
 		if err != nil {
 			l.log.Warn("recipe", "client", src, "err", err)
 			continue
 		}
+		up.UseRecipe(rec)
 		rep, err := probe.Run(ctx, rec, probe.Options{Dial: dial})
 		if err != nil {
 			continue // cut short by the end of the run
