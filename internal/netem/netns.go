@@ -21,6 +21,10 @@ var ErrNeedsRoot = errors.New("netem: packet-level emulation needs root (CAP_NET
 // processes (`ip netns exec NAME …`) find them there.
 const netnsDir = "/run/netns/"
 
+// runIP is how set-up and tear-down run ip; tests replace it to fail a
+// chosen step.
+var runIP = ip
+
 // ip runs iproute2's ip with args; its output is in the error.
 func ip(args ...string) error {
 	out, err := exec.Command("ip", args...).CombinedOutput()

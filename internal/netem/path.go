@@ -143,7 +143,7 @@ const tunName = "netem0"
 // NewPath sets up a path and starts it. It needs root and iproute2's ip.
 // Whatever it made is removed again if a later step fails; Close removes
 // it all after use.
-func NewPath(cfg PathConfig) (p *Path, err error) {
+func NewPath(cfg PathConfig) (_ *Path, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -161,7 +161,7 @@ func NewPath(cfg PathConfig) (p *Path, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	n := pathSeq.Add(1)
-	p = &Path{
+	p := &Path{
 		client: fmt.Sprintf("ocdn-netem-%d-%d-client", os.Getpid(), n),
 		server: fmt.Sprintf("ocdn-netem-%d-%d-server", os.Getpid(), n),
 		start:  time.Now(),
@@ -173,17 +173,18 @@ func NewPath(cfg PathConfig) (p *Path, err error) {
 		src.start = cfg.Profile.Start
 	}
 	p.src.Store(src)
+	// Every step below registers its undo in p.undo first: on failure,
+	// all of them run.
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, p.teardown())
-			p = nil
 		}
 	}()
 	for _, ns := range []string{p.client, p.server} {
-		if err := ip("netns", "add", ns); err != nil {
+		if err := runIP("netns", "add", ns); err != nil {
 			return nil, err
 		}
-		p.undo = append(p.undo, func() error { return ip("netns", "del", ns) })
+		p.undo = append(p.undo, func() error { return runIP("netns", "del", ns) })
 	}
 	if p.ctun, err = p.side(p.client, cfg.ClientPrefixes, cfg.ServerPrefixes, cfg.MTU); err != nil {
 		return nil, err
@@ -272,7 +273,7 @@ func (p *Path) side(ns string, own, peer []netip.Prefix, mtu int) (*os.File, err
 		steps = append(steps, route)
 	}
 	for _, s := range steps {
-		if err := ip(s...); err != nil {
+		if err := runIP(s...); err != nil {
 			return nil, err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -507,4 +508,66 @@ func TestPathBBRKeepsDeepQueueShorterThanCUBIC(t *testing.T) {
 		t.Errorf("BBR's mean RTT inflation %v is not below CUBIC's %v on a deep queue", infl["bbr"], infl["cubic"])
 	}
 	t.Logf("stats %+v", p.Stats())
+}
+
+func TestPathProfileAndSetLink(t *testing.T) {
+	// A day in two halves, started 90 minutes ago: the second half, with
+	// its 60 ms round trip, is in force.
+	prof := &netem.Schedule[netem.PacketLink]{
+		Period: 2 * time.Hour,
+		Start:  time.Now().Add(-90 * time.Minute),
+		Steps: []netem.Step[netem.PacketLink]{
+			{At: 0, Link: netem.Symmetric(10*time.Millisecond, 0, 0)},
+			{At: time.Hour, Link: netem.Symmetric(60*time.Millisecond, 0, 0)},
+		},
+	}
+	p := netemtest.NewPath(t, netem.PathConfig{ClientPrefixes: labClients, ServerPrefixes: labServers, Profile: prof})
+	if got := p.Link().RTT(); got != 60*time.Millisecond {
+		t.Errorf("Link().RTT() = %v in the schedule's second step, want 60ms", got)
+	}
+	ln := echoServer(t, p, "127.1.0.7:8443")
+	c := dialLab(t, p, ln.Addr().String())
+	if lo := slices.Min(echoTimes(t, c, 5)); lo < 60*time.Millisecond {
+		t.Errorf("echo %v in a 60ms step", lo)
+	}
+	if err := p.SetLink(netem.Symmetric(10*time.Millisecond, 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	got := echoTimes(t, c, 5)
+	if lo, med := slices.Min(got), median(got); lo < 10*time.Millisecond || med > 40*time.Millisecond {
+		t.Errorf("after SetLink to 10ms: echo min %v median %v", lo, med)
+	}
+	if err := p.SetLink(netem.PacketLink{Down: netem.Shape{Loss: 2}}); err == nil || !strings.Contains(err.Error(), "down.loss") {
+		t.Errorf("SetLink(loss 2) = %v, want an error naming down.loss", err)
+	}
+}
+
+func TestPathCloseStopsGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	p, err := netem.NewPath(netem.PathConfig{ClientPrefixes: labClients, ServerPrefixes: labServers, Link: netem.Symmetric(5*time.Millisecond, 10e6, 0.01)})
+	if err != nil {
+		netemtest.NewPath(t, netem.PathConfig{ClientPrefixes: labClients, ServerPrefixes: labServers}) // skips or fails with the reason
+		t.Fatal(err)
+	}
+	server, client := udpEnds(t, p)
+	for range 100 {
+		server.WriteToUDP(make([]byte, 1000), client.LocalAddr().(*net.UDPAddr))
+	}
+	server.Close()
+	client.Close()
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// InNetns's helper goroutines hand back their result just before
+	// they return: give stragglers a moment, yielding, not sleeping.
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before && time.Now().Before(deadline); {
+		runtime.Gosched()
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		buf := make([]byte, 1<<16)
+		t.Errorf("goroutines after Close = %d, before NewPath %d\n%s", after, before, buf[:runtime.Stack(buf, true)])
+	}
+	if err := p.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
 }

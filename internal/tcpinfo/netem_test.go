@@ -1,0 +1,138 @@
+package tcpinfo_test
+
+import (
+	"context"
+	"io"
+	"math"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/ocdn/ocdn/internal/netem"
+	"github.com/ocdn/ocdn/internal/netem/netemtest"
+	"github.com/ocdn/ocdn/internal/tcpinfo"
+)
+
+// download sends size bytes from a server on p's server side to a client
+// on its client side, and returns the server's final TCP_INFO sample,
+// taken after the client has acknowledged everything.
+func download(t *testing.T, p *netem.Path, cc string, size int64) tcpinfo.Record {
+	t.Helper()
+	lc := net.ListenConfig{Control: tcpinfo.ControlCongestion(cc)}
+	var ln net.Listener
+	if err := p.InServer(func() (err error) { ln, err = lc.Listen(context.Background(), "tcp", "127.1.0.7:0"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	m, err := tcpinfo.NewMonitor(tcpinfo.MonitorConfig{SampleRate: 1, Interval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		final    tcpinfo.Record
+		periodic int
+		err      error
+	}
+	res := make(chan result, 1)
+	go func() {
+		var r result
+		defer func() { res <- r }()
+		c, err := ln.Accept()
+		if err != nil {
+			r.err = err
+			return
+		}
+		defer c.Close()
+		// What a server does: track at accept, Finish before closing.
+		f := m.Track(c, func(rec *tcpinfo.Record, why tcpinfo.Reason) {
+			if why == tcpinfo.Final {
+				r.final = *rec
+			} else {
+				r.periodic++
+			}
+		})
+		if _, err := io.CopyN(c, zeros{}, size); err != nil {
+			r.err = err
+			return
+		}
+		io.Copy(io.Discard, c) // until the client closes: all acknowledged
+		r.err = f.Finish()
+	}()
+	src := &net.TCPAddr{IP: net.IPv4(127, 64, 0, 9)}
+	c, err := p.Dialer(&net.Dialer{LocalAddr: src})(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if n, err := io.Copy(io.Discard, io.LimitReader(c, size)); err != nil || n != size {
+		t.Fatalf("client read %d of %d: %v", n, size, err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if err := r.final.Validate(); err != nil {
+		t.Errorf("Validate(final sample) = %v", err)
+	}
+	t.Logf("%s, %d periodic samples; final: min RTT %v, srtt %v, rttvar %v, cwnd %d, retransmits %d of %d data segments (%.2f%%), lost now %d, RTOs %d, spurious %d, delivery %.2f Mbit/s, busy %v (rwnd-limited %v, sndbuf-limited %v), bbr %+v",
+		cc, r.periodic, r.final.MinRTT, r.final.SmoothedRTT, r.final.RTTVar, r.final.Cwnd, r.final.Retransmits, r.final.DataSegsOut,
+		100*r.final.RetransmitRate(), r.final.Lost, r.final.RTOs, r.final.SpuriousRetransmits, float64(r.final.DeliveryRate)*8/1e6,
+		r.final.BusyTime, r.final.RwndLimited, r.final.SndbufLimited, r.final.BBR)
+	return r.final
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+var (
+	clients = []netip.Prefix{netip.MustParsePrefix("127.64.0.0/16")}
+	servers = []netip.Prefix{netip.MustParsePrefix("127.1.0.0/16")}
+)
+
+// The server's own view of a connection over an emulated lossy link: it
+// retransmits about as often as the link drops, and its min RTT is the
+// link's. Over the same link without loss, it retransmits nothing.
+func TestRecordOverEmulatedLink(t *testing.T) {
+	const rtt, size = 30 * time.Millisecond, 3 << 19
+	for _, tc := range []struct {
+		loss, rate float64
+		cc         string
+	}{{0, 0, "cubic"}, {0.02, 20e6, "cubic"}, {0.02, 20e6, "bbr"}} {
+		link := netem.Symmetric(rtt, tc.rate, tc.loss)
+		if tc.rate > 0 {
+			link.Down.QueueBytes = int(tc.rate / 8 * 0.05) // 50 ms
+		}
+		p := netemtest.NewPath(t, netem.PathConfig{ClientPrefixes: clients, ServerPrefixes: servers, Link: link, Seed: 5})
+		r := download(t, p, tc.cc, size)
+		st := p.Stats().Down
+		dropped := float64(st.LossDrops) / float64(st.Packets)
+		t.Logf("loss %.3f on %s: the emulator dropped %d of %d packets (%.2f%%) at random, %d at the queue",
+			tc.loss, tc.cc, st.LossDrops, st.Packets, 100*dropped, st.QueueDrops)
+		if r.MinRTT < rtt || r.MinRTT > rtt+rtt/2 {
+			t.Errorf("loss %v, %s: min RTT %v, want the emulated %v (+ up to 50%% for serialization and timers)", tc.loss, tc.cc, r.MinRTT, rtt)
+		}
+		if r.CongestionControl != tc.cc {
+			t.Errorf("congestion control %q, want %q", r.CongestionControl, tc.cc)
+		}
+		if r.BytesAcked < size {
+			t.Errorf("bytes acked %d, want at least %d", r.BytesAcked, size)
+		}
+		drops := st.LossDrops + st.QueueDrops
+		if tc.loss == 0 && tc.rate == 0 && r.Retransmits != 0 {
+			t.Errorf("%d retransmissions over a link without loss or a queue", r.Retransmits)
+		}
+		if tc.loss > 0 && (dropped < tc.loss/2 || dropped > 2*tc.loss) {
+			t.Errorf("the emulator dropped %.4f of packets at loss %v", dropped, tc.loss)
+		}
+		// Every data segment the link drops is sent again (a dropped
+		// retransmission again too): the server's count of
+		// retransmissions is the emulator's count of drops, give or take
+		// tail-loss probes and spurious retransmissions.
+		if diff := math.Abs(float64(r.Retransmits) - float64(drops)); diff > max(3, 0.1*float64(drops)) {
+			t.Errorf("%s at loss %v: the server retransmitted %d segments, the link dropped %d packets", tc.cc, tc.loss, r.Retransmits, drops)
+		}
+	}
+}
