@@ -121,8 +121,11 @@ func TestRecordOverEmulatedLink(t *testing.T) {
 			t.Errorf("bytes acked %d, want at least %d", r.BytesAcked, size)
 		}
 		drops := st.LossDrops + st.QueueDrops
-		if tc.loss == 0 && tc.rate == 0 && r.Retransmits != 0 {
-			t.Errorf("%d retransmissions over a link without loss or a queue", r.Retransmits)
+		// Retransmissions the receiver reported as duplicates (DSACK) were
+		// not needed: probes fired while a loaded machine held back ACKs.
+		needed := r.Retransmits - min(r.Retransmits, r.SpuriousRetransmits)
+		if tc.loss == 0 && tc.rate == 0 && needed != 0 {
+			t.Errorf("%d retransmissions (%d spurious) over a link without loss or a queue", r.Retransmits, r.SpuriousRetransmits)
 		}
 		if tc.loss > 0 && (dropped < tc.loss/2 || dropped > 2*tc.loss) {
 			t.Errorf("the emulator dropped %.4f of packets at loss %v", dropped, tc.loss)
@@ -131,8 +134,8 @@ func TestRecordOverEmulatedLink(t *testing.T) {
 		// retransmission again too): the server's count of
 		// retransmissions is the emulator's count of drops, give or take
 		// tail-loss probes and spurious retransmissions.
-		if diff := math.Abs(float64(r.Retransmits) - float64(drops)); diff > max(3, 0.1*float64(drops)) {
-			t.Errorf("%s at loss %v: the server retransmitted %d segments, the link dropped %d packets", tc.cc, tc.loss, r.Retransmits, drops)
+		if diff := math.Abs(float64(needed) - float64(drops)); diff > max(3, 0.1*float64(drops)) {
+			t.Errorf("%s at loss %v: the server retransmitted %d segments (%d spurious), the link dropped %d packets", tc.cc, tc.loss, r.Retransmits, r.SpuriousRetransmits, drops)
 		}
 	}
 }

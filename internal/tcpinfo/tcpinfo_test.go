@@ -95,7 +95,10 @@ func TestKernelFillsFields(t *testing.T) {
 		{"data segments out > 0", r.DataSegsOut > 0},
 		{"delivery rate > 0", r.DeliveryRate > 0},
 		{"busy time > 0", r.BusyTime > 0},
-		{"no retransmissions on loopback", r.Retransmits == 0},
+		// Loopback loses nothing, but a receiver starved of CPU can make
+		// the sender fire a tail-loss probe; the receiver then reports it
+		// as a duplicate (DSACK). Any other retransmission is a bug.
+		{"every retransmission on loopback spurious (DSACKed)", r.Retransmits <= r.SpuriousRetransmits},
 		{"congestion control named", r.CongestionControl != ""},
 	}
 	for _, c := range checks {
