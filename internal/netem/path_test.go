@@ -412,63 +412,28 @@ func TestPathFullQueueInflatesRTT(t *testing.T) {
 // every 100ms after the first second.
 func bulk(t *testing.T, p *netem.Path, addr, cc string, size int64) (samples []tcpinfo.Record, final tcpinfo.Record) {
 	t.Helper()
-	lc := net.ListenConfig{Control: tcpinfo.ControlCongestion(cc)}
-	var ln net.Listener
-	if err := p.InServer(func() (err error) { ln, err = lc.Listen(context.Background(), "tcp", addr); return err }); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	type result struct {
-		samples []tcpinfo.Record
-		final   tcpinfo.Record
-		err     error
-	}
-	res := make(chan result, 1)
-	go func() {
-		var r result
-		defer func() { res <- r }()
-		c, err := ln.Accept()
-		if err != nil {
-			r.err = err
-			return
-		}
-		defer c.Close()
-		smp, err := tcpinfo.NewSampler(c)
-		if err != nil {
-			r.err = err
-			return
-		}
-		next := time.Now().Add(time.Second)
-		buf := make([]byte, 16<<10)
-		for sent := int64(0); sent < size; {
-			n, err := c.Write(buf[:min(int64(len(buf)), size-sent)])
-			if err != nil {
-				r.err = err
-				return
+	var smp *tcpinfo.Sampler
+	var next time.Time
+	netemtest.Download(t, p, cc, addr, netip.MustParseAddr("127.64.3.9"), size, netemtest.Server{
+		Accepted: func(c net.Conn) {
+			var err error
+			if smp, err = tcpinfo.NewSampler(c); err != nil {
+				t.Error(err)
 			}
-			sent += int64(n)
-			if now := time.Now(); now.After(next) {
+			next = time.Now().Add(time.Second)
+		},
+		Wrote: func(net.Conn) {
+			if now := time.Now(); smp != nil && now.After(next) {
 				var rec tcpinfo.Record
 				if err := smp.Sample(&rec); err == nil {
-					r.samples = append(r.samples, rec)
+					samples = append(samples, rec)
 				}
 				next = now.Add(100 * time.Millisecond)
 			}
-		}
-		// Wait for the client's close, so every byte was acknowledged.
-		io.Copy(io.Discard, c)
-		r.err = smp.Sample(&r.final)
-	}()
-	c := dialLab(t, p, ln.Addr().String())
-	if n, err := io.Copy(io.Discard, io.LimitReader(c, size)); err != nil || n != size {
-		t.Fatalf("client read %d of %d bytes: %v", n, size, err)
-	}
-	c.(*net.TCPConn).CloseWrite()
-	r := <-res
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	return r.samples, r.final
+		},
+		Done: func(net.Conn) error { return smp.Sample(&final) },
+	})
+	return samples, final
 }
 
 func meanInflation(rs []tcpinfo.Record) time.Duration {

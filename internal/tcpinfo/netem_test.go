@@ -1,11 +1,10 @@
 package tcpinfo_test
 
 import (
-	"context"
-	"io"
 	"math"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,77 +14,41 @@ import (
 )
 
 // download sends size bytes from a server on p's server side to a client
-// on its client side, and returns the server's final TCP_INFO sample,
-// taken after the client has acknowledged everything.
+// on its client side, tracking the server's connection as a server would,
+// and returns the final TCP_INFO sample, taken after the client has
+// acknowledged everything.
 func download(t *testing.T, p *netem.Path, cc string, size int64) tcpinfo.Record {
 	t.Helper()
-	lc := net.ListenConfig{Control: tcpinfo.ControlCongestion(cc)}
-	var ln net.Listener
-	if err := p.InServer(func() (err error) { ln, err = lc.Listen(context.Background(), "tcp", "127.1.0.7:0"); return err }); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	m, err := tcpinfo.NewMonitor(tcpinfo.MonitorConfig{SampleRate: 1, Interval: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	type result struct {
-		final    tcpinfo.Record
-		periodic int
-		err      error
-	}
-	res := make(chan result, 1)
-	go func() {
-		var r result
-		defer func() { res <- r }()
-		c, err := ln.Accept()
-		if err != nil {
-			r.err = err
-			return
-		}
-		defer c.Close()
+	var final tcpinfo.Record
+	var periodic atomic.Int64
+	var f *tcpinfo.Flow
+	netemtest.Download(t, p, cc, "127.1.0.7:0", netip.MustParseAddr("127.64.0.9"), size, netemtest.Server{
 		// What a server does: track at accept, Finish before closing.
-		f := m.Track(c, func(rec *tcpinfo.Record, why tcpinfo.Reason) {
-			if why == tcpinfo.Final {
-				r.final = *rec
-			} else {
-				r.periodic++
-			}
-		})
-		if _, err := io.CopyN(c, zeros{}, size); err != nil {
-			r.err = err
-			return
-		}
-		io.Copy(io.Discard, c) // until the client closes: all acknowledged
-		r.err = f.Finish()
-	}()
-	src := &net.TCPAddr{IP: net.IPv4(127, 64, 0, 9)}
-	c, err := p.Dialer(&net.Dialer{LocalAddr: src})(context.Background(), "tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if n, err := io.Copy(io.Discard, io.LimitReader(c, size)); err != nil || n != size {
-		t.Fatalf("client read %d of %d: %v", n, size, err)
-	}
-	c.(*net.TCPConn).CloseWrite()
-	r := <-res
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	if err := r.final.Validate(); err != nil {
+		Accepted: func(c net.Conn) {
+			f = m.Track(c, func(rec *tcpinfo.Record, why tcpinfo.Reason) {
+				if why == tcpinfo.Final {
+					final = *rec
+				} else {
+					periodic.Add(1)
+				}
+			})
+		},
+		Done: func(net.Conn) error { return f.Finish() },
+	})
+	r := final
+	if err := r.Validate(); err != nil {
 		t.Errorf("Validate(final sample) = %v", err)
 	}
 	t.Logf("%s, %d periodic samples; final: min RTT %v, srtt %v, rttvar %v, cwnd %d, retransmits %d of %d data segments (%.2f%%), lost now %d, RTOs %d, spurious %d, delivery %.2f Mbit/s, busy %v (rwnd-limited %v, sndbuf-limited %v), bbr %+v",
-		cc, r.periodic, r.final.MinRTT, r.final.SmoothedRTT, r.final.RTTVar, r.final.Cwnd, r.final.Retransmits, r.final.DataSegsOut,
-		100*r.final.RetransmitRate(), r.final.Lost, r.final.RTOs, r.final.SpuriousRetransmits, float64(r.final.DeliveryRate)*8/1e6,
-		r.final.BusyTime, r.final.RwndLimited, r.final.SndbufLimited, r.final.BBR)
-	return r.final
+		cc, periodic.Load(), r.MinRTT, r.SmoothedRTT, r.RTTVar, r.Cwnd, r.Retransmits, r.DataSegsOut,
+		100*r.RetransmitRate(), r.Lost, r.RTOs, r.SpuriousRetransmits, float64(r.DeliveryRate)*8/1e6,
+		r.BusyTime, r.RwndLimited, r.SndbufLimited, r.BBR)
+	return r
 }
-
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
 var (
 	clients = []netip.Prefix{netip.MustParsePrefix("127.64.0.0/16")}
