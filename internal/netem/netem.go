@@ -1,11 +1,22 @@
-// Package netem provides user-space link emulation for one machine: a
-// wrapping net.Conn that adds propagation delay and a bottleneck rate,
-// a dialer that wraps the connections it makes, and a listener that wraps
-// the ones it accepts. Kernel traffic shaping (tc netem) is not available
-// everywhere ocdn runs, and the lab needs a different "distance" per
-// ISP→site pair on loopback, so it is done here.
+// Package netem provides link emulation on one machine, at two levels.
 //
-// # Model
+// Stream level (Link, Dialer, Listener, Wrap) wraps a net.Conn: a round
+// trip on connect and per exchange, a bottleneck rate on reads, jitter
+// and time-varying profiles. It needs no privilege and is what the lab
+// uses between every ISP and site on loopback. It cannot drop a packet:
+// TCP underneath sees a perfect loopback, so congestion control,
+// retransmissions and TCP_INFO are untouched. Use it for application
+// timing (TTFB, throughput, ABR), not for transport behaviour.
+//
+// Packet level (Path, PacketLink, Shape) carries every IP packet between
+// two network namespaces through a Go emulator with random loss, jitter,
+// a bounded tail-drop queue drained at the link rate, and schedules. TCP
+// meets real drops and a real queue: it retransmits, its RTT inflates
+// with queue occupancy, BBR and CUBIC behave differently. It needs root
+// (namespaces, TUN devices); kernel netem is not needed. See Path and
+// docs/netem.md.
+//
+// # Stream-level model
 //
 // A Link is a round-trip propagation delay RTT and a bottleneck rate
 // BandwidthBps on the path towards the wrapped side (the downlink, for a
@@ -24,6 +35,10 @@
 //     it left the bottleneck. Visibility is computed from absolute times,
 //     so timer wake-up jitter never accumulates into the rate: a long
 //     download measures the bottleneck rate to well under 1%.
+//   - Jitter adds a random delay (see Jitter for the distributions) to
+//     each write, each chunk read and each direction of the connect;
+//     bytes stay in order, so a late chunk holds back those behind it.
+//   - Profile makes RTT, BandwidthBps and Jitter a Schedule over time.
 //
 // A request/response exchange thus takes RTT plus the transfer time at
 // the bottleneck. Upload bandwidth and loss are not modelled. Reads and
@@ -35,14 +50,18 @@
 //
 // A wrapped connection runs at most two goroutines: a read pump that
 // moves bytes from the real connection into a bounded queue (so TCP flow
-// control still pushes back on the sender), and, when RTT > 0, a write
-// pump. Both exit when Close returns; Close waits for them. Writes still
-// queued at Close are dropped.
+// control still pushes back on the sender), and, when writes are delayed
+// (RTT, jitter or a profile), a write pump. Both exit when Close returns;
+// Close waits for them. Writes still queued at Close are dropped. A Path
+// runs four (see Path); Close stops them.
 package netem
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -66,10 +85,73 @@ type Link struct {
 	// names it (a household's access link): their bytes are serialized
 	// through one FIFO queue at its rate, and BandwidthBps is ignored.
 	Shared *Bottleneck `json:"-" yaml:"-"`
+	// Jitter delays each chunk of bytes read (one read of the real
+	// connection, up to 64 KiB) and each write by a random extra amount,
+	// and each direction of the connect. A byte stream cannot reorder,
+	// so a late chunk holds back the ones behind it.
+	Jitter Jitter `json:"jitter,omitzero" yaml:"jitter,omitempty"`
+	// Profile, when set, gives RTT, BandwidthBps and Jitter over time
+	// (its steps' own Profile and Shared are ignored): each chunk and
+	// write takes the step in force when it arrives. Set its Start so
+	// all connections share one clock; zero means each connection's own
+	// start.
+	Profile *Schedule[Link] `json:"profile,omitempty" yaml:"profile,omitempty"`
 }
 
 // IsZero reports whether the link changes nothing.
-func (l Link) IsZero() bool { return l.RTT <= 0 && l.BandwidthBps <= 0 && l.Shared == nil }
+func (l Link) IsZero() bool {
+	return l.RTT <= 0 && l.BandwidthBps <= 0 && l.Shared == nil && l.Jitter.IsZero() && l.Profile == nil
+}
+
+// Validate names the field that is out of range.
+func (l Link) Validate() error {
+	if l.RTT < 0 {
+		return fmt.Errorf("netem: rtt %v is negative", l.RTT)
+	}
+	if !(l.BandwidthBps >= 0) || math.IsInf(l.BandwidthBps, 0) {
+		return fmt.Errorf("netem: bandwidth_bps %v must be a non-negative number (0 is unlimited)", l.BandwidthBps)
+	}
+	if err := l.Jitter.Validate("jitter"); err != nil {
+		return err
+	}
+	if l.Profile != nil {
+		return l.Profile.Validate(func(s Link) error {
+			s.Profile = nil
+			return s.Validate()
+		})
+	}
+	return nil
+}
+
+// at returns the fixed settings in force at now; start is the
+// connection's own start, used when the profile has none.
+func (l Link) at(now, start time.Time) Link {
+	if l.Profile == nil {
+		return l
+	}
+	if !l.Profile.Start.IsZero() {
+		start = l.Profile.Start
+	}
+	s := l.Profile.At(now.Sub(start))
+	return Link{RTT: s.RTT, BandwidthBps: s.BandwidthBps, Jitter: s.Jitter, Shared: l.Shared}
+}
+
+// jitterRand returns a generator for a link's jitter, nil if none can
+// be needed.
+func jitterRand(l Link) *rand.Rand {
+	if l.Jitter.IsZero() && l.Profile == nil {
+		return nil
+	}
+	return rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+}
+
+// sample draws j with r, which may be nil for no jitter.
+func sample(j Jitter, r *rand.Rand) time.Duration {
+	if r == nil || j.IsZero() {
+		return 0
+	}
+	return j.Sample(r)
+}
 
 // Bottleneck is a rate shared by several connections.
 type Bottleneck struct {
@@ -88,8 +170,9 @@ func NewBottleneck(bandwidthBps float64) *Bottleneck {
 }
 
 // admit schedules n bytes that arrived at arrival (or, when chained,
-// right after whatever is queued) and returns when they start draining.
-func (b *Bottleneck) admit(n int, arrival time.Time, chained bool) time.Time {
+// right after whatever is queued) and returns when they start draining
+// at bps bytes per second (b's own rate when bps is 0).
+func (b *Bottleneck) admit(n int, arrival time.Time, chained bool, bps float64) time.Time {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	start := arrival
@@ -98,7 +181,10 @@ func (b *Bottleneck) admit(n int, arrival time.Time, chained bool) time.Time {
 	} else if !b.lastDepart.IsZero() {
 		b.idle += start.Sub(b.lastDepart)
 	}
-	b.lastDepart = start.Add(time.Duration(float64(n) / b.bps * float64(time.Second)))
+	if bps <= 0 {
+		bps = b.bps
+	}
+	b.lastDepart = start.Add(time.Duration(float64(n) / bps * float64(time.Second)))
 	return start
 }
 
@@ -122,12 +208,18 @@ func Dialer(base *net.Dialer, linkFor func(remote netip.AddrPort) (Link, bool)) 
 		start := time.Now()
 		var pre Link
 		havePre := false
+		// The SYN's one-way delay, and the SYN-ACK's once known.
+		var there, back time.Duration
 		if linkFor != nil {
 			if ap, err := netip.ParseAddrPort(addr); err == nil {
 				ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 				if l, ok := linkFor(ap); ok && !l.IsZero() {
 					pre, havePre = l, true
-					if err := sleepUntil(ctx, start.Add(l.RTT/2)); err != nil {
+					now := l.at(start, start)
+					r := jitterRand(now)
+					there = now.RTT/2 + sample(now.Jitter, r)
+					back = now.RTT - now.RTT/2 + sample(now.Jitter, r)
+					if err := sleepUntil(ctx, start.Add(there)); err != nil {
 						return nil, err
 					}
 				}
@@ -143,11 +235,16 @@ func Dialer(base *net.Dialer, linkFor func(remote netip.AddrPort) (Link, bool)) 
 				ap := ta.AddrPort()
 				l, ok = linkFor(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 			}
+			if ok && !l.IsZero() {
+				now := l.at(start, start)
+				r := jitterRand(now)
+				back = now.RTT + sample(now.Jitter, r) + sample(now.Jitter, r)
+			}
 		}
 		if !ok || l.IsZero() {
 			return c, nil
 		}
-		if err := sleepUntil(ctx, start.Add(l.RTT)); err != nil {
+		if err := sleepUntil(ctx, start.Add(there+back)); err != nil {
 			c.Close()
 			return nil, err
 		}
@@ -192,10 +289,15 @@ const (
 
 // Wrap returns c seen through l. The returned connection owns c.
 func Wrap(c net.Conn, l Link) net.Conn {
+	born := time.Now()
+	first := l.at(born, born)
 	w := &conn{
 		Conn:    c,
-		half:    max(l.RTT/2, 0),
-		bps:     max(l.BandwidthBps/8, 0), // bytes per second
+		link:    l,
+		born:    born,
+		rng:     jitterRand(l),
+		half:    max(first.RTT/2, 0),
+		bps:     max(first.BandwidthBps/8, 0), // bytes per second
 		changed: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -207,20 +309,19 @@ func Wrap(c net.Conn, l Link) net.Conn {
 		w.queue = &Bottleneck{bps: w.bps}
 	}
 	if w.bps > 0 {
-		w.window = max(minWindow, int(w.bps*l.RTT.Seconds()*2))
+		w.window = max(minWindow, int(w.bps*first.RTT.Seconds()*2))
 		if l.Shared != nil {
 			// Every connection's queue adds to the shared one's delay:
 			// keep each to about 100 ms of the rate, as a router's
 			// buffer would.
 			w.window = max(64<<10, int(w.bps/10))
 		}
-		// Readers wake when about a millisecond of data (at least a
-		// packet) is readable, not per byte.
-		w.quantum = max(1500, int(w.bps/1000))
 	}
 	w.wg.Add(1)
 	go w.readPump()
-	if w.half > 0 {
+	// Writes go through the pump whenever they may need delaying.
+	w.pumpWrites = w.half > 0 || w.rng != nil
+	if w.pumpWrites {
 		w.wg.Add(1)
 		go w.writePump()
 	}
@@ -229,8 +330,10 @@ func Wrap(c net.Conn, l Link) net.Conn {
 
 type chunk struct {
 	b     []byte
-	off   int       // bytes already read
-	start time.Time // when the chunk starts draining through the bottleneck
+	off   int           // bytes already read
+	start time.Time     // when the chunk starts draining through the bottleneck
+	delay time.Duration // from leaving the bottleneck to readable: RTT/2 plus jitter
+	bps   float64       // the bottleneck's rate for this chunk, bytes per second; 0 unlimited
 }
 
 type pending struct {
@@ -240,11 +343,19 @@ type pending struct {
 
 type conn struct {
 	net.Conn
-	half    time.Duration
-	bps     float64
-	queue   *Bottleneck // this connection's own, or a shared one
-	window  int
-	quantum int
+	link   Link      // as given, with any profile
+	born   time.Time // the profile's start when it has none of its own
+	rng    *rand.Rand
+	half   time.Duration // at Wrap; chunks and writes carry their own
+	bps    float64
+	queue  *Bottleneck // this connection's own, or a shared one
+	window int
+	// pumpWrites is set when writes are delayed (RTT, jitter or a
+	// profile), so they go through the write pump.
+	pumpWrites bool
+	// lastRead and lastWrite are the latest times a chunk became
+	// readable and a write was due: jitter may not reorder a stream.
+	lastRead, lastWrite time.Time
 
 	wg   sync.WaitGroup
 	done chan struct{}
@@ -288,11 +399,22 @@ func (c *conn) readPump() {
 		now := time.Now()
 		c.mu.Lock()
 		if n > 0 {
-			start := now
-			if c.bps > 0 {
-				start = c.queue.admit(n, now, chained)
+			l := c.link.at(now, c.born)
+			bps := max(l.BandwidthBps/8, 0)
+			if c.queue == c.link.Shared && c.link.Shared != nil {
+				bps = c.queue.bps
 			}
-			c.rq = append(c.rq, chunk{b: buf[:n], start: start})
+			start := now
+			if bps > 0 {
+				start = c.queue.admit(n, now, chained, bps)
+			}
+			delay := max(l.RTT/2, 0) + sample(l.Jitter, c.rng)
+			// Never readable before the chunk ahead of it.
+			if at := start.Add(delay); at.Before(c.lastRead) {
+				delay = c.lastRead.Sub(start)
+			}
+			c.lastRead = start.Add(delay)
+			c.rq = append(c.rq, chunk{b: buf[:n], start: start, delay: delay, bps: bps})
 			c.rqBytes += n
 		}
 		if err != nil {
@@ -323,24 +445,27 @@ func (c *conn) readPump() {
 // when to look again.
 func (c *conn) readable(h *chunk, now time.Time, want int) (int, time.Time) {
 	left := len(h.b) - h.off
-	if c.bps <= 0 {
-		at := h.start.Add(c.half)
+	if h.bps <= 0 {
+		at := h.start.Add(h.delay)
 		if now.Before(at) {
 			return 0, at
 		}
 		return min(left, want), time.Time{}
 	}
-	base := h.start.Add(c.half)
+	base := h.start.Add(h.delay)
 	sent := 0
 	if el := now.Sub(base); el > 0 {
-		sent = min(len(h.b), int(el.Seconds()*c.bps))
+		sent = min(len(h.b), int(el.Seconds()*h.bps))
 	}
 	avail := sent - h.off
-	need := min(c.quantum, want, left)
+	// Readers wake when about a millisecond of data (at least a packet)
+	// is readable, not per byte.
+	quantum := max(1500, int(h.bps/1000))
+	need := min(quantum, want, left)
 	if avail >= need {
 		return min(avail, want), time.Time{}
 	}
-	at := base.Add(time.Duration(float64(h.off+need) / c.bps * float64(time.Second)))
+	at := base.Add(time.Duration(float64(h.off+need) / h.bps * float64(time.Second)))
 	return 0, at
 }
 
@@ -411,7 +536,7 @@ func (c *conn) wait(wake time.Time) {
 }
 
 func (c *conn) Write(p []byte) (int, error) {
-	if c.half <= 0 {
+	if !c.pumpWrites {
 		return c.Conn.Write(p)
 	}
 	c.mu.Lock()
@@ -434,7 +559,14 @@ func (c *conn) Write(p []byte) (int, error) {
 		c.wait(c.wdeadline)
 	}
 	b := append([]byte(nil), p...)
-	c.wq = append(c.wq, pending{b: b, due: time.Now().Add(c.half)})
+	now := time.Now()
+	l := c.link.at(now, c.born)
+	due := now.Add(max(l.RTT/2, 0) + sample(l.Jitter, c.rng))
+	if due.Before(c.lastWrite) {
+		due = c.lastWrite
+	}
+	c.lastWrite = due
+	c.wq = append(c.wq, pending{b: b, due: due})
 	c.wqBytes += len(b)
 	c.broadcast()
 	c.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -102,8 +103,13 @@ func TestRequestResponseIsRTT(t *testing.T) {
 			t.Fatalf("echo = %v, want %v", buf, msg)
 		}
 	}
-	if m := median(got); m < rtt || m-rtt > 2*time.Millisecond {
-		t.Errorf("median echo time = %v, want %v + at most 2ms", m, rtt)
+	// Never below the RTT; above it by timer slack and, on a machine
+	// shared with other test runs, scheduling (seen at +4 ms): the upper
+	// bound only catches a doubled or missing delay.
+	m := median(got)
+	t.Logf("median echo %v over an emulated RTT of %v", m, rtt)
+	if m < rtt || m > rtt+rtt/2 {
+		t.Errorf("median echo time = %v, want %v + at most %v", m, rtt, rtt/2)
 	}
 }
 
@@ -402,5 +408,85 @@ func TestResponseAfterBulkTakesRTT(t *testing.T) {
 		if el := time.Since(start); el < rtt {
 			t.Errorf("round %d: small reply after a pause took %v, less than the RTT %v", i, el, rtt)
 		}
+	}
+}
+
+// Jitter at stream level delays chunks and writes by a random amount on
+// top of the RTT, in order; the connect takes a sample each way.
+func TestStreamJitter(t *testing.T) {
+	ln := listen(t)
+	serve(ln, func(c net.Conn) {
+		go func() {
+			defer c.Close()
+			io.Copy(c, c)
+		}()
+	})
+	const rtt = 10 * time.Millisecond
+	j := Jitter{Dist: "uniform", Max: 20 * time.Millisecond}
+	c, err := Dialer(nil, fixed(Link{RTT: rtt, Jitter: j}))(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var got []time.Duration
+	for i := range 40 {
+		start := time.Now()
+		msg := []byte{byte(i)}
+		c.Write(msg)
+		if _, err := io.ReadFull(c, msg); err != nil {
+			t.Fatal(err)
+		}
+		if msg[0] != byte(i) {
+			t.Fatalf("echo %d returned %d: bytes reordered", i, msg[0])
+		}
+		got = append(got, time.Since(start))
+	}
+	lo, hi, med := slices.Min(got), slices.Max(got), median(got)
+	t.Logf("echo over RTT %v with jitter U[0,%v] each way: min %v median %v max %v", rtt, j.Max, lo, med, hi)
+	if lo < rtt {
+		t.Errorf("fastest echo %v, below the RTT %v", lo, rtt)
+	}
+	// Two uniform samples a round trip: the median is near RTT + Max, and
+	// the spread must show at all (a fixed delay would not vary by 10ms).
+	if hi-lo < 10*time.Millisecond {
+		t.Errorf("echo times %v..%v: jitter of up to 40ms a round trip hardly shows", lo, hi)
+	}
+}
+
+// A profile switches the link's RTT at its step times.
+func TestStreamProfile(t *testing.T) {
+	ln := listen(t)
+	serve(ln, func(c net.Conn) {
+		go func() {
+			defer c.Close()
+			io.Copy(c, c)
+		}()
+	})
+	prof := &Schedule[Link]{
+		Start: time.Now().Add(-90 * time.Minute), Period: 2 * time.Hour,
+		Steps: []Step[Link]{{At: 0, Link: Link{RTT: 5 * time.Millisecond}}, {At: time.Hour, Link: Link{RTT: 50 * time.Millisecond}}},
+	}
+	l := Link{Profile: prof}
+	if err := l.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c, err := Dialer(nil, fixed(l))(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if el := time.Since(start); el < 50*time.Millisecond {
+		t.Errorf("connect took %v in the profile's 50ms step", el)
+	}
+	start = time.Now()
+	c.Write([]byte{1})
+	io.ReadFull(c, make([]byte, 1))
+	if el := time.Since(start); el < 50*time.Millisecond {
+		t.Errorf("echo took %v in the profile's 50ms step", el)
+	}
+	bad := Link{Profile: &Schedule[Link]{Steps: []Step[Link]{{At: 0, Link: Link{RTT: -1}}}}}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "steps[0]") || !strings.Contains(err.Error(), "rtt") {
+		t.Errorf("Validate(profile with a negative rtt) = %v, want an error naming steps[0] and rtt", err)
 	}
 }
