@@ -69,3 +69,13 @@ func walFiles(t testing.TB, dir string) []string {
 }
 
 func netipFrom4(b [4]byte) netip.Addr { return netip.AddrFrom4(b) }
+
+// storeIDOf reads the store name an ingester gave dir.
+func storeIDOf(t testing.TB, dir string) string {
+	t.Helper()
+	id, err := loadStoreID(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
