@@ -188,6 +188,8 @@ func New(cfg Config) (*Appliance, error) {
 		if a.speaker, err = bgp.New(*cfg.BGP, cfg.Logger, a.routes.onEvent); err != nil {
 			return nil, fmt.Errorf("bgp: %w", err)
 		}
+		// ocdn_bgp_session_up and friends on the appliance's /metrics.
+		cfg.Registry.MustRegister(a.speaker)
 		if err := a.speaker.Start(context.Background()); err != nil {
 			return nil, fmt.Errorf("bgp: %w", err)
 		}
