@@ -351,9 +351,14 @@ func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn,
 	return netem.DialerIn(h.ns, nil)(ctx, network, addr)
 }
 
-// HTTPClient is an HTTP client whose connections are made inside the host.
-func (h *Host) HTTPClient(timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: h.DialContext, DisableKeepAlives: true}}
+// HTTPClient is an HTTP client whose connections are made inside the
+// host, from src when it is valid (a client address of a local prefix).
+func (h *Host) HTTPClient(timeout time.Duration, src netip.Addr) *http.Client {
+	d := &net.Dialer{}
+	if src.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: netem.DialerIn(h.ns, d)}}
 }
 
 // Proc is a process started inside a host.
