@@ -5,7 +5,7 @@ GO ?= go
 STATICCHECK_VERSION := v0.8.2
 
 # Debian packages the tests start as real peers, as "package:command".
-TEST_PACKAGES := bird2:bird frr:vtysh nginx-light:nginx ffmpeg:ffmpeg postgresql:/usr/lib/postgresql/*/bin/initdb iproute2:ip
+TEST_PACKAGES := bird2:bird frr:vtysh nginx-light:nginx ffmpeg:ffmpeg postgresql:/usr/lib/postgresql/*/bin/initdb iproute2:ip iproute2:tc
 BENCH_PACKAGES := wrk:wrk
 
 # Tests that need an outside program fail (not skip) when it is missing.
@@ -24,8 +24,11 @@ vet:
 staticcheck:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
+# The deployment test (internal/deploytest) runs on its own, after the
+# rest, with -v so that the figures it asserts are printed.
 unit:
-	$(GO) test -race -timeout 30m ./...
+	$(GO) test -race -timeout 30m $$($(GO) list ./... | grep -v /internal/deploytest$$)
+	$(GO) test -race -timeout 10m -v ./internal/deploytest
 
 build:
 	$(GO) build -o bin/ocdn ./cmd/ocdn

@@ -104,6 +104,21 @@ func StartWith(t testing.TB, opts Options) string {
 	if out, err := run(initdb, "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8").CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
+	if opts.Netns != "" {
+		// Other hosts of the test network connect over TCP; the server
+		// is reachable only inside that network.
+		f, err := os.OpenFile(filepath.Join(data, "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.WriteString("host all all 0.0.0.0/0 trust\nhost all all ::/0 trust\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	listen, port := opts.Listen, opts.Port
 	if !listen.IsValid() {
 		listen = netip.MustParseAddr("127.0.0.1")
