@@ -114,18 +114,7 @@ func TestCDNAcrossHosts(t *testing.T) {
 // turned up and steering answers on both replicas.
 func setUp(t *testing.T) *cdn {
 	requireExternal(t)
-	n, err := netns.New("ocdn-dt")
-	if err != nil {
-		if os.Getenv("OCDN_REQUIRE_EXTERNAL") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	t.Cleanup(func() {
-		if err := n.Close(); err != nil {
-			t.Errorf("tearing the network down: %v", err)
-		}
-	})
+	n := netns.ForTest(t, "ocdn-dt")
 	c := &cdn{t: t, net: n, procs: map[string]*netns.Proc{}, killed: map[string]bool{}, sent: map[string]upload{}, logsDir: filepath.Join(n.Dir(), "logs")}
 	t.Cleanup(func() {
 		if t.Failed() {

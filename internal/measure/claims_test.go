@@ -1,7 +1,6 @@
 package measure
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -268,31 +267,6 @@ func TestClaimCrashChild(t *testing.T) {
 	os.Exit(5)
 }
 
-// startClaimChild runs TestClaimCrashChild with env and returns its
-// command and a channel of its output lines (closed at exit).
-func startClaimChild(t *testing.T, env ...string) (*exec.Cmd, <-chan string) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestClaimCrashChild$")
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1024)
-	go func() { // owner: the test; ends when the child's stdout closes
-		defer close(lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	return cmd, lines
-}
-
 func killedBySIGKILL(cmd *exec.Cmd) bool {
 	cmd.Wait()
 	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
@@ -336,7 +310,7 @@ func claimCrashWindows(t *testing.T, dsn string) {
 		t.Run(tc.point, func(t *testing.T) {
 			root := t.TempDir()
 			id := "crash-window-" + tc.point // a fresh id per case
-			cmd, lines := startClaimChild(t, claimChildDirEnv+"="+filepath.Join(root, "a"),
+			cmd, lines := startChild(t, "TestClaimCrashChild", claimChildDirEnv+"="+filepath.Join(root, "a"),
 				claimChildDSNEnv+"="+dsn, claimChildPointEnv+"="+tc.point, claimChildIDEnv+"="+id)
 			acked := false
 			for line := range lines {
@@ -399,7 +373,7 @@ func claimCrashRandom(t *testing.T, dsn string) {
 		var cmds [2]*exec.Cmd
 		var outs [2]<-chan string
 		for r, name := range []string{"a", "b"} {
-			cmds[r], outs[r] = startClaimChild(t, claimChildDirEnv+"="+filepath.Join(root, name),
+			cmds[r], outs[r] = startChild(t, "TestClaimCrashChild", claimChildDirEnv+"="+filepath.Join(root, name),
 				claimChildDSNEnv+"="+dsn, claimChildSeedEnv+"="+strconv.FormatUint(seed, 10))
 		}
 		var mu sync.Mutex

@@ -35,6 +35,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/ocdn/ocdn/internal/netem"
@@ -80,6 +81,26 @@ func New(prefix string) (*Net, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// ForTest is New for a test: the network is closed when t ends (an error
+// closing it fails t). Where namespaces cannot be made (not root, no ip)
+// t is skipped, or fails when OCDN_REQUIRE_EXTERNAL=1.
+func ForTest(t testing.TB, prefix string) *Net {
+	t.Helper()
+	n, err := New(prefix)
+	if err != nil {
+		if os.Getenv("OCDN_REQUIRE_EXTERNAL") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Errorf("tearing the test network down: %v", err)
+		}
+	})
+	return n
 }
 
 // Dir is the run's directory, removed by Close.

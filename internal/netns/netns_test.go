@@ -18,25 +18,6 @@ import (
 	"github.com/ocdn/ocdn/internal/netem"
 )
 
-// newNet makes a network for a test, or skips (fails with
-// OCDN_REQUIRE_EXTERNAL=1) where namespaces cannot be made.
-func newNet(t *testing.T, prefix string) *Net {
-	t.Helper()
-	n, err := New(prefix)
-	if err != nil {
-		if os.Getenv("OCDN_REQUIRE_EXTERNAL") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	t.Cleanup(func() {
-		if err := n.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return n
-}
-
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -91,7 +72,7 @@ func ask(t *testing.T, h *Host, src netip.Addr, addr string) string {
 // sees them as sources.
 func TestTopology(t *testing.T) {
 	rootLinks := links(t)
-	n := newNet(t, "ocdn-nstest")
+	n := ForTest(t, "ocdn-nstest")
 	var a, b, sw, r, far *Host
 	for _, p := range []struct {
 		h    **Host
@@ -181,13 +162,7 @@ func links(t *testing.T) string {
 // Close kills what runs inside and removes every namespace and the run's
 // directory.
 func TestCloseRemovesEverything(t *testing.T) {
-	n, err := New("ocdn-nstest")
-	if err != nil {
-		if os.Getenv("OCDN_REQUIRE_EXTERNAL") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	n := ForTest(t, "ocdn-nstest") // closed below; closing again at the end is a no-op
 	h, err := n.Host("h")
 	must(t, err)
 	p, err := h.Start("sleep", filepath.Join(n.Dir(), "sleep.log"), "sleep", "600")
@@ -249,7 +224,7 @@ func TestNewSweepsDeadRuns(t *testing.T) {
 	go func() { left.Wait(); close(leftDone) }() // owner: the test; ends when the sweep kills it
 	waitInside(t, deadNS, 1)                     // as a dead run's process would long be
 
-	n := newNet(t, prefix)
+	n := ForTest(t, prefix)
 	if _, err := os.Stat(filepath.Join(runDir, deadNS)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("dead run's namespace %s not swept (%v)", deadNS, err)
 	}
