@@ -75,9 +75,10 @@ type Claims interface {
 }
 
 const (
-	// claimTimeout bounds the claim made while a client waits; without
-	// an answer the report is acknowledged and compaction claims it.
-	claimTimeout = 2 * time.Second
+	// defaultClaimTimeout bounds the claim made while a client waits;
+	// without an answer the report is acknowledged and compaction claims
+	// it.
+	defaultClaimTimeout = 2 * time.Second
 	// claimBackoff: after a failed claim at ingest, uploads skip the
 	// claim this long rather than each wait for a database that is down.
 	claimBackoff = 5 * time.Second
@@ -97,7 +98,7 @@ func (in *Ingester) claimAtIngest(ctx context.Context, id string, seq uint64, no
 	if in.opts.Claims == nil || now.UnixNano() < in.claimsDownUntil.Load() {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.opts.claimTimeout)
 	defer cancel()
 	mine := in.holder(seq)
 	holders, err := in.opts.Claims.ClaimReports(ctx, mine, now, []string{id})

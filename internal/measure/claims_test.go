@@ -76,17 +76,22 @@ func unionCounts(t testing.TB, root string) map[string]int {
 // upload time (compaction then waits for it and settles the claim).
 func TestClaimsTwoReplicas(t *testing.T) {
 	root := t.TempDir()
-	db := filepath.Join(root, "claims.db")
+	// One handle on a SQLite file for both: SQLite is one process's
+	// store (replicas share PostgreSQL, as TestClaimsCrash does).
+	claims := openClaims(t, filepath.Join(root, "claims.db"))
 	now := time.Now().UTC()
-	flaky := &flakyClaims{Claims: openClaims(t, db)}
+	flaky := &flakyClaims{Claims: claims}
 	open := func(name string, c Claims) *Ingester {
-		in, err := Open(filepath.Join(root, name), nil, Options{Claims: c, retryDelay: 10 * time.Millisecond})
+		// A claim that timed out would make both replicas store a
+		// report (correctly: compaction keeps one), which this test
+		// counts; on a loaded machine give claims time.
+		in, err := Open(filepath.Join(root, name), nil, Options{Claims: c, retryDelay: 10 * time.Millisecond, claimTimeout: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return in
 	}
-	a, b := open("a", flaky), open("b", openClaims(t, db))
+	a, b := open("a", flaky), open("b", claims)
 	ctx := context.Background()
 	ingest := func(in *Ingester, id string) Result {
 		t.Helper()
@@ -219,7 +224,7 @@ func TestClaimCrashChild(t *testing.T) {
 	// Few segments: compacting one takes a second under the race
 	// detector. Kills inside compaction are claimCrashWindows' job;
 	// the random kills here aim at uploads racing on one id.
-	opts := Options{Claims: claims, SegmentMaxAge: time.Second,
+	opts := Options{Claims: claims, SegmentMaxAge: time.Second, claimTimeout: time.Minute,
 		hook: func(p string) {
 			if p == point {
 				syscall.Kill(os.Getpid(), syscall.SIGKILL)
@@ -361,7 +366,9 @@ func claimCrashWindows(t *testing.T, dsn string) {
 // (a client failing over sends each to both) and are SIGKILLed at random
 // moments, round after round over the same directories. Every
 // acknowledged report ends up in the union exactly once, and no report is
-// acknowledged as new by both.
+// acknowledged as new by both. (That last holds while claims at upload
+// get an answer: the children wait a minute for one rather than the
+// default two seconds, which a loaded machine can exceed.)
 func claimCrashRandom(t *testing.T, dsn string) {
 	root := t.TempDir()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))
@@ -422,16 +429,7 @@ func claimCrashRandom(t *testing.T, dsn string) {
 	}
 	claims := openClaims(t, dsn)
 	for _, name := range []string{"a", "b"} {
-		in, err := Open(filepath.Join(root, name), nil, Options{Claims: claims})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := in.Flush(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		if err := in.Close(); err != nil {
-			t.Fatal(err)
-		}
+		recoverDir(t, filepath.Join(root, name), Options{Claims: claims})
 	}
 	counts := unionCounts(t, root)
 	for id, n := range counts {

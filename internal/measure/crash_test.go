@@ -155,16 +155,7 @@ func TestCrashSafety(t *testing.T) {
 		t.Fatal("no report was acknowledged")
 	}
 
-	in, err := Open(dir, nil, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := in.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := in.Close(); err != nil {
-		t.Fatal(err)
-	}
+	recoverDir(t, dir, Options{})
 	if w := walFiles(t, dir); len(w) != 0 {
 		t.Errorf("WAL not empty after Flush and Close: %v", w)
 	}

@@ -61,8 +61,11 @@ type Options struct {
 	// "compact-written").
 	hook func(point string)
 	// retryDelay is the wait before a failed compaction is retried
-	// (default 5s; tests shorten it).
-	retryDelay time.Duration
+	// (default 5s; tests shorten it); claimTimeout bounds a claim at
+	// upload (defaultClaimTimeout; tests that count who stored what on a
+	// loaded machine lengthen it).
+	retryDelay   time.Duration
+	claimTimeout time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -83,6 +86,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.retryDelay <= 0 {
 		o.retryDelay = 5 * time.Second
+	}
+	if o.claimTimeout <= 0 {
+		o.claimTimeout = defaultClaimTimeout
 	}
 	if o.hook == nil {
 		o.hook = func(string) {}
