@@ -346,6 +346,7 @@ appliance_secret_file: ../appliance.secret
 heartbeat_interval: 500ms
 replicas: 2
 store: %s
+sync_interval: 100ms
 measure:
   dir: ../measure/%s
   recipe: {targets: 3, pulses: 2, pulse_size: 128KiB, pulse_delay: 10ms, pulse_timeout: 3s, interval: 10s}
