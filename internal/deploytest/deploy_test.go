@@ -601,7 +601,10 @@ func (c *cdn) withdrawAndReannounce(fig *figures) {
 			for _, pc := range cases {
 				fns = append(fns, func() error {
 					deadline := start.Add(30 * time.Second)
-					for {
+					// Every 5 ms: the figure's resolution.
+					tick := time.NewTicker(5 * time.Millisecond)
+					defer tick.Stop()
+					for ; ; <-tick.C {
 						got, err := c.steer(u, pc.client)
 						if err == nil && slices.Equal(got, want(pc)) {
 							mu.Lock()
