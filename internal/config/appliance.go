@@ -293,7 +293,7 @@ type Origin struct {
 
 // Validate implements Validator.
 func (c *Origin) Validate() error {
-	if err := c.Listen.validate("listen", false); err != nil {
+	if err := c.Listen.validate("listen", true); err != nil {
 		return err
 	}
 	if c.Catalog == "" {

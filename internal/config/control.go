@@ -13,7 +13,8 @@ import (
 // Every replica of a replicated control plane loads the same file (only
 // listen may differ) and shares state through a postgres:// store.
 type Control struct {
-	// Listen is where the API is served: one address or a list.
+	// Listen is where the API is served: one address or a list (port 0
+	// picks a free port: for tests and benchmarks).
 	Listen AddrList `yaml:"listen,omitempty"`
 	// TLS serves the API over HTTPS (reloaded on SIGHUP).
 	TLS       *TLSFiles `yaml:"tls,omitempty"`
@@ -185,7 +186,7 @@ const MinHeartbeatInterval = 50 * time.Millisecond
 
 // Validate implements Validator.
 func (c *Control) Validate() error {
-	if err := c.Listen.validate("listen", false); err != nil {
+	if err := c.Listen.validate("listen", true); err != nil {
 		return err
 	}
 	if err := c.TLS.validate("tls"); err != nil {
