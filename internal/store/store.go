@@ -84,10 +84,16 @@ type Store struct {
 	// legacy maps paths to files still named the old way (no size); only
 	// a read-only store has any, since Open renames them.
 	legacy   map[string]string
-	used     int64    // bytes of indexed and pending objects
-	reserved int64    // bytes promised to writers in progress
-	gen      uint64   // bumped whenever the served set changes, so reporters can send only news
-	strays   []string // files in objects/ that are not named like objects
+	used     int64 // bytes of indexed and pending objects
+	reserved int64 // bytes promised to writers in progress
+	// gen is bumped whenever the served set changes, so reporters can
+	// send only news. It starts at a value unique to this open (the
+	// time), never at 0: a restarted appliance whose store changed while
+	// down (quarantine at open) must not claim the generation its
+	// previous process reported, nor the 0 a control plane assumes for
+	// an appliance it has never heard the held set of.
+	gen    uint64
+	strays []string // files in objects/ that are not named like objects
 
 	// urgent carries pending paths a client asked for, so that the
 	// verifier takes them first.
@@ -106,6 +112,7 @@ func newStore(root string, capacity int64, logger *slog.Logger, readOnly bool) *
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Store{root: root, capacity: capacity, readOnly: readOnly, log: logger.With("component", "store"),
+		gen:   uint64(time.Now().UnixNano()),
 		index: map[string]Entry{}, pending: map[string]Entry{}, legacy: map[string]string{}, urgent: make(chan string, 64)}
 }
 
@@ -171,10 +178,13 @@ func Open(root string, capacity int64, logger *slog.Logger) (*Store, error) {
 	rep.Duration = time.Since(start)
 	args := []any{"objects", rep.Objects, "trusted", rep.Trusted, "rehashed", rep.Rehashed,
 		"pending", rep.Pending, "quarantined", len(rep.Quarantined), "clean_shutdown", rep.Clean, "duration", rep.Duration}
-	if rep.Why != "" && rep.Objects > 0 {
+	switch {
+	case rep.Why != "" && rep.Objects > 0:
 		s.log.Warn("store opened; every object re-verified before it is served", append(args, "why", rep.Why)...)
-	} else {
-		s.log.Info("store opened", append(args, "checkpoint", rep.Checkpoint)...)
+	case rep.Rehashed+rep.Pending+len(rep.Quarantined) > 0:
+		s.log.Info("store opened; objects changed since the last checkpoint re-verified", append(args, "checkpoint", rep.Checkpoint)...)
+	default: // the usual start: quiet, so a command-line tool stays so
+		s.log.Debug("store opened", append(args, "checkpoint", rep.Checkpoint)...)
 	}
 	return s, nil
 }

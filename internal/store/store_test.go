@@ -170,7 +170,14 @@ func TestReopenRebuildsIndex(t *testing.T) {
 	want := s.List()
 	wantUsed, _, _ := s.Usage()
 
+	_, _, gen := s.Usage()
 	s2 := open(t, root, 1<<20)
+	// A reopened store is news to whoever tracked the old one's
+	// generation (a control plane's held set), and never generation 0,
+	// which a control plane assumes for an appliance it has not heard.
+	if _, _, gen2 := s2.Usage(); gen2 == gen || gen2 == 0 {
+		t.Errorf("generation after reopen = %d, want neither the old %d nor 0", gen2, gen)
+	}
 	if diff := cmp.Diff(want, s2.List()); diff != "" {
 		t.Errorf("List after reopen (-before +after):\n%s", diff)
 	}
