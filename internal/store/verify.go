@@ -49,12 +49,15 @@ func checkObject(ctx context.Context, name string, e Entry, p *pacer, count func
 	if fi.Size() != e.Size {
 		return verdict{bad: sizeVerdict(fi.Size(), e.Size), file: fi}, nil
 	}
-	chunk := 1 << 20
+	chunk := int64(1 << 20)
 	if p != nil {
-		chunk = p.chunk
+		chunk = int64(p.chunk)
 	}
 	h := sha256.New()
-	buf := make([]byte, chunk)
+	// No bigger than the object (and one byte to see it end): most
+	// objects are far smaller than a chunk, and zeroing a chunk per
+	// object was most of the cost of re-hashing many small ones.
+	buf := make([]byte, min(chunk, e.Size+1))
 	var n int64
 	for {
 		if p != nil {
