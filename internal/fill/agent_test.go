@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +19,7 @@ import (
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/store"
+	"github.com/ocdn/ocdn/internal/store/storetest"
 )
 
 type fakeControl struct {
@@ -456,10 +456,12 @@ func TestCorruptOnDiskIsRefilled(t *testing.T) {
 	st.Close() // the appliance stops cleanly
 
 	// While it is down, b is truncated and one bit of c flips.
-	if err := os.Truncate(onDisk(t, root, files[1]), 1000); err != nil {
+	if err := os.Truncate(storetest.ObjectFile(root, files[1]), 1000); err != nil {
 		t.Fatal(err)
 	}
-	flip(t, onDisk(t, root, files[2]), 150_000)
+	if err := storetest.FlipBit(storetest.ObjectFile(root, files[2]), 150_000); err != nil {
+		t.Fatal(err)
+	}
 
 	st, err = store.Open(root, 0, nil)
 	if err != nil {
@@ -484,33 +486,5 @@ func TestCorruptOnDiskIsRefilled(t *testing.T) {
 		if !bytes.Equal(stored(t, st, f), data[f.Path]) {
 			t.Errorf("%s: store serves bytes that are not the file's", f.Path)
 		}
-	}
-}
-
-// onDisk finds f's object file under the store root.
-func onDisk(t *testing.T, root string, f content.File) string {
-	t.Helper()
-	title, name, _ := strings.Cut(f.Path, "/")
-	m, err := filepath.Glob(filepath.Join(root, "objects", f.SHA256[:2], title, name+"~"+f.SHA256+"~*"))
-	if err != nil || len(m) != 1 {
-		t.Fatalf("object file of %s: %q, %v", f.Path, m, err)
-	}
-	return m[0]
-}
-
-func flip(t *testing.T, name string, off int64) {
-	t.Helper()
-	fh, err := os.OpenFile(name, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	b := []byte{0}
-	if _, err := fh.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 1
-	if _, err := fh.WriteAt(b, off); err != nil {
-		t.Fatal(err)
 	}
 }

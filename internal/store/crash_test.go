@@ -16,6 +16,7 @@ import (
 
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/store"
+	"github.com/ocdn/ocdn/internal/store/storetest"
 )
 
 func truncate(t *testing.T, name string, size int64) {
@@ -134,8 +135,8 @@ func TestCorruptedWhileDownIsNeverServed(t *testing.T) {
 
 			// While the store is down: truncate b (its length no longer
 			// holds) and flip one bit of c (same length, wrong bytes).
-			truncate(t, objectFile(root, fb), fb.Size/2)
-			flipByte(t, objectFile(root, fc), 123_456)
+			truncate(t, storetest.ObjectFile(root, fb), fb.Size/2)
+			flipByte(t, storetest.ObjectFile(root, fc), 123_456)
 
 			s2 := open(t, root, 0)
 			rep := s2.Opened()
@@ -197,7 +198,7 @@ func TestPendingIsNotServedUntilVerified(t *testing.T) {
 		files = append(files, put(t, s, p, data[p]))
 	}
 	usedBefore, _, _ := s.Usage()
-	flipByte(t, objectFile(root, files[2]), 7) // t1/c rots; then the crash
+	flipByte(t, storetest.ObjectFile(root, files[2]), 7) // t1/c rots; then the crash
 
 	s2 := open(t, root, 0)
 	if got := s2.Pending(); got != 4 {
@@ -291,7 +292,7 @@ func TestOpenSizeCheckQuarantines(t *testing.T) {
 	root := t.TempDir()
 	s := open(t, root, 0)
 	f := put(t, s, "t1/v.mp4", bytes.Repeat([]byte("v"), 4096))
-	truncate(t, objectFile(root, f), 100)
+	truncate(t, storetest.ObjectFile(root, f), 100)
 	// The index still lists it until something opens it; the open is what
 	// would announce the length, and it refuses.
 	if _, _, err := s.Open(f.Path); !errors.Is(err, store.ErrNotFound) {
@@ -340,7 +341,7 @@ func TestLegacyNamesAreMigrated(t *testing.T) {
 	s := open(t, root, 0)
 	served(t, s, fg.Path, good)
 	notServed(t, s, fr.Path)
-	if _, err := os.Stat(objectFile(root, fg)); err != nil {
+	if _, err := os.Stat(storetest.ObjectFile(root, fg)); err != nil {
 		t.Errorf("legacy object not renamed to the current layout: %v", err)
 	}
 	if _, err := os.Stat(legacy(fg)); !os.IsNotExist(err) {
@@ -356,7 +357,7 @@ func TestSymlinkNamedLikeAnObjectIsNotServed(t *testing.T) {
 	secret := filepath.Join(t.TempDir(), "secret")
 	os.WriteFile(secret, []byte("not content"), 0o600)
 	f := file("t1/x.mp4", []byte("not content"))
-	name := objectFile(root, f)
+	name := storetest.ObjectFile(root, f)
 	os.MkdirAll(filepath.Dir(name), 0o755)
 	if err := os.Symlink(secret, name); err != nil {
 		t.Fatal(err)
@@ -378,8 +379,8 @@ func TestTwoVersionsKeepsTheNewer(t *testing.T) {
 	s.Close()
 	v2 := []byte("version two, written later")
 	f2 := file("t1/v.mp4", v2)
-	os.MkdirAll(filepath.Dir(objectFile(root, f2)), 0o755)
-	if err := os.WriteFile(objectFile(root, f2), v2, 0o644); err != nil {
+	os.MkdirAll(filepath.Dir(storetest.ObjectFile(root, f2)), 0o755)
+	if err := os.WriteFile(storetest.ObjectFile(root, f2), v2, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	s2 := open(t, root, 0)

@@ -40,8 +40,12 @@ func legacyName(e Entry) string {
 }
 
 // objectFile is where an object lives.
-func (s *Store) objectFile(e Entry) string {
-	return filepath.Join(s.objectsDir(), filepath.FromSlash(objectName(e)))
+func (s *Store) objectFile(e Entry) string { return ObjectFile(s.root, e) }
+
+// ObjectFile is where the object e lives in the store under root, for
+// tools and tests that look at the disk itself.
+func ObjectFile(root string, e Entry) string {
+	return filepath.Join(root, "objects", filepath.FromSlash(objectName(e)))
 }
 
 // fileOf is the file an indexed object is read from: its objectFile, or in

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ocdn/ocdn/internal/store"
+	"github.com/ocdn/ocdn/internal/store/storetest"
 )
 
 func TestScrubOnceQuarantinesCorruptObjects(t *testing.T) {
@@ -21,8 +22,8 @@ func TestScrubOnceQuarantinesCorruptObjects(t *testing.T) {
 	bad := put(t, s, "t1/b.mp4", bytes.Repeat([]byte("b"), 300<<10))
 	gone := put(t, s, "t2/c.mp4", []byte("deleted behind the store's back"))
 	good2 := put(t, s, "t2/d.mp4", []byte("d"))
-	flipByte(t, objectFile(root, bad), 200<<10)
-	if err := os.Remove(objectFile(root, gone)); err != nil {
+	flipByte(t, storetest.ObjectFile(root, bad), 200<<10)
+	if err := os.Remove(storetest.ObjectFile(root, gone)); err != nil {
 		t.Fatal(err)
 	}
 	_, _, gen := s.Usage()
@@ -51,7 +52,7 @@ func TestScrubOnceQuarantinesCorruptObjects(t *testing.T) {
 	if len(q) != 1 || filepath.Dir(q[0]) != "t1" {
 		t.Errorf("quarantine/ holds %q, want the one corrupt file under t1/", q)
 	}
-	if _, err := os.Stat(objectFile(root, bad)); !os.IsNotExist(err) {
+	if _, err := os.Stat(storetest.ObjectFile(root, bad)); !os.IsNotExist(err) {
 		t.Errorf("corrupt object still in objects/: %v", err)
 	}
 	st := s.ScrubStats()
@@ -82,7 +83,7 @@ func TestScrubPacesReads(t *testing.T) {
 			total += put(t, s, p, bytes.Repeat([]byte(p), 128<<10)).Size // 512 KiB each
 		}
 		bad := file("t1/c", bytes.Repeat([]byte("t1/c"), 128<<10))
-		flipByte(t, objectFile(root, bad), 1)
+		flipByte(t, storetest.ObjectFile(root, bad), 1)
 
 		const rate = 256 << 10 // bytes per second
 		const burst = 256 << 10

@@ -600,10 +600,17 @@ func (s *Store) Pending() int {
 	return len(s.pending)
 }
 
-func (s *Store) pendingList() []Entry {
+func (s *Store) pendingList() []Entry { return s.sorted(true) }
+
+// sorted lists the pending or the verified entries by path.
+func (s *Store) sorted(pending bool) []Entry {
 	s.mu.RLock()
-	out := make([]Entry, 0, len(s.pending))
-	for _, e := range s.pending {
+	m := s.index
+	if pending {
+		m = s.pending
+	}
+	out := make([]Entry, 0, len(m))
+	for _, e := range m {
 		out = append(out, e)
 	}
 	s.mu.RUnlock()
@@ -637,16 +644,7 @@ func (s *Store) Remove(path string) error {
 
 // List returns every verified entry sorted by path: what the store serves
 // and reports as held. Objects pending verification are not listed.
-func (s *Store) List() []Entry {
-	s.mu.RLock()
-	out := make([]Entry, 0, len(s.index))
-	for _, e := range s.index {
-		out = append(out, e)
-	}
-	s.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
-	return out
-}
+func (s *Store) List() []Entry { return s.sorted(false) }
 
 // Usage reports bytes used on disk (verified and pending objects),
 // capacity (0 = unlimited) and the generation, which changes whenever the

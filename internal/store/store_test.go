@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -19,6 +18,7 @@ import (
 
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/store"
+	"github.com/ocdn/ocdn/internal/store/storetest"
 )
 
 func file(path string, data []byte) content.File {
@@ -56,12 +56,6 @@ func read(t *testing.T, s *store.Store, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// objectFile is the documented on-disk layout of an object.
-func objectFile(root string, f content.File) string {
-	title, name, _ := strings.Cut(f.Path, "/")
-	return filepath.Join(root, "objects", f.SHA256[:2], title, name+"~"+f.SHA256+"~"+strconv.FormatInt(f.Size, 10))
 }
 
 // tree lists every regular file under dir, relative and slash-separated.
@@ -273,7 +267,7 @@ func TestVerifyFindsCorruptionAndStrays(t *testing.T) {
 	s := open(t, root, 0)
 	put(t, s, "t1/good.mp4", []byte("good content"))
 	bad := put(t, s, "t1/bad.mp4", []byte("content about to rot"))
-	flipByte(t, objectFile(root, bad), 3)
+	flipByte(t, storetest.ObjectFile(root, bad), 3)
 	if err := os.WriteFile(filepath.Join(root, "objects", "stray.txt"), []byte("?"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -302,24 +296,14 @@ func TestVerifyFindsCorruptionAndStrays(t *testing.T) {
 			t.Errorf("Verify (read-only %v) = %+v; problem files (-want +got):\n%s", ro, problems, diff)
 		}
 	}
-	if _, err := os.Stat(objectFile(root, bad)); err != nil {
+	if _, err := os.Stat(storetest.ObjectFile(root, bad)); err != nil {
 		t.Errorf("Verify moved the corrupt object: %v", err)
 	}
 }
 
 func flipByte(t *testing.T, name string, off int64) {
 	t.Helper()
-	f, err := os.OpenFile(name, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := []byte{0}
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0x40
-	if _, err := f.WriteAt(b, off); err != nil {
+	if err := storetest.FlipBit(name, off); err != nil {
 		t.Fatal(err)
 	}
 }
