@@ -5,11 +5,14 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/ocdn/ocdn/internal/store"
 	"github.com/ocdn/ocdn/internal/store/storetest"
@@ -122,5 +125,36 @@ func TestScrubRejectsBadRate(t *testing.T) {
 	s := open(t, t.TempDir(), 0)
 	if err := s.Scrub(context.Background(), 0); err == nil {
 		t.Error("Scrub(rate 0) = nil, want an error")
+	}
+}
+
+// TestMetricNames lints the store's metrics: Prometheus conventions, the
+// ocdn_store_ prefix, and a unit (or _objects, a count) at the end.
+func TestMetricNames(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(open(t, t.TempDir(), 0).Collectors()...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("metric %s: %s", p.Metric, p.Text)
+	}
+	for _, mf := range mfs {
+		name := mf.GetName()
+		if !strings.HasPrefix(name, "ocdn_store_") {
+			t.Errorf("metric %s: want prefix ocdn_store_", name)
+		}
+		ok := false
+		for _, u := range []string{"_total", "_bytes", "_seconds", "_objects"} {
+			ok = ok || strings.HasSuffix(name, u)
+		}
+		if !ok {
+			t.Errorf("metric %s: name should end in a unit", name)
+		}
 	}
 }
