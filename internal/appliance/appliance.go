@@ -82,7 +82,8 @@ type Config struct {
 	// control plane.
 	BGP *bgp.Config
 	// ScrubRate is how many bytes per second the background scrubber
-	// re-hashes to find objects that went bad on disk; 0 turns it off.
+	// re-hashes to find objects that went bad on disk; 0 means
+	// store.DefaultScrubRate, store.ScrubOff (any negative) turns it off.
 	ScrubRate int64
 	// RouteHold is how long routes of a session that went down are kept,
 	// to ride out flaps (default 3 heartbeat intervals).
@@ -262,15 +263,15 @@ func (a *Appliance) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); a.heartbeatLoop(ctx, hbCtx) }()
 		go func() { defer wg.Done(); a.fillLoop(ctx) }()
 	}
-	if a.cfg.ScrubRate > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := a.store.Scrub(ctx, a.cfg.ScrubRate); err != nil {
-				a.log.Error("scrubber stopped", "err", err)
-			}
-		}()
-	}
+	// The store verifies what a crash left in doubt, checkpoints, scrubs,
+	// and records a clean shutdown when ctx ends.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := a.store.Run(ctx, a.cfg.ScrubRate); err != nil {
+			a.log.Error("store maintenance stopped", "err", err)
+		}
+	}()
 	// BGP and route reports outlive the drain like heartbeats do: while
 	// clients are steered away the appliance still serves its prefixes.
 	if a.speaker != nil {

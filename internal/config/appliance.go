@@ -40,9 +40,10 @@ type ApplianceDaemon struct {
 	// MaxQueuedReports bounds the heartbeat records kept while the
 	// control plane is unreachable (default a day at 5 s).
 	MaxQueuedReports int `yaml:"max_queued_reports,omitempty"`
-	// ScrubRate is how fast the scrubber re-hashes stored objects, e.g.
-	// "20MB" per second; 0 turns it off.
-	ScrubRate ByteSize `yaml:"scrub_rate,omitempty"`
+	// ScrubRate is how fast the scrubber re-hashes stored objects, in
+	// bytes per second (default store.DefaultScrubRate, 40MB); 0 turns it
+	// off.
+	ScrubRate *ByteSize `yaml:"scrub_rate,omitempty"`
 	// DrainGrace: after SIGTERM, keep accepting connections this long
 	// while reporting draining (default 10s); DrainTimeout: then let
 	// in-flight transfers run this long (default 5m).
@@ -162,7 +163,7 @@ func (c *ApplianceDaemon) Validate() error {
 	if c.ThroughputMbps < 0 || c.ThroughputMbps > 1e7 {
 		return Errf("throughput_mbps", "%g is not between 0 and 10,000,000", c.ThroughputMbps)
 	}
-	if c.ScrubRate < 0 || c.Fill.Rate < 0 || c.Fill.OutOfCycleBudget < 0 {
+	if (c.ScrubRate != nil && *c.ScrubRate < 0) || c.Fill.Rate < 0 || c.Fill.OutOfCycleBudget < 0 {
 		return Errf("scrub_rate/fill.rate/fill.out_of_cycle_budget", "must not be negative")
 	}
 	if c.MaxQueuedReports < 0 {
