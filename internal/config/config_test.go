@@ -11,6 +11,7 @@ const goodControl = `listen: [127.0.0.1:8080, "[::1]:8080"]
 catalog: catalog.json
 origin_url: http://127.0.0.1:8081
 key_file: keys.json
+appliance_secret_file: appliance.secret
 measure: {dir: m, recipe: {targets: 3, pulses: 2, pulse_size: 256KiB, interval: 10m}}
 steering: {measured: true, experiment: true, min_samples: 30, refresh: 2s}
 placement: {replan_interval: 1h, hysteresis: 0.1}
@@ -103,6 +104,7 @@ func TestBadConfigsNameFileAndField(t *testing.T) {
 		{"listen twice", goodAppliance, `"[2001:db8::1]:80"`, "10.0.0.1:80", []string{"listen[1]", "twice"}},
 		{"tls without key", goodAppliance, ", key_file: a1.key", "", []string{"tls.key_file"}},
 		{"steering without measure", goodControl, "measure: {dir: m, recipe: {targets: 3, pulses: 2, pulse_size: 256KiB, interval: 10m}}\n", "", []string{"steering", "measure.dir"}},
+		{"no appliance credentials", goodControl, "appliance_secret_file: appliance.secret\n", "", []string{"appliance_secret_file", "insecure_unauthenticated_appliances"}},
 		{"recipe type", goodControl, "pulses: 2,", "pulses: 2, types: [ping],", []string{"measure.recipe.types[0]", "ping"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -16,6 +16,9 @@ type Control struct {
 	// Listen is where the API is served: one address or a list (port 0
 	// picks a free port: for tests and benchmarks).
 	Listen AddrList `yaml:"listen,omitempty"`
+	// OpsListen, when set, serves /metrics and the operator endpoints
+	// (/v1/admin/…) there instead of on the API's addresses.
+	OpsListen AddrList `yaml:"ops_listen,omitempty"`
 	// TLS serves the API over HTTPS (reloaded on SIGHUP).
 	TLS       *TLSFiles `yaml:"tls,omitempty"`
 	Catalog   string    `yaml:"catalog,omitempty"`
@@ -25,10 +28,15 @@ type Control struct {
 	// drain, key rotation, route lookups).
 	AdminTokenFile string `yaml:"admin_token_file,omitempty"`
 	// ApplianceSecretFile holds the secret appliance tokens are minted
-	// from (ocdn control --mint-token ID); without it appliances are not
-	// authenticated.
-	ApplianceSecretFile string        `yaml:"appliance_secret_file,omitempty"`
-	HeartbeatInterval   time.Duration `yaml:"heartbeat_interval,omitempty"`
+	// from (ocdn control --mint-token ID). It is required unless
+	// InsecureUnauthenticatedAppliances asks, by name, for a control plane
+	// that believes whoever claims to be an appliance.
+	ApplianceSecretFile string `yaml:"appliance_secret_file,omitempty"`
+	// InsecureUnauthenticatedAppliances is a development mode: heartbeats,
+	// route reports and fill requests are taken from anyone. The control
+	// plane logs a warning at every start.
+	InsecureUnauthenticatedAppliances bool          `yaml:"insecure_unauthenticated_appliances,omitempty"`
+	HeartbeatInterval                 time.Duration `yaml:"heartbeat_interval,omitempty"`
 	// Replicas is how many appliances of a site hold each file.
 	Replicas int           `yaml:"replicas,omitempty"`
 	TokenTTL time.Duration `yaml:"token_ttl,omitempty"`
@@ -189,6 +197,11 @@ func (c *Control) Validate() error {
 	if err := c.Listen.validate("listen", true); err != nil {
 		return err
 	}
+	if len(c.OpsListen) > 0 {
+		if err := c.OpsListen.validate("ops_listen", true); err != nil {
+			return err
+		}
+	}
 	if err := c.TLS.validate("tls"); err != nil {
 		return err
 	}
@@ -200,6 +213,12 @@ func (c *Control) Validate() error {
 	}
 	if c.KeyFile == "" {
 		return Errf("key_file", "must name a key file (make one with `ocdn urlsign keygen`)")
+	}
+	switch {
+	case c.ApplianceSecretFile == "" && !c.InsecureUnauthenticatedAppliances:
+		return Errf("appliance_secret_file", "must name the secret appliance credentials are minted from (make one with: head -c 32 /dev/urandom | base64 > appliance.secret); a development control plane that trusts anyone may instead set insecure_unauthenticated_appliances: true")
+	case c.ApplianceSecretFile != "" && c.InsecureUnauthenticatedAppliances:
+		return Errf("insecure_unauthenticated_appliances", "set together with appliance_secret_file: choose one")
 	}
 	for _, d := range []struct {
 		field  string

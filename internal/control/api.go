@@ -17,10 +17,6 @@ import (
 	"github.com/ocdn/ocdn/internal/steer"
 )
 
-// maxBody bounds request bodies; the largest legitimate one is a
-// heartbeat listing every file an appliance holds.
-const maxBody = 8 << 20
-
 // Handler returns the control plane's HTTP API.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -35,8 +31,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/titles/{title}", s.handleTitle)
 	mux.HandleFunc("POST /v1/routes", s.handleRoutes)
 	mux.HandleFunc("GET /v1/routes/lookup", s.handleLookup)
-	mux.HandleFunc("GET /v1/routes/consistency", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Consistency()) })
-	mux.HandleFunc("GET /v1/appliances", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Appliances()) })
+	mux.HandleFunc("GET /v1/routes/consistency", s.adminOnly("routes consistency", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Consistency()) }))
+	mux.HandleFunc("GET /v1/appliances", s.adminOnly("appliances", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Appliances()) }))
 	s.mountMeasure(mux)
 	s.mountFill(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
@@ -320,6 +316,19 @@ func appendJSONString[S string | []byte](b []byte, s S) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// adminOnly serves h to operators (the admin token) only: it reveals the
+// inventory, routes or fill plans.
+func (s *Server) adminOnly(what string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.isAdmin(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ocdn"`)
+			http.Error(w, what+": needs the admin token", http.StatusUnauthorized)
+			return
+		}
+		h(w, r)
+	}
 }
 
 func (s *Server) isAdmin(r *http.Request) bool {

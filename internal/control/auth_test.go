@@ -5,7 +5,10 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +36,7 @@ func TestApplianceAuthentication(t *testing.T) {
 		{"unknown appliance", `{"appliance":"ghost"}`, secret.Mint("ghost", c.t.Add(time.Hour)), 403, "unknown appliance"},
 		{"someone else's heartbeat", `{"appliance":"x1"}`, good, 403, `"e1" may not report for "x1"`},
 		{"malformed", `{"appliance":"e1",`, good, 400, "heartbeat: unexpected EOF"},
-		{"oversized", `{"appliance":"e1","held":["` + strings.Repeat("a", 9<<20) + `"]}`, good, 400, "body too large"},
+		{"oversized", `{"appliance":"e1","held":["` + strings.Repeat("a", 9<<20) + `"]}`, good, 413, "body too large"},
 		{"bad field", `{"appliance":"e1","load":{"cpu":-1}}`, good, 400, "load.cpu"},
 	} {
 		w := do(t, h, "POST", "/v1/heartbeat", tc.body, "127.1.0.1:5000", tc.token)
@@ -139,5 +142,53 @@ func TestKeyRotationWithoutDowntime(t *testing.T) {
 	s.keysTick()
 	if ks := s.signingKeys(); len(ks.Keys) != 1 || ks.Keys[0].ID != id {
 		t.Errorf("after the token TTL: keys %+v, want only %q", ks.Active, id)
+	}
+}
+
+// countingBody counts the bytes a handler read of a request body.
+type countingBody struct {
+	n    int
+	left int
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	if c.left == 0 {
+		return 0, io.EOF
+	}
+	k := min(len(p), c.left)
+	for i := range p[:k] {
+		p[i] = ' '
+	}
+	c.n += k
+	c.left -= k
+	return k, nil
+}
+
+// TestCredentialBeforeBody: every endpoint that changes state checks the
+// credential before it reads a byte of the body, so an unauthenticated
+// 59 MB route report costs the control plane nothing; endpoints that
+// reveal the inventory, routes or fill plans answer operators only.
+func TestCredentialBeforeBody(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	s.cfg.ApplianceSecret = auth.NewSecret()
+	s.cfg.AdminToken = "op"
+	h := s.Handler()
+	for _, path := range []string{"/v1/heartbeat", "/v1/heartbeats", "/v1/routes", "/v1/fill/progress", "/v1/demand",
+		"/v1/admin/drain", "/v1/admin/enable", "/v1/admin/keys/rotate"} {
+		body := &countingBody{left: 59 << 20}
+		req := httptest.NewRequest("POST", path, body)
+		req.RemoteAddr = "203.0.113.9:4000"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusUnauthorized || body.n != 0 {
+			t.Errorf("unauthenticated POST %s = %d after reading %d body bytes; want 401 before reading any", path, w.Code, body.n)
+		}
+	}
+	for _, path := range []string{"/v1/appliances", "/v1/routes/consistency", "/v1/fill/status", "/v1/admin/fill", "/v1/routes/lookup?ip=198.51.100.1",
+		"/v1/manifest?appliance=e1", "/v1/fill?appliance=e1", "/v1/keys"} {
+		w := do(t, h, "GET", path, "", "203.0.113.9:4000", "")
+		if w.Code != http.StatusUnauthorized && w.Code != http.StatusForbidden {
+			t.Errorf("anonymous GET %s = %d %q, want 401 or 403", path, w.Code, w.Body)
+		}
 	}
 }

@@ -269,7 +269,7 @@ func (s *Server) handleAdmin(enable bool) http.HandlerFunc {
 			return
 		}
 		var req DrainRequest
-		if err := decodeStrict(w, r, &req); err != nil {
+		if err := decodeLimited(w, r, maxSmallBody, &req); err != nil {
 			http.Error(w, "admin: "+err.Error(), http.StatusBadRequest)
 			return
 		}

@@ -1,7 +1,6 @@
 package control
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -20,24 +19,12 @@ type routeState struct {
 const maxRoutesPerReport = 2_000_000
 
 func (s *Server) handleRoutes(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.authenticate(w, r); !ok {
-		return
-	}
 	var rep api.RouteReport
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 512<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&rep); err != nil {
-		http.Error(w, "route report: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if !s.authorizeAppliance(w, r, rep.Appliance) {
+	if !s.readApplianceBody(w, r, "route report", maxRoutesBody, &rep, func() string { return rep.Appliance }) {
 		return
 	}
 	if _, ok := s.applianceSite[rep.Appliance]; !ok {
 		http.Error(w, fmt.Sprintf("route report: unknown appliance %q", rep.Appliance), http.StatusForbidden)
-		return
-	}
-	if !s.authorizeAppliance(w, r, rep.Appliance) {
 		return
 	}
 	if rep.Epoch == "" || len(rep.Announce)+len(rep.Withdraw) > maxRoutesPerReport {

@@ -83,6 +83,9 @@ func NewControl(ctx context.Context, cfg *config.Control, h Hooks) (*Control, er
 		return nil, err
 	}
 	log := h.Logger.With("component", "control-daemon")
+	if cfg.InsecureUnauthenticatedAppliances {
+		log.Warn("insecure_unauthenticated_appliances is set: anyone may heartbeat, report routes and fetch fill plans as any appliance; a development mode only")
+	}
 	crt, err := loadCerts("tls", cfg.TLS, log)
 	if err != nil {
 		return nil, err
@@ -154,8 +157,17 @@ func NewControl(ctx context.Context, cfg *config.Control, h Hooks) (*Control, er
 	if grace == 0 {
 		grace = 10 * time.Second
 	}
-	c.servers = servers(lns, opsHandler(c.srv.Handler(), h.Registry, c.srv.Health),
-		serve.Options{Logger: h.Logger, TLS: crt.config(), Grace: grace})
+	full := opsHandler(c.srv.Handler(), h.Registry, c.srv.Health)
+	opts := serve.Options{Logger: h.Logger, TLS: crt.config(), Grace: grace}
+	if len(cfg.OpsListen) == 0 {
+		c.servers = servers(lns, full, opts)
+	} else {
+		ops, err := listenAll(cfg.OpsListen, Hooks{})
+		if err != nil {
+			return nil, fmt.Errorf("ops_listen: %w", err)
+		}
+		c.servers = append(servers(lns, withoutOps(full), opts), servers(ops, full, opts)...)
+	}
 	ok = true
 	return c, nil
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/auth"
 	"github.com/ocdn/ocdn/internal/bgp/bgptest"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
@@ -180,6 +181,8 @@ func newCDN(t *testing.T, opts cdnOptions) *cdn {
 	writeFile(t, filepath.Join(dir, "catalog.json"), catJSON)
 	writeFile(t, filepath.Join(dir, "keys.json"), keys)
 	writeFile(t, filepath.Join(dir, "admin.token"), []byte(adminToken))
+	secret := auth.NewSecret()
+	writeFile(t, filepath.Join(dir, "appliance.secret"), []byte(secret.Encode()))
 	hooks := daemon.Hooks{Logger: logger, ShutdownGrace: 2 * time.Second}
 
 	originAddr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), bgptest.FreePort(t, netip.MustParseAddr("127.0.0.1")))
@@ -204,6 +207,7 @@ catalog: catalog.json
 origin_url: http://%s
 key_file: keys.json
 admin_token_file: admin.token
+appliance_secret_file: appliance.secret
 heartbeat_interval: %s
 turn_up: {enabled: false}
 isps:
@@ -227,9 +231,11 @@ appliances:
 	}
 	for _, id := range applianceIDs {
 		nd := c.nodes[id]
+		writeFile(t, filepath.Join(dir, id+".token"), []byte(secret.Mint(id, time.Now().Add(time.Hour))))
 		y := fmt.Sprintf(`id: %s
 listen: %s
 control_urls: [%s]
+token_file: %s.token
 store: store-%s
 capacity: 1MiB
 key_file: keys.json
@@ -237,7 +243,7 @@ heartbeat_interval: %s
 drain_grace: 1ms
 drain_timeout: 2s
 access_log: "off"
-`, id, nd.http, c.controlURL, id, heartbeat)
+`, id, nd.http, c.controlURL, id, id, heartbeat)
 		if nd.site != "X" {
 			y += fmt.Sprintf(`bgp:
   local_asn: %d

@@ -41,6 +41,10 @@ const (
 	measureDir    = "measure"
 )
 
+// opsPort is where each lab appliance serves /metrics and /v1/status, on
+// its own address.
+const opsPort = 9180
+
 // Endpoints are the addresses the compiled daemons listen on that the
 // scenario does not fix.
 type Endpoints struct {
@@ -128,8 +132,9 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 		d.tokens[a.ID] = token
 		d.files[filepath.Join(tokensDir, a.ID+".token")] = []byte(token + "\n")
 		ac := config.ApplianceDaemon{
-			ID: a.ID, Listen: config.AddrList{a.Address}, ControlURLs: []string{"http://" + ep.Control.String()},
-			TokenFile: filepath.Join("..", tokensDir, a.ID+".token"), KeyFile: filepath.Join("..", keysFile),
+			ID: a.ID, Listen: config.AddrList{a.Address}, OpsListen: addrList(netip.AddrPortFrom(a.Address.Addr(), opsPort)),
+			ControlURLs: []string{"http://" + ep.Control.String()},
+			TokenFile:   filepath.Join("..", tokensDir, a.ID+".token"), KeyFile: filepath.Join("..", keysFile),
 			Store: filepath.Join("..", storesDir, a.ID), Capacity: a.Capacity, HeartbeatInterval: sc.HeartbeatInterval,
 			// The lab stops everything at once: in-flight transfers get a
 			// second, not an operator's drain.
