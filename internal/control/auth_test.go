@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -189,6 +190,47 @@ func TestCredentialBeforeBody(t *testing.T) {
 		w := do(t, h, "GET", path, "", "203.0.113.9:4000", "")
 		if w.Code != http.StatusUnauthorized && w.Code != http.StatusForbidden {
 			t.Errorf("anonymous GET %s = %d %q, want 401 or 403", path, w.Code, w.Body)
+		}
+	}
+}
+
+// TestKeysForAppliancesArePublic: with Ed25519 keys, what an appliance
+// fetches verifies tokens but cannot sign one, and a rotation stays on
+// Ed25519.
+func TestKeysForAppliancesArePublic(t *testing.T) {
+	secret := auth.NewSecret()
+	s, c, _ := newTestServerWith(t, func(cfg *Config) {
+		cfg.Keys = urlsign.GenerateEd25519()
+		cfg.ApplianceSecret = secret
+	})
+	h := s.Handler()
+	fetch := func() *urlsign.KeySet {
+		t.Helper()
+		w := do(t, h, "GET", "/v1/keys", "", "127.1.0.1:5000", secret.Mint("e1", c.t.Add(time.Hour)))
+		if w.Code != 200 || strings.Contains(w.Body.String(), "private") {
+			t.Fatalf("GET /v1/keys = %d %s; want 200 without private keys", w.Code, w.Body)
+		}
+		var ks urlsign.KeySet
+		if err := json.Unmarshal(w.Body.Bytes(), &ks); err != nil {
+			t.Fatal(err)
+		}
+		return &ks
+	}
+	ks := fetch()
+	if ks.CanSign() {
+		t.Fatalf("an appliance's key set can sign")
+	}
+	tok, err := s.signingKeys().Sign(urlsign.Grant{Scope: "t0000/", Expires: c.t.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ks.Verify(tok, "t0000/video_100k.mp4", netip.MustParseAddr("10.64.0.9"), c.t); err != nil {
+		t.Fatalf("the appliance's set does not verify the control plane's token: %v", err)
+	}
+	id := s.RotateKeys()
+	for _, k := range fetch().Keys {
+		if k.ID == id && k.Alg != urlsign.AlgEd25519 {
+			t.Errorf("rotated key %s is %q, want ed25519", id, k.Alg)
 		}
 	}
 }

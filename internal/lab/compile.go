@@ -28,17 +28,18 @@ import (
 
 // File names inside a deployment directory.
 const (
-	controlFile   = "control.yaml"
-	originFile    = "origin.yaml"
-	catalogFile   = "catalog.json"
-	keysFile      = "keys.json"
-	secretFile    = "appliance.secret"
-	adminFile     = "admin.token"
-	appliancesDir = "appliances"
-	routersDir    = "routers"
-	tokensDir     = "tokens"
-	storesDir     = "stores"
-	measureDir    = "measure"
+	controlFile    = "control.yaml"
+	originFile     = "origin.yaml"
+	catalogFile    = "catalog.json"
+	keysFile       = "keys.json"
+	publicKeysFile = "keys.public.json"
+	secretFile     = "appliance.secret"
+	adminFile      = "admin.token"
+	appliancesDir  = "appliances"
+	routersDir     = "routers"
+	tokensDir      = "tokens"
+	storesDir      = "stores"
+	measureDir     = "measure"
 )
 
 // opsPort is where each lab appliance serves /metrics and /v1/status, on
@@ -95,7 +96,13 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, err := json.MarshalIndent(urlsign.Generate(), "", "  ")
+	// Ed25519: the control plane signs, appliances hold the public key.
+	ks := urlsign.GenerateEd25519()
+	keys, err := json.MarshalIndent(ks, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	pubKeys, err := json.MarshalIndent(ks.Public(), "", "  ")
 	if err != nil {
 		return nil, err
 	}
@@ -103,6 +110,7 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 	d.AdminToken = strings.TrimSpace(auth.NewSecret().Encode())
 	d.files[catalogFile] = catJSON
 	d.files[keysFile] = append(keys, '\n')
+	d.files[publicKeysFile] = append(pubKeys, '\n')
 	d.files[secretFile] = []byte(secret.Encode())
 	d.files[adminFile] = []byte(d.AdminToken + "\n")
 
@@ -134,7 +142,7 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 		ac := config.ApplianceDaemon{
 			ID: a.ID, Listen: config.AddrList{a.Address}, OpsListen: addrList(netip.AddrPortFrom(a.Address.Addr(), opsPort)),
 			ControlURLs: []string{"http://" + ep.Control.String()},
-			TokenFile:   filepath.Join("..", tokensDir, a.ID+".token"), KeyFile: filepath.Join("..", keysFile),
+			TokenFile:   filepath.Join("..", tokensDir, a.ID+".token"), KeyFile: filepath.Join("..", publicKeysFile),
 			Store: filepath.Join("..", storesDir, a.ID), Capacity: a.Capacity, HeartbeatInterval: sc.HeartbeatInterval,
 			// The lab stops everything at once: in-flight transfers get a
 			// second, not an operator's drain.
