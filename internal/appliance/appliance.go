@@ -162,6 +162,12 @@ func New(cfg Config) (*Appliance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", cfg.StoreDir, err)
 	}
+	built := false
+	defer func() {
+		if !built {
+			st.Close()
+		}
+	}()
 	a := &Appliance{cfg: cfg, log: log, store: st}
 	access := cfg.AccessLog
 	if access == nil {
@@ -209,6 +215,7 @@ func New(cfg Config) (*Appliance, error) {
 	for _, ln := range cfg.OpsListeners {
 		a.ops = append(a.ops, serve.New(ln, ops, serve.Options{Logger: log, Grace: time.Second}))
 	}
+	built = true
 	return a, nil
 }
 
