@@ -103,7 +103,7 @@ func Listen(cfg Config) (*Server, error) {
 		u, t, err := listenPair(a)
 		if err != nil {
 			s.Close()
-			return nil, fmt.Errorf("dns listen %s: %w", a, err)
+			return nil, fmt.Errorf("listen %s (UDP and TCP): %w", a, err)
 		}
 		s.udp = append(s.udp, u)
 		s.tcp = append(s.tcp, t)
