@@ -4,6 +4,7 @@ import (
 	"os"
 
 	"github.com/google/go-cmp/cmp"
+	"gopkg.in/yaml.v3"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -169,6 +170,38 @@ func TestBadConfigsNameFileAndField(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestInventoryRoundTrip: a config built in code and written with
+// yaml.Marshal (as the lab and the bench scripts write theirs) keeps
+// every appliance address.
+func TestInventoryRoundTrip(t *testing.T) {
+	var c Control
+	if err := Load(write(t, "control.yaml", goodControl), &c); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.Appliances {
+		c.Appliances[i].Address.Raw, c.Appliances[i].Address6.Raw = "", "" // as built in code
+	}
+	for i := range c.DNS.Nameservers {
+		for j := range c.DNS.Nameservers[i].Addresses {
+			c.DNS.Nameservers[i].Addresses[j].Raw = ""
+		}
+	}
+	b, err := yaml.Marshal(&c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Control
+	if err := Decode("round trip", b, &back); err != nil {
+		t.Fatalf("Decode(Marshal(config)) = %v\n%s", err, b)
+	}
+	if diff := cmp.Diff(c.Appliances, back.Appliances, cmp.Comparer(func(a, b AddrPort) bool { return a.AddrPort == b.AddrPort })); diff != "" {
+		t.Errorf("appliances after a YAML round trip (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(c.DNS, back.DNS, cmp.Comparer(func(a, b Addr) bool { return a.Addr == b.Addr }), cmp.Comparer(func(a, b AddrPort) bool { return a.AddrPort == b.AddrPort })); diff != "" {
+		t.Errorf("dns section after a YAML round trip (-want +got):\n%s", diff)
 	}
 }
 
