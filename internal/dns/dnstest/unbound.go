@@ -176,7 +176,10 @@ func Start(t testing.TB, cfg UnboundConfig) *Unbound {
 		cfg.Dir = t.TempDir()
 	}
 	if !cfg.Listen.IsValid() {
-		cfg.Listen = FreePort(t, netip.MustParseAddr("127.0.0.1"))
+		var err error
+		if cfg.Listen, err = FreePort(netip.MustParseAddr("127.0.0.1")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	u, err := StartUnbound(cfg)
 	if err != nil {
@@ -188,23 +191,21 @@ func Start(t testing.TB, cfg UnboundConfig) *Unbound {
 
 // FreePort returns addr with a port free for UDP and TCP at the time of
 // the call.
-func FreePort(t testing.TB, addr netip.Addr) netip.AddrPort {
-	t.Helper()
+func FreePort(addr netip.Addr) (netip.AddrPort, error) {
 	for range 20 {
 		u, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
 		if err != nil {
-			t.Fatal(err)
+			return netip.AddrPort{}, err
 		}
 		ap := u.LocalAddr().(*net.UDPAddr).AddrPort()
 		l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(ap))
 		u.Close()
 		if err == nil {
 			l.Close()
-			return ap
+			return ap, nil
 		}
 	}
-	t.Fatal("no port free for both UDP and TCP")
-	return netip.AddrPort{}
+	return netip.AddrPort{}, errors.New("no port free for both UDP and TCP")
 }
 
 type lockedBuffer struct {
