@@ -65,3 +65,12 @@ bench-edge:
 .PHONY: bench-control
 bench-control:
 	$(GO) run ./scripts/benchcontrol
+
+# The control plane's authoritative DNS server against Unbound answering
+# the same names from its cache (dnsperf, UDP, rounds interleaved); prints
+# both rates, the ratio and CPU per query, asserts nothing.
+.PHONY: bench-dns
+bench-dns:
+	@scripts/install-deps.sh $(BENCH_PACKAGES)
+	$(GO) run ./scripts/benchdns
+	$(GO) test -run '^$$' -bench 'BenchmarkRespond' -benchmem ./internal/dns
