@@ -13,7 +13,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -40,6 +39,7 @@ import (
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/daemon"
 	"github.com/ocdn/ocdn/internal/dns/dnstest"
+	"github.com/ocdn/ocdn/internal/procstat"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
@@ -224,7 +224,7 @@ func run(n int, d time.Duration, rounds, clients, outstanding, threads int, cpuP
 		} else {
 			args = append(args, "-l", strconv.FormatFloat(runFor.Seconds(), 'f', -1, 64))
 		}
-		c0, err := cpuSeconds(pid)
+		c0, err := procstat.CPU(pid)
 		if err != nil {
 			return result{}, err
 		}
@@ -232,13 +232,13 @@ func run(n int, d time.Duration, rounds, clients, outstanding, threads int, cpuP
 		if err != nil {
 			return result{}, fmt.Errorf("dnsperf %s: %v\n%s", strings.Join(args, " "), err, b)
 		}
-		c1, _ := cpuSeconds(pid)
+		c1, _ := procstat.CPU(pid)
 		r, err := parseDNSPerf(b)
 		if err != nil {
 			return r, fmt.Errorf("%w\n%s", err, b)
 		}
 		if done := r.sent - r.lost; done > 0 {
-			r.cpuPerQuery = (c1 - c0) / float64(done)
+			r.cpuPerQuery = (c1 - c0).Seconds() / float64(done)
 		}
 		return r, nil
 	}
@@ -368,18 +368,6 @@ func parseDNSPerf(b []byte) (result, error) {
 		return r, errors.New("dnsperf printed no statistics")
 	}
 	return r, nil
-}
-
-// cpuSeconds is a process's user+system CPU time.
-func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	u, _ := strconv.ParseFloat(f[11], 64)
-	s, _ := strconv.ParseFloat(f[12], 64)
-	return (u + s) / 100, nil // USER_HZ is 100 on Linux
 }
 
 func median(xs []float64) float64 {
