@@ -8,17 +8,8 @@ import (
 	"testing"
 )
 
-const pkiControl = `listen: 127.0.0.1:8080
-catalog: c.json
-origin_url: http://127.0.0.1:9
-key_file: k.json
-isps: [{name: isp, asn: 64500}]
-sites: [{id: ams, kind: ixp, time_zone: UTC}]
-appliances:
-  - {id: a1, site: ams, address: 192.0.2.1:443, address6: "[2001:db8::1]:443", capacity: 1GiB}
-  - {id: b2, site: ams, address: 192.0.2.2:443, capacity: 1GiB}
-dns: {domain: cdn.example.net, listen: 127.0.0.1:53}
-`
+// pkiControl is the control plane config the pki package's tests use.
+const pkiControl = "../pki/testdata/control.yaml"
 
 // TestPKICommands: ocdn pki makes a CA and certificates that OpenSSL, an
 // independent verifier, accepts for the appliances' names and addresses
@@ -26,8 +17,7 @@ dns: {domain: cdn.example.net, listen: 127.0.0.1:53}
 func TestPKICommands(t *testing.T) {
 	openssl := requireExternal(t, "openssl", "openssl")
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "control.yaml")
-	os.WriteFile(cfg, []byte(pkiControl), 0o600)
+	cfg := pkiControl
 	caDir, certs := filepath.Join(dir, "pki"), filepath.Join(dir, "certs")
 	if out, errOut, err := runCLI(t, "pki", "ca", "--out", caDir, "--domain", "cdn.example.net"); err != nil || !strings.Contains(out, "ca.pem") {
 		t.Fatalf("pki ca = %q, %v\n%s", out, err, errOut)

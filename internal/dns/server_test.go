@@ -2,11 +2,13 @@ package dns
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -481,5 +483,40 @@ func TestMetricNames(t *testing.T) {
 	}
 	if got := counterValue(t, reg, "ocdn_dns_queries_total", map[string]string{"transport": "udp", "qtype": "A", "result": "answer"}); got != 1 {
 		t.Errorf("udp/A/answer = %v, want 1", got)
+	}
+}
+
+// TestRunLeavesNothing: when Run returns, every goroutine it started
+// has ended, open TCP connections included.
+func TestRunLeavesNothing(t *testing.T) {
+	z, err := NewZone(testZoneConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Listen(Config{Zone: z, Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	c, err := mdns.Dial("tcp", s.Addrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.WriteMsg(query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadMsg(); err != nil { // the connection is open and served
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	if stacks := string(buf[:runtime.Stack(buf, true)]); strings.Contains(stacks, "dns.(*Server).serve") {
+		t.Errorf("goroutines of the server are left after Run returned:\n%s", stacks)
 	}
 }

@@ -21,22 +21,13 @@ import (
 
 var now = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 
+// testConfig is the control plane config the pki and CLI tests share.
+const testConfig = "testdata/control.yaml"
+
 func testControl(t *testing.T) *config.Control {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "control.yaml")
-	os.WriteFile(p, []byte(`listen: [127.0.0.1:8080, "0.0.0.0:8443"]
-catalog: c.json
-origin_url: http://127.0.0.1:9
-key_file: k.json
-isps: [{name: isp, asn: 64500}]
-sites: [{id: ams, kind: ixp, time_zone: UTC}]
-appliances:
-  - {id: a1, site: ams, address: 192.0.2.1:443, address6: "[2001:db8::1]:443", capacity: 1GiB}
-  - {id: b2, site: ams, address: 192.0.2.2:443, capacity: 1GiB}
-dns: {domain: cdn.example.net, listen: 127.0.0.1:53}
-`), 0o600)
 	var c config.Control
-	if err := config.Load(p, &c); err != nil {
+	if err := config.Load(testConfig, &c); err != nil {
 		t.Fatal(err)
 	}
 	return &c
