@@ -5,8 +5,8 @@ GO ?= go
 STATICCHECK_VERSION := v0.8.2
 
 # Debian packages the tests start as real peers, as "package:command".
-TEST_PACKAGES := bird2:bird frr:vtysh nginx-light:nginx ffmpeg:ffmpeg postgresql:/usr/lib/postgresql/*/bin/initdb iproute2:ip
-BENCH_PACKAGES := wrk:wrk
+TEST_PACKAGES := bird2:bird frr:vtysh nginx-light:nginx ffmpeg:ffmpeg postgresql:/usr/lib/postgresql/*/bin/initdb iproute2:ip unbound:unbound openssl:openssl
+BENCH_PACKAGES := wrk:wrk unbound:unbound dnsperf:dnsperf
 
 # Tests that need an outside program fail (not skip) when it is missing.
 export OCDN_REQUIRE_EXTERNAL := 1
@@ -65,3 +65,12 @@ bench-edge:
 .PHONY: bench-control
 bench-control:
 	$(GO) run ./scripts/benchcontrol
+
+# The control plane's authoritative DNS server against Unbound answering
+# the same names from its cache (dnsperf, UDP, rounds interleaved); prints
+# both rates, the ratio and CPU per query, asserts nothing.
+.PHONY: bench-dns
+bench-dns:
+	@scripts/install-deps.sh $(BENCH_PACKAGES)
+	$(GO) run ./scripts/benchdns
+	$(GO) test -run '^$$' -bench 'BenchmarkRespond' -benchmem ./internal/dns

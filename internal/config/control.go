@@ -63,7 +63,9 @@ type Control struct {
 	// have no history yet (new releases), see docs/formats.md.
 	PopularityFeed string `yaml:"popularity_feed,omitempty"`
 	// Fill is the nightly fill window, in each site's local time.
-	Fill      ControlFill `yaml:"fill,omitempty"`
+	Fill ControlFill `yaml:"fill,omitempty"`
+	// DNS runs the authoritative DNS server for the appliances' names.
+	DNS       *DNS `yaml:"dns,omitempty"`
 	Inventory `yaml:",inline"`
 }
 
@@ -241,6 +243,9 @@ func (c *Control) Validate() error {
 		return Errf("replicas", "%d is not between 1 and 100 (0 means the default, 2)", c.Replicas)
 	}
 	if err := c.ValidateInventory(netip.Prefix{}); err != nil {
+		return err
+	}
+	if err := c.DNS.validate(c.Inventory); err != nil {
 		return err
 	}
 	for i, rf := range c.RouteFiles {

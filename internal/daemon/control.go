@@ -16,6 +16,7 @@ import (
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/control"
 	"github.com/ocdn/ocdn/internal/cpstore"
+	"github.com/ocdn/ocdn/internal/dns"
 	"github.com/ocdn/ocdn/internal/probe"
 	"github.com/ocdn/ocdn/internal/rib"
 	"github.com/ocdn/ocdn/internal/serve"
@@ -27,6 +28,7 @@ type Control struct {
 	srv     *control.Server
 	store   *cpstore.Store
 	servers []*serve.Server
+	dns     *dns.Server // nil without a dns section
 	certs   *certs
 	reg     *prometheus.Registry
 	log     *slog.Logger
@@ -99,11 +101,17 @@ func NewControl(ctx context.Context, cfg *config.Control, h Hooks) (*Control, er
 	defer func() {
 		if !ok {
 			closeAll(lns)
+			if c.dns != nil {
+				c.dns.Close()
+			}
 			if c.store != nil {
 				c.store.Close()
 			}
 		}
 	}()
+	if c.dns, err = listenDNS(cfg, h, h.Logger); err != nil {
+		return nil, err
+	}
 	dsn := cfg.Store
 	if dsn == "" {
 		dsn = "control.db"
@@ -201,6 +209,10 @@ func (c *Control) Addrs() []net.Addr {
 	return out
 }
 
+// DNS is the authoritative DNS server (nil without a dns section): its
+// addresses, zone and probe log.
+func (c *Control) DNS() *dns.Server { return c.dns }
+
 // Registry holds the control plane's metrics.
 func (c *Control) Registry() *prometheus.Registry { return c.reg }
 
@@ -209,6 +221,10 @@ func (c *Control) Registry() *prometheus.Registry { return c.reg }
 func (c *Control) Run(ctx context.Context) error {
 	defer c.store.Close()
 	c.log.Info("control plane serving", "urls", c.URLs())
-	return runGroup(ctx, serveAll(c.servers), c.srv.Run,
-		func(ctx context.Context) error { watchSIGHUP(ctx, c.certs); return nil })
+	fns := []func(context.Context) error{serveAll(c.servers), c.srv.Run,
+		func(ctx context.Context) error { watchSIGHUP(ctx, c.certs); return nil }}
+	if c.dns != nil {
+		fns = append(fns, c.dns.Run)
+	}
+	return runGroup(ctx, fns...)
 }
