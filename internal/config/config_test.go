@@ -11,6 +11,9 @@ const goodControl = `listen: [127.0.0.1:8080, "[::1]:8080"]
 catalog: catalog.json
 origin_url: http://127.0.0.1:8081
 key_file: keys.json
+admin_token_file: admin.token
+viewer_token_file: viewer.token
+operator_token_file: operator.token
 measure: {dir: m, recipe: {targets: 3, pulses: 2, pulse_size: 256KiB, interval: 10m}}
 steering: {measured: true, experiment: true, min_samples: 30, refresh: 2s}
 placement: {replan_interval: 1h, hysteresis: 0.1}
@@ -55,6 +58,9 @@ func TestGoodConfigsLoadWithPathsBesideThem(t *testing.T) {
 	dir := filepath.Dir(p)
 	if c.Catalog != filepath.Join(dir, "catalog.json") || c.Measure.Dir != filepath.Join(dir, "m") || c.Store != filepath.Join(dir, "control.db") {
 		t.Errorf("paths not resolved beside the config: catalog %q, measure.dir %q, store %q", c.Catalog, c.Measure.Dir, c.Store)
+	}
+	if c.ViewerTokenFile != filepath.Join(dir, "viewer.token") || c.OperatorTokenFile != filepath.Join(dir, "operator.token") {
+		t.Errorf("console token files not resolved beside the config: viewer %q, operator %q", c.ViewerTokenFile, c.OperatorTokenFile)
 	}
 	if len(c.Listen) != 2 || !c.Listen[1].Addr().Is6() {
 		t.Errorf("listen = %v, want an IPv4 and an IPv6 address", c.Listen)
@@ -103,6 +109,8 @@ func TestBadConfigsNameFileAndField(t *testing.T) {
 		{"listen twice", goodAppliance, `"[2001:db8::1]:80"`, "10.0.0.1:80", []string{"listen[1]", "twice"}},
 		{"tls without key", goodAppliance, ", key_file: a1.key", "", []string{"tls.key_file"}},
 		{"steering without measure", goodControl, "measure: {dir: m, recipe: {targets: 3, pulses: 2, pulse_size: 256KiB, interval: 10m}}\n", "", []string{"steering", "measure.dir"}},
+		{"console roles share a file", goodControl, "operator_token_file: operator.token", "operator_token_file: viewer.token", []string{"operator_token_file", "viewer_token_file", "different tokens"}},
+		{"viewer holds the admin token", goodControl, "viewer_token_file: viewer.token", "viewer_token_file: admin.token", []string{"viewer_token_file", "admin credential"}},
 		{"recipe type", goodControl, "pulses: 2,", "pulses: 2, types: [ping],", []string{"measure.recipe.types[0]", "ping"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
