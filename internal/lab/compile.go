@@ -34,6 +34,8 @@ const (
 	keysFile      = "keys.json"
 	secretFile    = "appliance.secret"
 	adminFile     = "admin.token"
+	viewerFile    = "viewer.token"
+	operatorFile  = "operator.token"
 	appliancesDir = "appliances"
 	routersDir    = "routers"
 	tokensDir     = "tokens"
@@ -101,6 +103,9 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 	d.files[keysFile] = append(keys, '\n')
 	d.files[secretFile] = []byte(secret.Encode())
 	d.files[adminFile] = []byte(d.AdminToken + "\n")
+	// The web console's credentials (docs/console.md).
+	d.files[operatorFile] = []byte(strings.TrimSpace(auth.NewSecret().Encode()) + "\n")
+	d.files[viewerFile] = []byte(strings.TrimSpace(auth.NewSecret().Encode()) + "\n")
 
 	d.Origin = config.Origin{Listen: addrList(ep.Origin), Catalog: catalogFile}
 	esc := sc.Fill.EscalateAfter
@@ -110,6 +115,7 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 	d.Control = config.Control{
 		Listen: addrList(ep.Control), Catalog: catalogFile, OriginURL: "http://" + ep.Origin.String(),
 		KeyFile: keysFile, AdminTokenFile: adminFile, ApplianceSecretFile: secretFile,
+		ViewerTokenFile: viewerFile, OperatorTokenFile: operatorFile,
 		HeartbeatInterval: sc.HeartbeatInterval, Replicas: sc.Replicas, ActivePoll: true,
 		Store: "control.db",
 		Measure: &config.Measure{Dir: measureDir, Recipe: config.Recipe{Pulses: sc.Probes.Pulses, PulseSize: sc.Probes.RangeBytes,
