@@ -111,8 +111,8 @@ type mapSite struct {
 	Serving         int
 }
 
-// markers places the sites, moving labels apart where sites crowd (the
-// lab's Amsterdam sites are a few kilometres apart).
+// markers places the sites, moving markers and labels apart where sites
+// crowd (the lab's Amsterdam sites are a few kilometres apart).
 func (g geoMap) markers(sites []mapSite) []mapSite {
 	sort.Slice(sites, func(i, j int) bool {
 		if sites[i].Y != sites[j].Y {
@@ -122,6 +122,13 @@ func (g geoMap) markers(sites []mapSite) []mapSite {
 	})
 	var placed []mapSite
 	for _, s := range sites {
+		// Sites a few kilometres apart would hide one marker under the
+		// other: set the later one beside it.
+		for _, p := range placed {
+			if abs(p.X-s.X) < 12 && abs(p.Y-s.Y) < 12 {
+				s.X = p.X + 16
+			}
+		}
 		s.LabelY = s.Y + 4
 		for _, p := range placed {
 			if abs(p.X-s.X) < 160 && abs(p.LabelY-s.LabelY) < 16 {

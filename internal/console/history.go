@@ -20,7 +20,8 @@ import (
 type sample struct {
 	at      time.Time
 	serving int
-	// prefixes per appliance; served bytes per site in the interval.
+	// prefixes per plotted line (appliance, or site in a large fleet);
+	// served bytes per site in the interval.
 	prefixes map[string]int
 	served   map[string]float64 // site → bits per second
 	// fill is bytes filled so far by source: peer, tier, origin.
@@ -56,7 +57,7 @@ type history struct {
 
 	// What the previous sample saw, for differences.
 	state     map[string]string
-	prefixes  map[string]int
+	prefixes  map[string]int   // per appliance, for the change list
 	served    map[string]int64 // appliance → heartbeat bytes_served
 	versions  map[string]string
 	manifests map[string]map[string]int64 // appliance → path → size
@@ -67,6 +68,9 @@ type history struct {
 }
 
 const maxEvents = 200
+
+// maxApplianceLines is the largest fleet plotted per appliance.
+const maxApplianceLines = 40
 
 // newHistory keeps max samples; measurement quantiles span trail of them
 // (a probe reports every few seconds per client, so one sample interval
@@ -85,13 +89,23 @@ func (c *Console) sample() {
 		siteOf[a.ID] = a.Site
 	}
 	s := sample{at: now, prefixes: map[string]int{}, served: map[string]float64{}}
+	// A plot line per appliance reads well for a lab; a fleet of
+	// thousands gets one per site, which also bounds the history's
+	// memory to samples × sites.
+	bySite := len(c.cfg.Inventory.Appliances) > maxApplianceLines
+	prefixes := map[string]int{}
 	state := map[string]string{}
 	served := map[string]int64{}
 	for _, st := range sts {
 		if st.Serving {
 			s.serving++
 		}
-		s.prefixes[st.ID] = st.Prefixes
+		prefixes[st.ID] = st.Prefixes
+		if bySite {
+			s.prefixes["site "+siteOf[st.ID]] += st.Prefixes
+		} else {
+			s.prefixes[st.ID] = st.Prefixes
+		}
 		state[st.ID] = stateLabel(st)
 		if hb, ok := p.Latest(st.ID); ok {
 			served[st.ID] = hb.BytesServed
@@ -114,8 +128,8 @@ func (c *Console) sample() {
 			if old := h.state[id]; old != st {
 				h.addEvent(event{At: now, Kind: "state", Target: id, From: old, To: st})
 			}
-			if old := h.prefixes[id]; old != s.prefixes[id] {
-				h.addEvent(event{At: now, Kind: "routes", Target: id, From: itoa(old), To: itoa(s.prefixes[id])})
+			if old := h.prefixes[id]; old != prefixes[id] {
+				h.addEvent(event{At: now, Kind: "routes", Target: id, From: itoa(old), To: itoa(prefixes[id])})
 			}
 		}
 		dt := now.Sub(h.samples[len(h.samples)-1].at).Seconds()
@@ -139,7 +153,7 @@ func (c *Console) sample() {
 		}
 	}
 	c.trackReplans(now, sum, first)
-	h.state, h.prefixes, h.served = state, s.prefixes, served
+	h.state, h.prefixes, h.served = state, prefixes, served
 	h.sketches = append(h.sketches, cur)
 	if len(h.sketches) > h.trail {
 		h.sketches = append(h.sketches[:0], h.sketches[len(h.sketches)-h.trail:]...)
@@ -310,7 +324,7 @@ func (c *Console) seriesFor(page string) map[string]series {
 		out["served"] = h.plot("Bytes served per site", "Mbit/s", func(s *sample) []string { return mapKeys(s.served) },
 			func(s *sample, k string) (float64, bool) { v, ok := s.served[k]; return v / 1e6, ok })
 	case "routes":
-		out["prefixes"] = h.plot("Prefixes heard per appliance", "prefixes", func(s *sample) []string { return mapKeys(s.prefixes) },
+		out["prefixes"] = h.plot("Prefixes heard per appliance (per site in a fleet of more than 40)", "prefixes", func(s *sample) []string { return mapKeys(s.prefixes) },
 			func(s *sample, k string) (float64, bool) { v, ok := s.prefixes[k]; return float64(v), ok })
 	case "fill":
 		names := []string{"peer", "tier", "origin"}

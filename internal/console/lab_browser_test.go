@@ -3,6 +3,8 @@ package console_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,19 +20,22 @@ import (
 )
 
 // labScenario is the built-in scenario on addresses of its own (other
-// packages' lab tests may run at the same time), without its scheduled
-// outage and kill (the test drains an appliance itself), and with fewer
-// clients probing more often, so measurements arrive within seconds.
+// lab tests, this package's or anyone's on the machine, may run at the
+// same time), without its scheduled outage and kill (the test drains an
+// appliance itself), and with fewer clients probing more often, so
+// measurements arrive within seconds.
 func labScenario(t *testing.T) *lab.Scenario {
 	t.Helper()
+	o := freeOctets(t)
 	y := string(lab.DefaultScenario)
 	y = y[:strings.Index(y, "\nevents:")] + "\n"
+	a := func(site, host int) string { return fmt.Sprintf("127.1.%d.%d:", o+site, host) }
 	y = strings.NewReplacer(
 		"duration: 60s", "duration: 10m",
 		"titles: 12", "titles: 4",
-		"127.1.0.1:", "127.1.70.1:", "127.1.0.2:", "127.1.70.2:",
-		"127.1.1.1:", "127.1.71.1:", "127.1.1.2:", "127.1.71.2:",
-		"127.1.2.1:", "127.1.72.1:",
+		"127.1.0.1:", a(0, 1), "127.1.0.2:", a(0, 2),
+		"127.1.1.1:", a(1, 1), "127.1.1.2:", a(1, 2),
+		"127.1.2.1:", a(2, 1),
 		"probes: {every: 10s", "probes: {every: 3s",
 		"count: 16}", "count: 6}", "count: 12}", "count: 4}", "count: 6}", "count: 2}",
 	).Replace(y)
@@ -43,6 +48,32 @@ func labScenario(t *testing.T) *lab.Scenario {
 		t.Fatalf("scenario: %v", err)
 	}
 	return sc
+}
+
+// freeOctets picks three consecutive third octets in 127.1.0.0/16 whose
+// appliance ports nobody listens on now.
+func freeOctets(t *testing.T) int {
+	t.Helper()
+	free := func(o int) bool {
+		for site := range 3 {
+			for host := 1; host <= 2; host++ {
+				ln, err := net.Listen("tcp", fmt.Sprintf("127.1.%d.%d:18080", o+site, host))
+				if err != nil {
+					return false
+				}
+				ln.Close()
+			}
+		}
+		return true
+	}
+	start := 100 + rand.IntN(140)
+	for i := range 140 {
+		if o := 100 + (start-100+i)%140; free(o) {
+			return o
+		}
+	}
+	t.Fatal("no free appliance addresses in 127.1.100.0 to 127.1.242.0")
+	return 0
 }
 
 // TestConsoleAgainstLab drives Chromium through the console of a running
@@ -145,8 +176,15 @@ func TestConsoleAgainstLab(t *testing.T) {
 	waitJS(t, b, 30*time.Second, "the drain in the recent changes", `document.getElementById("events").textContent.includes("ams-a-2")`)
 	screenshot(t, b, dir, "04-fleet-drained")
 
-	// A client of isp-a: ams-a-2 heard its route but is left out.
+	// A client of isp-a: ams-a-2 heard its route but is left out. The
+	// page starts with a skip link for keyboard users, and every field
+	// has a label.
 	nav("routes")
+	if err := chromedp.Do(b, chromedp.KeyEvent("\t")); err != nil {
+		t.Fatalf("tab: %v", err)
+	}
+	waitJS(t, b, 5*time.Second, "the skip link focused by the first Tab, every field labelled", `document.activeElement.classList.contains("skip") &&
+		[...document.querySelectorAll("input:not([type=hidden])")].every(i => i.labels.length > 0)`)
 	if err := chromedp.Do(b,
 		chromedp.SendKeys(chromedp.ID("q"), "127.64.0.10"),
 		chromedp.Click(chromedp.ID("lookup")),
