@@ -5,15 +5,15 @@ GO ?= go
 STATICCHECK_VERSION := v0.8.2
 
 # Debian packages the tests start as real peers, as "package:command".
-TEST_PACKAGES := bird2:bird frr:vtysh nginx-light:nginx ffmpeg:ffmpeg postgresql:/usr/lib/postgresql/*/bin/initdb iproute2:ip unbound:unbound openssl:openssl
+TEST_PACKAGES := bird2:bird frr:vtysh nginx-light:nginx ffmpeg:ffmpeg postgresql:/usr/lib/postgresql/*/bin/initdb iproute2:ip unbound:unbound openssl:openssl chromium:chromium npm:npm
 BENCH_PACKAGES := wrk:wrk unbound:unbound dnsperf:dnsperf
 
 # Tests that need an outside program fail (not skip) when it is missing.
 export OCDN_REQUIRE_EXTERNAL := 1
 
-.PHONY: test deps vet staticcheck unit build lab clean
+.PHONY: test deps console-assets vet staticcheck unit build lab clean
 
-test: deps vet staticcheck unit
+test: deps console-assets vet staticcheck unit
 
 deps:
 	@scripts/install-deps.sh $(TEST_PACKAGES)
@@ -27,10 +27,15 @@ staticcheck:
 unit:
 	$(GO) test -race -timeout 30m ./...
 
-build:
+# The web console's chart library and map outline, from npm, embedded by
+# go build (internal/console/vendor/README.md).
+console-assets:
+	@scripts/console-assets.sh
+
+build: console-assets
 	$(GO) build -o bin/ocdn ./cmd/ocdn
 
-lab:
+lab: console-assets
 	$(GO) run ./cmd/ocdn lab
 
 clean:

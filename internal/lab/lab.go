@@ -47,6 +47,10 @@ type Options struct {
 	// process.
 	Processes bool
 	Binary    string
+	// Console, when set, is called once the control plane serves, with
+	// the web console's URL and the file holding its operator token; the
+	// console stays up until the run ends.
+	Console func(url, operatorTokenFile string)
 }
 
 // Lab is one run of a scenario.
@@ -72,8 +76,9 @@ type Lab struct {
 	injectedCorrupt int
 	fillSeconds     float64
 
-	work      string
-	probeRuns atomic.Int64
+	work       string
+	consoleURL string
+	probeRuns  atomic.Int64
 
 	mu       sync.Mutex
 	events   []EventRecord
@@ -150,6 +155,11 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	}
 	controlURL := baseURL(l.dep.Control.Listen)
 	l.view = newControlView(controlURL, l.dep)
+	l.consoleURL = controlURL + "/ui/"
+	l.status("console: " + l.consoleURL + " (sign in with the operator token in " + filepath.Join(l.etc, operatorFile) + ")")
+	if l.opts.Console != nil {
+		l.opts.Console(l.consoleURL, filepath.Join(l.etc, operatorFile))
+	}
 
 	if err := l.startRouters(ctx); err != nil {
 		return nil, err
@@ -198,6 +208,7 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	clients.Wait()
 	interrupted := ctx.Err() != nil
 	rep := l.report(ctx, interrupted)
+	rep.Console = l.consoleURL
 	// Stopping the control plane compacts the measurement store, so the
 	// Parquet files are complete when Run returns.
 	cancel()
