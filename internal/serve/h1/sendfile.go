@@ -1,4 +1,4 @@
-package serve
+package h1
 
 import (
 	"io"

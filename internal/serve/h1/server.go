@@ -1,12 +1,50 @@
-package serve
+// Package h1 provides a lean HTTP/1.1 (and 1.0) server: the content path
+// of an appliance, where a request is a GET for a byte range whose body
+// goes out by sendfile(2), and where thousands of keep-alive connections
+// sit idle between segments.
+//
+// It exists for memory and CPU. net/http keeps a 4 KiB read buffer, a
+// 4 KiB write buffer and a deep goroutine stack on every idle keep-alive
+// connection, about 19 KB; here an idle connection's goroutine waits for
+// readability through the connection's syscall.RawConn holding no buffer
+// (6–8 KB in make bench-edge): buffers come from a pool when a request's
+// first bytes arrive and go back once its response is written and
+// nothing pipelined is left. Socket reads, writes and sendfiles of
+// page-cached data are raw system calls that keep their P (rawio.go).
+//
+// It is also strict where net/http is lenient, because a content server
+// sits behind load balancers and caches whose idea of where a request
+// ends must be ours: one parser (parse.go) makes every framing decision
+// and refuses, and closes after, anything ambiguous — Content-Length with
+// Transfer-Encoding, duplicate or malformed lengths, folded or bare-LF
+// lines, bad chunk sizes. docs/http-conformance.md compares it with nginx
+// case by case.
+//
+// Every phase of a connection has a deadline: ReadHeaderTimeout for a
+// request's header, BodyReadTimeout for each wait for body bytes and
+// ReadTimeout for the whole request (header and body) from its first
+// byte, IdleTimeout between requests, WriteTimeout per response when set.
+// A body the handler did not read is skipped only when it has already
+// arrived; otherwise the answer says Connection: close and goes out at
+// once, so a client that declares a body and never sends it holds
+// nothing.
+//
+// The differences from net/http: a request's context ends with its
+// connection (closed, a failed write, Close) rather than when ServeHTTP
+// returns, and disconnects are noticed on write, not by a background
+// read; the context carries LocalAddrContextKey but no ServerContextKey;
+// no Hijack, trailers or h2c; a handler's panic is logged at error level
+// with its stack, counted, and closes the connection.
+package h1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -15,27 +53,72 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/net/http/httpguts"
 )
 
-// h1Server serves HTTP/1.1 and 1.0 on plain TCP. It exists for memory:
-// net/http keeps a 4 KiB bufio.Reader and a 4 KiB bufio.Writer on every
-// idle keep-alive connection, and the goroutine parked in its read has a
-// deep stack. Here an idle connection's goroutine waits for readability
-// through the connection's syscall.RawConn holding no buffer at all; the
-// buffers come from a pool when a request arrives and go back when its
-// response is out and nothing pipelined is left. A plain body-less request
-// whose header is all in the buffer is parsed where it lies (parse.go);
-// every other by http.ReadRequest. Responses are written by response
-// (response.go).
-//
-// Its methods match the *http.Server ones serve.Server uses: Serve,
+// Config tunes a Server; zero values get the defaults named on each
+// field.
+type Config struct {
+	// ReadHeaderTimeout bounds the time from a request's first byte (a
+	// new connection's: from accept) to the end of its header; 10s.
+	ReadHeaderTimeout time.Duration
+	// BodyReadTimeout bounds each wait for request body bytes; 10s.
+	BodyReadTimeout time.Duration
+	// ReadTimeout bounds a whole request, header and body, from its
+	// first byte; 60s. A handler that expects a long upload moves it
+	// with http.ResponseController.SetReadDeadline.
+	ReadTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection idle this long (between
+	// 15/16 of it and all of it, to re-arm its timer less often); 120s.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each response when set; default none, because
+	// media transfers are long: handlers set per-chunk write deadlines.
+	WriteTimeout time.Duration
+	// MaxHeaderBytes bounds a request's header: the request line, the
+	// field lines and the empty line that ends them, with their CRLFs.
+	// A longer header is answered 431. 16 KiB.
+	MaxHeaderBytes int
+	// Logger gets bad requests at debug level and handler panics at
+	// error level.
+	Logger *slog.Logger
+	// Panics, when set, counts handler panics.
+	Panics Counter
+	// H2, when set, takes over the TLS connections that chose "h2" by
+	// ALPN; the server forgets them once handed over. Without it they
+	// are closed.
+	H2 func(*tls.Conn)
+}
+
+// Counter is what the server needs of a metric counter
+// (prometheus.Counter has it).
+type Counter interface{ Inc() }
+
+// WithDefaults fills in the zero fields.
+func (c Config) WithDefaults() Config {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	set(&c.ReadHeaderTimeout, 10*time.Second)
+	set(&c.BodyReadTimeout, 10*time.Second)
+	set(&c.ReadTimeout, 60*time.Second)
+	set(&c.IdleTimeout, 120*time.Second)
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 16 << 10
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Server serves HTTP/1.x on the connections of a listener. Its methods
+// match the *http.Server ones a daemon's lifecycle needs: Serve,
 // Shutdown and Close.
-type h1Server struct {
-	h    http.Handler
-	opts Options
-	log  *slog.Logger
+type Server struct {
+	h   http.Handler
+	cfg Config
+	log *slog.Logger
 
 	// ctx is every request context's root; Close cancels it.
 	ctx    context.Context
@@ -52,16 +135,18 @@ type h1Server struct {
 	gone chan struct{}
 }
 
-func newH1Server(h http.Handler, opts Options) *h1Server {
+// New makes a server for h.
+func New(h http.Handler, cfg Config) *Server {
+	cfg = cfg.WithDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &h1Server{h: h, opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel,
+	return &Server{h: h, cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel,
 		conns: map[*conn]struct{}{}, gone: make(chan struct{})}
 }
 
 // Serve accepts connections on ln until Shutdown or Close, and then
 // returns http.ErrServerClosed. Each connection's goroutine is owned by
 // the server and ends when its connection closes.
-func (s *h1Server) Serve(ln net.Listener) error {
+func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	s.ln = ln
 	s.mu.Unlock()
@@ -94,7 +179,7 @@ func (s *h1Server) Serve(ln net.Listener) error {
 
 // track registers a new connection, or closes it when the server is
 // closing.
-func (s *h1Server) track(rwc net.Conn) *conn {
+func (s *Server) track(rwc net.Conn) *conn {
 	c := newConn(s, rwc)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -107,7 +192,7 @@ func (s *h1Server) track(rwc net.Conn) *conn {
 	return c
 }
 
-func (s *h1Server) forget(c *conn) {
+func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
@@ -116,7 +201,7 @@ func (s *h1Server) forget(c *conn) {
 
 // noteGoneLocked closes gone once the server is closing with no
 // connection left.
-func (s *h1Server) noteGoneLocked() {
+func (s *Server) noteGoneLocked() {
 	if len(s.conns) > 0 || !s.closing.Load() {
 		return
 	}
@@ -128,7 +213,7 @@ func (s *h1Server) noteGoneLocked() {
 }
 
 // beginClose stops accepting and reports the listener's Close error.
-func (s *h1Server) beginClose() error {
+func (s *Server) beginClose() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closing.Store(true)
@@ -144,7 +229,7 @@ func (s *h1Server) beginClose() error {
 // in the middle of a request finish it (their response says Connection:
 // close), and returns once none is left, or with ctx's error when ctx
 // ends first.
-func (s *h1Server) Shutdown(ctx context.Context) error {
+func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.beginClose()
 	s.mu.Lock()
 	for c := range s.conns {
@@ -163,7 +248,7 @@ func (s *h1Server) Shutdown(ctx context.Context) error {
 
 // Close closes the listener and every connection at once and cancels
 // every request's context.
-func (s *h1Server) Close() error {
+func (s *Server) Close() error {
 	err := s.beginClose()
 	s.cancel()
 	s.mu.Lock()
@@ -190,14 +275,18 @@ type buffers struct {
 	bw *bufio.Writer
 }
 
+// bufSize is the size of both buffers. It also bounds a chunk-size line
+// of a chunked request body.
+const bufSize = 4 << 10
+
 var bufPool = sync.Pool{New: func() any {
-	return &buffers{br: bufio.NewReaderSize(nil, 4<<10), bw: bufio.NewWriterSize(nil, 4<<10)}
+	return &buffers{br: bufio.NewReaderSize(nil, bufSize), bw: bufio.NewWriterSize(nil, bufSize)}
 }}
 
 // conn is one client connection. Its goroutine (serve) owns every field
 // but state, which Shutdown and Close change too.
 type conn struct {
-	s      *h1Server
+	s      *Server
 	rwc    net.Conn
 	raw    syscall.RawConn // nil when rwc has none: buffers stay while idle
 	rf     io.ReaderFrom   // rwc's sendfile path (*net.TCPConn), or nil
@@ -206,13 +295,19 @@ type conn struct {
 	cancel context.CancelFunc
 	state  atomic.Int32
 	r      connReader
-	b      *buffers  // nil while idle
-	werr   error     // first error writing to rwc
-	res    response  // the current request's; reused
-	rdl    time.Time // the read deadline last set
+	b      *buffers             // nil while idle
+	werr   error                // first error writing to rwc
+	res    response             // the current request's; reused
+	rdl    time.Time            // the read deadline last set
+	tls    *tls.ConnectionState // the handshake's, for Request.TLS; nil on TCP
+	gone   bool                 // handed over to Config.H2
+	// reqEnd is when the current request must have been read (its first
+	// byte plus ReadTimeout); zero until a body or a slow header needs it
+	// (a header that came whole has just arrived: its time is now).
+	reqEnd time.Time
 }
 
-func newConn(s *h1Server, rwc net.Conn) *conn {
+func newConn(s *Server, rwc net.Conn) *conn {
 	c := &conn{s: s, rwc: rwc, remote: rwc.RemoteAddr().String()}
 	if sc, ok := rwc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
@@ -222,7 +317,7 @@ func newConn(s *h1Server, rwc net.Conn) *conn {
 	if tc, ok := rwc.(*net.TCPConn); ok {
 		c.rf = tc
 	}
-	c.r = connReader{c: c, fd: -1, limit: math.MaxInt64}
+	c.r = connReader{c: c, fd: -1}
 	c.ctx, c.cancel = context.WithCancel(context.WithValue(s.ctx, http.LocalAddrContextKey, rwc.LocalAddr()))
 	return c
 }
@@ -231,12 +326,18 @@ func (c *conn) serve() {
 	defer c.close()
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
-			c.s.log.Debug("http: panic serving", "client", c.remote, "panic", v, "stack", string(debug.Stack()))
+			c.s.log.Error("http: panic serving; connection closed", "client", c.remote, "panic", v, "stack", string(debug.Stack()))
+			if c.s.cfg.Panics != nil {
+				c.s.cfg.Panics.Inc()
+			}
 		}
 	}()
-	o := &c.s.opts
+	cfg := &c.s.cfg
 	// A new connection has ReadHeaderTimeout to send its first request.
-	c.setReadDeadline(time.Now().Add(o.ReadHeaderTimeout))
+	c.setReadDeadline(time.Now().Add(min(cfg.ReadHeaderTimeout, cfg.ReadTimeout)))
+	if tc, ok := c.rwc.(*tls.Conn); ok && !c.handshake(tc) {
+		return
+	}
 	for first := true; ; first = false {
 		if !first {
 			c.state.Store(stateIdle)
@@ -253,18 +354,14 @@ func (c *conn) serve() {
 		if !c.state.CompareAndSwap(stateIdle, stateActive) {
 			return // Shutdown closed it while idle
 		}
+		c.reqEnd = time.Time{}
 		req, err := c.readRequest(!first)
 		if err != nil {
 			c.replyError(err)
 			return
 		}
-		if req.Body != http.NoBody {
-			// The handler reads the body without the header's deadline;
-			// without a body nothing is read until the idle deadline.
-			c.setReadDeadline(time.Time{})
-		}
-		if o.WriteTimeout > 0 {
-			c.rwc.SetWriteDeadline(time.Now().Add(o.WriteTimeout))
+		if cfg.WriteTimeout > 0 {
+			c.rwc.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 		}
 		if !c.serveRequest(req) {
 			return
@@ -287,9 +384,33 @@ func (c *conn) setReadDeadline(t time.Time) error {
 // connection re-arms it every few seconds, not on every request, and an
 // idle one is closed between 15/16 and all of IdleTimeout.
 func (c *conn) armIdle() {
-	idle := c.s.opts.IdleTimeout
+	idle := c.s.cfg.IdleTimeout
 	want := time.Now().Add(idle)
 	if d := want.Sub(c.rdl); c.rdl.IsZero() || d < 0 || d > idle/16 {
+		c.setReadDeadline(want)
+	}
+}
+
+// startRequestClock starts the whole-request deadline (ReadTimeout) of
+// the request being read, once.
+func (c *conn) startRequestClock(now time.Time) {
+	if c.reqEnd.IsZero() {
+		c.reqEnd = now.Add(c.s.cfg.ReadTimeout)
+	}
+}
+
+// armBody gives the next wait for body bytes BodyReadTimeout, and no
+// more than what is left of ReadTimeout. As with armIdle, a deadline
+// that is close enough to the wanted one is kept.
+func (c *conn) armBody() {
+	now := time.Now()
+	c.startRequestClock(now)
+	d := c.s.cfg.BodyReadTimeout
+	want := now.Add(d)
+	if want.After(c.reqEnd) {
+		want = c.reqEnd
+	}
+	if diff := want.Sub(c.rdl); c.rdl.IsZero() || diff < 0 || diff > d/16 {
 		c.setReadDeadline(want)
 	}
 }
@@ -352,9 +473,36 @@ func (c *conn) release() {
 	}
 }
 
+// handshake completes a TLS handshake within the read deadline and hands
+// an "h2" connection to Config.H2. It reports whether to serve HTTP/1.x.
+func (c *conn) handshake(tc *tls.Conn) bool {
+	tc.SetWriteDeadline(c.rdl)
+	err := tc.HandshakeContext(c.ctx)
+	tc.SetWriteDeadline(time.Time{})
+	if err != nil {
+		c.s.log.Debug("http: TLS handshake error", "client", c.remote, "err", err)
+		return false
+	}
+	st := tc.ConnectionState()
+	if st.NegotiatedProtocol == "h2" {
+		if h2 := c.s.cfg.H2; h2 != nil && c.state.CompareAndSwap(stateIdle, stateClosed) {
+			c.gone = true
+			tc.SetReadDeadline(time.Time{}) // HTTP/2 keeps its own
+			h2(tc)
+		}
+		return false
+	}
+	c.tls = &st
+	return true
+}
+
 func (c *conn) close() {
 	c.state.Store(stateClosed)
 	c.cancel()
+	if c.gone {
+		c.s.forget(c)
+		return
+	}
 	c.rwc.Close()
 	c.release()
 	c.res = response{}
@@ -387,29 +535,54 @@ var (
 
 // connReader is the pooled bufio.Reader's source. While fd ≥ 0 (inside
 // await's RawConn callback) it reads the descriptor without blocking.
-// limit bounds the bytes read for one request header.
+// While body is set it gives each read the body deadlines; while nowait
+// is set it only takes what has already arrived (errWouldBlock when
+// nothing has).
 type connReader struct {
-	c     *conn
-	fd    int
-	limit int64
+	c      *conn
+	fd     int
+	body   bool
+	nowait bool
 }
 
 func (r *connReader) Read(p []byte) (int, error) {
-	if r.limit <= 0 {
-		return 0, io.EOF
+	switch {
+	case r.fd >= 0:
+		return rawRead(r.fd, p)
+	case r.nowait:
+		return r.readNoWait(p)
+	case r.body && !r.c.res.readDeadlineSet:
+		r.c.armBody()
 	}
-	if int64(len(p)) > r.limit {
-		p = p[:r.limit]
+	return r.c.rwc.Read(p)
+}
+
+// readNoWait reads what has arrived without waiting for more.
+func (r *connReader) readNoWait(p []byte) (n int, err error) {
+	c := r.c
+	if c.raw == nil {
+		// No descriptor to try: a deadline in the past makes the read
+		// return at once; the next phase sets its own deadline.
+		c.setReadDeadline(time.Unix(1, 0))
+		n, err = c.rwc.Read(p)
+		if n == 0 && err != nil && isTimeout(err) {
+			err = errWouldBlock
+		}
+		return n, err
 	}
-	var n int
-	var err error
-	if r.fd >= 0 {
-		n, err = rawRead(r.fd, p)
-	} else {
-		n, err = r.c.rwc.Read(p)
+	rerr := c.raw.Read(func(fd uintptr) bool {
+		n, err = rawRead(int(fd), p)
+		return true
+	})
+	if err == nil {
+		err = rerr
 	}
-	r.limit -= int64(n)
 	return n, err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // statusError is a request the server answers itself.
@@ -420,9 +593,13 @@ type statusError struct {
 
 func (e statusError) Error() string { return http.StatusText(e.code) + ": " + e.text }
 
-// readRequest reads one request header with the header bytes bounded.
-// A header that is not all in the buffer gets ReadHeaderTimeout to
-// arrive when rearm is set (a new connection's runs from accept).
+var crlfcrlf = []byte("\r\n\r\n")
+
+// readRequest reads and parses one request header. A header that is all
+// in the buffer is parsed where it lies; one that is not gets
+// ReadHeaderTimeout to arrive when rearm is set (a new connection's runs
+// from accept) and is read line by line, refused at its first line that
+// does not end in CRLF.
 func (c *conn) readRequest(rearm bool) (*http.Request, error) {
 	br := c.b.br
 	// RFC 9112 §2.2: ignore empty lines before the request line.
@@ -433,55 +610,63 @@ func (c *conn) readRequest(rearm bool) (*http.Request, error) {
 		}
 		br.Discard(n)
 	}
-	// The common request is parsed where it lies in the buffer; the rest
-	// by http.ReadRequest.
+	max := c.s.cfg.MaxHeaderBytes
+	var block string
 	p, _ := br.Peek(br.Buffered())
-	if req, n, ok := parseSimple(c.ctx, p); ok {
-		br.Discard(n)
-		return c.checkRequest(req)
-	}
-	if rearm {
-		c.setReadDeadline(time.Now().Add(c.s.opts.ReadHeaderTimeout))
-	}
-	c.r.limit = int64(c.s.opts.MaxHeaderBytes) + 4096 // net/http's slack
-	req, err := http.ReadRequest(br)
-	hit := c.r.limit <= 0
-	c.r.limit = math.MaxInt64
-	if err != nil {
-		if hit {
+	if i := bytes.Index(p, crlfcrlf); i >= 0 {
+		if i+4 > max {
 			return nil, errTooLarge
 		}
+		block = string(p[:i+2]) // every line with its CRLF
+		br.Discard(i + 4)
+	} else {
+		now := time.Now()
+		c.startRequestClock(now)
+		if rearm {
+			c.setReadDeadline(now.Add(min(c.s.cfg.ReadHeaderTimeout, c.s.cfg.ReadTimeout)))
+		}
+		var err error
+		if block, err = readHeaderLines(br, max); err != nil {
+			return nil, err
+		}
+	}
+	req, err := parseRequest(c.ctx, block)
+	if err != nil {
 		return nil, err
 	}
-	return c.checkRequest(req)
-}
-
-// checkRequest applies the server's rules that http.ReadRequest leaves
-// to servers.
-func (c *conn) checkRequest(req *http.Request) (*http.Request, error) {
-	if req.ProtoMajor != 1 {
-		return nil, statusError{http.StatusHTTPVersionNotSupported, "unsupported protocol version"}
-	}
-	// http.ReadRequest moved the Host header (or an absolute-form
-	// target's authority) to req.Host. An empty Host header is taken as
-	// a missing one.
-	if req.Host == "" && req.ProtoAtLeast(1, 1) && req.Method != http.MethodConnect {
-		return nil, statusError{http.StatusBadRequest, "missing required Host header"}
-	}
-	if !httpguts.ValidHostHeader(req.Host) {
-		return nil, statusError{http.StatusBadRequest, "malformed Host header"}
-	}
-	for k, vv := range req.Header {
-		if !httpguts.ValidHeaderFieldName(k) {
-			return nil, statusError{http.StatusBadRequest, "invalid header name"}
-		}
-		for _, v := range vv {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				return nil, statusError{http.StatusBadRequest, "invalid header value"}
-			}
-		}
+	if req.ContentLength != 0 {
+		c.startRequestClock(time.Now())
+		req.Body = newRequestBody(c, req)
 	}
 	return req, nil
+}
+
+// readHeaderLines reads a header from br line by line, up to max bytes,
+// and returns it without its final CRLF. A line that ends in a bare LF
+// is refused at once rather than waited past.
+func readHeaderLines(br *bufio.Reader, max int) (string, error) {
+	var buf []byte
+	start := 0 // of the current line in buf
+	for {
+		p, err := br.ReadSlice('\n')
+		if len(buf)+len(p) > max {
+			return "", errTooLarge
+		}
+		buf = append(buf, p...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if !bytes.HasSuffix(buf, []byte("\r\n")) {
+			return "", badRequest("header line not ending in CRLF")
+		}
+		if len(buf)-start == 2 {
+			return string(buf[:start]), nil
+		}
+		start = len(buf)
+	}
 }
 
 // replyError answers a request that never reached the handler, as
@@ -497,11 +682,6 @@ func (c *conn) replyError(err error) {
 	case err == errTooLarge:
 		const msg = "431 Request Header Fields Too Large"
 		bw.WriteString("HTTP/1.1 " + msg + errorHeaders + msg)
-		c.closeWriteAndWait()
-		return
-	case strings.HasPrefix(err.Error(), "unsupported transfer encoding"):
-		// RFC 9112 §6.1: 501; the encoding is not echoed back.
-		bw.WriteString("HTTP/1.1 501 Not Implemented" + errorHeaders + "Unsupported transfer encoding")
 	case errors.As(err, &se):
 		msg := http.StatusText(se.code) + ": " + se.text
 		bw.WriteString("HTTP/1.1 ")
@@ -513,15 +693,16 @@ func (c *conn) replyError(err error) {
 		bw.WriteString("HTTP/1.1 " + msg + errorHeaders + msg)
 	}
 	c.s.log.Debug("http: bad request", "client", c.remote, "err", err)
-	bw.Flush()
+	// The client may still be sending: unread bytes would turn the
+	// close into a reset that can destroy the answer in flight.
+	c.closeWriteAndWait()
 }
 
 func isCommonNetReadError(err error) bool {
 	if err == io.EOF {
 		return true
 	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	if isTimeout(err) {
 		return true
 	}
 	var oe *net.OpError
@@ -531,14 +712,11 @@ func isCommonNetReadError(err error) bool {
 // serveRequest runs the handler for req and finishes its response. It
 // reports whether the connection can carry another request.
 func (c *conn) serveRequest(req *http.Request) (keep bool) {
-	// The request's context is the connection's: it ends when the
-	// connection does (closed, a write to the client failed, the server
-	// killed), not when ServeHTTP returns, which saves a context per
-	// request.
-	if req.Context() != c.ctx {
-		req = req.WithContext(c.ctx)
-	}
 	req.RemoteAddr = c.remote
+	if c.tls != nil {
+		st := *c.tls // a handler may change its request's copy
+		req.TLS = &st
+	}
 	w := &c.res
 	w.reset(c, req)
 
@@ -551,9 +729,9 @@ func (c *conn) serveRequest(req *http.Request) (keep bool) {
 			return false
 		}
 	}
-	if req.Body != http.NoBody && req.Body != nil {
-		w.body = &requestBody{rc: req.Body, w: w}
-		req.Body = w.body
+	if body, ok := req.Body.(*requestBody); ok {
+		w.body = body
+		body.w = w
 		if req.ProtoAtLeast(1, 1) && get(req.Header, "Expect") != "" {
 			w.expectContinue, w.continuePending = true, true
 		}

@@ -1,4 +1,4 @@
-package serve
+package h1
 
 import (
 	"bufio"
@@ -21,6 +21,38 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// testServer is a Server serving on a loopback listener.
+type testServer struct {
+	*Server
+	ln   net.Listener
+	done chan error
+}
+
+func (s *testServer) Addr() net.Addr { return s.ln.Addr() }
+
+// wait returns Serve's result once it has returned.
+func (s *testServer) wait() error {
+	err := <-s.done
+	s.done <- err
+	return err
+}
+
+// start serves h on a loopback port until the test ends.
+func start(t *testing.T, h http.Handler, cfg Config) *testServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &testServer{Server: New(h, cfg), ln: ln, done: make(chan error, 1)}
+	go func() { s.done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		s.Close()
+		s.wait()
+	})
+	return s
+}
+
 // client is one raw keep-alive connection to a test server.
 type client struct {
 	t  *testing.T
@@ -28,7 +60,7 @@ type client struct {
 	br *bufio.Reader
 }
 
-func dial(t *testing.T, s *Server) *client {
+func dial(t *testing.T, s *testServer) *client {
 	t.Helper()
 	c, err := net.Dial("tcp", s.Addr().String())
 	if err != nil {
@@ -83,7 +115,7 @@ var echo = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 })
 
 func TestKeepAliveManyRequests(t *testing.T) {
-	s, _, _ := start(t, echo, Options{})
+	s := start(t, echo, Config{})
 	cl := dial(t, s)
 	for i := range 200 {
 		cl.send(fmt.Sprintf("GET /r%d HTTP/1.1\r\nHost: x\r\n\r\n", i))
@@ -102,7 +134,7 @@ func TestKeepAliveManyRequests(t *testing.T) {
 }
 
 func TestPipelining(t *testing.T) {
-	s, _, _ := start(t, echo, Options{})
+	s := start(t, echo, Config{})
 	cl := dial(t, s)
 	var all strings.Builder
 	for i := range 50 {
@@ -139,7 +171,7 @@ func TestHEAD(t *testing.T) {
 			w.Write(bytes.Repeat([]byte("x"), 10000))
 		}
 	})
-	s, _, _ := start(t, h, Options{})
+	s := start(t, h, Config{})
 	cl := dial(t, s)
 	for _, tc := range []struct {
 		path    string
@@ -188,7 +220,7 @@ func TestResponseFraming(t *testing.T) {
 			io.WriteString(w, "abc")
 		}
 	})
-	s, _, _ := start(t, h, Options{})
+	s := start(t, h, Config{})
 	type result struct {
 		Status      int
 		Body        string
@@ -235,7 +267,7 @@ func TestHTTP10KeepAlive(t *testing.T) {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "ok")
 	})
-	s, _, _ := start(t, h, Options{})
+	s := start(t, h, Config{})
 	cl := dial(t, s)
 	for i := range 3 {
 		cl.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
@@ -264,7 +296,7 @@ func TestRequestBodies(t *testing.T) {
 		}
 		echo(w, r)
 	})
-	s, _, _ := start(t, ignore, Options{})
+	s := start(t, ignore, Config{})
 	cl := dial(t, s)
 
 	cl.send("POST /cl HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
@@ -274,6 +306,13 @@ func TestRequestBodies(t *testing.T) {
 	cl.send("POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
 	if _, body := cl.read("POST"); !strings.Contains(body, `body="hello world"`) {
 		t.Errorf("chunked body: %q", body)
+	}
+	// Extensions and trailer fields are read and dropped; a chunk may be
+	// split across the client's writes.
+	cl.send("POST /chunked2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;a=b\r\nabc\r\n00A\r\n01234")
+	cl.send("56789\r\n0\r\nX-Trailer: 1\r\nY: 2\r\n\r\n")
+	if resp, body := cl.read("POST"); !strings.Contains(body, `body="abc0123456789"`) || resp.Close {
+		t.Errorf("chunked body with extensions and trailers: %q close=%v", body, resp.Close)
 	}
 	// A small unread body is skipped and the connection kept.
 	cl.send("POST /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + strings.Repeat("z", 1000))
@@ -300,7 +339,7 @@ func TestExpectContinue(t *testing.T) {
 		}
 		echo(w, r)
 	})
-	s, _, _ := start(t, h, Options{})
+	s := start(t, h, Config{})
 
 	cl := dial(t, s)
 	cl.send("PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
@@ -330,7 +369,7 @@ func TestExpectContinue(t *testing.T) {
 }
 
 func TestBadRequests(t *testing.T) {
-	s, _, _ := start(t, echo, Options{})
+	s := start(t, echo, Config{})
 	for _, tc := range []struct {
 		name, raw string
 		want      int
@@ -342,7 +381,8 @@ func TestBadRequests(t *testing.T) {
 		{"bad header name", "GET / HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n", 400},
 		{"bad version", "GET / HTTP/9.9\r\nHost: x\r\n\r\n", 505},
 		{"bad Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -3\r\n\r\n", 400},
-		{"unknown transfer coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: zip\r\n\r\n", 501},
+		{"chunked not last", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: zip\r\n\r\n", 400},
+		{"unknown transfer coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: zip, chunked\r\n\r\n", 501},
 		{"header line folding", "GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400},
 	} {
 		cl := dial(t, s)
@@ -428,7 +468,7 @@ func TestSendfileExact(t *testing.T) {
 			rc.SetWriteDeadline(time.Now().Add(time.Minute))
 		}
 	})
-	s, _, _ := start(t, h, Options{})
+	s := start(t, h, Config{})
 	cl := dial(t, s)
 	for _, q := range []struct{ off, n int64 }{{0, int64(len(data))}, {1, 1}, {65536, 65536}, {1 << 20, 2<<20 + 3}, {12345, 0}} {
 		for _, mode := range []string{"", "&sniff", "&nolength", "&section", "&section&cold", "&cold"} {
@@ -455,11 +495,11 @@ func TestContextCancelledOnKill(t *testing.T) {
 			t.Errorf("no LocalAddrContextKey value in the request context")
 		}
 	})
-	s, _, _ := start(t, h, Options{})
+	s := start(t, h, Config{})
 	cl := dial(t, s)
 	cl.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	<-entered
-	s.Kill()
+	s.Close()
 	select {
 	case err := <-released:
 		if !errors.Is(err, context.Canceled) {
@@ -483,14 +523,15 @@ func TestShutdownClosesIdleFinishesActive(t *testing.T) {
 		}
 		io.WriteString(w, "done")
 	})
-	s, cancel, wait := start(t, h, Options{Grace: 30 * time.Second})
+	s := start(t, h, Config{})
 	idle := dial(t, s)
 	idle.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	idle.read("GET")
 	busy := dial(t, s)
 	busy.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
 	<-entered
-	cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
 	if !idle.closed() {
 		t.Error("idle connection not closed on shutdown")
 	}
@@ -499,16 +540,19 @@ func TestShutdownClosesIdleFinishesActive(t *testing.T) {
 	if body != "done" || !resp.Close {
 		t.Errorf("in-flight response %q close=%v, want done with Connection: close", body, resp.Close)
 	}
-	if err := wait(); err != nil {
-		t.Errorf("Run = %v, want nil", err)
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown = %v, want nil", err)
 	}
-	if h1 := s.srv.(*h1Server); len(h1.conns) != 0 {
-		t.Errorf("%d connections left after Run returned", len(h1.conns))
+	if len(s.conns) != 0 {
+		t.Errorf("%d connections left after Shutdown returned", len(s.conns))
+	}
+	if err := s.wait(); err != http.ErrServerClosed {
+		t.Errorf("Serve = %v, want ErrServerClosed", err)
 	}
 }
 
 func TestIdleTimeout(t *testing.T) {
-	s, _, _ := start(t, echo, Options{IdleTimeout: 200 * time.Millisecond})
+	s := start(t, echo, Config{IdleTimeout: 200 * time.Millisecond})
 	cl := dial(t, s)
 	cl.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	cl.read("GET")
@@ -534,7 +578,7 @@ func BenchmarkRequest(b *testing.B) {
 		w.WriteHeader(http.StatusPartialContent)
 		w.Write(body)
 	})
-	s := newH1Server(h, Options{}.withDefaults())
+	s := New(h, Config{})
 	const batch = 1000
 	in := []byte(strings.Repeat(req, batch))
 	b.ReportAllocs()
@@ -556,7 +600,7 @@ func TestHeaderFieldsSanitized(t *testing.T) {
 		w.Header()["Bad Name"] = []string{"x"}
 		io.WriteString(w, "ok")
 	})
-	s, _, _ := start(t, h, Options{})
+	s := start(t, h, Config{})
 	cl := dial(t, s)
 	cl.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	resp, body := cl.read("GET")
