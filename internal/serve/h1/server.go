@@ -295,12 +295,16 @@ type conn struct {
 	cancel context.CancelFunc
 	state  atomic.Int32
 	r      connReader
-	b      *buffers             // nil while idle
-	werr   error                // first error writing to rwc
-	res    response             // the current request's; reused
-	rdl    time.Time            // the read deadline last set
-	tls    *tls.ConnectionState // the handshake's, for Request.TLS; nil on TCP
-	gone   bool                 // handed over to Config.H2
+	b      *buffers  // nil while idle
+	werr   error     // first error writing to rwc
+	res    response  // the current request's; reused
+	rdl    time.Time // the read deadline last set
+	wdl    time.Time // the write deadline last set
+	// wdlByHandler: wdl came from a handler's SetWriteDeadline.
+	wdlByHandler bool
+	tls          *tls.ConnectionState // the handshake's, for Request.TLS; nil on TCP
+	gone         bool                 // handed over to Config.H2
+	more         bool                 // rawWriter sends with MSG_MORE
 	// reqEnd is when the current request must have been read (its first
 	// byte plus ReadTimeout); zero until a body or a slow header needs it
 	// (a header that came whole has just arrived: its time is now).
@@ -361,7 +365,7 @@ func (c *conn) serve() {
 			return
 		}
 		if cfg.WriteTimeout > 0 {
-			c.rwc.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
+			c.setWriteDeadline(time.Now().Add(cfg.WriteTimeout), true)
 		}
 		if !c.serveRequest(req) {
 			return
@@ -376,6 +380,35 @@ func (c *conn) serve() {
 func (c *conn) setReadDeadline(t time.Time) error {
 	c.rdl = t
 	return c.rwc.SetReadDeadline(t)
+}
+
+// setWriteDeadline sets the connection's write deadline. As with the
+// read deadlines, moving one costs a timer update, so a deadline within
+// 1/16 of the time left of the wanted one is kept (a handler that sets
+// now+60s on every chunk of every request moves it every few seconds).
+// server marks a deadline the server set (WriteTimeout) rather than a
+// handler.
+func (c *conn) setWriteDeadline(t time.Time, server bool) error {
+	c.wdlByHandler = !server && !t.IsZero()
+	if !t.IsZero() && !c.wdl.IsZero() {
+		d := t.Sub(c.wdl)
+		if d < 0 {
+			d = -d
+		}
+		if d <= time.Until(t)/16 {
+			return nil
+		}
+	}
+	c.wdl = t
+	return c.rwc.SetWriteDeadline(t)
+}
+
+// clearStaleWriteDeadline removes a write deadline an earlier handler set
+// before a response whose handler set none is written.
+func (c *conn) clearStaleWriteDeadline() {
+	if c.wdlByHandler && c.s.cfg.WriteTimeout == 0 {
+		c.setWriteDeadline(time.Time{}, true)
+	}
 }
 
 // armIdle gives an idle connection IdleTimeout to send its next request.
@@ -676,6 +709,7 @@ func (c *conn) replyError(err error) {
 		return
 	}
 	const errorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+	c.clearStaleWriteDeadline()
 	bw := c.b.bw
 	var se statusError
 	switch {
