@@ -133,6 +133,8 @@ type Server struct {
 	conns map[*conn]struct{}
 	// gone is closed when closing is set and the last connection ended.
 	gone chan struct{}
+
+	inCache cacheVerdicts
 }
 
 // New makes a server for h.

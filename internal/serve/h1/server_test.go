@@ -701,3 +701,47 @@ func TestStaleWriteDeadlineCleared(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheVerdicts: a block found cached is taken on trust for
+// verdictUses sends, then asked about again; a block dropped from the
+// page cache, or holding the end of its file, is asked about each time.
+func TestCacheVerdicts(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "obj"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const size = 5 << 20 // blocks 0 and 1 whole, block 2 holds the end
+	if _, err := f.Write(make([]byte, size)); err != nil {
+		t.Fatal(err)
+	}
+	fd := int(f.Fd())
+	var v cacheVerdicts
+	if !v.cached(f, fd, 100, 64<<10) || !v.cached(f, fd, 2<<20-10, 20) {
+		t.Fatal("ranges just written are not cached")
+	}
+	if !v.cached(f, fd, 4<<20+5, 1000) {
+		t.Error("a cached range in the last, partial block is not cached")
+	}
+	f.Sync()
+	if err := unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	// Block 0's verdict stands for its remaining uses, then is renewed.
+	stale := 0
+	for v.cached(f, fd, 4096, 4096) {
+		if stale++; stale > verdictUses {
+			t.Fatalf("block 0 still trusted after %d uses", stale)
+		}
+	}
+	if stale == 0 {
+		t.Error("the verdict on block 0 was not kept")
+	}
+	if v.cached(f, fd, 4<<20+5, 1000) {
+		t.Error("the last block, dropped from the page cache, counts as cached")
+	}
+	var fresh cacheVerdicts
+	if fresh.cached(f, fd, 2<<20, 64<<10) {
+		t.Error("a block dropped from the page cache counts as cached")
+	}
+}
