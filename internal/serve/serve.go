@@ -129,13 +129,12 @@ type splitTLS struct {
 	h1  *h1.Server
 	std *http.Server
 	h2  *handoff
-	tls *tls.Config
 }
 
 func (s *splitTLS) Serve(ln net.Listener) error {
 	stdDone := make(chan error, 1)
 	go func() { stdDone <- s.std.Serve(s.h2) }()
-	err := s.h1.Serve(tls.NewListener(ln, s.tls))
+	err := s.h1.Serve(ln) // h1 runs the TLS server on each connection
 	s.h2.Close()
 	if serr := <-stdDone; !errors.Is(serr, http.ErrServerClosed) && !errors.Is(serr, net.ErrClosed) && err == nil {
 		err = serr
@@ -224,8 +223,8 @@ func New(ln net.Listener, h http.Handler, opts Options) *Server {
 	}
 	srv.TLSConfig = tc // with "h2" in NextProtos, Serve sets up HTTP/2
 	h2 := newHandoff(ln.Addr())
-	cfg.H2 = h2.give
-	return &Server{ln: ln, srv: &splitTLS{h1: h1.New(h, cfg), std: srv, h2: h2, tls: tc}, opts: opts}
+	cfg.TLS, cfg.H2 = tc, h2.give
+	return &Server{ln: ln, srv: &splitTLS{h1: h1.New(h, cfg), std: srv, h2: h2}, opts: opts}
 }
 
 // Addr is the bound address.

@@ -489,13 +489,20 @@ func (w *response) ReadFrom(src io.Reader) (int64, error) {
 		}
 		return n, err
 	}
-	bp := copyPool.Get().(*[]byte)
-	defer copyPool.Put(bp)
+	pool := &copyPool
+	if w.c.cork != nil {
+		pool = &tlsCopyPool
+	}
+	bp := pool.Get().(*[]byte)
+	defer pool.Put(bp)
 	m, err := io.CopyBuffer(writerOnly{w}, readerOnly{src}, *bp)
 	return n + m, err
 }
 
-var copyPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+var (
+	copyPool    = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+	tlsCopyPool = sync.Pool{New: func() any { b := make([]byte, tlsCopySize); return &b }}
+)
 
 type writerOnly struct{ io.Writer }
 type readerOnly struct{ io.Reader }
@@ -586,7 +593,11 @@ func (c *conn) flush() error {
 	if c.werr != nil {
 		return c.werr
 	}
-	if err := c.b.bw.Flush(); err != nil {
+	err := c.b.bw.Flush()
+	if err == nil && c.cork != nil {
+		err = c.cork.flush()
+	}
+	if err != nil {
 		c.writeFailed(err)
 		return err
 	}

@@ -11,6 +11,9 @@
 // first bytes arrive and go back once its response is written and
 // nothing pipelined is left. Socket reads, writes and sendfiles of
 // page-cached data are raw system calls that keep their P (rawio.go).
+// Over TLS (Config.TLS) crypto/tls's records are gathered into large
+// writes (tlsconn.go) and connections that choose HTTP/2 are handed over
+// (Config.H2).
 //
 // It is also strict where net/http is lenient, because a content server
 // sits behind load balancers and caches whose idea of where a request
@@ -82,6 +85,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Panics, when set, counts handler panics.
 	Panics Counter
+	// TLS, when set, makes Serve serve HTTPS: it runs a TLS server on
+	// each connection it accepts (tlsconn.go).
+	TLS *tls.Config
 	// H2, when set, takes over the TLS connections that chose "h2" by
 	// ALPN; the server forgets them once handed over. Without it they
 	// are closed.
@@ -173,7 +179,12 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		if c := s.track(rwc); c != nil {
+		var cork *corkConn
+		if s.cfg.TLS != nil {
+			cork = &corkConn{Conn: rwc}
+			rwc = tls.Server(cork, s.cfg.TLS)
+		}
+		if c := s.track(rwc, cork); c != nil {
 			go c.serve()
 		}
 	}
@@ -181,8 +192,9 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // track registers a new connection, or closes it when the server is
 // closing.
-func (s *Server) track(rwc net.Conn) *conn {
+func (s *Server) track(rwc net.Conn, cork *corkConn) *conn {
 	c := newConn(s, rwc)
+	c.cork = cork
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing.Load() {
@@ -305,6 +317,7 @@ type conn struct {
 	// wdlByHandler: wdl came from a handler's SetWriteDeadline.
 	wdlByHandler bool
 	tls          *tls.ConnectionState // the handshake's, for Request.TLS; nil on TCP
+	cork         *corkConn            // under rwc when it is a TLS server Serve made
 	gone         bool                 // handed over to Config.H2
 	more         bool                 // rawWriter sends with MSG_MORE
 	// reqEnd is when the current request must have been read (its first
@@ -486,9 +499,12 @@ func (c *conn) await() error {
 func takeBuffers(c *conn) *buffers {
 	b := bufPool.Get().(*buffers)
 	b.br.Reset(&c.r)
-	if c.raw != nil {
+	switch tc, _ := c.rwc.(*tls.Conn); {
+	case c.raw != nil:
 		b.bw.Reset(rawWriter{c})
-	} else {
+	case c.cork != nil && tc != nil:
+		b.bw.Reset(tlsWriter{tc: tc, cork: c.cork})
+	default:
 		b.bw.Reset(c.rwc)
 	}
 	return b
@@ -550,6 +566,9 @@ func (c *conn) close() {
 func (c *conn) closeWriteAndWait() {
 	if c.b != nil {
 		c.b.bw.Flush()
+	}
+	if c.cork != nil {
+		c.cork.flush()
 	}
 	if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
