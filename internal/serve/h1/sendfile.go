@@ -1,6 +1,7 @@
 package h1
 
 import (
+	"hash/maphash"
 	"io"
 	"net"
 	"os"
@@ -127,13 +128,21 @@ func sendfile(out, in int, off *int64, n int, raw bool) (int, syscall.Errno) {
 // content stays cached. A verdict can go stale (the pages evicted since);
 // a sendfile then reads the disk holding its P, as the first send after
 // eviction would have without it, and the verdict is renewed within
-// verdictUses sends. A block that holds the end of its file is never
-// wholly cached: its ranges are asked about one by one.
+// verdictUses sends. A block that is not wholly cached (the end of its
+// file, or a part nobody read yet) is remembered as such for as long, and
+// its ranges are asked about one by one, as before. Files are known
+// by name, not descriptor: a server keeps several descriptors of a hot
+// file open (internal/edge's descriptor cache), and they share its pages.
 type cacheVerdicts struct {
-	// Each slot holds a 48-bit hash of (file, block) and 16 bits of use
-	// count; a collision of two hashes only costs a wrong guess.
+	// Each slot holds a 48-bit hash of (file name, block), a bit set
+	// when the block is not wholly cached, and 15 bits of use count; a
+	// collision of two hashes only costs a wrong guess.
 	slots [1024]atomic.Uint64
 }
+
+const verdictPartial = 1 << 15
+
+var verdictSeed = maphash.MakeSeed()
 
 const (
 	verdictBlockShift = 21
@@ -158,28 +167,26 @@ func (v *cacheVerdicts) cached(f *os.File, fd int, off, n int64) bool {
 	return true
 }
 
+// block reports whether block b of f is known to be wholly cached.
 func (v *cacheVerdicts) block(f *os.File, fd int, b int64) bool {
-	key := verdictKey(f, fd, b)
+	key := maphash.Comparable(verdictSeed, verdictID{f.Name(), b}) >> 16
 	slot := &v.slots[key%uint64(len(v.slots))]
-	if x := slot.Load(); x>>16 == key && x&0xffff < verdictUses {
+	if x := slot.Load(); x>>16 == key && x&(verdictPartial-1) < verdictUses {
 		slot.Add(1)
-		return true
+		return x&verdictPartial == 0
 	}
 	if !pageCached(fd, b<<verdictBlockShift, 1<<verdictBlockShift) {
+		slot.Store(key<<16 | verdictPartial)
 		return false
 	}
 	slot.Store(key << 16)
 	return true
 }
 
-// verdictKey is a 48-bit hash of the file (its *os.File and descriptor,
-// so that a descriptor reused for another file is another key) and block.
-func verdictKey(f *os.File, fd int, b int64) uint64 {
-	x := uint64(uintptr(unsafe.Pointer(f)))*0x9e3779b97f4a7c15 ^ uint64(fd)<<40 ^ uint64(b)
-	x ^= x >> 31
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 29
-	return x >> 16
+// verdictID names a block of a file.
+type verdictID struct {
+	name  string
+	block int64
 }
 
 // pageCached reports whether every page of n bytes of fd at off is in

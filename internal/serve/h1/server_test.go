@@ -729,8 +729,9 @@ func TestStaleWriteDeadlineCleared(t *testing.T) {
 }
 
 // TestCacheVerdicts: a block found cached is taken on trust for
-// verdictUses sends, then asked about again; a block dropped from the
-// page cache, or holding the end of its file, is asked about each time.
+// verdictUses sends of the file, through any of its descriptors, then
+// asked about again; a block dropped from the page cache, or holding the
+// end of its file, is asked about each time.
 func TestCacheVerdicts(t *testing.T) {
 	f, err := os.Create(filepath.Join(t.TempDir(), "obj"))
 	if err != nil {
@@ -753,8 +754,17 @@ func TestCacheVerdicts(t *testing.T) {
 	if err := unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED); err != nil {
 		t.Fatal(err)
 	}
-	// Block 0's verdict stands for its remaining uses, then is renewed.
-	stale := 0
+	// Block 0's verdict stands for its remaining uses, then is renewed;
+	// another descriptor of the same file shares it.
+	g, err := os.Open(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if !v.cached(g, int(g.Fd()), 4096, 4096) {
+		t.Error("a second descriptor of the file does not share block 0's verdict")
+	}
+	stale := 1
 	for v.cached(f, fd, 4096, 4096) {
 		if stale++; stale > verdictUses {
 			t.Fatalf("block 0 still trusted after %d uses", stale)
