@@ -51,45 +51,15 @@ func rawSys(trap uintptr, fd int, p []byte) (int, error) {
 	return int(r), nil
 }
 
-// rawSend is send(2) with MSG_MORE: the kernel holds a segment that is
-// not full until a later send without it.
-func rawSend(fd int, p []byte) (int, error) {
-	var ptr unsafe.Pointer
-	if len(p) > 0 {
-		ptr = unsafe.Pointer(&p[0])
-	}
-	r, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(ptr), uintptr(len(p)), syscall.MSG_MORE, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
-}
-
-// uncork sends what an earlier MSG_MORE send left waiting: setting
-// TCP_NODELAY (which Go already set) pushes pending frames.
-func (c *conn) uncork() {
-	c.raw.Control(func(fd uintptr) {
-		syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-	})
-}
-
-// rawWriter writes to the connection's socket with rawSys, or with
-// rawSend while the connection's more is set.
+// rawWriter writes to the connection's socket with rawSys.
 type rawWriter struct{ c *conn }
 
 func (w rawWriter) Write(p []byte) (int, error) {
 	n := 0
 	var serr error
-	more := w.c.more
 	err := w.c.raw.Write(func(fd uintptr) bool {
 		for n < len(p) {
-			var m int
-			var e error
-			if more {
-				m, e = rawSend(int(fd), p[n:])
-			} else {
-				m, e = rawSys(syscall.SYS_WRITE, int(fd), p[n:])
-			}
+			m, e := rawSys(syscall.SYS_WRITE, int(fd), p[n:])
 			switch {
 			case m > 0:
 				n += m

@@ -319,7 +319,6 @@ type conn struct {
 	tls          *tls.ConnectionState // the handshake's, for Request.TLS; nil on TCP
 	cork         *corkConn            // under rwc when it is a TLS server Serve made
 	gone         bool                 // handed over to Config.H2
-	more         bool                 // rawWriter sends with MSG_MORE
 	// reqEnd is when the current request must have been read (its first
 	// byte plus ReadTimeout); zero until a body or a slow header needs it
 	// (a header that came whole has just arrived: its time is now).
