@@ -59,9 +59,13 @@ func (c *fileCache) open(p string) (openFile, error) {
 	if fs := c.idle[e]; len(fs) > 0 {
 		f := fs[len(fs)-1]
 		fs[len(fs)-1] = nil
-		if len(fs) == 1 {
+		if len(fs) == 1 && len(c.idle) > c.max {
 			delete(c.idle, e)
 		} else {
+			// The emptied slice stays for the descriptor's return: a
+			// hot object takes and gives back one on every request,
+			// which otherwise cost a map delete, an insert and an
+			// allocation each time. At most max entries are kept.
 			c.idle[e] = fs[:len(fs)-1]
 		}
 		c.n--
