@@ -152,9 +152,9 @@ cpu_ticks() {
 server_pids() { echo "$1" $(cat "/proc/$1/task/$1/children" 2>/dev/null); }
 HZ=$(getconf CLK_TCK)
 
-measure() { # $1 url, $2 lua, $3 connections, $4 server PID → "req/s MB/s µs-CPU/req"
+measure() { # $1 url, $2 lua, $3 connections, $4 server PID, $5 name → "req/s MB/s µs-CPU/req [errors]"
   local threads=1; [ "$3" -gt 1 ] && threads=2
-  local pids before after out
+  local pids before after out name=$5
   pids=$(server_pids "$4")
   # shellcheck disable=SC2086
   before=$(cpu_ticks $pids)
@@ -163,9 +163,9 @@ measure() { # $1 url, $2 lua, $3 connections, $4 server PID → "req/s MB/s µs-
   after=$(cpu_ticks $pids)
   # shellcheck disable=SC2086
   set -- $out
-  awk -v r="$2" -v b="$3" -v d="$4" -v se="$5" -v ce="$6" -v ticks=$((after - before)) -v hz="$HZ" 'BEGIN {
+  awk -v r="$2" -v b="$3" -v d="$4" -v se="$5" -v ce="$6" -v ticks=$((after - before)) -v hz="$HZ" -v name="$name" 'BEGIN {
     s = d / 1e6; note = ""
-    if (se > 0 || ce > 0) note = sprintf(" (errors: %d status, %d socket)", se, ce)
+    if (se > 0 || ce > 0) note = sprintf(" (%s errors: %d status, %d socket)", name, se, ce)
     printf "%.0f %.1f %.2f%s\n", r / s, b / s / 1e6, (r > 0 ? ticks / hz / r * 1e6 : 0), note }'
 }
 
@@ -195,8 +195,8 @@ for len in $((64 << 10)) $((2 << 20)); do
         # not decide.
         rows=""
         for _ in $(seq "$ROUNDS"); do
-          read -r ngr ngm ngc ngnote <<<"$(measure "$ng" "$NGL" "$conns" "$NG_PID")"
-          read -r ocr ocm occ ocnote <<<"$(measure "$oc" "$OCL" "$conns" "$ocpid")"
+          read -r ngr ngm ngc ngnote <<<"$(measure "$ng" "$NGL" "$conns" "$NG_PID" nginx)"
+          read -r ocr ocm occ ocnote <<<"$(measure "$oc" "$OCL" "$conns" "$ocpid" ocdn)"
           rows+="$(awk -v a="$ngc" -v b="$occ" 'BEGIN { printf "%.6f", (a > 0 ? b / a : 0) }') $ngr $ngc $ocr $occ $ngnote$ocnote"$'\n'
         done
         sort -n <<<"${rows%$'\n'}" | awk -v l="$label" -v o="$offsets" -v p="$proto" -v c="$conns" -v t="$(target "$label" "$proto" "$conns")" '
