@@ -209,11 +209,11 @@ func New(cfg Config) (*Appliance, error) {
 		}
 	}
 	for _, ln := range cfg.Listeners {
-		a.srvs = append(a.srvs, serve.New(ln, root, serve.Options{Logger: log, TLS: cfg.TLS,
+		a.srvs = append(a.srvs, serve.New(ln, root, serve.Options{Logger: log, TLS: cfg.TLS, Registry: cfg.Registry,
 			DrainGrace: cfg.DrainGrace, Grace: cfg.DrainTimeout}))
 	}
 	for _, ln := range cfg.OpsListeners {
-		a.ops = append(a.ops, serve.New(ln, ops, serve.Options{Logger: log, Grace: time.Second}))
+		a.ops = append(a.ops, serve.New(ln, ops, serve.Options{Logger: log, Grace: time.Second, Registry: cfg.Registry}))
 	}
 	built = true
 	return a, nil

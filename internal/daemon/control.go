@@ -195,7 +195,7 @@ func NewControl(ctx context.Context, cfg *config.Control, h Hooks) (*Control, er
 		grace = 10 * time.Second
 	}
 	full := opsHandler(console.Mount(c.srv.Handler(), c.console), h.Registry, c.srv.Health)
-	opts := serve.Options{Logger: h.Logger, TLS: crt.config(), Grace: grace}
+	opts := serve.Options{Logger: h.Logger, TLS: crt.config(), Grace: grace, Registry: h.Registry}
 	if len(cfg.OpsListen) == 0 {
 		c.servers = servers(lns, full, opts)
 	} else {
