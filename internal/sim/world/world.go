@@ -140,6 +140,11 @@ type Routing struct {
 	RouteServerASN uint32 `yaml:"route_server_asn"`
 	// MEDPerKm raises a backup route's MED with distance.
 	MEDPerKm float64 `yaml:"med_per_km"`
+	// IXPGlobal makes IXP appliances serve clients they have no route to
+	// (the control plane does this today; with thousands of IXP
+	// appliances it would rank them all on every decision, so generated
+	// worlds route IXP sites instead).
+	IXPGlobal bool `yaml:"ixp_global"`
 }
 
 // Country is one country's population inputs and result.
