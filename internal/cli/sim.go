@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 
@@ -17,7 +18,7 @@ import (
 )
 
 func newSimCmd(g *globals) *cobra.Command {
-	var worldPath, scenarioFile, out, cpuProfile string
+	var worldPath, scenarioFile, out, cpuProfile, memProfile string
 	var seed uint64
 	var workers int
 	var printScenario bool
@@ -81,6 +82,19 @@ simulate a lab scenario's CDN. docs/sim.md describes the model.`,
 			if err != nil {
 				return err
 			}
+			if memProfile != "" {
+				f, err := os.Create(memProfile)
+				if err != nil {
+					return err
+				}
+				runtime.GC()
+				err = pprof.WriteHeapProfile(f)
+				f.Close()
+				runtime.KeepAlive(sm)
+				if err != nil {
+					return err
+				}
+			}
 			sim.PrintSummary(cmd.OutOrStdout(), s)
 			if out != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "tables, summary.json and report.html in %s\n", out)
@@ -95,6 +109,7 @@ simulate a lab scenario's CDN. docs/sim.md describes the model.`,
 	cmd.Flags().IntVar(&workers, "workers", 0, "goroutines serving sessions (default: one per core); results do not depend on it")
 	cmd.Flags().BoolVar(&printScenario, "print-scenario", false, "print the built-in scenario and exit")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write a heap profile at the end of the run to this file")
 	cmd.AddCommand(newSimWorldCmd(), newSimCompareCmd(g))
 	return cmd
 }

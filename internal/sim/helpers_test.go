@@ -42,9 +42,9 @@ func testWorld(t testing.TB) *world.World {
 		},
 	}
 	classes := []struct {
-		storage config.ByteSize
+		storage world.Size
 		gbps    float64
-	}{{40 << 30, 1}, {80 << 30, 2}, {40 << 30, 5}}
+	}{{400e9, 1}, {800e9, 2}, {400e9, 5}}
 	n := 0
 	for _, s := range w.Sites {
 		k := 2
@@ -79,7 +79,7 @@ func testScenario(t testing.TB, edits ...string) *Scenario {
 	y := strings.NewReplacer(
 		"duration: 24h", "duration: 12h",
 		"step: 5m", "step: 10m",
-		"titles: 3000", "titles: 300",
+		"titles: 1200", "titles: 300",
 		"route_churn: {file: ../shared/data/routes/ris-updates.20160811.1600.gz, repeat: true}", "route_churn: {file: ''}",
 		"sessions_per_subscriber_day: 0.4", "sessions_per_subscriber_day: 0.5",
 	).Replace(string(DefaultScenario))

@@ -83,7 +83,7 @@ func FromLab(lsc *lab.Scenario) (*world.World, *Scenario, error) {
 	w.Routing.IXPSitesPerPrefix = min(ixps, 8)
 	for _, a := range lsc.Appliances {
 		// Lab appliances are not throughput-bound (loopback): 10 Gb/s.
-		w.Appliances = append(w.Appliances, world.Appliance{ID: a.ID, Site: a.Site, Storage: a.Capacity, ThroughputGbps: 10})
+		w.Appliances = append(w.Appliances, world.Appliance{ID: a.ID, Site: a.Site, Storage: world.Size(a.Capacity), ThroughputGbps: 10})
 	}
 	if err := w.Index(); err != nil {
 		return nil, nil, fmt.Errorf("lab world: %w", err)

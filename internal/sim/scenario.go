@@ -10,7 +10,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/sim/world"
 )
@@ -124,11 +123,11 @@ type PlacementSpec struct {
 
 // FillSpec sets fill.
 type FillSpec struct {
-	StartHour     int             `yaml:"start_hour"`
-	EndHour       int             `yaml:"end_hour"`
-	RateGbps      float64         `yaml:"rate_gbps"`
-	EscalateAfter time.Duration   `yaml:"escalate_after"`
-	OutOfCycle    config.ByteSize `yaml:"out_of_cycle_budget"`
+	StartHour     int           `yaml:"start_hour"`
+	EndHour       int           `yaml:"end_hour"`
+	RateGbps      float64       `yaml:"rate_gbps"`
+	EscalateAfter time.Duration `yaml:"escalate_after"`
+	OutOfCycle    world.Size    `yaml:"out_of_cycle_budget"`
 }
 
 // HealthSpec sets the health tracker.

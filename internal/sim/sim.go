@@ -289,7 +289,7 @@ func (sm *Sim) Run(ctx context.Context) (*Summary, error) {
 	t0 := sc.Start
 	// Every appliance reports once before the start, so health knows it.
 	for _, a := range sm.st.apps {
-		sm.tracker.Report(a.id, t0.Add(-sc.Step), health.Report{})
+		sm.tracker.Report(a.id, t0, health.Report{})
 	}
 	sm.buildTitleTables(t0)
 	if err := sm.initialPlacement(ctx, t0); err != nil {

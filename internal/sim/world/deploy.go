@@ -168,7 +168,7 @@ func largestRemainder(n, parts int, weight func(int) float64) []int {
 
 func pickClass(classes []ApplianceClass, h uint64) ApplianceClass {
 	if len(classes) == 0 {
-		return ApplianceClass{Name: "default", Share: 1, Storage: 1 << 40, ThroughputGbps: 20}
+		return ApplianceClass{Name: "default", Share: 1, Storage: 1e12, ThroughputGbps: 20}
 	}
 	x := float64(rendezvous.Mix(h)>>11) / (1 << 53)
 	for _, c := range classes {

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ocdn/ocdn/internal/config"
 )
 
 // InputError is bad input in a world, scenario or data file: which file,
@@ -55,7 +57,14 @@ func DecodeYAML(file string, data []byte, v Validator) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil {
-		return yamlError(file, err)
+		ie := yamlError(file, err)
+		if ie.Line > 0 && ie.Field == "" {
+			var root yaml.Node
+			if yaml.Unmarshal(data, &root) == nil {
+				ie.Field = PathAtLine(&root, ie.Line)
+			}
+		}
+		return ie
 	}
 	err := v.Validate()
 	if err == nil {
@@ -79,7 +88,7 @@ func DecodeYAML(file string, data []byte, v Validator) error {
 
 // yamlError turns a decoder error ("yaml: unmarshal errors:\n  line 5:
 // field x not found in type T") into an InputError with that line.
-func yamlError(file string, err error) error {
+func yamlError(file string, err error) *InputError {
 	msg := err.Error()
 	var te *yaml.TypeError
 	if errors.As(err, &te) && len(te.Errors) > 0 {
@@ -161,4 +170,72 @@ func splitPath(path string) []pathSeg {
 		}
 	}
 	return out
+}
+
+// PathAtLine is the path ("a.b[2].c") of the scalar value on line, or "".
+func PathAtLine(root *yaml.Node, line int) string {
+	var walk func(n *yaml.Node, path string) string
+	walk = func(n *yaml.Node, path string) string {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				if p := walk(c, path); p != "" {
+					return p
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				if v.Kind == yaml.ScalarNode && v.Line == line {
+					return p
+				}
+				if r := walk(v, p); r != "" {
+					return r
+				}
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				if c.Kind == yaml.ScalarNode && c.Line == line {
+					return p
+				}
+				if r := walk(c, p); r != "" {
+					return r
+				}
+			}
+		}
+		return ""
+	}
+	return walk(root, "")
+}
+
+// Size is a number of bytes that YAML gives as "2TB", "512GiB" or a
+// number; a bad one is refused with its line.
+type Size int64
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	v, err := config.ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %v", n.Line, err)
+	}
+	*s = Size(v)
+	return nil
+}
+
+// MarshalYAML writes round sizes with a unit.
+func (s Size) MarshalYAML() (any, error) {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}} {
+		if int64(s) >= u.mult && int64(s)%u.mult == 0 {
+			return fmt.Sprintf("%d%s", int64(s)/u.mult, u.suffix), nil
+		}
+	}
+	return int64(s), nil
 }

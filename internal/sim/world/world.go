@@ -121,10 +121,10 @@ type IXPSpec struct {
 // ApplianceClass is one kind of appliance hardware; the generator draws
 // each appliance's class by Share.
 type ApplianceClass struct {
-	Name           string          `yaml:"name"`
-	Share          float64         `yaml:"share"`
-	Storage        config.ByteSize `yaml:"storage"`
-	ThroughputGbps float64         `yaml:"throughput_gbps"`
+	Name           string  `yaml:"name"`
+	Share          float64 `yaml:"share"`
+	Storage        Size    `yaml:"storage"`
+	ThroughputGbps float64 `yaml:"throughput_gbps"`
 }
 
 // Routing is the model of which appliances hear a route to which prefix
@@ -185,11 +185,11 @@ type Site struct {
 
 // Appliance is one edge cache.
 type Appliance struct {
-	ID             string          `yaml:"id"`
-	Site           string          `yaml:"site"`
-	Class          string          `yaml:"class,omitempty"`
-	Storage        config.ByteSize `yaml:"storage"`
-	ThroughputGbps float64         `yaml:"throughput_gbps"`
+	ID             string  `yaml:"id"`
+	Site           string  `yaml:"site"`
+	Class          string  `yaml:"class,omitempty"`
+	Storage        Size    `yaml:"storage"`
+	ThroughputGbps float64 `yaml:"throughput_gbps"`
 }
 
 // AS is an origin AS of the table.
@@ -459,14 +459,18 @@ func openData(path string) (io.Reader, func() error, error) {
 	return br, f.Close, nil
 }
 
-// eachLine calls fn with the tab-separated fields of every line that is
-// neither blank nor a # comment.
+// eachLine calls fn with the tab-separated fields of every line of the
+// data file at path that is neither blank nor a # comment.
 func eachLine(path string, fn func(line int, fields []string) error) error {
 	r, closeFn, err := openData(path)
 	if err != nil {
 		return err
 	}
 	defer closeFn()
+	return scanLines(path, r, fn)
+}
+
+func scanLines(name string, r io.Reader, fn func(line int, fields []string) error) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	var fields []string
@@ -481,7 +485,7 @@ func eachLine(path string, fn func(line int, fields []string) error) error {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return &InputError{File: path, Problem: err.Error()}
+		return &InputError{File: name, Problem: err.Error()}
 	}
 	return nil
 }
@@ -532,12 +536,22 @@ func readASes(path string, w *World) ([]AS, error) {
 }
 
 func readPrefixes(path string, w *World) ([]Prefix, error) {
+	r, closeFn, err := openData(path)
+	if err != nil {
+		return nil, err
+	}
+	defer closeFn()
+	return parsePrefixes(path, r, w)
+}
+
+// parsePrefixes reads a prefixes file: prefix, asn, metro, subscribers.
+func parsePrefixes(path string, r io.Reader, w *World) ([]Prefix, error) {
 	asns := make(map[uint32]bool, len(w.ASes))
 	for _, a := range w.ASes {
 		asns[a.ASN] = true
 	}
-	out := make([]Prefix, 0, 1<<20)
-	err := eachLine(path, func(line int, f []string) error {
+	out := make([]Prefix, 0, 1024)
+	err := scanLines(path, r, func(line int, f []string) error {
 		bad := func(field, format string, args ...any) error {
 			return &InputError{File: path, Line: line, Field: field, Problem: fmt.Sprintf(format, args...)}
 		}
