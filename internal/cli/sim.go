@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 
@@ -21,6 +22,7 @@ func newSimCmd(g *globals) *cobra.Command {
 	var worldPath, scenarioFile, out, cpuProfile, memProfile string
 	var seed uint64
 	var workers int
+	var memLimit int64
 	var printScenario bool
 	cmd := &cobra.Command{
 		Use:   "sim --world W [--scenario S] [--out DIR]",
@@ -60,6 +62,11 @@ simulate a lab scenario's CDN. docs/sim.md describes the model.`,
 				if err := os.MkdirAll(out, 0o755); err != nil {
 					return err
 				}
+			}
+			if memLimit > 0 {
+				// A soft limit: the collector works harder near it rather
+				// than letting garbage double a multi-gigabyte heap.
+				debug.SetMemoryLimit(memLimit)
 			}
 			if cpuProfile != "" {
 				f, err := os.Create(cpuProfile)
@@ -109,6 +116,7 @@ simulate a lab scenario's CDN. docs/sim.md describes the model.`,
 	cmd.Flags().IntVar(&workers, "workers", 0, "goroutines serving sessions (default: one per core); results do not depend on it")
 	cmd.Flags().BoolVar(&printScenario, "print-scenario", false, "print the built-in scenario and exit")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	cmd.Flags().Int64Var(&memLimit, "memory-limit", 5<<30, "soft memory limit in bytes for the Go runtime (0: none)")
 	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write a heap profile at the end of the run to this file")
 	cmd.AddCommand(newSimWorldCmd(), newSimCompareCmd(g))
 	return cmd

@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
@@ -95,3 +96,5 @@ func testScenario(t testing.TB, edits ...string) *Scenario {
 	}
 	return sc
 }
+
+func writeFile(path, data string) error { return os.WriteFile(path, []byte(data), 0o644) }

@@ -233,7 +233,16 @@ func (sm *Sim) replan(ctx context.Context, t time.Time) error {
 					for _, ai := range sm.st.sites[si].apps {
 						nodes = append(nodes, placement.Node{ID: sm.st.apps[ai].id, Capacity: sm.st.apps[ai].storage})
 					}
-					res := placement.Plan(items, nodes, placement.Options{MinReplicas: sm.sc.Placement.Replicas, Epsilon: sm.sc.Placement.Epsilon, Prev: sm.prevCopies[si]})
+					var prev map[string]int
+					if pc := sm.prevCopies[si]; pc != nil {
+						prev = make(map[string]int, len(pc))
+						for fi, n := range pc {
+							if n > 0 {
+								prev[sm.cat.files[fi].Path] = int(n)
+							}
+						}
+					}
+					res := placement.Plan(items, nodes, placement.Options{MinReplicas: sm.sc.Placement.Replicas, Epsilon: sm.sc.Placement.Epsilon, Prev: prev})
 					results[si] = planned{nodes: res.Nodes, copies: res.Copies}
 				}
 			}()
@@ -243,7 +252,18 @@ func (sm *Sim) replan(ctx context.Context, t time.Time) error {
 	sm.planSeq++
 	var added int64
 	for si := range sm.st.sites {
-		sm.prevCopies[si] = results[si].copies
+		// Copies are kept per file index, not as the plan's map: thousands
+		// of sites' maps would hold a gigabyte between plans.
+		pc := sm.prevCopies[si]
+		if pc == nil {
+			pc = make([]uint8, nf)
+			sm.prevCopies[si] = pc
+		}
+		clear(pc)
+		for path, n := range results[si].copies {
+			pc[sm.cat.index[path]] = uint8(min(n, 255))
+		}
+		results[si].copies = nil
 		for _, ai := range sm.st.sites[si].apps {
 			a := sm.st.apps[ai]
 			files := results[si].nodes[a.id]

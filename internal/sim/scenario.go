@@ -227,8 +227,8 @@ func (s *Scenario) Validate() error {
 	}
 	d := s.Demand
 	switch {
-	case !in(d.SessionsPerSubscriberDay, 0, 1000):
-		return e("demand.sessions_per_subscriber_day", "%v is not between 0 and 1000", d.SessionsPerSubscriberDay)
+	case !in(d.SessionsPerSubscriberDay, 0, 100_000):
+		return e("demand.sessions_per_subscriber_day", "%v is not between 0 and 100000", d.SessionsPerSubscriberDay)
 	case len(d.Diurnal) != 24:
 		return e("demand.diurnal", "%d values, want 24 (one per local hour)", len(d.Diurnal))
 	case d.WatchMean <= 0 || d.WatchMean > 24*time.Hour:

@@ -85,7 +85,7 @@ type Sim struct {
 	shards       []*shard
 	newTime      time.Duration // spent in New
 	listedEver   bitset
-	prevCopies   []map[string]int
+	prevCopies   [][]uint8 // per site, per file: copies in the last plan
 	urgent       map[int32]bool
 	planSeq      int
 
@@ -160,7 +160,7 @@ func New(w *world.World, sc *Scenario, opt Options) (*Sim, error) {
 	sm.obs = make([]uint64, len(sm.popRegions)*nf)
 	sm.holders = make([]int32, nf)
 	sm.listedEver = newBitset(nf)
-	sm.prevCopies = make([]map[string]int, len(sm.st.sites))
+	sm.prevCopies = make([][]uint8, len(sm.st.sites))
 	sm.urgent = map[int32]bool{}
 	for _, a := range sm.st.apps {
 		a.holds = newBitset(nf)
