@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ocdn/ocdn/internal/config"
+	"github.com/ocdn/ocdn/internal/rib"
 	"github.com/ocdn/ocdn/internal/sim/world"
 )
 
@@ -98,3 +99,34 @@ func testScenario(t testing.TB, edits ...string) *Scenario {
 }
 
 func writeFile(path, data string) error { return os.WriteFile(path, []byte(data), 0o644) }
+
+// risPrefixes returns up to n world prefixes (in the test world's first
+// metro) made from prefixes the RIS updates file mentions.
+func risPrefixes(t *testing.T, path string, n int) []world.Prefix {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := rib.OpenMaybeGzip(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr := rib.NewMRTReader(r)
+	seen := map[netip.Prefix]bool{}
+	var out []world.Prefix
+	for len(out) < n {
+		rec, err := mr.Next()
+		if err != nil {
+			break
+		}
+		for _, p := range rec.Withdrawn {
+			if p.Addr().Is4() && !seen[p] && !netip.MustParsePrefix("10.0.0.0/8").Overlaps(p) {
+				seen[p] = true
+				out = append(out, world.Prefix{Prefix: p, ASN: 64501, Metro: 0, Subscribers: 200})
+			}
+		}
+	}
+	return out
+}

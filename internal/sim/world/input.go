@@ -20,6 +20,8 @@ type InputError struct {
 	Line    int
 	Field   string
 	Problem string
+
+	column int // of a value the decoder refused, to find its field
 }
 
 func (e *InputError) Error() string {
@@ -61,7 +63,7 @@ func DecodeYAML(file string, data []byte, v Validator) error {
 		if ie.Line > 0 && ie.Field == "" {
 			var root yaml.Node
 			if yaml.Unmarshal(data, &root) == nil {
-				ie.Field = PathAtLine(&root, ie.Line)
+				ie.Field = PathAt(&root, ie.Line, ie.column)
 			}
 		}
 		return ie
@@ -95,11 +97,18 @@ func yamlError(file string, err error) *InputError {
 		msg = te.Errors[0]
 	}
 	msg = strings.TrimPrefix(msg, "yaml: ")
-	line := 0
+	line, column := 0, 0
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
 		if n, after, ok := strings.Cut(rest, ":"); ok {
 			if l, err := strconv.Atoi(n); err == nil {
 				line, msg = l, strings.TrimSpace(after)
+			}
+		}
+	}
+	if rest, ok := strings.CutPrefix(msg, "column "); ok {
+		if n, after, ok := strings.Cut(rest, ":"); ok {
+			if c, err := strconv.Atoi(n); err == nil {
+				column, msg = c, strings.TrimSpace(after)
 			}
 		}
 	}
@@ -110,7 +119,7 @@ func yamlError(file string, err error) *InputError {
 			msg = "unknown field (check its spelling and the documentation in docs/sim.md)"
 		}
 	}
-	return &InputError{File: file, Line: line, Field: field, Problem: msg}
+	return &InputError{File: file, Line: line, Field: field, Problem: msg, column: column}
 }
 
 // LineOf returns the line of the node at path ("a.b[2].c") under root, or
@@ -172,8 +181,10 @@ func splitPath(path string) []pathSeg {
 	return out
 }
 
-// PathAtLine is the path ("a.b[2].c") of the scalar value on line, or "".
-func PathAtLine(root *yaml.Node, line int) string {
+// PathAt is the path ("a.b[2].c") of the scalar value at line and
+// column (the first on the line when column is 0), or "".
+func PathAt(root *yaml.Node, line, column int) string {
+	at := func(v *yaml.Node) bool { return v.Line == line && (column == 0 || v.Column == column) }
 	var walk func(n *yaml.Node, path string) string
 	walk = func(n *yaml.Node, path string) string {
 		switch n.Kind {
@@ -190,7 +201,7 @@ func PathAtLine(root *yaml.Node, line int) string {
 				if path != "" {
 					p = path + "." + k.Value
 				}
-				if v.Kind == yaml.ScalarNode && v.Line == line {
+				if v.Kind == yaml.ScalarNode && at(v) {
 					return p
 				}
 				if r := walk(v, p); r != "" {
@@ -200,7 +211,7 @@ func PathAtLine(root *yaml.Node, line int) string {
 		case yaml.SequenceNode:
 			for i, c := range n.Content {
 				p := fmt.Sprintf("%s[%d]", path, i)
-				if c.Kind == yaml.ScalarNode && c.Line == line {
+				if c.Kind == yaml.ScalarNode && at(c) {
 					return p
 				}
 				if r := walk(c, p); r != "" {
@@ -221,7 +232,7 @@ type Size int64
 func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 	v, err := config.ParseByteSize(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %v", n.Line, err)
+		return fmt.Errorf("line %d: column %d: %v", n.Line, n.Column, err)
 	}
 	*s = Size(v)
 	return nil
