@@ -287,19 +287,10 @@ func (sm *Sim) Run(ctx context.Context) (*Summary, error) {
 	wall := time.Now()
 	sc := sm.sc
 	t0 := sc.Start
-	// Every appliance reports once before the start, so health knows it.
-	for _, a := range sm.st.apps {
-		sm.tracker.Report(a.id, t0, health.Report{})
-	}
-	sm.buildTitleTables(t0)
-	if err := sm.initialPlacement(ctx, t0); err != nil {
+	if err := sm.prepare(ctx); err != nil {
 		return nil, err
 	}
-	shards := make([]*shard, nShards)
-	for i := range shards {
-		shards[i] = sm.newShard(i)
-	}
-	sm.shards = shards
+	shards := sm.shards
 	prog := newProgress(sm.opt.Progress, sc.Duration)
 	loopStart := time.Now()
 	lastHour := -1
@@ -346,6 +337,25 @@ func (sm *Sim) Run(ctx context.Context) (*Summary, error) {
 		}
 	}
 	return sum, nil
+}
+
+// prepare readies the first step: every appliance reports once (so
+// health knows it), the title tables, the first placement, the shards.
+func (sm *Sim) prepare(ctx context.Context) error {
+	t0 := sm.sc.Start
+	for _, a := range sm.st.apps {
+		sm.tracker.Report(a.id, t0, health.Report{})
+	}
+	sm.buildTitleTables(t0)
+	if err := sm.initialPlacement(ctx, t0); err != nil {
+		return err
+	}
+	sm.publishHealth(t0)
+	sm.shards = make([]*shard, nShards)
+	for i := range sm.shards {
+		sm.shards[i] = sm.newShard(i)
+	}
+	return nil
 }
 
 // runShards serves the step's sessions on the workers; each shard's

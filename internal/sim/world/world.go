@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	_ "time/tzdata" // metros name IANA zones; do not depend on the host having them
 
 	"gopkg.in/yaml.v3"
 
