@@ -197,14 +197,13 @@ func Build(in BuildInput) (*World, BuildStats, error) {
 
 	// Units: (AS, country). Eyeball weight from IPv4 space.
 	type unit struct {
-		asn      uint32
-		country  int
-		own4     float64
-		n6       int
-		weight   float64
-		subs     float64
-		access   bool
-		ownTotal float64
+		asn     uint32
+		country int
+		own4    float64
+		n6      int
+		weight  float64
+		subs    float64
+		access  bool
 	}
 	units := map[uint64]*unit{}
 	key := func(asn uint32, c int) uint64 { return uint64(asn)<<16 | uint64(c) }
