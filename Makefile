@@ -75,7 +75,10 @@ ROUTES ?= ../shared/data/routes
 world-data:
 	@scripts/world-data.sh $(WORLD_DATA)
 
-world: world-data
+world: world/world.yaml
+
+# Remove world/world.yaml to rebuild it (say, after editing the model).
+world/world.yaml: | world-data
 	$(GO) run ./cmd/ocdn sim world build --routes $(ROUTES)/full-table-prefixes.txt.gz \
 		--ip-location-db $(WORLD_DATA)/node_modules/@ip-location-db --out world/world.yaml
 

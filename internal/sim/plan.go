@@ -43,7 +43,9 @@ func (sm *Sim) initialPlacement(ctx context.Context, t0 time.Time) error {
 		return nil
 	}
 	if sm.sc.Prefill {
-		return sm.prefill(ctx, t0)
+		err := sm.prefill(ctx, t0)
+		clear(sm.results.siteFill) // prefill is before the first step's rows
+		return err
 	}
 	return nil
 }
