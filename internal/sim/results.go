@@ -157,9 +157,6 @@ func offload(src [nSrc]int64) float64 {
 
 // step records one step: merges the shards' counters in order.
 func (r *results) step(sm *Sim, t time.Time, shards []*shard, fill [nFill]int64) {
-	if !t.Before(r.dayStart.Add(24 * time.Hour)) {
-		r.finishDay(sm, t)
-	}
 	var c stepCounters
 	country := make([][nSrc]int64, len(sm.w.Countries))
 	countrySessions := make([]int64, len(sm.w.Countries))

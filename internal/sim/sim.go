@@ -299,6 +299,9 @@ func (sm *Sim) Run(ctx context.Context) (*Summary, error) {
 			return nil, err
 		}
 		t := t0.Add(time.Duration(k) * sc.Step)
+		if !t.Before(sm.results.dayStart.Add(24 * time.Hour)) {
+			sm.results.finishDay(sm, t) // before this step's sessions count
+		}
 		if err := sm.applyEvents(ctx, t); err != nil {
 			return nil, err
 		}
