@@ -79,3 +79,25 @@ bench-dns:
 	@scripts/install-deps.sh $(BENCH_PACKAGES)
 	$(GO) run ./scripts/benchdns
 	$(GO) test -run '^$$' -bench 'BenchmarkRespond' -benchmem ./internal/dns
+
+# The simulator's world (docs/sim.md): the npm IP-to-AS and IP-to-country
+# tables (never committed; CC BY 4.0), then a world built from them, the
+# full table in ../shared/data/routes and the tz database's zone.tab.
+WORLD_DATA ?= .cache/world-data
+ROUTES ?= ../shared/data/routes
+.PHONY: world-data world bench-sim
+world-data:
+	@scripts/world-data.sh $(WORLD_DATA)
+
+world: world/world.yaml
+
+# Remove world/world.yaml to rebuild it (say, after editing the model).
+world/world.yaml: | world-data
+	$(GO) run ./cmd/ocdn sim world build --routes $(ROUTES)/full-table-prefixes.txt.gz \
+		--ip-location-db $(WORLD_DATA)/node_modules/@ip-location-db --out world/world.yaml
+
+# One simulated day over that world against the issue's targets, the
+# per-core session rate and a determinism check; prints, asserts nothing.
+bench-sim: world
+	@scripts/install-deps.sh time:/usr/bin/time
+	@ROUTES=$(ROUTES) scripts/bench-sim.sh
