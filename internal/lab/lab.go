@@ -21,7 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
@@ -86,8 +85,6 @@ type Lab struct {
 	qoe      []player.Session
 	active   atomic.Int64
 	health   healthState
-	// states is the control plane's last answer of /v1/appliances.
-	states []api.ApplianceStatus
 }
 
 type labAppliance struct {
