@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/auth"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/daemon"
@@ -38,6 +39,12 @@ type plane struct {
 	base string
 	t    *testing.T
 }
+
+// applianceSecret mints the credentials the test's heartbeats carry, as
+// a deployment's appliance tokens are minted from appliance_secret_file.
+var applianceSecret = auth.NewSecret()
+
+const adminToken = "admin-token-0123456789"
 
 // writeFiles writes a catalog, keys and token files into dir.
 func writeFiles(t *testing.T, dir string, tokens map[string]string) {
@@ -62,12 +69,13 @@ func writeFiles(t *testing.T, dir string, tokens map[string]string) {
 func startPlane(t *testing.T) *plane {
 	t.Helper()
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"admin.token": "admin-token-0123456789", "viewer.token": viewerToken, "operator.token": operatorToken})
+	writeFiles(t, dir, map[string]string{"admin.token": adminToken, "viewer.token": viewerToken, "operator.token": operatorToken, "appliance.secret": applianceSecret.Encode()})
 	yaml := fmt.Sprintf(`listen: 127.0.0.1:0
 catalog: catalog.json
 origin_url: http://127.0.0.1:9
 key_file: keys.json
 admin_token_file: admin.token
+appliance_secret_file: appliance.secret
 viewer_token_file: viewer.token
 operator_token_file: operator.token
 heartbeat_interval: 1s
@@ -134,7 +142,13 @@ func (p *plane) beat(id string) error {
 	hb := api.Heartbeat{Appliance: id, BytesServed: 1234, BGP: []api.BGPSession{{Neighbor: "192.0.2.1", Family: "ipv4", State: "established"}},
 		Load: &api.Load{BitsPerSec: 1e6, CPU: 0.1}}
 	b, _ := json.Marshal(hb)
-	resp, err := http.Post(p.base+"/v1/heartbeat", "application/json", bytes.NewReader(b))
+	req, err := http.NewRequest(http.MethodPost, p.base+"/v1/heartbeat", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+applianceSecret.Mint(id, time.Now().Add(time.Hour)))
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
@@ -203,12 +217,22 @@ func (p *plane) login(c *http.Client, token string) string {
 func (p *plane) serving(id string) bool {
 	p.t.Helper()
 	var sts []api.ApplianceStatus
-	resp, err := http.Get(p.base + "/v1/appliances")
+	req, err := http.NewRequest(http.MethodGet, p.base+"/v1/appliances", nil)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		p.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	json.NewDecoder(resp.Body).Decode(&sts)
+	if resp.StatusCode != http.StatusOK {
+		p.t.Fatalf("GET /v1/appliances: %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&sts); err != nil {
+		p.t.Fatalf("GET /v1/appliances: %v", err)
+	}
 	for _, st := range sts {
 		if st.ID == id {
 			return st.Serving
