@@ -74,6 +74,12 @@ Shows progress on a terminal. Exits non-zero if any file was refused.`,
 			}
 			res, err := st.Import(ctx, cat, args[0], opts...)
 			bar.done()
+			// A clean checkpoint even after an interruption: what was
+			// imported was verified, and the appliance that opens this
+			// store then trusts it without re-hashing it.
+			if cerr := st.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("record the store's checkpoint: %w", cerr)
+			}
 			if err != nil {
 				return err
 			}
@@ -101,9 +107,12 @@ func newStoreVerifyCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify --store DIR",
 		Short: "Re-hash every object in a store and list any that are corrupt",
-		Long: `Re-hash every object in a store against the SHA-256 in its name and list the
-objects that no longer match, and any file that is not named like an object.
-It changes nothing and is safe to run on the store of a running appliance.
+		Long: `Re-hash every object in a store against the size and SHA-256 in its name and
+list the objects that no longer match, any that cannot be read, and any file
+that is not named like an object. It changes nothing and is safe to run on the
+store of a running appliance. Its verdicts are the appliance's: an object
+listed here is one the appliance quarantines when it checks it (at start, if
+the object changed since its last checkpoint, or when the scrubber reaches it).
 
 Prints "N objects verified, all good" and exits 0, or lists the bad files and
 exits non-zero. Shows progress on a terminal.`,

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,7 +10,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/pflag"
 
+	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/daemon"
 )
 
 // storeFixture writes SRC/title/file files and their catalog.
@@ -86,6 +89,93 @@ func TestStoreImportAndVerifyCommands(t *testing.T) {
 	}
 	if !strings.HasPrefix(errOut, "refused t2/audio.mp4: ") || !strings.Contains(out, "imported 2 files") {
 		t.Errorf("store import with a bad file printed\nstdout %q\nstderr %q", out, errOut)
+	}
+}
+
+// TestStoreVerifyAgreesWithAppliance: on one damaged store, `ocdn store
+// verify` lists exactly the objects an appliance opening that store
+// quarantines, for the same reasons (they share one check), and an
+// object merely touched (its ctime moved) is re-hashed by the appliance,
+// found good and kept.
+func TestStoreVerifyAgreesWithAppliance(t *testing.T) {
+	src, catalogFile := storeFixture(t)
+	st := filepath.Join(t.TempDir(), "store")
+	if _, errOut, err := runCLI(t, "store", "import", "--store", st, "--catalog", catalogFile, src); err != nil {
+		t.Fatalf("store import = %v\n%s", err, errOut)
+	}
+	object := func(name string) string {
+		t.Helper()
+		m, _ := filepath.Glob(filepath.Join(st, "objects", "*", "*", name+"~*"))
+		if len(m) != 1 {
+			t.Fatalf("object files for %s: %q", name, m)
+		}
+		return m[0]
+	}
+	if err := os.Truncate(object("video.mp4"), 4000); err != nil {
+		t.Fatal(err)
+	}
+	audio := object("audio.mp4")
+	b, _ := os.ReadFile(audio)
+	b[2] ^= 0x20
+	if err := os.WriteFile(audio, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(object("index.m3u8"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stray := filepath.Join(st, "objects", "notes.txt")
+	os.WriteFile(stray, []byte("an operator's notes"), 0o644)
+
+	out, _, err := runCLI(t, "store", "verify", "--store", st)
+	if err == nil {
+		t.Fatalf("store verify of a damaged store = nil error; printed %q", out)
+	}
+	verdicts := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		path, reason, ok := strings.Cut(strings.TrimPrefix(line, "BAD "), ": ")
+		if !ok {
+			t.Fatalf("store verify printed %q", line)
+		}
+		verdicts[path] = reason
+	}
+	if !strings.HasPrefix(verdicts[stray], "unexpected file") {
+		t.Errorf("store verify says of the stray %q, want an unexpected file", verdicts[stray])
+	}
+	delete(verdicts, stray) // the appliance ignores it, serving nothing from it
+
+	// The appliance as an operator starts it (standalone, from a config).
+	keyFile := filepath.Join(t.TempDir(), "keys.json")
+	mustOCDN(t, "urlsign", "keygen", "--out", keyFile)
+	var cfg config.ApplianceDaemon
+	yaml := fmt.Sprintf("standalone: true\nlisten: %s\nstore: %s\nkey_file: %s\n", freeAddr(t, "127.0.0.1"), st, keyFile)
+	if err := config.Decode("standalone.yaml", []byte(yaml), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	d, err := daemon.NewAppliance(&cfg, daemon.Hooks{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := d.Appliance()
+	defer a.Kill()
+	rep := a.Store().Opened()
+	quarantined := map[string]string{}
+	for _, p := range rep.Quarantined {
+		quarantined[p.Path] = p.Reason
+	}
+	if diff := cmp.Diff(verdicts, quarantined); diff != "" {
+		t.Errorf("store verify's verdicts (-) differ from the appliance's quarantine (+):\n%s", diff)
+	}
+	if len(quarantined) != 2 || rep.Rehashed != 1 || rep.Trusted != 0 {
+		t.Errorf("appliance opened the store with %+v; want 2 quarantined and the touched playlist re-hashed", rep)
+	}
+	if want := "size 4000, want 5000"; verdicts["t1/video.mp4"] != want {
+		t.Errorf("truncated video judged %q, want %q", verdicts["t1/video.mp4"], want)
+	}
+
+	// What the appliance left is what verify now passes: only the stray.
+	out, _, _ = runCLI(t, "store", "verify", "--store", st)
+	if !strings.HasPrefix(out, "BAD "+stray) || strings.Count(out, "BAD ") != 1 {
+		t.Errorf("store verify after the appliance quarantined = %q, want the stray only", out)
 	}
 }
 

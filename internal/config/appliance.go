@@ -14,6 +14,10 @@ type ApplianceDaemon struct {
 	// Listen is where content is served: one address or a list (an IPv4
 	// and an IPv6 address).
 	Listen AddrList `yaml:"listen,omitempty"`
+	// OpsListen serves /metrics, /healthz and /v1/status to operators;
+	// they are not on the content port (which answers /healthz only).
+	// Empty: not served.
+	OpsListen AddrList `yaml:"ops_listen,omitempty"`
 	// ControlURLs are the control plane's replicas, tried in order with
 	// failover.
 	ControlURLs []string `yaml:"control_urls,omitempty"`
@@ -40,9 +44,10 @@ type ApplianceDaemon struct {
 	// MaxQueuedReports bounds the heartbeat records kept while the
 	// control plane is unreachable (default a day at 5 s).
 	MaxQueuedReports int `yaml:"max_queued_reports,omitempty"`
-	// ScrubRate is how fast the scrubber re-hashes stored objects, e.g.
-	// "20MB" per second; 0 turns it off.
-	ScrubRate ByteSize `yaml:"scrub_rate,omitempty"`
+	// ScrubRate is how fast the scrubber re-hashes stored objects, in
+	// bytes per second (default store.DefaultScrubRate, 40MB); 0 turns it
+	// off.
+	ScrubRate *ByteSize `yaml:"scrub_rate,omitempty"`
 	// DrainGrace: after SIGTERM, keep accepting connections this long
 	// while reporting draining (default 10s); DrainTimeout: then let
 	// in-flight transfers run this long (default 5m).
@@ -139,6 +144,11 @@ func (c *ApplianceDaemon) Validate() error {
 	if err := c.Listen.validate("listen", false); err != nil {
 		return err
 	}
+	if len(c.OpsListen) > 0 {
+		if err := c.OpsListen.validate("ops_listen", true); err != nil {
+			return err
+		}
+	}
 	switch {
 	case c.Standalone && (len(c.ControlURLs) > 0 || c.BGP != nil):
 		return Errf("standalone", "a standalone appliance has no control_urls and no bgp section")
@@ -162,7 +172,7 @@ func (c *ApplianceDaemon) Validate() error {
 	if c.ThroughputMbps < 0 || c.ThroughputMbps > 1e7 {
 		return Errf("throughput_mbps", "%g is not between 0 and 10,000,000", c.ThroughputMbps)
 	}
-	if c.ScrubRate < 0 || c.Fill.Rate < 0 || c.Fill.OutOfCycleBudget < 0 {
+	if (c.ScrubRate != nil && *c.ScrubRate < 0) || c.Fill.Rate < 0 || c.Fill.OutOfCycleBudget < 0 {
 		return Errf("scrub_rate/fill.rate/fill.out_of_cycle_budget", "must not be negative")
 	}
 	if c.MaxQueuedReports < 0 {
@@ -293,7 +303,7 @@ type Origin struct {
 
 // Validate implements Validator.
 func (c *Origin) Validate() error {
-	if err := c.Listen.validate("listen", false); err != nil {
+	if err := c.Listen.validate("listen", true); err != nil {
 		return err
 	}
 	if c.Catalog == "" {

@@ -130,7 +130,7 @@ func setUp(t *testing.T) *cdn {
 	t.Logf("network of %d hosts up (%s) in %v", len(c.h), n.Tag(), time.Since(start).Round(time.Millisecond))
 
 	// The database host.
-	dsn := pgtest.StartWith(t, pgtest.Options{Dir: filepath.Join(n.Dir(), "db"), Netns: c.h["db"].Name(), Listen: dbAddr})
+	dsn := pgtest.StartWith(t, pgtest.Options{Dir: filepath.Join(n.Dir(), "db"), Netns: c.h["db"].Name(), Listen: dbAddr}).DSN
 	c.cfg = writeConfigs(t, filepath.Join(n.Dir(), "etc"), dsn)
 	// Credentials and content, as an operator makes them.
 	c.ocdn("catalog", "synth", "--titles", "3", "--duration", "8s", "--ladder", "400,1000", "--audio-kbps", "0", "-o", c.cfg.catalog)

@@ -252,9 +252,11 @@ func (a *Agent) Pass(ctx context.Context) (err error) {
 	return ctx.Err()
 }
 
+// holds counts objects the store is still re-verifying after a restart:
+// downloading them again would double the work, and one that fails is
+// quarantined and then fetched by the next pass.
 func (a *Agent) holds(f content.File) bool {
-	e, ok := a.cfg.Store.Lookup(f.Path)
-	return ok && e.SHA256 == f.SHA256
+	return a.cfg.Store.Holds(f.Path, f.SHA256)
 }
 
 func (a *Agent) spendOutOfCycle(n int64) bool {

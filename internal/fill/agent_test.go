@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/store"
+	"github.com/ocdn/ocdn/internal/store/storetest"
 )
 
 type fakeControl struct {
@@ -421,5 +423,68 @@ func TestFullDiskStopsCleanly(t *testing.T) {
 	}
 	if !bytes.Equal(stored(t, st, fo), old) || !bytes.Equal(stored(t, st, fa), a) {
 		t.Error("stored files are not intact and readable after the disk filled")
+	}
+}
+
+// TestCorruptOnDiskIsRefilled is the whole cycle of issue 19's bullet on
+// the fill side: objects truncated and bit-flipped on disk while the
+// appliance was down are quarantined when the store opens, are not served,
+// are downloaded again by the next pass (and only they), and are served
+// with the right bytes.
+func TestCorruptOnDiskIsRefilled(t *testing.T) {
+	data := map[string][]byte{}
+	var files []content.File
+	for i, p := range []string{"t1/a.mp4", "t1/b.mp4", "t1/c.mp4"} {
+		data[p] = payload(200<<10, byte(10+i))
+		files = append(files, file(p, data[p]))
+	}
+	var originHits atomic.Int64
+	origin := server(t, data, &originHits)
+	var fillFiles []api.FillFile
+	for _, f := range files {
+		fillFiles = append(fillFiles, api.FillFile{File: f, Sources: []api.FillSource{{URL: origin.URL + "/o/" + f.Path, Tier: api.TierOrigin}}})
+	}
+	ctl := &fakeControl{manifest: manifestOf(files...), plan: plan(fillFiles...)}
+	root := t.TempDir()
+	st, err := store.Open(root, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := New(Config{Appliance: "a1", Store: st, Control: ctl, Clock: inWindow}).Pass(context.Background()); err != nil {
+		t.Fatalf("first Pass() = %v", err)
+	}
+	st.Close() // the appliance stops cleanly
+
+	// While it is down, b is truncated and one bit of c flips.
+	if err := os.Truncate(storetest.ObjectFile(root, files[1]), 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := storetest.FlipBit(storetest.ObjectFile(root, files[2]), 150_000); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err = store.Open(root, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := st.Opened().Quarantined; len(q) != 2 {
+		t.Errorf("Opened().Quarantined = %+v, want b and c", q)
+	}
+	for _, f := range files[1:] {
+		if _, _, err := st.Open(f.Path); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Open(%s) after corruption = %v, want ErrNotFound", f.Path, err)
+		}
+	}
+	hits := originHits.Load()
+	if err := New(Config{Appliance: "a1", Store: st, Control: ctl, Clock: inWindow}).Pass(context.Background()); err != nil {
+		t.Fatalf("Pass() after restart = %v", err)
+	}
+	if got := originHits.Load() - hits; got != 2 {
+		t.Errorf("refill asked the origin %d times, want 2 (b and c only)", got)
+	}
+	for _, f := range files {
+		if !bytes.Equal(stored(t, st, f), data[f.Path]) {
+			t.Errorf("%s: store serves bytes that are not the file's", f.Path)
+		}
 	}
 }

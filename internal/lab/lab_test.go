@@ -2,6 +2,10 @@ package lab
 
 import (
 	"context"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -33,6 +37,42 @@ func TestLabRunFailsOverAndReports(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run = %v", err)
 	}
+	checkReport(t, sc, rep)
+}
+
+// TestLabProcesses runs the same scenario with every daemon as its own
+// ocdn process, started from the compiled config files, and checks the
+// same figures.
+func TestLabProcesses(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "ocdn")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/ocdn/ocdn/cmd/ocdn").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/ocdn: %v\n%s", err, out)
+	}
+	sc := testScenario(t)
+	// Addresses of its own, apart from the in-process test's.
+	for i := range sc.Appliances {
+		b := sc.Appliances[i].Address.Addr().As4()
+		b[2] += 10
+		sc.Appliances[i].Address.AddrPort = netip.AddrPortFrom(netip.AddrFrom4(b), sc.Appliances[i].Address.Port())
+	}
+	work := t.TempDir()
+	rep, err := New(sc, Options{Processes: true, Binary: bin, WorkDir: work}).Run(context.Background())
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	checkReport(t, sc, rep)
+	if t.Failed() {
+		for _, name := range []string{"control", "origin", "appliance-ams-a-2"} {
+			b, _ := os.ReadFile(filepath.Join(work, "logs", name+".log"))
+			t.Logf("%s.log:\n%s", name, lastLines(b, 30))
+		}
+	}
+}
+
+// checkReport checks a run of testScenario: what the lab report must show
+// whichever way the daemons ran.
+func checkReport(t *testing.T, sc *Scenario, rep *Report) {
+	t.Helper()
 	s := rep.Sessions
 	if s.Completed < 10 || s.Failed != 0 {
 		t.Errorf("sessions = %+v, want ≥ 10 completed and none failed", s)

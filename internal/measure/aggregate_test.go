@@ -79,7 +79,16 @@ func TestCloseLeaksNoGoroutines(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A goroutine of an earlier test (an HTTP server's connection, say)
+	// may still be on its way out on a loaded machine: wait for the count
+	// to settle; a leak of Close never settles.
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		runtime.Gosched()
+		time.Sleep(10 * time.Millisecond)
+	}
 	if after := runtime.NumGoroutine(); after > before {
-		t.Errorf("goroutines: %d before, %d after three Open/Close cycles", before, after)
+		buf := make([]byte, 1<<16)
+		t.Errorf("goroutines: %d before, %d after three Open/Close cycles:\n%s", before, after, buf[:runtime.Stack(buf, true)])
 	}
 }

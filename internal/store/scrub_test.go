@@ -5,13 +5,17 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/ocdn/ocdn/internal/store"
+	"github.com/ocdn/ocdn/internal/store/storetest"
 )
 
 func TestScrubOnceQuarantinesCorruptObjects(t *testing.T) {
@@ -21,8 +25,8 @@ func TestScrubOnceQuarantinesCorruptObjects(t *testing.T) {
 	bad := put(t, s, "t1/b.mp4", bytes.Repeat([]byte("b"), 300<<10))
 	gone := put(t, s, "t2/c.mp4", []byte("deleted behind the store's back"))
 	good2 := put(t, s, "t2/d.mp4", []byte("d"))
-	flipByte(t, objectFile(root, bad), 200<<10)
-	if err := os.Remove(objectFile(root, gone)); err != nil {
+	flipByte(t, storetest.ObjectFile(root, bad), 200<<10)
+	if err := os.Remove(storetest.ObjectFile(root, gone)); err != nil {
 		t.Fatal(err)
 	}
 	_, _, gen := s.Usage()
@@ -51,7 +55,7 @@ func TestScrubOnceQuarantinesCorruptObjects(t *testing.T) {
 	if len(q) != 1 || filepath.Dir(q[0]) != "t1" {
 		t.Errorf("quarantine/ holds %q, want the one corrupt file under t1/", q)
 	}
-	if _, err := os.Stat(objectFile(root, bad)); !os.IsNotExist(err) {
+	if _, err := os.Stat(storetest.ObjectFile(root, bad)); !os.IsNotExist(err) {
 		t.Errorf("corrupt object still in objects/: %v", err)
 	}
 	st := s.ScrubStats()
@@ -82,7 +86,7 @@ func TestScrubPacesReads(t *testing.T) {
 			total += put(t, s, p, bytes.Repeat([]byte(p), 128<<10)).Size // 512 KiB each
 		}
 		bad := file("t1/c", bytes.Repeat([]byte("t1/c"), 128<<10))
-		flipByte(t, objectFile(root, bad), 1)
+		flipByte(t, storetest.ObjectFile(root, bad), 1)
 
 		const rate = 256 << 10 // bytes per second
 		const burst = 256 << 10
@@ -121,5 +125,36 @@ func TestScrubRejectsBadRate(t *testing.T) {
 	s := open(t, t.TempDir(), 0)
 	if err := s.Scrub(context.Background(), 0); err == nil {
 		t.Error("Scrub(rate 0) = nil, want an error")
+	}
+}
+
+// TestMetricNames lints the store's metrics: Prometheus conventions, the
+// ocdn_store_ prefix, and a unit (or _objects, a count) at the end.
+func TestMetricNames(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(open(t, t.TempDir(), 0).Collectors()...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("metric %s: %s", p.Metric, p.Text)
+	}
+	for _, mf := range mfs {
+		name := mf.GetName()
+		if !strings.HasPrefix(name, "ocdn_store_") {
+			t.Errorf("metric %s: want prefix ocdn_store_", name)
+		}
+		ok := false
+		for _, u := range []string{"_total", "_bytes", "_seconds", "_objects"} {
+			ok = ok || strings.HasSuffix(name, u)
+		}
+		if !ok {
+			t.Errorf("metric %s: name should end in a unit", name)
+		}
 	}
 }

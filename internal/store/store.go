@@ -1,8 +1,3 @@
-// Package store provides an appliance's on-disk object store. Objects are
-// addressed by their catalog path (title/file) and kept in a sharded layout
-// that no request can escape. A write goes to a temporary file, is fsynced,
-// checked against the catalog SHA-256 and only then renamed into place, so
-// a crash at any moment never leaves a partial or wrong object visible.
 package store
 
 import (
@@ -19,7 +14,10 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/ocdn/ocdn/internal/atomicfile"
 	"github.com/ocdn/ocdn/internal/content"
 )
 
@@ -32,11 +30,38 @@ var (
 	ErrReadOnly     = errors.New("store opened read-only")
 )
 
+// openVerifyBytes is how much Open re-hashes itself before it returns, so
+// that the few objects a crash leaves in doubt are served from the first
+// request on; the rest are left to Run. 64 MiB is well under a second
+// from any disk. A variable only so tests can exercise the background path.
+var openVerifyBytes int64 = 64 << 20
+
 // Entry describes one stored object.
 type Entry struct {
 	Path   string `json:"path"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+}
+
+// OpenReport says what Open found and did.
+type OpenReport struct {
+	// Clean says the previous run recorded a clean shutdown.
+	Clean bool `json:"clean"`
+	// Checkpoint is the file-system time from which objects were treated
+	// as possibly changed; zero when it was unknown and every object was.
+	Checkpoint time.Time `json:"checkpoint"`
+	// Why is set when every object had to be re-hashed: no checkpoint,
+	// an unreadable one, or a clock that went backwards.
+	Why     string `json:"why,omitempty"`
+	Objects int    `json:"objects"` // object files found
+	Trusted int    `json:"trusted"` // unchanged since the checkpoint: served at once
+	// Rehashed were re-hashed by Open itself; Pending are left to Run
+	// and are not served until it has verified them.
+	Rehashed int `json:"rehashed"`
+	Pending  int `json:"pending"`
+	// Quarantined failed their size check or re-hash.
+	Quarantined []Problem     `json:"quarantined,omitempty"`
+	Duration    time.Duration `json:"duration_ns"`
 }
 
 // Store is safe for concurrent use.
@@ -49,24 +74,57 @@ type Store struct {
 	// operator can inspect the store of a running appliance.
 	readOnly bool
 
-	mu       sync.RWMutex
-	index    map[string]Entry
-	used     int64
-	reserved int64    // bytes promised to writers in progress
-	gen      uint64   // bumped on every change, so reporters can send only news
-	strays   []string // files in objects/ that are not named like objects
+	mu sync.RWMutex
+	// index holds the verified objects: the ones served and reported as
+	// held. pending holds objects on disk that may have changed since
+	// they were verified; they are not served until re-hashed. A path is
+	// in at most one of the two.
+	index   map[string]Entry
+	pending map[string]Entry
+	// legacy maps paths to files still named the old way (no size); only
+	// a read-only store has any, since Open renames them.
+	legacy   map[string]string
+	used     int64 // bytes of indexed and pending objects
+	reserved int64 // bytes promised to writers in progress
+	// gen is bumped whenever the served set changes, so reporters can
+	// send only news. It starts at a value unique to this open (the
+	// time), never at 0: a restarted appliance whose store changed while
+	// down (quarantine at open) must not claim the generation its
+	// previous process reported, nor the 0 a control plane assumes for
+	// an appliance it has never heard the held set of.
+	gen    uint64
+	strays []string // files in objects/ that are not named like objects
+
+	// urgent carries pending paths a client asked for, so that the
+	// verifier takes them first.
+	urgent chan string
+
+	ckMu         sync.Mutex // serializes checkpoints
+	ck           checkpointState
+	checkpointAt atomic.Int64 // ck.Checkpoint in Unix ns, for the metric
+	opened       OpenReport
 
 	scrub scrubCounters
 }
 
-// Open opens (creating if needed) the store under root. Leftover temporary
-// files from a crash are removed; objects are indexed from their names.
-// capacity ≤ 0 means unlimited.
-func Open(root string, capacity int64, logger *slog.Logger) (*Store, error) {
+func newStore(root string, capacity int64, logger *slog.Logger, readOnly bool) *Store {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{root: root, capacity: capacity, log: logger.With("component", "store"), index: map[string]Entry{}}
+	return &Store{root: root, capacity: capacity, readOnly: readOnly, log: logger.With("component", "store"),
+		gen:   uint64(time.Now().UnixNano()),
+		index: map[string]Entry{}, pending: map[string]Entry{}, legacy: map[string]string{}, urgent: make(chan string, 64)}
+}
+
+// Open opens (creating if needed) the store under root, ready to serve.
+// Writes a crash left unfinished are removed; objects are indexed from
+// their names; an object whose size differs from the one in its name is
+// quarantined; objects that may have changed since the last checkpoint
+// are re-hashed (up to openVerifyBytes here, the rest by Run) and not
+// served until they pass. capacity ≤ 0 means unlimited.
+func Open(root string, capacity int64, logger *slog.Logger) (*Store, error) {
+	start := time.Now()
+	s := newStore(root, capacity, logger, false)
 	for _, d := range []string{s.objectsDir(), s.tmpDir(), s.quarantineDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
@@ -78,25 +136,79 @@ func Open(root string, capacity int64, logger *slog.Logger) (*Store, error) {
 	if err := os.MkdirAll(s.tmpDir(), 0o755); err != nil {
 		return nil, err
 	}
-	if err := s.scan(); err != nil {
+	rep := &s.opened
+	prev, err := s.readCheckpoint()
+	s.ck = prev
+	s.checkpointAt.Store(unixNano(prev.Checkpoint))
+	rep.Clean, rep.Checkpoint = prev.Clean, prev.Checkpoint
+	now, nowErr := s.fsNow()
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		rep.Why = "no checkpoint.json"
+	case err != nil:
+		rep.Why = err.Error()
+	case prev.Checkpoint.IsZero():
+		rep.Why = "no checkpoint recorded"
+	case nowErr != nil:
+		rep.Why = "cannot read the file system clock: " + nowErr.Error()
+	case now.Before(prev.Checkpoint):
+		// Change times are only comparable on a clock that did not go
+		// back; if it did, nothing can be trusted unread.
+		rep.Why = fmt.Sprintf("the file system clock (%s) is behind the checkpoint (%s)",
+			now.Format(time.RFC3339Nano), prev.Checkpoint.Format(time.RFC3339Nano))
+	}
+	if rep.Why != "" {
+		rep.Checkpoint = time.Time{}
+	}
+	since := rep.Checkpoint
+	if err := s.scan(func(ctime time.Time) bool { return since.IsZero() || !ctime.Before(since) }); err != nil {
 		return nil, err
+	}
+	rep.Pending = len(s.pending)
+	if err := s.verifyAtOpen(); err != nil {
+		return nil, err
+	}
+	rep.Pending = len(s.pending)
+	rep.Trusted = len(s.index) - rep.Rehashed
+	// Before anything is served: record that this run has not ended
+	// cleanly, and move the checkpoint if nothing is left pending.
+	if err := s.checkpoint(false); err != nil {
+		s.log.Error("store checkpoint failed; a crash now re-hashes more", "err", err)
+	}
+	rep.Duration = time.Since(start)
+	args := []any{"objects", rep.Objects, "trusted", rep.Trusted, "rehashed", rep.Rehashed,
+		"pending", rep.Pending, "quarantined", len(rep.Quarantined), "clean_shutdown", rep.Clean, "duration", rep.Duration}
+	switch {
+	case rep.Why != "" && rep.Objects > 0:
+		s.log.Warn("store opened; every object re-verified before it is served", append(args, "why", rep.Why)...)
+	case rep.Rehashed+rep.Pending+len(rep.Quarantined) > 0:
+		s.log.Info("store opened; objects changed since the last checkpoint re-verified", append(args, "checkpoint", rep.Checkpoint)...)
+	default: // the usual start: quiet, so a command-line tool stays so
+		s.log.Debug("store opened", append(args, "checkpoint", rep.Checkpoint)...)
 	}
 	return s, nil
 }
 
+// unixNano is t in Unix nanoseconds, 0 for the zero time (which UnixNano
+// leaves undefined).
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
 // OpenReadOnly opens an existing store for inspection (List, Lookup, Open,
 // Verify) without touching anything on disk: partial writes stay, nothing
-// is created or removed. It is safe to use on the store of a running
-// appliance; objects that appliance removes meanwhile are simply skipped.
+// is created, renamed or removed, and every object is listed as it is
+// named. It is safe to use on the store of a running appliance; objects
+// that appliance removes meanwhile are simply skipped.
 func OpenReadOnly(root string, logger *slog.Logger) (*Store, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	s := &Store{root: root, readOnly: true, log: logger.With("component", "store"), index: map[string]Entry{}}
+	s := newStore(root, 0, logger, true)
 	if info, err := os.Stat(s.objectsDir()); err != nil || !info.IsDir() {
 		return nil, fmt.Errorf("%s is not an ocdn store (no objects/ directory)", root)
 	}
-	if err := s.scan(); err != nil {
+	if err := s.scan(func(time.Time) bool { return false }); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -105,72 +217,144 @@ func OpenReadOnly(root string, logger *slog.Logger) (*Store, error) {
 // Root is the directory the store lives in.
 func (s *Store) Root() string { return s.root }
 
-func (s *Store) objectsDir() string    { return filepath.Join(s.root, "objects") }
-func (s *Store) tmpDir() string        { return filepath.Join(s.root, "tmp") }
-func (s *Store) quarantineDir() string { return filepath.Join(s.root, "quarantine") }
-
-// objectFile is where an object lives: objects/<first two hex digits of its
-// hash>/<title>/<file>~<sha256>. Keeping the hash in the name lets the
-// index be rebuilt from a directory listing and makes verification need no
-// catalog.
-func (s *Store) objectFile(e Entry) string {
-	title, file, _ := strings.Cut(e.Path, "/")
-	return filepath.Join(s.objectsDir(), e.SHA256[:2], title, file+"~"+e.SHA256)
+// Opened reports what Open found and did.
+func (s *Store) Opened() OpenReport {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r := s.opened
+	r.Quarantined = append([]Problem(nil), r.Quarantined...)
+	return r
 }
 
-func (s *Store) scan() error {
+// scan indexes objects/ by name. suspect says, from a file's change time,
+// whether the object may have changed since it was verified; such objects
+// go to pending. A writable store quarantines an object whose size is
+// not the one in its name and renames legacy names; a read-only one
+// indexes everything as found, for Verify to judge.
+func (s *Store) scan(suspect func(ctime time.Time) bool) error {
 	return filepath.WalkDir(s.objectsDir(), func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		e, ok := s.parseName(p)
-		if !ok {
+		rel, err := filepath.Rel(s.objectsDir(), p)
+		if err != nil {
+			return err
+		}
+		e, legacy, ok := parseObjectName(filepath.ToSlash(rel))
+		if !ok || !d.Type().IsRegular() {
+			// A symlink named like an object could make the edge serve
+			// any file on the machine.
 			s.log.Warn("ignoring unexpected file in store", "file", p)
 			s.strays = append(s.strays, p)
 			return nil
 		}
 		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed since listed (read-only, beside a running appliance)
+		}
 		if err != nil {
 			return err
 		}
-		e.Size = info.Size()
-		if old, dup := s.index[e.Path]; dup {
-			// Two versions of one path: a crash between publishing the new
-			// one and removing the old. Both are verified content; keep
-			// one so the index stays a function of the path.
-			s.log.Warn("two versions of one object; keeping one", "path", e.Path)
-			if !s.readOnly {
-				s.dropFile(old)
+		ctime := changeTime(info)
+		s.opened.Objects++
+		pend := suspect(ctime)
+		switch {
+		case legacy && s.readOnly:
+			e.Size = info.Size()
+		case legacy:
+			// Written before sizes joined names: its size was never
+			// checked against anything, so it is re-hashed under its
+			// new name.
+			e.Size = info.Size()
+			if err := os.Rename(p, s.objectFile(e)); err != nil {
+				s.log.Warn("cannot rename object to the current layout; ignoring it", "file", p, "err", err)
+				s.strays = append(s.strays, p)
+				return nil
 			}
-			s.used -= old.Size
+			pend = true
+		case info.Size() != e.Size && !s.readOnly:
+			reason := sizeVerdict(info.Size(), e.Size)
+			s.moveToQuarantine(p, e, reason)
+			s.scrub.quarantined.Add(1)
+			s.opened.Quarantined = append(s.opened.Quarantined, Problem{Path: e.Path, Reason: reason})
+			return nil
 		}
-		s.index[e.Path] = e
+		if !s.keepNewer(e, ctime) {
+			return nil
+		}
+		if legacy && s.readOnly {
+			s.legacy[e.Path] = p
+		}
+		if pend && !s.readOnly {
+			s.pending[e.Path] = e
+		} else {
+			s.index[e.Path] = e
+		}
 		s.used += e.Size
 		return nil
 	})
 }
 
-func (s *Store) parseName(p string) (Entry, bool) {
-	rel, err := filepath.Rel(s.objectsDir(), p)
-	if err != nil {
-		return Entry{}, false
+// keepNewer resolves two files for one path, left by a crash between
+// publishing a new version and removing the old: the one changed last is
+// the newer version. It reports whether e (changed at ctime) is kept.
+func (s *Store) keepNewer(e Entry, ctime time.Time) bool {
+	old, inIndex := s.index[e.Path]
+	if !inIndex {
+		var ok bool
+		if old, ok = s.pending[e.Path]; !ok {
+			return true
+		}
 	}
-	parts := strings.Split(filepath.ToSlash(rel), "/")
-	if len(parts) != 3 {
-		return Entry{}, false
+	if old == e && s.legacy[e.Path] == "" {
+		return false // the same file, met again after a legacy name was renamed to it
 	}
-	file, sum, ok := strings.Cut(parts[2], "~")
-	if !ok || len(sum) != 64 || parts[0] != sum[:2] {
-		return Entry{}, false
+	oldFile := s.fileOf(old)
+	oldInfo, err := os.Stat(oldFile)
+	keep := err != nil || !changeTime(oldInfo).After(ctime)
+	loser := old
+	if !keep {
+		loser = e
 	}
-	if _, err := hex.DecodeString(sum); err != nil {
-		return Entry{}, false
+	s.log.Warn("two versions of one object; keeping the newer", "path", e.Path, "dropped_sha256", loser.SHA256)
+	if !keep {
+		if !s.readOnly {
+			s.dropFile(e)
+		}
+		return false
 	}
-	path := parts[1] + "/" + file
-	if content.ValidatePath(path) != nil {
-		return Entry{}, false
+	delete(s.index, old.Path)
+	delete(s.pending, old.Path)
+	delete(s.legacy, old.Path)
+	s.used -= old.Size
+	if !s.readOnly {
+		if err := os.Remove(oldFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Error("remove object file", "path", old.Path, "err", err)
+		}
 	}
-	return Entry{Path: path, SHA256: sum}, true
+	return true
+}
+
+// verifyAtOpen re-hashes pending objects in path order, each that still
+// fits in what is left of openVerifyBytes.
+func (s *Store) verifyAtOpen() error {
+	budget := openVerifyBytes
+	for _, e := range s.pendingList() {
+		if e.Size > budget {
+			continue
+		}
+		budget -= e.Size
+		bad, err := s.verifyOne(context.Background(), e)
+		if err != nil {
+			return err
+		}
+		if bad != nil {
+			s.opened.Quarantined = append(s.opened.Quarantined, *bad)
+		} else if _, ok := s.index[e.Path]; ok {
+			s.opened.Rehashed++
+		}
+	}
+	return nil
 }
 
 // Put stores the content of f read from r. It succeeds only if exactly
@@ -218,7 +402,7 @@ func copyCtx(ctx context.Context, dst io.Writer, src io.Reader) (int64, error) {
 type Writer struct {
 	s    *Store
 	f    content.File
-	tmp  *os.File
+	tmp  *atomicfile.File
 	hash interface {
 		io.Writer
 		Sum([]byte) []byte
@@ -228,7 +412,8 @@ type Writer struct {
 }
 
 // NewWriter starts writing f. It returns (nil, nil) when the object is
-// already stored with the same hash.
+// already stored, verified, with the same hash. A copy pending
+// verification is replaced by what is written.
 func (s *Store) NewWriter(f content.File) (*Writer, error) {
 	if err := content.ValidatePath(f.Path); err != nil {
 		return nil, err
@@ -259,7 +444,7 @@ func (s *Store) NewWriter(f content.File) (*Writer, error) {
 	}
 	s.reserved += f.Size
 	s.mu.Unlock()
-	tmp, err := os.CreateTemp(s.tmpDir(), "put-*")
+	tmp, err := atomicfile.CreateTemp(s.tmpDir(), "put-*")
 	if err != nil {
 		s.release(f.Size)
 		return nil, err
@@ -271,18 +456,6 @@ func (s *Store) release(n int64) {
 	s.mu.Lock()
 	s.reserved -= n
 	s.mu.Unlock()
-}
-
-func isLowerHex64(h string) bool {
-	if len(h) != 64 {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		if c := h[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // Write implements io.Writer.
@@ -303,41 +476,42 @@ func (w *Writer) Commit() error {
 	}
 	w.done = true
 	defer w.s.release(w.f.Size)
-	defer os.Remove(w.tmp.Name())
-	defer w.tmp.Close()
+	defer w.tmp.Abort() // a no-op once published
 	if w.n != w.f.Size {
 		return fmt.Errorf("%s: got %d of %d bytes: %w", w.f.Path, w.n, w.f.Size, ErrSizeMismatch)
 	}
 	if got := hex.EncodeToString(w.hash.Sum(nil)); got != w.f.SHA256 {
 		return fmt.Errorf("%s: sha256 %s, want %s: %w", w.f.Path, got, w.f.SHA256, ErrHashMismatch)
 	}
-	if err := w.tmp.Sync(); err != nil {
-		return err
-	}
-	return w.s.publish(w.tmp.Name(), Entry{Path: w.f.Path, Size: w.n, SHA256: w.f.SHA256})
+	return w.s.publish(w.tmp, Entry{Path: w.f.Path, Size: w.n, SHA256: w.f.SHA256})
 }
 
 // Abort discards an unfinished write.
 func (w *Writer) Abort() {
 	if !w.done {
 		w.done = true
-		w.tmp.Close()
-		os.Remove(w.tmp.Name())
+		w.tmp.Abort()
 		w.s.release(w.f.Size)
 	}
 }
 
-func (s *Store) publish(tmpName string, e Entry) error {
+func (s *Store) publish(tmp *atomicfile.File, e Entry) error {
 	final := s.objectFile(e)
 	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
 		return err
 	}
-	if err := os.Rename(tmpName, final); err != nil {
+	if err := tmp.Commit(final); errors.Is(err, atomicfile.ErrDirSync) {
+		// Visible and verified; a crash may lose it, never tear it.
+		s.log.Warn("object published but its directory could not be synced", "path", e.Path, "err", err)
+	} else if err != nil {
 		return err
 	}
-	syncDir(filepath.Dir(final))
 	s.mu.Lock()
 	old, had := s.index[e.Path]
+	if !had {
+		old, had = s.pending[e.Path]
+		delete(s.pending, e.Path)
+	}
 	s.index[e.Path] = e
 	s.used += e.Size
 	if had {
@@ -345,19 +519,10 @@ func (s *Store) publish(tmpName string, e Entry) error {
 	}
 	s.gen++
 	s.mu.Unlock()
-	if had && old.SHA256 != e.SHA256 {
+	if had && old != e {
 		s.dropFile(old)
 	}
 	return nil
-}
-
-// syncDir makes a rename durable; failure only weakens durability, not
-// correctness, so it is not an error.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
 
 func (s *Store) dropFile(e Entry) {
@@ -367,30 +532,93 @@ func (s *Store) dropFile(e Entry) {
 }
 
 // Open returns the object's file for reading, and its entry. Callers close
-// the file. An object removed while open stays readable until closed.
+// the file. An object removed while open stays readable until closed. A
+// file whose size is not the entry's (truncated or extended behind the
+// store's back) is quarantined and reported as not found, so it is never
+// announced with a length it does not have.
 func (s *Store) Open(path string) (*os.File, Entry, error) {
-	s.mu.RLock()
-	e, ok := s.index[path]
-	s.mu.RUnlock()
+	e, ok := s.Lookup(path)
 	if !ok {
 		return nil, Entry{}, ErrNotFound
 	}
-	f, err := os.Open(s.objectFile(e))
+	f, err := os.Open(s.fileOf(e))
 	if err != nil {
 		return nil, Entry{}, fmt.Errorf("%s: %w", path, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, Entry{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if fi.Size() != e.Size {
+		f.Close()
+		if !s.readOnly {
+			s.quarantine(e, fi, sizeVerdict(fi.Size(), e.Size))
+		}
+		return nil, Entry{}, ErrNotFound
 	}
 	return f, e, nil
 }
 
-// Lookup returns the entry for path.
+// Lookup returns the entry for path if the object is verified and served.
+// Asking for an object that is pending verification moves it to the front
+// of the verifier's queue.
 func (s *Store) Lookup(path string) (Entry, bool) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	e, ok := s.index[path]
+	pending := false
+	if !ok && len(s.pending) > 0 {
+		_, pending = s.pending[path]
+	}
+	s.mu.RUnlock()
+	if pending {
+		select {
+		case s.urgent <- path:
+		default: // the verifier has plenty to take first already
+		}
+	}
 	return e, ok
 }
 
-// Remove deletes an object.
+// Holds reports whether the store has path with this hash, served or
+// pending verification: what fill need not download again. A pending
+// object that fails verification is quarantined, and then no longer held.
+func (s *Store) Holds(path, sha256 string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.index[path]
+	if !ok {
+		e, ok = s.pending[path]
+	}
+	return ok && e.SHA256 == sha256
+}
+
+// Pending is how many objects wait for verification before they are served.
+func (s *Store) Pending() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.pending)
+}
+
+func (s *Store) pendingList() []Entry { return s.sorted(true) }
+
+// sorted lists the pending or the verified entries by path.
+func (s *Store) sorted(pending bool) []Entry {
+	s.mu.RLock()
+	m := s.index
+	if pending {
+		m = s.pending
+	}
+	out := make([]Entry, 0, len(m))
+	for _, e := range m {
+		out = append(out, e)
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// Remove deletes an object, served or pending.
 func (s *Store) Remove(path string) error {
 	if s.readOnly {
 		return ErrReadOnly
@@ -399,8 +627,12 @@ func (s *Store) Remove(path string) error {
 	e, ok := s.index[path]
 	if ok {
 		delete(s.index, path)
-		s.used -= e.Size
 		s.gen++
+	} else if e, ok = s.pending[path]; ok {
+		delete(s.pending, path)
+	}
+	if ok {
+		s.used -= e.Size
 	}
 	s.mu.Unlock()
 	if !ok {
@@ -410,20 +642,13 @@ func (s *Store) Remove(path string) error {
 	return nil
 }
 
-// List returns every entry sorted by path.
-func (s *Store) List() []Entry {
-	s.mu.RLock()
-	out := make([]Entry, 0, len(s.index))
-	for _, e := range s.index {
-		out = append(out, e)
-	}
-	s.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
-	return out
-}
+// List returns every verified entry sorted by path: what the store serves
+// and reports as held. Objects pending verification are not listed.
+func (s *Store) List() []Entry { return s.sorted(false) }
 
-// Usage reports bytes used, capacity (0 = unlimited) and the generation,
-// which changes whenever the set of objects changes.
+// Usage reports bytes used on disk (verified and pending objects),
+// capacity (0 = unlimited) and the generation, which changes whenever the
+// set of served objects changes.
 func (s *Store) Usage() (used, capacity int64, gen uint64) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -436,10 +661,12 @@ type Problem struct {
 	Reason string `json:"reason"`
 }
 
-// Verify re-hashes every object and returns those that no longer match,
-// and any file under objects/ that is not named like an object. It does not
-// change the store; the scrubber (Scrub) is what quarantines bad objects.
-// A read-only store skips objects removed since it was opened.
+// Verify re-hashes every object, verified or pending, and returns those
+// that no longer match, those that cannot be read, and any file under
+// objects/ that is not named like an object. It does not change the
+// store. The verdicts are the ones Open, Run and the scrubber act on
+// (they share one check). A read-only store skips objects removed since
+// it was opened.
 func (s *Store) Verify(ctx context.Context) ([]Problem, error) {
 	return s.VerifyProgress(ctx, nil)
 }
@@ -449,17 +676,22 @@ func (s *Store) VerifyProgress(ctx context.Context, progress func(done, total in
 	var problems []Problem
 	s.mu.RLock()
 	for _, p := range s.strays {
-		problems = append(problems, Problem{Path: p, Reason: "unexpected file: not named objects/<sha[:2]>/<title>/<file>~<sha256>"})
+		problems = append(problems, Problem{Path: p, Reason: "unexpected file: not named objects/<sha[:2]>/<title>/<file>~<sha256>~<size>"})
 	}
 	s.mu.RUnlock()
-	entries := s.List()
+	entries := append(s.List(), s.pendingList()...)
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Path < entries[j].Path })
 	for i, e := range entries {
-		if err := ctx.Err(); err != nil {
+		v, err := checkObject(ctx, s.fileOf(e), e, nil, nil)
+		if err != nil {
 			return problems, err
 		}
-		err := s.check(e)
-		if err != nil && !(s.readOnly && errors.Is(err, fs.ErrNotExist)) {
-			problems = append(problems, Problem{Path: e.Path, Reason: err.Error()})
+		switch {
+		case v.bad == verdictMissing && s.readOnly:
+		case v.bad != "":
+			problems = append(problems, Problem{Path: e.Path, Reason: v.bad})
+		case v.unread != "":
+			problems = append(problems, Problem{Path: e.Path, Reason: "cannot check: " + v.unread})
 		}
 		if progress != nil {
 			progress(i+1, len(entries))
@@ -468,15 +700,56 @@ func (s *Store) VerifyProgress(ctx context.Context, progress func(done, total in
 	return problems, nil
 }
 
-func (s *Store) check(e Entry) error {
-	sum, n, err := content.HashFile(s.objectFile(e))
-	switch {
-	case err != nil:
-		return err
-	case n != e.Size:
-		return fmt.Errorf("size %d, want %d", n, e.Size)
-	case sum != e.SHA256:
-		return fmt.Errorf("sha256 %s, want %s", sum, e.SHA256)
+// moveToQuarantine takes a bad object file out of objects/, keeping it
+// under quarantine/ as evidence. It does not touch the index.
+func (s *Store) moveToQuarantine(src string, e Entry, reason string) {
+	title, _, _ := strings.Cut(e.Path, "/")
+	dst := filepath.Join(s.quarantineDir(), title, filepath.Base(src)+"."+fmt.Sprint(time.Now().UnixNano()))
+	err := os.MkdirAll(filepath.Dir(dst), 0o755)
+	if err == nil {
+		err = os.Rename(src, dst)
 	}
-	return nil
+	if err != nil {
+		// Keeping a corrupt object servable is worse than losing the
+		// evidence.
+		s.log.Error("cannot quarantine object; removing it", "path", e.Path, "err", err)
+		if err := os.Remove(src); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Error("cannot remove corrupt object", "path", e.Path, "err", err)
+		}
+		return
+	}
+	s.log.Warn("object failed verification; quarantined", "path", e.Path, "reason", reason, "file", dst)
+}
+
+// quarantine moves a bad object out of objects/ and forgets it, unless it
+// changed since it was checked: removed, replaced, or a fresh copy
+// published over the file that was read (checked). It reports whether it
+// did.
+func (s *Store) quarantine(e Entry, checked os.FileInfo, reason string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, served := s.index, true
+	if cur, ok := m[e.Path]; !ok || cur != e {
+		m, served = s.pending, false
+		if cur, ok := m[e.Path]; !ok || cur != e {
+			return false // removed or replaced while being checked
+		}
+	}
+	src := s.objectFile(e)
+	if checked != nil {
+		now, err := os.Stat(src)
+		if err != nil || !os.SameFile(now, checked) {
+			return false // a fresh copy was published over it meanwhile
+		}
+		s.moveToQuarantine(src, e, reason)
+	} else {
+		s.log.Warn("object failed verification; dropped from index", "path", e.Path, "reason", reason)
+	}
+	if served {
+		s.gen++
+	}
+	delete(m, e.Path)
+	s.used -= e.Size
+	s.scrub.quarantined.Add(1)
+	return true
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/store"
+	"github.com/ocdn/ocdn/internal/store/storetest"
 )
 
 func file(path string, data []byte) content.File {
@@ -55,12 +56,6 @@ func read(t *testing.T, s *store.Store, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// objectFile is the documented on-disk layout of an object.
-func objectFile(root string, f content.File) string {
-	title, name, _ := strings.Cut(f.Path, "/")
-	return filepath.Join(root, "objects", f.SHA256[:2], title, name+"~"+f.SHA256)
 }
 
 // tree lists every regular file under dir, relative and slash-separated.
@@ -151,7 +146,7 @@ func TestPutReplacesAndIsIdempotent(t *testing.T) {
 	if used != 5 || gen2 != gen {
 		t.Errorf("Usage() = %d, gen %d; want 5, gen %d", used, gen2, gen)
 	}
-	if diff := cmp.Diff([]string{"objects/" + f.SHA256[:2] + "/t1/v.mp4~" + f.SHA256}, tree(t, root)); diff != "" {
+	if diff := cmp.Diff([]string{f.SHA256[:2] + "/t1/v.mp4~" + f.SHA256 + "~5"}, tree(t, filepath.Join(root, "objects"))); diff != "" {
 		t.Errorf("old version left on disk (-want +got):\n%s", diff)
 	}
 }
@@ -169,7 +164,14 @@ func TestReopenRebuildsIndex(t *testing.T) {
 	want := s.List()
 	wantUsed, _, _ := s.Usage()
 
+	_, _, gen := s.Usage()
 	s2 := open(t, root, 1<<20)
+	// A reopened store is news to whoever tracked the old one's
+	// generation (a control plane's held set), and never generation 0,
+	// which a control plane assumes for an appliance it has not heard.
+	if _, _, gen2 := s2.Usage(); gen2 == gen || gen2 == 0 {
+		t.Errorf("generation after reopen = %d, want neither the old %d nor 0", gen2, gen)
+	}
 	if diff := cmp.Diff(want, s2.List()); diff != "" {
 		t.Errorf("List after reopen (-before +after):\n%s", diff)
 	}
@@ -196,17 +198,28 @@ func TestOpenRemovesPartialWrites(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "tmp", "put-12345"), []byte("junk"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(tree(t, filepath.Join(root, "tmp"))); n != 2 {
-		t.Fatalf("tmp/ holds %d files before reopen, want 2", n)
+	if n := len(puts(t, root)); n != 2 {
+		t.Fatalf("tmp/ holds %d writes before reopen, want 2", n)
 	}
 
 	s2 := open(t, root, 0)
-	if got := tree(t, filepath.Join(root, "tmp")); len(got) != 0 {
-		t.Errorf("tmp/ after reopen = %q, want empty", got)
+	if got := puts(t, root); len(got) != 0 {
+		t.Errorf("tmp/ after reopen holds writes %q, want none", got)
 	}
 	if diff := cmp.Diff([]string{"t1/a.mp4"}, paths(s2.List())); diff != "" {
 		t.Errorf("objects after reopen (-want +got):\n%s", diff)
 	}
+}
+
+// puts lists the writes in progress under tmp/.
+func puts(t *testing.T, root string) []string {
+	var out []string
+	for _, name := range tree(t, filepath.Join(root, "tmp")) {
+		if strings.HasPrefix(name, "put-") {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 func paths(es []store.Entry) []string {
@@ -254,21 +267,22 @@ func TestVerifyFindsCorruptionAndStrays(t *testing.T) {
 	s := open(t, root, 0)
 	put(t, s, "t1/good.mp4", []byte("good content"))
 	bad := put(t, s, "t1/bad.mp4", []byte("content about to rot"))
-	flipByte(t, objectFile(root, bad), 3)
+	flipByte(t, storetest.ObjectFile(root, bad), 3)
 	if err := os.WriteFile(filepath.Join(root, "objects", "stray.txt"), []byte("?"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
+	// The store that was running when the byte flipped, and an
+	// operator's read-only look, both find it (and change nothing); the
+	// stray came after the running store listed its files.
 	for _, ro := range []bool{false, true} {
-		var vs *store.Store
-		var err error
+		vs, want := s, []string{"bad.mp4"}
 		if ro {
-			vs, err = store.OpenReadOnly(root, nil)
-		} else {
-			vs, err = store.Open(root, 0, nil)
-		}
-		if err != nil {
-			t.Fatal(err)
+			want = []string{"stray.txt", "bad.mp4"}
+			var err error
+			if vs, err = store.OpenReadOnly(root, nil); err != nil {
+				t.Fatal(err)
+			}
 		}
 		problems, err := vs.Verify(context.Background())
 		if err != nil {
@@ -278,25 +292,18 @@ func TestVerifyFindsCorruptionAndStrays(t *testing.T) {
 		for _, p := range problems {
 			got = append(got, filepath.Base(p.Path))
 		}
-		if diff := cmp.Diff([]string{"stray.txt", "bad.mp4"}, got); diff != "" {
+		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("Verify (read-only %v) = %+v; problem files (-want +got):\n%s", ro, problems, diff)
 		}
+	}
+	if _, err := os.Stat(storetest.ObjectFile(root, bad)); err != nil {
+		t.Errorf("Verify moved the corrupt object: %v", err)
 	}
 }
 
 func flipByte(t *testing.T, name string, off int64) {
 	t.Helper()
-	f, err := os.OpenFile(name, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := []byte{0}
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0x40
-	if _, err := f.WriteAt(b, off); err != nil {
+	if err := storetest.FlipBit(name, off); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -372,12 +379,13 @@ func TestPathSafety(t *testing.T) {
 			parent := t.TempDir()
 			root := filepath.Join(parent, "store")
 			s := open(t, root, 0)
+			before := tree(t, parent) // the store's own files (checkpoint.json, tmp/clock)
 			f := content.File{Path: tc.path, Size: int64(len(data)), SHA256: tc.sha, Kind: content.KindOther}
 			if err := s.Put(context.Background(), f, bytes.NewReader(data)); err == nil {
 				t.Errorf("Put(path %q, sha %q) = nil, want an error", tc.path, tc.sha)
 			}
-			if got := tree(t, parent); len(got) != 0 {
-				t.Errorf("Put(path %q, sha %q) left files %q", tc.path, tc.sha, got)
+			if diff := cmp.Diff(before, tree(t, parent)); diff != "" {
+				t.Errorf("Put(path %q, sha %q) changed files (-before +after):\n%s", tc.path, tc.sha, diff)
 			}
 			if c := content.ValidatePath(tc.path); c == nil && tc.sha == good {
 				t.Errorf("ValidatePath(%q) = nil, want an error", tc.path)
@@ -400,13 +408,17 @@ func FuzzPutPaths(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		own := map[string]bool{}
+		for _, name := range tree(t, parent) {
+			own[name] = true // checkpoint.json, tmp/clock
+		}
 		if sha == "" {
 			sha = file(path, data).SHA256
 		}
 		cf := content.File{Path: path, Size: int64(len(data)), SHA256: sha, Kind: content.KindOther}
 		err = s.Put(context.Background(), cf, bytes.NewReader(data))
 		for _, name := range tree(t, parent) {
-			if !strings.HasPrefix(name, "store/objects/") {
+			if !own[name] && !strings.HasPrefix(name, "store/objects/") {
 				t.Fatalf("Put(%q, %q) created %s outside the object tree", path, sha, name)
 			}
 		}

@@ -4,7 +4,8 @@
 // ask for steering at a fixed rate. The control plane runs in a child
 // process (this binary with -serve) with its SQLite store and the active
 // prober off (the simulated appliances have no /healthz), so its CPU is
-// measured apart from the load generators. Every client uses its own
+// measured apart from the load generators. The child is assembled by
+// internal/daemon from a config file, as `ocdn control --config` is. Every client uses its own
 // source address on 127.x so that no single address runs out of ports.
 // It prints heartbeat and steering latency percentiles, achieved rates,
 // errors and the control plane's CPU. Run it with `make bench-control`.
@@ -14,22 +15,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -39,10 +36,10 @@ import (
 	"github.com/ocdn/ocdn/internal/auth"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
-	"github.com/ocdn/ocdn/internal/control"
-	"github.com/ocdn/ocdn/internal/cpstore"
-	"github.com/ocdn/ocdn/internal/rib"
+	"github.com/ocdn/ocdn/internal/daemon"
+	"github.com/ocdn/ocdn/internal/procstat"
 	"github.com/ocdn/ocdn/internal/urlsign"
+	"gopkg.in/yaml.v3"
 )
 
 // secret is fixed so the child and the parent agree without a file; it is
@@ -52,7 +49,7 @@ var secret = auth.Secret(bytes.Repeat([]byte{7}, 32))
 const perSite = 10
 
 func main() {
-	serveAddr := flag.String("serve", "", "internal: run the control plane on this address")
+	serveDir := flag.String("serve", "", "internal: run the control plane configured in this directory")
 	n := flag.Int("appliances", 5000, "simulated appliances")
 	interval := flag.Duration("interval", 5*time.Second, "heartbeat interval")
 	steerRate := flag.Int("steer-rate", 5000, "steering requests per second")
@@ -60,8 +57,8 @@ func main() {
 	store := flag.String("store", "", "state store of the control plane (default a SQLite file in a temporary directory)")
 	flag.Parse()
 	var err error
-	if *serveAddr != "" {
-		err = serveControl(*serveAddr, *n, *interval, *store)
+	if *serveDir != "" {
+		err = serveControl(*serveDir)
 	} else {
 		err = run(*n, *interval, *steerRate, *duration, *store)
 	}
@@ -78,70 +75,80 @@ func ispPrefix(i int) netip.Prefix {
 
 func applianceID(i int) string { return fmt.Sprintf("oca-%05d", i) }
 
-func inventory(n int) (config.Inventory, [][]rib.Route) {
-	var inv config.Inventory
-	sites := (n + perSite - 1) / perSite
-	routes := make([][]rib.Route, sites)
-	for s := 0; s < sites; s++ {
-		isp := fmt.Sprintf("isp-%04d", s)
-		p := ispPrefix(s)
-		inv.ISPs = append(inv.ISPs, config.ISP{Name: isp, ASN: uint32(64512 + s%1000), Prefixes: []config.Prefix{{Prefix: p}}})
-		inv.Sites = append(inv.Sites, config.Site{ID: fmt.Sprintf("site-%04d", s), Kind: config.SiteEmbedded, ISP: isp})
-		routes[s] = []rib.Route{{Prefix: p, Attrs: rib.Attrs{LocalPref: 100, ASPath: []uint32{uint32(64512 + s%1000)}, EBGP: true}}}
-	}
-	for i := 0; i < n; i++ {
-		a := netip.AddrFrom4([4]byte{127, 1, byte(i / 250), byte(1 + i%250)})
-		inv.Appliances = append(inv.Appliances, config.Appliance{ID: applianceID(i), Site: fmt.Sprintf("site-%04d", i/perSite),
-			Address: config.AddrPort{AddrPort: netip.AddrPortFrom(a, 80)}, Capacity: 1 << 40})
-	}
-	return inv, routes
-}
-
 func catalog() (*content.Catalog, error) {
 	return content.Synth(content.SynthSpec{Titles: 4, LadderKbps: []int{1000}, Duration: 10 * time.Second})
 }
 
-func serveControl(addr string, n int, interval time.Duration, dsn string) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	inv, routes := inventory(n)
+// writeDeployment writes the control plane's config for n appliances and
+// the files it names into dir, as an operator would: the inventory, one
+// route file per site (each site's ISP prefix, as its appliances would
+// hear it), the catalog, keys and the appliance secret.
+func writeDeployment(dir, addr string, n int, interval time.Duration, dsn string) error {
 	cat, err := catalog()
 	if err != nil {
 		return err
 	}
-	st, err := cpstore.Open(ctx, dsn)
+	catJSON, err := cat.Marshal()
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	s, err := control.New(control.Config{Inventory: inv, Catalog: cat, OriginURL: "http://127.0.0.1:9", Keys: urlsign.Generate(),
-		HeartbeatInterval: interval, Store: st, ApplianceSecret: secret})
+	keys, err := json.Marshal(urlsign.Generate())
 	if err != nil {
 		return err
 	}
-	for i, r := range routes {
-		if err := s.LoadSiteRoutes(fmt.Sprintf("site-%04d", i), r); err != nil {
+	files := map[string][]byte{"catalog.json": catJSON, "keys.json": keys, "appliance.secret": []byte(secret.Encode())}
+	no := false
+	cfg := config.Control{Catalog: "catalog.json", OriginURL: "http://127.0.0.1:9", KeyFile: "keys.json",
+		ApplianceSecretFile: "appliance.secret", HeartbeatInterval: interval, Store: dsn, TurnUp: config.TurnUp{Enabled: &no}}
+	if err := cfg.Listen.UnmarshalYAML(&yaml.Node{Kind: yaml.ScalarNode, Value: addr}); err != nil {
+		return err
+	}
+	sites := (n + perSite - 1) / perSite
+	for s := 0; s < sites; s++ {
+		isp, site, p := fmt.Sprintf("isp-%04d", s), fmt.Sprintf("site-%04d", s), ispPrefix(s)
+		cfg.ISPs = append(cfg.ISPs, config.ISP{Name: isp, ASN: uint32(64512 + s%1000), Prefixes: []config.Prefix{{Prefix: p}}})
+		cfg.Sites = append(cfg.Sites, config.Site{ID: site, Kind: config.SiteEmbedded, ISP: isp, TimeZone: "UTC"})
+		name := filepath.Join("routes", site+".txt")
+		files[name] = []byte(p.String() + "\n")
+		cfg.RouteFiles = append(cfg.RouteFiles, config.RouteFile{Site: site, File: name})
+	}
+	for i := 0; i < n; i++ {
+		a := netip.AddrFrom4([4]byte{127, 1, byte(i / 250), byte(1 + i%250)})
+		cfg.Appliances = append(cfg.Appliances, config.Appliance{ID: applianceID(i), Site: fmt.Sprintf("site-%04d", i/perSite),
+			Address: config.AddrPort{AddrPort: netip.AddrPortFrom(a, 80)}, Capacity: 1 << 40})
+	}
+	y, err := yaml.Marshal(&cfg)
+	if err != nil {
+		return err
+	}
+	files["control.yaml"] = y
+	for name, b := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
 			return err
 		}
 	}
-	ln, err := net.Listen("tcp", addr)
+	return nil
+}
+
+// serveControl runs the control plane from dir/control.yaml, assembled
+// as `ocdn control --config` assembles it.
+func serveControl(dir string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	var cfg config.Control
+	if err := config.Load(filepath.Join(dir, "control.yaml"), &cfg); err != nil {
+		return err
+	}
+	c, err := daemon.NewControl(ctx, &cfg, daemon.Hooks{})
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/", s.Handler())
-	if os.Getenv("BENCHCONTROL_PPROF") != "" {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go s.Run(ctx)
-	go func() { <-ctx.Done(); srv.Close() }()
 	fmt.Println("ready")
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return c.Run(ctx)
 }
 
 // clientFrom is an HTTP client whose connections come from src.
@@ -186,18 +193,6 @@ func (r *recorder) report(name string, secs float64) {
 	}
 }
 
-// cpuTicks is a process's user+system CPU in clock ticks.
-func cpuTicks(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	u, _ := strconv.ParseFloat(f[11], 64)
-	s, _ := strconv.ParseFloat(f[12], 64)
-	return (u + s) / 100, nil // USER_HZ is 100 on Linux
-}
-
 func run(n int, interval time.Duration, steerRate int, d time.Duration, dsn string) error {
 	dir, err := os.MkdirTemp("", "benchcontrol-")
 	if err != nil {
@@ -217,7 +212,10 @@ func run(n int, interval time.Duration, steerRate int, d time.Duration, dsn stri
 	if err != nil {
 		return err
 	}
-	child := exec.Command(self, "-serve", addr, "-appliances", strconv.Itoa(n), "-interval", interval.String(), "-store", dsn)
+	if err := writeDeployment(dir, addr, n, interval, dsn); err != nil {
+		return err
+	}
+	child := exec.Command(self, "-serve", dir)
 	child.Stderr = os.Stderr
 	out, _ := child.StdoutPipe()
 	if err := child.Start(); err != nil {
@@ -233,9 +231,6 @@ func run(n int, interval time.Duration, steerRate int, d time.Duration, dsn stri
 	var held []string
 	for _, f := range cat.Files {
 		held = append(held, f.Path)
-	}
-	if os.Getenv("BENCHCONTROL_PPROF") != "" {
-		fmt.Println("pprof:", base+"/debug/pprof/")
 	}
 	fmt.Printf("control plane: %d appliances in %d sites, heartbeat every %v, steering at %d/s, %v measured after %v warm-up, store %s\n",
 		n, (n+perSite-1)/perSite, interval, steerRate, d, interval, dsn)
@@ -331,7 +326,7 @@ func run(n int, interval time.Duration, steerRate int, d time.Duration, dsn stri
 	}()
 
 	time.Sleep(interval) // warm-up: every appliance's first heartbeat (with its files)
-	c0, err := cpuTicks(child.Process.Pid)
+	c0, err := procstat.CPU(child.Process.Pid)
 	if err != nil {
 		return err
 	}
@@ -341,12 +336,12 @@ func run(n int, interval time.Duration, steerRate int, d time.Duration, dsn stri
 	time.Sleep(d)
 	measuring.Store(false)
 	secs := time.Since(start).Seconds()
-	c1, _ := cpuTicks(child.Process.Pid)
+	c1, _ := procstat.CPU(child.Process.Pid)
 	cancel()
 	hbRec.report("heartbeat", secs)
 	stRec.report("steer", secs)
 	fmt.Printf("steering requests not sent because all %d workers were busy: %d\n", workers, dropped.Load())
-	fmt.Printf("control plane CPU: %.2f cores (of 2) over %.0f s\n", (c1-c0)/secs, secs)
+	fmt.Printf("control plane CPU: %.2f cores (of 2) over %.0f s\n", (c1-c0).Seconds()/secs, secs)
 	wg.Wait()
 	return nil
 }

@@ -13,7 +13,6 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -26,9 +25,10 @@ import (
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/auth"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
-	"github.com/ocdn/ocdn/internal/control"
+	"github.com/ocdn/ocdn/internal/daemon"
 	"github.com/ocdn/ocdn/internal/rib"
 	"github.com/ocdn/ocdn/internal/serve"
 	"github.com/ocdn/ocdn/internal/urlsign"
@@ -56,52 +56,42 @@ func run(routesFile string, d time.Duration, rounds, conns int, cpuprofile strin
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return fmt.Errorf("wrk is not installed (Debian package wrk)")
 	}
-	cat, err := content.Synth(content.SynthSpec{Titles: 1, LadderKbps: []int{100}, Duration: time.Second})
-	if err != nil {
-		return err
-	}
-	addr := func(s string) config.AddrPort { return config.AddrPort{AddrPort: netip.MustParseAddrPort(s)} }
-	inv := config.Inventory{
-		ISPs:  []config.ISP{{Name: "isp", ASN: 64500, Prefixes: []config.Prefix{{Prefix: netip.MustParsePrefix("10.0.0.0/8")}}}},
-		Sites: []config.Site{{ID: "emb", Kind: config.SiteEmbedded, ISP: "isp"}, {ID: "ix", Kind: config.SiteIXP}},
-		Appliances: []config.Appliance{
-			{ID: "e1", Site: "emb", Address: addr("127.1.0.1:80"), Capacity: 1 << 30},
-			{ID: "e2", Site: "emb", Address: addr("127.1.0.2:80"), Capacity: 1 << 30},
-			{ID: "x1", Site: "ix", Address: addr("127.1.0.3:80"), Capacity: 1 << 30},
-			{ID: "x2", Site: "ix", Address: addr("127.1.0.4:80"), Capacity: 1 << 30},
-		},
-	}
-	ctl, err := control.New(control.Config{Inventory: inv, Catalog: cat, OriginURL: "http://127.0.0.1:1", Keys: urlsign.Generate(),
-		AdminToken: adminToken, HeartbeatInterval: time.Hour})
-	if err != nil {
-		return err
-	}
-	f, err := os.Open(routesFile)
-	if err != nil {
-		return fmt.Errorf("%v (the shared data must sit beside the repository)", err)
-	}
-	global, format, err := rib.ReadRoutes(f)
-	f.Close()
-	if err != nil {
-		return err
-	}
-	if err := ctl.LoadSiteRoutes("ix", global); err != nil {
-		return err
-	}
-	fmt.Printf("control plane: %d %s routes for site ix (2 appliances), embedded site routes 10.0.0.0/8\n", len(global), format)
-	h := ctl.Handler()
-	for _, id := range []string{"e1", "e2", "x1", "x2"} {
-		post(h, "/v1/heartbeat", api.Heartbeat{Appliance: id, ContentGen: 1, Held: []string{cat.Files[0].Path}})
-	}
-	post(h, "/v1/routes", api.RouteReport{Appliance: "e1", Epoch: "b", Seq: 1, Snapshot: true, Announce: []rib.Route{{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Attrs: rib.Attrs{LocalPref: 100}}}})
-
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	steerSrv, err := serve.Listen("127.0.0.1:0", h, serve.Options{})
+	dir, err := os.MkdirTemp("", "benchsteer-*")
 	if err != nil {
 		return err
 	}
-	go steerSrv.Run(ctx)
+	defer os.RemoveAll(dir)
+	if _, err := os.Stat(routesFile); err != nil {
+		return fmt.Errorf("%v (the shared data must sit beside the repository)", err)
+	}
+	abs, err := filepath.Abs(routesFile)
+	if err != nil {
+		return err
+	}
+	// The control plane is assembled as `ocdn control --config` assembles
+	// it, from this file: the full table is the IXP site's route file.
+	cfg, cat, err := writeConfig(dir, abs)
+	if err != nil {
+		return err
+	}
+	ctl, err := daemon.NewControl(ctx, cfg, daemon.Hooks{})
+	if err != nil {
+		return err
+	}
+	go ctl.Run(ctx)
+	base := ctl.URLs()[0]
+	fmt.Printf("control plane: the routes of %s for site ix (2 appliances), embedded site routes 10.0.0.0/8\n", filepath.Base(routesFile))
+	for _, id := range []string{"e1", "e2", "x1", "x2"} {
+		if err := post(base, "/v1/heartbeat", id, api.Heartbeat{Appliance: id, ContentGen: 1, Held: []string{cat.Files[0].Path}}); err != nil {
+			return err
+		}
+	}
+	if err := post(base, "/v1/routes", "e1", api.RouteReport{Appliance: "e1", Epoch: "b", Seq: 1, Snapshot: true,
+		Announce: []rib.Route{{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Attrs: rib.Attrs{LocalPref: 100}}}}); err != nil {
+		return err
+	}
 	minimal := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"ok":true}` + "\n"))
@@ -111,12 +101,6 @@ func run(routesFile string, d time.Duration, rounds, conns int, cpuprofile strin
 		return err
 	}
 	go minSrv.Run(ctx)
-
-	dir, err := os.MkdirTemp("", "benchsteer-*")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
 	lua := filepath.Join(dir, "steer.lua")
 	// Each request steers a random IPv4 client, so lookups hit the whole
 	// table rather than one cached path.
@@ -139,7 +123,7 @@ end
 		if err != nil {
 			return err
 		}
-		sr, err := wrk(steerSrv.URL()+"/", lua, d, conns)
+		sr, err := wrk(base+"/", lua, d, conns)
 		stopProfile()
 		if err != nil {
 			return err
@@ -183,16 +167,73 @@ func median(xs []float64) float64 {
 	return xs[len(xs)/2]
 }
 
-func post(h http.Handler, path string, v any) {
-	b, _ := json.Marshal(v)
-	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(b))
-	req.RemoteAddr = "127.1.0.1:1"
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, req)
-	if w.Code != http.StatusOK {
-		fmt.Fprintf(os.Stderr, "benchsteer: %s: %d %s\n", path, w.Code, w.Body)
-		os.Exit(1)
+// writeConfig writes the control plane's config and the files it names.
+func writeConfig(dir, routes string) (*config.Control, *content.Catalog, error) {
+	cat, err := content.Synth(content.SynthSpec{Titles: 1, LadderKbps: []int{100}, Duration: time.Second})
+	if err != nil {
+		return nil, nil, err
 	}
+	catJSON, err := cat.Marshal()
+	if err != nil {
+		return nil, nil, err
+	}
+	keys, err := json.Marshal(urlsign.Generate())
+	if err != nil {
+		return nil, nil, err
+	}
+	yaml := fmt.Sprintf(`listen: 127.0.0.1:0
+catalog: catalog.json
+origin_url: http://127.0.0.1:1
+key_file: keys.json
+admin_token_file: admin.token
+appliance_secret_file: appliance.secret
+heartbeat_interval: 1h
+turn_up: {enabled: false}
+route_files: [{site: ix, file: %s}]
+isps: [{name: isp, asn: 64500, prefixes: [10.0.0.0/8]}]
+sites:
+  - {id: emb, kind: embedded, isp: isp, time_zone: UTC}
+  - {id: ix, kind: ixp, time_zone: UTC}
+appliances:
+  - {id: e1, site: emb, address: 127.1.0.1:80, capacity: 1GiB}
+  - {id: e2, site: emb, address: 127.1.0.2:80, capacity: 1GiB}
+  - {id: x1, site: ix, address: 127.1.0.3:80, capacity: 1GiB}
+  - {id: x2, site: ix, address: 127.1.0.4:80, capacity: 1GiB}
+`, routes)
+	for name, b := range map[string][]byte{"catalog.json": catJSON, "keys.json": keys, "admin.token": []byte(adminToken),
+		"appliance.secret": []byte(secret.Encode()), "control.yaml": []byte(yaml)} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			return nil, nil, err
+		}
+	}
+	var cfg config.Control
+	if err := config.Load(filepath.Join(dir, "control.yaml"), &cfg); err != nil {
+		return nil, nil, err
+	}
+	return &cfg, cat, nil
+}
+
+// secret mints the simulated appliances' credentials.
+var secret = auth.NewSecret()
+
+// post sends v as JSON to the control plane, as appliance id would.
+func post(base, path, id string, v any) error {
+	b, _ := json.Marshal(v)
+	req, err := http.NewRequest(http.MethodPost, base+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+secret.Mint(id, time.Now().Add(time.Hour)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("POST %s: %s", path, resp.Status)
+	}
+	return nil
 }
 
 var rpsLine = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)

@@ -14,6 +14,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 )
 
@@ -46,13 +47,24 @@ func bin(name string) string {
 // server is stopped and its files removed when the test ends. Without
 // PostgreSQL installed the test is skipped, or fails when
 // OCDN_REQUIRE_EXTERNAL=1.
-func Start(t testing.TB) string {
+func Start(t testing.TB) string { return StartServer(t).DSN }
+
+// Server is a running test server.
+type Server struct {
+	DSN string
+	// Stop stops it at once (as a crash or a lost network would look to
+	// its clients); calling it again does nothing.
+	Stop func()
+}
+
+// StartServer is Start for a test that also stops the server itself.
+func StartServer(t testing.TB) *Server {
 	t.Helper()
 	return StartWith(t, Options{})
 }
 
 // StartWith is Start with the server placed by opts.
-func StartWith(t testing.TB, opts Options) string {
+func StartWith(t testing.TB, opts Options) *Server {
 	t.Helper()
 	initdb, pgctl := bin("initdb"), bin("pg_ctl")
 	if initdb == "" || pgctl == "" {
@@ -140,6 +152,8 @@ func StartWith(t testing.TB, opts Options) string {
 		log, _ := os.ReadFile(filepath.Join(dir, "log"))
 		t.Fatalf("pg_ctl start: %v\n%s\n%s", err, out, log)
 	}
-	t.Cleanup(func() { run(pgctl, "-D", data, "-m", "immediate", "-w", "stop").Run() })
-	return fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", netip.AddrPortFrom(listen, uint16(port)))
+	var once sync.Once
+	stop := func() { once.Do(func() { run(pgctl, "-D", data, "-m", "immediate", "-w", "stop").Run() }) }
+	t.Cleanup(stop)
+	return &Server{DSN: fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", netip.AddrPortFrom(listen, uint16(port))), Stop: stop}
 }
