@@ -389,15 +389,15 @@ func (c *cdn) steer(base string, client netip.Addr) ([]string, error) {
 	return ids, nil
 }
 
-// applianceURL is an appliance's base URL.
-func applianceURL(id string) string {
+// applianceOpsURL is where an appliance serves /metrics and /v1/status.
+func applianceOpsURL(id string) string {
 	a := map[string]netip.Addr{"a1": a1Addr4, "a2": a2Addr4, "x1": x1Addr4}[id]
-	return fmt.Sprintf("http://%s", netip.AddrPortFrom(a, httpPort))
+	return fmt.Sprintf("http://%s", netip.AddrPortFrom(a, opsPort))
 }
 
 func (c *cdn) status(id string) (api.ApplianceRuntime, error) {
 	var st api.ApplianceRuntime
-	err := c.getJSON(applianceURL(id), "/v1/status", &st)
+	err := c.getJSON(applianceOpsURL(id), "/v1/status", &st)
 	return st, err
 }
 
@@ -813,7 +813,7 @@ func (c *cdn) maxPrefix(fig *figures) {
 	transitions := func() map[string]float64 {
 		all := map[string]float64{}
 		for _, id := range []string{"a1", "a2", "x1"} {
-			m, err := c.metrics(applianceURL(id), "ocdn_bgp_session_transitions_total")
+			m, err := c.metrics(applianceOpsURL(id), "ocdn_bgp_session_transitions_total")
 			must(t, err)
 			for k, v := range m {
 				all[id+k] = v

@@ -34,6 +34,7 @@ const (
 	// one session past it.
 	maxPrefixes = 8
 	httpPort    = 80
+	opsPort     = 9180
 	apiPort     = 8080
 	originPort  = 8081
 )
@@ -366,6 +367,7 @@ fill: {window_length: 24h}
 	} {
 		c.appliance[a.id] = write(filepath.Join(dir, a.id, "appliance.yaml"), fmt.Sprintf(`id: %s
 listen: ["%s", "%s"]
+ops_listen: "%s"
 control_urls: [%s]
 token_file: %s.token
 key_file: ../keys.json
@@ -383,7 +385,7 @@ bgp:
   neighbors:
     - {address: %s, peer_asn: %d, hold_time: 9s, max_prefixes: %d}
     - {address: "%s", peer_asn: %d, hold_time: 9s, max_prefixes: %d}
-`, a.id, netip.AddrPortFrom(a.v4, httpPort), netip.AddrPortFrom(a.v6, httpPort), strings.Join(c.controlURLs, ", "), a.id,
+`, a.id, netip.AddrPortFrom(a.v4, httpPort), netip.AddrPortFrom(a.v6, httpPort), netip.AddrPortFrom(a.v4, opsPort), strings.Join(c.controlURLs, ", "), a.id,
 			cdnASN, a.v4, strings.Join(allowPrefixes, ", "), a.r4, a.peerASN, maxPrefixes, a.r6, a.peerASN, maxPrefixes))
 	}
 	c.origin = write(filepath.Join(dir, "origin", "origin.yaml"), fmt.Sprintf("listen: \"%s\"\ncatalog: ../catalog.json\n",
