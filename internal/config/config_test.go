@@ -13,7 +13,7 @@ origin_url: http://127.0.0.1:8081
 key_file: keys.json
 measure: {dir: m, recipe: {targets: 3, pulses: 2, pulse_size: 256KiB, interval: 10m}}
 steering: {measured: true, experiment: true, min_samples: 30, refresh: 2s}
-placement: {replan_interval: 1h, hysteresis: 0.1}
+placement: {replan_interval: 1h, hysteresis: 0.1, check_interval: 1m, ranking_change: 0.05, max_churn: 0.1, half_life: 72h}
 fill: {window_start: "02:00", window_length: 12h}
 isps: [{name: isp, asn: 64500, prefixes: [198.51.100.0/24]}]
 sites: [{id: s, kind: embedded, isp: isp, time_zone: Europe/Amsterdam}]
@@ -27,7 +27,7 @@ token_file: a1.token
 key_file: keys.json
 store: store
 capacity: 2TiB
-fill: {concurrency: 4, rate: 150MB, stall_timeout: 30s}
+fill: {concurrency: 4, rate: 150MB, stall_timeout: 30s, urgent_rate: 40MB, retire_grace: 1m}
 tls: {cert_file: a1.pem, key_file: a1.key}
 bgp:
   local_asn: 2906
@@ -104,6 +104,11 @@ func TestBadConfigsNameFileAndField(t *testing.T) {
 		{"tls without key", goodAppliance, ", key_file: a1.key", "", []string{"tls.key_file"}},
 		{"steering without measure", goodControl, "measure: {dir: m, recipe: {targets: 3, pulses: 2, pulse_size: 256KiB, interval: 10m}}\n", "", []string{"steering", "measure.dir"}},
 		{"recipe type", goodControl, "pulses: 2,", "pulses: 2, types: [ping],", []string{"measure.recipe.types[0]", "ping"}},
+		{"churn bound above capacity", goodControl, "max_churn: 0.1", "max_churn: 1.5", []string{"placement.max_churn", "1.5"}},
+		{"ranking change negative", goodControl, "ranking_change: 0.05", "ranking_change: -0.1", []string{"placement.ranking_change"}},
+		{"check slower than replan", goodControl, "check_interval: 1m", "check_interval: 2h", []string{"placement.check_interval", "replan_interval"}},
+		{"urgent rate above rate", goodAppliance, "urgent_rate: 40MB", "urgent_rate: 200MB", []string{"fill.urgent_rate"}},
+		{"retire grace negative", goodAppliance, "retire_grace: 1m", "retire_grace: -1s", []string{"fill.retire_grace", "negative"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			text := tc.base
