@@ -294,7 +294,7 @@ type Misses struct {
 	Content int64 `json:"content"`
 	Health  int64 `json:"health"`
 	Other   int64 `json:"other"`
-	// ContentByTitle is Content by title: which titles the clients'
-	// home sites lacked.
-	ContentByTitle map[string]int64 `json:"content_by_title,omitempty"`
+	// ContentByHome is Content by the clients' home site, then title:
+	// which titles each site lacked for its own clients.
+	ContentByHome map[string]map[string]int64 `json:"content_by_home,omitempty"`
 }

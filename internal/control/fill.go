@@ -440,11 +440,14 @@ func (s *Server) handleDemand(w http.ResponseWriter, r *http.Request) {
 			m.Local += c.bytes
 		case "content":
 			m.Content += c.bytes
-			if m.ContentByTitle == nil {
-				m.ContentByTitle = map[string]int64{}
+			if m.ContentByHome == nil {
+				m.ContentByHome = map[string]map[string]int64{}
+			}
+			if m.ContentByHome[home] == nil {
+				m.ContentByHome[home] = map[string]int64{}
 			}
 			title, _, _ := strings.Cut(c.path, "/")
-			m.ContentByTitle[title] += c.bytes
+			m.ContentByHome[home][title] += c.bytes
 		case "health":
 			m.Health += c.bytes
 		default:
@@ -493,6 +496,9 @@ func (s *Server) Misses() api.Misses {
 	s.fill.mu.Lock()
 	defer s.fill.mu.Unlock()
 	m := s.fill.misses
-	m.ContentByTitle = maps.Clone(m.ContentByTitle)
+	m.ContentByHome = make(map[string]map[string]int64, len(m.ContentByHome))
+	for home, titles := range s.fill.misses.ContentByHome {
+		m.ContentByHome[home] = maps.Clone(titles)
+	}
 	return m
 }

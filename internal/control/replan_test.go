@@ -130,8 +130,8 @@ func TestDemandCountedWhereTheClientLives(t *testing.T) {
 	if got := s.fill.demand.served.Predict("ix", f.Path, s.cfg.Now()); got != 0 {
 		t.Errorf("served demand at ix = %g, want 0", got)
 	}
-	if m := s.Misses(); m.Content != 1000 || m.ContentByTitle[cold] != 1000 {
-		t.Errorf("misses = %+v, want 1000 content bytes, all of %s", m, cold)
+	if m := s.Misses(); m.Content != 1000 || m.ContentByHome["emb"][cold] != 1000 {
+		t.Errorf("misses = %+v, want 1000 content bytes, all of %s at home site emb", m, cold)
 	}
 }
 
