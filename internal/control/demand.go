@@ -33,9 +33,10 @@ import (
 // never served still counts; bytes fetched with URLs from an earlier
 // answer do too), or the release feed's prediction when that is larger.
 type demandState struct {
-	steered *content.Popularity // carries the release feed
-	served  *content.Popularity
-	counts  *demandCounters
+	steered   *content.Popularity // carries the release feed
+	served    *content.Popularity
+	counts    *demandCounters
+	servedAny atomic.Bool // playback bytes have been observed
 }
 
 func newDemandState(cfg FillConfig, sites []string, cat *content.Catalog) *demandState {
@@ -54,6 +55,11 @@ func (d *demandState) region(site string, now time.Time) map[string]float64 {
 		out[p] = max(out[p], v)
 	}
 	return out
+}
+
+// seen says whether any demand has been counted yet.
+func (d *demandState) seen() bool {
+	return d.counts.total.Load() > 0 || d.servedAny.Load()
 }
 
 // fold moves the steering answers counted since the last fold into the
@@ -76,8 +82,9 @@ type demandCounters struct {
 	mask   uint32
 	v      []atomic.Int64 // shard s, site i, file j at s*stride + i*files + j
 
-	mu   sync.Mutex
-	seen []int64 // what drain reported so far, per (site, file)
+	mu    sync.Mutex
+	seen  []int64      // what drain reported so far, per (site, file)
+	total atomic.Int64 // plays drained so far
 }
 
 func newDemandCounters(sites []string, cat *content.Catalog) *demandCounters {
@@ -117,6 +124,7 @@ func (c *demandCounters) drain(f func(site string, file content.File, plays int6
 		}
 		if d := total - c.seen[cell]; d > 0 {
 			c.seen[cell] = total
+			c.total.Add(d)
 			f(c.sites[cell/files], c.cat.Files[cell%files], d)
 		}
 	}

@@ -429,8 +429,9 @@ func (s *Server) handleDemand(w http.ResponseWriter, r *http.Request) {
 	snap := s.snap.Load()
 	for _, c := range clients {
 		home, ok := steer.Home(snap, c.addr)
-		if ok {
+		if ok && c.bytes > 0 {
 			pop.Observe(home, c.path, c.bytes, now)
+			s.fill.demand.servedAny.Store(true)
 		}
 		kind := classify(snap, home, c.path, site)
 		s.fill.mu.Lock()

@@ -26,7 +26,7 @@ func (s *Server) place() {
 	p, _ := s.planAll(nil)
 	s.fill.plan.Store(p)
 	s.fill.replan.last = s.cfg.Now()
-	s.fill.replan.baseline = s.displacedBySite(p, s.cfg.Now())
+	s.fill.replan.baseline = s.displacingBySite(p, s.cfg.Now())
 }
 
 // planAll places the catalog on every site (one manifest cluster each):

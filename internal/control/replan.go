@@ -19,10 +19,13 @@ import (
 // Replanning closes the loop from demand to manifests. Every
 // CheckInterval the control plane folds the steering answers counted
 // since the last check into popularity and measures, per site, how far
-// the ranking has moved from the current plan (displaced). It replans when
-// ReplanInterval has passed, when a site's ranking moved by RankingChange
-// of its placed bytes since the last plan, when the last plan was held
-// back by the churn bound, and when a new release feed arrives. Each plan
+// the ranking has moved since the last plan: the files the plan does not
+// place that now rank within the site's capacity (displacing, see
+// displacing) and did not at the last plan. It replans when ReplanInterval
+// has passed, when those newcomers add up to RankingChange of a site's
+// placed bytes (once demand has been counted for a half-life: before, the
+// ranking is a few plays), when the last plan was held back by the churn
+// bound, and when a new release feed arrives. Each plan
 // keeps files where they are unless demand moved enough (placement
 // hysteresis) and adds at most MaxChurn of a site's capacity to its
 // appliances; a new manifest version then reaches each appliance in its
@@ -36,9 +39,13 @@ import (
 type replanState struct {
 	mu       sync.Mutex // held through a replan
 	last     time.Time
-	baseline map[string]float64 // site → displaced share right after the last plan
+	baseline map[string]map[string]bool // site → files displacing right after the last plan
 	capped   bool               // the last plan held back files for the churn bound
-	count    int
+	// firstDemand is when demand was first counted: an average of less
+	// than a half-life of observations is its first few plays, so the
+	// ranking is not acted on before then (interval replans still run).
+	firstDemand time.Time
+	count       int
 	recent   []api.Replan
 
 	replans *prometheus.CounterVec
@@ -73,7 +80,7 @@ func (s *Server) Replan(reason string) api.Replan {
 	rec := api.Replan{Seq: p.seq, At: now, Reason: reason, AddedBytes: added, PlacedBytes: placed, Sites: sites}
 	rs.last = now
 	rs.capped = slices.ContainsFunc(sites, func(c api.SiteChurn) bool { return c.Capped })
-	rs.baseline = s.displacedBySite(p, now)
+	rs.baseline = s.displacingBySite(p, now)
 	rs.count++
 	rs.recent = append(rs.recent, rec)
 	if len(rs.recent) > maxRecentReplans {
@@ -113,7 +120,10 @@ func (s *Server) replanDue() string {
 	f.demand.fold(now)
 	rs := &f.replan
 	rs.mu.Lock()
-	last, capped, baseline := rs.last, rs.capped, rs.baseline
+	if rs.firstDemand.IsZero() && f.demand.seen() {
+		rs.firstDemand = now
+	}
+	last, capped, baseline, first := rs.last, rs.capped, rs.baseline, rs.firstDemand
 	rs.mu.Unlock()
 	if f.cfg.ReplanInterval > 0 && now.Sub(last) >= f.cfg.ReplanInterval {
 		return "interval"
@@ -121,29 +131,47 @@ func (s *Server) replanDue() string {
 	if capped {
 		return "ranking"
 	}
-	for site, share := range s.displacedBySite(f.plan.Load(), now) {
-		if share-baseline[site] >= f.cfg.RankingChange {
+	if first.IsZero() || now.Sub(first) < f.demand.steered.HalfLife() {
+		return "" // too little history to trust the ranking
+	}
+	p := f.plan.Load()
+	for site, files := range s.displacingBySite(p, now) {
+		var placed, fresh int64
+		for path := range p.copies[site] {
+			placed += s.fileSize(path)
+		}
+		for path := range files {
+			if !baseline[site][path] {
+				fresh += s.fileSize(path)
+			}
+		}
+		if placed > 0 && float64(fresh) >= f.cfg.RankingChange*float64(placed) {
 			return "ranking"
 		}
 	}
 	return ""
 }
 
-// displacedBySite is displaced for every site under plan p.
-func (s *Server) displacedBySite(p *fillPlan, now time.Time) map[string]float64 {
-	out := map[string]float64{}
+func (s *Server) fileSize(path string) int64 {
+	f, _ := s.cfg.Catalog.Lookup(path)
+	return f.Size
+}
+
+// displacingBySite is displacing for every site under plan p.
+func (s *Server) displacingBySite(p *fillPlan, now time.Time) map[string]map[string]bool {
+	out := map[string]map[string]bool{}
 	for _, site := range s.cfg.Inventory.Sites {
-		out[site.ID] = displaced(s.cfg.Catalog.Files, s.fill.demand.region(site.ID, now), p.copies[site.ID], s.fill.cfg.Hysteresis)
+		out[site.ID] = displacing(s.cfg.Catalog.Files, s.fill.demand.region(site.ID, now), p.copies[site.ID], s.fill.cfg.Hysteresis)
 	}
 	return out
 }
 
-// displaced is the share of a site's placed bytes (one copy of each file)
-// that the current predictions rank below files the plan does not place:
-// 0 while the plan matches the ranking. It ranks as placement.Plan
-// selects: demand per byte stored, placed files with the hysteresis edge,
-// then placed before unplaced, then path.
-func displaced(files []content.File, pred map[string]float64, placed map[string]int, hysteresis float64) float64 {
+// displacing is the files a site's plan does not place that the current
+// predictions rank within its placed bytes (one copy of each file): the
+// files a plan made now would want. It ranks as placement.Plan selects:
+// demand per byte stored, placed files with the hysteresis edge, then
+// placed before unplaced, then path.
+func displacing(files []content.File, pred map[string]float64, placed map[string]int, hysteresis float64) map[string]bool {
 	if hysteresis <= 0 {
 		hysteresis = 0.1
 	}
@@ -166,9 +194,6 @@ func displaced(files []content.File, pred map[string]float64, placed map[string]
 		}
 		list = append(list, r)
 	}
-	if placedBytes == 0 {
-		return 0
-	}
 	slices.SortFunc(list, func(a, b ranked) int {
 		if c := cmp.Compare(b.density, a.density); c != 0 {
 			return c
@@ -181,17 +206,18 @@ func displaced(files []content.File, pred map[string]float64, placed map[string]
 		}
 		return cmp.Compare(a.path, b.path)
 	})
-	var taken, out int64
+	out := map[string]bool{}
+	var taken int64
 	for _, r := range list {
 		if taken >= placedBytes {
 			break
 		}
 		taken += r.size
 		if !r.placed {
-			out += r.size
+			out[r.path] = true
 		}
 	}
-	return float64(out) / float64(placedBytes)
+	return out
 }
 
 // mountPlacement adds the operator's placement endpoints.

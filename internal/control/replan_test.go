@@ -3,6 +3,7 @@ package control
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -35,6 +36,7 @@ func loopServer(t *testing.T, mutate func(*Config)) (*Server, *clock, *content.C
 		c.Replicas = 1
 		c.Inventory.Appliances[0].Capacity = config.ByteSize(titleBytes*2 + titleBytes/2)
 		c.Fill.MaxChurn = 0.5
+		c.Fill.HalfLife = 10 * time.Minute
 		if mutate != nil {
 			mutate(c)
 		}
@@ -158,6 +160,12 @@ func TestReplanMovesContentToDemand(t *testing.T) {
 	if why := s.replanDue(); why != "" {
 		t.Errorf("replanDue() with demand for what e1 holds = %q, want none", why)
 	}
+	// Within a half-life of the first demand the ranking is not acted on.
+	steerN(t, s, cat, hot, "10.64.3.4", 20)
+	if why := s.replanDue(); why != "" {
+		t.Errorf("replanDue() within a half-life of the first demand = %q, want none", why)
+	}
+	clk.t = clk.t.Add(10 * time.Minute)
 	steerN(t, s, cat, hot, "10.64.3.4", 20)
 	why := s.replanDue()
 	if why != "ranking" {
@@ -232,8 +240,11 @@ func TestChurnBoundHoldsBackAndReplansAgain(t *testing.T) {
 }
 
 func testChurnBound(t *testing.T, bound, maxShare float64) {
-	s, _, cat := loopServer(t, func(c *Config) { c.Fill.MaxChurn = bound })
+	s, clk, cat := loopServer(t, func(c *Config) { c.Fill.MaxChurn = bound })
 	titles := cat.Titles()
+	steerN(t, s, cat, titles[0], "10.64.3.4", 1)
+	s.replanDue() // the first demand
+	clk.t = clk.t.Add(10 * time.Minute)
 	for _, hot := range titles[len(titles)-2:] {
 		steerN(t, s, cat, hot, "10.64.3.4", 20)
 	}
@@ -305,22 +316,23 @@ func TestObserveSteerAllocatesNothing(t *testing.T) {
 	}
 }
 
-func TestDisplaced(t *testing.T) {
+func TestDisplacing(t *testing.T) {
 	files := []content.File{{Path: "a/x", Size: 100}, {Path: "b/x", Size: 100}, {Path: "c/x", Size: 100}, {Path: "d/x", Size: 100}}
 	placed := map[string]int{"a/x": 1, "b/x": 1}
 	for _, tc := range []struct {
 		pred map[string]float64
-		want float64
+		want string
 	}{
-		{nil, 0},
-		{map[string]float64{"a/x": 10, "b/x": 9}, 0},
-		{map[string]float64{"a/x": 10, "b/x": 9, "c/x": 9.5}, 0},   // within the hysteresis edge
-		{map[string]float64{"a/x": 10, "b/x": 9, "c/x": 11}, 0.5},  // c displaces b
-		{map[string]float64{"c/x": 1, "d/x": 1}, 1},                // both displaced
-		{map[string]float64{"a/x": 10, "c/x": 1, "d/x": 0.5}, 0.5}, // b (no demand) gives way to c
+		{nil, ""},
+		{map[string]float64{"a/x": 10, "b/x": 9}, ""},
+		{map[string]float64{"a/x": 10, "b/x": 9, "c/x": 9.5}, ""},    // within the hysteresis edge
+		{map[string]float64{"a/x": 10, "b/x": 9, "c/x": 11}, "c/x"},  // c displaces b
+		{map[string]float64{"c/x": 1, "d/x": 1}, "c/x,d/x"},          // both displaced
+		{map[string]float64{"a/x": 10, "c/x": 1, "d/x": 0.5}, "c/x"}, // b (no demand) gives way to c
 	} {
-		if got := displaced(files, tc.pred, placed, 0.1); got != tc.want {
-			t.Errorf("displaced(%v) = %v, want %v", tc.pred, got, tc.want)
+		got := slices.Sorted(maps.Keys(displacing(files, tc.pred, placed, 0.1)))
+		if strings.Join(got, ",") != tc.want {
+			t.Errorf("displacing(%v) = %v, want %s", tc.pred, got, tc.want)
 		}
 	}
 }

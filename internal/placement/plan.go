@@ -223,10 +223,19 @@ func plan(items []Item, nodes []Node, opt Options, churnBudget int64) Result {
 		for r > 0 && used+float64(r)*size > budget {
 			r--
 		}
-		// Capped only when the churn bound, not capacity, refuses.
-		for churnBudget >= 0 && r > 0 && added(c, 0, r) > churn {
-			r--
+		// Capped only when the churn bound, not capacity, refuses. A
+		// file comes in (or back to strength) with at least MinReplicas
+		// copies or not at all: one copy of a new file is one failure
+		// from a miss.
+		if churnBudget >= 0 && r > 0 && added(c, 0, r) > churn {
 			capped = true
+			prev := len(opt.PrevNodes[items[c.i].File.Path])
+			for r > prev && added(c, 0, r) > churn {
+				r--
+			}
+			if r > prev && r < min(minR, c.r) {
+				r = prev
+			}
 		}
 		if r == 0 {
 			continue // a smaller file further down may still fit

@@ -156,6 +156,12 @@ func TestChurnBound(t *testing.T) {
 				t.Fatalf("step %d: node %s holds %d bytes, capacity %d", step, id, b, c)
 			}
 		}
+		before := holders(prev)
+		for p, c := range res.Copies {
+			if len(before[p]) == 0 && c < 2 {
+				t.Fatalf("step %d: new file %s came in with %d copy, want at least MinReplicas (2)", step, p, c)
+			}
+		}
 		if step == 1 && res.Copies[hot] == 0 {
 			t.Errorf("step 1: the new hottest file %s is not placed; the bound must spend on the hottest first", hot)
 		}
