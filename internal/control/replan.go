@@ -40,13 +40,13 @@ type replanState struct {
 	mu       sync.Mutex // held through a replan
 	last     time.Time
 	baseline map[string]map[string]bool // site → files displacing right after the last plan
-	capped   bool               // the last plan held back files for the churn bound
+	capped   bool                       // the last plan held back files for the churn bound
 	// firstDemand is when demand was first counted: an average of less
 	// than a half-life of observations is its first few plays, so the
 	// ranking is not acted on before then (interval replans still run).
 	firstDemand time.Time
 	count       int
-	recent   []api.Replan
+	recent      []api.Replan
 
 	replans *prometheus.CounterVec
 	added   prometheus.Counter
