@@ -36,29 +36,13 @@ func TestHome(t *testing.T) {
 		}, outside, "ix"},
 		// Equal routes: the embedded site beats the private one (tier),
 		// whichever the RIB lists first.
-		{"tier breaks a BGP tie", func(t *testing.T) *Snapshot {
-			s := world(t, nil)
-			r := rib.New()
-			pfx := netip.MustParsePrefix("10.64.0.0/16")
-			for _, id := range []string{"p1", "e1"} {
-				r.Replace(id, []rib.Route{{Prefix: pfx, Attrs: rib.Attrs{LocalPref: 100, ASPath: []uint32{64500}, EBGP: true}}})
-			}
-			s.Routes = r.Snapshot()
-			return s
-		}, client, "emb"},
+		{"tier breaks a BGP tie", func(t *testing.T) *Snapshot { return equalRoutes(world(t, nil), "p1", "e1") }, client, "emb"},
 		{"distance breaks a tier tie", func(t *testing.T) *Snapshot {
-			s := world(t, func(as map[string]*Appliance) {
+			return equalRoutes(world(t, func(as map[string]*Appliance) {
 				as["p1"].Kind, as["p1"].Site = config.SiteEmbedded, "aaa-far"
 				as["p1"].Location = config.Location{Lat: 40, Lon: -74}
 				as["e1"].Location = config.Location{Lat: 52.3, Lon: 4.9}
-			})
-			r := rib.New()
-			pfx := netip.MustParsePrefix("10.64.0.0/16")
-			for _, id := range []string{"p1", "e1"} {
-				r.Replace(id, []rib.Route{{Prefix: pfx, Attrs: rib.Attrs{LocalPref: 100, ASPath: []uint32{64500}, EBGP: true}}})
-			}
-			s.Routes = r.Snapshot()
-			return s
+			}), "p1", "e1")
 		}, client, "emb"},
 		{"nobody may serve", func(t *testing.T) *Snapshot {
 			s := world(t, nil)
@@ -73,6 +57,17 @@ func TestHome(t *testing.T) {
 			}
 		})
 	}
+}
+
+// equalRoutes gives ids, in that order, equal routes to the world's prefix.
+func equalRoutes(s *Snapshot, ids ...string) *Snapshot {
+	r := rib.New()
+	pfx := netip.MustParsePrefix("10.64.0.0/16")
+	for _, id := range ids {
+		r.Replace(id, []rib.Route{{Prefix: pfx, Attrs: rib.Attrs{LocalPref: 100, ASPath: []uint32{64500}, EBGP: true}}})
+	}
+	s.Routes = r.Snapshot()
+	return s
 }
 
 func TestHomeAllocatesNothing(t *testing.T) {
