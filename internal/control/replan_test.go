@@ -300,6 +300,23 @@ func TestFeedAPI(t *testing.T) {
 	}
 }
 
+// TestEmptyHeldListClearsHoldings: an appliance that retired its last
+// file reports an empty list, and steering stops sending clients to it for
+// that file; a heartbeat without a list changes nothing.
+func TestEmptyHeldListClearsHoldings(t *testing.T) {
+	s, _, cat := newTestServer(t)
+	f := cat.Files[0].Path
+	beat(t, s.Handler(), "e1", 1, []string{f})
+	beat(t, s.Handler(), "e1", 1, nil)
+	if !s.snap.Load().Appliances["e1"].Holds[f] {
+		t.Fatalf("a heartbeat without a list dropped e1's holdings")
+	}
+	beat(t, s.Handler(), "e1", 2, []string{})
+	if s.snap.Load().Appliances["e1"].Holds[f] {
+		t.Errorf("after an empty list e1 still holds %s in the snapshot", f)
+	}
+}
+
 // TestObserveSteerAllocatesNothing: counting a steering answer's demand
 // takes no allocation (it runs on every answer).
 func TestObserveSteerAllocatesNothing(t *testing.T) {
