@@ -17,7 +17,13 @@ func (s *Server) openMeasure() error {
 		return nil
 	}
 	s.cfg.Measured.setDefaults()
-	ing, err := measure.Open(s.cfg.MeasureDir, measure.FuncAnnotator(s.annotate), measure.Options{Registerer: s.cfg.Registry, Logger: s.cfg.Logger})
+	opts := measure.Options{Registerer: s.cfg.Registry, Logger: s.cfg.Logger}
+	if s.cfg.Store != nil && s.cfg.Store.Shared() {
+		// Replicas share the store: a report re-sent to another replica
+		// must not be stored twice (measure/claims.go).
+		opts.Claims = s.cfg.Store
+	}
+	ing, err := measure.Open(s.cfg.MeasureDir, measure.FuncAnnotator(s.annotate), opts)
 	if err != nil {
 		return fmt.Errorf("measurement store %s: %w", s.cfg.MeasureDir, err)
 	}

@@ -222,18 +222,9 @@ func displacing(files []content.File, pred map[string]float64, placed map[string
 
 // mountPlacement adds the operator's placement endpoints.
 func (s *Server) mountPlacement(mux *http.ServeMux) {
-	admin := func(h http.HandlerFunc) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			if !s.isAdmin(r) {
-				http.Error(w, r.URL.Path+" needs an admin token", http.StatusForbidden)
-				return
-			}
-			h(w, r)
-		}
-	}
-	mux.HandleFunc("GET /v1/admin/placement", admin(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.PlacementStatus(10)) }))
-	mux.HandleFunc("POST /v1/admin/replan", admin(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Replan("admin")) }))
-	mux.HandleFunc("PUT /v1/admin/popularity-feed", admin(s.handleFeed))
+	mux.HandleFunc("GET /v1/admin/placement", s.adminOnly("placement", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.PlacementStatus(10)) }))
+	mux.HandleFunc("POST /v1/admin/replan", s.adminOnly("replan", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Replan("admin")) }))
+	mux.HandleFunc("PUT /v1/admin/popularity-feed", s.adminOnly("popularity feed", s.handleFeed))
 }
 
 // handleFeed takes a new release feed (the format of the config's
@@ -242,7 +233,7 @@ func (s *Server) mountPlacement(mux *http.ServeMux) {
 // window. A feed naming unknown files, negative demand or a file twice is
 // refused (400) with the line of the bad entry, and nothing changes.
 func (s *Server) handleFeed(w http.ResponseWriter, r *http.Request) {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFeedBody))
 	if err != nil {
 		http.Error(w, "popularity feed: "+err.Error(), http.StatusBadRequest)
 		return

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -280,8 +281,8 @@ func TestFeedAPI(t *testing.T) {
 	if w := do(t, h, "PUT", "/v1/admin/popularity-feed", bad, "127.0.0.1:1", "sekret"); w.Code != 400 || !strings.Contains(w.Body.String(), "line 3") {
 		t.Errorf("PUT a feed listing a file twice = %d %q, want 400 naming line 3", w.Code, w.Body)
 	}
-	if w := do(t, h, "PUT", "/v1/admin/popularity-feed", "{}", "127.0.0.1:1", ""); w.Code != 403 {
-		t.Errorf("PUT a feed without the admin token = %d, want 403", w.Code)
+	if w := do(t, h, "PUT", "/v1/admin/popularity-feed", "{}", "127.0.0.1:1", ""); w.Code != http.StatusUnauthorized {
+		t.Errorf("PUT a feed without the admin token = %d, want 401", w.Code)
 	}
 	if got := s.fill.plan.Load().seq; got != seq {
 		t.Errorf("plan seq = %d after refused feeds, want %d (nothing changed)", got, seq)

@@ -97,6 +97,14 @@ func NewAppliance(cfg *config.ApplianceDaemon, h Hooks, jsonLogs bool) (*Applian
 		}
 	}()
 	acfg.Listeners = lns
+	if len(cfg.OpsListen) > 0 {
+		ops, err := listenAll(cfg.OpsListen, Hooks{})
+		if err != nil {
+			return nil, fmt.Errorf("ops_listen: %w", err)
+		}
+		lns = append(lns, ops...) // closed on failure below
+		acfg.OpsListeners = ops
+	}
 	switch cfg.AccessLog {
 	case "":
 	case "off":
@@ -187,6 +195,10 @@ func (d *Appliance) Appliance() *appliance.Appliance { return d.a }
 
 // URLs are the base URLs content is served on.
 func (d *Appliance) URLs() []string { return d.a.URLs() }
+
+// OpsURLs are the base URLs of the operator endpoints (none without
+// ops_listen).
+func (d *Appliance) OpsURLs() []string { return d.a.OpsURLs() }
 
 // Run serves, fills and reports until ctx ends, then drains (see
 // appliance.Appliance.Run).
