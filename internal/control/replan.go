@@ -248,12 +248,17 @@ func (s *Server) handleFeed(w http.ResponseWriter, r *http.Request) {
 }
 
 // PlacementStatus is the replans so far and, per site, the top files by
-// predicted demand.
+// predicted demand; top ≤ 0 leaves Top out, which spares copying every
+// site's demand for a caller that polls the replans only (the console).
 func (s *Server) PlacementStatus(top int) api.PlacementStatus {
 	rs := &s.fill.replan
 	rs.mu.Lock()
-	st := api.PlacementStatus{ChurnBound: s.fill.cfg.MaxChurn, Replans: rs.count, Recent: slices.Clone(rs.recent), Top: map[string][]api.FileDemand{}}
+	st := api.PlacementStatus{ChurnBound: s.fill.cfg.MaxChurn, Replans: rs.count, Recent: slices.Clone(rs.recent)}
 	rs.mu.Unlock()
+	if top <= 0 {
+		return st
+	}
+	st.Top = map[string][]api.FileDemand{}
 	p := s.fill.plan.Load()
 	now := s.cfg.Now()
 	for _, site := range s.cfg.Inventory.Sites {
