@@ -37,6 +37,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/routes/lookup", s.handleLookup)
 	mux.HandleFunc("GET /v1/routes/consistency", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Consistency()) })
 	mux.HandleFunc("GET /v1/appliances", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Appliances()) })
+	mux.HandleFunc("GET /v1/steering/measured", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.MeasuredStatus()) })
 	s.mountMeasure(mux)
 	s.mountFill(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })

@@ -38,12 +38,12 @@ type Scenario struct {
 	Links []LinkSpec `yaml:"links"`
 	// Probes shape the clients' measurements.
 	Probes ProbeSettings `yaml:"probes"`
-	// Steering: measured re-ranks candidates BGP leaves equal by what
-	// clients measured; experiment splits client prefix groups into a
-	// "bgp" and a "measured" arm recorded in every report.
-	Steering SteeringSettings `yaml:"steering"`
-	Clients  []ClientGroup    `yaml:"clients"`
-	Events   []Event          `yaml:"events"`
+	// Steering is the control plane's steering section as an operator
+	// writes it (config.Steering, docs/formats.md): measured steering,
+	// its policy and guardrails, and the experiment.
+	Steering config.Steering `yaml:"steering"`
+	Clients  []ClientGroup   `yaml:"clients"`
+	Events   []Event         `yaml:"events"`
 	// Fill shapes fill: the compressed clock, rate cap, corrupt copies (fill.go).
 	Fill FillSettings `yaml:"fill"`
 }
@@ -58,12 +58,14 @@ type PlayerSettings struct {
 	MaxBuffer time.Duration `yaml:"max_buffer"`
 }
 
-// SteeringSettings switch measurement-aware steering on.
-type SteeringSettings struct {
-	Measured   bool `yaml:"measured"`
-	Experiment bool `yaml:"experiment"`
-	// MinSamples per (prefix group, site) before measurements count.
-	MinSamples int `yaml:"min_samples"`
+// steering is the scenario's steering section with the lab's default
+// step: a lab run lasts a minute, so evidence is re-evaluated every 2 s.
+func (s *Scenario) steering() config.Steering {
+	st := s.Steering
+	if st.Refresh == 0 {
+		st.Refresh = 2 * time.Second
+	}
+	return st
 }
 
 // ClientGroup is a number of clients inside one ISP.
