@@ -266,7 +266,7 @@ func TestEndToEndIngester(t *testing.T) {
 	if len(msgs) == 0 {
 		t.Error("no progress messages")
 	}
-	for _, name := range []string{"index.html", "quantiles.csv", "paired.csv", "regret.csv", "regret_groups.csv", "changes.csv", "series.csv", "misses.csv", "arms.csv"} {
+	for _, name := range []string{"index.html", "quantiles.csv", "paired.csv", "regret.csv", "regret_groups.csv", "changes.csv", "series.csv", "misses.csv", "arms.csv", "experiments.csv"} {
 		if st, err := os.Stat(filepath.Join(out, name)); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v, want a non-empty file", name, err)
 		}
@@ -306,8 +306,8 @@ func TestEndToEndIngester(t *testing.T) {
 			t.Errorf("TTFB regret = %+v, want all %d groups", r, groups)
 		}
 	}
-	if got := strings.Join(sum.Arms, ","); got != "control,measured" {
-		t.Errorf("Summary.Arms = %q, want control,measured", got)
+	if len(sum.Experiments) != 1 || strings.Join(sum.Experiments[0].ArmNames, ",") != "control,measured" {
+		t.Errorf("Summary.Experiments = %+v, want one with arms control,measured", sum.Experiments)
 	}
 	html, _ := os.ReadFile(filepath.Join(out, "index.html"))
 	for _, want := range []string{"<svg", "No miss data", "Steering regret", "CUSUM", "s0", "s2"} {

@@ -299,6 +299,7 @@ func (l *Lab) startClients(ctx, runCtx context.Context, controlURLs []string, wg
 				return err
 			}
 			client := n
+			uploadQoE := l.qoeUploader(controlURLs, client, src)
 			wg.Add(1)
 			go func() { defer wg.Done(); l.probeLoop(ctx, runCtx, controlURLs, client, src, dial) }()
 			stagger := time.Duration(n) * step
@@ -329,6 +330,9 @@ func (l *Lab) startClients(ctx, runCtx context.Context, controlURLs []string, wg
 					})
 					if err != nil && ctx.Err() == nil {
 						l.log.Warn("session failed", "client", src, "title", title, "err", err)
+					}
+					if err == nil && sess.Completed {
+						uploadQoE(runCtx, sess)
 					}
 					l.mu.Lock()
 					l.qoe = append(l.qoe, sess)
@@ -412,6 +416,9 @@ func (l *Lab) runEvents(ctx context.Context) {
 				}
 			case "stop_control_plane":
 				l.stopControlPlane(ctx, e.Duration)
+			case "degrade_link":
+				// The link's profile changes at this time by itself.
+				rec.Target = e.Link.ISP + "→" + e.Link.Site
 			case "withdraw_prefix", "announce_prefix":
 				rec.Prefix = e.Prefix.String()
 				conv, err := l.routeEvent(ctx, e)

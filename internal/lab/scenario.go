@@ -87,12 +87,14 @@ type Event struct {
 	Prefix config.Prefix `yaml:"prefix,omitempty"`
 	// Duration is how long stop_control_plane keeps the control plane down.
 	Duration time.Duration `yaml:"duration,omitempty"`
+	// Link is what degrade_link does to one ISP's link to one site.
+	Link *LinkChange `yaml:"link,omitempty"`
 }
 
 // EventKinds the lab knows: kill_appliance targets an appliance;
 // withdraw_prefix and announce_prefix target an ISP and name a Prefix its
 // router stops or starts announcing.
-var eventKinds = map[string]bool{"kill_appliance": true, "withdraw_prefix": true, "announce_prefix": true, "stop_control_plane": true}
+var eventKinds = map[string]bool{"kill_appliance": true, "withdraw_prefix": true, "announce_prefix": true, "stop_control_plane": true, "degrade_link": true}
 
 // When resolves At against the run's duration.
 func (e Event) When(d time.Duration) (time.Duration, error) {
@@ -171,7 +173,7 @@ func (s *Scenario) Validate() error {
 	for i, e := range s.Events {
 		f := fmt.Sprintf("events[%d]", i)
 		if !eventKinds[e.Kind] {
-			return config.Errf(f+".kind", "%q is not an event kind (kill_appliance, withdraw_prefix, announce_prefix, stop_control_plane)", e.Kind)
+			return config.Errf(f+".kind", "%q is not an event kind (kill_appliance, withdraw_prefix, announce_prefix, stop_control_plane, degrade_link)", e.Kind)
 		}
 		if _, err := e.When(s.Duration); err != nil {
 			return config.Errf(f+".at", "%v", err)
@@ -179,6 +181,12 @@ func (s *Scenario) Validate() error {
 		if e.Kind == "stop_control_plane" {
 			if e.Duration <= 0 || e.Duration > s.Duration {
 				return config.Errf(f+".duration", "stop_control_plane needs a duration such as 3s, shorter than the run")
+			}
+			continue
+		}
+		if e.Kind == "degrade_link" {
+			if err := s.validateDegrade(f, e); err != nil {
+				return err
 			}
 			continue
 		}
