@@ -200,7 +200,7 @@ type Summary struct {
 	// Experiments are the experiments' results (arms with intervals,
 	// differences against the control, the SRM check).
 	Experiments []ExperimentResult
-	HaveMisses          bool
+	HaveMisses  bool
 	// Files written, as paths.
 	HTML string
 	CSV  []string

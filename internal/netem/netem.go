@@ -25,9 +25,11 @@
 //   - Connect: Dialer waits RTT/2 before the real dial and returns RTT
 //     after it started, so a measured TCP connect time is RTT plus the
 //     loopback handshake (~0.05 ms).
+//
 //   - Writes are queued and handed to the real connection RTT/2 after
 //     Write was called, in order. Write returns at once, as a kernel send
 //     buffer would, unless more than a window of bytes is queued.
+//
 //   - Reads: every chunk the real connection delivers is serialized
 //     through the bottleneck (a fluid FIFO queue: a chunk starts when it
 //     arrived or when the previous chunk finished, whichever is later, and
@@ -35,9 +37,11 @@
 //     it left the bottleneck. Visibility is computed from absolute times,
 //     so timer wake-up jitter never accumulates into the rate: a long
 //     download measures the bottleneck rate to well under 1%.
+//
 //   - Jitter adds a random delay (see Jitter for the distributions) to
 //     each write, each chunk read and each direction of the connect;
 //     bytes stay in order, so a late chunk holds back those behind it.
+//
 //   - Profile makes RTT, BandwidthBps and Jitter a Schedule over time.
 //
 //   - Loss delays a chunk by a retransmission timeout with the
