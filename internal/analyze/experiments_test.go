@@ -192,3 +192,19 @@ func TestAATestFalsePositiveRate(t *testing.T) {
 		t.Errorf("A/A false positive rate = %.3f, want 0.05 ± 0.02", rate)
 	}
 }
+
+// FuzzParseShares: the arm_shares context comes from clients' reports;
+// whatever it holds, parsing returns nil or shares in [0, 1] keyed by
+// non-empty arm names.
+func FuzzParseShares(f *testing.F) {
+	for _, s := range []string{"bgp=0.5,measured=0.5", "a=1", "", "=0.5", "a=2", "a=NaN", "a=0.5,,b=0.5", "a=0.1,a=0.9"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for k, v := range parseShares(s) {
+			if k == "" || !(v >= 0 && v <= 1) {
+				t.Fatalf("parseShares(%q) gave %q=%v", s, k, v)
+			}
+		}
+	})
+}

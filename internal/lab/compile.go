@@ -82,6 +82,9 @@ type Router struct {
 
 // Compile turns a validated scenario into a deployment.
 func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
+	if sc.compiled.IsZero() {
+		sc.compiled = time.Now().UTC().Truncate(time.Second)
+	}
 	cat, err := content.Synth(sc.Catalog)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)

@@ -202,6 +202,7 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	// Parquet files are complete when Run returns.
 	cancel()
 	l.run.wait()
+	l.degradeEffects(rep.Measured, l.measureDataDir())
 	rep.Measurements.Dir = l.opts.DataDir
 	if l.opts.DataDir == "" {
 		rep.Measurements.Dir = "" // removed with the work directory

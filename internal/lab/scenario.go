@@ -46,6 +46,10 @@ type Scenario struct {
 	Events   []Event         `yaml:"events"`
 	// Fill shapes fill: the compressed clock, rate cap, corrupt copies (fill.go).
 	Fill FillSettings `yaml:"fill"`
+
+	// compiled is when the scenario was compiled: the start of its
+	// experiment unless the scenario gives one.
+	compiled time.Time
 }
 
 // PlayerSettings shape every lab client's playback.
@@ -64,6 +68,12 @@ func (s *Scenario) steering() config.Steering {
 	st := s.Steering
 	if st.Refresh == 0 {
 		st.Refresh = 2 * time.Second
+	}
+	if st.Experiment != nil && st.Experiment.Start.IsZero() {
+		// One start for the run, whatever restarts the control plane.
+		e := *st.Experiment
+		e.Start = s.compiled
+		st.Experiment = &e
 	}
 	return st
 }
