@@ -47,10 +47,6 @@ func parseShares(s string) map[string]float64 {
 // playback QoE, named as in the experiment definition.
 var ExperimentMetrics = []string{"connect_ms", "ttfb_ms", "throughput_bps", "startup_ms", "rebuffer_ratio", "bitrate_kbps"}
 
-// higherBetter reports whether larger values of an experiment metric are
-// better.
-func higherBetter(metric string) bool { return metric == "throughput_bps" || metric == "bitrate_kbps" }
-
 // ArmResult is one metric in one arm of an experiment: its median with a
 // distribution-free interval and, for arms other than the control, the
 // difference of medians against the control with a cluster bootstrap

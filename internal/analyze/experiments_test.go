@@ -6,13 +6,10 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/parquet-go/parquet-go"
 
 	"github.com/ocdn/ocdn/internal/measure"
 )
@@ -21,24 +18,7 @@ import (
 // of at.
 func writeTable[T any](t *testing.T, dir, table string, at time.Time, rows []T) {
 	t.Helper()
-	p := filepath.Join(dir, table, measure.PartitionDir(at), "part-000000000001.parquet")
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := parquet.NewGenericWriter[T](f)
-	if _, err := w.Write(rows); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeParquet(t, filepath.Join(dir, table, measure.PartitionDir(at), "part-000000000001.parquet"), rows)
 }
 
 func expContext(arm, assigned, steered string) string {

@@ -23,6 +23,13 @@ import (
 func writePulses(t *testing.T, dir string, at time.Time, name string, rows []measure.PulseRow, opts ...parquet.WriterOption) string {
 	t.Helper()
 	p := filepath.Join(dir, "pulses", measure.PartitionDir(at), name)
+	writeParquet(t, p, rows, opts...)
+	return p
+}
+
+// writeParquet writes rows as the Parquet file p, creating its directory.
+func writeParquet[T any](t *testing.T, p string, rows []T, opts ...parquet.WriterOption) {
+	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +37,7 @@ func writePulses(t *testing.T, dir string, at time.Time, name string, rows []mea
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := parquet.NewGenericWriter[measure.PulseRow](f, opts...)
+	w := parquet.NewGenericWriter[T](f, opts...)
 	if _, err := w.Write(rows); err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +47,6 @@ func writePulses(t *testing.T, dir string, at time.Time, name string, rows []mea
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return p
 }
 
 func somePulseRows(at time.Time, n int) []measure.PulseRow {
