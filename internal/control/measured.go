@@ -328,7 +328,15 @@ func (m *measuredSteering) step(now time.Time, log func(msg string, args ...any)
 	defer m.mu.Unlock()
 	table := &measuredTable{exp: m.exp, groups: map[netip.Prefix]*groupPref{}}
 	arm := m.movingArm()
-	for _, gs := range slices.Sorted(maps.Keys(ev.sites)) {
+	// Every group with evidence, and every group already moved (whose
+	// share holds while its evidence is out of the window).
+	groups := maps.Clone(m.groups)
+	for g := range ev.sites {
+		if groups[g] == nil {
+			groups[g] = nil
+		}
+	}
+	for _, gs := range slices.Sorted(maps.Keys(groups)) {
 		g, err := netip.ParsePrefix(gs)
 		if err != nil {
 			continue

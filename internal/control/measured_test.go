@@ -312,3 +312,18 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestMeasuredShareHoldsWithoutEvidence: a moved group whose evidence
+// has left the window keeps its clients where they are (neither growing
+// nor dropping back silently).
+func TestMeasuredShareHoldsWithoutEvidence(t *testing.T) {
+	s, f := measuredWorld(t, MeasuredSteering{Enabled: true, MinSamples: 30, Refresh: time.Hour, MaxStep: 0.5})
+	probeReports(t, s, 40, map[string]float64{"e1": 60, "x1": 15})
+	s.measuredStep()
+	before := movedShare(t, s, f, allClients())
+	s.msteer.win = newWindow(time.Hour, time.Hour) // the evidence ages out
+	s.measuredStep()
+	if got := movedShare(t, s, f, allClients()); got != before || before == 0 {
+		t.Errorf("moved share %.2f after the evidence left the window, want it to hold at %.2f", got, before)
+	}
+}
