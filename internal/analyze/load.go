@@ -164,9 +164,10 @@ func newLoader(f *Filter) *loader {
 	return &loader{filter: f, intern: make(map[string]string), ctx: make(map[string]ctxInfo)}
 }
 
-// LoadQoE reads the playback records under dir/qoe that pass f's time
-// range (sites and ASNs filter pulses only). A directory without a qoe
-// table gives none and no error: older stores have none.
+// LoadQoE reads the playback records under dir/qoe that pass f (the time
+// range, the ASNs, and the sites by the site that served the session
+// first). A directory without a qoe table gives none and no error: older
+// stores have none.
 func LoadQoE(dir string, f Filter) ([]Session, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "qoe", "date=*", "hour=*", "part-*.parquet"))
 	if err != nil {
@@ -198,7 +199,7 @@ func LoadQoE(dir string, f Filter) ([]Session, error) {
 					if q.DurationMs > 0 {
 						s.RebufferRatio = q.RebufferMs / q.DurationMs
 					}
-					if (!f.Since.IsZero() && s.Time.Before(f.Since)) || (!f.Until.IsZero() && !s.Time.Before(f.Until)) {
+					if !f.keep(&Row{Time: s.Time, Site: s.Site, ASN: q.ASN}) {
 						continue
 					}
 					out = append(out, s)
