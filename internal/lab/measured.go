@@ -51,13 +51,18 @@ type MeasuredGroup struct {
 // DegradeEffect compares the arms after a degrade_link event on what the
 // affected prefix groups' clients got at the site they were steered to
 // (the steering metric: probe throughput in the built-in scenario), from
-// the stored measurements received from one probe period after the event
-// to the end of the run.
+// the stored measurements received from FromSeconds to the end of the
+// run.
 type DegradeEffect struct {
 	Link      string   `json:"link"`
 	AtSeconds float64  `json:"at_seconds"`
 	Groups    []string `json:"groups"`
-	Metric    string   `json:"metric"`
+	// ReactionSeconds is how long after the event measurements first
+	// moved an affected group (0: they never did); FromSeconds is where
+	// the comparison starts, from the start of streaming.
+	ReactionSeconds float64 `json:"reaction_seconds"`
+	FromSeconds     float64 `json:"from_seconds"`
+	Metric          string  `json:"metric"`
 	// Arms are the arms' medians with their 95% intervals; Diff is
 	// measured − control with its cluster-bootstrap 95% interval.
 	Arms        []ArmFigure `json:"arms"`
@@ -131,8 +136,22 @@ func (l *Lab) degradeEffects(r *MeasuredReport, dir string) {
 		}
 		// Reports received within a probe period of the event may hold
 		// pulses measured before it (or queued through a control-plane
-		// outage): the comparison starts one period later.
-		r.Effects = append(r.Effects, l.effect(eff, dir, l.start.Add(at+l.sc.Probes.Every)))
+		// outage): the comparison starts one period later, or when
+		// measurements first moved an affected group if that is later, so
+		// that it compares the arms once the loop has reacted; how long
+		// it took to react is reported beside it.
+		from := at + l.sc.Probes.Every
+		for _, g := range r.Groups {
+			if slices.Contains(eff.Groups, g.Group) && g.FirstMoveSeconds > at.Seconds() {
+				move := time.Duration(g.FirstMoveSeconds * float64(time.Second))
+				if eff.ReactionSeconds == 0 || move.Seconds()-at.Seconds() < eff.ReactionSeconds {
+					eff.ReactionSeconds = move.Seconds() - at.Seconds()
+				}
+				from = max(from, move)
+			}
+		}
+		eff.FromSeconds = from.Seconds()
+		r.Effects = append(r.Effects, l.effect(eff, dir, l.start.Add(from)))
 	}
 }
 
@@ -209,7 +228,8 @@ func (r *MeasuredReport) print(w io.Writer) {
 		}
 	}
 	for _, e := range r.Effects {
-		fmt.Fprintf(w, "  after degrade_link %s at %.1f s, %s at the steered site of groups %v:", e.Link, e.AtSeconds, e.Metric, e.Groups)
+		fmt.Fprintf(w, "  degrade_link %s at %.1f s: measurements moved groups %v after %.1f s; %s at the steered site from %.1f s on:",
+			e.Link, e.AtSeconds, e.Groups, e.ReactionSeconds, e.Metric, e.FromSeconds)
 		for _, a := range e.Arms {
 			fmt.Fprintf(w, " %s p50 %s [%s, %s] (%d clients, n=%d);", a.Arm, metricNum(e.Metric, a.P50), metricNum(e.Metric, a.Lo), metricNum(e.Metric, a.Hi), a.Clients, a.N)
 		}
