@@ -17,15 +17,16 @@ import (
 func testScenario(t *testing.T) *Scenario {
 	t.Helper()
 	y := strings.NewReplacer(
-		"duration: 60s", "duration: 30s",
+		"duration: 60s", "duration: 36s",
 		// Measured steering must see the degraded link, move and run moved
-		// within 30 s, also on a slow machine: the link degrades at 20%,
-		// evidence counts within 6 s from 12 samples, and the control
-		// plane's outage (which restarts its evidence) comes after.
+		// within 36 s, also on a slow machine: the link degrades at 20%,
+		// evidence counts within 6 s from 10 samples, and the control
+		// plane's outage, which restarts its evidence and group state,
+		// comes before.
 		"window: 10s", "window: 6s",
-		"min_samples: 20", "min_samples: 12",
+		"min_samples: 20", "min_samples: 10",
 		"{at: 30%, kind: degrade_link", "{at: 20%, kind: degrade_link",
-		"{at: 25%, kind: stop_control_plane", "{at: 70%, kind: stop_control_plane",
+		"{at: 25%, kind: stop_control_plane", "{at: 10%, kind: stop_control_plane",
 		"titles: 12", "titles: 4",
 		"at: 50%", "at: 40%",
 		"127.1.0.1:", "127.1.50.1:", "127.1.0.2:", "127.1.50.2:",
