@@ -36,8 +36,10 @@ import (
 type Config struct {
 	ID string
 	// Listeners are where content is served (an IPv4 and an IPv6 socket,
-	// say); the caller has bound them.
-	Listeners []net.Listener
+	// say); the caller has bound them. OpsListeners serve /metrics,
+	// /healthz and /v1/status to operators (none: not served).
+	Listeners    []net.Listener
+	OpsListeners []net.Listener
 	// Control reaches the control plane's replicas with the appliance's
 	// credential; nil means standalone: serve the store as it is, fill
 	// nothing, report to nobody.
@@ -117,6 +119,7 @@ type Appliance struct {
 	store    *store.Store
 	edge     *edge.Handler
 	srvs     []*serve.Server
+	ops      []*serve.Server // operator endpoints; they stop with the content servers
 	draining atomic.Bool
 	speaker  *bgp.Speaker
 	routes   *routeBook
@@ -159,6 +162,12 @@ func New(cfg Config) (*Appliance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", cfg.StoreDir, err)
 	}
+	built := false
+	defer func() {
+		if !built {
+			st.Close()
+		}
+	}()
 	a := &Appliance{cfg: cfg, log: log, store: st}
 	access := cfg.AccessLog
 	if access == nil {
@@ -167,6 +176,9 @@ func New(cfg Config) (*Appliance, error) {
 	a.edge = edge.New(edge.Config{Store: st, Keys: a.currentKeys, Logger: cfg.Logger,
 		AccessLog: access.With("component", "access"), Registry: cfg.Registry})
 	a.fill = newFillState(a)
+	// The content port serves content and /healthz (what the control
+	// plane's prober and load balancers check); /metrics and /v1/status
+	// are for operators, on the ops listeners only.
 	ops := http.NewServeMux()
 	ops.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
 	ops.HandleFunc("GET /healthz", a.handleHealth)
@@ -177,11 +189,14 @@ func New(cfg Config) (*Appliance, error) {
 	// Content bypasses ServeMux: its path cleaning would answer
 	// /c/tok/../x with a redirect; edge answers every odd path 404 itself.
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/c/") {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/c/"):
 			a.serveContent(w, r)
-			return
+		case r.URL.Path == "/healthz":
+			a.handleHealth(w, r)
+		default:
+			http.NotFound(w, r)
 		}
-		ops.ServeHTTP(w, r)
 	})
 	cfg.Registry.MustRegister(st.Collectors()...)
 	if cfg.BGP != nil {
@@ -189,19 +204,34 @@ func New(cfg Config) (*Appliance, error) {
 		if a.speaker, err = bgp.New(*cfg.BGP, cfg.Logger, a.routes.onEvent); err != nil {
 			return nil, fmt.Errorf("bgp: %w", err)
 		}
+		// ocdn_bgp_session_up and friends on the appliance's /metrics.
+		cfg.Registry.MustRegister(a.speaker)
 		if err := a.speaker.Start(context.Background()); err != nil {
 			return nil, fmt.Errorf("bgp: %w", err)
 		}
 	}
 	for _, ln := range cfg.Listeners {
-		a.srvs = append(a.srvs, serve.New(ln, root, serve.Options{Logger: log, TLS: cfg.TLS,
+		a.srvs = append(a.srvs, serve.New(ln, root, serve.Options{Logger: log, TLS: cfg.TLS, Registry: cfg.Registry,
 			DrainGrace: cfg.DrainGrace, Grace: cfg.DrainTimeout}))
 	}
+	for _, ln := range cfg.OpsListeners {
+		a.ops = append(a.ops, serve.New(ln, ops, serve.Options{Logger: log, Grace: time.Second, Registry: cfg.Registry}))
+	}
+	built = true
 	return a, nil
 }
 
 // URL is the appliance's base URL (its first listener's).
 func (a *Appliance) URL() string { return a.srvs[0].URL() }
+
+// OpsURLs are the base URLs of the operator endpoints.
+func (a *Appliance) OpsURLs() []string {
+	out := make([]string, len(a.ops))
+	for i, s := range a.ops {
+		out[i] = s.URL()
+	}
+	return out
+}
 
 // URLs are the base URLs of every listener.
 func (a *Appliance) URLs() []string {
@@ -223,7 +253,7 @@ func (a *Appliance) Requests() int64 { return a.edge.Requests() }
 
 // Kill stops serving at once, dropping every connection, as a crash would.
 func (a *Appliance) Kill() {
-	for _, s := range a.srvs {
+	for _, s := range append(a.srvs, a.ops...) {
 		s.Kill()
 	}
 }
@@ -294,8 +324,17 @@ func (a *Appliance) Run(ctx context.Context) error {
 	return err
 }
 
-// serve runs every listener's server until ctx ends and they have drained.
+// serve runs every listener's server until ctx ends and they have
+// drained; the operator endpoints stay up until the content servers have
+// stopped.
 func (a *Appliance) serve(ctx context.Context) error {
+	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+	var ops sync.WaitGroup
+	for _, s := range a.ops {
+		ops.Add(1)
+		go func() { defer ops.Done(); s.Run(opsCtx) }()
+	}
+	defer func() { stopOps(); ops.Wait() }()
 	errs := make(chan error, len(a.srvs))
 	for _, s := range a.srvs {
 		go func() { errs <- s.Run(ctx) }()

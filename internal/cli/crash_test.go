@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/auth"
 	"github.com/ocdn/ocdn/internal/content"
 )
 
@@ -138,6 +139,7 @@ func startCDN(t *testing.T, name, host string, synth []string, via func(originUR
 catalog: %s
 origin_url: %s
 key_file: %s
+appliance_secret_file: appliance.secret
 heartbeat_interval: 500ms
 replicas: 1
 turn_up: {enabled: false}
@@ -146,6 +148,9 @@ sites:
 appliances:
   - {id: %s-1, site: %s-site, address: %s, capacity: 1GiB}
 `, controlAddr, catalog, originURL, keyFile, name, name, name, applianceAddr))
+	// The appliance's credential, minted as an operator mints it.
+	writeFile(t, filepath.Join(c.dir, "appliance.secret"), auth.NewSecret().Encode())
+	writeFile(t, filepath.Join(c.dir, "appliance.token"), mustOCDN(t, "control", "--config", controlYAML, "--mint-token", name+"-1"))
 	c.applianceYAML = filepath.Join(c.dir, "appliance.yaml")
 	writeFile(t, c.applianceYAML, fmt.Sprintf(`id: %s-1
 listen: %s
@@ -153,13 +158,18 @@ control_urls: [http://%s]
 store: %s
 capacity: 1GiB
 key_file: %s
+token_file: appliance.token
 heartbeat_interval: 500ms
 drain_grace: 1ms
 `, name, applianceAddr, controlAddr, c.storeDir, keyFile))
 
 	control := startOCDN(t, c.dir, "control", "control", "--config", controlYAML)
 	waitFor(t, "the control plane", 20*time.Second, func() bool { return healthy("http://" + controlAddr) }, control)
-	getJSON(t, "http://"+controlAddr+"/v1/manifest?appliance="+name+"-1", &c.manifest)
+	token, err := os.ReadFile(filepath.Join(c.dir, "appliance.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	getJSON(t, "http://"+controlAddr+"/v1/manifest?appliance="+name+"-1", strings.TrimSpace(string(token)), &c.manifest)
 	if len(c.manifest.Files) != len(cat.Files) {
 		t.Fatalf("manifest has %d files, want all %d of the catalog", len(c.manifest.Files), len(cat.Files))
 	}
@@ -297,9 +307,17 @@ func writeFile(t *testing.T, name, data string) {
 	}
 }
 
-func getJSON(t *testing.T, u string, out any) {
+// getJSON GETs u (with a bearer token, when set) into out.
+func getJSON(t *testing.T, u, token string, out any) {
 	t.Helper()
-	resp, err := httpClient.Get(u)
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -136,7 +136,7 @@ func printToken(cmd *cobra.Command, cfg *config.Control, id string, ttl time.Dur
 }
 
 func newApplianceCmd(g *globals) *cobra.Command {
-	var configFile, storeDir, listen, keyFile, tlsCert, tlsKey, accessLog string
+	var configFile, storeDir, listen, opsListen, keyFile, tlsCert, tlsKey, accessLog string
 	var standalone bool
 	var gcPercent int
 	var hooks labHooks
@@ -156,8 +156,9 @@ SIGTERM drains: /healthz answers 503 "draining" and heartbeats say so, new
 connections are still accepted for drain_grace (so the control plane can steer
 clients away), then the listener closes and in-flight transfers get
 drain_timeout to finish. A second SIGTERM exits at once. SIGHUP reloads the TLS
-certificate without dropping connections. GET /v1/status reports what the
-appliance served, filled and queued, and its BGP sessions.`,
+certificate without dropping connections. The content port answers /c/… and
+/healthz only; /metrics and GET /v1/status (what the appliance served, filled
+and queued, and its BGP sessions) are on ops_listen.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := g.logger(cmd.ErrOrStderr())
@@ -171,7 +172,7 @@ appliance served, filled and queued, and its BGP sessions.`,
 				debug.SetGCPercent(gcPercent)
 			}
 			var cfg config.ApplianceDaemon
-			standaloneFlags := storeDir != "" || listen != "" || keyFile != "" || tlsCert != "" || tlsKey != "" || accessLog != ""
+			standaloneFlags := storeDir != "" || listen != "" || opsListen != "" || keyFile != "" || tlsCert != "" || tlsKey != "" || accessLog != ""
 			switch {
 			case configFile != "" && (standalone || standaloneFlags):
 				return errors.New("--config names every setting: drop --standalone and its flags (or set standalone: true in the file)")
@@ -184,8 +185,13 @@ appliance served, filled and queued, and its BGP sessions.`,
 					return errors.New("--tls-cert and --tls-key go together")
 				}
 				cfg = config.ApplianceDaemon{Standalone: true, ID: "standalone", Store: storeDir, KeyFile: keyFile, AccessLog: accessLog}
-				if cfg.Listen, err = parseListen(listen); err != nil {
+				if cfg.Listen, err = parseListen("--listen", listen); err != nil {
 					return err
+				}
+				if opsListen != "" {
+					if cfg.OpsListen, err = parseListen("--ops-listen", opsListen); err != nil {
+						return err
+					}
 				}
 				if tlsCert != "" {
 					cfg.TLS = &config.TLSFiles{CertFile: tlsCert, KeyFile: tlsKey}
@@ -218,6 +224,7 @@ appliance served, filled and queued, and its BGP sessions.`,
 	cmd.Flags().BoolVar(&standalone, "standalone", false, "serve the store without a control plane")
 	cmd.Flags().StringVar(&storeDir, "store", "", "store directory (with --standalone)")
 	cmd.Flags().StringVar(&listen, "listen", "", "address to serve on, e.g. 127.1.0.1:8080 (with --standalone)")
+	cmd.Flags().StringVar(&opsListen, "ops-listen", "", "address for /metrics, /healthz and /v1/status, e.g. 127.0.0.1:9180 (with --standalone; not served otherwise)")
 	cmd.Flags().StringVar(&keyFile, "key-file", "", "URL-signing key file (with --standalone)")
 	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "PEM certificate chain: serve HTTPS, HTTP/2 and HTTP/1.1 (with --standalone)")
 	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "PEM private key for --tls-cert (with --standalone)")
@@ -227,11 +234,11 @@ appliance served, filled and queued, and its BGP sessions.`,
 	return cmd
 }
 
-// parseListen reads a --listen flag into a listen list.
-func parseListen(s string) (config.AddrList, error) {
+// parseListen reads a listen flag into a listen list.
+func parseListen(flag, s string) (config.AddrList, error) {
 	var a config.AddrPort
 	if err := a.UnmarshalText([]byte(s)); err != nil || !a.IsValid() {
-		return nil, fmt.Errorf("--listen %q is not IP:port", s)
+		return nil, fmt.Errorf("%s %q is not IP:port", flag, s)
 	}
 	return config.AddrList{a}, nil
 }

@@ -52,9 +52,9 @@ func TestHLSPlaysThroughAppliance(t *testing.T) {
 	}
 	mustOCDN(t, "urlsign", "keygen", "--out", keyFile)
 
-	addr := freeAddr(t, "127.1.201.1")
-	base := "http://" + addr
-	app := startOCDN(t, dir, "appliance", "appliance", "--standalone", "--store", storeDir, "--listen", addr, "--key-file", keyFile)
+	addr, opsAddr := freeAddr(t, "127.1.201.1"), freeAddr(t, "127.1.201.1")
+	base, ops := "http://"+addr, "http://"+opsAddr
+	app := startOCDN(t, dir, "appliance", "appliance", "--standalone", "--store", storeDir, "--listen", addr, "--ops-listen", opsAddr, "--key-file", keyFile)
 	waitFor(t, "the appliance to serve", 20*time.Second, func() bool { return healthy(base) }, app)
 
 	u := strings.TrimSpace(mustOCDN(t, "urlsign", "--key-file", keyFile, "--scope", "clip/", "--base", base, "clip/index.m3u8"))
@@ -67,14 +67,14 @@ func TestHLSPlaysThroughAppliance(t *testing.T) {
 
 	// The segments were fetched as byte ranges: the metrics count 206s
 	// and the access log shows them.
-	partial := metricValue(t, base+"/metrics", `ocdn_edge_requests_total{code="206"}`)
+	partial := metricValue(t, ops+"/metrics", `ocdn_edge_requests_total{code="206"}`)
 	if partial < 6 {
 		t.Errorf(`ocdn_edge_requests_total{code="206"} = %v, want at least one per 2 s segment (6)`, partial)
 	}
 	// ffmpeg asks for the playlist with an open range too, so every
 	// request of a good playback is a 206 and none failed.
 	for _, code := range []string{"403", "404", "416", "500"} {
-		if n := metricValue(t, base+"/metrics", `ocdn_edge_requests_total{code="`+code+`"}`); n != 0 {
+		if n := metricValue(t, ops+"/metrics", `ocdn_edge_requests_total{code="`+code+`"}`); n != 0 {
 			t.Errorf(`ocdn_edge_requests_total{code="%s"} = %v, want 0`, code, n)
 		}
 	}

@@ -61,11 +61,13 @@ Start with:  ocdn lab`,
 		newMeasureCmd(g),
 		newStoreCmd(g),
 		newURLSignCmd(),
+		newPKICmd(),
 		newVersionCmd(),
 		newPlayCmd(g),
 		newProbeCmd(g),
 		newSpeedtestCmd(g),
 		newAnalyzeCmd(g),
+		newSimCmd(g),
 	)
 	return root
 }

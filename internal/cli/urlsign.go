@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -92,32 +93,59 @@ Make a key file with: ocdn urlsign keygen --out keys.json`,
 }
 
 func newKeygenCmd() *cobra.Command {
-	var out, id string
+	var out, publicOut, id, alg string
 	var force bool
 	cmd := &cobra.Command{
-		Use:   "keygen --out F",
+		Use:   "keygen --out F [--public-out F] [--alg ed25519|hmac-sha256]",
 		Short: "Write a new URL-signing key file (readable only by its owner)",
-		Long: `Write a key file holding one fresh random 256-bit key, marked active. Give the
-same file to the control plane (key_file) and to every appliance. The file is
-created with mode 0600 and an existing file is never replaced unless --force is
-given, since replacing it invalidates every URL signed with the old key.`,
+		Long: `Write a key file holding one fresh key, marked active.
+
+With --alg ed25519 (the default) the key is an Ed25519 pair: the control plane
+(key_file) holds the private key and signs; appliances need only the public key,
+which --public-out writes to a second file (their key_file), so an appliance
+that is broken into cannot mint tokens for the CDN. With --alg hmac-sha256 the
+key is a random 256-bit secret that the control plane and every appliance share.
+
+Files are created with mode 0600 and an existing file is never replaced unless
+--force is given, since replacing it invalidates every URL signed with the old
+key.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ks := urlsign.Generate()
-			if id != "" {
-				ks = &urlsign.KeySet{Active: id, Keys: []urlsign.Key{urlsign.NewKey(id)}}
+			if id == "" {
+				id = "k" + strconv.FormatInt(time.Now().Unix(), 36)
 			}
+			var k urlsign.Key
+			switch alg {
+			case urlsign.AlgEd25519:
+				k = urlsign.NewEd25519Key(id)
+			case urlsign.AlgHMAC:
+				k = urlsign.NewKey(id)
+				if publicOut != "" {
+					return errors.New("--public-out: an hmac-sha256 key has no public half; give every appliance the --out file")
+				}
+			default:
+				return fmt.Errorf("--alg %q: want ed25519 or hmac-sha256", alg)
+			}
+			ks := &urlsign.KeySet{Active: id, Keys: []urlsign.Key{k}}
 			if err := ks.Validate(); err != nil {
 				return fmt.Errorf("--id: %w", err)
 			}
 			if err := writeKeyFile(ks, out, force); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s: key %s\n", out, ks.Active)
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s: key %s (%s)\n", out, ks.Active, alg)
+			if publicOut != "" {
+				if err := writeKeyFile(ks.Public(), publicOut, force); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s: the public key, for appliances\n", publicOut)
+			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&out, "out", "", "key file to write (required)")
+	cmd.Flags().StringVar(&out, "out", "", "key file to write: the control plane's (required)")
+	cmd.Flags().StringVar(&publicOut, "public-out", "", "also write the appliances' key file: the public key only (ed25519)")
+	cmd.Flags().StringVar(&alg, "alg", urlsign.AlgEd25519, "key algorithm: ed25519 (appliances verify with a public key) or hmac-sha256 (a shared secret)")
 	cmd.Flags().StringVar(&id, "id", "", "key id written into every token (default: k + the time in base 36)")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an existing key file")
 	cmd.MarkFlagRequired("out")

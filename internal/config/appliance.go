@@ -14,6 +14,10 @@ type ApplianceDaemon struct {
 	// Listen is where content is served: one address or a list (an IPv4
 	// and an IPv6 address).
 	Listen AddrList `yaml:"listen,omitempty"`
+	// OpsListen serves /metrics, /healthz and /v1/status to operators;
+	// they are not on the content port (which answers /healthz only).
+	// Empty: not served.
+	OpsListen AddrList `yaml:"ops_listen,omitempty"`
 	// ControlURLs are the control plane's replicas, tried in order with
 	// failover.
 	ControlURLs []string `yaml:"control_urls,omitempty"`
@@ -139,6 +143,11 @@ func (c *ApplianceDaemon) Validate() error {
 	}
 	if err := c.Listen.validate("listen", false); err != nil {
 		return err
+	}
+	if len(c.OpsListen) > 0 {
+		if err := c.OpsListen.validate("ops_listen", true); err != nil {
+			return err
+		}
 	}
 	switch {
 	case c.Standalone && (len(c.ControlURLs) > 0 || c.BGP != nil):

@@ -2,6 +2,9 @@ package config
 
 import (
 	"os"
+
+	"github.com/google/go-cmp/cmp"
+	"gopkg.in/yaml.v3"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +14,10 @@ const goodControl = `listen: [127.0.0.1:8080, "[::1]:8080"]
 catalog: catalog.json
 origin_url: http://127.0.0.1:8081
 key_file: keys.json
+appliance_secret_file: appliance.secret
+admin_token_file: admin.token
+viewer_token_file: viewer.token
+operator_token_file: operator.token
 measure: {dir: m, recipe: {targets: 3, pulses: 2, pulse_size: 256KiB, interval: 10m}}
 steering:
   measured: true
@@ -27,7 +34,15 @@ placement: {replan_interval: 1h, hysteresis: 0.1}
 fill: {window_start: "02:00", window_length: 12h}
 isps: [{name: isp, asn: 64500, prefixes: [198.51.100.0/24]}]
 sites: [{id: s, kind: embedded, isp: isp, time_zone: Europe/Amsterdam}]
-appliances: [{id: a1, site: s, address: 10.0.0.1:80, capacity: 1GiB}]
+appliances:
+  - {id: a1, site: s, address: 10.0.0.1:80, address6: "[2001:db8::1]:80", capacity: 1GiB}
+  - {id: A_2, site: s, address: 10.0.0.2:80, capacity: 1GiB}
+  - {id: a3, site: s, address: "[2001:db8::3]:80", capacity: 1GiB}
+dns:
+  domain: CDN.example.net.
+  listen: [127.0.0.1:53, "[::1]:53"]
+  ttl: 20s
+  nameservers: [{name: ns1.cdn.example.net, addresses: [192.0.2.53, "2001:db8::53"]}, {name: ns.other.example}]
 `
 
 const goodAppliance = `id: a1
@@ -66,11 +81,27 @@ func TestGoodConfigsLoadWithPathsBesideThem(t *testing.T) {
 	if c.Catalog != filepath.Join(dir, "catalog.json") || c.Measure.Dir != filepath.Join(dir, "m") || c.Store != filepath.Join(dir, "control.db") {
 		t.Errorf("paths not resolved beside the config: catalog %q, measure.dir %q, store %q", c.Catalog, c.Measure.Dir, c.Store)
 	}
+	if c.ViewerTokenFile != filepath.Join(dir, "viewer.token") || c.OperatorTokenFile != filepath.Join(dir, "operator.token") {
+		t.Errorf("console token files not resolved beside the config: viewer %q, operator %q", c.ViewerTokenFile, c.OperatorTokenFile)
+	}
 	if len(c.Listen) != 2 || !c.Listen[1].Addr().Is6() {
 		t.Errorf("listen = %v, want an IPv4 and an IPv6 address", c.Listen)
 	}
 	if s, e := c.Fill.Hours(); s != 2 || e != 14 {
 		t.Errorf("fill hours = %d-%d, want 2-14", s, e)
+	}
+	names, err := c.DNS.Names(c.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range names {
+		got = append(got, n.Name+" "+n.Addr.String())
+	}
+	want := []string{"ipv4-a1-s.cdn.example.net 10.0.0.1", "ipv6-a1-s.cdn.example.net 2001:db8::1",
+		"ipv4-a-2-s.cdn.example.net 10.0.0.2", "ipv6-a3-s.cdn.example.net 2001:db8::3"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("DNS names (-want +got):\n%s", diff)
 	}
 	p = write(t, "appliance.yaml", goodAppliance)
 	var a ApplianceDaemon
@@ -113,6 +144,9 @@ func TestBadConfigsNameFileAndField(t *testing.T) {
 		{"listen twice", goodAppliance, `"[2001:db8::1]:80"`, "10.0.0.1:80", []string{"listen[1]", "twice"}},
 		{"tls without key", goodAppliance, ", key_file: a1.key", "", []string{"tls.key_file"}},
 		{"steering without measure", goodControl, "measure: {dir: m, recipe: {targets: 3, pulses: 2, pulse_size: 256KiB, interval: 10m}}\n", "", []string{"steering", "measure.dir"}},
+		{"no appliance credentials", goodControl, "appliance_secret_file: appliance.secret\n", "", []string{"appliance_secret_file", "insecure_unauthenticated_appliances"}},
+		{"console roles share a file", goodControl, "operator_token_file: operator.token", "operator_token_file: viewer.token", []string{"operator_token_file", "viewer_token_file", "different tokens"}},
+		{"viewer holds the admin token", goodControl, "viewer_token_file: viewer.token", "viewer_token_file: admin.token", []string{"viewer_token_file", "admin credential"}},
 		{"recipe type", goodControl, "pulses: 2,", "pulses: 2, types: [ping],", []string{"measure.recipe.types[0]", "ping"}},
 		// Issue 14's bad input: an experiment is refused at start when its
 		// shares are not a distribution or it names an unknown metric.
@@ -127,6 +161,20 @@ func TestBadConfigsNameFileAndField(t *testing.T) {
 		{"step above 1", goodControl, "max_step: 0.25", "max_step: 1.5", []string{"steering.max_step"}},
 		{"steering metric", goodControl, "metric: throughput_bps", "metric: startup_ms", []string{"steering.metric", "startup_ms"}},
 		{"rebuffer margin", goodControl, "rebuffer_margin: 0.02", "rebuffer_margin: 2", []string{"steering.qoe_watch.rebuffer_margin"}},
+		{"address6 not IPv6", goodControl, `address6: "[2001:db8::1]:80"`, "address6: 10.0.0.9:80", []string{"appliances[0].address6", "10.0.0.9:80"}},
+		{"address6 without port", goodControl, `address6: "[2001:db8::1]:80"`, `address6: "2001:db8::1"`, []string{"appliances[0].address6"}},
+		{"address6 beside IPv6", goodControl, `address: 10.0.0.1:80, address6`, `address: "[2001:db8::9]:80", address6`, []string{"appliances[0].address", "not IPv4"}},
+		{"address6 used twice", goodControl, `address: "[2001:db8::3]:80"`, `address: "[2001:db8::1]:80"`, []string{"appliances[2].address", "a1"}},
+		{"names collide", goodControl, `id: a3, site: s, address: "[2001:db8::3]:80"`, "id: a.2, site: s, address: 10.0.0.3:80", []string{"appliances[2].id", "ipv4-a-2-s.cdn.example.net", "A_2"}},
+		{"id without label", goodControl, "id: a3", "id: __", []string{"appliances[2].id", "no letter or digit"}},
+		{"label too long", goodControl, "id: a3", "id: " + strings.Repeat("x", 60), []string{"appliances[2].id", "limit of 63"}},
+		{"bad domain", goodControl, "domain: CDN.example.net.", "domain: cdn_example.net", []string{"dns.domain", "cdn_example"}},
+		{"wildcard dns listen", goodControl, `listen: [127.0.0.1:53, "[::1]:53"]`, `listen: 0.0.0.0:53`, []string{"dns.listen", "wildcard"}},
+		{"no dns listen", goodControl, `  listen: [127.0.0.1:53, "[::1]:53"]` + "\n", "", []string{"dns.listen", "at least one"}},
+		{"fractional ttl", goodControl, "ttl: 20s", "ttl: 1500ms", []string{"dns.ttl", "whole number of seconds"}},
+		{"glue missing", goodControl, `, addresses: [192.0.2.53, "2001:db8::53"]`, "", []string{"dns.nameservers[0].addresses", "glue"}},
+		{"glue outside", goodControl, "{name: ns.other.example}", "{name: ns.other.example, addresses: [192.0.2.1]}", []string{"dns.nameservers[1].addresses", "outside"}},
+		{"nameserver is an appliance", goodControl, "name: ns1.cdn.example.net", "name: ipv4-a1-s.cdn.example.net", []string{"dns.nameservers[0].name", `appliance "a1"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			text := tc.base
@@ -155,6 +203,38 @@ func TestBadConfigsNameFileAndField(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestInventoryRoundTrip: a config built in code and written with
+// yaml.Marshal (as the lab and the bench scripts write theirs) keeps
+// every appliance address.
+func TestInventoryRoundTrip(t *testing.T) {
+	var c Control
+	if err := Load(write(t, "control.yaml", goodControl), &c); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.Appliances {
+		c.Appliances[i].Address.Raw, c.Appliances[i].Address6.Raw = "", "" // as built in code
+	}
+	for i := range c.DNS.Nameservers {
+		for j := range c.DNS.Nameservers[i].Addresses {
+			c.DNS.Nameservers[i].Addresses[j].Raw = ""
+		}
+	}
+	b, err := yaml.Marshal(&c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Control
+	if err := Decode("round trip", b, &back); err != nil {
+		t.Fatalf("Decode(Marshal(config)) = %v\n%s", err, b)
+	}
+	if diff := cmp.Diff(c.Appliances, back.Appliances, cmp.Comparer(func(a, b AddrPort) bool { return a.AddrPort == b.AddrPort })); diff != "" {
+		t.Errorf("appliances after a YAML round trip (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(c.DNS, back.DNS, cmp.Comparer(func(a, b Addr) bool { return a.Addr == b.Addr }), cmp.Comparer(func(a, b AddrPort) bool { return a.AddrPort == b.AddrPort })); diff != "" {
+		t.Errorf("dns section after a YAML round trip (-want +got):\n%s", diff)
 	}
 }
 

@@ -19,6 +19,9 @@ type Control struct {
 	// Listen is where the API is served: one address or a list (port 0
 	// picks a free port: for tests and benchmarks).
 	Listen AddrList `yaml:"listen,omitempty"`
+	// OpsListen, when set, serves /metrics and the operator endpoints
+	// (/v1/admin/…) there instead of on the API's addresses.
+	OpsListen AddrList `yaml:"ops_listen,omitempty"`
 	// TLS serves the API over HTTPS (reloaded on SIGHUP).
 	TLS       *TLSFiles `yaml:"tls,omitempty"`
 	Catalog   string    `yaml:"catalog,omitempty"`
@@ -27,11 +30,24 @@ type Control struct {
 	// AdminTokenFile holds the operator credential (client=, explain=1,
 	// drain, key rotation, route lookups).
 	AdminTokenFile string `yaml:"admin_token_file,omitempty"`
+	// ViewerTokenFile and OperatorTokenFile hold the web console's
+	// credentials (served at /ui/, docs/console.md): a viewer reads the
+	// console's pages; an operator also drains and enables appliances and
+	// reads what the API gives only to the admin token (route lookups,
+	// steering explanations, the fill summary). With neither set the
+	// control plane serves no console.
+	ViewerTokenFile   string `yaml:"viewer_token_file,omitempty"`
+	OperatorTokenFile string `yaml:"operator_token_file,omitempty"`
 	// ApplianceSecretFile holds the secret appliance tokens are minted
-	// from (ocdn control --mint-token ID); without it appliances are not
-	// authenticated.
-	ApplianceSecretFile string        `yaml:"appliance_secret_file,omitempty"`
-	HeartbeatInterval   time.Duration `yaml:"heartbeat_interval,omitempty"`
+	// from (ocdn control --mint-token ID). It is required unless
+	// InsecureUnauthenticatedAppliances asks, by name, for a control plane
+	// that believes whoever claims to be an appliance.
+	ApplianceSecretFile string `yaml:"appliance_secret_file,omitempty"`
+	// InsecureUnauthenticatedAppliances is a development mode: heartbeats,
+	// route reports and fill requests are taken from anyone. The control
+	// plane logs a warning at every start.
+	InsecureUnauthenticatedAppliances bool          `yaml:"insecure_unauthenticated_appliances,omitempty"`
+	HeartbeatInterval                 time.Duration `yaml:"heartbeat_interval,omitempty"`
 	// Replicas is how many appliances of a site hold each file.
 	Replicas int           `yaml:"replicas,omitempty"`
 	TokenTTL time.Duration `yaml:"token_ttl,omitempty"`
@@ -58,7 +74,9 @@ type Control struct {
 	// have no history yet (new releases), see docs/formats.md.
 	PopularityFeed string `yaml:"popularity_feed,omitempty"`
 	// Fill is the nightly fill window, in each site's local time.
-	Fill      ControlFill `yaml:"fill,omitempty"`
+	Fill ControlFill `yaml:"fill,omitempty"`
+	// DNS runs the authoritative DNS server for the appliances' names.
+	DNS       *DNS `yaml:"dns,omitempty"`
 	Inventory `yaml:",inline"`
 }
 
@@ -377,6 +395,11 @@ func (c *Control) Validate() error {
 	if err := c.Listen.validate("listen", true); err != nil {
 		return err
 	}
+	if len(c.OpsListen) > 0 {
+		if err := c.OpsListen.validate("ops_listen", true); err != nil {
+			return err
+		}
+	}
 	if err := c.TLS.validate("tls"); err != nil {
 		return err
 	}
@@ -388,6 +411,12 @@ func (c *Control) Validate() error {
 	}
 	if c.KeyFile == "" {
 		return Errf("key_file", "must name a key file (make one with `ocdn urlsign keygen`)")
+	}
+	switch {
+	case c.ApplianceSecretFile == "" && !c.InsecureUnauthenticatedAppliances:
+		return Errf("appliance_secret_file", "must name the secret appliance credentials are minted from (make one with: head -c 32 /dev/urandom | base64 > appliance.secret); a development control plane that trusts anyone may instead set insecure_unauthenticated_appliances: true")
+	case c.ApplianceSecretFile != "" && c.InsecureUnauthenticatedAppliances:
+		return Errf("insecure_unauthenticated_appliances", "set together with appliance_secret_file: choose one")
 	}
 	for _, d := range []struct {
 		field  string
@@ -406,10 +435,16 @@ func (c *Control) Validate() error {
 			return err
 		}
 	}
+	if err := c.validateConsole(); err != nil {
+		return err
+	}
 	if c.Replicas < 0 || c.Replicas > 100 {
 		return Errf("replicas", "%d is not between 1 and 100 (0 means the default, 2)", c.Replicas)
 	}
 	if err := c.ValidateInventory(netip.Prefix{}); err != nil {
+		return err
+	}
+	if err := c.DNS.validate(c.Inventory); err != nil {
 		return err
 	}
 	for i, rf := range c.RouteFiles {
@@ -449,6 +484,20 @@ func (c *Control) Validate() error {
 		if s.TimeZone == "" {
 			return Errf(fmt.Sprintf("sites[%d].time_zone", i), "must be set to an IANA zone such as Europe/Amsterdam: site %q fills in its local window (%s)", s.ID, c.Fill.describe())
 		}
+	}
+	return nil
+}
+
+// validateConsole refuses credential files that would merge roles: one
+// file for viewer and operator, or a viewer holding the admin token.
+// (Daemons also compare the tokens the files hold.)
+func (c *Control) validateConsole() error {
+	v, o := c.ViewerTokenFile, c.OperatorTokenFile
+	switch {
+	case v != "" && v == o:
+		return Errf("operator_token_file", "%s is also viewer_token_file: viewers and operators need different tokens", o)
+	case v != "" && v == c.AdminTokenFile:
+		return Errf("viewer_token_file", "%s is also admin_token_file: a viewer would hold the admin credential", v)
 	}
 	return nil
 }
@@ -501,7 +550,7 @@ func (m *Measure) validate() error {
 }
 
 func (c *Control) resolvePaths(dir string) {
-	for _, p := range []*string{&c.Catalog, &c.KeyFile, &c.AdminTokenFile, &c.ApplianceSecretFile, &c.PopularityFeed} {
+	for _, p := range []*string{&c.Catalog, &c.KeyFile, &c.AdminTokenFile, &c.ViewerTokenFile, &c.OperatorTokenFile, &c.ApplianceSecretFile, &c.PopularityFeed} {
 		resolve(dir, p)
 	}
 	if c.TLS != nil {

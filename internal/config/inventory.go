@@ -62,9 +62,14 @@ type Site struct {
 
 // Appliance is one edge cache.
 type Appliance struct {
-	ID      string   `yaml:"id" json:"id"`
-	Site    string   `yaml:"site" json:"site"`
+	ID   string `yaml:"id" json:"id"`
+	Site string `yaml:"site" json:"site"`
+	// Address is where the appliance serves: IPv4 or IPv6. A dual-stack
+	// appliance gives its IPv4 address here and its IPv6 one in Address6.
 	Address AddrPort `yaml:"address" json:"address"`
+	// Address6 is a dual-stack appliance's IPv6 address (with Address
+	// IPv4). Each family gets its own DNS name (docs/dns.md).
+	Address6 AddrPort `yaml:"address6,omitempty" json:"address6,omitzero"`
 	// Capacity is the storage the appliance offers, e.g. "2GiB".
 	Capacity ByteSize `yaml:"capacity" json:"capacity"`
 }
@@ -78,7 +83,8 @@ type Inventory struct {
 
 // ValidateInventory checks references and uniqueness. When applianceRange
 // is valid, every appliance address must lie inside it (the lab keeps
-// appliances in 127.1.0.0/16).
+// appliances in 127.1.0.0/16); an address6 is checked only against an
+// IPv6 range.
 func (inv *Inventory) ValidateInventory(applianceRange netip.Prefix) error {
 	isps := map[string]bool{}
 	asns := map[uint32]string{}
@@ -165,11 +171,46 @@ func (inv *Inventory) ValidateInventory(applianceRange netip.Prefix) error {
 			return Errf(f+".address", "%s already used by appliance %q", a.Address.AddrPort, other)
 		}
 		addrs[a.Address.AddrPort] = a.ID
+		if a.Address6.Raw != "" || a.Address6.IsValid() {
+			if !a.Address6.IsValid() || a.Address6.Port() == 0 || !a.Address6.Addr().Is6() || a.Address6.Addr().Is4In6() {
+				return Errf(f+".address6", "%q is not an IPv6 [address]:port, such as [2001:db8::1]:8080", a.Address6.Raw)
+			}
+			if !a.Address.Addr().Is4() {
+				return Errf(f+".address", "%s is not IPv4: address6 is for the IPv6 address of an appliance whose address is IPv4 (an IPv6-only appliance gives its address in address)", a.Address.Addr())
+			}
+			if applianceRange.IsValid() && applianceRange.Addr().Is6() && !applianceRange.Contains(a.Address6.Addr()) {
+				return Errf(f+".address6", "%s is outside %s", a.Address6.Addr(), applianceRange)
+			}
+			if other, dup := addrs[a.Address6.AddrPort]; dup {
+				return Errf(f+".address6", "%s already used by appliance %q", a.Address6.AddrPort, other)
+			}
+			addrs[a.Address6.AddrPort] = a.ID
+		}
 		if a.Capacity <= 0 {
 			return Errf(f+".capacity", "must be a positive size such as 4GiB")
 		}
 	}
 	return nil
+}
+
+// IPv4 is the appliance's IPv4 address, if it has one.
+func (a Appliance) IPv4() (netip.AddrPort, bool) {
+	if a.Address.Addr().Is4() {
+		return a.Address.AddrPort, true
+	}
+	return netip.AddrPort{}, false
+}
+
+// IPv6 is the appliance's IPv6 address, if it has one: Address6, or
+// Address on an IPv6-only appliance.
+func (a Appliance) IPv6() (netip.AddrPort, bool) {
+	switch {
+	case a.Address6.IsValid():
+		return a.Address6.AddrPort, true
+	case a.Address.Addr().Is6():
+		return a.Address.AddrPort, true
+	}
+	return netip.AddrPort{}, false
 }
 
 // SiteByID returns the site with the given id.

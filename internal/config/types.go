@@ -43,6 +43,11 @@ func (a *AddrPort) UnmarshalText(b []byte) error {
 // MarshalText implements encoding.TextMarshaler.
 func (a AddrPort) MarshalText() ([]byte, error) { return a.AddrPort.MarshalText() }
 
+// IsZero reports an unset address. YAML's and JSON's omitempty/omitzero
+// need it: without it yaml.v3 sees only the unexported fields of
+// netip.AddrPort and drops every set address as empty.
+func (a AddrPort) IsZero() bool { return !a.IsValid() && a.Raw == "" }
+
 // Addr is a netip.Addr that decodes leniently, like Prefix.
 type Addr struct {
 	netip.Addr
@@ -58,6 +63,9 @@ func (a *Addr) UnmarshalText(b []byte) error {
 
 // MarshalText implements encoding.TextMarshaler.
 func (a Addr) MarshalText() ([]byte, error) { return a.Addr.MarshalText() }
+
+// IsZero reports an unset address (see AddrPort.IsZero).
+func (a Addr) IsZero() bool { return !a.IsValid() && a.Raw == "" }
 
 // AddrList is one listen address or a list of them (a daemon serving IPv4
 // and IPv6 listens on one of each): YAML takes `listen: 10.0.0.1:443` or

@@ -17,10 +17,6 @@ import (
 	"github.com/ocdn/ocdn/internal/steer"
 )
 
-// maxBody bounds request bodies; the largest legitimate one is a
-// heartbeat listing every file an appliance holds.
-const maxBody = 8 << 20
-
 // Handler returns the control plane's HTTP API.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -35,9 +31,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/titles/{title}", s.handleTitle)
 	mux.HandleFunc("POST /v1/routes", s.handleRoutes)
 	mux.HandleFunc("GET /v1/routes/lookup", s.handleLookup)
-	mux.HandleFunc("GET /v1/routes/consistency", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Consistency()) })
-	mux.HandleFunc("GET /v1/appliances", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Appliances()) })
-	mux.HandleFunc("GET /v1/steering/measured", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.MeasuredStatus()) })
+	mux.HandleFunc("GET /v1/routes/consistency", s.adminOnly("routes consistency", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Consistency()) }))
+	mux.HandleFunc("GET /v1/appliances", s.adminOnly("appliances", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Appliances()) }))
+	mux.HandleFunc("GET /v1/steering/measured", s.adminOnly("measured steering", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.MeasuredStatus()) }))
 	s.mountMeasure(mux)
 	s.mountFill(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
@@ -113,10 +109,8 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 	if explain {
 		res := api.SteerResponse{Client: client.String(), Files: make([]api.FileSteer, len(files))}
 		for i, f := range files {
-			fs := &res.Files[i]
-			fs.Path = f.path
 			var err error
-			if fs.URLs, fs.Explanation, err = s.engine.Steer(snap, client, f.path, n, true); err != nil {
+			if res.Files[i], err = s.explain(snap, client, f.path, n); err != nil {
 				s.steerFailed(w, err)
 				return
 			}
@@ -142,6 +136,29 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 	bufs.json, bufs.url = appendSteerJSON(bufs.json[:0], bufs.url, client, files)
 	w.Header()["Content-Type"] = jsonContentType
 	w.Write(bufs.json)
+}
+
+// Explain is the steering decision for client and the catalog file path
+// with the reasoning for every appliance considered: what GET /v1/steer
+// answers an admin with client= and explain=1. n bounds the URLs (1-20).
+func (s *Server) Explain(client netip.Addr, path string, n int) (api.FileSteer, error) {
+	if err := content.ValidatePath(path); err != nil {
+		return api.FileSteer{}, err
+	}
+	if _, err := s.cfg.Catalog.Lookup(path); err != nil {
+		return api.FileSteer{}, err
+	}
+	if n < 1 || n > 20 {
+		return api.FileSteer{}, fmt.Errorf("n=%d: want a number from 1 to 20", n)
+	}
+	return s.explain(s.snap.Load(), client, path, n)
+}
+
+func (s *Server) explain(snap *steer.Snapshot, client netip.Addr, path string, n int) (api.FileSteer, error) {
+	fs := api.FileSteer{Path: path}
+	var err error
+	fs.URLs, fs.Explanation, err = s.engine.Steer(snap, client, path, n, true)
+	return fs, err
 }
 
 // maxSteerFiles bounds the files of one steering request.
@@ -321,6 +338,19 @@ func appendJSONString[S string | []byte](b []byte, s S) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// adminOnly serves h to operators (the admin token) only: it reveals the
+// inventory, routes or fill plans.
+func (s *Server) adminOnly(what string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.isAdmin(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ocdn"`)
+			http.Error(w, what+": needs the admin token", http.StatusUnauthorized)
+			return
+		}
+		h(w, r)
+	}
 }
 
 func (s *Server) isAdmin(r *http.Request) bool {

@@ -43,6 +43,37 @@ func authReason(err error) string {
 	return "invalid token"
 }
 
+// readApplianceBody authenticates an appliance's request before reading
+// a byte of its body, then decodes at most limit bytes of strict JSON into
+// v, whose Appliance field (named) must be the authenticated appliance.
+// On failure it has answered (401, 403, 400 or 413) and ok is false.
+func (s *Server) readApplianceBody(w http.ResponseWriter, r *http.Request, what string, limit int64, v any, named func() string) (ok bool) {
+	if _, ok := s.authenticate(w, r); !ok {
+		return false
+	}
+	if err := decodeLimited(w, r, limit, v); err != nil {
+		code := http.StatusBadRequest
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			code = http.StatusRequestEntityTooLarge
+		}
+		http.Error(w, what+": "+err.Error(), code)
+		return false
+	}
+	return s.authorizeAppliance(w, r, named())
+}
+
+// Body limits, sized per endpoint: a heartbeat lists every file an
+// appliance holds; a route report may carry a full table (as a snapshot
+// after a session comes up) and is only read from an authenticated
+// appliance; the rest are small.
+const (
+	maxHeartbeatBody = 8 << 20
+	maxRoutesBody    = 512 << 20
+	maxDemandBody    = 8 << 20
+	maxSmallBody     = 64 << 10
+)
+
 // authorizeAppliance checks that a request naming appliance named came
 // from it: with authentication on, the token's appliance must be named.
 func (s *Server) authorizeAppliance(w http.ResponseWriter, r *http.Request, named string) bool {

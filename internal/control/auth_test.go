@@ -5,7 +5,11 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +37,7 @@ func TestApplianceAuthentication(t *testing.T) {
 		{"unknown appliance", `{"appliance":"ghost"}`, secret.Mint("ghost", c.t.Add(time.Hour)), 403, "unknown appliance"},
 		{"someone else's heartbeat", `{"appliance":"x1"}`, good, 403, `"e1" may not report for "x1"`},
 		{"malformed", `{"appliance":"e1",`, good, 400, "heartbeat: unexpected EOF"},
-		{"oversized", `{"appliance":"e1","held":["` + strings.Repeat("a", 9<<20) + `"]}`, good, 400, "body too large"},
+		{"oversized", `{"appliance":"e1","held":["` + strings.Repeat("a", 9<<20) + `"]}`, good, 413, "body too large"},
 		{"bad field", `{"appliance":"e1","load":{"cpu":-1}}`, good, 400, "load.cpu"},
 	} {
 		w := do(t, h, "POST", "/v1/heartbeat", tc.body, "127.1.0.1:5000", tc.token)
@@ -139,5 +143,94 @@ func TestKeyRotationWithoutDowntime(t *testing.T) {
 	s.keysTick()
 	if ks := s.signingKeys(); len(ks.Keys) != 1 || ks.Keys[0].ID != id {
 		t.Errorf("after the token TTL: keys %+v, want only %q", ks.Active, id)
+	}
+}
+
+// countingBody counts the bytes a handler read of a request body.
+type countingBody struct {
+	n    int
+	left int
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	if c.left == 0 {
+		return 0, io.EOF
+	}
+	k := min(len(p), c.left)
+	for i := range p[:k] {
+		p[i] = ' '
+	}
+	c.n += k
+	c.left -= k
+	return k, nil
+}
+
+// TestCredentialBeforeBody: every endpoint that changes state checks the
+// credential before it reads a byte of the body, so an unauthenticated
+// 59 MB route report costs the control plane nothing; endpoints that
+// reveal the inventory, routes or fill plans answer operators only.
+func TestCredentialBeforeBody(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	s.cfg.ApplianceSecret = auth.NewSecret()
+	s.cfg.AdminToken = "op"
+	h := s.Handler()
+	for _, path := range []string{"/v1/heartbeat", "/v1/heartbeats", "/v1/routes", "/v1/fill/progress", "/v1/demand",
+		"/v1/admin/drain", "/v1/admin/enable", "/v1/admin/keys/rotate"} {
+		body := &countingBody{left: 59 << 20}
+		req := httptest.NewRequest("POST", path, body)
+		req.RemoteAddr = "203.0.113.9:4000"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusUnauthorized || body.n != 0 {
+			t.Errorf("unauthenticated POST %s = %d after reading %d body bytes; want 401 before reading any", path, w.Code, body.n)
+		}
+	}
+	for _, path := range []string{"/v1/appliances", "/v1/routes/consistency", "/v1/fill/status", "/v1/admin/fill", "/v1/routes/lookup?ip=198.51.100.1",
+		"/v1/manifest?appliance=e1", "/v1/fill?appliance=e1", "/v1/keys"} {
+		w := do(t, h, "GET", path, "", "203.0.113.9:4000", "")
+		if w.Code != http.StatusUnauthorized && w.Code != http.StatusForbidden {
+			t.Errorf("anonymous GET %s = %d %q, want 401 or 403", path, w.Code, w.Body)
+		}
+	}
+}
+
+// TestKeysForAppliancesArePublic: with Ed25519 keys, what an appliance
+// fetches verifies tokens but cannot sign one, and a rotation stays on
+// Ed25519.
+func TestKeysForAppliancesArePublic(t *testing.T) {
+	secret := auth.NewSecret()
+	s, c, _ := newTestServerWith(t, func(cfg *Config) {
+		cfg.Keys = urlsign.GenerateEd25519()
+		cfg.ApplianceSecret = secret
+	})
+	h := s.Handler()
+	fetch := func() *urlsign.KeySet {
+		t.Helper()
+		w := do(t, h, "GET", "/v1/keys", "", "127.1.0.1:5000", secret.Mint("e1", c.t.Add(time.Hour)))
+		if w.Code != 200 || strings.Contains(w.Body.String(), "private") {
+			t.Fatalf("GET /v1/keys = %d %s; want 200 without private keys", w.Code, w.Body)
+		}
+		var ks urlsign.KeySet
+		if err := json.Unmarshal(w.Body.Bytes(), &ks); err != nil {
+			t.Fatal(err)
+		}
+		return &ks
+	}
+	ks := fetch()
+	if ks.CanSign() {
+		t.Fatalf("an appliance's key set can sign")
+	}
+	tok, err := s.signingKeys().Sign(urlsign.Grant{Scope: "t0000/", Expires: c.t.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ks.Verify(tok, "t0000/video_100k.mp4", netip.MustParseAddr("10.64.0.9"), c.t); err != nil {
+		t.Fatalf("the appliance's set does not verify the control plane's token: %v", err)
+	}
+	id := s.RotateKeys()
+	for _, k := range fetch().Keys {
+		if k.ID == id && k.Alg != urlsign.AlgEd25519 {
+			t.Errorf("rotated key %s is %q, want ed25519", id, k.Alg)
+		}
 	}
 }

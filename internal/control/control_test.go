@@ -262,7 +262,7 @@ func TestHeartbeatRejectsBadInput(t *testing.T) {
 		{`{"appliance":"e1","held":["t9/x.mp4"]}`, 400, "held[0]"},
 		{`{"appliance":"e1","colour":"red"}`, 400, "unknown field"},
 		{`{"appliance":`, 400, "heartbeat"},
-		{`{"appliance":"e1","held":["` + strings.Repeat("a", 9<<20) + `"]}`, 400, "too large"},
+		{`{"appliance":"e1","held":["` + strings.Repeat("a", 9<<20) + `"]}`, 413, "too large"},
 	} {
 		w := do(t, h, "POST", "/v1/heartbeat", tc.body, "127.1.0.1:5000", "")
 		if w.Code != tc.code || !strings.Contains(w.Body.String(), tc.want) {

@@ -2,7 +2,6 @@ package control
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -124,14 +123,8 @@ func (s *Server) mountFill(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/fill", s.handleFill)
 	mux.HandleFunc("POST /v1/fill/progress", s.handleFillProgress)
 	mux.HandleFunc("POST /v1/demand", s.handleDemand)
-	mux.HandleFunc("GET /v1/fill/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.FillStatus()) })
-	mux.HandleFunc("GET /v1/admin/fill", func(w http.ResponseWriter, r *http.Request) {
-		if !s.isAdmin(r) {
-			http.Error(w, "fill summary needs an admin token", http.StatusForbidden)
-			return
-		}
-		writeJSON(w, s.FillSummary())
-	})
+	mux.HandleFunc("GET /v1/fill/status", s.adminOnly("fill status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.FillStatus()) }))
+	mux.HandleFunc("GET /v1/admin/fill", s.adminOnly("fill summary", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.FillSummary()) }))
 }
 
 // handleFill answers the fill plan of one appliance: every manifest file
@@ -260,13 +253,7 @@ func (s *Server) fillSource(base, path string, now time.Time) (api.FillSource, e
 
 func (s *Server) handleFillProgress(w http.ResponseWriter, r *http.Request) {
 	var p api.FillProgress
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
-		http.Error(w, "fill progress: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if !s.authorizeAppliance(w, r, p.Appliance) {
+	if !s.readApplianceBody(w, r, "fill progress", maxSmallBody, &p, func() string { return p.Appliance }) {
 		return
 	}
 	if _, ok := s.fill.plan.Load().manifests[p.Appliance]; !ok {
@@ -355,13 +342,7 @@ func (s *Server) Manifest(id string) []content.File { return s.fill.plan.Load().
 // prefix and file bytes are classified as misses (Misses).
 func (s *Server) handleDemand(w http.ResponseWriter, r *http.Request) {
 	var d api.DemandReport
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&d); err != nil {
-		http.Error(w, "demand: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if !s.authorizeAppliance(w, r, d.Appliance) {
+	if !s.readApplianceBody(w, r, "demand", maxDemandBody, &d, func() string { return d.Appliance }) {
 		return
 	}
 	site := s.applianceSiteOf(d.Appliance)

@@ -16,7 +16,6 @@ import (
 
 // maxHeartbeatBody bounds a heartbeat (with the appliance's file list) and
 // a batch of queued ones.
-const maxHeartbeatBody = maxBody
 
 // maxBatch bounds the records of one POST /v1/heartbeats.
 const maxBatch = 20000
@@ -118,13 +117,15 @@ func healthReport(hb *api.Heartbeat) health.Report {
 	return r
 }
 
-func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxHeartbeatBody))
+// decodeLimited decodes at most limit bytes of strict JSON (no unknown
+// fields, nothing after the object) into v.
+func decodeLimited(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return fmt.Errorf("body too large: more than %d bytes", tooBig.Limit)
+			return fmt.Errorf("body too large: more than %d bytes: %w", tooBig.Limit, err)
 		}
 		return err
 	}
@@ -137,15 +138,8 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
 func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	// The credential first: nothing from an unauthenticated sender is
 	// even parsed, let alone recorded.
-	if _, ok := s.authenticate(w, r); !ok {
-		return
-	}
 	var hb api.Heartbeat
-	if err := decodeStrict(w, r, &hb); err != nil {
-		http.Error(w, "heartbeat: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if !s.authorizeAppliance(w, r, hb.Appliance) {
+	if !s.readApplianceBody(w, r, "heartbeat", maxHeartbeatBody, &hb, func() string { return hb.Appliance }) {
 		return
 	}
 	if code, err := s.checkHeartbeat(&hb); err != nil {
@@ -183,12 +177,14 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 // could not reach the control plane. They carry counters for history; they
 // do not make an appliance live (the current heartbeat that follows does).
 func (s *Server) handleHeartbeats(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.authenticate(w, r); !ok {
-		return
-	}
 	var b api.HeartbeatBatch
-	if err := decodeStrict(w, r, &b); err != nil {
-		http.Error(w, "heartbeats: "+err.Error(), http.StatusBadRequest)
+	first := func() string {
+		if len(b.Heartbeats) == 0 {
+			return ""
+		}
+		return b.Heartbeats[0].Appliance
+	}
+	if !s.readApplianceBody(w, r, "heartbeats", maxHeartbeatBody, &b, first) {
 		return
 	}
 	if len(b.Heartbeats) > maxBatch {
@@ -200,9 +196,6 @@ func (s *Server) handleHeartbeats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := b.Heartbeats[0].Appliance
-	if !s.authorizeAppliance(w, r, id) {
-		return
-	}
 	for i := range b.Heartbeats {
 		hb := &b.Heartbeats[i]
 		if hb.Appliance != id {

@@ -12,7 +12,8 @@ import (
 )
 
 // URL-signing keys reach appliances over the authenticated channel: GET
-// /v1/keys returns the key set, and every heartbeat reply names its
+// /v1/keys returns the key set as a verifier needs it (Ed25519 keys
+// without their private halves), and every heartbeat reply names its
 // version so an appliance fetches a new set within one interval.
 //
 // RotateKeys changes keys without downtime in three steps: a new key is
@@ -54,7 +55,14 @@ func (s *Server) RotateKeys() string {
 	cur := s.signingKeys()
 	now := s.cfg.Now()
 	id := "k" + strconv.FormatInt(now.UnixNano(), 36)
-	next := &urlsign.KeySet{Active: cur.Active, Keys: append(append([]urlsign.Key{}, cur.Keys...), urlsign.NewKey(id))}
+	active := cur.Keys[0]
+	for _, k := range cur.Keys {
+		if k.ID == cur.Active {
+			active = k
+		}
+	}
+	// The new key is of the active key's kind: a CDN on Ed25519 stays on it.
+	next := &urlsign.KeySet{Active: cur.Active, Keys: append(append([]urlsign.Key{}, cur.Keys...), urlsign.NewKeyLike(active, id))}
 	k := &s.keys
 	k.mu.Lock()
 	k.set, k.activate, k.at = next, id, now.Add(s.keyPropagation())
@@ -116,7 +124,10 @@ func (s *Server) handleKeys(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, s.signingKeys())
+	// Verifiers get public keys only: an appliance that can fetch keys
+	// cannot mint Ed25519 tokens. (HMAC keys are secrets both sides must
+	// hold; that is why Ed25519 is the default.)
+	writeJSON(w, s.signingKeys().Public())
 }
 
 func (s *Server) handleRotate(w http.ResponseWriter, r *http.Request) {
@@ -125,6 +136,6 @@ func (s *Server) handleRotate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := s.RotateKeys()
-	s.logAdmin("rotate_keys", map[string]string{"key_id": id})
+	s.logAdmin("", "rotate_keys", map[string]string{"key_id": id})
 	writeJSON(w, map[string]any{"key_id": id, "signing_after": s.cfg.Now().Add(s.keyPropagation())})
 }

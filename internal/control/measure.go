@@ -17,6 +17,11 @@ func (s *Server) openMeasure() error {
 		return nil
 	}
 	opts := measure.Options{Registerer: s.cfg.Registry, Logger: s.cfg.Logger}
+	if s.cfg.Store != nil && s.cfg.Store.Shared() {
+		// Replicas share the store: a report re-sent to another replica
+		// must not be stored twice (measure/claims.go).
+		opts.Claims = s.cfg.Store
+	}
 	if c := &s.cfg.Measured; c.Enabled || c.Experiment != nil {
 		c.setDefaults()
 		s.msteer = newMeasuredSteering(*c, s.cfg.Now(), s.cfg.Registry)

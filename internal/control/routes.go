@@ -1,10 +1,10 @@
 package control
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/netip"
+	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/rib"
@@ -19,25 +19,23 @@ type routeState struct {
 // maxRoutesPerReport bounds one report; a full table is sent in chunks.
 const maxRoutesPerReport = 2_000_000
 
+// routesReadTimeout bounds reading one route report.
+const routesReadTimeout = 10 * time.Minute
+
 func (s *Server) handleRoutes(w http.ResponseWriter, r *http.Request) {
+	var rep api.RouteReport
+	// A full table is hundreds of MB: an authenticated appliance gets
+	// longer than the server's whole-request deadline to send it (the
+	// deadline is only extended once its credential checked out).
 	if _, ok := s.authenticate(w, r); !ok {
 		return
 	}
-	var rep api.RouteReport
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 512<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&rep); err != nil {
-		http.Error(w, "route report: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if !s.authorizeAppliance(w, r, rep.Appliance) {
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(routesReadTimeout))
+	if !s.readApplianceBody(w, r, "route report", maxRoutesBody, &rep, func() string { return rep.Appliance }) {
 		return
 	}
 	if _, ok := s.applianceSite[rep.Appliance]; !ok {
 		http.Error(w, fmt.Sprintf("route report: unknown appliance %q", rep.Appliance), http.StatusForbidden)
-		return
-	}
-	if !s.authorizeAppliance(w, r, rep.Appliance) {
 		return
 	}
 	if rep.Epoch == "" || len(rep.Announce)+len(rep.Withdraw) > maxRoutesPerReport {

@@ -49,7 +49,7 @@ func NewAppliance(cfg *config.ApplianceDaemon, h Hooks, jsonLogs bool) (*Applian
 		ID: cfg.ID, StoreDir: cfg.Store, Capacity: int64(cfg.Capacity), Keys: keys,
 		HeartbeatInterval: cfg.HeartbeatInterval, StaleLimit: cfg.StaleLimit, MaxQueuedReports: cfg.MaxQueuedReports,
 		CapacityBitsPerSec: cfg.ThroughputMbps * 1e6,
-		FillConcurrency: cfg.Fill.Concurrency, FillRate: int64(cfg.Fill.Rate), FillStallTimeout: cfg.Fill.StallTimeout,
+		FillConcurrency:    cfg.Fill.Concurrency, FillRate: int64(cfg.Fill.Rate), FillStallTimeout: cfg.Fill.StallTimeout,
 		FillInterval: cfg.Fill.Interval, FillOutOfCycleBudget: int64(cfg.Fill.OutOfCycleBudget), FillStrictWindow: cfg.Fill.StrictWindow,
 		FillClock: h.FillClock, CorruptFill: h.CorruptFill,
 		DrainGrace: cfg.DrainGrace, DrainTimeout: cfg.DrainTimeout, Software: h.Software,
@@ -96,6 +96,14 @@ func NewAppliance(cfg *config.ApplianceDaemon, h Hooks, jsonLogs bool) (*Applian
 		}
 	}()
 	acfg.Listeners = lns
+	if len(cfg.OpsListen) > 0 {
+		ops, err := listenAll(cfg.OpsListen, Hooks{})
+		if err != nil {
+			return nil, fmt.Errorf("ops_listen: %w", err)
+		}
+		lns = append(lns, ops...) // closed on failure below
+		acfg.OpsListeners = ops
+	}
 	switch cfg.AccessLog {
 	case "":
 	case "off":
@@ -186,6 +194,10 @@ func (d *Appliance) Appliance() *appliance.Appliance { return d.a }
 
 // URLs are the base URLs content is served on.
 func (d *Appliance) URLs() []string { return d.a.URLs() }
+
+// OpsURLs are the base URLs of the operator endpoints (none without
+// ops_listen).
+func (d *Appliance) OpsURLs() []string { return d.a.OpsURLs() }
 
 // Run serves, fills and reports until ctx ends, then drains (see
 // appliance.Appliance.Run).

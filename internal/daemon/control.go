@@ -13,9 +13,11 @@ import (
 
 	"github.com/ocdn/ocdn/internal/auth"
 	"github.com/ocdn/ocdn/internal/config"
+	"github.com/ocdn/ocdn/internal/console"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/control"
 	"github.com/ocdn/ocdn/internal/cpstore"
+	"github.com/ocdn/ocdn/internal/dns"
 	"github.com/ocdn/ocdn/internal/probe"
 	"github.com/ocdn/ocdn/internal/rib"
 	"github.com/ocdn/ocdn/internal/serve"
@@ -26,8 +28,10 @@ import (
 // Control is a control plane assembled from its config.
 type Control struct {
 	srv     *control.Server
+	console *console.Console // nil without console tokens
 	store   *cpstore.Store
 	servers []*serve.Server
+	dns     *dns.Server // nil without a dns section
 	certs   *certs
 	reg     *prometheus.Registry
 	log     *slog.Logger
@@ -40,6 +44,8 @@ type ControlFiles struct {
 	AdminToken      string
 	ApplianceSecret auth.Secret
 	Feed            content.Feed
+	// ViewerToken and OperatorToken are the web console's credentials.
+	ViewerToken, OperatorToken string
 }
 
 // ReadControlFiles reads and checks every file cfg names except the store
@@ -55,6 +61,26 @@ func ReadControlFiles(cfg *config.Control) (ControlFiles, error) {
 	}
 	if f.AdminToken, err = readSecretFile("admin_token_file", cfg.AdminTokenFile); err != nil {
 		return f, err
+	}
+	if f.ViewerToken, err = readSecretFile("viewer_token_file", cfg.ViewerTokenFile); err != nil {
+		return f, err
+	}
+	if f.OperatorToken, err = readSecretFile("operator_token_file", cfg.OperatorTokenFile); err != nil {
+		return f, err
+	}
+	// The files differ (config validation); their contents must too, and
+	// a token may face a network, so it must not be a short password.
+	for _, t := range []struct{ field, path, tok string }{
+		{"viewer_token_file", cfg.ViewerTokenFile, f.ViewerToken}, {"operator_token_file", cfg.OperatorTokenFile, f.OperatorToken}} {
+		if t.tok != "" && len(t.tok) < console.MinTokenLen {
+			return f, fmt.Errorf("%s: %s holds %d characters, want at least %d (openssl rand -hex 16)", t.field, t.path, len(t.tok), console.MinTokenLen)
+		}
+	}
+	switch v := f.ViewerToken; {
+	case v != "" && v == f.OperatorToken:
+		return f, fmt.Errorf("viewer_token_file: %s holds the operator token: viewers and operators need different tokens", cfg.ViewerTokenFile)
+	case v != "" && v == f.AdminToken:
+		return f, fmt.Errorf("viewer_token_file: %s holds the admin token: a viewer would hold the admin credential", cfg.ViewerTokenFile)
 	}
 	if cfg.ApplianceSecretFile != "" {
 		b, err := os.ReadFile(cfg.ApplianceSecretFile)
@@ -84,6 +110,9 @@ func NewControl(ctx context.Context, cfg *config.Control, h Hooks) (*Control, er
 		return nil, err
 	}
 	log := h.Logger.With("component", "control-daemon")
+	if cfg.InsecureUnauthenticatedAppliances {
+		log.Warn("insecure_unauthenticated_appliances is set: anyone may heartbeat, report routes and fetch fill plans as any appliance; a development mode only")
+	}
 	crt, err := loadCerts("tls", cfg.TLS, log)
 	if err != nil {
 		return nil, err
@@ -97,11 +126,17 @@ func NewControl(ctx context.Context, cfg *config.Control, h Hooks) (*Control, er
 	defer func() {
 		if !ok {
 			closeAll(lns)
+			if c.dns != nil {
+				c.dns.Close()
+			}
 			if c.store != nil {
 				c.store.Close()
 			}
 		}
 	}()
+	if c.dns, err = listenDNS(cfg, h, h.Logger); err != nil {
+		return nil, err
+	}
 	dsn := cfg.Store
 	if dsn == "" {
 		dsn = "control.db"
@@ -150,14 +185,44 @@ func NewControl(ctx context.Context, cfg *config.Control, h Hooks) (*Control, er
 		}
 		log.Info("global routes loaded", "site", rf.Site, "file", rf.File, "format", format, "routes", len(routes))
 	}
+	if files.ViewerToken != "" || files.OperatorToken != "" {
+		if c.console, err = newConsole(cfg, files, c.srv, c.store, h); err != nil {
+			return nil, err
+		}
+	}
 	grace := h.ShutdownGrace
 	if grace == 0 {
 		grace = 10 * time.Second
 	}
-	c.servers = servers(lns, opsHandler(c.srv.Handler(), h.Registry, c.srv.Health),
-		serve.Options{Logger: h.Logger, TLS: crt.config(), Grace: grace})
+	full := opsHandler(console.Mount(c.srv.Handler(), c.console), h.Registry, c.srv.Health)
+	opts := serve.Options{Logger: h.Logger, TLS: crt.config(), Grace: grace, Registry: h.Registry}
+	if len(cfg.OpsListen) == 0 {
+		c.servers = servers(lns, full, opts)
+	} else {
+		ops, err := listenAll(cfg.OpsListen, Hooks{})
+		if err != nil {
+			return nil, fmt.Errorf("ops_listen: %w", err)
+		}
+		c.servers = append(servers(lns, withoutOps(full), opts), servers(ops, full, opts)...)
+	}
 	ok = true
 	return c, nil
+}
+
+// newConsole builds the web console served at /ui/ (internal/console) on
+// the control plane it shows; it samples every heartbeat interval.
+func newConsole(cfg *config.Control, files ControlFiles, srv *control.Server, store *cpstore.Store, h Hooks) (*console.Console, error) {
+	cc := console.Config{Plane: srv, Audit: store, Inventory: cfg.Inventory, Catalog: files.Catalog,
+		ViewerToken: files.ViewerToken, OperatorToken: files.OperatorToken, SampleEvery: cfg.HeartbeatInterval,
+		Logger: h.Logger, Now: h.Now}
+	if m := srv.Measure(); m != nil {
+		cc.Measure, cc.MeasureDir = m, cfg.Measure.Dir
+	}
+	con, err := console.New(cc)
+	if err != nil {
+		return nil, fmt.Errorf("viewer_token_file, operator_token_file: %w", err)
+	}
+	return con, nil
 }
 
 // ReadRoutes reads an MRT dump or a prefix list.
@@ -189,6 +254,10 @@ func (c *Control) Addrs() []net.Addr {
 	return out
 }
 
+// DNS is the authoritative DNS server (nil without a dns section): its
+// addresses, zone and probe log.
+func (c *Control) DNS() *dns.Server { return c.dns }
+
 // Registry holds the control plane's metrics.
 func (c *Control) Registry() *prometheus.Registry { return c.reg }
 
@@ -197,8 +266,15 @@ func (c *Control) Registry() *prometheus.Registry { return c.reg }
 func (c *Control) Run(ctx context.Context) error {
 	defer c.store.Close()
 	c.log.Info("control plane serving", "urls", c.URLs())
-	return runGroup(ctx, serveAll(c.servers), c.srv.Run,
-		func(ctx context.Context) error { watchSIGHUP(ctx, c.certs); return nil })
+	fns := []func(context.Context) error{serveAll(c.servers), c.srv.Run,
+		func(ctx context.Context) error { watchSIGHUP(ctx, c.certs); return nil }}
+	if c.dns != nil {
+		fns = append(fns, c.dns.Run)
+	}
+	if c.console != nil {
+		fns = append(fns, c.console.Run)
+	}
+	return runGroup(ctx, fns...)
 }
 
 // measuredSteering maps the steering section onto the control plane's

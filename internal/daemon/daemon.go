@@ -125,6 +125,19 @@ func opsHandler(h http.Handler, reg *prometheus.Registry, health func() (string,
 	return mux
 }
 
+// withoutOps hides /metrics and the operator endpoints (/v1/admin/…) of
+// a daemon's handler: what its public addresses serve when ops_listen
+// has them.
+func withoutOps(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" || strings.HasPrefix(r.URL.Path, "/v1/admin/") {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // certs holds a TLS certificate that SIGHUP reloads: connections already
 // open keep the certificate they were made with, new handshakes get the
 // new one.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -41,6 +42,7 @@ catalog: catalog.json
 origin_url: http://127.0.0.1:9
 key_file: keys.json
 admin_token_file: admin.token
+insecure_unauthenticated_appliances: true
 heartbeat_interval: 100ms
 sync_interval: 50ms
 turn_up: {enabled: false}
@@ -186,5 +188,48 @@ func TestUnreadableTLSNamesTheField(t *testing.T) {
 	_, err := NewControl(context.Background(), loadControl(t, dir, y), Hooks{})
 	if err == nil || !strings.Contains(err.Error(), "tls") || !strings.Contains(err.Error(), "missing.pem") {
 		t.Fatalf("NewControl with unreadable TLS files = %v, want an error naming tls and missing.pem", err)
+	}
+}
+
+// TestOpsListenKeepsOperatorEndpointsOffTheAPI: with ops_listen, /metrics
+// and /v1/admin/… answer there and not on the public addresses; a
+// development control plane without appliance credentials says so in its
+// log at every start.
+func TestOpsListenKeepsOperatorEndpointsOffTheAPI(t *testing.T) {
+	dir, y := deployment(t, "127.0.0.1:0", "ops_listen: 127.0.0.1:0\n")
+	var logs strings.Builder
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := NewControl(ctx, loadControl(t, dir, y), Hooks{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	api, ops := c.URLs()[0], c.URLs()[1]
+	status := func(url string) int {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("Authorization", "Bearer op")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		url  string
+		want int
+	}{
+		{api + "/metrics", 404}, {api + "/v1/admin/fill", 404}, {api + "/healthz", 200}, {api + "/v1/titles/t0000", 200},
+		{ops + "/metrics", 200}, {ops + "/v1/admin/fill", 200},
+	} {
+		if got := status(tc.url); got != tc.want {
+			t.Errorf("GET %s = %d, want %d", tc.url, got, tc.want)
+		}
+	}
+	if !strings.Contains(logs.String(), "insecure_unauthenticated_appliances is set") {
+		t.Errorf("no warning about the development mode in the log:\n%s", logs.String())
 	}
 }

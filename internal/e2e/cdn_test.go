@@ -19,7 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/auth"
 	"github.com/ocdn/ocdn/internal/bgp/bgptest"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
@@ -180,6 +182,8 @@ func newCDN(t *testing.T, opts cdnOptions) *cdn {
 	writeFile(t, filepath.Join(dir, "catalog.json"), catJSON)
 	writeFile(t, filepath.Join(dir, "keys.json"), keys)
 	writeFile(t, filepath.Join(dir, "admin.token"), []byte(adminToken))
+	secret := auth.NewSecret()
+	writeFile(t, filepath.Join(dir, "appliance.secret"), []byte(secret.Encode()))
 	hooks := daemon.Hooks{Logger: logger, ShutdownGrace: 2 * time.Second}
 
 	originAddr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), bgptest.FreePort(t, netip.MustParseAddr("127.0.0.1")))
@@ -204,6 +208,7 @@ catalog: catalog.json
 origin_url: http://%s
 key_file: keys.json
 admin_token_file: admin.token
+appliance_secret_file: appliance.secret
 heartbeat_interval: %s
 turn_up: {enabled: false}
 isps:
@@ -227,9 +232,11 @@ appliances:
 	}
 	for _, id := range applianceIDs {
 		nd := c.nodes[id]
+		writeFile(t, filepath.Join(dir, id+".token"), []byte(secret.Mint(id, time.Now().Add(time.Hour))))
 		y := fmt.Sprintf(`id: %s
 listen: %s
 control_urls: [%s]
+token_file: %s.token
 store: store-%s
 capacity: 1MiB
 key_file: keys.json
@@ -237,7 +244,7 @@ heartbeat_interval: %s
 drain_grace: 1ms
 drain_timeout: 2s
 access_log: "off"
-`, id, nd.http, c.controlURL, id, heartbeat)
+`, id, nd.http, c.controlURL, id, id, heartbeat)
 		if nd.site != "X" {
 			y += fmt.Sprintf(`bgp:
   local_asn: %d
@@ -378,6 +385,19 @@ func (c *cdn) consistency(t *testing.T) rib.Report {
 		slices.SortFunc(rep.Sites[i].Partial, func(a, b rib.PartialPrefix) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })
 	}
 	return rep
+}
+
+// waitConsistency polls GET /v1/routes/consistency until it equals want.
+// Route reports from several appliances arrive independently, so the
+// report converges within convergenceBound rather than at the instant
+// one client's steering answer changed.
+func (c *cdn) waitConsistency(t *testing.T, want rib.Report) {
+	t.Helper()
+	var diff string
+	poll(t, convergenceBound, "GET /v1/routes/consistency to match", func() bool {
+		diff = cmp.Diff(want, c.consistency(t), cmpReport)
+		return diff == ""
+	}, func() string { return "(-want +got):\n" + diff })
 }
 
 // poll checks cond every 20 ms until it holds, failing the test with

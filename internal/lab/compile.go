@@ -28,18 +28,25 @@ import (
 
 // File names inside a deployment directory.
 const (
-	controlFile   = "control.yaml"
-	originFile    = "origin.yaml"
-	catalogFile   = "catalog.json"
-	keysFile      = "keys.json"
-	secretFile    = "appliance.secret"
-	adminFile     = "admin.token"
-	appliancesDir = "appliances"
-	routersDir    = "routers"
-	tokensDir     = "tokens"
-	storesDir     = "stores"
-	measureDir    = "measure"
+	controlFile    = "control.yaml"
+	originFile     = "origin.yaml"
+	catalogFile    = "catalog.json"
+	keysFile       = "keys.json"
+	publicKeysFile = "keys.public.json"
+	secretFile     = "appliance.secret"
+	adminFile      = "admin.token"
+	viewerFile     = "viewer.token"
+	operatorFile   = "operator.token"
+	appliancesDir  = "appliances"
+	routersDir     = "routers"
+	tokensDir      = "tokens"
+	storesDir      = "stores"
+	measureDir     = "measure"
 )
+
+// opsPort is where each lab appliance serves /metrics and /v1/status, on
+// its own address.
+const opsPort = 9180
 
 // Endpoints are the addresses the compiled daemons listen on that the
 // scenario does not fix.
@@ -94,7 +101,13 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, err := json.MarshalIndent(urlsign.Generate(), "", "  ")
+	// Ed25519: the control plane signs, appliances hold the public key.
+	ks := urlsign.GenerateEd25519()
+	keys, err := json.MarshalIndent(ks, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	pubKeys, err := json.MarshalIndent(ks.Public(), "", "  ")
 	if err != nil {
 		return nil, err
 	}
@@ -102,8 +115,12 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 	d.AdminToken = strings.TrimSpace(auth.NewSecret().Encode())
 	d.files[catalogFile] = catJSON
 	d.files[keysFile] = append(keys, '\n')
+	d.files[publicKeysFile] = append(pubKeys, '\n')
 	d.files[secretFile] = []byte(secret.Encode())
 	d.files[adminFile] = []byte(d.AdminToken + "\n")
+	// The web console's credentials (docs/console.md).
+	d.files[operatorFile] = []byte(strings.TrimSpace(auth.NewSecret().Encode()) + "\n")
+	d.files[viewerFile] = []byte(strings.TrimSpace(auth.NewSecret().Encode()) + "\n")
 
 	d.Origin = config.Origin{Listen: addrList(ep.Origin), Catalog: catalogFile}
 	esc := sc.Fill.EscalateAfter
@@ -113,6 +130,7 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 	d.Control = config.Control{
 		Listen: addrList(ep.Control), Catalog: catalogFile, OriginURL: "http://" + ep.Origin.String(),
 		KeyFile: keysFile, AdminTokenFile: adminFile, ApplianceSecretFile: secretFile,
+		ViewerTokenFile: viewerFile, OperatorTokenFile: operatorFile,
 		HeartbeatInterval: sc.HeartbeatInterval, Replicas: sc.Replicas, ActivePoll: true,
 		Store: "control.db",
 		Measure: &config.Measure{Dir: measureDir, Recipe: config.Recipe{Pulses: sc.Probes.Pulses, PulseSize: sc.Probes.RangeBytes,
@@ -130,8 +148,9 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 		d.tokens[a.ID] = token
 		d.files[filepath.Join(tokensDir, a.ID+".token")] = []byte(token + "\n")
 		ac := config.ApplianceDaemon{
-			ID: a.ID, Listen: config.AddrList{a.Address}, ControlURLs: []string{"http://" + ep.Control.String()},
-			TokenFile: filepath.Join("..", tokensDir, a.ID+".token"), KeyFile: filepath.Join("..", keysFile),
+			ID: a.ID, Listen: config.AddrList{a.Address}, OpsListen: addrList(netip.AddrPortFrom(a.Address.Addr(), opsPort)),
+			ControlURLs: []string{"http://" + ep.Control.String()},
+			TokenFile:   filepath.Join("..", tokensDir, a.ID+".token"), KeyFile: filepath.Join("..", publicKeysFile),
 			Store: filepath.Join("..", storesDir, a.ID), Capacity: a.Capacity, HeartbeatInterval: sc.HeartbeatInterval,
 			// The lab stops everything at once: in-flight transfers get a
 			// second, not an operator's drain.

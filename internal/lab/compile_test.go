@@ -61,8 +61,9 @@ func TestCompiledConfigsLoad(t *testing.T) {
 		if err := config.Load(appliancePath(dir, a.ID), &ac); err != nil {
 			t.Fatalf("appliance %s: %v", a.ID, err)
 		}
-		if _, err := urlsign.LoadKeySet(ac.KeyFile); err != nil {
-			t.Errorf("appliance %s key_file: %v", a.ID, err)
+		// Appliances verify with the public key only: none can mint tokens.
+		if ks, err := urlsign.LoadKeySet(ac.KeyFile); err != nil || ks.CanSign() {
+			t.Errorf("appliance %s key_file: %v, can sign %v; want a public key set", a.ID, err, err == nil && ks.CanSign())
 		}
 		tok, err := os.ReadFile(ac.TokenFile)
 		if err != nil {

@@ -386,6 +386,7 @@ func (r *processes) control(ctx context.Context, path string, h daemon.Hooks) (c
 // GET /v1/status, and the last one read stands in once it is killed.
 type processAppliance struct {
 	*proc
+	ops  string // where /v1/status answers
 	mu   sync.Mutex
 	last api.ApplianceRuntime
 }
@@ -406,12 +407,12 @@ func (r *processes) appliance(ctx context.Context, id, path string, h daemon.Hoo
 	if err != nil {
 		return nil, err
 	}
-	return &processAppliance{proc: p}, nil
+	return &processAppliance{proc: p, ops: baseURL(cfg.OpsListen)}, nil
 }
 
 func (a *processAppliance) Status(ctx context.Context) (api.ApplianceRuntime, error) {
 	var st api.ApplianceRuntime
-	err := getJSON(ctx, http.DefaultClient, a.url+"/v1/status", "", &st)
+	err := getJSON(ctx, http.DefaultClient, a.ops+"/v1/status", "", &st)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err != nil {

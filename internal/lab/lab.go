@@ -21,7 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
@@ -47,6 +46,10 @@ type Options struct {
 	// process.
 	Processes bool
 	Binary    string
+	// Console, when set, is called once the control plane serves, with
+	// the web console's URL and the file holding its operator token; the
+	// console stays up until the run ends.
+	Console func(url, operatorTokenFile string)
 }
 
 // Lab is one run of a scenario.
@@ -72,8 +75,9 @@ type Lab struct {
 	injectedCorrupt int
 	fillSeconds     float64
 
-	work      string
-	probeRuns atomic.Int64
+	work       string
+	consoleURL string
+	probeRuns  atomic.Int64
 
 	mu       sync.Mutex
 	events   []EventRecord
@@ -81,8 +85,6 @@ type Lab struct {
 	qoe      []player.Session
 	active   atomic.Int64
 	health   healthState
-	// states is the control plane's last answer of /v1/appliances.
-	states []api.ApplianceStatus
 }
 
 type labAppliance struct {
@@ -150,6 +152,11 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	}
 	controlURL := baseURL(l.dep.Control.Listen)
 	l.view = newControlView(controlURL, l.dep)
+	l.consoleURL = controlURL + "/ui/"
+	l.status("console: " + l.consoleURL + " (sign in with the operator token in " + filepath.Join(l.etc, operatorFile) + ")")
+	if l.opts.Console != nil {
+		l.opts.Console(l.consoleURL, filepath.Join(l.etc, operatorFile))
+	}
 
 	if err := l.startRouters(ctx); err != nil {
 		return nil, err
@@ -198,6 +205,7 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	clients.Wait()
 	interrupted := ctx.Err() != nil
 	rep := l.report(ctx, interrupted)
+	rep.Console = l.consoleURL
 	// Stopping the control plane compacts the measurement store, so the
 	// Parquet files are complete when Run returns.
 	cancel()

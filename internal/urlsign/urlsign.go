@@ -1,11 +1,22 @@
-// Package urlsign provides the tokens that authorize a content URL: an
-// HMAC-SHA256 over a path scope (one file, or every file of a title), an
+// Package urlsign provides the tokens that authorize a content URL: a
+// signature over a path scope (one file, or every file of a title), an
 // expiry, a key id and optionally a client prefix. The token is one URL path
 // segment (/c/{token}/{title}/{file}) so that relative URLs inside HLS and
 // DASH playlists served under the same token keep working.
+//
+// Two kinds of key sign tokens. An Ed25519 key (the default of `ocdn
+// urlsign keygen`) is asymmetric: the control plane holds the private key
+// and appliances only the public one (KeySet.Public), so a compromised
+// appliance cannot mint tokens. An HMAC-SHA256 key is shared by signer and
+// verifiers; it is cheaper and stays available. Verifying an Ed25519
+// signature costs tens of microseconds; the edge caches the grants of
+// tokens that verified (a title's token is shared by every client steered
+// to the title), so only a token's first request pays for it.
 package urlsign
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -39,10 +50,38 @@ const macLen = 16
 // maxTokenLen bounds the work spent on a hostile token.
 const maxTokenLen = 1024
 
-// Key is one signing key.
+// Key algorithms.
+const (
+	AlgHMAC    = "hmac-sha256"
+	AlgEd25519 = "ed25519"
+)
+
+// Key is one signing key (byte fields are base64 in JSON).
 type Key struct {
-	ID     string `json:"id"`
-	Secret []byte `json:"secret"` // base64 in JSON
+	ID string `json:"id"`
+	// Alg is AlgHMAC (the default when empty) or AlgEd25519.
+	Alg string `json:"alg,omitempty"`
+	// Secret is an HMAC key: signer and verifiers hold it.
+	Secret []byte `json:"secret,omitempty"`
+	// Private is an Ed25519 seed (32 bytes), held by the signer only;
+	// Public is its public key, which is all a verifier needs.
+	Private []byte `json:"private,omitempty"`
+	Public  []byte `json:"public,omitempty"`
+}
+
+func (k Key) alg() string {
+	if k.Alg == "" {
+		return AlgHMAC
+	}
+	return k.Alg
+}
+
+// canSign reports whether the key holds what signing needs.
+func (k Key) canSign() bool {
+	if k.alg() == AlgEd25519 {
+		return len(k.Private) == ed25519.SeedSize
+	}
+	return len(k.Secret) >= 32
 }
 
 // KeySet holds the keys that verify tokens and names the one that signs new
@@ -67,8 +106,31 @@ func (ks *KeySet) Validate() error {
 			return fmt.Errorf("keys[%d].id: %q used twice", i, k.ID)
 		}
 		seen[k.ID] = true
-		if len(k.Secret) < 32 {
-			return fmt.Errorf("keys[%d].secret: %d bytes; at least 32 are needed", i, len(k.Secret))
+		switch k.alg() {
+		case AlgHMAC:
+			if len(k.Secret) < 32 {
+				return fmt.Errorf("keys[%d].secret: %d bytes; at least 32 are needed", i, len(k.Secret))
+			}
+			if k.Private != nil || k.Public != nil {
+				return fmt.Errorf("keys[%d]: an %s key has a secret, not private or public", i, AlgHMAC)
+			}
+		case AlgEd25519:
+			if len(k.Public) != ed25519.PublicKeySize {
+				return fmt.Errorf("keys[%d].public: %d bytes; an Ed25519 public key has %d", i, len(k.Public), ed25519.PublicKeySize)
+			}
+			if k.Private != nil {
+				if len(k.Private) != ed25519.SeedSize {
+					return fmt.Errorf("keys[%d].private: %d bytes; an Ed25519 seed has %d", i, len(k.Private), ed25519.SeedSize)
+				}
+				if !bytes.Equal(ed25519.NewKeyFromSeed(k.Private).Public().(ed25519.PublicKey), k.Public) {
+					return fmt.Errorf("keys[%d]: public is not the public key of private", i)
+				}
+			}
+			if k.Secret != nil {
+				return fmt.Errorf("keys[%d]: an %s key has private and public, not a secret", i, AlgEd25519)
+			}
+		default:
+			return fmt.Errorf("keys[%d].alg: %q is not %s or %s", i, k.Alg, AlgEd25519, AlgHMAC)
 		}
 	}
 	if !seen[ks.Active] {
@@ -77,26 +139,71 @@ func (ks *KeySet) Validate() error {
 	return nil
 }
 
-func (ks *KeySet) key(id string) ([]byte, bool) {
-	for _, k := range ks.Keys {
-		if k.ID == id {
-			return k.Secret, true
+// Public is the key set a verifier needs: Ed25519 keys without their
+// private halves. HMAC keys are kept whole (a verifier needs the secret,
+// which is why Ed25519 is the default).
+func (ks *KeySet) Public() *KeySet {
+	out := &KeySet{Active: ks.Active, Keys: make([]Key, len(ks.Keys))}
+	for i, k := range ks.Keys {
+		if k.alg() == AlgEd25519 {
+			k.Private = nil
 		}
+		out.Keys[i] = k
 	}
-	return nil, false
+	return out
 }
 
-// NewKey makes a random 32-byte key.
+// CanSign reports whether the active key can sign (a verifier's public
+// set cannot).
+func (ks *KeySet) CanSign() bool {
+	k, ok := ks.find(ks.Active)
+	return ok && k.canSign()
+}
+
+func (ks *KeySet) find(id string) (Key, bool) {
+	for _, k := range ks.Keys {
+		if k.ID == id {
+			return k, true
+		}
+	}
+	return Key{}, false
+}
+
+// NewKey makes a random 32-byte HMAC key.
 func NewKey(id string) Key {
 	k := Key{ID: id, Secret: make([]byte, 32)}
 	rand.Read(k.Secret)
 	return k
 }
 
-// Generate makes a key set with one fresh active key.
+// NewEd25519Key makes a fresh Ed25519 key pair.
+func NewEd25519Key(id string) Key {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return Key{ID: id, Alg: AlgEd25519, Private: priv.Seed(), Public: pub}
+}
+
+// NewKeyLike makes a fresh key of the same algorithm as k (rotation keeps
+// the algorithm).
+func NewKeyLike(k Key, id string) Key {
+	if k.alg() == AlgEd25519 {
+		return NewEd25519Key(id)
+	}
+	return NewKey(id)
+}
+
+// Generate makes a key set with one fresh active HMAC key.
 func Generate() *KeySet {
 	id := "k" + strconv.FormatInt(time.Now().Unix(), 36)
 	return &KeySet{Active: id, Keys: []Key{NewKey(id)}}
+}
+
+// GenerateEd25519 makes a key set with one fresh active Ed25519 key.
+func GenerateEd25519() *KeySet {
+	id := "k" + strconv.FormatInt(time.Now().Unix(), 36)
+	return &KeySet{Active: id, Keys: []Key{NewEd25519Key(id)}}
 }
 
 // LoadKeySet reads a key file written by Save.
@@ -134,11 +241,20 @@ type Grant struct {
 	Client netip.Prefix
 }
 
+// Payload layouts: the first field says how the token is signed.
+const (
+	layoutHMAC    = "1"
+	layoutEd25519 = "2"
+)
+
 // Sign returns the token for g under the active key.
 func (ks *KeySet) Sign(g Grant) (string, error) {
-	secret, ok := ks.key(ks.Active)
+	k, ok := ks.find(ks.Active)
 	if !ok {
 		return "", fmt.Errorf("active key %q: %w", ks.Active, ErrUnknownKey)
+	}
+	if !k.canSign() {
+		return "", fmt.Errorf("active key %q holds no private key: a verifier's key set cannot sign", ks.Active)
 	}
 	if err := ValidateScope(g.Scope); err != nil {
 		return "", err
@@ -147,8 +263,18 @@ func (ks *KeySet) Sign(g Grant) (string, error) {
 	if g.Client.IsValid() {
 		client = canonicalPrefix(g.Client).String()
 	}
-	payload := strings.Join([]string{"1", ks.Active, strconv.FormatInt(g.Expires.Unix(), 10), g.Scope, client}, "~")
-	return b64.EncodeToString([]byte(payload)) + "." + b64.EncodeToString(mac(secret, payload)), nil
+	layout := layoutHMAC
+	if k.alg() == AlgEd25519 {
+		layout = layoutEd25519
+	}
+	payload := strings.Join([]string{layout, ks.Active, strconv.FormatInt(g.Expires.Unix(), 10), g.Scope, client}, "~")
+	var sig []byte
+	if layout == layoutEd25519 {
+		sig = ed25519.Sign(ed25519.NewKeyFromSeed(k.Private), []byte(payload))
+	} else {
+		sig = mac(k.Secret, payload)
+	}
+	return b64.EncodeToString([]byte(payload)) + "." + b64.EncodeToString(sig), nil
 }
 
 // b64 is strict so that every token has exactly one spelling: a token
@@ -215,20 +341,38 @@ func (ks *KeySet) Parse(token string) (Grant, error) {
 		return Grant{}, fmt.Errorf("%w: payload is not base64url", ErrMalformed)
 	}
 	sig, err := b64.DecodeString(m64)
-	if err != nil || len(sig) != macLen {
-		return Grant{}, fmt.Errorf("%w: signature is not %d base64url bytes", ErrMalformed, macLen)
+	if err != nil {
+		return Grant{}, fmt.Errorf("%w: signature is not base64url", ErrMalformed)
 	}
 	payload := string(raw)
 	f := strings.Split(payload, "~")
-	if len(f) != 5 || f[0] != "1" {
+	if len(f) != 5 || (f[0] != layoutHMAC && f[0] != layoutEd25519) {
 		return Grant{}, fmt.Errorf("%w: unknown payload layout", ErrMalformed)
 	}
-	secret, ok := ks.key(f[1])
+	k, ok := ks.find(f[1])
 	if !ok {
 		return Grant{}, fmt.Errorf("key %q: %w", f[1], ErrUnknownKey)
 	}
-	if !hmac.Equal(sig, mac(secret, payload)) {
-		return Grant{}, ErrBadSignature
+	switch {
+	case f[0] == layoutHMAC && k.alg() == AlgHMAC:
+		if len(sig) != macLen {
+			return Grant{}, fmt.Errorf("%w: signature is not %d base64url bytes", ErrMalformed, macLen)
+		}
+		if !hmac.Equal(sig, mac(k.Secret, payload)) {
+			return Grant{}, ErrBadSignature
+		}
+	case f[0] == layoutEd25519 && k.alg() == AlgEd25519:
+		if len(sig) != ed25519.SignatureSize {
+			return Grant{}, fmt.Errorf("%w: signature is not %d base64url bytes", ErrMalformed, ed25519.SignatureSize)
+		}
+		if !ed25519.Verify(k.Public, raw, sig) {
+			return Grant{}, ErrBadSignature
+		}
+	default:
+		// A token must be signed the way its key signs: an HMAC token
+		// naming an Ed25519 key (whose public half anyone may know) is
+		// never accepted.
+		return Grant{}, fmt.Errorf("%w: layout %s does not match key %q (%s)", ErrBadSignature, f[0], k.ID, k.alg())
 	}
 	// Only Sign's own spelling of each field is accepted, so a grant and
 	// its token correspond one to one.

@@ -119,7 +119,8 @@ func TestVerify(t *testing.T) {
 		{"padded base64", strings.Replace(title, ".", "=.", 1), "t0042/a", client, now, urlsign.ErrMalformed},
 		{"standard base64 alphabet", strings.NewReplacer("-", "+", "_", "/").Replace(title) + "+", "t0042/a", client, now, urlsign.ErrMalformed},
 		{"too long", title + strings.Repeat("A", 1100), "t0042/a", client, now, urlsign.ErrMalformed},
-		{"version 2 payload", withPayload(title, "2"+p[1:]), "t0042/a", client, now, urlsign.ErrMalformed},
+		{"version 3 payload", withPayload(title, "3"+p[1:]), "t0042/a", client, now, urlsign.ErrMalformed},
+		{"Ed25519 layout under an HMAC key", withPayload(title, "2"+p[1:]), "t0042/a", client, now, urlsign.ErrBadSignature},
 		{"extra field", withPayload(title, p+"~x"), "t0042/a", client, now, urlsign.ErrMalformed},
 	}
 	for _, tc := range tests {
@@ -279,6 +280,77 @@ func TestKeySetValidate(t *testing.T) {
 	for _, tc := range tests {
 		if err := tc.ks.Validate(); (err == nil) != tc.ok {
 			t.Errorf("%s: Validate() = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}
+
+// TestEd25519: the control plane signs with the private key; a verifier
+// holding only the public set accepts what it signed and cannot sign
+// itself; tampering, another key pair, or an HMAC token naming the
+// Ed25519 key's id are refused.
+func TestEd25519(t *testing.T) {
+	full := urlsign.GenerateEd25519()
+	pub := full.Public()
+	if err := pub.Validate(); err != nil {
+		t.Fatalf("public set: %v", err)
+	}
+	if pub.Keys[0].Private != nil || full.Keys[0].Private == nil {
+		t.Fatalf("Public() kept the private key or lost it from the original")
+	}
+	if pub.CanSign() || !full.CanSign() {
+		t.Fatalf("CanSign: public %v, full %v; want false, true", pub.CanSign(), full.CanSign())
+	}
+	if _, err := pub.Sign(urlsign.Grant{Scope: "t0042/", Expires: now.Add(time.Hour)}); err == nil {
+		t.Fatalf("a public key set signed a token")
+	}
+	tok := sign(t, full, urlsign.Grant{Scope: "t0042/", Expires: now.Add(time.Hour)})
+	client := netip.MustParseAddr("198.51.100.7")
+	if err := pub.Verify(tok, "t0042/a.mp4", client, now); err != nil {
+		t.Fatalf("Verify with the public set = %v", err)
+	}
+	if err := pub.Verify(tok, "t0043/a.mp4", client, now); !errors.Is(err, urlsign.ErrOutOfScope) {
+		t.Errorf("a token outside its scope = %v, want ErrOutOfScope", err)
+	}
+	// Another pair under the same id verifies nothing the first signed.
+	other := urlsign.GenerateEd25519()
+	other.Keys[0].ID, other.Active = full.Active, full.Active
+	if err := other.Public().Verify(tok, "t0042/a.mp4", client, now); !errors.Is(err, urlsign.ErrBadSignature) {
+		t.Errorf("Verify under another key pair with the same id = %v, want ErrBadSignature", err)
+	}
+	p := payload(t, tok)
+	forged := withPayload(tok, strings.Replace(p, "t0042/", "t0043/", 1))
+	if err := pub.Verify(forged, "t0043/a.mp4", client, now); !errors.Is(err, urlsign.ErrBadSignature) {
+		t.Errorf("tampered scope = %v, want ErrBadSignature", err)
+	}
+	// An HMAC token whose "secret" would be the public key is refused.
+	hmacSet := &urlsign.KeySet{Active: full.Active, Keys: []urlsign.Key{{ID: full.Active, Secret: append(pub.Keys[0].Public, pub.Keys[0].Public...)}}}
+	ht := sign(t, hmacSet, urlsign.Grant{Scope: "t0042/", Expires: now.Add(time.Hour)})
+	if err := pub.Verify(ht, "t0042/a.mp4", client, now); !errors.Is(err, urlsign.ErrBadSignature) {
+		t.Errorf("HMAC token under an Ed25519 key id = %v, want ErrBadSignature", err)
+	}
+}
+
+func BenchmarkVerifyEd25519(b *testing.B) {
+	full := urlsign.GenerateEd25519()
+	pub := full.Public()
+	tok, _ := full.Sign(urlsign.Grant{Scope: "t0042/", Expires: now.Add(time.Hour)})
+	client := netip.MustParseAddr("198.51.100.7")
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := pub.Verify(tok, "t0042/a.mp4", client, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerifyHMAC(b *testing.B) {
+	ks := urlsign.Generate()
+	tok, _ := ks.Sign(urlsign.Grant{Scope: "t0042/", Expires: now.Add(time.Hour)})
+	client := netip.MustParseAddr("198.51.100.7")
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ks.Verify(tok, "t0042/a.mp4", client, now); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -27,8 +27,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -39,6 +37,7 @@ import (
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/daemon"
+	"github.com/ocdn/ocdn/internal/procstat"
 	"github.com/ocdn/ocdn/internal/urlsign"
 	"gopkg.in/yaml.v3"
 )
@@ -194,18 +193,6 @@ func (r *recorder) report(name string, secs float64) {
 	}
 }
 
-// cpuTicks is a process's user+system CPU in clock ticks.
-func cpuTicks(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	u, _ := strconv.ParseFloat(f[11], 64)
-	s, _ := strconv.ParseFloat(f[12], 64)
-	return (u + s) / 100, nil // USER_HZ is 100 on Linux
-}
-
 func run(n int, interval time.Duration, steerRate int, d time.Duration, dsn string) error {
 	dir, err := os.MkdirTemp("", "benchcontrol-")
 	if err != nil {
@@ -339,7 +326,7 @@ func run(n int, interval time.Duration, steerRate int, d time.Duration, dsn stri
 	}()
 
 	time.Sleep(interval) // warm-up: every appliance's first heartbeat (with its files)
-	c0, err := cpuTicks(child.Process.Pid)
+	c0, err := procstat.CPU(child.Process.Pid)
 	if err != nil {
 		return err
 	}
@@ -349,12 +336,12 @@ func run(n int, interval time.Duration, steerRate int, d time.Duration, dsn stri
 	time.Sleep(d)
 	measuring.Store(false)
 	secs := time.Since(start).Seconds()
-	c1, _ := cpuTicks(child.Process.Pid)
+	c1, _ := procstat.CPU(child.Process.Pid)
 	cancel()
 	hbRec.report("heartbeat", secs)
 	stRec.report("steer", secs)
 	fmt.Printf("steering requests not sent because all %d workers were busy: %d\n", workers, dropped.Load())
-	fmt.Printf("control plane CPU: %.2f cores (of 2) over %.0f s\n", (c1-c0)/secs, secs)
+	fmt.Printf("control plane CPU: %.2f cores (of 2) over %.0f s\n", (c1-c0).Seconds()/secs, secs)
 	wg.Wait()
 	return nil
 }

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/auth"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/daemon"
@@ -83,11 +84,11 @@ func run(routesFile string, d time.Duration, rounds, conns int, cpuprofile strin
 	base := ctl.URLs()[0]
 	fmt.Printf("control plane: the routes of %s for site ix (2 appliances), embedded site routes 10.0.0.0/8\n", filepath.Base(routesFile))
 	for _, id := range []string{"e1", "e2", "x1", "x2"} {
-		if err := post(base, "/v1/heartbeat", api.Heartbeat{Appliance: id, ContentGen: 1, Held: []string{cat.Files[0].Path}}); err != nil {
+		if err := post(base, "/v1/heartbeat", id, api.Heartbeat{Appliance: id, ContentGen: 1, Held: []string{cat.Files[0].Path}}); err != nil {
 			return err
 		}
 	}
-	if err := post(base, "/v1/routes", api.RouteReport{Appliance: "e1", Epoch: "b", Seq: 1, Snapshot: true,
+	if err := post(base, "/v1/routes", "e1", api.RouteReport{Appliance: "e1", Epoch: "b", Seq: 1, Snapshot: true,
 		Announce: []rib.Route{{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Attrs: rib.Attrs{LocalPref: 100}}}}); err != nil {
 		return err
 	}
@@ -185,6 +186,7 @@ catalog: catalog.json
 origin_url: http://127.0.0.1:1
 key_file: keys.json
 admin_token_file: admin.token
+appliance_secret_file: appliance.secret
 heartbeat_interval: 1h
 turn_up: {enabled: false}
 route_files: [{site: ix, file: %s}]
@@ -198,7 +200,8 @@ appliances:
   - {id: x1, site: ix, address: 127.1.0.3:80, capacity: 1GiB}
   - {id: x2, site: ix, address: 127.1.0.4:80, capacity: 1GiB}
 `, routes)
-	for name, b := range map[string][]byte{"catalog.json": catJSON, "keys.json": keys, "admin.token": []byte(adminToken), "control.yaml": []byte(yaml)} {
+	for name, b := range map[string][]byte{"catalog.json": catJSON, "keys.json": keys, "admin.token": []byte(adminToken),
+		"appliance.secret": []byte(secret.Encode()), "control.yaml": []byte(yaml)} {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
 			return nil, nil, err
 		}
@@ -210,10 +213,19 @@ appliances:
 	return &cfg, cat, nil
 }
 
-// post sends v as JSON to the control plane, as an appliance would.
-func post(base, path string, v any) error {
+// secret mints the simulated appliances' credentials.
+var secret = auth.NewSecret()
+
+// post sends v as JSON to the control plane, as appliance id would.
+func post(base, path, id string, v any) error {
 	b, _ := json.Marshal(v)
-	resp, err := http.Post(base+path, "application/json", bytes.NewReader(b))
+	req, err := http.NewRequest(http.MethodPost, base+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+secret.Mint(id, time.Now().Add(time.Hour)))
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
