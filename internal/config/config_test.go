@@ -30,7 +30,7 @@ steering:
   max_step: 0.25
   qoe_watch: {min_sessions: 5, startup_margin: 0.5, rebuffer_margin: 0.02, throughput_margin: 0.2, hold: 10m}
   experiment: {name: exp1, start: 2026-12-01T00:00:00Z, shares: {bgp: 0.5, measured: 0.5}, metrics: [throughput_bps, startup_ms]}
-placement: {replan_interval: 1h, hysteresis: 0.1}
+placement: {replan_interval: 1h, hysteresis: 0.1, check_interval: 1m, ranking_change: 0.05, max_churn: 0.1, half_life: 72h}
 fill: {window_start: "02:00", window_length: 12h}
 isps: [{name: isp, asn: 64500, prefixes: [198.51.100.0/24]}]
 sites: [{id: s, kind: embedded, isp: isp, time_zone: Europe/Amsterdam}]
@@ -52,7 +52,7 @@ token_file: a1.token
 key_file: keys.json
 store: store
 capacity: 2TiB
-fill: {concurrency: 4, rate: 150MB, stall_timeout: 30s}
+fill: {concurrency: 4, rate: 150MB, stall_timeout: 30s, urgent_rate: 40MB, retire_grace: 1m}
 tls: {cert_file: a1.pem, key_file: a1.key}
 bgp:
   local_asn: 2906
@@ -161,6 +161,11 @@ func TestBadConfigsNameFileAndField(t *testing.T) {
 		{"step above 1", goodControl, "max_step: 0.25", "max_step: 1.5", []string{"steering.max_step"}},
 		{"steering metric", goodControl, "metric: throughput_bps", "metric: startup_ms", []string{"steering.metric", "startup_ms"}},
 		{"rebuffer margin", goodControl, "rebuffer_margin: 0.02", "rebuffer_margin: 2", []string{"steering.qoe_watch.rebuffer_margin"}},
+		{"churn bound above capacity", goodControl, "max_churn: 0.1", "max_churn: 1.5", []string{"placement.max_churn", "1.5"}},
+		{"ranking change negative", goodControl, "ranking_change: 0.05", "ranking_change: -0.1", []string{"placement.ranking_change"}},
+		{"check slower than replan", goodControl, "check_interval: 1m", "check_interval: 2h", []string{"placement.check_interval", "replan_interval"}},
+		{"urgent rate above rate", goodAppliance, "urgent_rate: 40MB", "urgent_rate: 200MB", []string{"fill.urgent_rate"}},
+		{"retire grace negative", goodAppliance, "retire_grace: 1m", "retire_grace: -1s", []string{"fill.retire_grace", "negative"}},
 		{"address6 not IPv6", goodControl, `address6: "[2001:db8::1]:80"`, "address6: 10.0.0.9:80", []string{"appliances[0].address6", "10.0.0.9:80"}},
 		{"address6 without port", goodControl, `address6: "[2001:db8::1]:80"`, `address6: "2001:db8::1"`, []string{"appliances[0].address6"}},
 		{"address6 beside IPv6", goodControl, `address: 10.0.0.1:80, address6`, `address: "[2001:db8::9]:80", address6`, []string{"appliances[0].address", "not IPv4"}},

@@ -85,6 +85,9 @@ type Lab struct {
 	qoe      []player.Session
 	active   atomic.Int64
 	health   healthState
+	// loops is what the clients play and the placement loop's figures
+	// (loops.go).
+	loops loops
 }
 
 type labAppliance struct {
@@ -121,6 +124,7 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	if err := l.compile(); err != nil {
 		return nil, err
 	}
+	l.loops = loops{playlist: newPlaylist(l.catalog.Titles(), l.sc.Events), feeds: map[string]float64{}}
 
 	// Every component runs under one context; stop cancels it and waits.
 	ctx, cancel := context.WithCancel(ctx)
@@ -200,9 +204,13 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	if err := l.startClients(streamCtx, ctx, []string{controlURL}, &clients); err != nil {
 		return nil, err
 	}
+	var sampler sync.WaitGroup
+	sampler.Go(func() { l.sampleLoop(streamCtx) })
 	l.runEvents(streamCtx)
 	l.statusLoop(streamCtx)
+	sampler.Wait()
 	clients.Wait()
+	l.sample(ctx) // the last interval's demand reports are in
 	interrupted := ctx.Err() != nil
 	rep := l.report(ctx, interrupted)
 	rep.Console = l.consoleURL
@@ -285,7 +293,6 @@ func (l *Lab) waitFilled(ctx context.Context) error {
 // runCtx with the whole run (Ctrl-C), which cuts short the clients'
 // last report uploads.
 func (l *Lab) startClients(ctx, runCtx context.Context, controlURLs []string, wg *sync.WaitGroup) error {
-	titles := l.catalog.Titles()
 	titleDur := l.sc.Catalog.Duration
 	deadline, _ := ctx.Deadline()
 	total := 0
@@ -321,7 +328,7 @@ func (l *Lab) startClients(ctx, runCtx context.Context, controlURLs []string, wg
 					return
 				}
 				for time.Until(deadline) > titleDur+3*time.Second {
-					title := titles[zipf(rng, len(titles))]
+					title := l.loops.playlist.next(g.ISP, rng)
 					l.active.Add(1)
 					l.addSession(func(s *SessionStats) { s.Started++ })
 					sess, err := p.Play(ctx, title)
@@ -346,6 +353,7 @@ func (l *Lab) startClients(ctx, runCtx context.Context, controlURLs []string, wg
 					l.mu.Lock()
 					l.qoe = append(l.qoe, sess)
 					l.mu.Unlock()
+					l.recordPlay(g.ISP, sess)
 					if ctx.Err() != nil {
 						return
 					}
@@ -406,8 +414,15 @@ func (l *Lab) isp(name string) config.ISP {
 }
 
 func (l *Lab) runEvents(ctx context.Context) {
-	for _, e := range l.sc.Events {
+	for i, e := range l.sc.Events {
 		at, _ := e.When(l.sc.Duration) // validated
+		if e.Kind == "release" {
+			go func() {
+				if clock.Sleep(ctx, at-e.Lead) == nil {
+					l.announceRelease(ctx, i, e)
+				}
+			}()
+		}
 		go func() {
 			if clock.Sleep(ctx, at) != nil {
 				return
@@ -428,6 +443,8 @@ func (l *Lab) runEvents(ctx context.Context) {
 			case "degrade_link":
 				// The link's profile changes at this time by itself.
 				rec.Target = e.Link.ISP + "→" + e.Link.Site
+			case "release", "popularity_shift":
+				l.loopEvent(e, &rec)
 			case "withdraw_prefix", "announce_prefix":
 				rec.Prefix = e.Prefix.String()
 				conv, err := l.routeEvent(ctx, e)

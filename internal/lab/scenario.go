@@ -46,6 +46,8 @@ type Scenario struct {
 	Events   []Event         `yaml:"events"`
 	// Fill shapes fill: the compressed clock, rate cap, corrupt copies (fill.go).
 	Fill FillSettings `yaml:"fill"`
+	// Placement shapes the control plane's placement loop (loops.go).
+	Placement PlacementSettings `yaml:"placement"`
 
 	// compiled is when the scenario was compiled: the start of its
 	// experiment unless the scenario gives one.
@@ -99,12 +101,18 @@ type Event struct {
 	Duration time.Duration `yaml:"duration,omitempty"`
 	// Link is what degrade_link does to one ISP's link to one site.
 	Link *LinkChange `yaml:"link,omitempty"`
+	// Title, Share and Lead shape release and popularity_shift (loops.go).
+	Title string        `yaml:"title,omitempty"`
+	Share float64       `yaml:"share,omitempty"`
+	Lead  time.Duration `yaml:"lead,omitempty"`
 }
 
 // EventKinds the lab knows: kill_appliance targets an appliance;
 // withdraw_prefix and announce_prefix target an ISP and name a Prefix its
-// router stops or starts announcing.
-var eventKinds = map[string]bool{"kill_appliance": true, "withdraw_prefix": true, "announce_prefix": true, "stop_control_plane": true, "degrade_link": true}
+// router stops or starts announcing; release and popularity_shift name a
+// Title (loops.go); degrade_link changes a Link.
+var eventKinds = map[string]bool{"kill_appliance": true, "withdraw_prefix": true, "announce_prefix": true, "stop_control_plane": true,
+	"release": true, "popularity_shift": true, "degrade_link": true}
 
 // When resolves At against the run's duration.
 func (e Event) When(d time.Duration) (time.Duration, error) {
@@ -145,6 +153,9 @@ func (s *Scenario) Validate() error {
 	if err := s.Fill.validate(s); err != nil {
 		return err
 	}
+	if err := s.Placement.validate(); err != nil {
+		return err
+	}
 	isps := map[string]config.ISP{}
 	for i, isp := range s.ISPs {
 		isps[isp.Name] = isp
@@ -183,7 +194,7 @@ func (s *Scenario) Validate() error {
 	for i, e := range s.Events {
 		f := fmt.Sprintf("events[%d]", i)
 		if !eventKinds[e.Kind] {
-			return config.Errf(f+".kind", "%q is not an event kind (kill_appliance, withdraw_prefix, announce_prefix, stop_control_plane, degrade_link)", e.Kind)
+			return config.Errf(f+".kind", "%q is not an event kind (kill_appliance, withdraw_prefix, announce_prefix, stop_control_plane, release, popularity_shift, degrade_link)", e.Kind)
 		}
 		if _, err := e.When(s.Duration); err != nil {
 			return config.Errf(f+".at", "%v", err)
@@ -196,6 +207,12 @@ func (s *Scenario) Validate() error {
 		}
 		if e.Kind == "degrade_link" {
 			if err := s.validateDegrade(f, e); err != nil {
+				return err
+			}
+			continue
+		}
+		if e.Kind == "release" || e.Kind == "popularity_shift" {
+			if err := s.validateLoopEvent(f, e); err != nil {
 				return err
 			}
 			continue
