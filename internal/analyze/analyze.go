@@ -103,7 +103,8 @@ type Results struct {
 	RegretSummary []RegretSummary
 	Series        []Series
 	Changes       []Change
-	Arms          []ArmResult
+	// Experiments compare steering experiment arms (arms.go).
+	Experiments []ExperimentResult
 	// UnsteeredRows counts rows of reports that record no steering
 	// decision; they enter quantiles but not paired comparisons.
 	UnsteeredRows int
@@ -118,6 +119,12 @@ type Results struct {
 // Analyze runs every analysis over rows. It is pure apart from the seeded
 // random numbers of the bootstrap.
 func Analyze(ctx context.Context, rows []Row, cfg Config, progress func(string)) (*Results, error) {
+	return AnalyzeWithSessions(ctx, rows, nil, cfg, progress)
+}
+
+// AnalyzeWithSessions is Analyze with playback records, which enter the
+// experiment comparison.
+func AnalyzeWithSessions(ctx context.Context, rows []Row, sessions []Session, cfg Config, progress func(string)) (*Results, error) {
 	if progress == nil {
 		progress = func(string) {}
 	}
@@ -156,7 +163,7 @@ func Analyze(ctx context.Context, rows []Row, cfg Config, progress func(string))
 			return err
 		}},
 		{"experiment arms", func() error {
-			res.Arms = Arms(rows, cfg.Level, cfg.BootstrapReps, rand.New(rand.NewPCG(cfg.Seed, 0x0cd4)))
+			res.Experiments = Experiments(rows, sessions, cfg.Level, cfg.BootstrapReps, rand.New(rand.NewPCG(cfg.Seed, 0x0cd4)))
 			return nil
 		}},
 		{"distributions", func() error {
@@ -190,8 +197,10 @@ type Summary struct {
 	Pairs               int
 	RegretSummary       []RegretSummary
 	Changes             int
-	Arms                []string
-	HaveMisses          bool
+	// Experiments are the experiments' results (arms with intervals,
+	// differences against the control, the SRM check).
+	Experiments []ExperimentResult
+	HaveMisses  bool
 	// Files written, as paths.
 	HTML string
 	CSV  []string
@@ -214,11 +223,15 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("analyze: %w", err)
 	}
+	sessions, err := LoadQoE(opts.DataDir, opts.Filter)
+	if err != nil {
+		return nil, fmt.Errorf("analyze: %w", err)
+	}
 	misses, haveMisses, err := LoadMisses(opts.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("analyze: %w", err)
 	}
-	res, err := Analyze(ctx, rows, Config{Level: opts.Level, Margin: opts.Margin,
+	res, err := AnalyzeWithSessions(ctx, rows, sessions, Config{Level: opts.Level, Margin: opts.Margin,
 		BootstrapReps: opts.BootstrapReps, Seed: opts.Seed}, progress)
 	if err != nil {
 		return nil, err
@@ -245,12 +258,6 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 			s.Insufficient++
 		}
 	}
-	seen := make(map[string]bool)
-	for _, a := range res.Arms {
-		if !seen[a.Arm] {
-			seen[a.Arm] = true
-			s.Arms = append(s.Arms, a.Arm)
-		}
-	}
+	s.Experiments = res.Experiments
 	return s, nil
 }

@@ -281,31 +281,3 @@ func TestChangeDetectedThroughPipeline(t *testing.T) {
 		t.Errorf("changes.csv = %v, want the s0 ttfb_ms change", recs)
 	}
 }
-
-func TestArmsDifference(t *testing.T) {
-	rng := rand.New(rand.NewPCG(9, 10))
-	var rows []Row
-	for c := range 200 {
-		arm, m := "control", 50.0
-		if c%2 == 1 {
-			arm, m = "measured", 40.0
-		}
-		addr := clientAddr(c/100, c%100)
-		for k := range 5 {
-			r := ttfbRow("r", addr, "g", "s0", "s0", t0, lognormal(rng, m, 0.3))
-			r.Arm = arm
-			_ = k
-			rows = append(rows, r)
-		}
-	}
-	arms := Arms(rows, 0.95, 500, rand.New(rand.NewPCG(1, 1)))
-	var got *ArmResult
-	for i := range arms {
-		if arms[i].Arm == "measured" && arms[i].Metric == TTFB {
-			got = &arms[i]
-		}
-	}
-	if got == nil || got.Control != "control" || !got.DiffOK || !(got.DiffLo <= -10 && -10 <= got.DiffHi) || !(got.DiffHi < 0) {
-		t.Fatalf("measured arm = %+v, want control arm compared and a CI covering −10 ms, below 0", got)
-	}
-}

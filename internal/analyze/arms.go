@@ -5,150 +5,388 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gonum.org/v1/gonum/stat/distuv"
 
 	"github.com/ocdn/ocdn/internal/stats"
 )
 
-// ArmResult is the p50 of a metric in one arm of a steering experiment
-// (reports whose context carries "arm"), and its difference from the
-// control arm.
+// ExperimentMeta is what reports say about the experiment they belong to:
+// the context keys "experiment", "experiment_start", "arm_shares"
+// ("bgp=0.5,measured=0.5") and "control_arm" that the control plane
+// writes into every recipe. Reports that name an arm but no experiment
+// (older data) belong to the unnamed experiment "".
+type ExperimentMeta struct {
+	Name    string
+	Start   time.Time
+	Shares  map[string]float64 // nil when not recorded
+	Control string
+}
+
+// parseShares reads "a=0.5,b=0.5"; nil when s is empty or malformed.
+func parseShares(s string) map[string]float64 {
+	if s == "" {
+		return nil
+	}
+	out := map[string]float64{}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		f, err := strconv.ParseFloat(v, 64)
+		if !ok || err != nil || k == "" || !(f >= 0 && f <= 1) {
+			return nil
+		}
+		out[k] = f
+	}
+	return out
+}
+
+// Experiment metrics: the probe timings at the steered appliance and the
+// playback QoE, named as in the experiment definition.
+var ExperimentMetrics = []string{"connect_ms", "ttfb_ms", "throughput_bps", "startup_ms", "rebuffer_ratio", "bitrate_kbps"}
+
+// ArmResult is one metric in one arm of an experiment: its median with a
+// distribution-free interval and, for arms other than the control, the
+// difference of medians against the control with a cluster bootstrap
+// interval (clients resampled whole, since one client's values are not
+// independent).
 type ArmResult struct {
-	Arm     string
-	Metric  Metric
-	Reports int
-	Clients int
-	N       int // values
-	// P50 with its order-statistic interval over all values of the arm;
-	// the interval treats values as independent, which pulses of one
-	// client are not quite, so read it as a lower bound on the
-	// uncertainty; the difference below accounts for clients.
+	Experiment string
+	Arm        string
+	Metric     string
+	Reports    int
+	Clients    int
+	N          int // values
+	// P50 with its order-statistic interval over the arm's values; the
+	// interval treats values as independent, so read it as a lower bound
+	// on the uncertainty; the difference below accounts for clients.
 	P50, Lo, Hi float64
 	OK          bool
-	// Control is the arm compared against ("control" if present, else the
-	// first arm by name). Diff is P50(arm) − P50(control) with a
-	// cluster (client-level) Poisson-bootstrap percentile interval.
+	// Control is the arm compared against; Diff is P50(arm) −
+	// P50(control) with its interval; Significant when the interval
+	// excludes 0.
 	Control              string
 	Diff, DiffLo, DiffHi float64
 	DiffOK               bool
+	Significant          bool
 	Note                 string
 }
 
-type armData struct {
-	reports map[string]bool
-	clients map[string]int // client key → index
-	vals    [numMetrics][]float64
-	cl      [numMetrics][]int // client index of each value
+// SRM is the sample-ratio-mismatch check: are the arms' client /24s in the
+// proportions the experiment assigned? A chi-square goodness-of-fit test
+// on the units (client /24s, the unit of assignment) per arm; a mismatch
+// (p < SRMAlpha) means the assignment or the data collection is broken
+// and no difference between the arms can be trusted.
+type SRM struct {
+	ChiSquare float64
+	DF        int
+	P         float64
+	Mismatch  bool
+	Note      string
 }
 
-// Arms compares experiment arms for every metric. reps is the number of
-// bootstrap replicates (e.g. 1000); rng makes it reproducible. It returns
-// nil when no report carries an arm.
-func Arms(rows []Row, level float64, reps int, rng *rand.Rand) []ArmResult {
-	arms := make(map[string]*armData)
+// SRMAlpha is the p-value below which arms are flagged: the customary
+// strict threshold, since the check runs on every experiment.
+const SRMAlpha = 0.001
+
+// ExperimentResult compares the arms of one experiment.
+type ExperimentResult struct {
+	Meta ExperimentMeta
+	// Arms lists the arm names: those with a share, then any other seen.
+	ArmNames []string
+	// Units are the client /24s (/48s) seen per arm, Expected what the
+	// shares predict from their total.
+	Units    map[string]int
+	Expected map[string]float64
+	SRM      SRM
+	// Mismatched counts reports whose arm is not the one the control
+	// plane assigned their client; their values are in no arm.
+	Mismatched int
+	Results    []ArmResult
+}
+
+// armSamples are one arm's values of one metric, sorted, with the client
+// index of each.
+type armSamples struct {
+	vals    []float64
+	cl      []int
+	clients map[string]int
+	reports map[string]bool
+}
+
+func (a *armSamples) add(report, client string, v float64) {
+	if math.IsNaN(v) {
+		return
+	}
+	if a.clients == nil {
+		a.clients, a.reports = map[string]int{}, map[string]bool{}
+	}
+	ci, ok := a.clients[client]
+	if !ok {
+		ci = len(a.clients)
+		a.clients[client] = ci
+	}
+	a.reports[report] = true
+	a.vals = append(a.vals, v)
+	a.cl = append(a.cl, ci)
+}
+
+func (a *armSamples) sort() {
+	idx := make([]int, len(a.vals))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(x, y int) int { return cmp.Compare(a.vals[x], a.vals[y]) })
+	v, c := make([]float64, len(idx)), make([]int, len(idx))
+	for i, j := range idx {
+		v[i], c[i] = a.vals[j], a.cl[j]
+	}
+	a.vals, a.cl = v, c
+}
+
+type expData struct {
+	meta     ExperimentMeta
+	units    map[string]map[string]bool // arm → client prefixes
+	mismatch map[string]bool            // report ids
+	metrics  map[string]map[string]*armSamples
+}
+
+// Experiments compares the arms of every experiment in rows (pulses) and
+// sessions (playback records). Pulses count only at the site the report
+// was steered to: every recipe also probes the other sites, and pooling
+// those would give both arms the same sites and hide a steering effect.
+// A report whose arm is not its client's assigned arm is counted as a
+// mismatch and left out. reps is the number of bootstrap replicates; rng
+// makes them reproducible.
+func Experiments(rows []Row, sessions []Session, level float64, reps int, rng *rand.Rand) []ExperimentResult {
+	exps := map[string]*expData{}
+	get := func(m *ExperimentMeta) *expData {
+		name := ""
+		if m != nil {
+			name = m.Name
+		}
+		e := exps[name]
+		if e == nil {
+			e = &expData{units: map[string]map[string]bool{}, mismatch: map[string]bool{}, metrics: map[string]map[string]*armSamples{}}
+			if m != nil {
+				e.meta = *m
+			}
+			exps[name] = e
+		}
+		return e
+	}
+	sample := func(e *expData, metric, arm string) *armSamples {
+		if e.metrics[metric] == nil {
+			e.metrics[metric] = map[string]*armSamples{}
+		}
+		s := e.metrics[metric][arm]
+		if s == nil {
+			s = &armSamples{}
+			e.metrics[metric][arm] = s
+		}
+		return s
+	}
+	unit := func(e *expData, arm, prefix string) {
+		if e.units[arm] == nil {
+			e.units[arm] = map[string]bool{}
+		}
+		e.units[arm][prefix] = true
+	}
 	for i := range rows {
 		r := &rows[i]
 		if r.Arm == "" {
 			continue
 		}
-		a := arms[r.Arm]
-		if a == nil {
-			a = &armData{reports: make(map[string]bool), clients: make(map[string]int)}
-			arms[r.Arm] = a
+		e := get(r.Exp)
+		if r.AssignedArm != "" && r.AssignedArm != r.Arm {
+			e.mismatch[r.ReportID] = true
+			continue
 		}
-		a.reports[r.ReportID] = true
-		ck := r.Prefix
+		unit(e, r.Arm, r.Prefix)
+		if r.SteeredSite == "" || r.Site != r.SteeredSite {
+			continue
+		}
+		client := r.Prefix
 		if r.ClientAddr.IsValid() {
-			ck = r.ClientAddr.String()
-		}
-		ci, ok := a.clients[ck]
-		if !ok {
-			ci = len(a.clients)
-			a.clients[ck] = ci
+			client = r.ClientAddr.String()
 		}
 		for _, m := range Metrics {
-			if x := r.Values[m]; x == x {
-				a.vals[m] = append(a.vals[m], x)
-				a.cl[m] = append(a.cl[m], ci)
-			}
+			sample(e, m.String(), r.Arm).add(r.ReportID, client, r.Values[m])
 		}
 	}
-	if len(arms) == 0 {
-		return nil
-	}
-	names := make([]string, 0, len(arms))
-	for n := range arms {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	control := names[0]
-	if _, ok := arms["control"]; ok {
-		control = "control"
-	}
-	// Sort each arm's values once, carrying client indices along.
-	for _, a := range arms {
-		for _, m := range Metrics {
-			idx := make([]int, len(a.vals[m]))
-			for i := range idx {
-				idx[i] = i
-			}
-			slices.SortFunc(idx, func(x, y int) int { return cmp.Compare(a.vals[m][x], a.vals[m][y]) })
-			v, c := make([]float64, len(idx)), make([]int, len(idx))
-			for i, j := range idx {
-				v[i], c[i] = a.vals[m][j], a.cl[m][j]
-			}
-			a.vals[m], a.cl[m] = v, c
+	for i := range sessions {
+		s := &sessions[i]
+		if s.Arm == "" {
+			continue
 		}
-	}
-	var out []ArmResult
-	for _, m := range Metrics {
-		ctl := arms[control]
-		var ctlReps []float64
-		if reps > 0 && len(ctl.vals[m]) > 0 {
-			ctlReps = clusterBootstrapMedians(ctl.vals[m], ctl.cl[m], len(ctl.clients), reps, rng)
+		e := get(s.Exp)
+		if s.AssignedArm != "" && s.AssignedArm != s.Arm {
+			e.mismatch[s.ReportID] = true
+			continue
 		}
-		for _, name := range names {
-			a := arms[name]
-			r := ArmResult{Arm: name, Metric: m, Reports: len(a.reports), Clients: len(a.clients), N: len(a.vals[m]),
-				Control: control, P50: math.NaN(), Lo: math.NaN(), Hi: math.NaN(),
-				Diff: math.NaN(), DiffLo: math.NaN(), DiffHi: math.NaN()}
-			if r.N == 0 {
+		unit(e, s.Arm, s.Prefix)
+		client := s.Prefix
+		if s.ClientAddr.IsValid() {
+			client = s.ClientAddr.String()
+		}
+		sample(e, "startup_ms", s.Arm).add(s.ReportID, client, s.StartupMs)
+		sample(e, "rebuffer_ratio", s.Arm).add(s.ReportID, client, s.RebufferRatio)
+		sample(e, "bitrate_kbps", s.Arm).add(s.ReportID, client, s.BitrateKbps)
+	}
+	var out []ExperimentResult
+	for _, name := range slices.Sorted(mapKeys(exps)) {
+		e := exps[name]
+		res := ExperimentResult{Meta: e.meta, Units: map[string]int{}, Mismatched: len(e.mismatch)}
+		for arm := range e.meta.Shares {
+			res.ArmNames = append(res.ArmNames, arm)
+		}
+		slices.Sort(res.ArmNames)
+		for _, arm := range slices.Sorted(mapKeys(e.units)) {
+			if !slices.Contains(res.ArmNames, arm) {
+				res.ArmNames = append(res.ArmNames, arm)
+			}
+		}
+		for _, arm := range res.ArmNames {
+			res.Units[arm] = len(e.units[arm])
+		}
+		control := e.meta.Control
+		if control == "" || !slices.Contains(res.ArmNames, control) {
+			control = "control"
+			if !slices.Contains(res.ArmNames, control) && len(res.ArmNames) > 0 {
+				control = res.ArmNames[0]
+			}
+		}
+		res.Meta.Control = control
+		res.Expected, res.SRM = sampleRatio(res.ArmNames, res.Units, e.meta.Shares)
+		for _, metric := range ExperimentMetrics {
+			arms := e.metrics[metric]
+			if len(arms) == 0 {
 				continue
 			}
-			lo, est, hi, ok := stats.QuantileCI(a.vals[m], 0.5, level)
-			r.P50 = est
-			if ok {
-				r.Lo, r.Hi, r.OK = lo, hi, true
-			} else {
-				r.P50 = math.NaN() // never a number without its interval
-				r.Note = NoteInsufficient
-			}
-			if name != control && len(ctl.vals[m]) > 0 {
-				_, cest, _, _ := stats.QuantileCI(ctl.vals[m], 0.5, level)
-				r.Diff = est - cest
-				if reps > 0 {
-					ar := clusterBootstrapMedians(a.vals[m], a.cl[m], len(a.clients), reps, rng)
-					d := make([]float64, 0, reps)
-					for i := range ar {
-						if !math.IsNaN(ar[i]) && !math.IsNaN(ctlReps[i]) {
-							d = append(d, ar[i]-ctlReps[i])
-						}
-					}
-					if len(d) >= reps/2 && len(a.clients) >= 2 && len(ctl.clients) >= 2 {
-						slices.Sort(d)
-						alpha := 1 - level
-						r.DiffLo, r.DiffHi = quantile7(d, alpha/2), quantile7(d, 1-alpha/2)
-						r.DiffOK = true
-					}
-				}
-				if !r.DiffOK {
-					r.Diff = math.NaN()
-					if r.Note == "" {
-						r.Note = "too few clients for an interval on the difference"
-					}
-				}
-			}
-			out = append(out, r)
+			res.Results = append(res.Results, compareArms(name, metric, res.ArmNames, arms, control, level, reps, rng)...)
 		}
+		out = append(out, res)
+	}
+	return out
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// sampleRatio runs the SRM check; without recorded shares the arms are
+// taken as equal.
+func sampleRatio(arms []string, units map[string]int, shares map[string]float64) (map[string]float64, SRM) {
+	exp := map[string]float64{}
+	var srm SRM
+	total := 0
+	for _, a := range arms {
+		total += units[a]
+	}
+	if len(shares) == 0 {
+		srm.Note = "shares not recorded: equal shares assumed"
+	}
+	var sum float64
+	for _, a := range arms {
+		s := 1 / float64(len(arms))
+		if len(shares) > 0 {
+			s = shares[a]
+		}
+		exp[a] = s * float64(total)
+		sum += s
+	}
+	if len(arms) < 2 || total == 0 {
+		srm.P = math.NaN()
+		if srm.Note == "" {
+			srm.Note = "fewer than two arms"
+		}
+		return exp, srm
+	}
+	for _, a := range arms {
+		e := exp[a]
+		if e == 0 {
+			if units[a] > 0 {
+				srm.ChiSquare = math.Inf(1)
+			}
+			continue
+		}
+		d := float64(units[a]) - e
+		srm.ChiSquare += d * d / e
+	}
+	srm.DF = len(arms) - 1
+	srm.P = 1 - distuv.ChiSquared{K: float64(srm.DF)}.CDF(srm.ChiSquare)
+	srm.Mismatch = srm.P < SRMAlpha
+	if len(shares) > 0 && math.Abs(sum-1) > 1e-6 {
+		srm.Note = "recorded shares do not sum to 1"
+	}
+	if total < 20*len(arms) && srm.Note == "" {
+		srm.Note = "few units: the test has little power"
+	}
+	return exp, srm
+}
+
+// compareArms summarises one metric in every arm and compares each arm
+// with the control.
+func compareArms(exp, metric string, names []string, arms map[string]*armSamples, control string, level float64, reps int, rng *rand.Rand) []ArmResult {
+	for _, a := range arms {
+		a.sort()
+	}
+	ctl := arms[control]
+	var ctlReps []float64
+	if ctl != nil && reps > 0 && len(ctl.vals) > 0 {
+		ctlReps = clusterBootstrapMedians(ctl.vals, ctl.cl, len(ctl.clients), reps, rng)
+	}
+	var out []ArmResult
+	for _, name := range names {
+		a := arms[name]
+		if a == nil || len(a.vals) == 0 {
+			continue
+		}
+		r := ArmResult{Experiment: exp, Arm: name, Metric: metric, Reports: len(a.reports), Clients: len(a.clients), N: len(a.vals),
+			Control: control, P50: math.NaN(), Lo: math.NaN(), Hi: math.NaN(), Diff: math.NaN(), DiffLo: math.NaN(), DiffHi: math.NaN()}
+		lo, est, hi, ok := stats.QuantileCI(a.vals, 0.5, level)
+		r.P50 = est
+		if ok {
+			r.Lo, r.Hi, r.OK = lo, hi, true
+		} else {
+			r.P50 = math.NaN() // never a number without its interval
+			r.Note = NoteInsufficient
+		}
+		if name != control && ctl != nil && len(ctl.vals) > 0 {
+			_, cest, _, _ := stats.QuantileCI(ctl.vals, 0.5, level)
+			r.Diff = est - cest
+			if reps > 0 && len(a.clients) >= 2 && len(ctl.clients) >= 2 {
+				ar := clusterBootstrapMedians(a.vals, a.cl, len(a.clients), reps, rng)
+				d := make([]float64, 0, reps)
+				for i := range ar {
+					if !math.IsNaN(ar[i]) && !math.IsNaN(ctlReps[i]) {
+						d = append(d, ar[i]-ctlReps[i])
+					}
+				}
+				if len(d) >= reps/2 {
+					slices.Sort(d)
+					alpha := 1 - level
+					r.DiffLo, r.DiffHi = quantile7(d, alpha/2), quantile7(d, 1-alpha/2)
+					r.DiffOK = true
+					r.Significant = r.DiffLo > 0 || r.DiffHi < 0
+				}
+			}
+			if !r.DiffOK {
+				r.Diff = math.NaN()
+				if r.Note == "" {
+					r.Note = "too few clients for an interval on the difference"
+				}
+			}
+		}
+		out = append(out, r)
 	}
 	return out
 }

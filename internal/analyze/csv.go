@@ -60,7 +60,8 @@ var (
 	ChangesHeader      = []string{"site", "metric", "at", "detected_at", "before_p50", "after_p50", "rel_shift", "direction"}
 	SeriesHeader       = []string{"site", "metric", "hour", "n", "p50", "ci_lo", "ci_hi"}
 	MissesHeader       = []string{"site", "class", "bytes"}
-	ArmsHeader         = []string{"arm", "metric", "reports", "clients", "n", "p50", "ci_lo", "ci_hi", "control", "diff_vs_control", "diff_ci_lo", "diff_ci_hi", "level", "note"}
+	ArmsHeader         = []string{"experiment", "arm", "metric", "reports", "clients", "n", "p50", "ci_lo", "ci_hi", "control", "diff_vs_control", "diff_ci_lo", "diff_ci_hi", "significant", "level", "note"}
+	ExperimentsHeader  = []string{"experiment", "start", "control", "arm", "share", "units", "expected_units", "srm_chi2", "srm_df", "srm_p", "srm_mismatch", "mismatched_reports", "note"}
 )
 
 // WriteCSV writes the CSV tables into dir and returns their paths.
@@ -120,9 +121,27 @@ func WriteCSV(dir string, res *Results) ([]string, error) {
 			}
 		}},
 		{"arms.csv", ArmsHeader, func(emit func(...string)) {
-			for _, a := range res.Arms {
-				emit(a.Arm, a.Metric.String(), strconv.Itoa(a.Reports), strconv.Itoa(a.Clients), strconv.Itoa(a.N),
-					num(a.P50), num(a.Lo), num(a.Hi), a.Control, num(a.Diff), num(a.DiffLo), num(a.DiffHi), lvl, a.Note)
+			for _, e := range res.Experiments {
+				for _, a := range e.Results {
+					emit(a.Experiment, a.Arm, a.Metric, strconv.Itoa(a.Reports), strconv.Itoa(a.Clients), strconv.Itoa(a.N),
+						num(a.P50), num(a.Lo), num(a.Hi), a.Control, num(a.Diff), num(a.DiffLo), num(a.DiffHi), strconv.FormatBool(a.Significant), lvl, a.Note)
+				}
+			}
+		}},
+		{"experiments.csv", ExperimentsHeader, func(emit func(...string)) {
+			for _, e := range res.Experiments {
+				start := ""
+				if !e.Meta.Start.IsZero() {
+					start = e.Meta.Start.UTC().Format(time.RFC3339)
+				}
+				for _, arm := range e.ArmNames {
+					share := ""
+					if e.Meta.Shares != nil {
+						share = num(e.Meta.Shares[arm])
+					}
+					emit(e.Meta.Name, start, e.Meta.Control, arm, share, strconv.Itoa(e.Units[arm]), num(e.Expected[arm]),
+						num(e.SRM.ChiSquare), strconv.Itoa(e.SRM.DF), pval(e.SRM.P), strconv.FormatBool(e.SRM.Mismatch), strconv.Itoa(e.Mismatched), e.SRM.Note)
+				}
 			}
 		}},
 	}

@@ -235,14 +235,21 @@ raised before {{.MinChangeHours}} usable hours, nor for {{.MinChangeHours}} hour
 {{range .Res.Misses}}<tr><td class="l">{{.Site}}</td><td class="l">{{.Class}}</td><td>{{bytes .Bytes}}</td></tr>{{end}}</table>
 {{else}}<div class="warn">No miss data: the data directory has no <code>misses/</code> table, so misses.csv has only its header.</div>{{end}}
 
-<h2>Steering experiment arms</h2>
-{{if .Res.Arms}}<p class="note">Reports carrying context <code>arm</code>. p50 over all values of the arm with its order-statistic interval;
-the difference from the control arm has a cluster bootstrap interval ({{.Res.Config.BootstrapReps}} Poisson replicates, each client's pulses
-sharing one weight), which accounts for repeated measurements of one client.</p>
-<table><tr><th class="l">arm</th><th class="l">metric</th><th>reports</th><th>clients</th><th>n</th><th>p50</th><th>CI</th><th>− {{(index .Res.Arms 0).Control}}</th><th>CI</th></tr>
-{{range .Res.Arms}}<tr><td class="l">{{.Arm}}</td><td class="l">{{.Metric}}</td><td>{{.Reports}}</td><td>{{.Clients}}</td><td>{{.N}}</td><td>{{num .P50}}</td>
+<h2>Steering experiments</h2>
+{{if .Res.Experiments}}<p class="note">Reports carrying context <code>arm</code>, per experiment. Probe metrics count only the pulses to the site
+each report was steered to (every recipe also probes the other sites; pooling them would give both arms the same sites); playback metrics
+come from the qoe table. p50 with its order-statistic interval; the difference from the control arm has a cluster bootstrap interval
+({{.Res.Config.BootstrapReps}} Poisson replicates, each client's values sharing one weight). Reports whose arm is not the one the control
+plane assigned their client are counted as mismatched and left out. The sample-ratio check is a chi-square test of the client /24s per
+arm against the shares; p &lt; 0.001 flags a broken assignment, and then no difference can be trusted.</p>
+{{range $e := .Res.Experiments}}<h3>{{if .Meta.Name}}{{.Meta.Name}}{{else}}(unnamed){{end}}{{if not .Meta.Start.IsZero}}, started {{hour .Meta.Start}}{{end}}</h3>
+<p>Units (client /24s) per arm: {{range $a := .ArmNames}}{{$a}} {{index $e.Units $a}} {{end}}
+— sample ratio χ²={{num .SRM.ChiSquare}}, p={{num .SRM.P}}: {{if .SRM.Mismatch}}<span class="bad">MISMATCH</span>{{else}}ok{{end}} {{.SRM.Note}};
+{{.Mismatched}} mismatched reports.</p>
+<table><tr><th class="l">arm</th><th class="l">metric</th><th>reports</th><th>clients</th><th>n</th><th>p50</th><th>CI</th><th>− {{.Meta.Control}}</th><th>CI</th></tr>
+{{range .Results}}<tr><td class="l">{{.Arm}}</td><td class="l">{{.Metric}}</td><td>{{.Reports}}</td><td>{{.Clients}}</td><td>{{.N}}</td><td>{{num .P50}}</td>
 {{if .OK}}<td>[{{num .Lo}}, {{num .Hi}}]</td>{{else}}<td class="bad">insufficient samples</td>{{end}}
-{{if eq .Arm .Control}}<td class="muted">control</td><td></td>{{else}}<td>{{num .Diff}}</td>{{if .DiffOK}}<td>[{{num .DiffLo}}, {{num .DiffHi}}]</td>{{else}}<td class="bad">{{.Note}}</td>{{end}}{{end}}</tr>
-{{end}}</table>{{else}}<p class="muted">No report carries an experiment arm.</p>{{end}}
+{{if eq .Arm .Control}}<td class="muted">control</td><td></td>{{else}}<td>{{num .Diff}}</td>{{if .DiffOK}}<td>[{{num .DiffLo}}, {{num .DiffHi}}]{{if .Significant}} *{{end}}</td>{{else}}<td class="bad">{{.Note}}</td>{{end}}{{end}}</tr>
+{{end}}</table>{{end}}{{else}}<p class="muted">No report carries an experiment arm.</p>{{end}}
 </body></html>
 `

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -139,7 +140,7 @@ func Load(dir string, f Filter, progress func(done, total int, rows int)) ([]Row
 	if err != nil {
 		return nil, st, err
 	}
-	l := &loader{filter: &f, intern: make(map[string]string), ctx: make(map[string]ctxInfo)}
+	l := newLoader(&f)
 	for i, path := range files {
 		if h, ok := partitionHour(path); ok && !f.keepHour(h) {
 			st.FilesSkipped++
@@ -158,6 +159,65 @@ func Load(dir string, f Filter, progress func(done, total int, rows int)) ([]Row
 		return nil, st, fmt.Errorf("%w: %d rows in %d files under %s, none %s", ErrEmptyRange, l.read, st.Files, dir, f.describe())
 	}
 	return l.rows, st, nil
+}
+
+func newLoader(f *Filter) *loader {
+	return &loader{filter: f, intern: make(map[string]string), ctx: make(map[string]ctxInfo)}
+}
+
+// LoadQoE reads the playback records under dir/qoe that pass f (the time
+// range, the ASNs, and the sites by the site that served the session
+// first). A directory without a qoe table gives none and no error: older
+// stores have none.
+func LoadQoE(dir string, f Filter) ([]Session, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "qoe", "date=*", "hour=*", "part-*.parquet"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	l := newLoader(&f)
+	var out []Session
+	for _, path := range files {
+		if h, ok := partitionHour(path); ok && !f.keepHour(h) {
+			continue
+		}
+		err := withParquetFile(path, func(pf *parquet.File) error {
+			r := parquet.NewGenericReader[measure.QoERow](pf)
+			defer r.Close()
+			buf := make([]measure.QoERow, 256)
+			for {
+				n, rerr := r.Read(buf)
+				for i := range buf[:n] {
+					q := &buf[i]
+					c, err := l.context(path, q.Context)
+					if err != nil {
+						return err
+					}
+					s := Session{ReportID: l.str(q.ReportID), Time: time.UnixMicro(q.ReceivedTime).UTC(), Prefix: l.str(q.ClientPrefix),
+						PrefixGroup: l.str(q.PrefixGroup), Site: l.str(q.Site), Arm: c.arm, AssignedArm: c.assignedArm, Exp: c.exp,
+						StartupMs: q.StartupMs, BitrateKbps: q.AvgBitrateKbps, RebufferRatio: math.NaN()}
+					s.ClientAddr, _ = netip.ParseAddr(q.ClientAddr)
+					if q.DurationMs > 0 {
+						s.RebufferRatio = q.RebufferMs / q.DurationMs
+					}
+					if !f.keep(&Row{Time: s.Time, Site: s.Site, ASN: q.ASN}) {
+						continue
+					}
+					out = append(out, s)
+				}
+				if rerr == io.EOF {
+					return nil
+				}
+				if rerr != nil {
+					return fmt.Errorf("%s: %w: %v", path, ErrBadFile, rerr)
+				}
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func (f *Filter) describe() string {
@@ -184,12 +244,16 @@ func (f *Filter) describe() string {
 	return strings.Join(parts, ", ")
 }
 
-type ctxInfo struct{ steeredSite, steeredAppliance, arm string }
+type ctxInfo struct {
+	steeredSite, steeredAppliance, arm, assignedArm string
+	exp                                             *ExperimentMeta
+}
 
 type loader struct {
 	filter *Filter
 	intern map[string]string
 	ctx    map[string]ctxInfo
+	exps   map[string]*ExperimentMeta // by the context's experiment keys
 	rows   []Row
 	read   int
 }
@@ -211,7 +275,23 @@ func (l *loader) context(path, s string) (ctxInfo, error) {
 	if err := json.Unmarshal([]byte(s), &m); err != nil {
 		return ctxInfo{}, fmt.Errorf("%s: %w: context column is not a JSON object of strings: %v", path, ErrBadFile, err)
 	}
-	c := ctxInfo{steeredSite: l.str(m["steered_site"]), steeredAppliance: l.str(m["steered_appliance"]), arm: l.str(m["arm"])}
+	c := ctxInfo{steeredSite: l.str(m["steered_site"]), steeredAppliance: l.str(m["steered_appliance"]), arm: l.str(m["arm"]),
+		assignedArm: l.str(m[measure.ContextAssignedArm])}
+	if name, ok := m["experiment"]; ok || c.arm != "" {
+		// One ExperimentMeta per experiment definition, shared by its rows.
+		key := strings.Join([]string{name, m["experiment_start"], m["arm_shares"], m["control_arm"]}, "\x00")
+		if l.exps == nil {
+			l.exps = map[string]*ExperimentMeta{}
+		}
+		if p, ok := l.exps[key]; ok {
+			c.exp = p
+		} else {
+			meta := &ExperimentMeta{Name: l.str(name), Control: l.str(m["control_arm"]), Shares: parseShares(m["arm_shares"])}
+			meta.Start, _ = time.Parse(time.RFC3339, m["experiment_start"])
+			c.exp = meta
+			l.exps[key] = meta
+		}
+	}
 	l.ctx[strings.Clone(s)] = c
 	return c, nil
 }
@@ -293,7 +373,7 @@ func (l *loader) readRows(path string, pf *parquet.File) error {
 				ReportID: l.str(p.ReportID), Time: time.UnixMicro(p.ReceivedTime).UTC(),
 				Prefix: l.str(p.ClientPrefix), PrefixGroup: l.str(p.PrefixGroup), ASN: p.ASN,
 				Site: l.str(p.Site), Appliance: l.str(p.Appliance), Type: l.str(p.Type), Status: l.str(p.Status),
-				Bytes: p.Bytes, SteeredSite: c.steeredSite, Arm: c.arm,
+				Bytes: p.Bytes, SteeredSite: c.steeredSite, Arm: c.arm, AssignedArm: c.assignedArm, Exp: c.exp,
 			}
 			row.ClientAddr, _ = netip.ParseAddr(p.ClientAddr) // invalid stays the zero Addr; clients then key by prefix
 			if !l.filter.keep(&row) {

@@ -67,9 +67,32 @@ type Row struct {
 	// "steered_site", else the site of the pulses to context
 	// "steered_appliance"; empty when the report says neither.
 	SteeredSite string
-	// Arm is the report's context "arm" (steering experiment), or empty.
-	Arm    string
+	// Arm is the report's context "arm" (steering experiment), or empty;
+	// AssignedArm the arm the control plane assigned the client (context
+	// "assigned_arm", stored by the ingester), empty in older data.
+	Arm, AssignedArm string
+	// Exp is the experiment the report names (nil for none).
+	Exp    *ExperimentMeta
 	Values [numMetrics]float64
+}
+
+// Session is one playback record (the qoe table), reduced to what the
+// experiment analysis uses.
+type Session struct {
+	ReportID    string
+	Time        time.Time // received_time
+	ClientAddr  netip.Addr
+	Prefix      string
+	PrefixGroup string
+	// Site served the session first.
+	Site             string
+	Arm, AssignedArm string
+	Exp              *ExperimentMeta
+	StartupMs        float64
+	// RebufferRatio is rebuffering time over playing time; BitrateKbps
+	// the average bitrate played (what the path sustained, under ABR).
+	RebufferRatio float64
+	BitrateKbps   float64
 }
 
 // Value returns the row's value of m (NaN when absent).

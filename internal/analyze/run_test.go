@@ -23,6 +23,13 @@ import (
 func writePulses(t *testing.T, dir string, at time.Time, name string, rows []measure.PulseRow, opts ...parquet.WriterOption) string {
 	t.Helper()
 	p := filepath.Join(dir, "pulses", measure.PartitionDir(at), name)
+	writeParquet(t, p, rows, opts...)
+	return p
+}
+
+// writeParquet writes rows as the Parquet file p, creating its directory.
+func writeParquet[T any](t *testing.T, p string, rows []T, opts ...parquet.WriterOption) {
+	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +37,7 @@ func writePulses(t *testing.T, dir string, at time.Time, name string, rows []mea
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := parquet.NewGenericWriter[measure.PulseRow](f, opts...)
+	w := parquet.NewGenericWriter[T](f, opts...)
 	if _, err := w.Write(rows); err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +47,6 @@ func writePulses(t *testing.T, dir string, at time.Time, name string, rows []mea
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return p
 }
 
 func somePulseRows(at time.Time, n int) []measure.PulseRow {
@@ -266,7 +272,7 @@ func TestEndToEndIngester(t *testing.T) {
 	if len(msgs) == 0 {
 		t.Error("no progress messages")
 	}
-	for _, name := range []string{"index.html", "quantiles.csv", "paired.csv", "regret.csv", "regret_groups.csv", "changes.csv", "series.csv", "misses.csv", "arms.csv"} {
+	for _, name := range []string{"index.html", "quantiles.csv", "paired.csv", "regret.csv", "regret_groups.csv", "changes.csv", "series.csv", "misses.csv", "arms.csv", "experiments.csv"} {
 		if st, err := os.Stat(filepath.Join(out, name)); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v, want a non-empty file", name, err)
 		}
@@ -306,8 +312,8 @@ func TestEndToEndIngester(t *testing.T) {
 			t.Errorf("TTFB regret = %+v, want all %d groups", r, groups)
 		}
 	}
-	if got := strings.Join(sum.Arms, ","); got != "control,measured" {
-		t.Errorf("Summary.Arms = %q, want control,measured", got)
+	if len(sum.Experiments) != 1 || strings.Join(sum.Experiments[0].ArmNames, ",") != "control,measured" {
+		t.Errorf("Summary.Experiments = %+v, want one with arms control,measured", sum.Experiments)
 	}
 	html, _ := os.ReadFile(filepath.Join(out, "index.html"))
 	for _, want := range []string{"<svg", "No miss data", "Steering regret", "CUSUM", "s0", "s2"} {

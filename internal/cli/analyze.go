@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,7 +37,15 @@ report (index.html, inline SVG plots) and CSV tables into --out:
   changes.csv        CUSUM change points in hourly p50 per site and metric
   series.csv         the hourly p50 series
   misses.csv         miss bytes per site and class (header only without data)
-  arms.csv           steering experiment arms (reports with context "arm")
+  arms.csv           steering experiments (reports with context "arm"): per
+                     experiment, arm and metric the median with its
+                     interval and the difference against the control arm
+                     with a cluster bootstrap interval; probe metrics only
+                     at the site each report was steered to, playback
+                     metrics from the qoe table; reports whose arm is not
+                     their client's assigned arm are left out
+  experiments.csv    per experiment and arm: share, client /24s, the
+                     sample-ratio-mismatch check, mismatched reports
 
 Times filter on the server's receive time.`,
 		Args: cobra.NoArgs,
@@ -76,6 +86,9 @@ Times filter on the server's receive time.`,
 						r.Metric, r.Regretful, r.Evaluated, 100*r.SharePulses)
 				}
 			}
+			for _, e := range sum.Experiments {
+				printExperiment(out, e)
+			}
 			if !sum.HaveMisses {
 				fmt.Fprintln(out, "no miss data")
 			}
@@ -109,3 +122,54 @@ func parseWhen(s, flag string) (time.Time, error) {
 	}
 	return time.Time{}, fmt.Errorf("%s %q: want an RFC 3339 time (2026-11-26T10:00:00Z) or a date (2026-11-26)", flag, s)
 }
+
+// printExperiment writes an experiment's arms with their intervals, the
+// differences against the control and the sample-ratio check.
+func printExperiment(w io.Writer, e analyze.ExperimentResult) {
+	name := e.Meta.Name
+	if name == "" {
+		name = "(unnamed)"
+	}
+	fmt.Fprintf(w, "experiment %s", name)
+	if !e.Meta.Start.IsZero() {
+		fmt.Fprintf(w, " (started %s)", e.Meta.Start.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintf(w, ", control %s:", e.Meta.Control)
+	for _, a := range e.ArmNames {
+		fmt.Fprintf(w, " %s %d client /24s (expected %.1f)", a, e.Units[a], e.Expected[a])
+	}
+	verdict := "ok"
+	if e.SRM.Mismatch {
+		verdict = "MISMATCH: the assignment or the data is broken, do not trust the differences"
+	}
+	fmt.Fprintf(w, "\n  sample ratio: chi2 %.2f, df %d, p %.3g: %s", e.SRM.ChiSquare, e.SRM.DF, e.SRM.P, verdict)
+	if e.SRM.Note != "" {
+		fmt.Fprintf(w, " (%s)", e.SRM.Note)
+	}
+	fmt.Fprintf(w, "; %d reports name an arm other than their client's (left out)\n", e.Mismatched)
+	for _, r := range e.Results {
+		fmt.Fprintf(w, "  %-10s %-15s n=%-5d clients=%-4d p50 %s", r.Arm, r.Metric, r.N, r.Clients, ciText(r.P50, r.Lo, r.Hi, r.OK))
+		switch {
+		case r.Arm == r.Control:
+			fmt.Fprint(w, "  (control)")
+		case r.DiffOK:
+			sig := "not significant"
+			if r.Significant {
+				sig = "significant"
+			}
+			fmt.Fprintf(w, "  diff %s [%s, %s] %s", g4(r.Diff), g4(r.DiffLo), g4(r.DiffHi), sig)
+		default:
+			fmt.Fprintf(w, "  diff: %s", r.Note)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func ciText(est, lo, hi float64, ok bool) string {
+	if !ok {
+		return "insufficient samples"
+	}
+	return fmt.Sprintf("%s [%s, %s]", g4(est), g4(lo), g4(hi))
+}
+
+func g4(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }

@@ -19,7 +19,17 @@ admin_token_file: admin.token
 viewer_token_file: viewer.token
 operator_token_file: operator.token
 measure: {dir: m, recipe: {targets: 3, pulses: 2, pulse_size: 256KiB, interval: 10m}}
-steering: {measured: true, experiment: true, min_samples: 30, refresh: 2s}
+steering:
+  measured: true
+  eligibility: embedded_ixp
+  allow_ixp: [isp]
+  metric: throughput_bps
+  min_samples: 30
+  refresh: 2s
+  window: 1m
+  max_step: 0.25
+  qoe_watch: {min_sessions: 5, startup_margin: 0.5, rebuffer_margin: 0.02, throughput_margin: 0.2, hold: 10m}
+  experiment: {name: exp1, start: 2026-12-01T00:00:00Z, shares: {bgp: 0.5, measured: 0.5}, metrics: [throughput_bps, startup_ms]}
 placement: {replan_interval: 1h, hysteresis: 0.1, check_interval: 1m, ranking_change: 0.05, max_churn: 0.1, half_life: 72h}
 fill: {window_start: "02:00", window_length: 12h}
 isps: [{name: isp, asn: 64500, prefixes: [198.51.100.0/24]}]
@@ -138,6 +148,19 @@ func TestBadConfigsNameFileAndField(t *testing.T) {
 		{"console roles share a file", goodControl, "operator_token_file: operator.token", "operator_token_file: viewer.token", []string{"operator_token_file", "viewer_token_file", "different tokens"}},
 		{"viewer holds the admin token", goodControl, "viewer_token_file: viewer.token", "viewer_token_file: admin.token", []string{"viewer_token_file", "admin credential"}},
 		{"recipe type", goodControl, "pulses: 2,", "pulses: 2, types: [ping],", []string{"measure.recipe.types[0]", "ping"}},
+		// Issue 14's bad input: an experiment is refused at start when its
+		// shares are not a distribution or it names an unknown metric.
+		{"shares not summing to 1", goodControl, "measured: 0.5}", "measured: 0.6}", []string{"steering.experiment.shares", "sum to 1.1", "want 1"}},
+		{"unknown metric", goodControl, "metrics: [throughput_bps, startup_ms]", "metrics: [throughput_bps, joy]", []string{"steering.experiment.metrics[1]", "joy"}},
+		{"zero share", goodControl, "bgp: 0.5,", "bgp: 0, other: 0.5,", []string{"steering.experiment.shares.bgp"}},
+		{"unknown control arm", goodControl, "name: exp1,", "name: exp1, control: ctl,", []string{"steering.experiment.control", "ctl"}},
+		{"experiment without name", goodControl, "name: exp1,", "", []string{"steering.experiment.name"}},
+		{"unknown eligibility", goodControl, "eligibility: embedded_ixp", "eligibility: anything", []string{"steering.eligibility", "anything"}},
+		{"allow_ixp without the policy", goodControl, "eligibility: embedded_ixp", "eligibility: local_pref", []string{"steering.allow_ixp"}},
+		{"allow_ixp unknown isp", goodControl, "allow_ixp: [isp]", "allow_ixp: [nobody]", []string{"steering.allow_ixp[0]", "nobody"}},
+		{"step above 1", goodControl, "max_step: 0.25", "max_step: 1.5", []string{"steering.max_step"}},
+		{"steering metric", goodControl, "metric: throughput_bps", "metric: startup_ms", []string{"steering.metric", "startup_ms"}},
+		{"rebuffer margin", goodControl, "rebuffer_margin: 0.02", "rebuffer_margin: 2", []string{"steering.qoe_watch.rebuffer_margin"}},
 		{"churn bound above capacity", goodControl, "max_churn: 0.1", "max_churn: 1.5", []string{"placement.max_churn", "1.5"}},
 		{"ranking change negative", goodControl, "ranking_change: 0.05", "ranking_change: -0.1", []string{"placement.ranking_change"}},
 		{"check slower than replan", goodControl, "check_interval: 1m", "check_interval: 2h", []string{"placement.check_interval", "replan_interval"}},

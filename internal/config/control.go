@@ -2,8 +2,11 @@ package config
 
 import (
 	"fmt"
+	"maps"
+	"math"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -113,21 +116,206 @@ type Recipe struct {
 	Types []string `yaml:"types,omitempty"`
 }
 
-// Steering tunes measurement-aware steering.
+// Steering tunes measurement-aware steering (docs/steering.md): BGP and
+// operator policy decide which sites are eligible for a client prefix;
+// measurements rank the eligible sites per prefix group when the evidence
+// is clear; guardrails bound how fast clients move and roll a group back
+// when playback gets worse.
 type Steering struct {
-	// Measured re-ranks candidates BGP leaves equal by what clients
-	// measured.
+	// Measured lets measurements rank eligible sites.
 	Measured bool `yaml:"measured,omitempty"`
-	// Experiment splits client prefix groups into a "bgp" and a
-	// "measured" arm, recorded in every report.
-	Experiment bool `yaml:"experiment,omitempty"`
-	// MinSamples per (prefix group, site) before measurements count
-	// (default 50); Margin is the relative difference that must separate
-	// two sites' intervals (default 0.10); Refresh is how often the table
-	// is rebuilt (default 5s).
+	// Eligibility is which sites measurements may choose between:
+	// EligibleLocalPref (the default) the routed sites whose route has
+	// the best route's local-pref; EligibleEmbeddedIXP also the IXP sites
+	// for clients of the ISPs listed in AllowIXP.
+	Eligibility string `yaml:"eligibility,omitempty"`
+	// AllowIXP names the ISPs that allow their clients to be moved from
+	// their embedded site to an IXP site (with EligibleEmbeddedIXP).
+	AllowIXP []string `yaml:"allow_ixp,omitempty"`
+	// Metric ranks sites: ttfb_ms (default), connect_ms or
+	// throughput_bps (higher is better).
+	Metric string `yaml:"metric,omitempty"`
+	// MinSamples per (prefix group, site) within Window before a site's
+	// median counts (default 50); Margin is the relative difference that
+	// must separate two sites' 95% intervals (default 0.10); Refresh is
+	// how often the table is rebuilt, one guardrail step (default 5s);
+	// Window is how far back measurements count (default 5m).
 	MinSamples int           `yaml:"min_samples,omitempty"`
 	Margin     float64       `yaml:"margin,omitempty"`
 	Refresh    time.Duration `yaml:"refresh,omitempty"`
+	Window     time.Duration `yaml:"window,omitempty"`
+	// MaxStep is the largest share of a prefix group's clients that may
+	// move per Refresh step (default 0.25; 1 moves a group at once).
+	MaxStep float64 `yaml:"max_step,omitempty"`
+	// QoEWatch rolls a group back when its moved clients play worse than
+	// its control clients.
+	QoEWatch QoEWatch `yaml:"qoe_watch,omitempty"`
+	// Experiment splits clients into arms (see Experiment); without one,
+	// every client is steered by measurements when Measured is on.
+	Experiment *Experiment `yaml:"experiment,omitempty"`
+}
+
+// Eligibility policies of Steering.Eligibility.
+const (
+	EligibleLocalPref   = "local_pref"
+	EligibleEmbeddedIXP = "embedded_ixp"
+)
+
+// SteeringMetrics are the metrics Steering.Metric may rank by.
+var SteeringMetrics = []string{"ttfb_ms", "connect_ms", "throughput_bps"}
+
+// QoEWatch compares, per prefix group, the playback of the measured arm's
+// clients that were moved with the control arm's over the steering
+// window, and rolls the group back to BGP when the moved clients do worse
+// by more than a margin on any of startup time, rebuffering or
+// throughput.
+type QoEWatch struct {
+	// MinSessions per arm before the watch judges (default 5).
+	MinSessions int `yaml:"min_sessions,omitempty"`
+	// StartupMargin: roll back when the moved clients' median startup
+	// exceeds the control's by this share (default 0.5).
+	StartupMargin float64 `yaml:"startup_margin,omitempty"`
+	// RebufferMargin: roll back when their rebuffering ratio exceeds the
+	// control's by this much (default 0.02, two points of play time).
+	RebufferMargin float64 `yaml:"rebuffer_margin,omitempty"`
+	// ThroughputMargin: roll back when their median throughput is below
+	// the control's by this share (default 0.2).
+	ThroughputMargin float64 `yaml:"throughput_margin,omitempty"`
+	// Hold is how long a rolled-back group stays on BGP (default 10m).
+	Hold time.Duration `yaml:"hold,omitempty"`
+}
+
+// Experiment is a named steering experiment. Every client /24 (IPv6 /48)
+// is assigned an arm by a hash of the experiment's name and the prefix,
+// so the assignment is deterministic and fixed for the experiment's life;
+// the arm named "measured" is steered by measurements, every other arm by
+// BGP. The name, start and shares are written into every recipe's
+// context, so analyses know what they compare.
+type Experiment struct {
+	Name string `yaml:"name,omitempty"`
+	// Start is when the experiment began (RFC 3339); data before it is
+	// not part of it. Zero means when the control plane started.
+	Start time.Time `yaml:"start,omitempty"`
+	// Shares of clients per arm; they must sum to 1. Default
+	// {bgp: 0.5, measured: 0.5}.
+	Shares map[string]float64 `yaml:"shares,omitempty"`
+	// Control is the arm the others are compared against (default bgp).
+	Control string `yaml:"control,omitempty"`
+	// Metrics the experiment is judged on (default throughput_bps,
+	// ttfb_ms, startup_ms, rebuffer_ratio); see ExperimentMetrics.
+	Metrics []string `yaml:"metrics,omitempty"`
+}
+
+// ExperimentMetrics are the metrics an experiment may name: probe
+// timings at the steered appliance and playback QoE.
+var ExperimentMetrics = []string{"connect_ms", "ttfb_ms", "throughput_bps", "startup_ms", "rebuffer_ratio", "bitrate_kbps"}
+
+// Arm names of the default experiment.
+const (
+	ArmBGP      = "bgp"
+	ArmMeasured = "measured"
+)
+
+// WithDefaults returns e with its zero fields set to their defaults.
+func (e Experiment) WithDefaults() Experiment {
+	if len(e.Shares) == 0 {
+		e.Shares = map[string]float64{ArmBGP: 0.5, ArmMeasured: 0.5}
+	}
+	if e.Control == "" {
+		e.Control = ArmBGP
+	}
+	if len(e.Metrics) == 0 {
+		e.Metrics = []string{"throughput_bps", "ttfb_ms", "startup_ms", "rebuffer_ratio"}
+	}
+	return e
+}
+
+// Validate refuses an experiment that cannot be run as defined: a missing
+// name, shares that are not a distribution, an unknown control arm or
+// metric.
+func (e Experiment) Validate(field string) error {
+	if e.Name == "" || len(e.Name) > 64 || strings.ContainsAny(e.Name, ",;= \t\n") {
+		return Errf(field+".name", "%q: name the experiment (1 to 64 characters, no spaces, commas, semicolons or '=')", e.Name)
+	}
+	e = e.WithDefaults()
+	var sum float64
+	for arm, share := range e.Shares {
+		if arm == "" || strings.ContainsAny(arm, ",;= \t\n") {
+			return Errf(field+".shares", "arm name %q: want a word without spaces, commas, semicolons or '='", arm)
+		}
+		if !(share > 0 && share <= 1) {
+			return Errf(field+".shares."+arm, "%g is not a share in (0, 1]", share)
+		}
+		sum += share
+	}
+	if math.Abs(sum-1) > 1e-9 {
+		return Errf(field+".shares", "the arms' shares sum to %g, want 1", sum)
+	}
+	if _, ok := e.Shares[e.Control]; !ok {
+		return Errf(field+".control", "%q is not one of the arms %v", e.Control, slices.Sorted(maps.Keys(e.Shares)))
+	}
+	for i, m := range e.Metrics {
+		if !slices.Contains(ExperimentMetrics, m) {
+			return Errf(fmt.Sprintf("%s.metrics[%d]", field, i), "%q is not a metric: want one of %s", m, strings.Join(ExperimentMetrics, ", "))
+		}
+	}
+	return nil
+}
+
+// validate checks the steering section against the inventory.
+func (s Steering) validate(inv Inventory) error {
+	switch {
+	case s.MinSamples < 0:
+		return Errf("steering.min_samples", "%d is negative", s.MinSamples)
+	case s.Margin < 0 || s.Margin > 10:
+		return Errf("steering.margin", "%g is not between 0 and 10", s.Margin)
+	case s.MaxStep < 0 || s.MaxStep > 1:
+		return Errf("steering.max_step", "%g is not a share of a group's clients between 0 and 1", s.MaxStep)
+	}
+	if err := durationAtLeast("steering.refresh", s.Refresh, 100*time.Millisecond, time.Hour); err != nil {
+		return err
+	}
+	if err := durationAtLeast("steering.window", s.Window, time.Second, 7*24*time.Hour); err != nil {
+		return err
+	}
+	if s.Metric != "" && !slices.Contains(SteeringMetrics, s.Metric) {
+		return Errf("steering.metric", "%q is not one of %s", s.Metric, strings.Join(SteeringMetrics, ", "))
+	}
+	switch s.Eligibility {
+	case "", EligibleLocalPref:
+		if len(s.AllowIXP) > 0 {
+			return Errf("steering.allow_ixp", "needs eligibility: %s (with %s only routed sites are eligible)", EligibleEmbeddedIXP, EligibleLocalPref)
+		}
+	case EligibleEmbeddedIXP:
+		if len(s.AllowIXP) == 0 {
+			return Errf("steering.allow_ixp", "name the ISPs that allow their clients to be moved to an IXP site")
+		}
+	default:
+		return Errf("steering.eligibility", "%q is not %s or %s", s.Eligibility, EligibleLocalPref, EligibleEmbeddedIXP)
+	}
+	for i, name := range s.AllowIXP {
+		if !slices.ContainsFunc(inv.ISPs, func(isp ISP) bool { return isp.Name == name }) {
+			return Errf(fmt.Sprintf("steering.allow_ixp[%d]", i), "unknown ISP %q", name)
+		}
+	}
+	q := s.QoEWatch
+	switch {
+	case q.MinSessions < 0:
+		return Errf("steering.qoe_watch.min_sessions", "%d is negative", q.MinSessions)
+	case q.StartupMargin < 0 || q.StartupMargin > 10:
+		return Errf("steering.qoe_watch.startup_margin", "%g is not a relative margin between 0 and 10", q.StartupMargin)
+	case q.RebufferMargin < 0 || q.RebufferMargin > 1:
+		return Errf("steering.qoe_watch.rebuffer_margin", "%g is not a share of play time between 0 and 1", q.RebufferMargin)
+	case q.ThroughputMargin < 0 || q.ThroughputMargin >= 1:
+		return Errf("steering.qoe_watch.throughput_margin", "%g is not a relative margin from 0 to below 1", q.ThroughputMargin)
+	}
+	if err := durationAtLeast("steering.qoe_watch.hold", q.Hold, time.Second, 30*24*time.Hour); err != nil {
+		return err
+	}
+	if s.Experiment != nil {
+		return s.Experiment.Validate("steering.experiment")
+	}
+	return nil
 }
 
 // TurnUp holds clients back from an appliance until it holds FillShare of
@@ -283,11 +471,11 @@ func (c *Control) Validate() error {
 	if err := c.Measure.validate(); err != nil {
 		return err
 	}
-	if (c.Steering.Measured || c.Steering.Experiment) && c.Measure == nil {
+	if (c.Steering.Measured || c.Steering.Experiment != nil) && c.Measure == nil {
 		return Errf("steering", "measured steering and experiments need measure.dir (where reports are stored)")
 	}
-	if c.Steering.MinSamples < 0 || c.Steering.Margin < 0 || c.Steering.Margin > 10 {
-		return Errf("steering", "min_samples must not be negative and margin must be between 0 and 10")
+	if err := c.Steering.validate(c.Inventory); err != nil {
+		return err
 	}
 	if t := c.TurnUp; t.FillShare < 0 || t.FillShare > 1 {
 		return Errf("turn_up.fill_share", "%g is not a share between 0 and 1", t.FillShare)

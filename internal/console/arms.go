@@ -67,7 +67,13 @@ func (c *Console) computeArms() armsView {
 	v.Rows = len(rows)
 	// A fixed seed: the same data gives the same intervals on every
 	// refresh, so the page does not flicker.
-	v.Results = analyze.Arms(rows, 0.95, 200, rand.New(rand.NewPCG(1, 2)))
+	sessions, err := analyze.LoadQoE(c.cfg.MeasureDir, analyze.Filter{Since: now.Add(-armsWindow)})
+	if err != nil && !errors.Is(err, analyze.ErrNoData) && !errors.Is(err, analyze.ErrEmptyRange) {
+		c.log.Warn("reading playback records for the experiment arms", "dir", c.cfg.MeasureDir, "err", err)
+	}
+	for _, e := range analyze.Experiments(rows, sessions, 0.95, 200, rand.New(rand.NewPCG(1, 2))) {
+		v.Results = append(v.Results, e.Results...)
+	}
 	if len(v.Results) == 0 {
 		v.Note = "no report carries an experiment arm (steering.experiment is off)"
 	}

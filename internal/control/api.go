@@ -33,6 +33,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/routes/lookup", s.handleLookup)
 	mux.HandleFunc("GET /v1/routes/consistency", s.adminOnly("routes consistency", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Consistency()) }))
 	mux.HandleFunc("GET /v1/appliances", s.adminOnly("appliances", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Appliances()) }))
+	mux.HandleFunc("GET /v1/steering/measured", s.adminOnly("measured steering", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.MeasuredStatus()) }))
 	s.mountMeasure(mux)
 	s.mountFill(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })

@@ -68,8 +68,8 @@ type Config struct {
 	// how many steered appliances each probes (default 3).
 	Recipe       probe.RecipeConfig
 	ProbeTargets int
-	// Measured re-ranks BGP-equal candidates by measurements (needs
-	// MeasureDir).
+	// Measured lets measurements move clients between eligible sites and
+	// runs steering experiments (needs MeasureDir; measured.go).
 	Measured MeasuredSteering
 	// Fill tunes popularity, placement and fill (fill.go).
 	Fill     FillConfig
@@ -90,8 +90,10 @@ type Server struct {
 	// applianceSite maps appliance ids to their site (read-only).
 	applianceSite map[string]string
 	measure       *measure.Ingester
-	measured      atomic.Pointer[measuredTable]
-	health        *health.Tracker
+	// msteer is measured steering and the experiment (nil when neither
+	// is configured).
+	msteer *measuredSteering
+	health *health.Tracker
 
 	sites map[string]config.Site
 
@@ -276,10 +278,10 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	if s.measure != nil && s.cfg.Measured.Enabled {
+	if s.msteer != nil {
 		mctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
-		go func() { defer close(done); s.refreshMeasured(mctx) }()
+		go func() { defer close(done); s.msteer.run(mctx, s) }()
 		defer func() { stop(); <-done }()
 	}
 	t := time.NewTicker(s.cfg.HeartbeatInterval / 2)

@@ -16,12 +16,16 @@ func (s *Server) openMeasure() error {
 	if s.cfg.MeasureDir == "" {
 		return nil
 	}
-	s.cfg.Measured.setDefaults()
 	opts := measure.Options{Registerer: s.cfg.Registry, Logger: s.cfg.Logger}
 	if s.cfg.Store != nil && s.cfg.Store.Shared() {
 		// Replicas share the store: a report re-sent to another replica
 		// must not be stored twice (measure/claims.go).
 		opts.Claims = s.cfg.Store
+	}
+	if c := &s.cfg.Measured; c.Enabled || c.Experiment != nil {
+		c.setDefaults()
+		s.msteer = newMeasuredSteering(*c, s.cfg.Now(), s.cfg.Registry)
+		opts.Observe = s.msteer.observe
 	}
 	ing, err := measure.Open(s.cfg.MeasureDir, measure.FuncAnnotator(s.annotate), opts)
 	if err != nil {
@@ -48,6 +52,9 @@ func (s *Server) annotate(client netip.Addr, appliance string) measure.Annotatio
 		}
 	}
 	a.Site = s.applianceSite[appliance]
+	if s.msteer != nil && s.msteer.exp != nil {
+		a.Arm = s.msteer.exp.arm(client)
+	}
 	return a
 }
 
@@ -116,7 +123,7 @@ func (s *Server) mountMeasure(mux *http.ServeMux) {
 	mux.Handle("POST /v1/reports", s.measure.Handler(measure.DefaultRateLimit))
 	cfg := s.cfg.Recipe
 	cfg.Version = "1"
-	if s.cfg.Measured.Experiment {
+	if s.msteer != nil && s.msteer.exp != nil {
 		cfg.Context = s.recipeContext
 	}
 	mux.Handle("GET /v1/recipe", probe.RecipeHandler(s.probeTargets, cfg))
@@ -125,10 +132,10 @@ func (s *Server) mountMeasure(mux *http.ServeMux) {
 // measuredView is the steering snapshot's measurement hook, or nil when
 // measured steering is off.
 func (s *Server) measuredView() steer.Measurements {
-	if s.measure == nil || !s.cfg.Measured.Enabled {
+	if s.msteer == nil || !s.cfg.Measured.Enabled {
 		return nil
 	}
-	return measuredView{&s.measured}
+	return measuredView{&s.msteer.cur}
 }
 
 // Measure is the measurement store (nil when none is configured).

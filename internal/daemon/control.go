@@ -21,6 +21,7 @@ import (
 	"github.com/ocdn/ocdn/internal/probe"
 	"github.com/ocdn/ocdn/internal/rib"
 	"github.com/ocdn/ocdn/internal/serve"
+	"github.com/ocdn/ocdn/internal/steer"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
@@ -147,9 +148,8 @@ func NewControl(ctx context.Context, cfg *config.Control, h Hooks) (*Control, er
 		Inventory: cfg.Inventory, Catalog: files.Catalog, OriginURL: strings.TrimSuffix(cfg.OriginURL, "/"), Keys: files.Keys,
 		AdminToken: files.AdminToken, HeartbeatInterval: cfg.HeartbeatInterval, Replicas: cfg.Replicas, TokenTTL: cfg.TokenTTL,
 		ActivePoll: cfg.ActivePoll, Store: c.store, SyncInterval: cfg.SyncInterval, ApplianceSecret: files.ApplianceSecret,
-		Measured: control.MeasuredSteering{Enabled: cfg.Steering.Measured, Experiment: cfg.Steering.Experiment,
-			MinSamples: cfg.Steering.MinSamples, Margin: cfg.Steering.Margin, Refresh: cfg.Steering.Refresh},
-		Logger: h.Logger, Registry: h.Registry, Now: h.Now,
+		Measured: measuredSteering(cfg.Steering),
+		Logger:   h.Logger, Registry: h.Registry, Now: h.Now,
 	}
 	if cfg.TurnUp.On() {
 		ccfg.TurnUp = &control.TurnUp{FillShare: cfg.TurnUp.FillShare, SkipDownload: !cfg.TurnUp.Download()}
@@ -276,4 +276,16 @@ func (c *Control) Run(ctx context.Context) error {
 		fns = append(fns, c.console.Run)
 	}
 	return runGroup(ctx, fns...)
+}
+
+// measuredSteering maps the steering section onto the control plane's
+// settings (validated by config.Control.Validate).
+func measuredSteering(st config.Steering) control.MeasuredSteering {
+	m := control.MeasuredSteering{Enabled: st.Measured, AllowIXP: st.AllowIXP, Metric: st.Metric,
+		MinSamples: st.MinSamples, Margin: st.Margin, Refresh: st.Refresh, Window: st.Window, MaxStep: st.MaxStep,
+		QoE: st.QoEWatch, Experiment: st.Experiment}
+	if st.Eligibility == config.EligibleEmbeddedIXP {
+		m.Eligibility = steer.EligibleEmbeddedIXP
+	}
+	return m
 }

@@ -89,6 +89,9 @@ type Router struct {
 
 // Compile turns a validated scenario into a deployment.
 func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
+	if sc.compiled.IsZero() {
+		sc.compiled = time.Now().UTC().Truncate(time.Second)
+	}
 	cat, err := content.Synth(sc.Catalog)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
@@ -133,8 +136,7 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 		Store: "control.db",
 		Measure: &config.Measure{Dir: measureDir, Recipe: config.Recipe{Pulses: sc.Probes.Pulses, PulseSize: sc.Probes.RangeBytes,
 			PulseDelay: 50 * time.Millisecond, PulseTimeout: 3 * time.Second, Interval: sc.Probes.Every}},
-		Steering: config.Steering{Measured: sc.Steering.Measured, Experiment: sc.Steering.Experiment,
-			MinSamples: sc.Steering.MinSamples, Refresh: 2 * time.Second},
+		Steering: sc.steering(),
 		// New appliances get clients once filled and a test download from
 		// them matches the origin.
 		TurnUp: config.TurnUp{FillShare: 1},

@@ -218,6 +218,7 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	// Parquet files are complete when Run returns.
 	cancel()
 	l.run.wait()
+	l.degradeEffects(rep.Measured, l.measureDataDir())
 	rep.Measurements.Dir = l.opts.DataDir
 	if l.opts.DataDir == "" {
 		rep.Measurements.Dir = "" // removed with the work directory
@@ -314,6 +315,7 @@ func (l *Lab) startClients(ctx, runCtx context.Context, controlURLs []string, wg
 				return err
 			}
 			client := n
+			uploadQoE := l.qoeUploader(controlURLs, client, src)
 			wg.Add(1)
 			go func() { defer wg.Done(); l.probeLoop(ctx, runCtx, controlURLs, client, src, dial) }()
 			stagger := time.Duration(n) * step
@@ -344,6 +346,9 @@ func (l *Lab) startClients(ctx, runCtx context.Context, controlURLs []string, wg
 					})
 					if err != nil && ctx.Err() == nil {
 						l.log.Warn("session failed", "client", src, "title", title, "err", err)
+					}
+					if err == nil && sess.Completed {
+						uploadQoE(runCtx, sess)
 					}
 					l.mu.Lock()
 					l.qoe = append(l.qoe, sess)
@@ -435,6 +440,9 @@ func (l *Lab) runEvents(ctx context.Context) {
 				}
 			case "stop_control_plane":
 				l.stopControlPlane(ctx, e.Duration)
+			case "degrade_link":
+				// The link's profile changes at this time by itself.
+				rec.Target = e.Link.ISP + "→" + e.Link.Site
 			case "release", "popularity_shift":
 				l.loopEvent(e, &rec)
 			case "withdraw_prefix", "announce_prefix":

@@ -17,9 +17,19 @@ import (
 func testScenario(t *testing.T) *Scenario {
 	t.Helper()
 	y := strings.NewReplacer(
-		"duration: 90s", "duration: 16s",
+		"duration: 90s", "duration: 36s",
+		// Measured steering must see the degraded link, move and run moved
+		// within 36 s, also on a slow machine: the link degrades at 20%,
+		// evidence counts within 6 s from 10 samples, and the control
+		// plane's outage, which restarts its evidence and group state,
+		// comes before.
+		"window: 10s", "window: 6s",
+		"min_samples: 20", "min_samples: 10",
+		"{at: 30%, kind: degrade_link", "{at: 20%, kind: degrade_link",
+		"{at: 25%, kind: stop_control_plane", "{at: 10%, kind: stop_control_plane",
 		"titles: 12", "titles: 4",
-		// The loops' titles, in the smaller catalog.
+		// The loops' titles exist in the smaller catalog, though the
+		// events are left out below.
 		"title: t0009", "title: t0002", "title: t0011", "title: t0003",
 		"at: 50%", "at: 40%",
 		"127.1.0.1:", "127.1.50.1:", "127.1.0.2:", "127.1.50.2:",
@@ -30,6 +40,9 @@ func testScenario(t *testing.T) *Scenario {
 	if err := decodeScenario("test scenario", []byte(y), &sc); err != nil {
 		t.Fatal(err)
 	}
+	// The placement loop's events have their own test (TestLabLoops,
+	// loops_test.go); here they would only load a slow machine.
+	sc.Events = slices.DeleteFunc(sc.Events, func(e Event) bool { return e.Kind == "release" || e.Kind == "popularity_shift" })
 	return &sc
 }
 
@@ -141,11 +154,68 @@ func checkReport(t *testing.T, sc *Scenario, rep *Report) {
 	if q := rep.QoE; q.Sessions == 0 || q.StartupMsP50 <= 0 || q.AvgBitrateKbps <= 0 {
 		t.Errorf("qoe = %+v", q)
 	}
-	// The release's feed reached the control plane over its admin API
-	// (TestLabLoops checks what the loop then does).
-	if lp := rep.Loops; lp == nil || !slices.ContainsFunc(lp.Recent, func(r ReplanRecord) bool { return r.Reason == "feed" }) {
-		t.Errorf("loops = %+v, want a replan for the release feed", rep.Loops)
+	checkMeasured(t, rep, true)
+}
+
+// checkMeasured checks issue 14's degrade_link target: after the link
+// from isp-a to its embedded site degrades, the measured arm's median
+// throughput for isp-a's group is significantly better than the bgp
+// arm's, the moved share never grows by more than the guardrail's step,
+// only the measured arm moves; without the event no group moves.
+func checkMeasured(t *testing.T, rep *Report, degraded bool) {
+	t.Helper()
+	m := rep.Measured
+	if m == nil {
+		t.Fatalf("report has no measured-steering section")
 	}
+	var b strings.Builder
+	m.print(&b)
+	t.Logf("%s", b.String())
+	if m.LargestStep > m.MaxStep+1e-9 {
+		t.Errorf("largest step %.2f exceeds the guardrail's %.2f", m.LargestStep, m.MaxStep)
+	}
+	if a := m.Arms["bgp"]; a.Steps != 0 || a.Rollbacks != 0 {
+		t.Errorf("bgp arm = %+v, want no moves: only the measured arm is steered by measurements", a)
+	}
+	if m.Mismatches != 0 {
+		t.Errorf("%d reports named another arm than their client's, want none from honest clients", m.Mismatches)
+	}
+	if !degraded {
+		for _, g := range m.Groups {
+			if g.Steps != 0 || g.Share != 0 {
+				t.Errorf("group %+v moved without a degraded link", g)
+			}
+		}
+		return
+	}
+	if m.Arms["measured"].Steps < 1 {
+		t.Errorf("measured arm = %+v, want it moved after the degraded link", m.Arms["measured"])
+	}
+	if len(m.Effects) != 1 {
+		t.Fatalf("effects = %+v, want the degrade_link's", m.Effects)
+	}
+	e := m.Effects[0]
+	if !slices.Contains(e.Groups, "127.64.0.0/16") || !e.Significant || e.Diff <= 0 || e.DiffLo <= 0 {
+		t.Errorf("effect = %+v, want isp-a's group, measured − bgp throughput > 0 with a 95%% CI above 0", e)
+	}
+}
+
+// TestLabNoDegradeNoMoves: the same lab without the degraded link; the
+// embedded sites are the better ones, and no group may move.
+func TestLabNoDegradeNoMoves(t *testing.T) {
+	sc := testScenario(t)
+	sc.Duration = 20 * time.Second
+	sc.Events = slices.DeleteFunc(sc.Events, func(e Event) bool { return e.Kind == "degrade_link" })
+	for i := range sc.Appliances {
+		b := sc.Appliances[i].Address.Addr().As4()
+		b[2] += 20
+		sc.Appliances[i].Address.AddrPort = netip.AddrPortFrom(netip.AddrFrom4(b), sc.Appliances[i].Address.Port())
+	}
+	rep, err := New(sc, Options{}).Run(context.Background())
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	checkMeasured(t, rep, false)
 }
 
 func TestLabStopsOnCancel(t *testing.T) {

@@ -3,27 +3,32 @@ package lab
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
 
 // loopScenario is the built-in scenario with only the loops' events: a
 // title turns hot among isp-a's clients once the demand average has some
-// history (a 10 s half-life), and a release is announced 8 s before it
-// starts. The fill clock is the default's (a fill window every 24 s), so
-// two windows after the shift fit in the run with room to see misses stay
-// down. Its addresses are its own.
+// history (a 10 s half-life), and a release is announced 14 s before it
+// starts (its urgent fill must finish on a loaded machine too). The fill
+// clock is the default's (a fill window every 24 s), so two windows after
+// the shift fit in the run with room to see misses stay down. Its
+// addresses are its own.
 func loopScenario(t *testing.T) *Scenario {
 	t.Helper()
 	y := string(DefaultScenario)
 	y = y[:strings.Index(y, "\nevents:")] + `
 events:
   - {at: 10s, kind: popularity_shift, target: isp-a, title: t0009, share: 0.5}
-  - {at: 30s, kind: release, title: t0011, share: 0.5, lead: 8s}
+  - {at: 30s, kind: release, title: t0011, share: 0.5, lead: 14s}
 `
 	y = strings.NewReplacer(
 		"duration: 90s", "duration: 64s",
 		"half_life: 30s", "half_life: 10s",
+		// Probes are measured steering's evidence, which this test does
+		// not need: fewer of them leave the machine to fill and serve.
+		"probes: {every: 5s", "probes: {every: 30s",
 		// Fewer clients than the built-in scenario: enough for the
 		// figures, lighter on a shared machine.
 		"{isp: isp-a, count: 16}", "{isp: isp-a, count: 12}",
@@ -94,6 +99,10 @@ func TestLabLoops(t *testing.T) {
 	}
 	if n == 0 || after/float64(n) <= peak {
 		t.Errorf("offload at the miss peak %.2f, after recovery %.2f over %d intervals: want it to recover", peak, after/float64(max(n, 1)), n)
+	}
+	// The release's feed reached the control plane over its admin API.
+	if !slices.ContainsFunc(lp.Recent, func(r ReplanRecord) bool { return r.Reason == "feed" }) {
+		t.Errorf("replans %+v, want one for the release feed", lp.Recent)
 	}
 	if len(lp.Releases) != 1 {
 		t.Fatalf("releases = %+v, want one", lp.Releases)

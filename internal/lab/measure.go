@@ -69,15 +69,100 @@ func (s *Scenario) validateMeasurement(isps map[string]config.ISP) error {
 	return nil
 }
 
+// LinkChange is what a degrade_link event does to the link from one
+// ISP's clients to one site, mid-run: the settings given replace the
+// link's (zero keeps what it had). Connections open at the time feel the
+// change from their next bytes.
+type LinkChange struct {
+	ISP           string        `yaml:"isp"`
+	Site          string        `yaml:"site"`
+	RTT           time.Duration `yaml:"rtt,omitempty"`
+	BandwidthMbps float64       `yaml:"bandwidth_mbps,omitempty"`
+	Jitter        netem.Jitter  `yaml:"jitter,omitempty"`
+	// Loss is the packet loss probability (netem.Link.Loss: each loss
+	// stalls its bytes by a retransmission timeout).
+	Loss float64 `yaml:"loss,omitempty"`
+}
+
+func (s *Scenario) validateDegrade(f string, e Event) error {
+	c := e.Link
+	if c == nil {
+		return config.Errf(f+".link", "degrade_link needs link: {isp, site, and rtt, bandwidth_mbps, jitter or loss}")
+	}
+	found := false
+	for _, ls := range s.Links {
+		found = found || (ls.ISP == c.ISP && ls.Site == c.Site)
+	}
+	if !found {
+		return config.Errf(f+".link", "no link from ISP %q to site %q in links to degrade", c.ISP, c.Site)
+	}
+	if c.RTT == 0 && c.BandwidthMbps == 0 && c.Jitter.IsZero() && c.Loss == 0 {
+		return config.Errf(f+".link", "changes nothing: set rtt, bandwidth_mbps, jitter or loss")
+	}
+	l := netem.Link{RTT: c.RTT, BandwidthBps: c.BandwidthMbps * 1e6, Jitter: c.Jitter, Loss: c.Loss}
+	if err := l.Validate(); err != nil || c.RTT > 5*time.Second {
+		return config.Errf(f+".link", "%v (rtt at most 5s)", err)
+	}
+	return nil
+}
+
+// link is the emulated link from isp to site: the scenario's settings,
+// changed by each degrade_link event at its time (a netem profile on the
+// run's clock, so every connection shares one schedule).
+func (l *Lab) link(isp string, ls LinkSpec) netem.Link {
+	base := netem.Link{RTT: ls.RTT, BandwidthBps: ls.BandwidthMbps * 1e6}
+	type change struct {
+		at time.Duration
+		c  *LinkChange
+	}
+	var changes []change
+	for _, e := range l.sc.Events {
+		if e.Kind == "degrade_link" && e.Link.ISP == isp && e.Link.Site == ls.Site {
+			at, _ := e.When(l.sc.Duration) // validated
+			changes = append(changes, change{at, e.Link})
+		}
+	}
+	if len(changes) == 0 {
+		return base
+	}
+	sort.SliceStable(changes, func(i, j int) bool { return changes[i].at < changes[j].at })
+	sched := &netem.Schedule[netem.Link]{Start: l.start, Steps: []netem.Step[netem.Link]{{At: 0, Link: base}}}
+	cur := base
+	for _, ch := range changes {
+		if ch.c.RTT > 0 {
+			cur.RTT = ch.c.RTT
+		}
+		if ch.c.BandwidthMbps > 0 {
+			cur.BandwidthBps = ch.c.BandwidthMbps * 1e6
+		}
+		if !ch.c.Jitter.IsZero() {
+			cur.Jitter = ch.c.Jitter
+		}
+		if ch.c.Loss > 0 {
+			cur.Loss = ch.c.Loss
+		}
+		if last := &sched.Steps[len(sched.Steps)-1]; last.At == ch.at {
+			last.Link = cur
+		} else {
+			sched.Steps = append(sched.Steps, netem.Step[netem.Link]{At: ch.at, Link: cur})
+		}
+	}
+	return netem.Link{Profile: sched}
+}
+
 // clientDialer returns the dial function of a client of isp bound to src:
 // connections to appliances go through the emulated link of their site;
 // the control plane and origin are reached directly.
 func (l *Lab) clientDialer(isp string, src netip.Addr) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	links := map[netip.Addr]netem.Link{}
-	for _, a := range l.sc.Appliances {
-		for _, ls := range l.sc.Links {
-			if ls.ISP == isp && ls.Site == a.Site {
-				links[a.Address.Addr()] = netem.Link{RTT: ls.RTT, BandwidthBps: ls.BandwidthMbps * 1e6}
+	for _, ls := range l.sc.Links {
+		if ls.ISP != isp {
+			continue
+		}
+		link := l.link(isp, ls)
+		for _, a := range l.sc.Appliances {
+			if ls.Site == a.Site {
+				links[a.Address.Addr()] = link
 			}
 		}
 	}
@@ -131,6 +216,37 @@ func (l *Lab) probeLoop(ctx, runCtx context.Context, controlURLs []string, clien
 	fctx, cancel := context.WithTimeout(runCtx, 5*time.Second)
 	defer cancel()
 	up.Flush(fctx)
+}
+
+// qoeUploader returns what a lab client does after each completed
+// session, as a player would: upload its playback record, with the
+// context a recipe from the control plane gives it (its experiment arm,
+// its prefix group), through an on-disk spool.
+func (l *Lab) qoeUploader(controlURLs []string, client int, src netip.Addr) func(ctx context.Context, s player.Session) {
+	direct := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}).DialContext,
+	}}
+	cp := cpclient.Must(controlURLs, direct, "")
+	up := &probe.Uploader{Dir: filepath.Join(l.work, "spool", strconv.Itoa(client)+"-qoe"), Control: cp,
+		Client: direct, Logger: l.log, MinBackoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second}
+	return func(ctx context.Context, s player.Session) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		rec, err := probe.FetchRecipe(ctx, cp)
+		if err != nil {
+			l.log.Warn("recipe for a playback report", "client", src, "err", err)
+			return
+		}
+		q := s.QoE()
+		rep := &measure.Report{ID: probe.NewID(), Recipe: rec.ID, Context: rec.Context, ClientTime: s.Started, Player: &q}
+		if _, err := probe.Spool(up.Dir, rep); err != nil {
+			l.log.Error("spool", "err", err)
+			return
+		}
+		up.UseRecipe(rec)
+		up.Flush(ctx)
+		direct.CloseIdleConnections()
+	}
 }
 
 // MeasurementReport counts what the control plane's ingest saw.

@@ -38,6 +38,9 @@ type Report struct {
 	Fill    *FillReport `json:"fill,omitempty"`
 	Offload float64     `json:"offload"`
 	Misses  *missesOf   `json:"misses,omitempty"`
+	// Measured is measured steering's moves and rollbacks per arm and
+	// the effect of degraded links (measured.go).
+	Measured *MeasuredReport `json:"measured,omitempty"`
 	// Loops is the placement loop: replans, offload and misses per 5 s,
 	// popularity shifts and releases (loops.go).
 	Loops *LoopsReport `json:"loops,omitempty"`
@@ -164,6 +167,7 @@ func (l *Lab) report(ctx context.Context, interrupted bool) *Report {
 	}
 	sort.Slice(r.Events, func(i, j int) bool { return r.Events[i].AtSeconds < r.Events[j].AtSeconds })
 	l.fillReport(r, statuses, sum, r.Origin.BytesServed)
+	r.Measured = l.measuredReport(ctx)
 	r.Loops = l.loopsReport(ctx)
 	return r
 }
@@ -220,6 +224,7 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "; Parquet in %s (ocdn analyze --data %s)", m.Dir, m.Dir)
 	}
 	fmt.Fprintln(w, ".")
+	r.Measured.print(w)
 	if len(r.Events) > 0 {
 		fmt.Fprintln(w, "\nEvents:")
 		for _, e := range r.Events {

@@ -38,16 +38,20 @@ type Scenario struct {
 	Links []LinkSpec `yaml:"links"`
 	// Probes shape the clients' measurements.
 	Probes ProbeSettings `yaml:"probes"`
-	// Steering: measured re-ranks candidates BGP leaves equal by what
-	// clients measured; experiment splits client prefix groups into a
-	// "bgp" and a "measured" arm recorded in every report.
-	Steering SteeringSettings `yaml:"steering"`
-	Clients  []ClientGroup    `yaml:"clients"`
-	Events   []Event          `yaml:"events"`
+	// Steering is the control plane's steering section as an operator
+	// writes it (config.Steering, docs/formats.md): measured steering,
+	// its policy and guardrails, and the experiment.
+	Steering config.Steering `yaml:"steering"`
+	Clients  []ClientGroup   `yaml:"clients"`
+	Events   []Event         `yaml:"events"`
 	// Fill shapes fill: the compressed clock, rate cap, corrupt copies (fill.go).
 	Fill FillSettings `yaml:"fill"`
 	// Placement shapes the control plane's placement loop (loops.go).
 	Placement PlacementSettings `yaml:"placement"`
+
+	// compiled is when the scenario was compiled: the start of its
+	// experiment unless the scenario gives one.
+	compiled time.Time
 }
 
 // PlayerSettings shape every lab client's playback.
@@ -60,12 +64,20 @@ type PlayerSettings struct {
 	MaxBuffer time.Duration `yaml:"max_buffer"`
 }
 
-// SteeringSettings switch measurement-aware steering on.
-type SteeringSettings struct {
-	Measured   bool `yaml:"measured"`
-	Experiment bool `yaml:"experiment"`
-	// MinSamples per (prefix group, site) before measurements count.
-	MinSamples int `yaml:"min_samples"`
+// steering is the scenario's steering section with the lab's default
+// step: a lab run lasts a minute, so evidence is re-evaluated every 2 s.
+func (s *Scenario) steering() config.Steering {
+	st := s.Steering
+	if st.Refresh == 0 {
+		st.Refresh = 2 * time.Second
+	}
+	if st.Experiment != nil && st.Experiment.Start.IsZero() {
+		// One start for the run, whatever restarts the control plane.
+		e := *st.Experiment
+		e.Start = s.compiled
+		st.Experiment = &e
+	}
+	return st
 }
 
 // ClientGroup is a number of clients inside one ISP.
@@ -87,6 +99,8 @@ type Event struct {
 	Prefix config.Prefix `yaml:"prefix,omitempty"`
 	// Duration is how long stop_control_plane keeps the control plane down.
 	Duration time.Duration `yaml:"duration,omitempty"`
+	// Link is what degrade_link does to one ISP's link to one site.
+	Link *LinkChange `yaml:"link,omitempty"`
 	// Title, Share and Lead shape release and popularity_shift (loops.go).
 	Title string        `yaml:"title,omitempty"`
 	Share float64       `yaml:"share,omitempty"`
@@ -96,9 +110,9 @@ type Event struct {
 // EventKinds the lab knows: kill_appliance targets an appliance;
 // withdraw_prefix and announce_prefix target an ISP and name a Prefix its
 // router stops or starts announcing; release and popularity_shift name a
-// Title (loops.go).
+// Title (loops.go); degrade_link changes a Link.
 var eventKinds = map[string]bool{"kill_appliance": true, "withdraw_prefix": true, "announce_prefix": true, "stop_control_plane": true,
-	"release": true, "popularity_shift": true}
+	"release": true, "popularity_shift": true, "degrade_link": true}
 
 // When resolves At against the run's duration.
 func (e Event) When(d time.Duration) (time.Duration, error) {
@@ -180,7 +194,7 @@ func (s *Scenario) Validate() error {
 	for i, e := range s.Events {
 		f := fmt.Sprintf("events[%d]", i)
 		if !eventKinds[e.Kind] {
-			return config.Errf(f+".kind", "%q is not an event kind (kill_appliance, withdraw_prefix, announce_prefix, stop_control_plane, release, popularity_shift)", e.Kind)
+			return config.Errf(f+".kind", "%q is not an event kind (kill_appliance, withdraw_prefix, announce_prefix, stop_control_plane, release, popularity_shift, degrade_link)", e.Kind)
 		}
 		if _, err := e.When(s.Duration); err != nil {
 			return config.Errf(f+".at", "%v", err)
@@ -188,6 +202,12 @@ func (s *Scenario) Validate() error {
 		if e.Kind == "stop_control_plane" {
 			if e.Duration <= 0 || e.Duration > s.Duration {
 				return config.Errf(f+".duration", "stop_control_plane needs a duration such as 3s, shorter than the run")
+			}
+			continue
+		}
+		if e.Kind == "degrade_link" {
+			if err := s.validateDegrade(f, e); err != nil {
+				return err
 			}
 			continue
 		}

@@ -109,3 +109,10 @@ func counter(fams []*dto.MetricFamily, name, label, value string) float64 {
 	}
 	return sum
 }
+
+// measured is measured steering per prefix group and arm.
+func (v *controlView) measured(ctx context.Context) (api.MeasuredStatus, error) {
+	var out api.MeasuredStatus
+	err := getJSON(ctx, v.hc, v.url+"/v1/steering/measured", v.admin, &out)
+	return out, err
+}

@@ -27,6 +27,12 @@ type Annotation struct {
 	// Site is the site of the appliance; empty keeps the site the client
 	// reported for the pulse.
 	Site string
+	// Arm is the steering-experiment arm the server assigns the client,
+	// empty when no experiment runs. It is stored in the rows' context as
+	// "assigned_arm", beside the "arm" the report names, so an analysis
+	// can tell a report whose arm is not its client's (a stale recipe, a
+	// forged context) and keep it out of every arm.
+	Arm string
 }
 
 // DefaultPrefix returns the /24 of an IPv4 address or the /48 of an IPv6

@@ -84,8 +84,16 @@ func optF(v float64) *float64 {
 func (rec *walRecord) rows(pulses []PulseRow, qoe []QoERow) ([]PulseRow, []QoERow) {
 	r := rec.Report
 	ctx := "{}"
-	if len(r.Context) > 0 {
-		b, _ := json.Marshal(r.Context) // map[string]string cannot fail; keys sorted
+	if len(r.Context) > 0 || rec.AssignedArm != "" {
+		c := r.Context
+		if rec.AssignedArm != "" {
+			c = make(map[string]string, len(r.Context)+1)
+			for k, v := range r.Context {
+				c[k] = v
+			}
+			c[ContextAssignedArm] = rec.AssignedArm
+		}
+		b, _ := json.Marshal(c) // map[string]string cannot fail; keys sorted
 		ctx = string(b)
 	}
 	rx := rec.Received / 1000

@@ -44,6 +44,10 @@ type Options struct {
 	// are: a report shows up in Parquet at most about this long after it
 	// was acknowledged.
 	SegmentMaxAge time.Duration
+	// Observe, when set, sees every report once it is durable (not
+	// duplicates, not reports replayed from the WAL at Open), on the
+	// upload path: it must be quick and must not keep r.
+	Observe func(Observed)
 	// DedupeWindow is how long a report id is remembered (default 48 h,
 	// by server receive time). An upload repeated after the window is
 	// stored again. Memory is about 100 bytes per remembered report: 48 h
@@ -93,6 +97,23 @@ func (o *Options) setDefaults() {
 	if o.hook == nil {
 		o.hook = func(string) {}
 	}
+}
+
+// ContextAssignedArm is the context key under which stored rows carry
+// Annotation.Arm.
+const ContextAssignedArm = "assigned_arm"
+
+// Observed is a durable report with what the server annotated.
+type Observed struct {
+	Received    time.Time
+	Client      netip.Addr
+	PrefixGroup string
+	// Sites is the resolved site of each pulse; QoESite that of the first
+	// appliance that served the playback record.
+	Sites       []string
+	QoESite     string
+	AssignedArm string
+	Report      *Report
 }
 
 // Result is the outcome of an accepted upload.
@@ -365,6 +386,10 @@ func (in *Ingester) ingest(ctx context.Context, client netip.Addr, r *Report) (R
 		return Result{Duplicate: true}, nil
 	}
 	in.aggs.add(&rec)
+	if in.opts.Observe != nil {
+		in.opts.Observe(Observed{Received: now, Client: client, PrefixGroup: rec.PrefixGroup, Sites: rec.Sites,
+			QoESite: rec.QoESite, AssignedArm: rec.AssignedArm, Report: r})
+	}
 	in.m.pulses.Add(float64(len(r.Pulses)))
 	return Result{Pulses: len(r.Pulses)}, nil
 }
@@ -394,7 +419,7 @@ func (in *Ingester) annotate(rec *walRecord, client netip.Addr) {
 		if a.ClientPrefix != "" {
 			rec.ClientPrefix = a.ClientPrefix
 		}
-		rec.PrefixGroup, rec.ASN, rec.ISP = a.PrefixGroup, a.ASN, a.ISP
+		rec.PrefixGroup, rec.ASN, rec.ISP, rec.AssignedArm = a.PrefixGroup, a.ASN, a.ISP, a.Arm
 	}
 	for i := range r.Pulses {
 		rec.Sites[i] = r.Pulses[i].Site

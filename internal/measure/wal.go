@@ -43,6 +43,7 @@ type walRecord struct {
 	ISP          string   `json:"isp,omitempty"`
 	Sites        []string `json:"sites,omitempty"`    // resolved site per pulse
 	QoESite      string   `json:"qoe_site,omitempty"` // site of the first appliance that served the session
+	AssignedArm  string   `json:"arm,omitempty"`      // Annotation.Arm
 	Report       *Report  `json:"report"`
 }
 

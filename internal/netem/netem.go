@@ -25,9 +25,11 @@
 //   - Connect: Dialer waits RTT/2 before the real dial and returns RTT
 //     after it started, so a measured TCP connect time is RTT plus the
 //     loopback handshake (~0.05 ms).
+//
 //   - Writes are queued and handed to the real connection RTT/2 after
 //     Write was called, in order. Write returns at once, as a kernel send
 //     buffer would, unless more than a window of bytes is queued.
+//
 //   - Reads: every chunk the real connection delivers is serialized
 //     through the bottleneck (a fluid FIFO queue: a chunk starts when it
 //     arrived or when the previous chunk finished, whichever is later, and
@@ -35,13 +37,18 @@
 //     it left the bottleneck. Visibility is computed from absolute times,
 //     so timer wake-up jitter never accumulates into the rate: a long
 //     download measures the bottleneck rate to well under 1%.
+//
 //   - Jitter adds a random delay (see Jitter for the distributions) to
 //     each write, each chunk read and each direction of the connect;
 //     bytes stay in order, so a late chunk holds back those behind it.
+//
 //   - Profile makes RTT, BandwidthBps and Jitter a Schedule over time.
 //
+//   - Loss delays a chunk by a retransmission timeout with the
+//     probability that one of its packets is lost (see Link.Loss).
+//
 // A request/response exchange thus takes RTT plus the transfer time at
-// the bottleneck. Upload bandwidth and loss are not modelled. Reads and
+// the bottleneck. Upload bandwidth and loss on writes are not modelled. Reads and
 // writes wait on runtime timers, which on Linux may fire up to about a
 // millisecond late, so a TTFB through a link reads RTT + 0–1 ms; the
 // connect wait spins out its last 1.5 ms and is exact to ~0.05 ms.
@@ -90,7 +97,15 @@ type Link struct {
 	// and each direction of the connect. A byte stream cannot reorder,
 	// so a late chunk holds back the ones behind it.
 	Jitter Jitter `json:"jitter,omitzero" yaml:"jitter,omitempty"`
-	// Profile, when set, gives RTT, BandwidthBps and Jitter over time
+	// Loss is the probability that a packet is lost. A byte stream
+	// cannot drop bytes, so a loss is modelled as what TCP makes of it
+	// when the loss ends a burst: the chunk it is in (and every chunk
+	// behind it) becomes readable one retransmission timeout later,
+	// max(200 ms, 2·RTT), with probability 1 − (1 − Loss)^packets for a
+	// chunk of that many 1448-byte packets. Congestion control's reaction
+	// (a smaller window) is not modelled: use a Path for that.
+	Loss float64 `json:"loss,omitempty" yaml:"loss,omitempty"`
+	// Profile, when set, gives RTT, BandwidthBps, Jitter and Loss over time
 	// (its steps' own Profile and Shared are ignored): each chunk and
 	// write takes the step in force when it arrives. Set its Start so
 	// all connections share one clock; zero means each connection's own
@@ -100,7 +115,7 @@ type Link struct {
 
 // IsZero reports whether the link changes nothing.
 func (l Link) IsZero() bool {
-	return l.RTT <= 0 && l.BandwidthBps <= 0 && l.Shared == nil && l.Jitter.IsZero() && l.Profile == nil
+	return l.RTT <= 0 && l.BandwidthBps <= 0 && l.Shared == nil && l.Jitter.IsZero() && l.Loss <= 0 && l.Profile == nil
 }
 
 // Validate names the field that is out of range.
@@ -113,6 +128,9 @@ func (l Link) Validate() error {
 	}
 	if err := l.Jitter.Validate("jitter"); err != nil {
 		return err
+	}
+	if !(l.Loss >= 0 && l.Loss < 1) {
+		return fmt.Errorf("netem: loss %v is not a probability from 0 to below 1", l.Loss)
 	}
 	if l.Profile != nil {
 		return l.Profile.Validate(func(s Link) error {
@@ -133,13 +151,26 @@ func (l Link) at(now, start time.Time) Link {
 		start = l.Profile.Start
 	}
 	s := l.Profile.At(now.Sub(start))
-	return Link{RTT: s.RTT, BandwidthBps: s.BandwidthBps, Jitter: s.Jitter, Shared: l.Shared}
+	return Link{RTT: s.RTT, BandwidthBps: s.BandwidthBps, Jitter: s.Jitter, Loss: s.Loss, Shared: l.Shared}
+}
+
+// retransmitDelay is the extra delay of a chunk of n bytes through l:
+// one retransmission timeout when one of its packets is lost.
+func retransmitDelay(l Link, n int, r *rand.Rand) time.Duration {
+	if l.Loss <= 0 || r == nil {
+		return 0
+	}
+	packets := float64((n + 1447) / 1448)
+	if r.Float64() >= 1-math.Pow(1-l.Loss, packets) {
+		return 0
+	}
+	return max(200*time.Millisecond, 2*l.RTT)
 }
 
 // jitterRand returns a generator for a link's jitter, nil if none can
 // be needed.
 func jitterRand(l Link) *rand.Rand {
-	if l.Jitter.IsZero() && l.Profile == nil {
+	if l.Jitter.IsZero() && l.Loss <= 0 && l.Profile == nil {
 		return nil
 	}
 	return rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
@@ -408,7 +439,7 @@ func (c *conn) readPump() {
 			if bps > 0 {
 				start = c.queue.admit(n, now, chained, bps)
 			}
-			delay := max(l.RTT/2, 0) + sample(l.Jitter, c.rng)
+			delay := max(l.RTT/2, 0) + sample(l.Jitter, c.rng) + retransmitDelay(l, n, c.rng)
 			// Never readable before the chunk ahead of it.
 			if at := start.Add(delay); at.Before(c.lastRead) {
 				delay = c.lastRead.Sub(start)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"runtime"
@@ -488,5 +489,24 @@ func TestStreamProfile(t *testing.T) {
 	bad := Link{Profile: &Schedule[Link]{Steps: []Step[Link]{{At: 0, Link: Link{RTT: -1}}}}}
 	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "steps[0]") || !strings.Contains(err.Error(), "rtt") {
 		t.Errorf("Validate(profile with a negative rtt) = %v, want an error naming steps[0] and rtt", err)
+	}
+}
+
+// TestStreamLoss: a lost packet holds its chunk back by a retransmission
+// timeout. With a loss so high that every chunk loses a packet, a 256 KiB
+// download (at least four chunks, read in order) cannot finish in under
+// 200 ms; without loss it takes a few milliseconds. The bytes arrive
+// intact either way.
+func TestStreamLoss(t *testing.T) {
+	start := time.Now()
+	download(t, Link{Loss: 0.999}, 256<<10)
+	if el := time.Since(start); el < 200*time.Millisecond {
+		t.Errorf("download with loss took %v, want ≥ one 200 ms retransmission timeout", el)
+	}
+	if err := (Link{Loss: 1}).Validate(); err == nil || !strings.Contains(err.Error(), "loss") {
+		t.Errorf("Validate(loss 1) = %v, want an error naming loss", err)
+	}
+	if got := retransmitDelay(Link{Loss: 0.5, RTT: 300 * time.Millisecond}, 64<<10, rand.New(rand.NewPCG(1, 1))); got != 600*time.Millisecond {
+		t.Errorf("retransmitDelay at 50%% loss over 46 packets = %v, want 2·RTT = 600ms", got)
 	}
 }

@@ -35,8 +35,10 @@ func (d Direction) String() string {
 
 // Change is a detected shift in the level of a series.
 type Change struct {
-	// At is the estimated time of the change: the first point of the
-	// CUSUM excursion that ended in the alarm.
+	// At is the estimated time of the change: the most likely split of
+	// the CUSUM excursion that ended in the alarm (see CUSUM). The
+	// excursion's first point is often hours early, since noise can start
+	// the sum climbing before the shift.
 	At time.Time
 	// DetectedAt is the time of the point that raised the alarm.
 	DetectedAt time.Time
@@ -62,9 +64,17 @@ type CUSUMConfig struct {
 	// alarms and missed shifts.
 	Baseline int
 	// MinBaseline is how many points the window must hold before the
-	// detector raises alarms, at start and after each alarm (when the
-	// window restarts from the post-change points). Default 36.
+	// detector raises alarms at start, and before the noise scale is
+	// re-estimated after an alarm. Default 36.
 	MinBaseline int
+	// MinRestart is how many post-change points the window must hold
+	// after an alarm before the next alarm may be raised. Until the
+	// window holds MinBaseline points again, the level is the median of
+	// those points and the noise scale is the one from before the change
+	// (a level shift in these metrics moves the log level, not the
+	// noise), so one alarm does not blind the series for MinBaseline
+	// hours. Default 6; it must not exceed MinBaseline.
+	MinRestart int
 	// K is the drift (allowance) per point, in noise standard deviations.
 	// Default 1.25, a third of the 20% shift at 5% CV (3.6 sd).
 	K float64
@@ -99,6 +109,9 @@ func (c CUSUMConfig) withDefaults() (CUSUMConfig, error) {
 	if c.MinBaseline == 0 {
 		c.MinBaseline = min(36, c.Baseline)
 	}
+	if c.MinRestart == 0 {
+		c.MinRestart = min(6, c.MinBaseline)
+	}
 	if c.K == 0 {
 		c.K = 1.25
 	}
@@ -116,6 +129,8 @@ func (c CUSUMConfig) withDefaults() (CUSUMConfig, error) {
 		return c, fmt.Errorf("stats: CUSUMConfig.Baseline = %d: need at least 3 points for a median and MAD", c.Baseline)
 	case c.MinBaseline < 3 || c.MinBaseline > c.Baseline:
 		return c, fmt.Errorf("stats: CUSUMConfig.MinBaseline = %d: must be in [3, Baseline=%d]", c.MinBaseline, c.Baseline)
+	case c.MinRestart < 3 || c.MinRestart > c.MinBaseline:
+		return c, fmt.Errorf("stats: CUSUMConfig.MinRestart = %d: must be in [3, MinBaseline=%d]", c.MinRestart, c.MinBaseline)
 	case !(c.K > 0) || math.IsInf(c.K, 0):
 		return c, fmt.Errorf("stats: CUSUMConfig.K = %g: must be positive and finite", c.K)
 	case !(c.H > 0) || math.IsInf(c.H, 0):
@@ -140,9 +155,15 @@ func (c CUSUMConfig) withDefaults() (CUSUMConfig, error) {
 // MAD-sd (or the MAD itself, see PlainMAD), and clipped to ±Clip.
 // Two sums S⁺ = max(0, S⁺ + z − K) and S⁻ = max(0, S⁻ − z − K) accumulate
 // evidence of a rise or a fall; an alarm is raised when either exceeds H.
-// After an alarm the detector re-baselines: the window restarts from the
-// points of the excursion (the new level) and alarms are suppressed until
-// it holds MinBaseline points again.
+// The change time is estimated as the most likely split of the
+// excursion's points x₁…xₙ into "old level m" and "one new level": the k
+// maximizing (Σᵢ₌ₖⁿ (xᵢ − m))² / (n − k + 1), the Gaussian likelihood
+// ratio of a mean shift at k with known pre-change level, over the k
+// whose sum has the alarm's sign. After an alarm the detector
+// re-baselines: the window restarts from the points after that split (the
+// new level); the next alarm may come once it holds MinRestart points,
+// measured against their median with the pre-change noise scale, which is
+// re-estimated once the window holds MinBaseline points again.
 //
 // Assumptions and calibration: points are consecutive and equally spaced
 // (gaps are not modelled: the next pushed point is the next hour) and,
@@ -166,9 +187,13 @@ type CUSUM struct {
 	sPos, sNeg float64
 	runPos     []float64 // log values since S⁺ last left zero
 	runNeg     []float64
-	runPosAt   time.Time
-	runNegAt   time.Time
+	runPosT    []time.Time // the times of runPos's points
+	runNegT    []time.Time
 	scratch    []float64
+	// frozenSigma is the noise scale from before the last alarm, used
+	// while the window holds fewer than MinBaseline post-change points;
+	// 0 when the window's own scale is used.
+	frozenSigma float64
 }
 
 // NewCUSUM returns a detector with cfg's zero fields set to their defaults.
@@ -195,7 +220,10 @@ func (c *CUSUM) Push(t time.Time, v float64) (Change, bool) {
 		return Change{}, false
 	}
 	x := math.Log(v)
-	if len(c.window) < c.cfg.MinBaseline {
+	if len(c.window) >= c.cfg.MinBaseline {
+		c.frozenSigma = 0
+	}
+	if len(c.window) < c.cfg.MinBaseline && (c.frozenSigma == 0 || len(c.window) < c.cfg.MinRestart) {
 		c.addBaseline(x)
 		return Change{}, false
 	}
@@ -203,48 +231,72 @@ func (c *CUSUM) Push(t time.Time, v float64) (Change, bool) {
 	z := (x - m) / sigma
 	z = math.Max(-c.cfg.Clip, math.Min(c.cfg.Clip, z))
 
-	c.sPos = c.step(c.sPos, z, &c.runPos, &c.runPosAt, t, x)
-	c.sNeg = c.step(c.sNeg, -z, &c.runNeg, &c.runNegAt, t, x)
+	c.sPos = c.step(c.sPos, z, &c.runPos, &c.runPosT, t, x)
+	c.sNeg = c.step(c.sNeg, -z, &c.runNeg, &c.runNegT, t, x)
 
 	var run []float64
-	var at time.Time
+	var times []time.Time
 	var dir Direction
 	switch {
 	case c.sPos > c.cfg.H && c.sPos-c.cfg.H >= c.sNeg-c.cfg.H:
-		run, at, dir = c.runPos, c.runPosAt, Up
+		run, times, dir = c.runPos, c.runPosT, Up
 	case c.sNeg > c.cfg.H:
-		run, at, dir = c.runNeg, c.runNegAt, Down
+		run, times, dir = c.runNeg, c.runNegT, Down
 	default:
 		c.addBaseline(x)
 		return Change{}, false
 	}
+	k := splitPoint(run, m, dir)
+	run = run[k:]
 	before := math.Exp(m)
 	after := math.Exp(median(append(c.scratch[:0], run...)))
-	ch := Change{At: at, DetectedAt: t, Before: before, After: after, RelShift: after/before - 1, Direction: dir}
+	ch := Change{At: times[k], DetectedAt: t, Before: before, After: after, RelShift: after/before - 1, Direction: dir}
 
-	// Re-baseline on the new level.
+	// Re-baseline on the new level, keeping the old noise scale until
+	// the window is long enough to estimate its own.
 	if len(run) > c.cfg.Baseline {
 		run = run[len(run)-c.cfg.Baseline:]
 	}
 	c.window = append(c.window[:0], run...)
 	c.sorted = append(c.sorted[:0], run...)
 	slices.Sort(c.sorted)
+	if len(c.window) < c.cfg.MinBaseline {
+		c.frozenSigma = sigma
+	}
 	c.sPos, c.sNeg = 0, 0
 	c.runPos, c.runNeg = c.runPos[:0], c.runNeg[:0]
+	c.runPosT, c.runNegT = c.runPosT[:0], c.runNegT[:0]
 	return ch, true
 }
 
+// splitPoint returns the index k of run (log values of an excursion) where
+// a shift from level m to one new level is most likely: the k maximizing
+// (Σᵢ≥ₖ (xᵢ − m))² / (n − k), among the k whose sum points in dir.
+func splitPoint(run []float64, m float64, dir Direction) int {
+	best, bestScore := 0, math.Inf(-1)
+	var tail float64
+	for k := len(run) - 1; k >= 0; k-- {
+		tail += run[k] - m
+		if tail*float64(dir) <= 0 {
+			continue
+		}
+		if s := tail * tail / float64(len(run)-k); s >= bestScore {
+			best, bestScore = k, s
+		}
+	}
+	return best
+}
+
 // step advances one side of the CUSUM and tracks the excursion's points.
-func (c *CUSUM) step(s, z float64, run *[]float64, runAt *time.Time, t time.Time, x float64) float64 {
+func (c *CUSUM) step(s, z float64, run *[]float64, times *[]time.Time, t time.Time, x float64) float64 {
 	s = math.Max(0, s+z-c.cfg.K)
 	if s == 0 {
 		*run = (*run)[:0]
+		*times = (*times)[:0]
 		return 0
 	}
-	if len(*run) == 0 {
-		*runAt = t
-	}
 	*run = append(*run, x)
+	*times = append(*times, t)
 	return s
 }
 
@@ -275,6 +327,9 @@ func (c *CUSUM) addBaseline(x float64) {
 // screening keeps the robustness of the MAD against outlier hours.
 func (c *CUSUM) location() (m, sigma float64) {
 	m = quantileType7(c.sorted, 0.5)
+	if c.frozenSigma > 0 {
+		return m, c.frozenSigma
+	}
 	// 1.4826 makes the MAD a consistent estimate of the sd under normal
 	// noise.
 	mad := 1.4826 * sortedMAD(c.sorted, m)

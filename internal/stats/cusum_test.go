@@ -243,3 +243,106 @@ func TestSortedMAD(t *testing.T) {
 		}
 	}
 }
+
+// TestCUSUMChangeTime: the reported time of a 20% shift is the most
+// likely split of the excursion, not its first point, which noise often
+// starts hours before the shift. Over 500 trials the estimate must be the
+// shift's own hour in most and within one hour in nearly all.
+func TestCUSUMChangeTime(t *testing.T) {
+	const trials, pre = 500, 100
+	rng := rand.New(rand.NewPCG(23, 23))
+	exact, within1, found := 0, 0, 0
+	var absErr float64
+	for range trials {
+		d, err := NewCUSUM(CUSUMConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range pre + 20 {
+			level := 30.0
+			if i >= pre {
+				level *= 1.2
+			}
+			ch, ok := d.Push(hour(i), hourlyMedian(rng, level))
+			if !ok || i < pre {
+				continue
+			}
+			found++
+			e := ch.At.Sub(hour(pre)).Hours()
+			absErr += math.Abs(e)
+			if e == 0 {
+				exact++
+			}
+			if math.Abs(e) <= 1 {
+				within1++
+			}
+			break
+		}
+	}
+	t.Logf("change time: exact in %d/%d, within 1 h in %d, mean |error| %.2f h", exact, found, within1, absErr/float64(found))
+	if float64(exact) < 0.7*float64(found) || float64(within1) < 0.95*float64(found) {
+		t.Errorf("change time exact in %d and within 1 h in %d of %d detections, want ≥ 70%% and ≥ 95%%", exact, within1, found)
+	}
+}
+
+// TestCUSUMNotBlindAfterAlarm: a shift and its reversal 12 hours later
+// (a day-long incident) are both found; before, one alarm suppressed
+// alarms for MinBaseline (36) hours. After an alarm the false-alarm rate
+// on a stationary new level must stay near the calibrated one.
+func TestCUSUMNotBlindAfterAlarm(t *testing.T) {
+	const trials = 500
+	rng := rand.New(rand.NewPCG(24, 24))
+	both, falseAlarms, postPoints := 0, 0, 0
+	for range trials {
+		d, err := NewCUSUM(CUSUMConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ups, downs int
+		for i := range 100 + 12 + 20 {
+			level := 30.0
+			if i >= 100 && i < 112 {
+				level *= 1.3
+			}
+			if ch, ok := d.Push(hour(i), hourlyMedian(rng, level)); ok {
+				if ch.Direction == Up && i >= 100 && i < 112 {
+					ups++
+				}
+				if ch.Direction == Down && i >= 112 {
+					downs++
+				}
+			}
+		}
+		if ups == 1 && downs == 1 {
+			both++
+		}
+		// One shift, then a long stationary level: alarms after the
+		// first are false.
+		d, _ = NewCUSUM(CUSUMConfig{})
+		alarmed := false
+		for i := range 100 + 200 {
+			level := 30.0
+			if i >= 100 {
+				level *= 1.3
+			}
+			_, ok := d.Push(hour(i), hourlyMedian(rng, level))
+			if alarmed {
+				postPoints++
+				if ok {
+					falseAlarms++
+				}
+			}
+			if ok && i >= 100 {
+				alarmed = true
+			}
+		}
+	}
+	rate := float64(falseAlarms) / float64(postPoints) * 1000
+	t.Logf("shift and reversal 12 h apart: both found in %d/%d; after an alarm %d false alarms in %d points (%.2f per 1,000)", both, trials, falseAlarms, postPoints, rate)
+	if float64(both) < 0.9*trials {
+		t.Errorf("both shifts found in %d of %d trials, want ≥ 90%%", both, trials)
+	}
+	if rate > 2 {
+		t.Errorf("%.2f false alarms per 1,000 points after an alarm, want ≤ 2", rate)
+	}
+}

@@ -103,6 +103,15 @@ func BenchmarkSteerFullTable(b *testing.B) {
 	benchDecisions(b, e, snap, addrs)
 }
 
+// BenchmarkSteerFullTableMeasured has measurements move every client to
+// the IXP site: the cost of Prefer and the promotion on every decision.
+func BenchmarkSteerFullTableMeasured(b *testing.B) {
+	snap, addrs := fullTable(b)
+	snap.Measured = fakeMeasured{site: "ix", policy: EligibleEmbeddedIXP}
+	e := &Engine{}
+	benchDecisions(b, e, snap, addrs)
+}
+
 // BenchmarkSteerFullTableSigned adds URL signing (target ≥ 300,000/s).
 func BenchmarkSteerFullTableSigned(b *testing.B) {
 	snap, addrs := fullTable(b)

@@ -59,21 +59,48 @@ type Snapshot struct {
 	// Locate gives a client's approximate location for the distance
 	// tie-break; nil or !ok means distance is not used.
 	Locate func(netip.Addr) (config.Location, bool)
-	// Measured, when set, re-ranks candidates whose routes BGP cannot
-	// tell apart by what clients of the same routed prefix measured.
+	// Measured, when set, may put a site that measurements prefer for the
+	// client's routed prefix first, among the sites eligible by BGP and
+	// operator policy (see Measurements).
 	Measured Measurements
 }
 
-// Measurements compare sites by what a group of clients measured.
+// Eligibility says which candidates measurements may put ahead of BGP's
+// choice: BGP and operator policy decide what is eligible, measurements
+// only rank inside that set.
+type Eligibility uint8
+
+const (
+	// EligibleLocalPref: routed candidates whose route has the same
+	// local-pref as the best route (the operator's and the ISP's policy
+	// is expressed in local-pref; AS-path length, origin, MED and router
+	// id are the tie-breaks measurements may override).
+	EligibleLocalPref Eligibility = iota
+	// EligibleEmbeddedIXP: those, and IXP candidates without a route
+	// (for clients of an ISP that allows its traffic to leave its
+	// embedded site for an exchange point).
+	EligibleEmbeddedIXP
+)
+
+// Preference is what measurements choose for one client.
+type Preference struct {
+	// Site is to be ranked first, if it has an eligible candidate.
+	Site   string
+	Policy Eligibility
+	// Note explains the choice for explain=1 (evidence, step); it is
+	// read only there.
+	Note string
+}
+
+// Measurements choose, per routed prefix group, a site clients of the
+// group measurably reach better than BGP's choice.
 type Measurements interface {
-	// Compare returns a negative number when clients of group reach site
-	// a measurably better than site b (with the confidence and margin the
-	// implementation requires), positive when b is better, and 0 when
-	// the data cannot tell: too few samples, overlapping intervals, or a
-	// difference below the margin.
-	Compare(group netip.Prefix, a, b string) int
-	// Applies says whether client takes part (an experiment's arm).
-	Applies(client netip.Addr) bool
+	// Prefer returns the site to rank first for client, whose routed
+	// prefix is group, or false to leave BGP's order. It decides which
+	// clients take part (an experiment's arm, the share of a group moved
+	// so far) and is called on every decision, so it must not allocate
+	// or block.
+	Prefer(group netip.Prefix, client netip.Addr) (Preference, bool)
 }
 
 // Choice is one ranked URL.
@@ -93,6 +120,9 @@ type Considered struct {
 	Route     string  `json:"route,omitempty"`
 	Tier      string  `json:"tier"`
 	Distance  float64 `json:"distance_km"`
+	// Measured says why measurements moved this candidate ahead of BGP's
+	// choice, or that they moved another ahead of it.
+	Measured string `json:"measured,omitempty"`
 }
 
 // Engine makes decisions; its exported fields are read-only after first
@@ -145,6 +175,8 @@ type candidate struct {
 	route    *rib.Attrs // nil for global candidates
 	distance float64
 	spread   uint64
+	// measured is set on the candidates measurements moved to the front.
+	measured bool
 }
 
 // Steer ranks appliances for client and path and returns up to n choices
@@ -168,7 +200,7 @@ type Ranked struct {
 // plane's /v1/steer): with a reused dst a decision allocates nothing.
 func (e *Engine) AppendRanked(dst []Ranked, s *Snapshot, client netip.Addr, path string, n int) []Ranked {
 	var buf [16]candidate
-	cands, _, _ := rank(buf[:0], s, client, path, false)
+	cands, _, _, _ := rank(buf[:0], s, client, path, false, true)
 	for _, c := range pick(cands, n) {
 		dst = append(dst, Ranked{Appliance: c.a, Reason: reason(c)})
 	}
@@ -177,7 +209,15 @@ func (e *Engine) AppendRanked(dst []Ranked, s *Snapshot, client netip.Addr, path
 
 func (e *Engine) steer(s *Snapshot, client netip.Addr, path string, n int, explain bool) ([]Choice, []Considered, error) {
 	var buf [16]candidate
-	cands, why, pfx := rank(buf[:0], s, client, path, explain)
+	cands, why, pfx, pref := rank(buf[:0], s, client, path, explain, true)
+	var bgpFirst string
+	if explain && len(cands) > 0 && cands[0].measured {
+		// What BGP alone would have put first, for the explanation.
+		var buf2 [16]candidate
+		if base, _, _, _ := rank(buf2[:0], s, client, path, false, false); len(base) > 0 {
+			bgpFirst = base[0].a.ID
+		}
+	}
 	choices, err := e.choices(pick(cands, n), path)
 	if err != nil {
 		return nil, nil, err
@@ -188,16 +228,45 @@ func (e *Engine) steer(s *Snapshot, client netip.Addr, path string, n int, expla
 			if c.route != nil {
 				r.Route = describeRoute(pfx, c.route)
 			}
+			switch {
+			case c.measured:
+				r.Measured = "moved ahead of BGP's choice by measurements: " + pref.Note
+			case c.a.ID == bgpFirst:
+				r.Measured = "BGP's choice; measurements prefer site " + pref.Site + " for this client"
+			}
 			why = append(why, r)
 		}
 	}
 	return choices, why, nil
 }
 
+// Baseline returns, for client and path, the site BGP and the steering
+// order put first (measurements aside) and the other sites with a
+// candidate eligible under policy: the sites measurements may choose
+// between. It is for the control plane's periodic evaluation, not the
+// request path.
+func (e *Engine) Baseline(s *Snapshot, client netip.Addr, path string, policy Eligibility) (first string, eligible []string) {
+	var buf [16]candidate
+	cands, _, _, _ := rank(buf[:0], s, client, path, false, false)
+	if len(cands) == 0 {
+		return "", nil
+	}
+	first = cands[0].a.Site
+	for _, c := range cands[1:] {
+		if c.a.Site != first && eligibleBehind(c, cands[0], policy) && !slices.Contains(eligible, c.a.Site) {
+			eligible = append(eligible, c.a.Site)
+		}
+	}
+	return first, eligible
+}
+
 // rank appends to cands every appliance that may serve client the file at
 // path, best first, and returns them with the client's routed prefix;
-// with explain, also why each other appliance was left out.
-func rank(cands []candidate, s *Snapshot, client netip.Addr, path string, explain bool) ([]candidate, []Considered, netip.Prefix) {
+// with explain, also why each other appliance was left out. With
+// measured, a site the measurements prefer is moved first (see promote)
+// and its preference is returned when it moved anything (else a zero
+// Preference).
+func rank(cands []candidate, s *Snapshot, client netip.Addr, path string, explain, measured bool) ([]candidate, []Considered, netip.Prefix, Preference) {
 	client = client.Unmap()
 	var why []Considered
 	var loc config.Location
@@ -247,12 +316,44 @@ func rank(cands []candidate, s *Snapshot, client netip.Addr, path string, explai
 			add(a, nil)
 		}
 	}
-	if s.Measured != nil && pfx.IsValid() && s.Measured.Applies(client) {
-		slices.SortFunc(cands, func(a, b candidate) int { return compareMeasured(a, b, s.Measured, pfx) })
-	} else {
-		slices.SortFunc(cands, compare)
+	slices.SortFunc(cands, compare)
+	if measured && s.Measured != nil && pfx.IsValid() && len(cands) > 1 {
+		if p, ok := s.Measured.Prefer(pfx, client); ok && p.Site != cands[0].a.Site && promote(cands, p) {
+			return cands, why, pfx, p
+		}
 	}
-	return cands, why, pfx
+	return cands, why, pfx, Preference{}
+}
+
+// promote moves the candidates of site p.Site that are eligible under
+// p.Policy to the front, keeping their order and that of the others, and
+// reports whether it moved any. cands is in the steering order.
+func promote(cands []candidate, p Preference) bool {
+	best := cands[0]
+	k := 0
+	for i := range cands {
+		c := cands[i]
+		if c.a.Site != p.Site || !eligibleBehind(c, best, p.Policy) {
+			continue
+		}
+		c.measured = true
+		copy(cands[k+1:i+1], cands[k:i])
+		cands[k] = c
+		k++
+	}
+	return k > 0
+}
+
+// eligibleBehind says whether c may be put ahead of best, the first
+// candidate in the steering order, under policy: a routed candidate when
+// its route has best's local-pref, and with EligibleEmbeddedIXP also an
+// IXP candidate without a route. Private peering and fallback sites
+// without a route, and routes the ISP ranked lower, never are.
+func eligibleBehind(c, best candidate, policy Eligibility) bool {
+	if c.route != nil {
+		return best.route != nil && c.route.LocalPref == best.route.LocalPref
+	}
+	return policy == EligibleEmbeddedIXP && c.a.Kind == config.SiteIXP
 }
 
 // heard reports whether appliance id is among the routed candidates (a
@@ -340,18 +441,6 @@ func compare(a, b candidate) int {
 	return cmp.Compare(b.spread, a.spread)
 }
 
-// compareMeasured is compare with one more key: where BGP leaves two
-// routed candidates of different sites equal, the site the client's
-// prefix measured better comes first; tier, distance and spread follow.
-func compareMeasured(a, b candidate, m Measurements, group netip.Prefix) int {
-	if a.route != nil && b.route != nil && a.a.Site != b.a.Site && rib.CompareAttrs(a.route, b.route) == 0 {
-		if c := m.Compare(group, a.a.Site, b.a.Site); c != 0 {
-			return c
-		}
-	}
-	return compare(a, b)
-}
-
 // pick takes the first n candidates, but if n ≥ 2 and they all share one
 // site while another site has a candidate, the last slot goes to the best
 // candidate of another site: a client whose first site fails must have
@@ -394,8 +483,20 @@ var reasons = [4][2]string{
 	{"fallback site with a BGP route to the client", "fallback site, no route to the client: global fallback"},
 }
 
+// measuredReasons are the reasons of candidates measurements moved ahead
+// of BGP's choice.
+var measuredReasons = [4][2]string{
+	{"embedded site with a BGP route to the client, measured better than BGP's choice", "embedded site, measured better than BGP's choice"},
+	{"private-peering site with a BGP route to the client, measured better than BGP's choice", "private-peering site, measured better than BGP's choice"},
+	{"IXP site with a BGP route to the client, measured better than BGP's choice", "IXP site, measured better than BGP's choice"},
+	{"fallback site with a BGP route to the client, measured better than BGP's choice", "fallback site, measured better than BGP's choice"},
+}
+
 func reason(c candidate) string {
-	r := reasons[c.a.Kind.Tier()]
+	r := &reasons[c.a.Kind.Tier()]
+	if c.measured {
+		r = &measuredReasons[c.a.Kind.Tier()]
+	}
 	if c.route == nil {
 		return r[1]
 	}

@@ -1,0 +1,190 @@
+package analyze
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ocdn/ocdn/internal/measure"
+)
+
+// writeTable writes rows as a Parquet file of table in the hour partition
+// of at.
+func writeTable[T any](t *testing.T, dir, table string, at time.Time, rows []T) {
+	t.Helper()
+	writeParquet(t, filepath.Join(dir, table, measure.PartitionDir(at), "part-000000000001.parquet"), rows)
+}
+
+func expContext(arm, assigned, steered string) string {
+	c := fmt.Sprintf(`{"arm":%q,"arm_shares":"bgp=0.5,measured=0.5","control_arm":"bgp","experiment":"lab","experiment_start":"2026-11-26T10:00:00Z","steered_site":%q`, arm, steered)
+	if assigned != "" {
+		c += fmt.Sprintf(`,"assigned_arm":%q`, assigned)
+	}
+	return c + "}"
+}
+
+// TestExperimentSeesWhatEachArmGot is item 5's planted effect on stored
+// data: every report of both arms probes both sites, the fast s0 (40
+// Mbit/s) and the slow s1 (8 Mbit/s), but the measured arm is steered to
+// s0 and the bgp arm to s1. Pooling every pulse of an arm, as before,
+// gives both arms the same mixture and no difference; comparing what
+// each arm's clients got at the site they were steered to finds the
+// planted 32 Mbit/s, and so does playback (startup 400 vs 900 ms).
+// Reports of a client claiming the other arm are mismatches: counted,
+// and kept out even though their values are extreme.
+func TestExperimentSeesWhatEachArmGot(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	at := time.Date(2026, 11, 26, 10, 5, 0, 0, time.UTC)
+	var pulses []measure.PulseRow
+	var qoe []measure.QoERow
+	var pooled [2][]float64
+	for c := range 60 {
+		arm, steered, startup := "bgp", "s1", 900.0
+		if c%2 == 1 {
+			arm, steered, startup = "measured", "s0", 400.0
+		}
+		addr := netip.AddrFrom4([4]byte{10, 1, byte(c), 9})
+		for k := range 4 {
+			id := fmt.Sprintf("r-%d-%d", c, k)
+			for site, mbps := range map[string]float64{"s0": 40, "s1": 8} {
+				v := mbps * 1e6 * math.Exp(0.2*rng.NormFloat64())
+				pulses = append(pulses, measure.PulseRow{ReportID: id, ReceivedTime: at.UnixMicro(), ClientAddr: addr.String(),
+					ClientPrefix: measure.DefaultPrefix(addr), PrefixGroup: "10.1.0.0/16", ASN: 64500, Context: expContext(arm, arm, steered),
+					Site: site, Appliance: site + "-1", Type: "throughput", Status: "ok", Start: at.UnixMicro(), Throughput: &v})
+				pooled[c%2] = append(pooled[c%2], v)
+			}
+		}
+		qoe = append(qoe, measure.QoERow{ReportID: fmt.Sprintf("q-%d", c), ReceivedTime: at.UnixMicro(), ClientAddr: addr.String(),
+			ClientPrefix: measure.DefaultPrefix(addr), PrefixGroup: "10.1.0.0/16", Context: expContext(arm, arm, ""), Site: steered,
+			StartupMs: startup * math.Exp(0.1*rng.NormFloat64()), AvgBitrateKbps: 2000, DurationMs: 12000})
+	}
+	// Five clients of the bgp arm whose reports claim the measured arm.
+	for c := range 5 {
+		addr := netip.AddrFrom4([4]byte{10, 2, byte(c), 9})
+		v := 1.0
+		pulses = append(pulses, measure.PulseRow{ReportID: fmt.Sprintf("m-%d", c), ReceivedTime: at.UnixMicro(), ClientAddr: addr.String(),
+			ClientPrefix: measure.DefaultPrefix(addr), PrefixGroup: "10.2.0.0/16", Context: expContext("measured", "bgp", "s0"),
+			Site: "s0", Appliance: "s0-1", Type: "throughput", Status: "ok", Start: at.UnixMicro(), Throughput: &v})
+	}
+	data, out := t.TempDir(), t.TempDir()
+	writeTable(t, data, "pulses", at, pulses)
+	writeTable(t, data, "qoe", at, qoe)
+	sum, err := Run(context.Background(), Options{DataDir: data, OutDir: out, BootstrapReps: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.Experiments) != 1 {
+		t.Fatalf("experiments = %+v, want one", sum.Experiments)
+	}
+	e := sum.Experiments[0]
+	if e.Meta.Name != "lab" || e.Meta.Control != "bgp" || e.Meta.Shares["measured"] != 0.5 || e.Mismatched != 5 {
+		t.Errorf("experiment = %+v, want lab, control bgp, shares recorded, 5 mismatched reports", e)
+	}
+	if e.Units["bgp"] != 30 || e.Units["measured"] != 30 || e.SRM.Mismatch {
+		t.Errorf("units %v, SRM %+v: want 30 and 30 and no mismatch", e.Units, e.SRM)
+	}
+	got := map[string]ArmResult{}
+	for _, r := range e.Results {
+		if r.Arm == "measured" {
+			got[r.Metric] = r
+		}
+	}
+	tp := got["throughput_bps"]
+	if !tp.Significant || !(tp.DiffLo <= 32e6 && 32e6 <= tp.DiffHi) || tp.Clients != 30 {
+		t.Errorf("measured throughput = %+v, want a significant difference whose CI covers the planted 32 Mbit/s over 30 clients", tp)
+	}
+	st := got["startup_ms"]
+	if !st.Significant || !(st.DiffLo <= -500 && -500 <= st.DiffHi) {
+		t.Errorf("measured startup = %+v, want a CI covering the planted −500 ms", st)
+	}
+	// What the pooled comparison would have said: the same mixture.
+	meds := [2]float64{}
+	for i := range pooled {
+		meds[i] = medianOf(pooled[i])
+	}
+	if r := meds[1] / meds[0]; r < 0.8 || r > 1.25 {
+		t.Errorf("pooled medians %v differ by %.2f×: the test data does not show what pooling hides", meds, r)
+	}
+	recs := readCSV(t, filepath.Join(out, "experiments.csv"))
+	if len(recs) != 3 || recs[1][0] != "lab" || recs[1][11] != "5" {
+		t.Errorf("experiments.csv = %v", recs)
+	}
+}
+
+func TestSampleRatioMismatch(t *testing.T) {
+	shares := map[string]float64{"bgp": 0.5, "measured": 0.5}
+	for _, tc := range []struct {
+		bgp, measured int
+		want          bool
+	}{{100, 95, false}, {100, 50, true}, {500, 470, false}, {500, 400, true}} {
+		_, srm := sampleRatio([]string{"bgp", "measured"}, map[string]int{"bgp": tc.bgp, "measured": tc.measured}, shares)
+		if srm.Mismatch != tc.want {
+			t.Errorf("units %d/%d: SRM = %+v, want mismatch %v", tc.bgp, tc.measured, srm, tc.want)
+		}
+	}
+	// Unequal shares are the expectation, not a mismatch.
+	_, srm := sampleRatio([]string{"a", "b"}, map[string]int{"a": 300, "b": 100}, map[string]float64{"a": 0.75, "b": 0.25})
+	if srm.Mismatch || srm.P < 0.5 {
+		t.Errorf("75/25 split as assigned: SRM = %+v, want no mismatch", srm)
+	}
+}
+
+// TestAATestFalsePositiveRate is issue 14's A/A target: two arms drawn
+// from the same population (clients with their own level, several pulses
+// each, lognormal noise) are compared by the experiment analysis over 600
+// seeds; the 95% interval of the difference must exclude 0 in 5% ± 2% of
+// them.
+func TestAATestFalsePositiveRate(t *testing.T) {
+	const seeds = 600
+	positives := 0
+	for seed := range seeds {
+		rng := rand.New(rand.NewPCG(uint64(seed), 0xaa))
+		var rows []Row
+		for c := range 60 {
+			arm := "a"
+			if rng.IntN(2) == 1 {
+				arm = "b"
+			}
+			addr := netip.AddrFrom4([4]byte{10, byte(c >> 8), byte(c), 9})
+			level := 20 * math.Exp(0.3*rng.NormFloat64()) // a client's own path
+			for k := range 5 {
+				r := Row{ReportID: "r" + strconv.Itoa(c) + "-" + strconv.Itoa(k), ClientAddr: addr, Prefix: measure.DefaultPrefix(addr),
+					Site: "s", SteeredSite: "s", Arm: arm, Values: [numMetrics]float64{math.NaN(), math.NaN(), level * math.Exp(0.2*rng.NormFloat64()) * 1e6}}
+				rows = append(rows, r)
+			}
+		}
+		res := Experiments(rows, nil, 0.95, 400, rand.New(rand.NewPCG(uint64(seed), 1)))
+		for _, r := range res[0].Results {
+			if r.Arm == "b" && r.Metric == "throughput_bps" && r.Significant {
+				positives++
+			}
+		}
+	}
+	rate := float64(positives) / seeds
+	t.Logf("A/A: %d of %d seeds significant (%.1f%%)", positives, seeds, 100*rate)
+	if rate < 0.03 || rate > 0.07 {
+		t.Errorf("A/A false positive rate = %.3f, want 0.05 ± 0.02", rate)
+	}
+}
+
+// FuzzParseShares: the arm_shares context comes from clients' reports;
+// whatever it holds, parsing returns nil or shares in [0, 1] keyed by
+// non-empty arm names.
+func FuzzParseShares(f *testing.F) {
+	for _, s := range []string{"bgp=0.5,measured=0.5", "a=1", "", "=0.5", "a=2", "a=NaN", "a=0.5,,b=0.5", "a=0.1,a=0.9"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for k, v := range parseShares(s) {
+			if k == "" || !(v >= 0 && v <= 1) {
+				t.Fatalf("parseShares(%q) gave %q=%v", s, k, v)
+			}
+		}
+	})
+}
