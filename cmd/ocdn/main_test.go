@@ -54,9 +54,9 @@ func scenario(t *testing.T, bin string, replace ...string) string {
 		t.Fatalf("ocdn lab --print-scenario: %v", err)
 	}
 	y := strings.NewReplacer(append([]string{
-		"127.1.0.1:18080", "127.1.60.1:18080", "127.1.0.2:18080", "127.1.60.2:18080",
-		"127.1.1.1:18080", "127.1.61.1:18080", "127.1.1.2:18080", "127.1.61.2:18080",
-		"127.1.2.1:18080", "127.1.62.1:18080", "titles: 12", "titles: 4",
+		"127.1.0.1:18080", "127.1.40.1:18080", "127.1.0.2:18080", "127.1.40.2:18080",
+		"127.1.1.1:18080", "127.1.41.1:18080", "127.1.1.2:18080", "127.1.41.2:18080",
+		"127.1.2.1:18080", "127.1.42.1:18080", "titles: 12", "titles: 4",
 	}, replace...)...).Replace(string(out))
 	path := filepath.Join(t.TempDir(), "scenario.yaml")
 	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {
@@ -65,7 +65,7 @@ func scenario(t *testing.T, bin string, replace ...string) string {
 	return path
 }
 
-var applianceAddrs = []string{"127.1.60.1:18080", "127.1.60.2:18080", "127.1.61.1:18080", "127.1.61.2:18080", "127.1.62.1:18080"}
+var applianceAddrs = []string{"127.1.40.1:18080", "127.1.40.2:18080", "127.1.41.1:18080", "127.1.41.2:18080", "127.1.42.1:18080"}
 
 func listening(addr string) bool {
 	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
