@@ -90,6 +90,7 @@ type Server struct {
 	// applianceSite maps appliance ids to their site (read-only).
 	applianceSite map[string]string
 	measure       *measure.Ingester
+	contexts      *measure.ContextSigner // signs recipe contexts; nil without a measurement store
 	measured      atomic.Pointer[measuredTable]
 	health        *health.Tracker
 

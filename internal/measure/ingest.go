@@ -44,6 +44,9 @@ type Options struct {
 	// are: a report shows up in Parquet at most about this long after it
 	// was acknowledged.
 	SegmentMaxAge time.Duration
+	// Contexts verifies the signed recipe context every browser report
+	// must carry (see ContextSigner); nil refuses browser reports.
+	Contexts *ContextSigner
 	// DedupeWindow is how long a report id is remembered (default 48 h,
 	// by server receive time). An upload repeated after the window is
 	// stored again. Memory is about 100 bytes per remembered report: 48 h
