@@ -165,7 +165,11 @@ func NewControl(ctx context.Context, cfg *config.Control, h Hooks) (*Control, er
 	if grace == 0 {
 		grace = 10 * time.Second
 	}
-	full := opsHandler(c.srv.Handler(), h.Registry, c.srv.Health)
+	web, err := withBrowsers(c.srv.Handler(), cfg, h.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("cors: %w", err)
+	}
+	full := opsHandler(web, h.Registry, c.srv.Health)
 	opts := serve.Options{Logger: h.Logger, TLS: crt.config(), Grace: grace}
 	if len(cfg.OpsListen) == 0 {
 		c.servers = servers(lns, full, opts)
