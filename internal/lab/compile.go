@@ -135,6 +135,9 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 		Inventory: sc.Inventory,
 	}
 	d.Routers = compileRouters(sc)
+	// The control plane serves the browser pages; pages of its origin may
+	// fetch content and read its timing from every appliance.
+	pages := &config.CORS{AllowedOrigins: []string{"http://" + ep.Control.String()}}
 	for _, a := range sc.Appliances {
 		token := secret.Mint(a.ID, time.Now().Add(365*24*time.Hour))
 		d.tokens[a.ID] = token
@@ -148,7 +151,7 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 			// second, not an operator's drain.
 			DrainGrace: time.Millisecond, DrainTimeout: time.Second, AccessLog: "off",
 			Fill: config.ApplianceFill{Concurrency: 4, Rate: sc.Fill.RateBytes, Interval: 300 * time.Millisecond, StrictWindow: true},
-			BGP:  d.applianceBGP(sc, a),
+			BGP:  d.applianceBGP(sc, a), CORS: pages,
 		}
 		d.Appliances = append(d.Appliances, ac)
 	}

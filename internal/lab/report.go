@@ -38,6 +38,8 @@ type Report struct {
 	Fill    *FillReport `json:"fill,omitempty"`
 	Offload float64     `json:"offload"`
 	Misses  *missesOf   `json:"misses,omitempty"`
+	// Browser says where the browser pages were (browser.go).
+	Browser *BrowserReport `json:"browser,omitempty"`
 }
 
 // BGPReport sums the appliances' BGP sessions at the end of the run.
@@ -218,6 +220,7 @@ func (r *Report) Print(w io.Writer) {
 			fmt.Fprintln(w)
 		}
 	}
+	r.Browser.print(w)
 }
 
 func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
