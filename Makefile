@@ -5,15 +5,15 @@ GO ?= go
 STATICCHECK_VERSION := v0.8.2
 
 # Debian packages the tests start as real peers, as "package:command".
-TEST_PACKAGES := bird2:bird frr:vtysh nginx-light:nginx ffmpeg:ffmpeg postgresql:/usr/lib/postgresql/*/bin/initdb iproute2:ip unbound:unbound openssl:openssl
+TEST_PACKAGES := bird2:bird frr:vtysh nginx-light:nginx ffmpeg:ffmpeg postgresql:/usr/lib/postgresql/*/bin/initdb iproute2:ip unbound:unbound openssl:openssl chromium:chromium npm:npm
 BENCH_PACKAGES := wrk:wrk unbound:unbound dnsperf:dnsperf
 
 # Tests that need an outside program fail (not skip) when it is missing.
 export OCDN_REQUIRE_EXTERNAL := 1
 
-.PHONY: test deps vet staticcheck unit build lab clean
+.PHONY: test deps console-assets vet staticcheck unit build lab clean
 
-test: deps vet staticcheck unit
+test: deps console-assets vet staticcheck unit
 
 deps:
 	@scripts/install-deps.sh $(TEST_PACKAGES)
@@ -24,13 +24,21 @@ vet:
 staticcheck:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
+# The deployment test (internal/deploytest) runs on its own, after the
+# rest, with -v so that the figures it asserts are printed.
 unit:
-	$(GO) test -race -timeout 30m ./...
+	$(GO) test -race -timeout 30m $$($(GO) list ./... | grep -v /internal/deploytest$$)
+	$(GO) test -race -timeout 10m -v ./internal/deploytest
 
-build:
+# The web console's chart library and map outline, from npm, embedded by
+# go build (internal/console/vendor/README.md).
+console-assets:
+	@scripts/console-assets.sh
+
+build: console-assets
 	$(GO) build -o bin/ocdn ./cmd/ocdn
 
-lab:
+lab: console-assets
 	$(GO) run ./cmd/ocdn lab
 
 clean:
@@ -74,3 +82,25 @@ bench-dns:
 	@scripts/install-deps.sh $(BENCH_PACKAGES)
 	$(GO) run ./scripts/benchdns
 	$(GO) test -run '^$$' -bench 'BenchmarkRespond' -benchmem ./internal/dns
+
+# The simulator's world (docs/sim.md): the npm IP-to-AS and IP-to-country
+# tables (never committed; CC BY 4.0), then a world built from them, the
+# full table in ../shared/data/routes and the tz database's zone.tab.
+WORLD_DATA ?= .cache/world-data
+ROUTES ?= ../shared/data/routes
+.PHONY: world-data world bench-sim
+world-data:
+	@scripts/world-data.sh $(WORLD_DATA)
+
+world: world/world.yaml
+
+# Remove world/world.yaml to rebuild it (say, after editing the model).
+world/world.yaml: | world-data
+	$(GO) run ./cmd/ocdn sim world build --routes $(ROUTES)/full-table-prefixes.txt.gz \
+		--ip-location-db $(WORLD_DATA)/node_modules/@ip-location-db --out world/world.yaml
+
+# One simulated day over that world against the issue's targets, the
+# per-core session rate and a determinism check; prints, asserts nothing.
+bench-sim: world
+	@scripts/install-deps.sh time:/usr/bin/time
+	@ROUTES=$(ROUTES) scripts/bench-sim.sh

@@ -1,24 +1,35 @@
 #!/usr/bin/env bash
 # bench-edge.sh — serve the same files with nginx and `ocdn appliance
-# --standalone`, load both with wrk (random 2 MiB and 64 KiB byte ranges,
-# 1 and 64 connections, HTTP and HTTPS), print requests/s, MB/s and the
-# appliance/nginx ratio; then hold 10,000 idle keep-alive connections to
+# --standalone`, load both with wrk (2 MiB and 64 KiB byte ranges at fixed
+# and at random offsets, 1 and 64 connections, HTTP and HTTPS) and print,
+# for each server, requests/s and its own CPU time per request, with the
+# appliance/nginx ratios; then hold 10,000 idle keep-alive connections to
 # the appliance and print its RSS. Run with `make bench-edge`.
+#
+# CPU per request is what each server process spent (utime + stime from
+# /proc/PID/stat, summed over nginx's master and workers) during a run,
+# divided by the requests wrk completed. On a shared 2-core machine it is
+# the steadier figure: requests/s also measures wrk and the neighbours.
 #
 # The appliance runs as in production: signed URLs, metrics and an access
 # log (to a file). nginx runs as it is usually tuned: sendfile on,
 # worker_processes auto, access_log off. Nothing here asserts on speed.
 #
 # Each row is the median of ROUNDS rounds that alternate nginx and the
-# appliance, ranked by their ratio.
+# appliance, ranked by their CPU-per-request ratio; the last column lists
+# every round's ratio. Targets (issue 19, 64 connections): 64 KiB plain
+# HTTP ≤ 1.2×, 2 MiB plain HTTP ≤ 1.0×, 2 MiB HTTPS ≤ 1.3× nginx's CPU per
+# request.
 #
-# Env: DURATION (per measurement, default 4s), ROUNDS (3), FILES (4), FILE_SIZE
-# (64 MiB), IDLE_CONNS (10000), KEEP=1 keeps the work directory.
+# Env: DURATION (per measurement, default 4s), ROUNDS (3), CONNS ("64 1"),
+# FILES (4), FILE_SIZE (64 MiB), IDLE_CONNS (10000), KEEP=1 keeps the work
+# directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-4s}
 ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-64 1}
 FILES=${FILES:-4}
 FILE_SIZE=${FILE_SIZE:-$((64 << 20))}
 IDLE_CONNS=${IDLE_CONNS:-10000}
@@ -83,7 +94,7 @@ http {
 }
 EOF
 "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" -g 'daemon off;' &
-PIDS+=($!)
+NG_PID=$!; PIDS+=($NG_PID)
 
 "$WORK/ocdn" appliance --standalone --store "$WORK/store" --listen "127.0.0.1:$OC_HTTP" \
   --key-file "$WORK/keys.json" --access-log "$WORK/access-http.log" --drain-grace 0 \
@@ -92,7 +103,7 @@ OC_HTTP_PID=$!; PIDS+=($OC_HTTP_PID)
 "$WORK/ocdn" appliance --standalone --store "$WORK/store" --listen "127.0.0.1:$OC_HTTPS" \
   --key-file "$WORK/keys.json" --access-log "$WORK/access-https.log" --drain-grace 0 \
   --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem" 2>"$WORK/appliance-https.log" &
-PIDS+=($!)
+OC_HTTPS_PID=$!; PIDS+=($OC_HTTPS_PID)
 
 wait_port() {
   for _ in $(seq 100); do
@@ -103,20 +114,21 @@ wait_port() {
 }
 for p in $NG_HTTP $NG_HTTPS $OC_HTTP $OC_HTTPS; do wait_port "$p"; done
 
-# wrk script: random offset range requests over the files; prints one
-# machine-readable line at the end.
-lua() { # $1 = column of $WORK/paths (1 appliance, 2 nginx), $2 = range length
+# wrk script: range requests over the files, at a random offset or always
+# at 1 MiB; prints one machine-readable line at the end.
+lua() { # $1 = column of $WORK/paths (1 appliance, 2 nginx), $2 = range length, $3 = name, $4 = random|fixed
   {
     echo "local paths = {"
     awk -v c="$1" '{ printf "  \"%s\",\n", $c }' "$WORK/paths"
     echo "}"
     cat <<EOF
-local size, len = $FILE_SIZE, $2
+local size, len, random = $FILE_SIZE, $2, $([ "$4" = random ] && echo true || echo false)
 local n = 0
 function setup(thread) n = n + 1; thread:set("id", n) end
 function init(args) math.randomseed(os.time() * 100 + (id or 0)) end
 function request()
-  local off = math.random(0, size - len)
+  local off = 1048576
+  if random then off = math.random(0, size - len) end
   return wrk.format("GET", paths[math.random(#paths)], { ["Range"] = "bytes=" .. off .. "-" .. (off + len - 1) })
 end
 function done(summary, latency, requests)
@@ -128,40 +140,72 @@ EOF
   echo "$WORK/$3.lua"
 }
 
-measure() { # $1 url, $2 lua, $3 connections → "req/s MB/s"
+# cpu_ticks PID… prints the user + system clock ticks the processes used.
+cpu_ticks() {
+  local p t=0
+  for p in "$@"; do
+    t=$((t + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
+# server_pids PID prints PID and its children (nginx's workers).
+server_pids() { echo "$1" $(cat "/proc/$1/task/$1/children" 2>/dev/null); }
+HZ=$(getconf CLK_TCK)
+
+measure() { # $1 url, $2 lua, $3 connections, $4 server PID, $5 name → "req/s MB/s µs-CPU/req [errors]"
   local threads=1; [ "$3" -gt 1 ] && threads=2
-  local out
-  out=$(wrk -t"$threads" -c"$3" -d"$DURATION" -s "$2" "$1" 2>&1 | grep '^RESULT') || { echo "0 0 wrk-failed"; return; }
+  local pids before after out name=$5
+  pids=$(server_pids "$4")
+  # shellcheck disable=SC2086
+  before=$(cpu_ticks $pids)
+  out=$(wrk -t"$threads" -c"$3" -d"$DURATION" -s "$2" "$1" 2>&1 | grep '^RESULT') || { echo "0 0 0 wrk-failed"; return; }
+  # shellcheck disable=SC2086
+  after=$(cpu_ticks $pids)
   # shellcheck disable=SC2086
   set -- $out
-  awk -v r="$2" -v b="$3" -v d="$4" -v se="$5" -v ce="$6" 'BEGIN {
+  awk -v r="$2" -v b="$3" -v d="$4" -v se="$5" -v ce="$6" -v ticks=$((after - before)) -v hz="$HZ" -v name="$name" 'BEGIN {
     s = d / 1e6; note = ""
-    if (se > 0 || ce > 0) note = sprintf(" (errors: %d status, %d socket)", se, ce)
-    printf "%.0f %.1f%s\n", r / s, b / s / 1e6, note }'
+    if (se > 0 || ce > 0) note = sprintf(" (%s errors: %d status, %d socket)", name, se, ce)
+    printf "%.0f %.1f %.2f%s\n", r / s, b / s / 1e6, (r > 0 ? ticks / hz / r * 1e6 : 0), note }'
 }
 
-echo "median of $ROUNDS alternating rounds of $DURATION per server" >&2
-printf '\n%-8s %-6s %5s | %12s %10s | %12s %10s | %7s %7s\n' size proto conns "nginx req/s" "MB/s" "ocdn req/s" "MB/s" "req x" "MB/s x"
-printf '%s\n' "-----------------------------------------------------------------------------------------------"
-for len in $((2 << 20)) $((64 << 10)); do
+target() { # $1 label, $2 proto, $3 conns → the issue's CPU-ratio target, or -
+  case "$1/$2/$3" in
+    64KiB/http/64) echo "<=1.2" ;;
+    2MiB/http/64) echo "<=1.0" ;;
+    2MiB/https/64) echo "<=1.3" ;;
+    *) echo "-" ;;
+  esac
+}
+
+echo "median of $ROUNDS alternating rounds of $DURATION per server; CPU = the server's own utime+stime per request" >&2
+printf '\n%-6s %-6s %-5s %5s | %9s %8s | %9s %8s | %6s %6s %6s | %s\n' size offset proto conns \
+  "nginx r/s" "CPU us" "ocdn r/s" "CPU us" "r/s x" "CPU x" target "CPU x each round"
+printf '%s\n' "------------------------------------------------------------------------------------------------------------"
+for len in $((64 << 10)) $((2 << 20)); do
   label=$([ "$len" -eq $((2 << 20)) ] && echo 2MiB || echo 64KiB)
-  OCL=$(lua 1 "$len" "oc-$label"); NGL=$(lua 2 "$len" "ng-$label")
-  for proto in http https; do
-    if [ "$proto" = http ]; then ng="http://127.0.0.1:$NG_HTTP"; oc="http://127.0.0.1:$OC_HTTP"
-    else ng="https://127.0.0.1:$NG_HTTPS"; oc="https://127.0.0.1:$OC_HTTPS"; fi
-    for conns in 1 64; do
-      # Alternate the two servers for ROUNDS rounds; print the median round
-      # (by ratio) so one disturbed run on a shared machine does not decide.
-      rows=""
-      for _ in $(seq "$ROUNDS"); do
-        read -r ngr ngm ngnote <<<"$(measure "$ng" "$NGL" "$conns")"
-        read -r ocr ocm ocnote <<<"$(measure "$oc" "$OCL" "$conns")"
-        rows+="$(awk -v a="$ngr" -v b="$ocr" 'BEGIN { printf "%.6f", (a > 0 ? b / a : 0) }') $ngr $ngm $ocr $ocm $ngnote$ocnote"$'\n'
+  for offsets in random fixed; do
+    OCL=$(lua 1 "$len" "oc-$label-$offsets" "$offsets"); NGL=$(lua 2 "$len" "ng-$label-$offsets" "$offsets")
+    for proto in http https; do
+      if [ "$proto" = http ]; then ng="http://127.0.0.1:$NG_HTTP"; oc="http://127.0.0.1:$OC_HTTP"; ocpid=$OC_HTTP_PID
+      else ng="https://127.0.0.1:$NG_HTTPS"; oc="https://127.0.0.1:$OC_HTTPS"; ocpid=$OC_HTTPS_PID; fi
+      for conns in $CONNS; do
+        # Alternate the two servers for ROUNDS rounds; print the median
+        # round by CPU ratio, so one disturbed run on a shared machine does
+        # not decide.
+        rows=""
+        for _ in $(seq "$ROUNDS"); do
+          read -r ngr ngm ngc ngnote <<<"$(measure "$ng" "$NGL" "$conns" "$NG_PID" nginx)"
+          read -r ocr ocm occ ocnote <<<"$(measure "$oc" "$OCL" "$conns" "$ocpid" ocdn)"
+          rows+="$(awk -v a="$ngc" -v b="$occ" 'BEGIN { printf "%.6f", (a > 0 ? b / a : 0) }') $ngr $ngc $ocr $occ $ngnote$ocnote"$'\n'
+        done
+        sort -n <<<"${rows%$'\n'}" | awk -v l="$label" -v o="$offsets" -v p="$proto" -v c="$conns" -v t="$(target "$label" "$proto" "$conns")" '
+          { row[NR] = $0; each = each sprintf(" %.2f", $1) }
+          END {
+            split(row[int((NR + 1) / 2)], f, " "); n = ""; for (i = 6; i in f; i++) n = n " " f[i]
+            printf "%-6s %-6s %-5s %5d | %9.0f %8.1f | %9.0f %8.1f | %5.2fx %5.2fx %6s |%s%s\n", l, o, p, c, f[2], f[3], f[4], f[5],
+              (f[2] > 0 ? f[4] / f[2] : 0), f[1], t, each, n }'
       done
-      sort -n <<<"${rows%$'\n'}" | awk -v l="$label" -v p="$proto" -v c="$conns" '{ row[NR] = $0 } END {
-        split(row[int((NR + 1) / 2)], f, " "); n = ""; for (i = 6; i in f; i++) n = n " " f[i]
-        printf "%-8s %-6s %5d | %12.0f %10.1f | %12.0f %10.1f | %6.2fx %6.2fx%s\n", l, p, c, f[2], f[3], f[4], f[5],
-          f[1], (f[3] > 0 ? f[5] / f[3] : 0), n }'
     done
   done
 done

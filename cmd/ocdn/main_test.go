@@ -144,7 +144,10 @@ func TestLabSIGINTStopsEverything(t *testing.T) {
 // content request.
 func servedContent() bool {
 	for _, a := range applianceAddrs {
-		resp, err := http.Get("http://" + a + "/metrics")
+		// /metrics is on the lab appliances' ops port (9180), not the
+		// content port.
+		host, _, _ := strings.Cut(a, ":")
+		resp, err := http.Get("http://" + host + ":9180/metrics")
 		if err != nil {
 			continue
 		}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -89,7 +88,9 @@ type LoadStats struct {
 	RowsRead, RowsKept  int
 }
 
-// pulseFiles lists DIR/pulses/date=*/hour=*/part-*.parquet in time order.
+// pulseFiles lists DIR/pulses/date=*/hour=*/part-*.parquet in time order;
+// DIR may also hold several ingest directories (control-plane replicas'),
+// whose union is read (measure.TableFiles).
 func pulseFiles(dir string) ([]string, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
@@ -98,14 +99,13 @@ func pulseFiles(dir string) ([]string, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("data directory %s: not a directory", dir)
 	}
-	files, err := filepath.Glob(filepath.Join(dir, "pulses", "date=*", "hour=*", "part-*.parquet"))
+	files, err := measure.TableFiles(dir, "pulses")
 	if err != nil {
 		return nil, err
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("%w: no %s files", ErrNoData, filepath.Join(dir, "pulses", "date=*", "hour=*", "part-*.parquet"))
+		return nil, fmt.Errorf("%w: no %s files (nor in its subdirectories)", ErrNoData, filepath.Join(dir, "pulses", "date=*", "hour=*", "part-*.parquet"))
 	}
-	sort.Strings(files)
 	return files, nil
 }
 

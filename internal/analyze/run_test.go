@@ -328,3 +328,19 @@ func TestEndToEndIngester(t *testing.T) {
 		t.Errorf("Run with --until two days ago = %v, want ErrEmptyRange", err)
 	}
 }
+
+// The measure dirs of control-plane replicas, collected under one
+// directory, are read as one store.
+func TestLoadReadsReplicasUnion(t *testing.T) {
+	at := time.Date(2026, 11, 26, 10, 5, 0, 0, time.UTC)
+	dir := t.TempDir()
+	writePulses(t, filepath.Join(dir, "c1"), at, "part-0000000000000001-000000000001.parquet", somePulseRows(at, 20))
+	writePulses(t, filepath.Join(dir, "c2"), at, "part-0000000000000002-000000000001.parquet", somePulseRows(at, 30))
+	rows, st, err := Load(dir, Filter{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 50 || st.Files != 2 {
+		t.Errorf("Load(dir of two stores) = %d rows from %d files, want 50 from 2", len(rows), st.Files)
+	}
+}

@@ -223,16 +223,18 @@ func New(cfg Config) (*Appliance, error) {
 		if a.speaker, err = bgp.New(*cfg.BGP, cfg.Logger, a.routes.onEvent); err != nil {
 			return nil, fmt.Errorf("bgp: %w", err)
 		}
+		// ocdn_bgp_session_up and friends on the appliance's /metrics.
+		cfg.Registry.MustRegister(a.speaker)
 		if err := a.speaker.Start(context.Background()); err != nil {
 			return nil, fmt.Errorf("bgp: %w", err)
 		}
 	}
 	for _, ln := range cfg.Listeners {
-		a.srvs = append(a.srvs, serve.New(ln, a.root, serve.Options{Logger: log, TLS: cfg.TLS,
+		a.srvs = append(a.srvs, serve.New(ln, a.root, serve.Options{Logger: log, TLS: cfg.TLS, Registry: cfg.Registry,
 			DrainGrace: cfg.DrainGrace, Grace: cfg.DrainTimeout}))
 	}
 	for _, ln := range cfg.OpsListeners {
-		a.ops = append(a.ops, serve.New(ln, ops, serve.Options{Logger: log, Grace: time.Second}))
+		a.ops = append(a.ops, serve.New(ln, ops, serve.Options{Logger: log, Grace: time.Second, Registry: cfg.Registry}))
 	}
 	built = true
 	return a, nil

@@ -84,7 +84,7 @@ Times filter on the server's receive time.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.DataDir, "data", "", "ingest directory holding pulses/date=…/hour=…/*.parquet (required)")
+	f.StringVar(&opts.DataDir, "data", "", "ingest directory holding pulses/date=…/hour=…/*.parquet, or a directory of them (one per control-plane replica: their union is read) (required)")
 	f.StringVar(&opts.OutDir, "out", "", "directory for index.html and the CSV files (created if needed; required)")
 	f.StringVar(&since, "since", "", "only pulses received at or after this time (RFC 3339, or a date YYYY-MM-DD, UTC)")
 	f.StringVar(&until, "until", "", "only pulses received before this time (RFC 3339, or a date YYYY-MM-DD meaning its midnight UTC)")

@@ -78,6 +78,11 @@ at the end. Ctrl-C stops every component and prints the report so far.`,
 			}
 			if f, ok := cmd.ErrOrStderr().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 				opts.Status = f
+			} else {
+				// The status line says it on a terminal; elsewhere once.
+				opts.Console = func(url, tokenFile string) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "console: %s (sign in with the operator token in %s)\n", url, tokenFile)
+				}
 			}
 			ctx, stop := signalContext(cmd.Context(), cmd.ErrOrStderr())
 			defer stop()

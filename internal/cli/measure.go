@@ -30,6 +30,10 @@ as CSV with a header, or as JSON lines. Reports still in the write-ahead log
 (received within the last minute, or left by a stopped control plane that has
 not restarted) are not included.
 
+Replicated control planes write one ingest directory each; give --data the
+directory holding them (DIR/<replica>/pulses/...) to export their union, in which
+every report appears once.
+
 The files are ordinary Parquet; engines read them directly, e.g. in DuckDB:
   SELECT * FROM read_parquet('DIR/pulses/**/*.parquet', hive_partitioning = true);`,
 		Args: cobra.NoArgs,
@@ -64,7 +68,7 @@ The files are ordinary Parquet; engines read them directly, e.g. in DuckDB:
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dataDir, "data", "", "ingest directory (the one holding pulses/, qoe/, wal/)")
+	cmd.Flags().StringVar(&dataDir, "data", "", "ingest directory (the one holding pulses/, qoe/, wal/), or a directory of them (one per control-plane replica: their union is exported)")
 	cmd.Flags().StringVar(&format, "format", "csv", "output format: csv or jsonl")
 	cmd.Flags().StringVar(&table, "table", "pulses", "table: pulses or qoe")
 	cmd.Flags().StringVar(&outPath, "out", "", "output file (default standard output)")

@@ -67,6 +67,7 @@ Start with:  ocdn lab`,
 		newProbeCmd(g),
 		newSpeedtestCmd(g),
 		newAnalyzeCmd(g),
+		newSimCmd(g),
 	)
 	return root
 }

@@ -15,6 +15,9 @@ catalog: catalog.json
 origin_url: http://127.0.0.1:8081
 key_file: keys.json
 appliance_secret_file: appliance.secret
+admin_token_file: admin.token
+viewer_token_file: viewer.token
+operator_token_file: operator.token
 measure: {dir: m, recipe: {targets: 3, pulses: 2, pulse_size: 256KiB, interval: 10m}}
 steering: {measured: true, experiment: true, min_samples: 30, refresh: 2s}
 placement: {replan_interval: 1h, hysteresis: 0.1}
@@ -67,6 +70,9 @@ func TestGoodConfigsLoadWithPathsBesideThem(t *testing.T) {
 	dir := filepath.Dir(p)
 	if c.Catalog != filepath.Join(dir, "catalog.json") || c.Measure.Dir != filepath.Join(dir, "m") || c.Store != filepath.Join(dir, "control.db") {
 		t.Errorf("paths not resolved beside the config: catalog %q, measure.dir %q, store %q", c.Catalog, c.Measure.Dir, c.Store)
+	}
+	if c.ViewerTokenFile != filepath.Join(dir, "viewer.token") || c.OperatorTokenFile != filepath.Join(dir, "operator.token") {
+		t.Errorf("console token files not resolved beside the config: viewer %q, operator %q", c.ViewerTokenFile, c.OperatorTokenFile)
 	}
 	if len(c.Listen) != 2 || !c.Listen[1].Addr().Is6() {
 		t.Errorf("listen = %v, want an IPv4 and an IPv6 address", c.Listen)
@@ -129,6 +135,8 @@ func TestBadConfigsNameFileAndField(t *testing.T) {
 		{"tls without key", goodAppliance, ", key_file: a1.key", "", []string{"tls.key_file"}},
 		{"steering without measure", goodControl, "measure: {dir: m, recipe: {targets: 3, pulses: 2, pulse_size: 256KiB, interval: 10m}}\n", "", []string{"steering", "measure.dir"}},
 		{"no appliance credentials", goodControl, "appliance_secret_file: appliance.secret\n", "", []string{"appliance_secret_file", "insecure_unauthenticated_appliances"}},
+		{"console roles share a file", goodControl, "operator_token_file: operator.token", "operator_token_file: viewer.token", []string{"operator_token_file", "viewer_token_file", "different tokens"}},
+		{"viewer holds the admin token", goodControl, "viewer_token_file: viewer.token", "viewer_token_file: admin.token", []string{"viewer_token_file", "admin credential"}},
 		{"recipe type", goodControl, "pulses: 2,", "pulses: 2, types: [ping],", []string{"measure.recipe.types[0]", "ping"}},
 		{"address6 not IPv6", goodControl, `address6: "[2001:db8::1]:80"`, "address6: 10.0.0.9:80", []string{"appliances[0].address6", "10.0.0.9:80"}},
 		{"address6 without port", goodControl, `address6: "[2001:db8::1]:80"`, `address6: "2001:db8::1"`, []string{"appliances[0].address6"}},

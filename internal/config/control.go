@@ -27,6 +27,14 @@ type Control struct {
 	// AdminTokenFile holds the operator credential (client=, explain=1,
 	// drain, key rotation, route lookups).
 	AdminTokenFile string `yaml:"admin_token_file,omitempty"`
+	// ViewerTokenFile and OperatorTokenFile hold the web console's
+	// credentials (served at /ui/, docs/console.md): a viewer reads the
+	// console's pages; an operator also drains and enables appliances and
+	// reads what the API gives only to the admin token (route lookups,
+	// steering explanations, the fill summary). With neither set the
+	// control plane serves no console.
+	ViewerTokenFile   string `yaml:"viewer_token_file,omitempty"`
+	OperatorTokenFile string `yaml:"operator_token_file,omitempty"`
 	// ApplianceSecretFile holds the secret appliance tokens are minted
 	// from (ocdn control --mint-token ID). It is required unless
 	// InsecureUnauthenticatedAppliances asks, by name, for a control plane
@@ -242,6 +250,9 @@ func (c *Control) Validate() error {
 			return err
 		}
 	}
+	if err := c.validateConsole(); err != nil {
+		return err
+	}
 	if c.Replicas < 0 || c.Replicas > 100 {
 		return Errf("replicas", "%d is not between 1 and 100 (0 means the default, 2)", c.Replicas)
 	}
@@ -295,6 +306,20 @@ func (c *Control) Validate() error {
 	return nil
 }
 
+// validateConsole refuses credential files that would merge roles: one
+// file for viewer and operator, or a viewer holding the admin token.
+// (Daemons also compare the tokens the files hold.)
+func (c *Control) validateConsole() error {
+	v, o := c.ViewerTokenFile, c.OperatorTokenFile
+	switch {
+	case v != "" && v == o:
+		return Errf("operator_token_file", "%s is also viewer_token_file: viewers and operators need different tokens", o)
+	case v != "" && v == c.AdminTokenFile:
+		return Errf("viewer_token_file", "%s is also admin_token_file: a viewer would hold the admin credential", v)
+	}
+	return nil
+}
+
 func (f ControlFill) describe() string {
 	start, end := f.Hours()
 	if start == end {
@@ -343,7 +368,7 @@ func (m *Measure) validate() error {
 }
 
 func (c *Control) resolvePaths(dir string) {
-	for _, p := range []*string{&c.Catalog, &c.KeyFile, &c.AdminTokenFile, &c.ApplianceSecretFile, &c.PopularityFeed} {
+	for _, p := range []*string{&c.Catalog, &c.KeyFile, &c.AdminTokenFile, &c.ViewerTokenFile, &c.OperatorTokenFile, &c.ApplianceSecretFile, &c.PopularityFeed} {
 		resolve(dir, p)
 	}
 	if c.TLS != nil {

@@ -108,10 +108,8 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 	if explain {
 		res := api.SteerResponse{Client: client.String(), Files: make([]api.FileSteer, len(files))}
 		for i, f := range files {
-			fs := &res.Files[i]
-			fs.Path = f.path
 			var err error
-			if fs.URLs, fs.Explanation, err = s.engine.Steer(snap, client, f.path, n, true); err != nil {
+			if res.Files[i], err = s.explain(snap, client, f.path, n); err != nil {
 				s.steerFailed(w, err)
 				return
 			}
@@ -137,6 +135,29 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 	bufs.json, bufs.url = appendSteerJSON(bufs.json[:0], bufs.url, client, files)
 	w.Header()["Content-Type"] = jsonContentType
 	w.Write(bufs.json)
+}
+
+// Explain is the steering decision for client and the catalog file path
+// with the reasoning for every appliance considered: what GET /v1/steer
+// answers an admin with client= and explain=1. n bounds the URLs (1-20).
+func (s *Server) Explain(client netip.Addr, path string, n int) (api.FileSteer, error) {
+	if err := content.ValidatePath(path); err != nil {
+		return api.FileSteer{}, err
+	}
+	if _, err := s.cfg.Catalog.Lookup(path); err != nil {
+		return api.FileSteer{}, err
+	}
+	if n < 1 || n > 20 {
+		return api.FileSteer{}, fmt.Errorf("n=%d: want a number from 1 to 20", n)
+	}
+	return s.explain(s.snap.Load(), client, path, n)
+}
+
+func (s *Server) explain(snap *steer.Snapshot, client netip.Addr, path string, n int) (api.FileSteer, error) {
+	fs := api.FileSteer{Path: path}
+	var err error
+	fs.URLs, fs.Explanation, err = s.engine.Steer(snap, client, path, n, true)
+	return fs, err
 }
 
 // maxSteerFiles bounds the files of one steering request.

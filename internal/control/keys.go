@@ -136,6 +136,6 @@ func (s *Server) handleRotate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := s.RotateKeys()
-	s.logAdmin("rotate_keys", map[string]string{"key_id": id})
+	s.logAdmin("", "rotate_keys", map[string]string{"key_id": id})
 	writeJSON(w, map[string]any{"key_id": id, "signing_after": s.cfg.Now().Add(s.keyPropagation())})
 }

@@ -190,6 +190,11 @@ type DrainRequest struct {
 	At        time.Time `json:"at,omitzero"`
 	Until     time.Time `json:"until,omitzero"`
 	Reason    string    `json:"reason,omitempty"`
+	// Actor is who asked, for the audit log ("operator" when empty, as
+	// for the API's admin token). Callers in this process set it (the
+	// console names its session's role); it is never read from JSON, so
+	// an API caller cannot pose as someone else.
+	Actor string `json:"-"`
 }
 
 // targets resolves a request to appliance ids.
@@ -230,7 +235,7 @@ func (s *Server) Drain(req DrainRequest) ([]string, error) {
 		s.health.SetDrain(id, w)
 		s.persistDrain(id, w)
 	}
-	s.logAdmin("drain", req)
+	s.logAdmin(req.Actor, "drain", req)
 	s.log.Info("drain", "appliances", ids, "at", req.At, "until", req.Until, "reason", req.Reason)
 	s.rebuild()
 	return ids, nil
@@ -254,7 +259,7 @@ func (s *Server) Enable(ctx context.Context, req DrainRequest) ([]string, error)
 		s.health.SetDrain(id, nil)
 		s.persistDrain(id, nil)
 	}
-	s.logAdmin("enable", req)
+	s.logAdmin(req.Actor, "enable", req)
 	s.log.Info("enable", "appliances", ids)
 	s.rebuild()
 	return ids, nil

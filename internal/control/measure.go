@@ -26,8 +26,13 @@ func (s *Server) openMeasure() error {
 		return err
 	}
 	s.contexts = contexts
-	ing, err := measure.Open(s.cfg.MeasureDir, measure.FuncAnnotator(s.annotate), measure.Options{Registerer: s.cfg.Registry, Logger: s.cfg.Logger,
-		Contexts: contexts})
+	opts := measure.Options{Registerer: s.cfg.Registry, Logger: s.cfg.Logger, Contexts: contexts}
+	if s.cfg.Store != nil && s.cfg.Store.Shared() {
+		// Replicas share the store: a report re-sent to another replica
+		// must not be stored twice (measure/claims.go).
+		opts.Claims = s.cfg.Store
+	}
+	ing, err := measure.Open(s.cfg.MeasureDir, measure.FuncAnnotator(s.annotate), opts)
 	if err != nil {
 		return fmt.Errorf("measurement store %s: %w", s.cfg.MeasureDir, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/rib"
@@ -18,8 +19,18 @@ type routeState struct {
 // maxRoutesPerReport bounds one report; a full table is sent in chunks.
 const maxRoutesPerReport = 2_000_000
 
+// routesReadTimeout bounds reading one route report.
+const routesReadTimeout = 10 * time.Minute
+
 func (s *Server) handleRoutes(w http.ResponseWriter, r *http.Request) {
 	var rep api.RouteReport
+	// A full table is hundreds of MB: an authenticated appliance gets
+	// longer than the server's whole-request deadline to send it (the
+	// deadline is only extended once its credential checked out).
+	if _, ok := s.authenticate(w, r); !ok {
+		return
+	}
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(routesReadTimeout))
 	if !s.readApplianceBody(w, r, "route report", maxRoutesBody, &rep, func() string { return rep.Appliance }) {
 		return
 	}

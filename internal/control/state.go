@@ -139,12 +139,15 @@ func (s *Server) persistRoutes(id string) {
 	s.queueChange(id, func(c *cpstore.Change) { c.Routes = &cpstore.Routes{Routes: raw, Epoch: st.epoch, Seq: st.seq} })
 }
 
-func (s *Server) logAdmin(action string, detail any) {
+func (s *Server) logAdmin(actor, action string, detail any) {
 	if s.cfg.Store == nil {
 		return
 	}
+	if actor == "" {
+		actor = "operator"
+	}
 	b, _ := json.Marshal(detail)
-	if err := s.cfg.Store.LogAdmin(context.Background(), s.cfg.Now(), "operator", action, string(b)); err != nil {
+	if err := s.cfg.Store.LogAdmin(context.Background(), s.cfg.Now(), actor, action, string(b)); err != nil {
 		s.log.Error("admin log", "err", err)
 	}
 }

@@ -1,6 +1,7 @@
 // Package cpstore provides the control plane's persistent state: each
-// appliance's latest heartbeat, content, drain and routes, and a log of
-// operator actions. It is kept in SQLite (one file, no cgo) for a single
+// appliance's latest heartbeat, content, drain and routes, a log of
+// operator actions, and which replica's measurement store holds each probe
+// report (claims.go). It is kept in SQLite (one file, no cgo) for a single
 // control plane, or in PostgreSQL so that several control-plane replicas
 // behind a load balancer share it.
 //
@@ -126,6 +127,9 @@ func (s *Store) migrate(ctx context.Context) error {
 			route_seq BIGINT NOT NULL DEFAULT 0)`,
 		`CREATE INDEX IF NOT EXISTS appliances_version ON appliances (version)`,
 		`CREATE TABLE IF NOT EXISTS admin_log (at_ns BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL)`,
+		// claims.go: which measurement store holds each report id.
+		`CREATE TABLE IF NOT EXISTS report_claims (report_id TEXT PRIMARY KEY, holder TEXT NOT NULL, claimed_ns BIGINT NOT NULL)`,
+		`CREATE INDEX IF NOT EXISTS report_claims_age ON report_claims (claimed_ns)`,
 	}
 	if s.postgres {
 		stmts = append(stmts, `CREATE SEQUENCE IF NOT EXISTS ocdn_version`)
@@ -133,12 +137,26 @@ func (s *Store) migrate(ctx context.Context) error {
 		stmts = append(stmts, `CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BIGINT NOT NULL)`,
 			`INSERT INTO meta (k, v) VALUES ('version', 0) ON CONFLICT (k) DO NOTHING`)
 	}
-	for _, st := range stmts {
-		if _, err := s.db.ExecContext(ctx, st); err != nil {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if s.postgres {
+		// Replicas starting together would race CREATE … IF NOT EXISTS,
+		// which PostgreSQL does not make atomic (one fails on a unique
+		// index of its catalog): take turns. The lock ends with the
+		// transaction.
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7206551300)`); err != nil {
 			return err
 		}
 	}
-	return nil
+	for _, st := range stmts {
+		if _, err := tx.ExecContext(ctx, st); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
 }
 
 func (s *Store) nextVersion(ctx context.Context, tx *sql.Tx) (int64, error) {

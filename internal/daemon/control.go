@@ -13,6 +13,7 @@ import (
 
 	"github.com/ocdn/ocdn/internal/auth"
 	"github.com/ocdn/ocdn/internal/config"
+	"github.com/ocdn/ocdn/internal/console"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/control"
 	"github.com/ocdn/ocdn/internal/cpstore"
@@ -26,6 +27,7 @@ import (
 // Control is a control plane assembled from its config.
 type Control struct {
 	srv     *control.Server
+	console *console.Console // nil without console tokens
 	store   *cpstore.Store
 	servers []*serve.Server
 	dns     *dns.Server // nil without a dns section
@@ -41,6 +43,8 @@ type ControlFiles struct {
 	AdminToken      string
 	ApplianceSecret auth.Secret
 	Feed            content.Feed
+	// ViewerToken and OperatorToken are the web console's credentials.
+	ViewerToken, OperatorToken string
 }
 
 // ReadControlFiles reads and checks every file cfg names except the store
@@ -56,6 +60,26 @@ func ReadControlFiles(cfg *config.Control) (ControlFiles, error) {
 	}
 	if f.AdminToken, err = readSecretFile("admin_token_file", cfg.AdminTokenFile); err != nil {
 		return f, err
+	}
+	if f.ViewerToken, err = readSecretFile("viewer_token_file", cfg.ViewerTokenFile); err != nil {
+		return f, err
+	}
+	if f.OperatorToken, err = readSecretFile("operator_token_file", cfg.OperatorTokenFile); err != nil {
+		return f, err
+	}
+	// The files differ (config validation); their contents must too, and
+	// a token may face a network, so it must not be a short password.
+	for _, t := range []struct{ field, path, tok string }{
+		{"viewer_token_file", cfg.ViewerTokenFile, f.ViewerToken}, {"operator_token_file", cfg.OperatorTokenFile, f.OperatorToken}} {
+		if t.tok != "" && len(t.tok) < console.MinTokenLen {
+			return f, fmt.Errorf("%s: %s holds %d characters, want at least %d (openssl rand -hex 16)", t.field, t.path, len(t.tok), console.MinTokenLen)
+		}
+	}
+	switch v := f.ViewerToken; {
+	case v != "" && v == f.OperatorToken:
+		return f, fmt.Errorf("viewer_token_file: %s holds the operator token: viewers and operators need different tokens", cfg.ViewerTokenFile)
+	case v != "" && v == f.AdminToken:
+		return f, fmt.Errorf("viewer_token_file: %s holds the admin token: a viewer would hold the admin credential", cfg.ViewerTokenFile)
 	}
 	if cfg.ApplianceSecretFile != "" {
 		b, err := os.ReadFile(cfg.ApplianceSecretFile)
@@ -161,6 +185,11 @@ func NewControl(ctx context.Context, cfg *config.Control, h Hooks) (*Control, er
 		}
 		log.Info("global routes loaded", "site", rf.Site, "file", rf.File, "format", format, "routes", len(routes))
 	}
+	if files.ViewerToken != "" || files.OperatorToken != "" {
+		if c.console, err = newConsole(cfg, files, c.srv, c.store, h); err != nil {
+			return nil, err
+		}
+	}
 	grace := h.ShutdownGrace
 	if grace == 0 {
 		grace = 10 * time.Second
@@ -169,8 +198,8 @@ func NewControl(ctx context.Context, cfg *config.Control, h Hooks) (*Control, er
 	if err != nil {
 		return nil, fmt.Errorf("cors: %w", err)
 	}
-	full := opsHandler(web, h.Registry, c.srv.Health)
-	opts := serve.Options{Logger: h.Logger, TLS: crt.config(), Grace: grace}
+	full := opsHandler(console.Mount(web, c.console), h.Registry, c.srv.Health)
+	opts := serve.Options{Logger: h.Logger, TLS: crt.config(), Grace: grace, Registry: h.Registry}
 	if len(cfg.OpsListen) == 0 {
 		c.servers = servers(lns, full, opts)
 	} else {
@@ -182,6 +211,22 @@ func NewControl(ctx context.Context, cfg *config.Control, h Hooks) (*Control, er
 	}
 	ok = true
 	return c, nil
+}
+
+// newConsole builds the web console served at /ui/ (internal/console) on
+// the control plane it shows; it samples every heartbeat interval.
+func newConsole(cfg *config.Control, files ControlFiles, srv *control.Server, store *cpstore.Store, h Hooks) (*console.Console, error) {
+	cc := console.Config{Plane: srv, Audit: store, Inventory: cfg.Inventory, Catalog: files.Catalog,
+		ViewerToken: files.ViewerToken, OperatorToken: files.OperatorToken, SampleEvery: cfg.HeartbeatInterval,
+		Logger: h.Logger, Now: h.Now}
+	if m := srv.Measure(); m != nil {
+		cc.Measure, cc.MeasureDir = m, cfg.Measure.Dir
+	}
+	con, err := console.New(cc)
+	if err != nil {
+		return nil, fmt.Errorf("viewer_token_file, operator_token_file: %w", err)
+	}
+	return con, nil
 }
 
 // ReadRoutes reads an MRT dump or a prefix list.
@@ -229,6 +274,9 @@ func (c *Control) Run(ctx context.Context) error {
 		func(ctx context.Context) error { watchSIGHUP(ctx, c.certs); return nil }}
 	if c.dns != nil {
 		fns = append(fns, c.dns.Run)
+	}
+	if c.console != nil {
+		fns = append(fns, c.console.Run)
 	}
 	return runGroup(ctx, fns...)
 }

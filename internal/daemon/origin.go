@@ -48,7 +48,7 @@ func NewOrigin(cfg *config.Origin, h Hooks) (*Origin, error) {
 	}
 	healthy := func() (string, bool) { return "ok", true }
 	return &Origin{o: o, certs: crt, log: log, files: len(cat.Files),
-		servers: servers(lns, opsHandler(o, h.Registry, healthy), serve.Options{Logger: h.Logger, TLS: crt.config(), Grace: grace})}, nil
+		servers: servers(lns, opsHandler(o, h.Registry, healthy), serve.Options{Logger: h.Logger, TLS: crt.config(), Grace: grace, Registry: h.Registry})}, nil
 }
 
 // Origin is the origin itself.

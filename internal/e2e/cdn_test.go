@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/auth"
 	"github.com/ocdn/ocdn/internal/bgp/bgptest"
@@ -384,6 +385,19 @@ func (c *cdn) consistency(t *testing.T) rib.Report {
 		slices.SortFunc(rep.Sites[i].Partial, func(a, b rib.PartialPrefix) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })
 	}
 	return rep
+}
+
+// waitConsistency polls GET /v1/routes/consistency until it equals want.
+// Route reports from several appliances arrive independently, so the
+// report converges within convergenceBound rather than at the instant
+// one client's steering answer changed.
+func (c *cdn) waitConsistency(t *testing.T, want rib.Report) {
+	t.Helper()
+	var diff string
+	poll(t, convergenceBound, "GET /v1/routes/consistency to match", func() bool {
+		diff = cmp.Diff(want, c.consistency(t), cmpReport)
+		return diff == ""
+	}, func() string { return "(-want +got):\n" + diff })
 }
 
 // poll checks cond every 20 ms until it holds, failing the test with

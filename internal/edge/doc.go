@@ -45,20 +45,22 @@
 // 403. Each 1 MiB of body gets a fresh write deadline (StallTimeout), so
 // stalled readers are cut off but slow ones are not (the handler sets them
 // through http.ResponseController, which both servers below honour);
-// header timeouts, idle timeouts and the 431 header limit are in package
-// serve.
+// header, body and idle timeouts and the 431 header limit are in package
+// serve (internal/serve/h1).
 //
 // # Speed
 //
 // Bodies go out in 1 MiB chunks, each an io.SectionReader of the
-// *os.File at its offset. On plain HTTP the appliance runs under package
-// serve's own HTTP/1.1 server, whose ResponseWriter has already written
+// *os.File at its offset. The appliance runs under our own HTTP/1.1
+// server (internal/serve/h1), whose ResponseWriter has already written
 // the header into its buffer when Content-Length and Content-Type are set
-// (always, here), so each chunk reaches its ReadFrom and becomes one
-// header write and a sendfile(2) at the chunk's offset, with no lseek(2);
-// an idle keep-alive connection there holds no buffers, so 10,000 of
-// them cost 55–85 MB. HTTPS goes through
-// net/http with HTTP/2. Verified token grants are cached (HMAC once per
-// token) and object descriptors are kept open between requests
-// (fileCache), both invalidated safely; see tokens.go and files.go.
+// (always, here), so on plain HTTP each chunk reaches its ReadFrom and
+// becomes one header write and a sendfile(2) at the chunk's offset, with
+// no lseek(2); an idle keep-alive connection there holds no buffers, so
+// 10,000 of them cost about 6 KB each.
+// Over TLS the chunk is read in 64 KiB pieces and crypto/tls's records
+// are written 64 KiB at a time; HTTP/2 goes to net/http. Verified token
+// grants are cached (HMAC once per token) and object descriptors are
+// kept open between requests (fileCache), both invalidated safely; see
+// tokens.go and files.go.
 package edge

@@ -59,9 +59,14 @@ func (c *fileCache) open(p string) (openFile, error) {
 	if fs := c.idle[e]; len(fs) > 0 {
 		f := fs[len(fs)-1]
 		fs[len(fs)-1] = nil
-		if len(fs) == 1 {
+		if len(fs) == 1 && len(c.idle) > c.max {
 			delete(c.idle, e)
 		} else {
+			// The emptied slice stays for the descriptor's return: a
+			// hot object takes and gives back one on every request,
+			// which otherwise cost a map delete, an insert and an
+			// allocation each time. release removes it when the
+			// descriptor does not come back.
 			c.idle[e] = fs[:len(fs)-1]
 		}
 		c.n--
@@ -76,12 +81,15 @@ func (c *fileCache) open(p string) (openFile, error) {
 // release returns f to the cache, or closes it when it is not reusable
 // (a read went wrong), the cache is full or the store has changed.
 func (c *fileCache) release(f openFile, reusable bool) {
-	if !reusable || c.max <= 0 {
+	if c.max <= 0 {
 		f.Close()
 		return
 	}
 	c.mu.Lock()
-	if f.gen != c.gen || c.n >= c.max {
+	if !reusable || f.gen != c.gen || c.n >= c.max {
+		if fs, ok := c.idle[f.e]; ok && len(fs) == 0 {
+			delete(c.idle, f.e) // no emptied slot left behind
+		}
 		c.mu.Unlock()
 		f.Close()
 		return

@@ -35,6 +35,8 @@ const (
 	publicKeysFile = "keys.public.json"
 	secretFile     = "appliance.secret"
 	adminFile      = "admin.token"
+	viewerFile     = "viewer.token"
+	operatorFile   = "operator.token"
 	appliancesDir  = "appliances"
 	routersDir     = "routers"
 	tokensDir      = "tokens"
@@ -113,6 +115,9 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 	d.files[publicKeysFile] = append(pubKeys, '\n')
 	d.files[secretFile] = []byte(secret.Encode())
 	d.files[adminFile] = []byte(d.AdminToken + "\n")
+	// The web console's credentials (docs/console.md).
+	d.files[operatorFile] = []byte(strings.TrimSpace(auth.NewSecret().Encode()) + "\n")
+	d.files[viewerFile] = []byte(strings.TrimSpace(auth.NewSecret().Encode()) + "\n")
 
 	d.Origin = config.Origin{Listen: addrList(ep.Origin), Catalog: catalogFile}
 	esc := sc.Fill.EscalateAfter
@@ -122,6 +127,7 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 	d.Control = config.Control{
 		Listen: addrList(ep.Control), Catalog: catalogFile, OriginURL: "http://" + ep.Origin.String(),
 		KeyFile: keysFile, AdminTokenFile: adminFile, ApplianceSecretFile: secretFile,
+		ViewerTokenFile: viewerFile, OperatorTokenFile: operatorFile,
 		HeartbeatInterval: sc.HeartbeatInterval, Replicas: sc.Replicas, ActivePoll: true,
 		Store: "control.db",
 		Measure: &config.Measure{Dir: measureDir, Recipe: config.Recipe{Pulses: sc.Probes.Pulses, PulseSize: sc.Probes.RangeBytes,

@@ -21,7 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
@@ -47,6 +46,10 @@ type Options struct {
 	// process.
 	Processes bool
 	Binary    string
+	// Console, when set, is called once the control plane serves, with
+	// the web console's URL and the file holding its operator token; the
+	// console stays up until the run ends.
+	Console func(url, operatorTokenFile string)
 	// OnStreaming, when set, is called (in its own goroutine) once the
 	// appliances are filled and the clients stream, with the running lab
 	// (its control plane, the browser pages and proxy); when it returns,
@@ -77,8 +80,9 @@ type Lab struct {
 	injectedCorrupt int
 	fillSeconds     float64
 
-	work      string
-	probeRuns atomic.Int64
+	work       string
+	consoleURL string
+	probeRuns  atomic.Int64
 
 	mu       sync.Mutex
 	events   []EventRecord
@@ -86,8 +90,6 @@ type Lab struct {
 	qoe      []player.Session
 	active   atomic.Int64
 	health   healthState
-	// states is the control plane's last answer of /v1/appliances.
-	states []api.ApplianceStatus
 	// browser says where a browser finds the pages (browser.go).
 	browser *BrowserReport
 }
@@ -157,6 +159,11 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	}
 	controlURL := baseURL(l.dep.Control.Listen)
 	l.view = newControlView(controlURL, l.dep)
+	l.consoleURL = controlURL + "/ui/"
+	l.status("console: " + l.consoleURL + " (sign in with the operator token in " + filepath.Join(l.etc, operatorFile) + ")")
+	if l.opts.Console != nil {
+		l.opts.Console(l.consoleURL, filepath.Join(l.etc, operatorFile))
+	}
 
 	if err := l.startRouters(ctx); err != nil {
 		return nil, err
@@ -211,6 +218,7 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	interrupted := ctx.Err() != nil
 	rep := l.report(ctx, interrupted)
 	rep.Browser = l.browser
+	rep.Console = l.consoleURL
 	// Stopping the control plane compacts the measurement store, so the
 	// Parquet files are complete when Run returns.
 	cancel()

@@ -40,6 +40,8 @@ type Report struct {
 	Misses  *missesOf   `json:"misses,omitempty"`
 	// Browser says where the browser pages were (browser.go).
 	Browser *BrowserReport `json:"browser,omitempty"`
+	// Console is where the control plane's web console was served.
+	Console string `json:"console,omitempty"`
 }
 
 // BGPReport sums the appliances' BGP sessions at the end of the run.
@@ -171,6 +173,9 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprint(w, ", interrupted")
 	}
 	fmt.Fprintln(w, ")")
+	if r.Console != "" {
+		fmt.Fprintf(w, "\nConsole (up while the lab ran): %s\n", r.Console)
+	}
 	s := r.Sessions
 	fmt.Fprintf(w, "\nSessions: %d started, %d completed, %d failed, %d cut short by the end of the run; %d failovers\n",
 		s.Started, s.Completed, s.Failed, s.Interrupted, s.Failovers)

@@ -132,22 +132,25 @@ func PartitionDir(t time.Time) string {
 	return fmt.Sprintf("date=%s/hour=%02d", t.Format("2006-01-02"), t.Hour())
 }
 
-func partName(seq uint64) string { return fmt.Sprintf("part-%012d.parquet", seq) }
+// partName is the file segment seq of store compacts into.
+func partName(store string, seq uint64) string {
+	return fmt.Sprintf("part-%s-%012d.parquet", store, seq)
+}
 
 // compactSegment turns WAL segment seq into Parquet files and an id file,
 // then deletes the segment. Every output is named after seq and written to
 // a temporary name, fsynced and renamed into place, so that running it
 // again after a crash at any point rewrites the same files with the same
 // content: compaction is idempotent, and the segment, deleted last, is the
-// commit point.
+// commit point. With Claims, only the reports this segment holds the
+// claim of are written (claims.go); claims never change, so a rerun
+// writes the same rows.
 func (in *Ingester) compactSegment(seq uint64) error {
 	walDir := filepath.Join(in.dir, "wal")
 	path := filepath.Join(walDir, segmentName(seq))
-	var pulses []PulseRow
-	var qoe []QoERow
+	var recs []walRecord
 	var ids []string
 	seen := make(map[string]bool)
-	hour := int64(-1)
 	size, err := readFrames(path, func(p []byte) error {
 		var rec walRecord
 		if err := json.Unmarshal(p, &rec); err != nil || rec.Report == nil {
@@ -157,32 +160,54 @@ func (in *Ingester) compactSegment(seq uint64) error {
 			return nil
 		}
 		seen[rec.Report.ID] = true
-		if hour < 0 {
-			hour = rec.Received / int64(time.Hour)
-		}
 		ids = append(ids, rec.Report.ID)
-		pulses, qoe = rec.rows(pulses, qoe)
+		recs = append(recs, rec)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("reading WAL segment %d: %w", seq, err)
 	}
+	hour := int64(-1)
+	if len(recs) > 0 {
+		hour = recs[0].Received / int64(time.Hour)
+	}
+	var held map[string]bool // nil: every record
+	if in.opts.Claims != nil && len(ids) > 0 {
+		if held, err = in.claimSegment(seq, time.Unix(0, recs[0].Received), ids); err != nil {
+			return err
+		}
+		in.opts.hook("compact-claimed")
+	}
+	var pulses []PulseRow
+	var qoe []QoERow
+	elsewhere := 0
+	for i := range recs {
+		if held != nil && !held[recs[i].Report.ID] {
+			elsewhere++
+			continue
+		}
+		pulses, qoe = recs[i].rows(pulses, qoe)
+	}
 	if hour >= 0 {
 		part := PartitionDir(time.Unix(hour*3600, 0))
+		name := partName(in.storeID, seq)
 		if len(pulses) > 0 {
-			if err := writeParquet(filepath.Join(in.dir, "pulses", part), partName(seq), pulses); err != nil {
+			if err := writeParquet(filepath.Join(in.dir, "pulses", part), name, pulses); err != nil {
 				return fmt.Errorf("compacting WAL segment %d: %w", seq, err)
 			}
 		}
 		if len(qoe) > 0 {
-			if err := writeParquet(filepath.Join(in.dir, "qoe", part), partName(seq), qoe); err != nil {
+			if err := writeParquet(filepath.Join(in.dir, "qoe", part), name, qoe); err != nil {
 				return fmt.Errorf("compacting WAL segment %d: %w", seq, err)
 			}
 		}
 	}
+	// Every id, including those held elsewhere: the local set answers
+	// "duplicate" for them without asking the database.
 	if err := writeIDs(filepath.Join(in.dir, "ids"), seq, hour, ids); err != nil {
 		return fmt.Errorf("compacting WAL segment %d: ids: %w", seq, err)
 	}
+	in.opts.hook("compact-written")
 	if err := os.Remove(path); err != nil {
 		return fmt.Errorf("removing compacted WAL segment %d: %w", seq, err)
 	}
@@ -191,7 +216,8 @@ func (in *Ingester) compactSegment(seq uint64) error {
 	}
 	in.m.walBytes.Sub(float64(size))
 	in.m.compactions.Inc()
-	in.log.Debug("compacted WAL segment", "seq", seq, "reports", len(ids), "pulses", len(pulses), "qoe", len(qoe))
+	in.m.heldElsewhere.Add(float64(elsewhere))
+	in.log.Debug("compacted WAL segment", "seq", seq, "reports", len(ids), "held_elsewhere", elsewhere, "pulses", len(pulses), "qoe", len(qoe))
 	return nil
 }
 
@@ -314,7 +340,7 @@ func (c *compactor) run() {
 				return
 			}
 			select {
-			case <-time.After(5 * time.Second):
+			case <-time.After(c.in.opts.retryDelay):
 			case <-c.quit:
 				return
 			}

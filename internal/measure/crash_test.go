@@ -67,6 +67,32 @@ func TestCrashChild(t *testing.T) {
 	os.Exit(5) // not killed in time: the parent reports it
 }
 
+// startChild runs the test binary's test named run with env added, and
+// returns the command and a channel of its output lines (closed when its
+// standard output closes).
+func startChild(t *testing.T, run string, env ...string) (*exec.Cmd, <-chan string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+run+"$")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1024)
+	go func() { // owner: the test; ends when the child's stdout closes
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	return cmd, lines
+}
+
 // TestCrashSafety SIGKILLs an ingesting child at random moments, several
 // times over the same directory, then checks that every acknowledged
 // report is stored exactly once: read back with parquet-go, and with
@@ -87,24 +113,7 @@ func TestCrashSafety(t *testing.T) {
 		for i := 0; i < 5 && len(ackedList) > 0; i++ {
 			retry = append(retry, ackedList[rng.IntN(len(ackedList))])
 		}
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$")
-		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, "OCDN_MEASURE_CRASH_RETRY="+strings.Join(retry, " "))
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string, 1024)
-		go func() {
-			defer close(lines)
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-		}()
+		cmd, lines := startChild(t, "TestCrashChild", crashDirEnv+"="+dir, "OCDN_MEASURE_CRASH_RETRY="+strings.Join(retry, " "))
 		// Kill after a random number of acknowledgements (so the
 		// moment varies from just after replay to deep into the run).
 		target := 1 + rng.IntN(400)
@@ -136,7 +145,7 @@ func TestCrashSafety(t *testing.T) {
 				killed = true
 			}
 		}
-		err = cmd.Wait()
+		err := cmd.Wait()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
 			t.Fatalf("round %d: child exited by itself (%v) after %d acks, want SIGKILL", round, err, n)
 		}
@@ -146,16 +155,7 @@ func TestCrashSafety(t *testing.T) {
 		t.Fatal("no report was acknowledged")
 	}
 
-	in, err := Open(dir, nil, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := in.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := in.Close(); err != nil {
-		t.Fatal(err)
-	}
+	recoverDir(t, dir, Options{})
 	if w := walFiles(t, dir); len(w) != 0 {
 		t.Errorf("WAL not empty after Flush and Close: %v", w)
 	}

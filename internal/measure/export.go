@@ -15,9 +15,10 @@ import (
 	"github.com/parquet-go/parquet-go"
 )
 
-// Export writes every row of table ("pulses" or "qoe") stored under the
-// ingest directory dir to w, as CSV (with a header) or JSONL (one object
-// per line), in partition then file order. Timestamps are RFC 3339 UTC;
+// Export writes every row of table ("pulses" or "qoe") stored under dir (an
+// ingest directory, or a directory of them: see TableFiles) to w, as CSV
+// (with a header) or JSONL (one object per line), in partition then file
+// order. Timestamps are RFC 3339 UTC;
 // NULLs are empty CSV fields and JSON nulls. It reads only the Parquet
 // files: reports still in the WAL (at most Options.SegmentMaxAge old, or
 // left by a process that has not been reopened) are not exported; open and
@@ -31,11 +32,10 @@ func Export(w io.Writer, dir, table, format string) (rows int, err error) {
 	if format != "csv" && format != "jsonl" {
 		return 0, fmt.Errorf("format %q: want csv or jsonl", format)
 	}
-	files, err := filepath.Glob(filepath.Join(dir, table, "date=*", "hour=*", "part-*.parquet"))
+	files, err := TableFiles(dir, table)
 	if err != nil {
 		return 0, err
 	}
-	sort.Strings(files)
 	bw := bufio.NewWriterSize(w, 1<<16)
 	var out rowWriter
 	if format == "csv" {
@@ -68,6 +68,32 @@ func Export(w io.Writer, dir, table, format string) (rows int, err error) {
 		return rows, err
 	}
 	return rows, bw.Flush()
+}
+
+// TableFiles lists the Parquet files of table ("pulses" or "qoe") under
+// dir in time order: by partition, then file name. dir is an ingest
+// directory (DIR/table/date=…/hour=…/part-*.parquet), or a directory
+// holding several — the measure dirs of control-plane replicas,
+// DIR/<replica>/table/… — whose union is the measurement store.
+func TableFiles(dir, table string) ([]string, error) {
+	var files []string
+	for _, pattern := range []string{
+		filepath.Join(dir, table, "date=*", "hour=*", "part-*.parquet"),
+		filepath.Join(dir, "*", table, "date=*", "hour=*", "part-*.parquet"),
+	} {
+		m, err := filepath.Glob(pattern)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, m...)
+	}
+	// "date=…/hour=…/part-…" sorts by time, then by store and segment.
+	key := func(p string) string {
+		hour := filepath.Dir(p)
+		return filepath.Base(filepath.Dir(hour)) + "/" + filepath.Base(hour) + "/" + filepath.Base(p) + "\x00" + p
+	}
+	sort.Slice(files, func(i, j int) bool { return key(files[i]) < key(files[j]) })
+	return files, nil
 }
 
 func exportFile[T any](path string, cols []string, out rowWriter, values func(T) []any) (int, error) {

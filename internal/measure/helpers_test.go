@@ -1,6 +1,7 @@
 package measure
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -69,3 +70,29 @@ func walFiles(t testing.TB, dir string) []string {
 }
 
 func netipFrom4(b [4]byte) netip.Addr { return netip.AddrFrom4(b) }
+
+// storeIDOf reads the store name an ingester gave dir.
+func storeIDOf(t testing.TB, dir string) string {
+	t.Helper()
+	id, err := loadStoreID(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// recoverDir opens dir as a restarted process would (replaying its WAL),
+// flushes everything into Parquet and closes it.
+func recoverDir(t testing.TB, dir string, opts Options) {
+	t.Helper()
+	in, err := Open(dir, nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -53,6 +53,22 @@ type Options struct {
 	// at 100 reports/s is ~1.7 GB, so high-rate deployments should
 	// shorten the window (client retries come within minutes).
 	DedupeWindow time.Duration
+	// Claims, when set, is shared with the ingesters of other
+	// control-plane replicas so that a report reaches the Parquet store
+	// once even when a client sends it to several (claims.go). Each
+	// replica then needs its own directory.
+	Claims Claims
+
+	// hook, in tests, is called at the crash windows of the claim
+	// protocol ("wal-synced", "claimed", "compact-claimed",
+	// "compact-written").
+	hook func(point string)
+	// retryDelay is the wait before a failed compaction is retried
+	// (default 5s; tests shorten it); claimTimeout bounds a claim at
+	// upload (defaultClaimTimeout; tests that count who stored what on a
+	// loaded machine lengthen it).
+	retryDelay   time.Duration
+	claimTimeout time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -71,6 +87,15 @@ func (o *Options) setDefaults() {
 	if o.DedupeWindow <= 0 {
 		o.DedupeWindow = 48 * time.Hour
 	}
+	if o.retryDelay <= 0 {
+		o.retryDelay = 5 * time.Second
+	}
+	if o.claimTimeout <= 0 {
+		o.claimTimeout = defaultClaimTimeout
+	}
+	if o.hook == nil {
+		o.hook = func(string) {}
+	}
 }
 
 // Result is the outcome of an accepted upload.
@@ -82,21 +107,27 @@ type Result struct {
 // Ingester accepts reports, makes them durable in a write-ahead log before
 // acknowledging them, and compacts the log into Parquet files:
 //
-//	DIR/wal/seg-<seq>.wal                                  accepted, not yet compacted
-//	DIR/pulses/date=YYYY-MM-DD/hour=HH/part-<seq>.parquet  one row per pulse
-//	DIR/qoe/date=YYYY-MM-DD/hour=HH/part-<seq>.parquet     one row per playback record
-//	DIR/ids/<seq>.ids                                      report ids of compacted segments, for dedupe
+//	DIR/wal/seg-<seq>.wal                                          accepted, not yet compacted
+//	DIR/pulses/date=YYYY-MM-DD/hour=HH/part-<store>-<seq>.parquet  one row per pulse
+//	DIR/qoe/date=YYYY-MM-DD/hour=HH/part-<store>-<seq>.parquet     one row per playback record
+//	DIR/ids/<seq>.ids                                              report ids of compacted segments, for dedupe
+//	DIR/store-id                                                   the store's name (<store>, 16 hex digits)
+//	DIR/lock                                                       held while an ingester has the directory open
 //
-// Partitions are by server receive time (UTC). It owns two goroutines, the
-// WAL writer and the compactor, started by Open and stopped by Close.
+// Partitions are by server receive time (UTC); the store's name in part
+// file names keeps the files of several replicas' stores apart when they
+// are copied into one place. It owns two goroutines, the WAL writer and
+// the compactor, started by Open and stopped by Close.
 type Ingester struct {
-	dir   string
-	annot Annotator
-	opts  Options
-	log   *slog.Logger
-	m     *metrics
-	aggs  aggregates
-	seen  dedupe
+	dir     string
+	storeID string
+	lock    *os.File
+	annot   Annotator
+	opts    Options
+	log     *slog.Logger
+	m       *metrics
+	aggs    aggregates
+	seen    dedupe
 
 	mu      sync.RWMutex // guards closed against concurrent Ingest sends
 	closed  bool
@@ -107,6 +138,11 @@ type Ingester struct {
 
 	comp   *compactor
 	failed atomic.Pointer[error] // set by the WAL writer when it gives up
+
+	// claimsDownUntil (Unix ns) skips claims at ingest after a failure;
+	// lastForget is when old claims were last deleted (compactor only).
+	claimsDownUntil atomic.Int64
+	lastForget      time.Time
 }
 
 type commitReq struct {
@@ -114,6 +150,7 @@ type commitReq struct {
 	hour   int64 // Unix hour of receipt
 	frame  []byte
 	pulses int
+	seq    uint64 // the WAL segment the frame went into, set before done
 	done   chan error
 }
 
@@ -128,15 +165,28 @@ func Open(dir string, annot Annotator, opts Options) (*Ingester, error) {
 			return nil, fmt.Errorf("measure: opening %s: %w", dir, err)
 		}
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close()
+		}
+	}()
+	storeID, err := loadStoreID(dir)
+	if err != nil {
+		return nil, fmt.Errorf("measure: %w", err)
+	}
 	in := &Ingester{
-		dir: dir, annot: annot, opts: opts,
+		dir: dir, storeID: storeID, lock: lock, annot: annot, opts: opts,
 		log:     opts.Logger.With("component", "measure"),
 		reqs:    make(chan *commitReq, 4096),
 		flushes: make(chan chan uint64),
 		quit:    make(chan struct{}),
 		wdone:   make(chan struct{}),
 	}
-	var err error
 	if in.m, err = newMetrics(opts.Registerer); err != nil {
 		return nil, err
 	}
@@ -180,6 +230,7 @@ func Open(dir string, annot Annotator, opts Options) (*Ingester, error) {
 	w := &walWriter{in: in, dir: walDir, next: next}
 	go w.run()
 	go in.comp.run()
+	ok = true
 	return in, nil
 }
 
@@ -303,9 +354,18 @@ func (in *Ingester) ingest(ctx context.Context, client netip.Addr, r *Report) (R
 	}
 	in.mu.RUnlock()
 	err = <-req.done
-	in.seen.finish(r.ID, w, err)
 	if err != nil {
+		in.seen.finish(r.ID, w, err)
 		return Result{}, fmt.Errorf("%w: %v", ErrNotStored, err)
+	}
+	in.opts.hook("wal-synced")
+	elsewhere := in.claimAtIngest(ctx, r.ID, req.seq, now)
+	in.opts.hook("claimed")
+	in.seen.finish(r.ID, w, nil)
+	if elsewhere {
+		// Another replica stored it first; this copy is dropped at
+		// compaction.
+		return Result{Duplicate: true}, nil
 	}
 	in.aggs.add(&rec)
 	in.m.pulses.Add(float64(len(r.Pulses)))
@@ -401,7 +461,9 @@ func (in *Ingester) Close() error {
 	in.mu.Unlock()
 	close(in.quit)
 	<-in.wdone
-	return in.comp.stop()
+	err := in.comp.stop()
+	in.lock.Close() // releases the flock
+	return err
 }
 
 // walWriter is the single goroutine that appends to the WAL. It takes every
@@ -492,6 +554,7 @@ func (w *walWriter) commit() {
 			}
 		}
 		w.buf = append(w.buf, r.frame...)
+		r.seq = w.seq
 	}
 	if err == nil {
 		err = w.write()

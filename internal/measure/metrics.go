@@ -23,6 +23,9 @@ type metrics struct {
 	pulses      prometheus.Counter
 	walBytes    prometheus.Gauge
 	compactions prometheus.Counter
+	// claims.go
+	claimErrors   prometheus.Counter
+	heldElsewhere prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -43,6 +46,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ocdn_measure_compactions_total",
 			Help: "WAL segments compacted into Parquet files.",
 		}),
+		claimErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ocdn_measure_claim_errors_total",
+			Help: "Report claims the shared database did not answer (at upload: the report is claimed at compaction; at compaction: retried).",
+		}),
+		heldElsewhere: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ocdn_measure_reports_held_elsewhere_total",
+			Help: "Reports in this replica's WAL left out of its Parquet files because another replica's store holds them.",
+		}),
 	}
 	for _, o := range []string{OutcomeAccepted, OutcomeDuplicate, OutcomeInvalid, OutcomeFutureDated,
 		OutcomeTooOld, OutcomeTooLarge, OutcomeRateLimited, OutcomeError} {
@@ -51,7 +62,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.reports, m.pulses, m.walBytes, m.compactions} {
+	for _, c := range []prometheus.Collector{m.reports, m.pulses, m.walBytes, m.compactions, m.claimErrors, m.heldElsewhere} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

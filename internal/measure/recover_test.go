@@ -52,10 +52,10 @@ func TestOpenReplaysTornSegment(t *testing.T) {
 		t.Errorf("pulse rows per report = %v, want 2 each for a, b, c", count)
 	}
 	// New segments are numbered after the replayed one.
-	if _, err := os.Stat(filepath.Join(dir, "pulses", "date=2026-11-26", "hour=10", partName(7))); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "pulses", "date=2026-11-26", "hour=10", partName(storeIDOf(t, dir), 7))); err != nil {
 		t.Errorf("replayed segment 7 not compacted under its own name: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "pulses", "date=2026-11-26", "hour=10", partName(8))); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "pulses", "date=2026-11-26", "hour=10", partName(storeIDOf(t, dir), 8))); err != nil {
 		t.Errorf("next segment not numbered 8: %v", err)
 	}
 }

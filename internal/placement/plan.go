@@ -128,11 +128,17 @@ func Plan(items []Item, nodes []Node, opt Options) Result {
 		}
 		cand = append(cand, sel{i: i, density: density, r: r})
 	}
-	slices.SortStableFunc(cand, func(a, b sel) int {
+	// The item index as the last key makes this a total order, so the
+	// unstable sort gives what a stable one would, several times faster
+	// (the simulator plans thousands of sites).
+	slices.SortFunc(cand, func(a, b sel) int {
 		if c := cmp.Compare(b.density, a.density); c != 0 {
 			return c
 		}
-		return cmp.Compare(items[a.i].File.Path, items[b.i].File.Path)
+		if c := cmp.Compare(items[a.i].File.Path, items[b.i].File.Path); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.i, b.i)
 	})
 	budget := opt.Fill * capTotal
 	var used float64

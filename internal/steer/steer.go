@@ -229,8 +229,8 @@ func rank(cands []candidate, s *Snapshot, client netip.Addr, path string, explai
 		}
 	}
 	var pfx netip.Prefix
+	var routed []rib.Candidate
 	if s.Routes != nil {
-		var routed []rib.Candidate
 		var ok bool
 		if pfx, routed, ok = s.Routes.Lookup(client); ok {
 			for i := range routed {
@@ -241,7 +241,9 @@ func rank(cands []candidate, s *Snapshot, client netip.Addr, path string, explai
 		}
 	}
 	for _, id := range s.Global {
-		if a := s.Appliances[id]; a != nil {
+		// An IXP appliance that heard a route to the client (the ISP
+		// peers with it at the exchange) is a routed candidate already.
+		if a := s.Appliances[id]; a != nil && !heard(routed, id) {
 			add(a, nil)
 		}
 	}
@@ -251,6 +253,17 @@ func rank(cands []candidate, s *Snapshot, client netip.Addr, path string, explai
 		slices.SortFunc(cands, compare)
 	}
 	return cands, why, pfx
+}
+
+// heard reports whether appliance id is among the routed candidates (a
+// handful: a loop allocates nothing).
+func heard(routed []rib.Candidate, id string) bool {
+	for i := range routed {
+		if routed[i].Appliance == id {
+			return true
+		}
+	}
+	return false
 }
 
 // Token returns the URL token for the title of path: one token covers

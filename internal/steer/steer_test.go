@@ -74,6 +74,27 @@ func TestSteerOrder(t *testing.T) {
 	}
 }
 
+// An IXP appliance the client's ISP announces its prefix to (peering at
+// the exchange) is a routed candidate, listed once, not also as a global
+// one.
+func TestSteerListsRoutedIXPApplianceOnce(t *testing.T) {
+	e := &Engine{}
+	snap := world(t, nil)
+	r := rib.New()
+	r.Replace("x1", []rib.Route{{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Attrs: rib.Attrs{LocalPref: 100, ASPath: []uint32{64502}, EBGP: true}}})
+	snap.Routes = r.Snapshot()
+	got, why, err := e.Steer(snap, netip.MustParseAddr("203.0.113.10"), file, 5, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"x1", "x2"}, ids(got)); d != "" {
+		t.Errorf("Steer: (-want +got)\n%s", d)
+	}
+	if got[0].Reason != "IXP site with a BGP route to the client" || len(why) != 2 {
+		t.Errorf("x1's reason %q, explanation %+v; want it routed, two candidates", got[0].Reason, why)
+	}
+}
+
 func TestSteerExcludesDownAndNonHolders(t *testing.T) {
 	e := &Engine{}
 	snap := world(t, func(as map[string]*Appliance) {

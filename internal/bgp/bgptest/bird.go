@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -108,6 +109,22 @@ type BIRD struct {
 // ends. It skips or fails the test (see RequireProgram) without bird2.
 func StartBIRD(t testing.TB, conf string) *BIRD {
 	t.Helper()
+	return startBIRD(t, "", conf)
+}
+
+// StartBIRDInNetns is StartBIRD with BIRD inside the named network
+// namespace (`ip netns exec`), as the router of a test network's host;
+// birdc still reaches it through its control socket, a file. BIRD dies
+// with the test process even when that is killed, since a router left
+// running would keep the namespace alive.
+func StartBIRDInNetns(t testing.TB, netns, conf string) *BIRD {
+	t.Helper()
+	RequireProgram(t, "ip", "iproute2")
+	return startBIRD(t, netns, conf)
+}
+
+func startBIRD(t testing.TB, netns, conf string) *BIRD {
+	t.Helper()
 	bin := RequireProgram(t, "bird", "bird2")
 	RequireProgram(t, "birdc", "bird2")
 	dir := t.TempDir()
@@ -120,7 +137,14 @@ func StartBIRD(t testing.TB, conf string) *BIRD {
 	if err := os.WriteFile(b.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b.process = start(t, "bird", exec.Command(bin, "-f", "-c", b.conf, "-s", b.sock, "-P", filepath.Join(dir, "bird.pid")), b.config)
+	cmd := exec.Command(bin, "-f", "-c", b.conf, "-s", b.sock, "-P", filepath.Join(dir, "bird.pid"))
+	name := "bird"
+	if netns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", netns}, cmd.Args...)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		name = "bird in " + netns
+	}
+	b.process = start(t, name, cmd, b.config)
 	// Wait until birdc can talk to it, so later commands do not race startup.
 	b.Poll(t, "bird control socket", func() (bool, string) {
 		out, err := b.Ctl("show", "status")

@@ -1,4 +1,4 @@
-package serve
+package h1
 
 import (
 	"bufio"
@@ -14,12 +14,45 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 )
+
+// testServer is a Server serving on a loopback listener.
+type testServer struct {
+	*Server
+	ln   net.Listener
+	done chan error
+}
+
+func (s *testServer) Addr() net.Addr { return s.ln.Addr() }
+
+// wait returns Serve's result once it has returned.
+func (s *testServer) wait() error {
+	err := <-s.done
+	s.done <- err
+	return err
+}
+
+// start serves h on a loopback port until the test ends.
+func start(t *testing.T, h http.Handler, cfg Config) *testServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &testServer{Server: New(h, cfg), ln: ln, done: make(chan error, 1)}
+	go func() { s.done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		s.Close()
+		s.wait()
+	})
+	return s
+}
 
 // client is one raw keep-alive connection to a test server.
 type client struct {
@@ -28,7 +61,7 @@ type client struct {
 	br *bufio.Reader
 }
 
-func dial(t *testing.T, s *Server) *client {
+func dial(t *testing.T, s *testServer) *client {
 	t.Helper()
 	c, err := net.Dial("tcp", s.Addr().String())
 	if err != nil {
@@ -83,7 +116,7 @@ var echo = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 })
 
 func TestKeepAliveManyRequests(t *testing.T) {
-	s, _, _ := start(t, echo, Options{})
+	s := start(t, echo, Config{})
 	cl := dial(t, s)
 	for i := range 200 {
 		cl.send(fmt.Sprintf("GET /r%d HTTP/1.1\r\nHost: x\r\n\r\n", i))
@@ -102,7 +135,7 @@ func TestKeepAliveManyRequests(t *testing.T) {
 }
 
 func TestPipelining(t *testing.T) {
-	s, _, _ := start(t, echo, Options{})
+	s := start(t, echo, Config{})
 	cl := dial(t, s)
 	var all strings.Builder
 	for i := range 50 {
@@ -139,7 +172,7 @@ func TestHEAD(t *testing.T) {
 			w.Write(bytes.Repeat([]byte("x"), 10000))
 		}
 	})
-	s, _, _ := start(t, h, Options{})
+	s := start(t, h, Config{})
 	cl := dial(t, s)
 	for _, tc := range []struct {
 		path    string
@@ -188,7 +221,7 @@ func TestResponseFraming(t *testing.T) {
 			io.WriteString(w, "abc")
 		}
 	})
-	s, _, _ := start(t, h, Options{})
+	s := start(t, h, Config{})
 	type result struct {
 		Status      int
 		Body        string
@@ -235,7 +268,7 @@ func TestHTTP10KeepAlive(t *testing.T) {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "ok")
 	})
-	s, _, _ := start(t, h, Options{})
+	s := start(t, h, Config{})
 	cl := dial(t, s)
 	for i := range 3 {
 		cl.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
@@ -264,7 +297,7 @@ func TestRequestBodies(t *testing.T) {
 		}
 		echo(w, r)
 	})
-	s, _, _ := start(t, ignore, Options{})
+	s := start(t, ignore, Config{})
 	cl := dial(t, s)
 
 	cl.send("POST /cl HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
@@ -274,6 +307,13 @@ func TestRequestBodies(t *testing.T) {
 	cl.send("POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
 	if _, body := cl.read("POST"); !strings.Contains(body, `body="hello world"`) {
 		t.Errorf("chunked body: %q", body)
+	}
+	// Extensions and trailer fields are read and dropped; a chunk may be
+	// split across the client's writes.
+	cl.send("POST /chunked2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;a=b\r\nabc\r\n00A\r\n01234")
+	cl.send("56789\r\n0\r\nX-Trailer: 1\r\nY: 2\r\n\r\n")
+	if resp, body := cl.read("POST"); !strings.Contains(body, `body="abc0123456789"`) || resp.Close {
+		t.Errorf("chunked body with extensions and trailers: %q close=%v", body, resp.Close)
 	}
 	// A small unread body is skipped and the connection kept.
 	cl.send("POST /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + strings.Repeat("z", 1000))
@@ -300,7 +340,7 @@ func TestExpectContinue(t *testing.T) {
 		}
 		echo(w, r)
 	})
-	s, _, _ := start(t, h, Options{})
+	s := start(t, h, Config{})
 
 	cl := dial(t, s)
 	cl.send("PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
@@ -329,12 +369,32 @@ func TestExpectContinue(t *testing.T) {
 	}
 }
 
+// TestBadRequests: a malformed request, or one whose framing two parsers
+// could read differently, is refused and the connection closed, so the
+// request pipelined behind it (which a smuggler would have hidden in the
+// body) never reaches the handler (RFC 9112 §6.1, §6.3).
+// docs/http-conformance.md has the full table, compared with nginx.
 func TestBadRequests(t *testing.T) {
-	s, _, _ := start(t, echo, Options{})
+	var mu sync.Mutex
+	var smuggled bool
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		smuggled = smuggled || r.URL.Path == "/smuggled"
+		mu.Unlock()
+		echo(w, r) // a body it cannot read is answered 400
+	})
+	s := start(t, h, Config{})
+	const next = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
 	for _, tc := range []struct {
 		name, raw string
 		want      int
 	}{
+		{"CL then TE", "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+		{"TE then CL", "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n", 400},
+		{"TE in HTTP/1.0", "POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", 400},
+		{"two lengths", "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 400},
+		{"folded TE", "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", 400},
+		{"bare LF in a chunk size", "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", 400},
 		{"garbage", "HELLO\r\n\r\n", 400},
 		{"no Host on HTTP/1.1", "GET / HTTP/1.1\r\n\r\n", 400},
 		{"bad Host", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
@@ -342,21 +402,27 @@ func TestBadRequests(t *testing.T) {
 		{"bad header name", "GET / HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n", 400},
 		{"bad version", "GET / HTTP/9.9\r\nHost: x\r\n\r\n", 505},
 		{"bad Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -3\r\n\r\n", 400},
-		{"unknown transfer coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: zip\r\n\r\n", 501},
+		{"chunked not last", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: zip\r\n\r\n", 400},
+		{"unknown transfer coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: zip, chunked\r\n\r\n", 501},
 		{"header line folding", "GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400},
 	} {
 		cl := dial(t, s)
-		cl.send(tc.raw)
+		cl.send(tc.raw + next)
 		resp, err := http.ReadResponse(cl.br, nil)
 		if err != nil {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
 		}
-		resp.Body.Close()
-		if resp.StatusCode != tc.want || !resp.Close {
-			t.Errorf("%s: %d close=%v, want %d and close", tc.name, resp.StatusCode, resp.Close, tc.want)
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != tc.want || !resp.Close || !cl.closed() {
+			t.Errorf("%s: %d close=%v, want %d and the connection closed", tc.name, resp.StatusCode, resp.Close, tc.want)
 		}
 	}
+	mu.Lock()
+	if smuggled {
+		t.Error("a request pipelined behind a refused one reached the handler")
+	}
+	mu.Unlock()
 	// HTTP/1.0 needs no Host.
 	cl := dial(t, s)
 	cl.send("GET /old HTTP/1.0\r\n\r\n")
@@ -407,6 +473,9 @@ func TestSendfileExact(t *testing.T) {
 			unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
 		}
 		if r.URL.Query().Has("section") {
+			if n == 0 { // an empty section is sent too
+				io.Copy(w, io.NewSectionReader(f, off, 0))
+			}
 			for n > 0 { // in chunks at their offsets, as internal/edge does
 				chunk := min(n, 1<<20)
 				m, err := io.Copy(w, io.NewSectionReader(f, off, chunk))
@@ -428,7 +497,7 @@ func TestSendfileExact(t *testing.T) {
 			rc.SetWriteDeadline(time.Now().Add(time.Minute))
 		}
 	})
-	s, _, _ := start(t, h, Options{})
+	s := start(t, h, Config{})
 	cl := dial(t, s)
 	for _, q := range []struct{ off, n int64 }{{0, int64(len(data))}, {1, 1}, {65536, 65536}, {1 << 20, 2<<20 + 3}, {12345, 0}} {
 		for _, mode := range []string{"", "&sniff", "&nolength", "&section", "&section&cold", "&cold"} {
@@ -455,11 +524,11 @@ func TestContextCancelledOnKill(t *testing.T) {
 			t.Errorf("no LocalAddrContextKey value in the request context")
 		}
 	})
-	s, _, _ := start(t, h, Options{})
+	s := start(t, h, Config{})
 	cl := dial(t, s)
 	cl.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	<-entered
-	s.Kill()
+	s.Close()
 	select {
 	case err := <-released:
 		if !errors.Is(err, context.Canceled) {
@@ -483,14 +552,15 @@ func TestShutdownClosesIdleFinishesActive(t *testing.T) {
 		}
 		io.WriteString(w, "done")
 	})
-	s, cancel, wait := start(t, h, Options{Grace: 30 * time.Second})
+	s := start(t, h, Config{})
 	idle := dial(t, s)
 	idle.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	idle.read("GET")
 	busy := dial(t, s)
 	busy.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
 	<-entered
-	cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
 	if !idle.closed() {
 		t.Error("idle connection not closed on shutdown")
 	}
@@ -499,16 +569,19 @@ func TestShutdownClosesIdleFinishesActive(t *testing.T) {
 	if body != "done" || !resp.Close {
 		t.Errorf("in-flight response %q close=%v, want done with Connection: close", body, resp.Close)
 	}
-	if err := wait(); err != nil {
-		t.Errorf("Run = %v, want nil", err)
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown = %v, want nil", err)
 	}
-	if h1 := s.srv.(*h1Server); len(h1.conns) != 0 {
-		t.Errorf("%d connections left after Run returned", len(h1.conns))
+	if len(s.conns) != 0 {
+		t.Errorf("%d connections left after Shutdown returned", len(s.conns))
+	}
+	if err := s.wait(); err != http.ErrServerClosed {
+		t.Errorf("Serve = %v, want ErrServerClosed", err)
 	}
 }
 
 func TestIdleTimeout(t *testing.T) {
-	s, _, _ := start(t, echo, Options{IdleTimeout: 200 * time.Millisecond})
+	s := start(t, echo, Config{IdleTimeout: 200 * time.Millisecond})
 	cl := dial(t, s)
 	cl.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	cl.read("GET")
@@ -534,7 +607,7 @@ func BenchmarkRequest(b *testing.B) {
 		w.WriteHeader(http.StatusPartialContent)
 		w.Write(body)
 	})
-	s := newH1Server(h, Options{}.withDefaults())
+	s := New(h, Config{})
 	const batch = 1000
 	in := []byte(strings.Repeat(req, batch))
 	b.ReportAllocs()
@@ -556,7 +629,7 @@ func TestHeaderFieldsSanitized(t *testing.T) {
 		w.Header()["Bad Name"] = []string{"x"}
 		io.WriteString(w, "ok")
 	})
-	s, _, _ := start(t, h, Options{})
+	s := start(t, h, Config{})
 	cl := dial(t, s)
 	cl.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	resp, body := cl.read("GET")
@@ -593,5 +666,83 @@ func TestPageCached(t *testing.T) {
 	f.ReadAt(make([]byte, 8192), 0)
 	if !pageCached(int(f.Fd()), 100, 8000) || pageCached(int(f.Fd()), 0, 1<<20) {
 		t.Error("after reading the first two pages: want those cached and the whole file not")
+	}
+}
+
+// TestStaleWriteDeadlineCleared: a write deadline one handler set does
+// not cut off the next response on the connection, whose handler sets
+// none. (The first handler leaves an expired one behind.)
+func TestStaleWriteDeadlineCleared(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "2")
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "ok")
+		if r.URL.Path == "/expire" {
+			rc := http.NewResponseController(w)
+			rc.Flush()
+			rc.SetWriteDeadline(time.Now())
+		}
+	})
+	s := start(t, h, Config{})
+	cl := dial(t, s)
+	for _, p := range []string{"/expire", "/plain", "/expire", "/plain"} {
+		cl.send("GET " + p + " HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body := cl.read("GET"); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("GET %s: %d %q", p, resp.StatusCode, body)
+		}
+	}
+}
+
+// TestCacheVerdicts: a block found cached is taken on trust for
+// verdictUses sends of the file, through any of its descriptors, then
+// asked about again; a block dropped from the page cache, or holding the
+// end of its file, is asked about each time.
+func TestCacheVerdicts(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "obj"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const size = 5 << 20 // blocks 0 and 1 whole, block 2 holds the end
+	if _, err := f.Write(make([]byte, size)); err != nil {
+		t.Fatal(err)
+	}
+	fd := int(f.Fd())
+	var v cacheVerdicts
+	if !v.cached(f, fd, 100, 64<<10) || !v.cached(f, fd, 2<<20-10, 20) {
+		t.Fatal("ranges just written are not cached")
+	}
+	if !v.cached(f, fd, 4<<20+5, 1000) {
+		t.Error("a cached range in the last, partial block is not cached")
+	}
+	f.Sync()
+	if err := unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	// Block 0's verdict stands for its remaining uses, then is renewed;
+	// another descriptor of the same file shares it.
+	g, err := os.Open(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if !v.cached(g, int(g.Fd()), 4096, 4096) {
+		t.Error("a second descriptor of the file does not share block 0's verdict")
+	}
+	stale := 1
+	for v.cached(f, fd, 4096, 4096) {
+		if stale++; stale > verdictUses {
+			t.Fatalf("block 0 still trusted after %d uses", stale)
+		}
+	}
+	if stale == 0 {
+		t.Error("the verdict on block 0 was not kept")
+	}
+	if v.cached(f, fd, 4<<20+5, 1000) {
+		t.Error("the last block, dropped from the page cache, counts as cached")
+	}
+	var fresh cacheVerdicts
+	if fresh.cached(f, fd, 2<<20, 64<<10) {
+		t.Error("a block dropped from the page cache counts as cached")
 	}
 }

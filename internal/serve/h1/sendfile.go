@@ -1,9 +1,11 @@
-package serve
+package h1
 
 import (
+	"hash/maphash"
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -52,10 +54,10 @@ func (c *conn) sendFileFrom(src io.Reader) (n int64, handled bool, err error) {
 // was sent because sendfile cannot take f: the caller then copies.
 //
 // On a non-blocking socket sendfile waits only to read the disk: it
-// copies what the socket buffer takes and returns. So a range that
-// cachestat(2) finds all in the page cache goes by a raw system call
-// that keeps its P (rawio.go), and any other the blocking way, since a
-// disk read may take milliseconds.
+// copies what the socket buffer takes and returns. So a range that is
+// all in the page cache (cacheVerdicts) goes by a raw system call that
+// keeps its P (rawio.go), and any other the blocking way, since a disk
+// read may take milliseconds.
 func (c *conn) sendFile(f *os.File, off *int64, n int64) (written int64, handled bool, err error) {
 	if c.raw == nil || n <= 0 {
 		return 0, false, nil
@@ -70,7 +72,7 @@ func (c *conn) sendFile(f *os.File, off *int64, n int64) (written int64, handled
 		werr = c.raw.Write(func(out uintptr) bool {
 			for n > 0 {
 				chunk := min(n, maxSendfile)
-				m, errno := sendfile(int(out), int(in), off, int(chunk), pageCached(int(in), *off, chunk))
+				m, errno := sendfile(int(out), int(in), off, int(chunk), c.s.inCache.cached(f, int(in), *off, chunk))
 				switch {
 				case m > 0:
 					written += int64(m)
@@ -117,6 +119,74 @@ func sendfile(out, in int, off *int64, n int, raw bool) (int, syscall.Errno) {
 		return 0, errno
 	}
 	return int(r), 0
+}
+
+// cacheVerdicts remembers which 2 MiB blocks of which files cachestat(2)
+// found wholly in the page cache, for the next verdictUses sends that
+// touch them: asking the kernel before every sendfile was a system call
+// per request (5% of the appliance's CPU on 64 KiB ranges), and hot
+// content stays cached. A verdict can go stale (the pages evicted since);
+// a sendfile then reads the disk holding its P, as the first send after
+// eviction would have without it, and the verdict is renewed within
+// verdictUses sends. A block that is not wholly cached (the end of its
+// file, or a part nobody read yet) is remembered as such for as long, and
+// its ranges are asked about one by one, as before. Files are known
+// by name, not descriptor: a server keeps several descriptors of a hot
+// file open (internal/edge's descriptor cache), and they share its pages.
+type cacheVerdicts struct {
+	// Each slot holds a 48-bit hash of (file name, block), a bit set
+	// when the block is not wholly cached, and 15 bits of use count; a
+	// collision of two hashes only costs a wrong guess.
+	slots [1024]atomic.Uint64
+}
+
+const verdictPartial = 1 << 15
+
+var verdictSeed = maphash.MakeSeed()
+
+const (
+	verdictBlockShift = 21
+	verdictUses       = 64
+)
+
+// cached reports whether n bytes of f (descriptor fd) at off are in the
+// page cache, as far as the verdicts or the kernel know.
+func (v *cacheVerdicts) cached(f *os.File, fd int, off, n int64) bool {
+	if n <= 0 {
+		return true
+	}
+	first, last := off>>verdictBlockShift, (off+n-1)>>verdictBlockShift
+	if last-first > 1 {
+		return pageCached(fd, off, n)
+	}
+	for b := first; b <= last; b++ {
+		if !v.block(f, fd, b) {
+			return pageCached(fd, off, n)
+		}
+	}
+	return true
+}
+
+// block reports whether block b of f is known to be wholly cached.
+func (v *cacheVerdicts) block(f *os.File, fd int, b int64) bool {
+	key := maphash.Comparable(verdictSeed, verdictID{f.Name(), b}) >> 16
+	slot := &v.slots[key%uint64(len(v.slots))]
+	if x := slot.Load(); x>>16 == key && x&(verdictPartial-1) < verdictUses {
+		slot.Add(1)
+		return x&verdictPartial == 0
+	}
+	if !pageCached(fd, b<<verdictBlockShift, 1<<verdictBlockShift) {
+		slot.Store(key<<16 | verdictPartial)
+		return false
+	}
+	slot.Store(key << 16)
+	return true
+}
+
+// verdictID names a block of a file.
+type verdictID struct {
+	name  string
+	block int64
 }
 
 // pageCached reports whether every page of n bytes of fd at off is in

@@ -1,4 +1,4 @@
-package serve
+package h1
 
 import (
 	"bufio"
@@ -88,7 +88,7 @@ func FuzzConn(f *testing.F) {
 			}
 			answers = append(answers, a)
 		})
-		s := newH1Server(h, Options{}.withDefaults())
+		s := New(h, Config{})
 		pc := &pipeConn{in: bytes.NewReader(in)}
 		c := newConn(s, pc)
 		s.conns[c] = struct{}{}

@@ -1,4 +1,4 @@
-package serve
+package h1
 
 // The plain-HTTP server reads and writes its sockets with raw system
 // calls. Go enters every read, write and sendfile as a call that may
