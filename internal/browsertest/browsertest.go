@@ -53,6 +53,9 @@ type Options struct {
 	// Flags are extra command-line flags (name → value; true for a bare
 	// switch).
 	Flags map[string]any
+	// Width and Height are the window's size (1200×900 when zero), which
+	// is what full-page screenshots show.
+	Width, Height int
 }
 
 // Browser is one headless Chromium and its first tab.
@@ -80,8 +83,12 @@ func Start(t testing.TB, opts Options) *Browser {
 		chromedp.Flag("disable-background-timer-throttling", true),
 		chromedp.Flag("disable-renderer-backgrounding", true),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.WindowSize(1200, 900),
 	}
+	w, h := opts.Width, opts.Height
+	if w == 0 || h == 0 {
+		w, h = 1200, 900
+	}
+	flags = append(flags, chromedp.WindowSize(w, h))
 	if opts.Proxy != "" {
 		// Chromium never proxies loopback unless told not to bypass it.
 		flags = append(flags, chromedp.ProxyServer(opts.Proxy), chromedp.Flag("proxy-bypass-list", "<-loopback>"))
