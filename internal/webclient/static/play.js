@@ -74,23 +74,30 @@
 
   // FailoverLoader is hls.js's own loader behind the failover: each
   // attempt is a fresh inner loader (hls.js loaders are single use) at
-  // the session's current URL.
+  // the session's current URL. hls.js keeps the stats object of the
+  // loader it made (as the fragment's stats) and estimates bandwidth from
+  // it, so every attempt reports into that one object, restarted.
   const Base = Hls.DefaultConfig.loader;
   class FailoverLoader {
     constructor(config) {
       this.config = config;
       this.inner = new Base(config);
+      this.stats = this.inner.stats;
     }
-    get stats() { return this.inner.stats; }
     get context() { return this.inner.context; }
     load(context, config, callbacks) {
-      const attempt = () => {
+      const attempt = (first) => {
         const i = state.current;
-        this.inner = new Base(this.config);
+        if (!first) {
+          this.inner = new Base(this.config);
+          const s = this.stats;
+          Object.assign(s, {loaded: 0, total: 0, chunkCount: 0, aborted: false, loading: {start: 0, first: 0, end: 0}});
+          this.inner.stats = s;
+        }
         const retry = (why) => {
           if (!failover(i, why)) return false;
           this.inner.destroy();
-          attempt();
+          attempt(false);
           return true;
         };
         this.inner.load(Object.assign({}, context, {url: rebase(context.url, i)}), config, {
@@ -108,7 +115,7 @@
           onAbort: callbacks.onAbort && ((stats, ctx, net) => callbacks.onAbort(stats, context, net)),
         });
       };
-      attempt();
+      attempt(true);
     }
     abort() { this.inner.abort(); }
     destroy() { this.inner.destroy(); }

@@ -10,7 +10,6 @@
 
 (() => {
   const state = window.ocdnProbe = {phase: 'starting', recipe: null, report: null, reported: null, error: null};
-  const measureHeader = {'X-Ocdn-Measurement': 'probe'};
 
   function fail(msg) {
     state.phase = 'failed';
@@ -27,14 +26,14 @@
     if (type === 'tls_handshake' && !target.url.startsWith('https:')) {
       return Object.assign(p, {status: 'error', error: 'not https'});
     }
-    const url = ocdn.withQuery(target.url, 'pulse', `${rec.id}-${seq}`);
+    const url = ocdn.measured(target.url, 'probe', 'pulse', `${rec.id}-${seq}`);
     const range = type === 'throughput' ? `bytes=0-${(target.range_bytes || 1 << 20) - 1}` : 'bytes=0-0';
     const ctrl = new AbortController();
     const timer = setTimeout(() => ctrl.abort(), rec.pulse_timeout_ms || 5000);
     const t0 = performance.now();
     let bytes = 0;
     try {
-      const resp = await fetch(url, {headers: {Range: range, ...measureHeader}, cache: 'no-store', signal: ctrl.signal});
+      const resp = await fetch(url, {headers: {Range: range}, cache: 'no-store', signal: ctrl.signal});
       bytes = await ocdn.readAll(resp, null);
       p.http_status = resp.status;
       p.appliance = resp.headers.get('X-Ocdn-Appliance') || target.appliance;

@@ -16,7 +16,6 @@
   // A browser keeps at most six connections to one server, so more
   // parallel downloads than that would only queue.
   const state = window.ocdnSpeed = {phase: 'starting', result: null, reported: null, error: null, windowsBps: []};
-  const measureHeader = {'X-Ocdn-Measurement': 'speedtest'};
   let seq = 0;
 
   function fail(msg) {
@@ -30,9 +29,9 @@
   // to its first byte, from Resource Timing (the wall clock around fetch
   // when the browser gives no timing).
   async function ping(url) {
-    const u = ocdn.withQuery(url, 'ping', String(seq++));
+    const u = ocdn.measured(url, 'speedtest', 'ping', String(seq++));
     const start = performance.now();
-    const resp = await fetch(u, {headers: {Range: 'bytes=0-0', ...measureHeader}, cache: 'no-store'});
+    const resp = await fetch(u, {headers: {Range: 'bytes=0-0'}, cache: 'no-store'});
     await resp.arrayBuffer();
     if (resp.status !== 206 && resp.status !== 200) throw new Error(`${url}: HTTP ${resp.status}`);
     const e = ocdn.timingOf(u);
@@ -56,7 +55,11 @@
       file = best.path;
       size = best.size;
     }
-    const targets = await ocdn.steer(file, 5);
+    // The best site's appliances, as fast.com measures against the
+    // servers nearest in steering's eyes: the figure is the path to that
+    // site, not a sum over paths to sites the player would never use.
+    const steered = await ocdn.steer(file, 5);
+    const targets = steered.filter((t) => t.site === steered[0].site);
     const urls = targets.map((t) => t.url);
     ocdn.show('servers', targets.map((t) => `${t.appliance} (${t.site})`).join(', '));
     const recipe = await ocdn.recipe().catch((e) => { ocdn.log('no recipe, so no report: ' + e.message); return null; });
@@ -77,8 +80,8 @@
     let counter = 0, conns = 0, failure = null;
     const download = async (url) => {
       while (!ctrl.signal.aborted) {
-        const resp = await fetch(ocdn.withQuery(url, 'dl', String(seq++)),
-          {headers: {Range: `bytes=0-${chunk - 1}`, ...measureHeader}, cache: 'no-store', signal: ctrl.signal});
+        const resp = await fetch(ocdn.measured(url, 'speedtest', 'dl', String(seq++)),
+          {headers: {Range: `bytes=0-${chunk - 1}`}, cache: 'no-store', signal: ctrl.signal});
         if (resp.status !== 206 && resp.status !== 200) throw new Error(`${url}: HTTP ${resp.status}`);
         await ocdn.readAll(resp, (n) => { counter += n; });
       }
