@@ -131,6 +131,9 @@ func (l *Lab) startBrowser(ctx, streamCtx context.Context, stopStreaming func(),
 	l.mu.Lock()
 	l.browser = &b
 	l.mu.Unlock()
+	if l.opts.Pages != nil {
+		l.opts.Pages(b)
+	}
 	if b.Player != "" {
 		l.status("browser: player " + b.Player)
 	}
@@ -157,15 +160,20 @@ func (l *Lab) startBrowser(ctx, streamCtx context.Context, stopStreaming func(),
 	return wg.Wait, nil
 }
 
-// printBrowser writes the report's browser section.
+// print writes the report's browser section.
 func (b *BrowserReport) print(w io.Writer) {
 	if b == nil {
 		return
 	}
 	fmt.Fprintln(w, "\nBrowser pages (served while the lab runs):")
+	b.PrintPages(w, "  ")
+}
+
+// PrintPages writes where the pages are, a line each, after indent.
+func (b *BrowserReport) PrintPages(w io.Writer, indent string) {
 	if b.Player != "" {
-		fmt.Fprintf(w, "  player      %s\n", b.Player)
+		fmt.Fprintf(w, "%splayer      %s\n", indent, b.Player)
 	}
-	fmt.Fprintf(w, "  speed test  %s\n  probe       %s\n", b.SpeedTest, b.Probe)
-	fmt.Fprintf(w, "  as an %s client (%s) over the emulated links: chromium %s '%s'\n", b.ISP, b.Client, b.ChromiumFlags[0], b.ChromiumFlags[1])
+	fmt.Fprintf(w, "%sspeed test  %s\n%sprobe       %s\n", indent, b.SpeedTest, indent, b.Probe)
+	fmt.Fprintf(w, "%sas an %s client (%s) over the emulated links: chromium %s '%s'\n", indent, b.ISP, b.Client, b.ChromiumFlags[0], b.ChromiumFlags[1])
 }

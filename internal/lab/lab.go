@@ -50,6 +50,10 @@ type Options struct {
 	// the web console's URL and the file holding its operator token; the
 	// console stays up until the run ends.
 	Console func(url, operatorTokenFile string)
+	// Pages, when set, is called once the appliances are filled and the
+	// browser pages have something to play, with where they are; they
+	// stay up until the run ends.
+	Pages func(BrowserReport)
 	// OnStreaming, when set, is called (in its own goroutine) once the
 	// appliances are filled and the clients stream, with the running lab
 	// (its control plane, the browser pages and proxy); when it returns,
