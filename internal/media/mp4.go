@@ -37,7 +37,6 @@ func (b be) u64(v uint64) be { return binary.BigEndian.AppendUint64(b, v) }
 func (b be) raw(v []byte) be { return append(b, v...) }
 func (b be) zeros(n int) be  { return append(b, make([]byte, n)...) }
 func (b be) str(s string) be { return append(b, s...) }
-func (b be) bytes() []byte   { return b }
 func (b be) matrix() be {
 	for _, v := range []uint32{0x00010000, 0, 0, 0, 0x00010000, 0, 0, 0, 0x40000000} {
 		b = b.u32(v)
