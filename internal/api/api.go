@@ -30,10 +30,12 @@ type Heartbeat struct {
 	Appliance string `json:"appliance"`
 	Draining  bool   `json:"draining"`
 	// ContentGen changes whenever the appliance's stored set changes; Held
-	// (every verified file) is sent only when the control plane's known
-	// generation differs, so steady-state heartbeats stay small.
+	// (every verified file it serves, files being retired left out) is
+	// sent only when the control plane's known generation differs, so
+	// steady-state heartbeats stay small. null means "unchanged", [] "none"
+	// (an appliance that retired its last file must say so).
 	ContentGen  uint64   `json:"content_gen"`
-	Held        []string `json:"held,omitempty"`
+	Held        []string `json:"held"`
 	BytesServed int64    `json:"bytes_served"`
 	// BGP is the state of each BGP session.
 	BGP []BGPSession `json:"bgp,omitempty"`
@@ -300,4 +302,7 @@ type Misses struct {
 	Content int64 `json:"content"`
 	Health  int64 `json:"health"`
 	Other   int64 `json:"other"`
+	// ContentByHome is Content by the clients' home site, then title:
+	// which titles each site lacked for its own clients.
+	ContentByHome map[string]map[string]int64 `json:"content_by_home,omitempty"`
 }

@@ -52,8 +52,13 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// FillConcurrency is how many files download at once.
 	FillConcurrency int
-	// FillRate caps fill downloads in bytes/s (0 = no cap).
-	FillRate int64
+	// FillRate caps fill downloads in bytes/s (0 = no cap);
+	// FillUrgentRate caps those outside the window (default a quarter).
+	FillRate       int64
+	FillUrgentRate int64
+	// FillRetireGrace is how long a file no longer listed stays after it
+	// left steering (default 1m).
+	FillRetireGrace time.Duration
 	// FillStallTimeout gives up a fill source that sends nothing for this
 	// long (default 30s).
 	FillStallTimeout time.Duration

@@ -37,7 +37,8 @@ func newFillState(a *Appliance) *fillState {
 		fs.corrupt[p] = true
 	}
 	fs.agent = fill.New(fill.Config{Appliance: a.cfg.ID, Store: a.store, Control: controlClient{a}, Client: &http.Client{},
-		Clock: a.cfg.FillClock, Rate: a.cfg.FillRate, Concurrency: a.cfg.FillConcurrency, StallTimeout: a.cfg.FillStallTimeout,
+		Clock: a.cfg.FillClock, Rate: a.cfg.FillRate, UrgentRate: a.cfg.FillUrgentRate, RetireGrace: a.cfg.FillRetireGrace,
+		Concurrency: a.cfg.FillConcurrency, StallTimeout: a.cfg.FillStallTimeout,
 		OutOfCycleBudget: a.cfg.FillOutOfCycleBudget, Interval: a.cfg.FillInterval, StrictWindow: a.cfg.FillStrictWindow,
 		Logger: a.cfg.Logger})
 	return fs

@@ -118,7 +118,10 @@ func (a *Appliance) inflight() int {
 func (a *Appliance) record(known uint64) api.Heartbeat {
 	g := &a.hb
 	now := time.Now()
-	used, capacity, gen := a.store.Usage()
+	used, capacity, _ := a.store.Usage()
+	// What it reports holding leaves out files being retired (fill):
+	// steering stops sending clients to them before they are deleted.
+	gen, held := a.fill.agent.Advertised()
 	bytes, reqs, cpu := a.edge.BytesServed(), a.edge.Requests(), processCPU()
 	g.mu.Lock()
 	g.seq++
@@ -137,13 +140,13 @@ func (a *Appliance) record(known uint64) api.Heartbeat {
 	}
 	hb.Load = load
 	hb.Disk = &api.Disk{CapacityBytes: capacity, UsedBytes: used, Disks: 1}
-	entries := a.store.List()
 	fs := a.Fill()
-	hb.Fill = &api.HeartbeatFill{FilesHeld: len(entries), BytesFilled: fs.Bytes, FilesRejected: fs.FilesRejected}
+	hb.Fill = &api.HeartbeatFill{FilesHeld: len(held), BytesFilled: fs.Bytes, FilesRejected: fs.FilesRejected}
+	hb.ManifestVersion = a.fill.agent.ManifestVersion()
 	if gen != known {
-		hb.Held = make([]string, 0, len(entries))
-		for _, e := range entries {
-			hb.Held = append(hb.Held, e.Path)
+		hb.Held = held
+		if hb.Held == nil {
+			hb.Held = []string{}
 		}
 	}
 	return hb
@@ -170,6 +173,12 @@ func (a *Appliance) heartbeatLoop(drain, stop context.Context) {
 			}
 		} else {
 			known = reply.KnownContentGen
+			// The control plane has the list of generation known: files
+			// retired before it have left steering and may go.
+			a.fill.agent.Acknowledge(known)
+			if v := reply.ManifestVersion; v != "" && v != a.fill.agent.ManifestVersion() {
+				a.fill.agent.Wake() // a new plan: fill its delta now (within the window rules)
+			}
 			if reply.KeysVersion != "" && reply.KeysVersion != keys {
 				if err := a.refreshKeys(stop); err != nil {
 					a.log.Warn("fetching url-signing keys failed", "err", err)

@@ -87,6 +87,15 @@ type ApplianceFill struct {
 	// inside the window (default: an appliance that never held its
 	// manifest fills at once).
 	StrictWindow bool `yaml:"strict_window,omitempty"`
+	// UrgentRate caps fill outside the window (urgent files, such as a
+	// release due before the next window) in bytes per second (default
+	// a quarter of rate; 0 with no rate means none).
+	UrgentRate ByteSize `yaml:"urgent_rate,omitempty"`
+	// RetireGrace is how long a file the manifest no longer lists stays
+	// on disk after the control plane has acknowledged that the
+	// appliance stopped reporting it (so stopped steering clients to it),
+	// for clients that got its URL just before (default 1m).
+	RetireGrace time.Duration `yaml:"retire_grace,omitempty"`
 }
 
 // BGP is the appliance's embedded BGP speaker: one session per ISP router
@@ -181,6 +190,9 @@ func (c *ApplianceDaemon) Validate() error {
 	if (c.ScrubRate != nil && *c.ScrubRate < 0) || c.Fill.Rate < 0 || c.Fill.OutOfCycleBudget < 0 {
 		return Errf("scrub_rate/fill.rate/fill.out_of_cycle_budget", "must not be negative")
 	}
+	if u := c.Fill.UrgentRate; u < 0 || (c.Fill.Rate > 0 && u > c.Fill.Rate) {
+		return Errf("fill.urgent_rate", "%d bytes/s is not between 0 and fill.rate (%d): fill outside the window is capped lower than inside it", u, c.Fill.Rate)
+	}
 	if c.MaxQueuedReports < 0 {
 		return Errf("max_queued_reports", "must not be negative")
 	}
@@ -198,6 +210,7 @@ func (c *ApplianceDaemon) Validate() error {
 		{"drain_timeout", c.DrainTimeout, time.Millisecond, 24 * time.Hour},
 		{"fill.stall_timeout", c.Fill.StallTimeout, 100 * time.Millisecond, time.Hour},
 		{"fill.interval", c.Fill.Interval, 10 * time.Millisecond, time.Hour},
+		{"fill.retire_grace", c.Fill.RetireGrace, time.Millisecond, 24 * time.Hour},
 	} {
 		if err := durationAtLeast(d.field, d.v, d.lo, d.hi); err != nil {
 			return err

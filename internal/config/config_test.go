@@ -20,7 +20,7 @@ viewer_token_file: viewer.token
 operator_token_file: operator.token
 measure: {dir: m, recipe: {targets: 3, pulses: 2, pulse_size: 256KiB, interval: 10m}}
 steering: {measured: true, experiment: true, min_samples: 30, refresh: 2s}
-placement: {replan_interval: 1h, hysteresis: 0.1}
+placement: {replan_interval: 1h, hysteresis: 0.1, check_interval: 1m, ranking_change: 0.05, max_churn: 0.1, half_life: 72h}
 fill: {window_start: "02:00", window_length: 12h}
 isps: [{name: isp, asn: 64500, prefixes: [198.51.100.0/24]}]
 sites: [{id: s, kind: embedded, isp: isp, time_zone: Europe/Amsterdam}]
@@ -42,7 +42,7 @@ token_file: a1.token
 key_file: keys.json
 store: store
 capacity: 2TiB
-fill: {concurrency: 4, rate: 150MB, stall_timeout: 30s}
+fill: {concurrency: 4, rate: 150MB, stall_timeout: 30s, urgent_rate: 40MB, retire_grace: 1m}
 tls: {cert_file: a1.pem, key_file: a1.key}
 bgp:
   local_asn: 2906
@@ -138,6 +138,11 @@ func TestBadConfigsNameFileAndField(t *testing.T) {
 		{"console roles share a file", goodControl, "operator_token_file: operator.token", "operator_token_file: viewer.token", []string{"operator_token_file", "viewer_token_file", "different tokens"}},
 		{"viewer holds the admin token", goodControl, "viewer_token_file: viewer.token", "viewer_token_file: admin.token", []string{"viewer_token_file", "admin credential"}},
 		{"recipe type", goodControl, "pulses: 2,", "pulses: 2, types: [ping],", []string{"measure.recipe.types[0]", "ping"}},
+		{"churn bound above capacity", goodControl, "max_churn: 0.1", "max_churn: 1.5", []string{"placement.max_churn", "1.5"}},
+		{"ranking change negative", goodControl, "ranking_change: 0.05", "ranking_change: -0.1", []string{"placement.ranking_change"}},
+		{"check slower than replan", goodControl, "check_interval: 1m", "check_interval: 2h", []string{"placement.check_interval", "replan_interval"}},
+		{"urgent rate above rate", goodAppliance, "urgent_rate: 40MB", "urgent_rate: 200MB", []string{"fill.urgent_rate"}},
+		{"retire grace negative", goodAppliance, "retire_grace: 1m", "retire_grace: -1s", []string{"fill.retire_grace", "negative"}},
 		{"address6 not IPv6", goodControl, `address6: "[2001:db8::1]:80"`, "address6: 10.0.0.9:80", []string{"appliances[0].address6", "10.0.0.9:80"}},
 		{"address6 without port", goodControl, `address6: "[2001:db8::1]:80"`, `address6: "2001:db8::1"`, []string{"appliances[0].address6"}},
 		{"address6 beside IPv6", goodControl, `address: 10.0.0.1:80, address6`, `address: "[2001:db8::9]:80", address6`, []string{"appliances[0].address", "not IPv4"}},

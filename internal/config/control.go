@@ -159,8 +159,20 @@ type Placement struct {
 	// Hysteresis keeps a file's copy count while its demand stays within
 	// this share of the boundary (default 0.1), bounding churn.
 	Hysteresis float64 `yaml:"hysteresis,omitempty"`
-	// HalfLife is the half-life of the demand average (default 24h).
+	// HalfLife is the half-life of the demand average (default 72h).
 	HalfLife time.Duration `yaml:"half_life,omitempty"`
+	// CheckInterval is how often demand counted from steering answers is
+	// folded into popularity and the ranking compared with the plan
+	// (default: replan_interval, at most 1m).
+	CheckInterval time.Duration `yaml:"check_interval,omitempty"`
+	// RankingChange replans before replan_interval when the ranking has
+	// moved this share of a site's placed bytes since the last plan
+	// (default 0.05).
+	RankingChange float64 `yaml:"ranking_change,omitempty"`
+	// MaxChurn bounds the bytes one replan adds to a site's appliances,
+	// as a share of the site's capacity (default 0.1; at least the
+	// largest file).
+	MaxChurn float64 `yaml:"max_churn,omitempty"`
 }
 
 // ControlFill is the fill window and escalation at the control plane.
@@ -243,7 +255,8 @@ func (c *Control) Validate() error {
 		{"sync_interval", c.SyncInterval, 10 * time.Millisecond, time.Hour},
 		{"steering.refresh", c.Steering.Refresh, 100 * time.Millisecond, time.Hour},
 		{"placement.replan_interval", c.Placement.ReplanInterval, time.Second, 0},
-		{"placement.half_life", c.Placement.HalfLife, time.Minute, 0},
+		{"placement.half_life", c.Placement.HalfLife, time.Second, 0},
+		{"placement.check_interval", c.Placement.CheckInterval, 100 * time.Millisecond, 24 * time.Hour},
 		{"fill.escalate_after", c.Fill.EscalateAfter, 100 * time.Millisecond, 24 * time.Hour},
 	} {
 		if err := durationAtLeast(d.field, d.v, d.lo, d.hi); err != nil {
@@ -287,6 +300,15 @@ func (c *Control) Validate() error {
 	}
 	if h := c.Placement.Hysteresis; h < 0 || h >= 1 {
 		return Errf("placement.hysteresis", "%g is not a share from 0 to below 1", h)
+	}
+	if r := c.Placement.RankingChange; r < 0 || r > 1 {
+		return Errf("placement.ranking_change", "%g is not a share from 0 to 1 (0 means the default, 0.05)", r)
+	}
+	if m := c.Placement.MaxChurn; m < 0 || m > 1 {
+		return Errf("placement.max_churn", "%g is not a share of capacity from 0 to 1 (0 means the default, 0.1)", m)
+	}
+	if ci, ri := c.Placement.CheckInterval, c.Placement.ReplanInterval; ci > 0 && ri > 0 && ci > ri {
+		return Errf("placement.check_interval", "%s is longer than placement.replan_interval %s: checks must come at least as often as replans", ci, ri)
 	}
 	if c.Fill.WindowStart != "" {
 		if _, ok := parseHour(c.Fill.WindowStart); !ok {

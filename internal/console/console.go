@@ -20,10 +20,10 @@
 // role's token; every POST carries a CSRF token derived from the session
 // and passes net/http's cross-origin protection. The console grants no
 // more than the API does: what the API serves only to the admin token
-// (route lookups, steering explanations, the fill summary, drain and
-// enable) needs an operator session here, and actions call the same
-// control-plane functions the API's handlers call, recorded in the same
-// audit log.
+// (route lookups, steering explanations, the fill summary, placement and
+// replans, drain and enable) needs an operator session here, and actions
+// call the same control-plane functions the API's handlers call, recorded
+// in the same audit log.
 package console
 
 import (
@@ -56,7 +56,9 @@ type Plane interface {
 	Lookup(addr netip.Addr) (netip.Prefix, []rib.Candidate, bool)
 	Explain(client netip.Addr, path string, n int) (api.FileSteer, error)
 	FillSummary() api.FillSummary
-	Manifest(id string) []content.File
+	// PlacementStatus is the control plane's record of its replans and,
+	// per site, the top files by predicted demand (top ≤ 0: none).
+	PlacementStatus(top int) api.PlacementStatus
 	Drain(req control.DrainRequest) ([]string, error)
 	Enable(ctx context.Context, req control.DrainRequest) ([]string, error)
 }

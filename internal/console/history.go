@@ -1,6 +1,7 @@
 package console
 
 import (
+	"fmt"
 	"math"
 	"sort"
 	"sync"
@@ -14,7 +15,8 @@ import (
 // every SampleEvery it records what the plots need (serving appliances,
 // bytes served per site, prefixes per appliance, bytes filled by source,
 // each site's measured TTFB in the interval) and what changed (state
-// transitions, route changes, replans) in bounded memory.
+// transitions, route changes) in bounded memory. Replans join the same
+// event list from the control plane's own records, not inferred here.
 
 // sample is one look at the control plane.
 type sample struct {
@@ -31,7 +33,8 @@ type sample struct {
 	ttfb map[string][2]float64
 }
 
-// event is one change between samples.
+// event is one change between samples, or one replan the control plane
+// recorded (At is then the control plane's time of the replan).
 type event struct {
 	At     time.Time
 	Kind   string // "state", "routes" or "replan"
@@ -40,27 +43,20 @@ type event struct {
 	To     string
 }
 
-// replan is a plan change seen between samples: how many manifests
-// changed and the bytes the new manifests add.
-type replanStat struct {
-	Seen       int
-	AddedBytes int64
-	LastAt     time.Time
-}
-
 type history struct {
 	mu      sync.Mutex
 	max     int
 	samples []sample
 	events  []event
-	replans replanStat
+	// replanSeq is the sequence number of the newest replan in events:
+	// the control plane lists its recent replans at every sample, and
+	// each becomes one event.
+	replanSeq int
 
 	// What the previous sample saw, for differences.
-	state     map[string]string
-	prefixes  map[string]int   // per appliance, for the change list
-	served    map[string]int64 // appliance → heartbeat bytes_served
-	versions  map[string]string
-	manifests map[string]map[string]int64 // appliance → path → size
+	state    map[string]string
+	prefixes map[string]int   // per appliance, for the change list
+	served   map[string]int64 // appliance → heartbeat bytes_served
 	// sketches are the last samples' cumulative TTFB bins per site,
 	// oldest first: the trailing window is the newest minus the oldest.
 	sketches []map[string]bins
@@ -118,12 +114,17 @@ func (c *Console) sample() {
 		s.fill[2] += fp.OriginBytes
 	}
 	cur := c.measureBins()
+	// Only the replans: the top files per site are read when the fill
+	// page is rendered.
+	replans := p.PlacementStatus(0).Recent
 
 	h := c.hist
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	first := h.state == nil
-	if !first {
+	// Replans first: each happened before this sample, after the last
+	// one's events, so the event list stays in time order.
+	h.recordReplans(replans)
+	if h.state != nil {
 		for id, st := range state {
 			if old := h.state[id]; old != st {
 				h.addEvent(event{At: now, Kind: "state", Target: id, From: old, To: st})
@@ -152,7 +153,6 @@ func (c *Console) sample() {
 			s.ttfb[site] = [2]float64{q[0], q[1]}
 		}
 	}
-	c.trackReplans(now, sum, first)
 	h.state, h.prefixes, h.served = state, prefixes, served
 	h.sketches = append(h.sketches, cur)
 	if len(h.sketches) > h.trail {
@@ -164,41 +164,26 @@ func (c *Console) sample() {
 	}
 }
 
-// trackReplans counts plan changes: a sample whose manifest versions
-// differ from the previous one's is one replan; its churn is the bytes
-// of files the new manifests list that the old ones did not. Under h.mu.
-func (c *Console) trackReplans(now time.Time, sum api.FillSummary, first bool) {
-	h := c.hist
-	versions := map[string]string{}
-	changed := false
-	for id, m := range sum.Manifests {
-		versions[id] = m.Version
-		if h.versions[id] != m.Version {
-			changed = true
+// recordReplans adds the replans in recent (oldest first, as the control
+// plane lists them) that are newer than the last one recorded. The
+// control plane keeps its last 50; more replans than that between two
+// samples would be missed here (its counter still says how many). Under
+// h.mu.
+func (h *history) recordReplans(recent []api.Replan) {
+	if n := len(recent); n > 0 && recent[n-1].Seq < h.replanSeq {
+		// Numbering went backwards: a control plane that restarted
+		// without its console (one reading it from afar) numbers its
+		// replans from the start again.
+		h.replanSeq = 0
+	}
+	for _, r := range recent {
+		if r.Seq <= h.replanSeq {
+			continue
 		}
+		h.replanSeq = r.Seq
+		h.addEvent(event{At: r.At, Kind: "replan", Target: "placement",
+			From: fmt.Sprintf("replan %d (%s)", r.Seq, r.Reason), To: bytesLabel(r.AddedBytes) + " added"})
 	}
-	if !changed && !first {
-		return
-	}
-	manifests := map[string]map[string]int64{}
-	var added int64
-	for id := range sum.Manifests {
-		files := map[string]int64{}
-		for _, f := range c.cfg.Plane.Manifest(id) {
-			files[f.Path] = f.Size
-			if _, had := h.manifests[id][f.Path]; !had && !first {
-				added += f.Size
-			}
-		}
-		manifests[id] = files
-	}
-	if !first {
-		h.replans.Seen++
-		h.replans.AddedBytes += added
-		h.replans.LastAt = now
-		h.addEvent(event{At: now, Kind: "replan", Target: "placement", To: bytesLabel(added) + " added"})
-	}
-	h.versions, h.manifests = versions, manifests
 }
 
 // measureBins merges every prefix group's TTFB sketch per site.
@@ -256,12 +241,6 @@ func (h *history) recentEvents(n int, kinds ...string) []event {
 		}
 	}
 	return out
-}
-
-func (h *history) replanStats() replanStat {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.replans
 }
 
 // series is one plot's data in uPlot's layout: x (Unix seconds) first,

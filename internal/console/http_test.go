@@ -46,14 +46,21 @@ var applianceSecret = auth.NewSecret()
 
 const adminToken = "admin-token-0123456789"
 
-// writeFiles writes a catalog, keys and token files into dir.
-func writeFiles(t *testing.T, dir string, tokens map[string]string) {
+// testCatalog is the control plane's catalog (content.Synth is
+// deterministic, so the test knows its files).
+func testCatalog(t *testing.T) *content.Catalog {
 	t.Helper()
 	cat, err := content.Synth(content.SynthSpec{Titles: 1, LadderKbps: []int{100}, Duration: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	catJSON, _ := cat.Marshal()
+	return cat
+}
+
+// writeFiles writes a catalog, keys and token files into dir.
+func writeFiles(t *testing.T, dir string, tokens map[string]string) {
+	t.Helper()
+	catJSON, _ := testCatalog(t).Marshal()
 	keys, _ := json.Marshal(urlsign.Generate())
 	files := map[string]string{"catalog.json": string(catJSON), "keys.json": string(keys)}
 	for name, tok := range tokens {
@@ -141,14 +148,7 @@ appliances:
 func (p *plane) beat(id string) error {
 	hb := api.Heartbeat{Appliance: id, BytesServed: 1234, BGP: []api.BGPSession{{Neighbor: "192.0.2.1", Family: "ipv4", State: "established"}},
 		Load: &api.Load{BitsPerSec: 1e6, CPU: 0.1}}
-	b, _ := json.Marshal(hb)
-	req, err := http.NewRequest(http.MethodPost, p.base+"/v1/heartbeat", bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+applianceSecret.Mint(id, time.Now().Add(time.Hour)))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(p.applianceRequest(id, "/v1/heartbeat", hb))
 	if err != nil {
 		return err
 	}
@@ -157,6 +157,40 @@ func (p *plane) beat(id string) error {
 		return fmt.Errorf("heartbeat of %s: %s", id, resp.Status)
 	}
 	return nil
+}
+
+// applianceRequest is a POST of v as JSON to path, with appliance id's
+// credentials.
+func (p *plane) applianceRequest(id, path string, v any) *http.Request {
+	b, _ := json.Marshal(v)
+	req, _ := http.NewRequest(http.MethodPost, p.base+path, bytes.NewReader(b)) // a valid URL and method
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+applianceSecret.Mint(id, time.Now().Add(time.Hour)))
+	return req
+}
+
+// demand reports that appliance id served files (path → bytes), which
+// the control plane counts as demand at id's site.
+func (p *plane) demand(id string, files map[string]int64) {
+	p.t.Helper()
+	req := p.applianceRequest(id, "/v1/demand", api.DemandReport{Appliance: id, Files: files})
+	if a := do(p.t, http.DefaultClient, req); a.status != http.StatusOK {
+		p.t.Fatalf("POST /v1/demand for %s = %d: %s", id, a.status, a.body)
+	}
+}
+
+// replan asks the control plane to replan now, as an operator's script
+// would, with the admin token.
+func (p *plane) replan() api.Replan {
+	p.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, p.base+"/v1/admin/replan", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	a := do(p.t, http.DefaultClient, req)
+	var r api.Replan
+	if a.status != http.StatusOK || json.Unmarshal([]byte(a.body), &r) != nil {
+		p.t.Fatalf("POST /v1/admin/replan = %d: %s", a.status, a.body)
+	}
+	return r
 }
 
 // client is a browser-like HTTP client: a cookie jar, no redirects
@@ -303,6 +337,13 @@ func TestViewerCannotAct(t *testing.T) {
 	if a := p.get(c, "/ui/confirm?action=drain&appliance=x1"); a.status != http.StatusForbidden {
 		t.Errorf("viewer's confirmation page = %d, want 403", a.status)
 	}
+	// Placement is the API's to admins only: a viewer sees fill
+	// progress, not replans or predicted demand.
+	p.replan()
+	if a := p.get(c, "/ui/fill"); a.status != http.StatusOK || !strings.Contains(a.body, `id="fill-progress"`) ||
+		strings.Contains(a.body, `id="replans"`) || strings.Contains(a.body, `id="top-files"`) || strings.Contains(a.body, "churn-bound") {
+		t.Errorf("viewer's fill page = %d, want fill progress without replans, churn bound or top files:\n%s", a.status, a.body)
+	}
 }
 
 // TestActionsNeedCSRFAndSameOrigin: an operator's drain without the
@@ -368,17 +409,60 @@ func TestActionsNeedCSRFAndSameOrigin(t *testing.T) {
 	}
 	// Enable puts it back.
 	en := url.Values{"csrf": {csrf}, "action": {"enable"}, "appliance": {"x1"}}
-	if a := p.post(c, "/ui/action", en, nil); a.status != http.StatusSeeOther || !p.serving("x1") {
-		t.Errorf("enable = %d, serving %v; want 303 and x1 serving again", a.status, p.serving("x1"))
+	if a := p.post(c, "/ui/action", en, nil); a.status != http.StatusSeeOther {
+		t.Fatalf("enable = %d, want 303", a.status)
+	}
+	// Back in steering once its health allows (its beats continue; a
+	// loaded machine may have let the last ones lapse).
+	for deadline := time.Now().Add(10 * time.Second); !p.serving("x1"); {
+		if time.Now().After(deadline) {
+			t.Fatal("x1 not serving 10 s after the console enabled it")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
 // TestMarkupEscaped: appliance and site ids, query strings and file names
-// reach pages as text.
+// reach pages as text. Demand at the site whose id is markup and a replan
+// an operator asked the API for put that id into the fill page's
+// placement tables; the page shows the control plane's record of the
+// replan (its sequence number and reason), and the fleet's change list
+// gets it once the console samples.
 func TestMarkupEscaped(t *testing.T) {
 	p := startPlane(t)
 	c := client(t)
 	p.login(c, operatorToken)
+	hot := testCatalog(t).Files[0]
+	p.demand(markupID, map[string]int64{hot.Path: 50 * hot.Size})
+	rp := p.replan()
+	if rp.Reason != "admin" || rp.Seq < 2 {
+		t.Fatalf("POST /v1/admin/replan = %+v, want reason admin and a sequence number after the first plan's", rp)
+	}
+	fill := p.get(c, "/ui/fill").body
+	row := regexp.MustCompile(fmt.Sprintf(`<tr data-seq="%d" data-reason="admin"><th scope="row">%d</th>.*?</tr>`, rp.Seq, rp.Seq)).FindString(
+		strings.ReplaceAll(fill, "\n", " "))
+	if row == "" || !strings.Contains(row, ">admin</td>") || !strings.Contains(row, "placed") {
+		t.Errorf("fill page has no row for replan %d with reason admin:\n%s", rp.Seq, fill)
+	}
+	if !strings.Contains(fill, `id="churn-bound">10.0%<`) || !regexp.MustCompile(`id="replan-count">[1-9]`).MatchString(fill) {
+		t.Errorf("fill page does not show the churn bound (10.0%%, the default) and the replan count:\n%s", fill)
+	}
+	top := regexp.MustCompile(`(?s)<table id="top-files-\d+" data-site="s&lt;i&gt;2">.*?</table>`).FindString(fill)
+	if top == "" || !strings.Contains(top, "Site s&lt;i&gt;2:") ||
+		!regexp.MustCompile(`<tr data-path="`+regexp.QuoteMeta(hot.Path)+`" data-placed="[1-9]"`).MatchString(top) {
+		t.Errorf("fill page does not list %s, placed, among the top files of site s<i>2 (escaped):\n%s", hot.Path, fill)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for range tick.C {
+		if strings.Contains(p.get(c, "/ui/").body, fmt.Sprintf("replan %d (admin):", rp.Seq)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the fleet's change list lacks replan %d 30 s after it", rp.Seq)
+		}
+	}
 	for _, path := range []string{"/ui/", "/ui/routes?q=" + url.QueryEscape("<b id=q>") + "&file=" + url.QueryEscape("<i>x"),
 		"/ui/routes?q=198.51.100.1&file=" + url.QueryEscape("t/<i id=f>"), "/ui/fill", "/ui/measure", "/ui/audit",
 		"/ui/confirm?action=drain&appliance=" + url.QueryEscape(markupID), "/ui/" + url.PathEscape("<b>")} {

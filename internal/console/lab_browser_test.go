@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -29,9 +30,11 @@ func labScenario(t *testing.T) *lab.Scenario {
 	o := freeOctets(t)
 	y := string(lab.DefaultScenario)
 	y = y[:strings.Index(y, "\nevents:")] + "\n"
+	// Long enough for the slowest machine, whatever the built-in
+	// scenario's own duration is: a lab that ends takes the console.
+	y = regexp.MustCompile(`(?m)^duration: .*$`).ReplaceAllString(y, "duration: 10m")
 	a := func(site, host int) string { return fmt.Sprintf("127.1.%d.%d:", o+site, host) }
 	y = strings.NewReplacer(
-		"duration: 60s", "duration: 10m",
 		"titles: 12", "titles: 4",
 		"127.1.0.1:", a(0, 1), "127.1.0.2:", a(0, 2),
 		"127.1.1.1:", a(1, 1), "127.1.1.2:", a(1, 2),
@@ -204,10 +207,16 @@ func TestConsoleAgainstLab(t *testing.T) {
 	}
 	screenshot(t, b, dir, "05-routes-lookup")
 
+	// The placement loop as the control plane recorded it: the lab's
+	// control plane replans at least every 30 s (replan_interval), with
+	// max_churn 0.25; a table of top files for each of the three sites.
 	nav("fill")
-	waitJS(t, b, time.Minute, "the fill plot drawn", `(() => {
+	waitJS(t, b, time.Minute, "the fill plot drawn, the manifests, a replan and the churn bound", `(() => {
 		const f = document.querySelector('figure[data-series="filled"]');
-		return f.dataset.rendered === "true" && +f.dataset.points > 0 && document.querySelectorAll("#manifests tbody tr").length === 3;
+		return f.dataset.rendered === "true" && +f.dataset.points > 0 && document.querySelectorAll("#manifests tbody tr").length === 3 &&
+			document.querySelectorAll("#replans tbody tr[data-seq]").length > 0 &&
+			document.getElementById("churn-bound").textContent === "25.0%" &&
+			document.querySelectorAll("#top-files table[data-site]").length === 3;
 	})()`)
 	screenshot(t, b, dir, "06-fill")
 

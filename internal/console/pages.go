@@ -247,7 +247,11 @@ func (c *Console) fleetPage(w http.ResponseWriter, r *http.Request, s session) {
 		sites = append(sites, *m)
 	}
 	v.Map = mapData{W: c.geo.view.W, H: c.geo.view.H, Outline: c.geo.outline, Sites: c.geo.markers(sites)}
-	v.Events = c.hist.recentEvents(15, "state", "routes")
+	kinds := []string{"state", "routes"}
+	if s.operator() { // replans are the API's to admins only
+		kinds = append(kinds, "replan")
+	}
+	v.Events = c.hist.recentEvents(15, kinds...)
 	if q := r.URL.Query(); q.Get("done") != "" {
 		v.Done = fmt.Sprintf("%s of %s recorded in the audit log.", q.Get("done"), q.Get("appliance"))
 	}
@@ -346,8 +350,7 @@ type fillView struct {
 	Progress  []api.FillProgress
 	Sites     []siteManifest
 	BadCopies int
-	Replans   replanStat
-	Replaced  []event
+	Placement *placementView // operators only
 }
 
 type siteManifest struct {
@@ -357,6 +360,38 @@ type siteManifest struct {
 	Bytes      int64
 	Versions   []string
 }
+
+// placementView is the control plane's own record of its placement loop
+// (GET /v1/admin/placement): the churn bound, the recent replans and what
+// demand predicts per site.
+type placementView struct {
+	ChurnBound float64
+	Replans    int // since start
+	Recent     []replanRow
+	Top        []siteTop
+}
+
+// replanRow is one replan as the table shows it: the site it made churn
+// most (its share of the site's capacity, against the bound; none when it
+// added nothing) and the sites the bound held back.
+type replanRow struct {
+	api.Replan
+	MaxSite  string
+	MaxShare float64
+	Capped   []string
+}
+
+type siteTop struct {
+	Site       string
+	Appliances int
+	Files      []api.FileDemand
+}
+
+// shownReplans and topFiles bound the fill page's placement tables.
+const (
+	shownReplans = 10
+	topFiles     = 10
+)
 
 func (c *Console) fillPage(w http.ResponseWriter, r *http.Request, s session) {
 	sum := c.cfg.Plane.FillSummary()
@@ -385,10 +420,40 @@ func (c *Console) fillPage(w http.ResponseWriter, r *http.Request, s session) {
 		}
 		sort.Slice(v.Sites, func(i, j int) bool { return v.Sites[i].Site < v.Sites[j].Site })
 		v.BadCopies = sum.BadCopies
-		v.Replans = c.hist.replanStats()
-		v.Replaced = c.hist.recentEvents(10, "replan")
+		v.Placement = c.placement()
 	}
 	c.render(w, r, s, http.StatusOK, "fill", "Fill and placement", v)
+}
+
+// placement reads the control plane's placement status for the fill
+// page: the newest replans first, sites in inventory order.
+func (c *Console) placement() *placementView {
+	st := c.cfg.Plane.PlacementStatus(topFiles)
+	pv := &placementView{ChurnBound: st.ChurnBound, Replans: st.Replans}
+	for i := len(st.Recent) - 1; i >= 0 && len(pv.Recent) < shownReplans; i-- {
+		pv.Recent = append(pv.Recent, replanRowOf(st.Recent[i]))
+	}
+	appliances := map[string]int{}
+	for _, a := range c.cfg.Inventory.Appliances {
+		appliances[a.Site]++
+	}
+	for _, site := range c.cfg.Inventory.Sites {
+		pv.Top = append(pv.Top, siteTop{Site: site.ID, Appliances: appliances[site.ID], Files: st.Top[site.ID]})
+	}
+	return pv
+}
+
+func replanRowOf(r api.Replan) replanRow {
+	row := replanRow{Replan: r}
+	for _, sc := range r.Sites {
+		if sc.Share > row.MaxShare {
+			row.MaxSite, row.MaxShare = sc.Site, sc.Share
+		}
+		if sc.Capped {
+			row.Capped = append(row.Capped, sc.Site)
+		}
+	}
+	return row
 }
 
 func contains(xs []string, x string) bool {
@@ -643,7 +708,11 @@ var funcs = template.FuncMap{
 		return fmt.Sprintf("%.1f Mbit/s", v/1e6)
 	},
 	"pct": func(v float64) string { return fmt.Sprintf("%.0f%%", 100*v) },
-	"num": func(v float64) string { return fmt.Sprintf("%.0f", v) },
+	// share is finer than pct: a replan's churn is often a few tenths
+	// of a percent of a site.
+	"share":  func(v float64) string { return fmt.Sprintf("%.1f%%", 100*v) },
+	"perday": func(v float64) string { return siLabel(v, "B/day") },
+	"num":    func(v float64) string { return fmt.Sprintf("%.0f", v) },
 	"clock": func(t time.Time) string {
 		if t.IsZero() {
 			return "–"

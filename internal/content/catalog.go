@@ -144,6 +144,14 @@ func (c *Catalog) Lookup(path string) (File, error) {
 	return c.Files[i], nil
 }
 
+// Index is path's position in Files, for callers that keep per-file
+// state in slices rather than maps (the control plane's demand counters,
+// updated on every steering answer).
+func (c *Catalog) Index(path string) (int, bool) {
+	i, ok := c.byPath[path]
+	return i, ok
+}
+
 // Titles returns the title names in sorted order.
 func (c *Catalog) Titles() []string {
 	seen := map[string]bool{}

@@ -97,11 +97,13 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 			fail(http.StatusBadRequest, "files=: %v", err)
 			return
 		}
-		if _, err := s.cfg.Catalog.Lookup(p); err != nil {
+		idx, ok := s.cfg.Catalog.Index(p)
+		if !ok {
+			_, err := s.cfg.Catalog.Lookup(p)
 			fail(http.StatusNotFound, "files=: %v", err)
 			return
 		}
-		files = append(files, steerFile{path: p})
+		files = append(files, steerFile{path: p, index: idx})
 	}
 	bufs.files = files
 	snap := s.snap.Load()
@@ -131,6 +133,7 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 		f.ranked = ranked[start:len(ranked):len(ranked)]
 	}
 	bufs.ranked = ranked
+	s.observeSteer(snap, client, files)
 	s.metrics.steerOK.Inc()
 	bufs.json, bufs.url = appendSteerJSON(bufs.json[:0], bufs.url, client, files)
 	w.Header()["Content-Type"] = jsonContentType
@@ -189,6 +192,7 @@ type steerBuf struct {
 // the token their URLs share.
 type steerFile struct {
 	path   string
+	index  int // in the catalog
 	token  string
 	ranked []steer.Ranked
 }

@@ -72,6 +72,9 @@ const (
 	maxRoutesBody    = 512 << 20
 	maxDemandBody    = 8 << 20
 	maxSmallBody     = 64 << 10
+	// maxFeedBody bounds a release feed: a prediction per file of a
+	// large catalog.
+	maxFeedBody = 32 << 20
 )
 
 // authorizeAppliance checks that a request naming appliance named came

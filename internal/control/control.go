@@ -116,6 +116,8 @@ type Server struct {
 
 	// fill is popularity, manifests and fill progress (fill.go).
 	fill *fillState
+	// maxFileSize is the catalog's largest file (read-only).
+	maxFileSize int64
 
 	metrics metrics
 }

@@ -1,11 +1,12 @@
 package control
 
 import (
-	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/health"
 	"github.com/ocdn/ocdn/internal/placement"
+	"github.com/ocdn/ocdn/internal/steer"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
@@ -37,8 +39,21 @@ type FillConfig struct {
 	// this share of the boundary (placement.Options; default 0.1).
 	Hysteresis float64
 	// ReplanInterval is how often Run recomputes the manifests from
-	// demand (0: never after the first plan).
+	// demand (0: only when the ranking changes, see CheckInterval).
 	ReplanInterval time.Duration
+	// CheckInterval is how often Run folds the steering answers counted
+	// since the last check into popularity and checks whether the
+	// ranking moved by more than RankingChange of a site's placed bytes
+	// since the last plan (or the last plan was held back by MaxChurn);
+	// if so it replans at once (default: ReplanInterval, at most 1m).
+	CheckInterval time.Duration
+	// RankingChange is that share (default 0.05).
+	RankingChange float64
+	// MaxChurn bounds the bytes one replan adds to a site's appliances,
+	// as a share of the site's capacity (default 0.1): fill downloads at
+	// most that much per site per replan, and the rest of a big change
+	// follows in later replans, hottest files first.
+	MaxChurn float64
 	// TokenTTL is how long fill URLs stay valid (default 1h).
 	TokenTTL time.Duration
 }
@@ -55,13 +70,14 @@ type fillPlan struct {
 // fillState is the control plane's side of fill: popularity, manifests,
 // fill progress, bad copies and miss classification.
 type fillState struct {
-	cfg  FillConfig
-	pop  *content.Popularity
-	plan atomic.Pointer[fillPlan]
-	// urgent files are filled outside the window (from the feed).
-	urgent map[string]bool
+	cfg    FillConfig
+	demand *demandState
+	plan   atomic.Pointer[fillPlan]
+	replan replanState
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// urgent files are filled outside the window (from the feed).
+	urgent   map[string]bool
 	waitFrom map[string]time.Time // appliance \x00 path → first told to wait
 	bad      map[string]map[string]bool
 	progress map[string]api.FillProgress
@@ -79,50 +95,58 @@ func (s *Server) initFill() {
 	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = time.Hour
 	}
-	f := &fillState{cfg: cfg, pop: content.NewPopularity(cfg.HalfLife, cfg.Day), urgent: map[string]bool{},
-		waitFrom: map[string]time.Time{}, bad: map[string]map[string]bool{}, progress: map[string]api.FillProgress{}}
-	f.pop.SetFeed(cfg.Feed)
-	for _, p := range cfg.Feed.Predictions {
-		if p.Urgent {
-			f.urgent[p.Path] = true
+	if cfg.CheckInterval <= 0 {
+		cfg.CheckInterval = time.Minute
+		if cfg.ReplanInterval > 0 {
+			cfg.CheckInterval = min(cfg.ReplanInterval, time.Minute)
 		}
 	}
+	if cfg.RankingChange <= 0 {
+		cfg.RankingChange = 0.05
+	}
+	if cfg.MaxChurn <= 0 {
+		cfg.MaxChurn = 0.1
+	}
+	for _, f := range s.cfg.Catalog.Files {
+		s.maxFileSize = max(s.maxFileSize, f.Size)
+	}
+	sites := make([]string, len(s.cfg.Inventory.Sites))
+	for i, site := range s.cfg.Inventory.Sites {
+		sites[i] = site.ID
+	}
+	f := &fillState{cfg: cfg, demand: newDemandState(cfg, sites, s.cfg.Catalog),
+		waitFrom: map[string]time.Time{}, bad: map[string]map[string]bool{}, progress: map[string]api.FillProgress{}}
+	f.setFeed(cfg.Feed)
 	s.fill = f
 }
 
-// Replan recomputes every manifest from current popularity, keeping files
-// where they are unless demand moved enough (placement hysteresis), and
-// returns the bytes the new manifests add and their total.
-func (s *Server) Replan() (replaced, stored int64) {
-	old := s.fill.plan.Load()
-	p := s.planAll(old)
-	s.fill.plan.Store(p)
-	return placement.Churn(old.manifests, p.manifests)
-}
-
-// replanLoop replans every ReplanInterval until ctx ends.
-func (s *Server) replanLoop(ctx context.Context) {
-	t := time.NewTicker(s.fill.cfg.ReplanInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			moved, stored := s.Replan()
-			s.log.Info("replanned placement", "bytes_added", moved, "bytes_placed", stored)
+// setFeed makes feed the release predictions and its urgent files the
+// ones appliances fill outside their window.
+func (f *fillState) setFeed(feed content.Feed) {
+	urgent := map[string]bool{}
+	for _, p := range feed.Predictions {
+		if p.Urgent {
+			urgent[p.Path] = true
 		}
 	}
+	f.demand.steered.SetFeed(feed)
+	f.mu.Lock()
+	f.urgent = urgent
+	f.mu.Unlock()
 }
 
-// Popularity is the control plane's demand predictor.
-func (s *Server) Popularity() *content.Popularity { return s.fill.pop }
+// Demand is the predicted bytes per day of every file with demand from
+// clients whose home site is site.
+func (s *Server) Demand(site string) map[string]float64 {
+	return s.fill.demand.region(site, s.cfg.Now())
+}
 
 // mountFill adds GET /v1/fill, POST /v1/fill/progress and POST /v1/demand.
 func (s *Server) mountFill(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/fill", s.handleFill)
 	mux.HandleFunc("POST /v1/fill/progress", s.handleFillProgress)
 	mux.HandleFunc("POST /v1/demand", s.handleDemand)
+	s.mountPlacement(mux)
 	mux.HandleFunc("GET /v1/fill/status", s.adminOnly("fill status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.FillStatus()) }))
 	mux.HandleFunc("GET /v1/admin/fill", s.adminOnly("fill summary", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.FillSummary()) }))
 }
@@ -201,7 +225,7 @@ func (s *Server) handleFill(w http.ResponseWriter, r *http.Request) {
 				tiers = append(tiers, src)
 			}
 		}
-		ff := api.FillFile{File: f, Urgent: s.fill.urgent[f.Path]}
+		ff := api.FillFile{File: f, Urgent: s.fill.urgent[f.Path]} // under fill.mu
 		ff.Sources = append(append(peers, tiers...), api.FillSource{URL: s.cfg.OriginURL + "/o/" + f.Path, Tier: api.TierOrigin})
 		// Escalation: who should fetch from farther away first.
 		me := placement.Node{ID: id, Capacity: 1}
@@ -337,9 +361,11 @@ func OriginFetcher(path string, holders []string) string {
 // Manifest is appliance id's current manifest.
 func (s *Server) Manifest(id string) []content.File { return s.fill.plan.Load().manifests[id] }
 
-// handleDemand takes what an appliance served since its last report: per
-// file bytes feed popularity (region = the appliance's site); per client
-// prefix and file bytes are classified as misses (Misses).
+// handleDemand takes what an appliance served since its last report. The
+// bytes served to each client prefix count as demand at the prefix's home
+// site (steer.Home), wherever they were served, and are classified as
+// local or a miss (classify). A report without client prefixes counts its
+// per-file bytes at the appliance's own site.
 func (s *Server) handleDemand(w http.ResponseWriter, r *http.Request) {
 	var d api.DemandReport
 	if !s.readApplianceBody(w, r, "demand", maxDemandBody, &d, func() string { return d.Appliance }) {
@@ -356,63 +382,80 @@ func (s *Server) handleDemand(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	now := s.cfg.Now()
-	for p, n := range d.Files {
-		s.fill.pop.Observe(site, p, n, now)
+	type served struct {
+		addr  netip.Addr
+		bytes int64
+		path  string
 	}
+	clients := make([]served, len(d.Clients))
 	for i, c := range d.Clients {
 		addr, err := netip.ParseAddr(c.Client)
 		if err != nil || c.Bytes < 0 {
 			http.Error(w, fmt.Sprintf("demand: clients[%d]: bad client address or bytes", i), http.StatusBadRequest)
 			return
 		}
-		kind := s.classify(addr, c.Path, site)
+		if _, err := s.cfg.Catalog.Lookup(c.Path); err != nil {
+			http.Error(w, fmt.Sprintf("demand: clients[%d].path: %v", i, err), http.StatusBadRequest)
+			return
+		}
+		clients[i] = served{addr, c.Bytes, c.Path}
+	}
+	now := s.cfg.Now()
+	pop := s.fill.demand.served
+	if len(clients) == 0 {
+		for p, n := range d.Files {
+			pop.Observe(site, p, n, now)
+		}
+	}
+	snap := s.snap.Load()
+	for _, c := range clients {
+		home, ok := steer.Home(snap, c.addr)
+		if ok && c.bytes > 0 {
+			pop.Observe(home, c.path, c.bytes, now)
+			s.fill.demand.servedAny.Store(true)
+		}
+		kind := classify(snap, home, c.path, site)
 		s.fill.mu.Lock()
+		m := &s.fill.misses
 		switch kind {
 		case "local":
-			s.fill.misses.Local += c.Bytes
+			m.Local += c.bytes
 		case "content":
-			s.fill.misses.Content += c.Bytes
+			m.Content += c.bytes
+			if m.ContentByHome == nil {
+				m.ContentByHome = map[string]map[string]int64{}
+			}
+			if m.ContentByHome[home] == nil {
+				m.ContentByHome[home] = map[string]int64{}
+			}
+			title, _, _ := strings.Cut(c.path, "/")
+			m.ContentByHome[home][title] += c.bytes
 		case "health":
-			s.fill.misses.Health += c.Bytes
+			m.Health += c.bytes
 		default:
-			s.fill.misses.Other += c.Bytes
+			m.Other += c.bytes
 		}
 		s.fill.mu.Unlock()
 	}
 	writeJSON(w, struct{}{})
 }
 
-// classify says why bytes of path served to client from servedBy were (or
-// were not) served from the client's best local site: the site of the
-// client's best route in the RIB (for clients no appliance has a route
-// to, the first IXP/fallback site). Bytes from that site are "local".
-// Otherwise, judged on the current steering snapshot (bytes are reported
-// within a heartbeat interval of being served): "health" when none of the
-// best site's appliances is serving, "content" when none of its serving
-// appliances holds the file, "other" (load spreading, failover, route
-// changes) when the file was there to be had.
-func (s *Server) classify(client netip.Addr, path, servedBy string) string {
-	snap := s.snap.Load()
-	best := ""
-	if snap.Routes != nil {
-		if _, cands, ok := snap.Routes.Lookup(client.Unmap()); ok && len(cands) > 0 {
-			if a := snap.Appliances[cands[0].Appliance]; a != nil {
-				best = a.Site
-			}
-		}
-	}
-	if best == "" && len(snap.Global) > 0 {
-		if a := snap.Appliances[snap.Global[0]]; a != nil {
-			best = a.Site
-		}
-	}
-	if best == "" || best == servedBy {
+// classify says why bytes of path served to a client from servedBy were
+// (or were not) served from the client's home site (steer.Home: its best
+// site by BGP and tier; "" when no appliance may serve it). Bytes from the
+// home site are "local". Otherwise, judged on the current steering
+// snapshot (bytes are reported within a heartbeat interval of being
+// served): "health" when none of the home site's appliances is serving,
+// "content" when none of its serving appliances holds the file, "other"
+// (load spreading, failover, route changes) when the file was there to be
+// had.
+func classify(snap *steer.Snapshot, home, path, servedBy string) string {
+	if home == "" || home == servedBy {
 		return "local"
 	}
 	serving, holding := false, false
 	for _, a := range snap.Appliances {
-		if a.Site != best || !a.Serving {
+		if a.Site != home || !a.Serving {
 			continue
 		}
 		serving = true
@@ -434,5 +477,10 @@ func (s *Server) classify(client netip.Addr, path, servedBy string) string {
 func (s *Server) Misses() api.Misses {
 	s.fill.mu.Lock()
 	defer s.fill.mu.Unlock()
-	return s.fill.misses
+	m := s.fill.misses
+	m.ContentByHome = make(map[string]map[string]int64, len(m.ContentByHome))
+	for home, titles := range s.fill.misses.ContentByHome {
+		m.ContentByHome[home] = maps.Clone(titles)
+	}
+	return m
 }

@@ -81,7 +81,7 @@ func TestFillEscalation(t *testing.T) {
 // TestReplanChurn: re-planning with unchanged popularity moves nothing.
 func TestReplanChurn(t *testing.T) {
 	s, _, _ := newTestServer(t)
-	if replaced, stored := s.Replan(); replaced != 0 || stored == 0 {
-		t.Errorf("Replan() = %d replaced of %d stored, want 0 of >0", replaced, stored)
+	if r := s.Replan("admin"); r.AddedBytes != 0 || r.PlacedBytes == 0 {
+		t.Errorf("Replan() = %+v, want 0 bytes added of > 0 placed", r)
 	}
 }

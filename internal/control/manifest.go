@@ -18,17 +18,30 @@ import (
 // and turn-up read it, and Replan replaces it.
 func (s *Server) place() {
 	s.initFill()
-	s.fill.plan.Store(s.planAll(nil))
+	if reg := s.cfg.Registry; reg != nil {
+		reg.MustRegister(s.fill.replan.initMetrics()...)
+	} else {
+		s.fill.replan.initMetrics()
+	}
+	p, _ := s.planAll(nil)
+	s.fill.plan.Store(p)
+	s.fill.replan.last = s.cfg.Now()
+	s.fill.replan.baseline = s.displacingBySite(p, s.cfg.Now())
 }
 
 // planAll places the catalog on every site (one manifest cluster each):
-// files ranked by the site's predicted demand per byte, Replicas copies at
-// least, more for popular files, capacity filled (placement.Plan). prev is
-// the plan it replaces, so that small popularity changes move few files.
-func (s *Server) planAll(prev *fillPlan) *fillPlan {
+// files ranked by the predicted demand of the site's own clients per byte,
+// Replicas copies at least, more for popular files, capacity filled
+// (placement.Plan). prev is the plan it replaces: files stay on the
+// appliances that hold them unless demand moved enough, and what the new
+// plan adds to a site's appliances is bounded by MaxChurn of its capacity.
+// It returns each site's churn too.
+func (s *Server) planAll(prev *fillPlan) (*fillPlan, []api.SiteChurn) {
 	bySite := map[string][]placement.Node{}
+	capacity := map[string]int64{}
 	for _, a := range s.cfg.Inventory.Appliances {
 		bySite[a.Site] = append(bySite[a.Site], placement.Node{ID: a.ID, Capacity: int64(a.Capacity)})
+		capacity[a.Site] += int64(a.Capacity)
 	}
 	now := s.cfg.Now()
 	p := &fillPlan{manifests: map[string][]content.File{}, versions: map[string]string{}, holders: map[string][]string{}, copies: map[string]map[string]int{}}
@@ -36,20 +49,37 @@ func (s *Server) planAll(prev *fillPlan) *fillPlan {
 		p.seq = prev.seq
 	}
 	p.seq++
-	for site, nodes := range bySite {
-		pred := s.fill.pop.Region(site, now)
+	var churn []api.SiteChurn
+	for _, site := range s.cfg.Inventory.Sites {
+		nodes := bySite[site.ID]
+		if len(nodes) == 0 {
+			continue
+		}
+		pred := s.fill.demand.region(site.ID, now)
 		items := make([]placement.Item, len(s.cfg.Catalog.Files))
 		for i, f := range s.cfg.Catalog.Files {
 			items[i] = placement.Item{File: f, Demand: pred[f.Path]}
 		}
-		var prevCopies map[string]int
+		opt := placement.Options{MinReplicas: s.cfg.Replicas, Epsilon: s.fill.cfg.Epsilon, Hysteresis: s.fill.cfg.Hysteresis}
 		if prev != nil {
-			prevCopies = prev.copies[site]
+			opt.PrevNodes = map[string][]string{}
+			for _, n := range nodes {
+				for _, f := range prev.manifests[n.ID] {
+					opt.PrevNodes[f.Path] = append(opt.PrevNodes[f.Path], n.ID)
+				}
+			}
+			// At least the largest file: a bound below it would stop
+			// placement from ever following demand.
+			opt.MaxAdded = max(int64(s.fill.cfg.MaxChurn*float64(capacity[site.ID])), s.maxFileSize)
 		}
-		res := placement.Plan(items, nodes, placement.Options{MinReplicas: s.cfg.Replicas, Epsilon: s.fill.cfg.Epsilon, Hysteresis: s.fill.cfg.Hysteresis, Prev: prevCopies})
-		p.copies[site] = res.Copies
+		res := placement.Plan(items, nodes, opt)
+		p.copies[site.ID] = res.Copies
 		for id, files := range res.Nodes {
 			p.manifests[id] = files
+		}
+		if prev != nil {
+			churn = append(churn, api.SiteChurn{Site: site.ID, AddedBytes: res.Added, CapacityBytes: capacity[site.ID],
+				Share: float64(res.Added) / float64(max(capacity[site.ID], 1)), Capped: res.Capped})
 		}
 	}
 	for _, a := range s.cfg.Inventory.Appliances {
@@ -58,7 +88,7 @@ func (s *Server) planAll(prev *fillPlan) *fillPlan {
 			p.holders[f.Path] = append(p.holders[f.Path], a.ID)
 		}
 	}
-	return p
+	return p, churn
 }
 
 // ManifestSize is how many files appliance id should hold.

@@ -317,9 +317,7 @@ func (s *Server) startBackground(ctx context.Context) (wait func()) {
 	if s.cfg.ActivePoll {
 		start(s.pollLoop)
 	}
-	if s.fill.cfg.ReplanInterval > 0 {
-		start(s.replanLoop)
-	}
+	start(s.replanLoop)
 	if s.cfg.Store != nil {
 		start(s.persistLoop)
 		start(s.syncLoop)

@@ -51,6 +51,7 @@ func NewAppliance(cfg *config.ApplianceDaemon, h Hooks, jsonLogs bool) (*Applian
 		CapacityBitsPerSec: cfg.ThroughputMbps * 1e6,
 		FillConcurrency:    cfg.Fill.Concurrency, FillRate: int64(cfg.Fill.Rate), FillStallTimeout: cfg.Fill.StallTimeout,
 		FillInterval: cfg.Fill.Interval, FillOutOfCycleBudget: int64(cfg.Fill.OutOfCycleBudget), FillStrictWindow: cfg.Fill.StrictWindow,
+		FillUrgentRate: int64(cfg.Fill.UrgentRate), FillRetireGrace: cfg.Fill.RetireGrace,
 		FillClock: h.FillClock, CorruptFill: h.CorruptFill,
 		DrainGrace: cfg.DrainGrace, DrainTimeout: cfg.DrainTimeout, Software: h.Software,
 		Logger: h.Logger, Registry: h.Registry, CORS: cfg.CORS,

@@ -168,7 +168,8 @@ func NewControl(ctx context.Context, cfg *config.Control, h Hooks) (*Control, er
 	}
 	start, end := cfg.Fill.Hours()
 	ccfg.Fill = control.FillConfig{StartHour: start, EndHour: end, EscalateAfter: cfg.Fill.EscalateAfter, Feed: files.Feed,
-		HalfLife: cfg.Placement.HalfLife, Hysteresis: cfg.Placement.Hysteresis, ReplanInterval: cfg.Placement.ReplanInterval}
+		HalfLife: cfg.Placement.HalfLife, Hysteresis: cfg.Placement.Hysteresis, ReplanInterval: cfg.Placement.ReplanInterval,
+		CheckInterval: cfg.Placement.CheckInterval, RankingChange: cfg.Placement.RankingChange, MaxChurn: cfg.Placement.MaxChurn}
 	if ccfg.Fill.ReplanInterval == 0 {
 		ccfg.Fill.ReplanInterval = time.Hour
 	}

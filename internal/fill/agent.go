@@ -39,6 +39,10 @@ type Config struct {
 	Clock  Clock
 	// Rate caps download bytes per second over all transfers (0 = none).
 	Rate int64
+	// UrgentRate caps fill outside the window (urgent files) in bytes per
+	// second: lower than Rate, since it competes with evening traffic
+	// (default Rate/4; 0 with no Rate means none).
+	UrgentRate int64
 	// Concurrency is how many files download at once (default 2).
 	Concurrency int
 	// OutOfCycleBudget is how many bytes of urgent files may be filled
@@ -59,6 +63,9 @@ type Config struct {
 	StrictWindow bool
 	// MaxFileSize rejects manifests naming absurdly large files (default 1 TiB).
 	MaxFileSize int64
+	// RetireGrace is how long a retired file stays on disk after the
+	// control plane acknowledged it left steering (default 1m; retire.go).
+	RetireGrace time.Duration
 	Logger      *slog.Logger
 }
 
@@ -67,9 +74,11 @@ type Stats = api.FillStats
 
 // Agent fills one appliance's store. Run it in one goroutine.
 type Agent struct {
-	cfg Config
-	log *slog.Logger
-	lim *limiter
+	cfg  Config
+	log  *slog.Logger
+	lim  *limiter // in the window
+	ulim *limiter // outside it
+	wake chan struct{}
 
 	mu       sync.Mutex
 	stats    Stats
@@ -78,6 +87,11 @@ type Agent struct {
 	cycle    string
 	oocSpent int64
 	landed   bool // the whole manifest has been held at least once
+	version  string
+	// retiring files are no longer reported held (retire.go);
+	// retireGen counts retirements and their reversals.
+	retiring  map[string]*retiree
+	retireGen uint64
 }
 
 // Errors a pass can end with.
@@ -118,8 +132,32 @@ func New(cfg Config) *Agent {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.UrgentRate <= 0 {
+		cfg.UrgentRate = cfg.Rate / 4
+	}
+	if cfg.RetireGrace <= 0 {
+		cfg.RetireGrace = time.Minute
+	}
 	return &Agent{cfg: cfg, log: cfg.Logger.With("component", "fill", "appliance", cfg.Appliance),
-		lim: newLimiter(cfg.Rate), badSet: map[string]bool{}, stats: Stats{State: "idle"}}
+		lim: newLimiter(cfg.Rate), ulim: newLimiter(cfg.UrgentRate), wake: make(chan struct{}, 1),
+		badSet: map[string]bool{}, stats: Stats{State: "idle"}, retiring: map[string]*retiree{}}
+}
+
+// Wake makes Run start its next pass now rather than after Interval: the
+// appliance calls it when a heartbeat reply names a manifest version
+// other than the one the agent last read.
+func (a *Agent) Wake() {
+	select {
+	case a.wake <- struct{}{}:
+	default: // a pass is already due
+	}
+}
+
+// ManifestVersion is the version of the manifest the last pass read.
+func (a *Agent) ManifestVersion() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.version
 }
 
 // Stats reports the counters.
@@ -129,22 +167,29 @@ func (a *Agent) Stats() Stats {
 	return a.stats
 }
 
-// Run makes a pass every Interval until ctx ends.
+// Run makes a pass every Interval, or at once when woken, until ctx ends.
 func (a *Agent) Run(ctx context.Context) {
+	t := time.NewTimer(a.cfg.Interval)
+	defer t.Stop()
 	for {
 		if err := a.Pass(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("fill pass incomplete", "err", err)
 		}
-		if clock.Sleep(ctx, a.cfg.Interval) != nil {
+		t.Reset(a.cfg.Interval)
+		select {
+		case <-ctx.Done():
 			return
+		case <-t.C:
+		case <-a.wake:
 		}
 	}
 }
 
 // Pass fetches the manifest and the fill plan, downloads what the window
-// (or the out-of-cycle budget) allows, removes files no longer listed once
-// every listed file has landed, and reports progress. A bad manifest or
-// plan changes nothing in the store.
+// (or the out-of-cycle budget) allows, retires files no longer listed once
+// every listed file has landed or their room is needed, deletes retired
+// files that have left steering (retire.go), and reports progress. A bad
+// manifest or plan changes nothing in the store.
 func (a *Agent) Pass(ctx context.Context) (err error) {
 	defer func() { a.report(ctx, err) }()
 	m, err := a.cfg.Control.Manifest(ctx)
@@ -166,8 +211,11 @@ func (a *Agent) Pass(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadPlan, err)
 	}
+	a.unretire(want)
+	a.deleteRetired()
 	now := a.cfg.Clock.Now()
 	a.mu.Lock()
+	a.version = m.Version
 	open := win.Open(now) || (!a.cfg.StrictWindow && !a.landed)
 	if c := win.cycle(now); c != a.cycle {
 		a.cycle, a.oocSpent = c, 0
@@ -192,6 +240,32 @@ func (a *Agent) Pass(ctx context.Context) (err error) {
 		}
 		todo = append(todo, pf)
 	}
+	// Fill what fits now; if the rest needs the room of files the
+	// manifest dropped, they are retired and the rest waits for them to
+	// leave steering and the disk.
+	var need int64
+	for _, pf := range todo {
+		need += pf.File.Size
+	}
+	makingRoom, retiring := false, 0
+	if free := a.makeRoom(want, need); need > free {
+		fits := todo[:0]
+		for _, pf := range todo {
+			if pf.File.Size <= free {
+				free -= pf.File.Size
+				fits = append(fits, pf)
+			}
+		}
+		if retiring = a.Retiring(); retiring > 0 {
+			waiting += len(todo) - len(fits)
+			todo = fits
+			makingRoom = true
+		}
+	}
+	lim := a.lim
+	if !open {
+		lim = a.ulim
+	}
 	sem := make(chan struct{}, a.cfg.Concurrency)
 	var wg sync.WaitGroup
 	var emu sync.Mutex
@@ -208,7 +282,7 @@ func (a *Agent) Pass(ctx context.Context) (err error) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := a.fetchFile(ctx, pf); err != nil {
+			if err := a.fetchFile(ctx, pf, lim); err != nil {
 				emu.Lock()
 				defer emu.Unlock()
 				failed++
@@ -236,15 +310,14 @@ func (a *Agent) Pass(ctx context.Context) (err error) {
 	case full != nil:
 		return full
 	case missing == 0:
-		// The whole manifest has landed: only now drop what it no longer
-		// lists, so serving never has a gap.
-		for _, e := range a.cfg.Store.List() {
-			if _, ok := want[e.Path]; !ok {
-				a.cfg.Store.Remove(e.Path)
-			}
-		}
+		// The whole manifest has landed: only now retire what it no
+		// longer lists, so serving never has a gap.
+		a.retire(a.extras(want))
 	case failed > 0:
 		return fmt.Errorf("%d of %d files failed", failed, len(todo))
+	case makingRoom:
+		a.setState("waiting", fmt.Sprintf("making room: %d files leaving steering before they are deleted", retiring))
+		return nil
 	case !open && waiting > 0:
 		a.setState("waiting", fmt.Sprintf("window opens %s", win.NextOpen(now).Format(time.RFC3339)))
 		return nil
@@ -364,13 +437,13 @@ func (a *Agent) checkPlan(p api.FillPlan, want map[string]content.File) error {
 
 // fetchFile tries the sources in order; a source whose bytes fail
 // verification is marked bad (and reported) and the next one is used.
-func (a *Agent) fetchFile(ctx context.Context, pf api.FillFile) error {
+func (a *Agent) fetchFile(ctx context.Context, pf api.FillFile, lim *limiter) error {
 	var last error = errSource
 	for _, src := range pf.Sources {
 		if a.isBad(pf.File.Path, src) {
 			continue
 		}
-		err := a.download(ctx, pf.File, src)
+		err := a.download(ctx, pf.File, src, lim)
 		switch {
 		case err == nil:
 			a.mu.Lock()
@@ -418,7 +491,7 @@ func (a *Agent) markBad(path string, src api.FillSource) {
 // transfer with a Range request for the rest (the writer keeps the bytes
 // and the running hash), and commits: the store verifies size and SHA-256
 // before the object becomes visible.
-func (a *Agent) download(ctx context.Context, f content.File, src api.FillSource) error {
+func (a *Agent) download(ctx context.Context, f content.File, src api.FillSource, lim *limiter) error {
 	w, err := a.cfg.Store.NewWriter(f)
 	if err != nil {
 		return err
@@ -429,7 +502,7 @@ func (a *Agent) download(ctx context.Context, f content.File, src api.FillSource
 	defer func() { w.Abort() }()
 	var off int64
 	for attempt := 0; ; attempt++ {
-		n, err := a.get(ctx, f, src, off, w)
+		n, err := a.get(ctx, f, src, off, w, lim)
 		off += n
 		if err == nil {
 			break
@@ -451,8 +524,8 @@ func (a *Agent) download(ctx context.Context, f content.File, src api.FillSource
 }
 
 // get requests f from off on and copies the body into w under the rate
-// cap. It returns the bytes written.
-func (a *Agent) get(ctx context.Context, f content.File, src api.FillSource, off int64, w io.Writer) (n int64, err error) {
+// cap lim. It returns the bytes written.
+func (a *Agent) get(ctx context.Context, f content.File, src api.FillSource, off int64, w io.Writer, lim *limiter) (n int64, err error) {
 	// The watchdog cancels the request when the source sends nothing for
 	// StallTimeout; every read that returns bytes resets it.
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -496,7 +569,7 @@ func (a *Agent) get(ctx context.Context, f content.File, src api.FillSource, off
 		m, rerr := resp.Body.Read(buf)
 		if m > 0 {
 			watchdog.Reset(a.cfg.StallTimeout)
-			if err := a.lim.wait(ctx, m); err != nil {
+			if err := lim.wait(ctx, m); err != nil {
 				return n, err
 			}
 			watchdog.Reset(a.cfg.StallTimeout) // waiting for the rate cap is not a stall

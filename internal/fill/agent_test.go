@@ -27,6 +27,8 @@ type fakeControl struct {
 	manifest api.Manifest
 	plan     api.FillPlan
 	reports  []api.FillProgress
+	// reported, when set, gets a value for every report (never blocking).
+	reported chan struct{}
 }
 
 func (f *fakeControl) Manifest(context.Context) (api.Manifest, error) {
@@ -45,6 +47,10 @@ func (f *fakeControl) Report(_ context.Context, p api.FillProgress) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reports = append(f.reports, p)
+	select {
+	case f.reported <- struct{}{}:
+	default:
+	}
 	return nil
 }
 
@@ -398,14 +404,16 @@ func TestBadManifestRejected(t *testing.T) {
 	}
 }
 
-// TestFullDiskStopsCleanly: when the store is full, fill stops with state
-// "full" reported, what is stored stays and serves, and files dropped from
-// the manifest are not deleted while the new set is incomplete.
+// TestFullDiskStopsCleanly: when the new files need the room of files the
+// manifest dropped, those are retired (no longer reported held) but stay
+// on disk and serve until the control plane acknowledges they left
+// steering, and only then make room; when nothing can make room, fill
+// stops with state "full" and what is stored stays and serves.
 func TestFullDiskStopsCleanly(t *testing.T) {
-	old, a, b := payload(40<<10, 11), payload(40<<10, 12), payload(40<<10, 13)
-	fo, fa, fb := file("t0/old.mp4", old), file("t1/a.mp4", a), file("t1/b.mp4", b)
-	origin := server(t, map[string][]byte{fa.Path: a, fb.Path: b}, nil)
-	st := newStore(t, 100<<10) // room for two of the three
+	old, a, b, c := payload(40<<10, 11), payload(40<<10, 12), payload(40<<10, 13), payload(40<<10, 14)
+	fo, fa, fb, fc := file("t0/old.mp4", old), file("t1/a.mp4", a), file("t1/b.mp4", b), file("t1/c.mp4", c)
+	origin := server(t, map[string][]byte{fa.Path: a, fb.Path: b, fc.Path: c}, nil)
+	st := newStore(t, 100<<10) // room for two of them
 	if err := st.Put(context.Background(), fo, bytes.NewReader(old)); err != nil {
 		t.Fatal(err)
 	}
@@ -413,17 +421,114 @@ func TestFullDiskStopsCleanly(t *testing.T) {
 		return []api.FillSource{{URL: origin.URL + "/o/" + f.Path, Tier: api.TierOrigin}}
 	}
 	ctl := &fakeControl{manifest: manifestOf(fa, fb), plan: plan(api.FillFile{File: fa, Sources: srcs(fa)}, api.FillFile{File: fb, Sources: srcs(fb)})}
-	ag := New(Config{Appliance: "a1", Store: st, Control: ctl, Clock: inWindow, Concurrency: 1})
-	err := ag.Pass(context.Background())
-	if !errors.Is(err, store.ErrFull) {
+	ag := New(Config{Appliance: "a1", Store: st, Control: ctl, Clock: inWindow, Concurrency: 1, RetireGrace: time.Nanosecond})
+	gen0, _ := ag.Advertised()
+	if err := ag.Pass(context.Background()); err != nil {
+		t.Fatalf("Pass() = %v, want a pass that fills what fits and waits for room", err)
+	}
+	if got := ctl.last(); got.State != "waiting" || got.Pending != 1 || !strings.Contains(got.Detail, "making room") {
+		t.Errorf("reported %+v, want state waiting (making room) with 1 pending", got)
+	}
+	gen1, held := ag.Advertised()
+	if gen1 == gen0 || strings.Join(held, ",") != fa.Path {
+		t.Errorf("Advertised() = %d %v (was %d), want a new generation listing only %s", gen1, held, gen0, fa.Path)
+	}
+	if !bytes.Equal(stored(t, st, fo), old) || !bytes.Equal(stored(t, st, fa), a) {
+		t.Error("stored files are not intact and readable while room is being made")
+	}
+	// An acknowledgement of an older generation, or of one this agent
+	// never reported, deletes nothing.
+	ag.Acknowledge(gen0)
+	ag.Acknowledge(gen1 + 100)
+	if err := ag.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st.Lookup(fo.Path); !ok {
+		t.Fatal("the retired file was deleted before the control plane acknowledged it left steering")
+	}
+	ag.Acknowledge(gen1)
+	if err := ag.Pass(context.Background()); err != nil {
+		t.Fatalf("Pass() after the acknowledgement = %v", err)
+	}
+	if _, ok := st.Lookup(fo.Path); ok {
+		t.Error("the retired file is still stored after the acknowledgement and its grace")
+	}
+	if !bytes.Equal(stored(t, st, fb), b) || ctl.last().State != "idle" {
+		t.Errorf("after making room: state %q, want b filled and idle", ctl.last().State)
+	}
+	// Nothing left to retire: a third file does not fit.
+	ctl.manifest = manifestOf(fa, fb, fc)
+	ctl.plan = plan(api.FillFile{File: fa, Sources: srcs(fa)}, api.FillFile{File: fb, Sources: srcs(fb)}, api.FillFile{File: fc, Sources: srcs(fc)})
+	if err := ag.Pass(context.Background()); !errors.Is(err, store.ErrFull) {
 		t.Fatalf("Pass() = %v, want ErrFull", err)
 	}
 	if got := ctl.last(); got.State != "full" || got.Pending != 1 {
 		t.Errorf("reported %+v, want state full with 1 pending", got)
 	}
-	if !bytes.Equal(stored(t, st, fo), old) || !bytes.Equal(stored(t, st, fa), a) {
+	if !bytes.Equal(stored(t, st, fa), a) || !bytes.Equal(stored(t, st, fb), b) {
 		t.Error("stored files are not intact and readable after the disk filled")
 	}
+}
+
+// TestRetireAfterLanding: once the new manifest has landed, a file it no
+// longer lists stops being reported at once but stays until acknowledged;
+// listed again before that, it is reported again and never deleted.
+func TestRetireAfterLanding(t *testing.T) {
+	old, a := payload(10<<10, 15), payload(10<<10, 16)
+	fo, fa := file("t0/old.mp4", old), file("t1/a.mp4", a)
+	origin := server(t, map[string][]byte{fa.Path: a}, nil)
+	st := newStore(t, 0)
+	if err := st.Put(context.Background(), fo, bytes.NewReader(old)); err != nil {
+		t.Fatal(err)
+	}
+	ctl := &fakeControl{manifest: manifestOf(fa), plan: plan(api.FillFile{File: fa, Sources: []api.FillSource{{URL: origin.URL + "/o/" + fa.Path, Tier: api.TierOrigin}}})}
+	ag := New(Config{Appliance: "a1", Store: st, Control: ctl, Clock: inWindow, RetireGrace: time.Nanosecond})
+	if err := ag.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	gen, held := ag.Advertised()
+	if strings.Join(held, ",") != fa.Path || ag.Retiring() != 1 {
+		t.Errorf("after landing: held %v, retiring %d; want only %s held and the old file retiring", held, ag.Retiring(), fa.Path)
+	}
+	// The old file comes back into the manifest before it was deleted.
+	ctl.manifest = manifestOf(fa, fo)
+	ctl.plan = plan()
+	if err := ag.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	gen2, held := ag.Advertised()
+	if len(held) != 2 || gen2 == gen || ag.Retiring() != 0 {
+		t.Errorf("listed again: held %v (gen %d → %d), retiring %d; want both held under a new generation", held, gen, gen2, ag.Retiring())
+	}
+	ag.Acknowledge(gen) // an old acknowledgement of its retirement
+	if err := ag.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st.Lookup(fo.Path); !ok {
+		t.Error("a file listed again was deleted on an old acknowledgement")
+	}
+}
+
+// TestWakeStartsAPass: Wake makes Run pass at once rather than after its
+// interval (an hour here).
+func TestWakeStartsAPass(t *testing.T) {
+	ctl := &fakeControl{manifest: manifestOf(), plan: plan(), reported: make(chan struct{}, 4)}
+	ag := New(Config{Appliance: "a1", Store: newStore(t, 0), Control: ctl, Clock: inWindow, Interval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); ag.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	pass := func(what string) {
+		t.Helper()
+		select {
+		case <-ctl.reported:
+		case <-time.After(time.Minute):
+			t.Fatalf("no fill pass %s", what)
+		}
+	}
+	pass("at start")
+	ag.Wake()
+	pass("after Wake")
 }
 
 // TestCorruptOnDiskIsRefilled is the whole cycle of issue 19's bullet on
@@ -486,5 +591,30 @@ func TestCorruptOnDiskIsRefilled(t *testing.T) {
 		if !bytes.Equal(stored(t, st, f), data[f.Path]) {
 			t.Errorf("%s: store serves bytes that are not the file's", f.Path)
 		}
+	}
+}
+
+// TestUrgentFillUsesTheLowerCap: outside the window urgent files download
+// under UrgentRate (default a quarter of Rate), inside it under Rate.
+func TestUrgentFillUsesTheLowerCap(t *testing.T) {
+	if ag := New(Config{Rate: 4 << 20}); ag.ulim == nil || ag.ulim.rate != 1<<20 {
+		t.Errorf("default urgent cap = %+v, want a quarter of the rate", ag.ulim)
+	}
+	if ag := New(Config{}); ag.ulim != nil || ag.lim != nil {
+		t.Errorf("no rate: caps %+v %+v, want none", ag.lim, ag.ulim)
+	}
+	u := payload(32<<10, 17)
+	fu := file("t1/urgent.mp4", u)
+	origin := server(t, map[string][]byte{fu.Path: u}, nil)
+	ctl := &fakeControl{manifest: manifestOf(fu), plan: plan(api.FillFile{File: fu, Urgent: true,
+		Sources: []api.FillSource{{URL: origin.URL + "/o/" + fu.Path, Tier: api.TierOrigin}}})}
+	outside := fixedClock{time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC)}
+	ag := New(Config{Appliance: "a1", Store: newStore(t, 0), Control: ctl, Clock: outside, StrictWindow: true, Rate: 100 << 20, UrgentRate: 50 << 20})
+	lastIn, lastOut := ag.lim.last, ag.ulim.last
+	if err := ag.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !ag.lim.last.Equal(lastIn) || ag.ulim.last.Equal(lastOut) {
+		t.Errorf("an urgent fill outside the window took tokens from the in-window cap (or none from the urgent one)")
 	}
 }

@@ -4,8 +4,10 @@
 // peers of the same cluster, then other sites, then the origin — under a
 // bytes/s rate cap and a concurrency limit, resuming broken transfers with
 // Range requests and verifying every file's SHA-256 before it becomes
-// servable. Files dropped from the manifest are deleted only once the
-// whole manifest has landed, so serving never has a gap.
+// servable. Files dropped from the manifest are retired — no longer
+// reported held, so steering stops sending clients to them — once the
+// whole manifest has landed or their room is needed, and deleted only
+// after the control plane has acknowledged that (retire.go).
 package fill
 
 import "github.com/ocdn/ocdn/internal/clock"

@@ -124,6 +124,7 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 	if esc <= 0 {
 		esc = 10 * time.Second
 	}
+	pl := sc.Placement.withDefaults()
 	d.Control = config.Control{
 		Listen: addrList(ep.Control), Catalog: catalogFile, OriginURL: "http://" + ep.Origin.String(),
 		KeyFile: keysFile, AdminTokenFile: adminFile, ApplianceSecretFile: secretFile,
@@ -136,8 +137,10 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 			MinSamples: sc.Steering.MinSamples, Refresh: 2 * time.Second},
 		// New appliances get clients once filled and a test download from
 		// them matches the origin.
-		TurnUp:    config.TurnUp{FillShare: 1},
-		Fill:      config.ControlFill{EscalateAfter: esc},
+		TurnUp: config.TurnUp{FillShare: 1},
+		Fill:   config.ControlFill{EscalateAfter: esc},
+		Placement: config.Placement{ReplanInterval: pl.ReplanInterval, CheckInterval: pl.CheckInterval,
+			HalfLife: pl.HalfLife, Hysteresis: pl.Hysteresis, RankingChange: pl.RankingChange, MaxChurn: pl.MaxChurn},
 		Inventory: sc.Inventory,
 	}
 	d.Routers = compileRouters(sc)
@@ -156,10 +159,16 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 			// The lab stops everything at once: in-flight transfers get a
 			// second, not an operator's drain.
 			DrainGrace: time.Millisecond, DrainTimeout: time.Second, AccessLog: "off",
-			Fill: config.ApplianceFill{Concurrency: 4, Rate: sc.Fill.RateBytes, Interval: 300 * time.Millisecond, StrictWindow: true},
-			BGP:  d.applianceBGP(sc, a), CORS: pages,
+			// A retired file stays a few seconds after it left steering:
+			// sessions that already had its URL fail over, not wait.
+			Fill: config.ApplianceFill{Concurrency: 4, Rate: sc.Fill.RateBytes, Interval: 300 * time.Millisecond, StrictWindow: true,
+				RetireGrace: 5 * time.Second},
+			BGP: d.applianceBGP(sc, a), CORS: pages,
 		}
 		d.Appliances = append(d.Appliances, ac)
+	}
+	if err := d.compileFeeds(sc); err != nil {
+		return nil, err
 	}
 	return d, nil
 }

@@ -96,6 +96,9 @@ type Lab struct {
 	health   healthState
 	// browser says where a browser finds the pages (browser.go).
 	browser *BrowserReport
+	// loops is what the clients play and the placement loop's figures
+	// (loops.go).
+	loops loops
 }
 
 type labAppliance struct {
@@ -132,6 +135,7 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	if err := l.compile(); err != nil {
 		return nil, err
 	}
+	l.loops = loops{playlist: newPlaylist(l.catalog.Titles(), l.sc.Events), feeds: map[string]float64{}}
 
 	// Every component runs under one context; stop cancels it and waits.
 	ctx, cancel := context.WithCancel(ctx)
@@ -216,9 +220,13 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	if err := l.startClients(streamCtx, ctx, []string{controlURL}, &clients); err != nil {
 		return nil, err
 	}
+	var sampler sync.WaitGroup
+	sampler.Go(func() { l.sampleLoop(streamCtx) })
 	l.runEvents(streamCtx)
 	l.statusLoop(streamCtx)
+	sampler.Wait()
 	clients.Wait()
+	l.sample(ctx) // the last interval's demand reports are in
 	interrupted := ctx.Err() != nil
 	rep := l.report(ctx, interrupted)
 	rep.Browser = l.browser
@@ -301,7 +309,6 @@ func (l *Lab) waitFilled(ctx context.Context) error {
 // runCtx with the whole run (Ctrl-C), which cuts short the clients'
 // last report uploads.
 func (l *Lab) startClients(ctx, runCtx context.Context, controlURLs []string, wg *sync.WaitGroup) error {
-	titles := l.catalog.Titles()
 	titleDur := l.sc.Catalog.Duration
 	deadline, _ := ctx.Deadline()
 	total := 0
@@ -336,7 +343,7 @@ func (l *Lab) startClients(ctx, runCtx context.Context, controlURLs []string, wg
 					return
 				}
 				for time.Until(deadline) > titleDur+3*time.Second {
-					title := titles[zipf(rng, len(titles))]
+					title := l.loops.playlist.next(g.ISP, rng)
 					l.active.Add(1)
 					l.addSession(func(s *SessionStats) { s.Started++ })
 					sess, err := p.Play(ctx, title)
@@ -358,6 +365,7 @@ func (l *Lab) startClients(ctx, runCtx context.Context, controlURLs []string, wg
 					l.mu.Lock()
 					l.qoe = append(l.qoe, sess)
 					l.mu.Unlock()
+					l.recordPlay(g.ISP, sess)
 					if ctx.Err() != nil {
 						return
 					}
@@ -418,8 +426,15 @@ func (l *Lab) isp(name string) config.ISP {
 }
 
 func (l *Lab) runEvents(ctx context.Context) {
-	for _, e := range l.sc.Events {
+	for i, e := range l.sc.Events {
 		at, _ := e.When(l.sc.Duration) // validated
+		if e.Kind == "release" {
+			go func() {
+				if clock.Sleep(ctx, at-e.Lead) == nil {
+					l.announceRelease(ctx, i, e)
+				}
+			}()
+		}
 		go func() {
 			if clock.Sleep(ctx, at) != nil {
 				return
@@ -430,6 +445,8 @@ func (l *Lab) runEvents(ctx context.Context) {
 				l.killAppliance(ctx, e.Target)
 			case "stop_control_plane":
 				l.stopControlPlane(ctx, e.Duration)
+			case "release", "popularity_shift":
+				l.loopEvent(e, &rec)
 			case "withdraw_prefix", "announce_prefix":
 				rec.Prefix = e.Prefix.String()
 				conv, err := l.routeEvent(ctx, e)

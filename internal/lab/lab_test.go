@@ -17,8 +17,10 @@ import (
 func testScenario(t *testing.T) *Scenario {
 	t.Helper()
 	y := strings.NewReplacer(
-		"duration: 60s", "duration: 16s",
+		"duration: 90s", "duration: 16s",
 		"titles: 12", "titles: 4",
+		// The loops' titles, in the smaller catalog.
+		"title: t0009", "title: t0002", "title: t0011", "title: t0003",
 		"at: 50%", "at: 40%",
 		"127.1.0.1:", "127.1.50.1:", "127.1.0.2:", "127.1.50.2:",
 		"127.1.1.1:", "127.1.51.1:", "127.1.1.2:", "127.1.51.2:",
@@ -138,6 +140,11 @@ func checkReport(t *testing.T, sc *Scenario, rep *Report) {
 	}
 	if q := rep.QoE; q.Sessions == 0 || q.StartupMsP50 <= 0 || q.AvgBitrateKbps <= 0 {
 		t.Errorf("qoe = %+v", q)
+	}
+	// The release's feed reached the control plane over its admin API
+	// (TestLabLoops checks what the loop then does).
+	if lp := rep.Loops; lp == nil || !slices.ContainsFunc(lp.Recent, func(r ReplanRecord) bool { return r.Reason == "feed" }) {
+		t.Errorf("loops = %+v, want a replan for the release feed", rep.Loops)
 	}
 }
 

@@ -40,6 +40,9 @@ type Report struct {
 	Misses  *missesOf   `json:"misses,omitempty"`
 	// Browser says where the browser pages were (browser.go).
 	Browser *BrowserReport `json:"browser,omitempty"`
+	// Loops is the placement loop: replans, offload and misses per 5 s,
+	// popularity shifts and releases (loops.go).
+	Loops *LoopsReport `json:"loops,omitempty"`
 	// Console is where the control plane's web console was served.
 	Console string `json:"console,omitempty"`
 }
@@ -163,6 +166,7 @@ func (l *Lab) report(ctx context.Context, interrupted bool) *Report {
 	}
 	sort.Slice(r.Events, func(i, j int) bool { return r.Events[i].AtSeconds < r.Events[j].AtSeconds })
 	l.fillReport(r, statuses, sum, r.Origin.BytesServed)
+	r.Loops = l.loopsReport(ctx)
 	return r
 }
 
@@ -196,6 +200,9 @@ func (r *Report) Print(w io.Writer) {
 	if m := r.Misses; m != nil {
 		fmt.Fprintf(w, "Offload %.1f%% (embedded sites). Misses: content %s, health %s, other %s (local %s).\n",
 			100*r.Offload, mb(m.Content), mb(m.Health), mb(m.Other), mb(m.Local))
+	}
+	if r.Loops != nil {
+		r.Loops.print(w)
 	}
 	fmt.Fprintf(w, "\nOrigin served %s. BGP: %d of %d sessions established, %d prefixes received.\n",
 		mb(r.Origin.BytesServed), r.BGP.SessionsEstablished, r.BGP.Sessions, r.BGP.PrefixesReceived)

@@ -46,6 +46,8 @@ type Scenario struct {
 	Events   []Event          `yaml:"events"`
 	// Fill shapes fill: the compressed clock, rate cap, corrupt copies (fill.go).
 	Fill FillSettings `yaml:"fill"`
+	// Placement shapes the control plane's placement loop (loops.go).
+	Placement PlacementSettings `yaml:"placement"`
 }
 
 // PlayerSettings shape every lab client's playback.
@@ -85,12 +87,18 @@ type Event struct {
 	Prefix config.Prefix `yaml:"prefix,omitempty"`
 	// Duration is how long stop_control_plane keeps the control plane down.
 	Duration time.Duration `yaml:"duration,omitempty"`
+	// Title, Share and Lead shape release and popularity_shift (loops.go).
+	Title string        `yaml:"title,omitempty"`
+	Share float64       `yaml:"share,omitempty"`
+	Lead  time.Duration `yaml:"lead,omitempty"`
 }
 
 // EventKinds the lab knows: kill_appliance targets an appliance;
 // withdraw_prefix and announce_prefix target an ISP and name a Prefix its
-// router stops or starts announcing.
-var eventKinds = map[string]bool{"kill_appliance": true, "withdraw_prefix": true, "announce_prefix": true, "stop_control_plane": true}
+// router stops or starts announcing; release and popularity_shift name a
+// Title (loops.go).
+var eventKinds = map[string]bool{"kill_appliance": true, "withdraw_prefix": true, "announce_prefix": true, "stop_control_plane": true,
+	"release": true, "popularity_shift": true}
 
 // When resolves At against the run's duration.
 func (e Event) When(d time.Duration) (time.Duration, error) {
@@ -131,6 +139,9 @@ func (s *Scenario) Validate() error {
 	if err := s.Fill.validate(s); err != nil {
 		return err
 	}
+	if err := s.Placement.validate(); err != nil {
+		return err
+	}
 	isps := map[string]config.ISP{}
 	for i, isp := range s.ISPs {
 		isps[isp.Name] = isp
@@ -169,7 +180,7 @@ func (s *Scenario) Validate() error {
 	for i, e := range s.Events {
 		f := fmt.Sprintf("events[%d]", i)
 		if !eventKinds[e.Kind] {
-			return config.Errf(f+".kind", "%q is not an event kind (kill_appliance, withdraw_prefix, announce_prefix, stop_control_plane)", e.Kind)
+			return config.Errf(f+".kind", "%q is not an event kind (kill_appliance, withdraw_prefix, announce_prefix, stop_control_plane, release, popularity_shift)", e.Kind)
 		}
 		if _, err := e.When(s.Duration); err != nil {
 			return config.Errf(f+".at", "%v", err)
@@ -177,6 +188,12 @@ func (s *Scenario) Validate() error {
 		if e.Kind == "stop_control_plane" {
 			if e.Duration <= 0 || e.Duration > s.Duration {
 				return config.Errf(f+".duration", "stop_control_plane needs a duration such as 3s, shorter than the run")
+			}
+			continue
+		}
+		if e.Kind == "release" || e.Kind == "popularity_shift" {
+			if err := s.validateLoopEvent(f, e); err != nil {
+				return err
 			}
 			continue
 		}

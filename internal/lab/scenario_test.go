@@ -47,6 +47,11 @@ func TestBrokenScenarios(t *testing.T) {
 		{"unknown site kind", "kind: ixp,", "kind: cloud,", []string{"sites[2].kind", `"cloud"`}},
 		{"unknown field", "replicas: 2", "replica: 2", []string{"field replica not found"}},
 		{"bad time zone", "time_zone: Europe/Berlin", "time_zone: Mars/Olympus", []string{"sites[1].time_zone"}},
+		{"release of an unknown title", "title: t0011", "title: t0099", []string{"events[5].title", `"t0099"`}},
+		{"share above one", "share: 0.3", "share: 1.5", []string{"events[5].share", "1.5"}},
+		{"lead before the run", "lead: 8s", "lead: 2m", []string{"events[5].lead"}},
+		{"shift in a region without clients", "target: isp-a, title: t0009", "target: isp-z, title: t0009", []string{"events[4].target", `"isp-z"`}},
+		{"churn bound above one", "max_churn: 0.25", "max_churn: 2", []string{"placement.max_churn"}},
 	}
 	dir := t.TempDir()
 	for _, tc := range cases {

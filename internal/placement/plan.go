@@ -39,6 +39,19 @@ type Options struct {
 	Prev map[string]int
 	// Hysteresis is that margin (default 0.1).
 	Hysteresis float64
+	// PrevNodes is the previous plan's holders of each path. A file keeps
+	// its copies on the nodes that held them (while they have room under
+	// the load cap) rather than moving to where rendezvous would put it
+	// today; without Prev, the copy counts are taken from it.
+	PrevNodes map[string][]string
+	// MaxAdded bounds the bytes the plan adds to nodes that did not hold
+	// them in PrevNodes (0: no bound). Files and extra copies are taken
+	// in rank order while they fit the bound; what does not fit waits for
+	// the next plan (Result.Capped), and the files it would have
+	// displaced stay. A plan that still adds more, because the load cap
+	// moved copies, is retried with a smaller budget, and in the end
+	// replaced by the previous placement itself.
+	MaxAdded int64
 }
 
 // Result is a cluster's placement.
@@ -49,6 +62,12 @@ type Result struct {
 	Copies map[string]int
 	// Bytes is each node's stored bytes.
 	Bytes map[string]int64
+	// Added is the bytes placed on nodes that did not hold them in
+	// Options.PrevNodes: what fill must download.
+	Added int64
+	// Capped says the MaxAdded bound held back files or copies the
+	// ranking wanted: another plan soon would move more.
+	Capped bool
 }
 
 // Plan places files on the nodes of one manifest cluster:
@@ -70,6 +89,27 @@ type Result struct {
 // The rendezvous order is computed for the best few nodes only, in
 // parallel, which keeps 100,000 files × 1,000 nodes within seconds.
 func Plan(items []Item, nodes []Node, opt Options) Result {
+	opt = opt.withDefaults()
+	if opt.MaxAdded <= 0 || len(opt.PrevNodes) == 0 {
+		return plan(items, nodes, opt, -1)
+	}
+	budget := opt.MaxAdded
+	for range 4 {
+		res := plan(items, nodes, opt, budget)
+		if res.Added <= opt.MaxAdded {
+			return res
+		}
+		// The load cap moved copies the selection did not count: ask
+		// for less, by the excess and a little more.
+		budget -= res.Added - opt.MaxAdded + budget/10
+		if budget <= 0 {
+			break
+		}
+	}
+	return keepPrev(items, nodes, opt)
+}
+
+func (opt Options) withDefaults() Options {
 	if opt.MinReplicas <= 0 {
 		opt.MinReplicas = 1
 	}
@@ -82,6 +122,38 @@ func Plan(items []Item, nodes []Node, opt Options) Result {
 	if opt.Hysteresis <= 0 {
 		opt.Hysteresis = 0.1
 	}
+	if opt.Prev == nil && opt.PrevNodes != nil {
+		opt.Prev = make(map[string]int, len(opt.PrevNodes))
+		for p, ns := range opt.PrevNodes {
+			opt.Prev[p] = len(ns)
+		}
+	}
+	return opt
+}
+
+// keepPrev is the previous placement, unchanged (files no longer in items
+// dropped): what a plan that cannot meet MaxAdded falls back to.
+func keepPrev(items []Item, nodes []Node, opt Options) Result {
+	res := Result{Nodes: make(map[string][]content.File, len(nodes)), Copies: map[string]int{}, Bytes: make(map[string]int64, len(nodes)), Capped: true}
+	known := make(map[string]bool, len(nodes))
+	for _, nd := range nodes {
+		res.Nodes[nd.ID] = nil
+		known[nd.ID] = true
+	}
+	for _, it := range items {
+		for _, id := range opt.PrevNodes[it.File.Path] {
+			if known[id] {
+				res.Nodes[id] = append(res.Nodes[id], it.File)
+				res.Bytes[id] += it.File.Size
+				res.Copies[it.File.Path]++
+			}
+		}
+	}
+	return res
+}
+
+// plan is Plan with a churn budget for the selection (negative: none).
+func plan(items []Item, nodes []Node, opt Options, churnBudget int64) Result {
 	res := Result{Nodes: make(map[string][]content.File, len(nodes)), Copies: map[string]int{}, Bytes: make(map[string]int64, len(nodes))}
 	n := len(nodes)
 	for _, nd := range nodes {
@@ -142,6 +214,14 @@ func Plan(items []Item, nodes []Node, opt Options) Result {
 	})
 	budget := opt.Fill * capTotal
 	var used float64
+	// Copies beyond a file's previous count are new bytes on some node:
+	// they spend the churn budget (when there is one).
+	churn := float64(churnBudget)
+	added := func(c sel, from, to int) float64 {
+		prev := len(opt.PrevNodes[items[c.i].File.Path])
+		return float64(max(to, prev)-max(from, prev)) * float64(items[c.i].File.Size)
+	}
+	capped := false
 	chosen := cand[:0]
 	for _, c := range cand {
 		size := float64(items[c.i].File.Size)
@@ -149,8 +229,25 @@ func Plan(items []Item, nodes []Node, opt Options) Result {
 		for r > 0 && used+float64(r)*size > budget {
 			r--
 		}
+		// Capped only when the churn bound, not capacity, refuses. A
+		// file comes in (or back to strength) with at least MinReplicas
+		// copies or not at all: one copy of a new file is one failure
+		// from a miss.
+		if churnBudget >= 0 && r > 0 && added(c, 0, r) > churn {
+			capped = true
+			prev := len(opt.PrevNodes[items[c.i].File.Path])
+			for r > prev && added(c, 0, r) > churn {
+				r--
+			}
+			if r > prev && r < min(minR, c.r) {
+				r = prev
+			}
+		}
 		if r == 0 {
 			continue // a smaller file further down may still fit
+		}
+		if churnBudget >= 0 {
+			churn -= added(c, 0, r)
 		}
 		c.r = r
 		used += float64(r) * size
@@ -159,10 +256,19 @@ func Plan(items []Item, nodes []Node, opt Options) Result {
 	for k := range chosen {
 		size := float64(items[chosen[k].i].File.Size)
 		for chosen[k].r < n && used+size <= budget {
+			if churnBudget >= 0 {
+				cost := added(chosen[k], chosen[k].r, chosen[k].r+1)
+				if cost > churn {
+					capped = true
+					break
+				}
+				churn -= cost
+			}
 			chosen[k].r++
 			used += size
 		}
 	}
+	res.Capped = capped
 
 	// 2. Assignment.
 	var maxSize int64
@@ -201,41 +307,63 @@ func Plan(items []Item, nodes []Node, opt Options) Result {
 		}()
 	}
 	wg.Wait()
+	var index map[string]int32
+	if len(opt.PrevNodes) > 0 {
+		index = make(map[string]int32, n)
+		for j, nd := range nodes {
+			index[nd.ID] = int32(j)
+		}
+	}
 	bytes := make([]int64, n)
+	var prevAt, taken []int32
 	for k, c := range chosen {
 		f := items[c.i].File
-		placed := 0
-		take := func(j int) {
+		prevAt, taken = prevAt[:0], taken[:0]
+		for _, id := range opt.PrevNodes[f.Path] {
+			if j, ok := index[id]; ok {
+				prevAt = append(prevAt, j)
+			}
+		}
+		take := func(j int32) {
 			bytes[j] += f.Size
 			res.Nodes[nodes[j].ID] = append(res.Nodes[nodes[j].ID], f)
-			placed++
+			taken = append(taken, j)
+			if !slices.Contains(prevAt, j) {
+				res.Added += f.Size
+			}
+		}
+		fits := func(j int32) bool {
+			return len(taken) < c.r && !slices.Contains(taken, j) && bytes[j]+f.Size <= limit[j]
+		}
+		// Nodes that held the file keep it, best rendezvous rank first,
+		// so that a file moves only when it must.
+		if len(prevAt) > 0 {
+			for _, j := range tops[k] {
+				if slices.Contains(prevAt, j) && fits(j) {
+					take(j)
+				}
+			}
+			for _, j := range prevAt {
+				if fits(j) {
+					take(j)
+				}
+			}
 		}
 		for _, j := range tops[k] {
-			if placed == c.r {
-				break
-			}
-			if bytes[j]+f.Size <= limit[j] {
-				take(int(j))
+			if fits(j) {
+				take(j)
 			}
 		}
-		if placed < c.r && len(tops[k]) < n {
+		if len(taken) < c.r && len(tops[k]) < n {
 			// Every one of the best few is at its cap: walk the full order.
-			order := fullOrder(xxhash.Sum64String(f.Path), nodeHash, weights)
-			seen := map[int32]bool{}
-			for _, j := range tops[k] {
-				seen[j] = true
-			}
-			for _, j := range order {
-				if placed == c.r {
-					break
-				}
-				if !seen[j] && bytes[j]+f.Size <= limit[j] {
-					take(int(j))
+			for _, j := range fullOrder(xxhash.Sum64String(f.Path), nodeHash, weights) {
+				if fits(j) {
+					take(j)
 				}
 			}
 		}
-		if placed > 0 {
-			res.Copies[f.Path] = placed
+		if len(taken) > 0 {
+			res.Copies[f.Path] = len(taken)
 		}
 	}
 	for j, nd := range nodes {

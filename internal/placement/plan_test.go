@@ -95,6 +95,93 @@ func TestChurnSmallShuffle(t *testing.T) {
 	}
 }
 
+// holders turns a plan into PrevNodes.
+func holders(r Result) map[string][]string {
+	out := map[string][]string{}
+	for id, fs := range r.Nodes {
+		for _, f := range fs {
+			out[f.Path] = append(out[f.Path], id)
+		}
+	}
+	return out
+}
+
+// TestChurnBound turns the coldest fifth of the catalog into the hottest
+// and replans with a bound of 5% of capacity per plan: every plan adds at
+// most the bound (counted as fill counts it: bytes new on a node), the
+// hottest files come first, and a few plans reach what an unbounded plan
+// would place.
+func TestChurnBound(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	items := zipfItems(4000, 0.9, rng)
+	nodes := heteroNodes(8, 256<<20)
+	var capTotal int64
+	for _, nd := range nodes {
+		capTotal += nd.Capacity
+	}
+	first := Plan(items, nodes, Options{MinReplicas: 2})
+	// Unchanged demand: nothing moves, bound or not.
+	same := Plan(items, nodes, Options{MinReplicas: 2, PrevNodes: holders(first), MaxAdded: capTotal / 20})
+	if same.Added != 0 || same.Capped {
+		t.Errorf("replan with unchanged demand: added %d bytes, capped %v; want 0, false", same.Added, same.Capped)
+	}
+	shifted := slices.Clone(items)
+	n := len(items)
+	for i := range shifted {
+		if i >= n*4/5 { // the coldest fifth becomes the hottest
+			shifted[i].Demand = 2e9 / math.Pow(float64(n-i), 0.9)
+		}
+	}
+	hot := shifted[n-1].File.Path
+	bound := capTotal / 20
+	unbounded := Plan(shifted, nodes, Options{MinReplicas: 2, PrevNodes: holders(first)})
+	if unbounded.Added <= 2*bound {
+		t.Fatalf("test is too gentle: the unbounded replan adds only %d bytes (bound %d)", unbounded.Added, bound)
+	}
+	prev := first
+	for step := 1; ; step++ {
+		res := Plan(shifted, nodes, Options{MinReplicas: 2, PrevNodes: holders(prev), MaxAdded: bound})
+		replaced, _ := Churn(prev.Nodes, res.Nodes)
+		if res.Added != replaced || res.Added > bound {
+			t.Fatalf("step %d: Added = %d, Churn = %d; want equal and ≤ the bound %d", step, res.Added, replaced, bound)
+		}
+		for id, b := range res.Bytes {
+			var c int64
+			for _, nd := range nodes {
+				if nd.ID == id {
+					c = nd.Capacity
+				}
+			}
+			if b > c {
+				t.Fatalf("step %d: node %s holds %d bytes, capacity %d", step, id, b, c)
+			}
+		}
+		before := holders(prev)
+		for p, c := range res.Copies {
+			if len(before[p]) == 0 && c < 2 {
+				t.Fatalf("step %d: new file %s came in with %d copy, want at least MinReplicas (2)", step, p, c)
+			}
+		}
+		if step == 1 && res.Copies[hot] == 0 {
+			t.Errorf("step 1: the new hottest file %s is not placed; the bound must spend on the hottest first", hot)
+		}
+		prev = res
+		if !res.Capped {
+			t.Logf("converged after %d bounded plans of ≤ %d bytes (the unbounded plan adds %d)", step, bound, unbounded.Added)
+			break
+		}
+		if step > 3*int(unbounded.Added/bound+1) {
+			t.Fatalf("still capped after %d plans", step)
+		}
+	}
+	for p, c := range unbounded.Copies {
+		if prev.Copies[p] == 0 && c > 0 {
+			t.Errorf("after convergence %s (placed unbounded with %d copies) is not placed", p, c)
+			break
+		}
+	}
+}
+
 // TestOffloadVsOracle simulates 30 days of Zipf demand with daily churn
 // (popularity drifts, 1% of the catalog is released each day and announced
 // in the new-release feed with a ±30% error) on one cluster holding a

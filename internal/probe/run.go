@@ -11,6 +11,7 @@ import (
 	"net/http/httptrace"
 	"net/netip"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
@@ -216,13 +217,23 @@ func probeHTTP(ctx context.Context, t Target, o *Options, p *measure.Pulse, n in
 	}
 	var tlsStart, wrote time.Time
 	var ttfb time.Duration
+	// The transport dials (and shakes hands) in a goroutine of its own
+	// that may outlive RoundTrip when the request is cancelled, so its
+	// timings reach p only through dialed, copied once RoundTrip returns.
+	var dialed struct {
+		sync.Mutex
+		connectMs, tlsMs float64
+	}
 	trace := &httptrace.ClientTrace{
 		TLSHandshakeStart: func() {
 			tlsStart = time.Now()
 		},
 		TLSHandshakeDone: func(tls.ConnectionState, error) {
 			if !tlsStart.IsZero() {
-				p.TLSMs = ms(time.Since(tlsStart))
+				d := ms(time.Since(tlsStart))
+				dialed.Lock()
+				dialed.tlsMs = d
+				dialed.Unlock()
 			}
 		},
 		WroteRequest:         func(httptrace.WroteRequestInfo) { wrote = time.Now() },
@@ -234,7 +245,10 @@ func probeHTTP(ctx context.Context, t Target, o *Options, p *measure.Pulse, n in
 			start := time.Now()
 			c, err := o.Dial(ctx, network, addr)
 			if err == nil {
-				p.ConnectMs = ms(time.Since(start))
+				d := ms(time.Since(start))
+				dialed.Lock()
+				dialed.connectMs = d
+				dialed.Unlock()
 			}
 			return c, err
 		},
@@ -250,6 +264,9 @@ func probeHTTP(ctx context.Context, t Target, o *Options, p *measure.Pulse, n in
 	req.Header.Set("Range", fmt.Sprintf("bytes=0-%d", n-1))
 	req.Header.Set(api.MeasurementHeader, "probe")
 	resp, err := tr.RoundTrip(req)
+	dialed.Lock()
+	p.ConnectMs, p.TLSMs = dialed.connectMs, dialed.tlsMs
+	dialed.Unlock()
 	if err != nil {
 		return err
 	}
