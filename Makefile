@@ -11,9 +11,9 @@ BENCH_PACKAGES := wrk:wrk unbound:unbound dnsperf:dnsperf
 # Tests that need an outside program fail (not skip) when it is missing.
 export OCDN_REQUIRE_EXTERNAL := 1
 
-.PHONY: test deps console-assets vet staticcheck unit build lab clean
+.PHONY: test deps console-assets webclient-assets vet staticcheck unit build lab clean
 
-test: deps console-assets vet staticcheck unit
+test: deps console-assets webclient-assets vet staticcheck unit
 
 deps:
 	@scripts/install-deps.sh $(TEST_PACKAGES)
@@ -35,10 +35,15 @@ unit:
 console-assets:
 	@scripts/console-assets.sh
 
-build: console-assets
+# The browser player's HLS library (hls.js) from npm, embedded by go build
+# (internal/webclient/vendor/README.md).
+webclient-assets:
+	@scripts/webclient-assets.sh
+
+build: console-assets webclient-assets
 	$(GO) build -o bin/ocdn ./cmd/ocdn
 
-lab: console-assets
+lab: console-assets webclient-assets
 	$(GO) run ./cmd/ocdn lab
 
 clean:

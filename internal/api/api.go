@@ -170,6 +170,12 @@ type Manifest struct {
 // of demand, popularity and miss accounting.
 const MeasurementHeader = "X-Ocdn-Measurement"
 
+// MeasurementParam is the same mark as a query parameter
+// (?ocdn_measurement=probe), for web pages: a custom header makes a
+// browser send a CORS preflight first, whose connection the measured
+// request then reuses, so the page would never see a connect time.
+const MeasurementParam = "ocdn_measurement"
+
 // RouteReport carries an appliance's BGP routes to the control plane: a
 // full snapshot when a session establishes or the control plane asks for
 // one, then deltas numbered by Seq within an Epoch (which changes when the

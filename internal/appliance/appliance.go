@@ -23,6 +23,8 @@ import (
 
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/bgp"
+	"github.com/ocdn/ocdn/internal/config"
+	"github.com/ocdn/ocdn/internal/cors"
 	"github.com/ocdn/ocdn/internal/cpclient"
 	"github.com/ocdn/ocdn/internal/edge"
 	"github.com/ocdn/ocdn/internal/fill"
@@ -113,6 +115,9 @@ type Config struct {
 	// Software is the version reported in heartbeats (default the
 	// module version).
 	Software string
+	// CORS, when set, lets pages of its origins fetch content from a
+	// browser (see contentCORS).
+	CORS *config.CORS
 }
 
 // Appliance is one edge cache. It owns all of its state: the fill agent
@@ -131,6 +136,9 @@ type Appliance struct {
 	fill     *fillState
 	keys     atomic.Pointer[urlsign.KeySet]
 	hb       hbAgent
+	cors     *cors.Policy // nil without a cors section
+	idHeader []string     // the value of cors.ApplianceHeader
+	root     http.Handler // what the content listeners serve
 }
 
 // New opens the store and prepares to serve on the listeners and, with
@@ -173,7 +181,10 @@ func New(cfg Config) (*Appliance, error) {
 			st.Close()
 		}
 	}()
-	a := &Appliance{cfg: cfg, log: log, store: st}
+	a := &Appliance{cfg: cfg, log: log, store: st, idHeader: []string{cfg.ID}}
+	if a.cors, err = cors.FromConfig(cfg.CORS, contentMethods, contentRequestHeaders, cfg.Registry); err != nil {
+		return nil, err
+	}
 	access := cfg.AccessLog
 	if access == nil {
 		access = cfg.Logger
@@ -193,9 +204,17 @@ func New(cfg Config) (*Appliance, error) {
 	})
 	// Content bypasses ServeMux: its path cleaning would answer
 	// /c/tok/../x with a redirect; edge answers every odd path 404 itself.
-	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	a.root = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case strings.HasPrefix(r.URL.Path, "/c/"):
+			// CORS before edge writes anything; a preflight is answered
+			// without the store.
+			switch a.cors.Apply(w, r) {
+			case cors.Answered:
+				return
+			case cors.Allowed:
+				w.Header()[cors.ApplianceHeader] = a.idHeader
+			}
 			a.serveContent(w, r)
 		case r.URL.Path == "/healthz":
 			a.handleHealth(w, r)
@@ -216,7 +235,7 @@ func New(cfg Config) (*Appliance, error) {
 		}
 	}
 	for _, ln := range cfg.Listeners {
-		a.srvs = append(a.srvs, serve.New(ln, root, serve.Options{Logger: log, TLS: cfg.TLS, Registry: cfg.Registry,
+		a.srvs = append(a.srvs, serve.New(ln, a.root, serve.Options{Logger: log, TLS: cfg.TLS, Registry: cfg.Registry,
 			DrainGrace: cfg.DrainGrace, Grace: cfg.DrainTimeout}))
 	}
 	for _, ln := range cfg.OpsListeners {
@@ -225,6 +244,14 @@ func New(cfg Config) (*Appliance, error) {
 	built = true
 	return a, nil
 }
+
+// What a page may ask of the content path in a preflight: the methods
+// edge serves, and the request headers players and probes send (ranges,
+// conditionals, the measurement mark).
+var (
+	contentMethods        = []string{http.MethodGet, http.MethodHead}
+	contentRequestHeaders = []string{"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", api.MeasurementHeader}
+)
 
 // URL is the appliance's base URL (its first listener's).
 func (a *Appliance) URL() string { return a.srvs[0].URL() }

@@ -118,14 +118,15 @@ func (a *Appliance) demandLoop(ctx context.Context) {
 
 // serveContent serves /c/… through the edge, counting body bytes per file
 // and per client prefix (/24, /48) for demand reports. Fill requests from
-// other appliances (X-Ocdn-Fill) and measurements (api.MeasurementHeader)
-// are not demand. CorruptFill (fault
+// other appliances (X-Ocdn-Fill) and measurements (api.MeasurementHeader,
+// or api.MeasurementParam from web pages) are not demand. CorruptFill (fault
 // injection) makes fill requests for the listed files get wrong bytes.
 func (a *Appliance) serveContent(w http.ResponseWriter, r *http.Request) {
 	fs := a.fill
 	dw := &demandWriter{ResponseWriter: w}
 	isFill := r.Header.Get("X-Ocdn-Fill") != ""
-	measuring := r.Header.Get(api.MeasurementHeader) != ""
+	measuring := r.Header.Get(api.MeasurementHeader) != "" ||
+		(r.URL.RawQuery != "" && r.URL.Query().Has(api.MeasurementParam))
 	var path string
 	if parts := splitN(r.URL.Path, 4); len(parts) == 4 {
 		path = parts[2] + "/" + parts[3]

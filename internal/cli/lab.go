@@ -83,6 +83,10 @@ at the end. Ctrl-C stops every component and prints the report so far.`,
 				opts.Console = func(url, tokenFile string) {
 					fmt.Fprintf(cmd.ErrOrStderr(), "console: %s (sign in with the operator token in %s)\n", url, tokenFile)
 				}
+				opts.Pages = func(b lab.BrowserReport) {
+					fmt.Fprintln(cmd.ErrOrStderr(), "browser pages:")
+					b.PrintPages(cmd.ErrOrStderr(), "  ")
+				}
 			}
 			ctx, stop := signalContext(cmd.Context(), cmd.ErrOrStderr())
 			defer stop()

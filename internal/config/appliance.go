@@ -62,6 +62,9 @@ type ApplianceDaemon struct {
 	// BGP learns the client prefixes the appliance may serve from the
 	// ISP's routers.
 	BGP *BGP `yaml:"bgp,omitempty"`
+	// CORS lets web pages of the listed origins (a player, a speed test,
+	// a probe) fetch content and read its timing from a browser.
+	CORS *CORS `yaml:"cors,omitempty"`
 }
 
 // ApplianceFill tunes the appliance's fill agent. The window itself comes
@@ -174,6 +177,9 @@ func (c *ApplianceDaemon) Validate() error {
 	}
 	if c.KeyFile == "" {
 		return Errf("key_file", "must name the URL-signing key file")
+	}
+	if err := c.CORS.validate("cors"); err != nil {
+		return err
 	}
 	if c.Capacity < 0 {
 		return Errf("capacity", "must not be negative")

@@ -76,7 +76,10 @@ type Control struct {
 	// Fill is the nightly fill window, in each site's local time.
 	Fill ControlFill `yaml:"fill,omitempty"`
 	// DNS runs the authoritative DNS server for the appliances' names.
-	DNS       *DNS `yaml:"dns,omitempty"`
+	DNS *DNS `yaml:"dns,omitempty"`
+	// CORS lets pages of other origins call the API from a browser (the
+	// control plane's own pages, /play/ and the rest, need none).
+	CORS      *CORS `yaml:"cors,omitempty"`
 	Inventory `yaml:",inline"`
 }
 
@@ -469,6 +472,9 @@ func (c *Control) Validate() error {
 		}
 	}
 	if err := c.Measure.validate(); err != nil {
+		return err
+	}
+	if err := c.CORS.validate("cors"); err != nil {
 		return err
 	}
 	if (c.Steering.Measured || c.Steering.Experiment != nil) && c.Measure == nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,56 +11,19 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/ocdn/ocdn/internal/browsertest"
 	"github.com/ocdn/ocdn/internal/console"
 )
 
-// needBrowser returns Debian's Chromium, or skips; with
-// OCDN_REQUIRE_EXTERNAL=1 (make test) a missing browser or a binary built
-// without the npm assets is a failure instead.
-func needBrowser(t *testing.T) string {
+// browser starts a headless Chromium (internal/browsertest) for the
+// test; with OCDN_REQUIRE_EXTERNAL=1 (make test) a missing browser or a
+// binary built without the npm assets is a failure, else a skip.
+func browser(t *testing.T) context.Context {
 	t.Helper()
-	missing := func(what string) {
-		if os.Getenv("OCDN_REQUIRE_EXTERNAL") == "1" {
-			t.Fatalf("%s; OCDN_REQUIRE_EXTERNAL=1 makes this a failure", what)
-		}
-		t.Skipf("%s; set OCDN_REQUIRE_EXTERNAL=1 to make this a failure", what)
-	}
 	if m := console.MissingAssets(); len(m) > 0 {
-		missing(fmt.Sprintf("the console was built without its npm assets (%s): run make console-assets", strings.Join(m, ", ")))
+		browsertest.Require(t, fmt.Sprintf("the console was built without its npm assets (%s): run make console-assets", strings.Join(m, ", ")))
 	}
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	missing("chromium not found (Debian package chromium)")
-	return ""
-}
-
-// browser starts a headless Chromium with a fresh profile and the flags
-// that keep it off the network (this machine has none but loopback); the
-// context ends with the test.
-func browser(t *testing.T, ctx context.Context) context.Context {
-	t.Helper()
-	exe := needBrowser(t)
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(exe),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.WindowSize(1400, 1000),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	bctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("starting chromium %s: %v", exe, err)
-	}
-	return bctx
+	return browsertest.Start(t, browsertest.Options{Width: 1400, Height: 1000}).Ctx
 }
 
 // shots is where the test writes its screenshots: OCDN_ARTIFACTS if set,

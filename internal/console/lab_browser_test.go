@@ -92,7 +92,7 @@ func TestConsoleAgainstLab(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	b := browser(t, ctx)
+	b := browser(t)
 	dir := shots(t)
 
 	work := t.TempDir()

@@ -13,8 +13,13 @@ import (
 
 // SynthReader returns the deterministic bytes of a synthetic file: the AES-CTR
 // keystream keyed by SHA-256 of the path. CTR mode is seekable, so any range
-// is produced directly, at AES-NI speed, without storing anything.
+// is produced directly, at AES-NI speed, without storing anything. The
+// files of media titles (IsMediaTitle) are real video instead, generated
+// by internal/media from the title name.
 func SynthReader(path string, size int64) *SynthFile {
+	if data := mediaFile(path); data != nil && int64(len(data)) == size {
+		return &SynthFile{media: data, size: size}
+	}
 	key := sha256.Sum256([]byte("ocdn-synth/" + path))
 	block, err := aes.NewCipher(key[:])
 	if err != nil {
@@ -26,6 +31,7 @@ func SynthReader(path string, size int64) *SynthFile {
 // SynthFile is an io.ReaderAt and io.ReadSeeker over synthetic content.
 type SynthFile struct {
 	block cipher.Block
+	media []byte // a media title's file, instead of the keystream
 	size  int64
 	off   int64
 }
@@ -42,6 +48,10 @@ func (s *SynthFile) ReadAt(p []byte, off int64) (int, error) {
 	var err error
 	if rem := s.size - off; int64(n) > rem {
 		n, err = int(rem), io.EOF
+	}
+	if s.media != nil {
+		copy(p, s.media[off:off+int64(n)])
+		return n, err
 	}
 	p = p[:n]
 	clear(p)
@@ -88,6 +98,10 @@ type SynthSpec struct {
 	LadderKbps []int         `yaml:"ladder_kbps" json:"ladder_kbps"`
 	Duration   time.Duration `yaml:"duration" json:"duration"`
 	AudioKbps  int           `yaml:"audio_kbps" json:"audio_kbps"`
+	// MediaTitles adds titles of real, playable HLS video (named
+	// hls0000, hls0001, …; see MediaTitle), which browsers and ffmpeg
+	// decode: their shape is internal/media's, not the ladder's.
+	MediaTitles int `yaml:"media_titles,omitempty" json:"media_titles,omitempty"`
 }
 
 // DefaultSynthSpec is a small ladder suitable for a laptop lab.
@@ -106,6 +120,8 @@ func (s SynthSpec) Validate() error {
 		return fmt.Errorf("duration: %s is not between 0 and 24h", s.Duration)
 	case s.AudioKbps < 0:
 		return fmt.Errorf("audio_kbps: %d is negative", s.AudioKbps)
+	case s.MediaTitles < 0 || s.MediaTitles > maxMediaTitles:
+		return fmt.Errorf("media_titles: %d is not between 0 and %d", s.MediaTitles, maxMediaTitles)
 	}
 	for i, b := range s.LadderKbps {
 		if b <= 0 || b > 1_000_000 {
@@ -134,6 +150,18 @@ func Synth(spec SynthSpec) (*Catalog, error) {
 		}
 		if spec.AudioKbps > 0 {
 			add(fmt.Sprintf("%s/audio_%dk.mp4", title, spec.AudioKbps), KindAudio, spec.AudioKbps)
+		}
+	}
+	for t := 0; t < spec.MediaTitles; t++ {
+		title := MediaTitle(t)
+		for _, f := range mediaTitle(title) {
+			sum := sha256.Sum256(f.Data)
+			kind := KindVideo
+			if f.Playlist {
+				kind = KindPlaylist
+			}
+			c.Files = append(c.Files, File{Path: title + "/" + f.Name, Size: int64(len(f.Data)), SHA256: hex.EncodeToString(sum[:]),
+				Kind: kind, BitrateKbps: f.BitrateKbps})
 		}
 	}
 	if err := c.Validate(); err != nil {

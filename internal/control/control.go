@@ -92,8 +92,9 @@ type Server struct {
 	measure       *measure.Ingester
 	// msteer is measured steering and the experiment (nil when neither
 	// is configured).
-	msteer *measuredSteering
-	health *health.Tracker
+	msteer   *measuredSteering
+	contexts *measure.ContextSigner // signs recipe contexts; nil without a measurement store
+	health   *health.Tracker
 
 	sites map[string]config.Site
 

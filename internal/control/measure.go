@@ -1,6 +1,9 @@
 package control
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -9,6 +12,7 @@ import (
 	"github.com/ocdn/ocdn/internal/measure"
 	"github.com/ocdn/ocdn/internal/probe"
 	"github.com/ocdn/ocdn/internal/steer"
+	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
 // openMeasure opens the measurement store when the config names one.
@@ -16,7 +20,12 @@ func (s *Server) openMeasure() error {
 	if s.cfg.MeasureDir == "" {
 		return nil
 	}
-	opts := measure.Options{Registerer: s.cfg.Registry, Logger: s.cfg.Logger}
+	contexts, err := contextSigner(s.cfg.Keys)
+	if err != nil {
+		return err
+	}
+	s.contexts = contexts
+	opts := measure.Options{Registerer: s.cfg.Registry, Logger: s.cfg.Logger, Contexts: contexts}
 	if s.cfg.Store != nil && s.cfg.Store.Shared() {
 		// Replicas share the store: a report re-sent to another replica
 		// must not be stored twice (measure/claims.go).
@@ -126,7 +135,41 @@ func (s *Server) mountMeasure(mux *http.ServeMux) {
 	if s.msteer != nil && s.msteer.exp != nil {
 		cfg.Context = s.recipeContext
 	}
+	cfg.Sign = s.contexts.Sign
 	mux.Handle("GET /v1/recipe", probe.RecipeHandler(s.probeTargets, cfg))
+}
+
+// contextSigner signs recipe contexts with keys derived from the
+// URL-signing keys of the config's key file, which every replica loads:
+// any replica verifies what another issued, and no new secret needs
+// distributing. The derivation (an HMAC of a fixed label) keeps the
+// context key useless for minting content tokens. Keys rotated in at run
+// time are not used: a context signed before a restart still verifies.
+func contextSigner(ks *urlsign.KeySet) (*measure.ContextSigner, error) {
+	if ks == nil {
+		return nil, errors.New("measurement store: recipe contexts are signed with the URL-signing keys, and there are none")
+	}
+	var keys [][]byte
+	for _, k := range ks.Keys {
+		material := k.Secret
+		if len(material) == 0 {
+			material = k.Private
+		}
+		if len(material) == 0 {
+			continue // a verifier's public key: nothing secret to derive from
+		}
+		m := hmac.New(sha256.New, material)
+		m.Write([]byte("ocdn recipe context key v1"))
+		if k.ID == ks.Active {
+			keys = append([][]byte{m.Sum(nil)}, keys...)
+		} else {
+			keys = append(keys, m.Sum(nil))
+		}
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("measurement store: the key file holds no private key to sign recipe contexts with")
+	}
+	return measure.NewContextSigner(keys...)
 }
 
 // measuredView is the steering snapshot's measurement hook, or nil when

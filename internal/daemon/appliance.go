@@ -54,7 +54,7 @@ func NewAppliance(cfg *config.ApplianceDaemon, h Hooks, jsonLogs bool) (*Applian
 		FillUrgentRate: int64(cfg.Fill.UrgentRate), FillRetireGrace: cfg.Fill.RetireGrace,
 		FillClock: h.FillClock, CorruptFill: h.CorruptFill,
 		DrainGrace: cfg.DrainGrace, DrainTimeout: cfg.DrainTimeout, Software: h.Software,
-		Logger: h.Logger, Registry: h.Registry,
+		Logger: h.Logger, Registry: h.Registry, CORS: cfg.CORS,
 	}
 	// Unset is the store's default rate; an explicit 0 turns it off.
 	if cfg.ScrubRate != nil {

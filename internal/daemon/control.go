@@ -195,7 +195,11 @@ func NewControl(ctx context.Context, cfg *config.Control, h Hooks) (*Control, er
 	if grace == 0 {
 		grace = 10 * time.Second
 	}
-	full := opsHandler(console.Mount(c.srv.Handler(), c.console), h.Registry, c.srv.Health)
+	web, err := withBrowsers(c.srv.Handler(), cfg, h.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("cors: %w", err)
+	}
+	full := opsHandler(console.Mount(web, c.console), h.Registry, c.srv.Health)
 	opts := serve.Options{Logger: h.Logger, TLS: crt.config(), Grace: grace, Registry: h.Registry}
 	if len(cfg.OpsListen) == 0 {
 		c.servers = servers(lns, full, opts)

@@ -146,6 +146,9 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 		Inventory: sc.Inventory,
 	}
 	d.Routers = compileRouters(sc)
+	// The control plane serves the browser pages; pages of its origin may
+	// fetch content and read its timing from every appliance.
+	pages := &config.CORS{AllowedOrigins: []string{"http://" + ep.Control.String()}}
 	for _, a := range sc.Appliances {
 		token := secret.Mint(a.ID, time.Now().Add(365*24*time.Hour))
 		d.tokens[a.ID] = token
@@ -162,7 +165,7 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 			// sessions that already had its URL fail over, not wait.
 			Fill: config.ApplianceFill{Concurrency: 4, Rate: sc.Fill.RateBytes, Interval: 300 * time.Millisecond, StrictWindow: true,
 				RetireGrace: 5 * time.Second},
-			BGP: d.applianceBGP(sc, a),
+			BGP: d.applianceBGP(sc, a), CORS: pages,
 		}
 		d.Appliances = append(d.Appliances, ac)
 	}

@@ -50,6 +50,15 @@ type Options struct {
 	// the web console's URL and the file holding its operator token; the
 	// console stays up until the run ends.
 	Console func(url, operatorTokenFile string)
+	// Pages, when set, is called once the appliances are filled and the
+	// browser pages have something to play, with where they are; they
+	// stay up until the run ends.
+	Pages func(BrowserReport)
+	// OnStreaming, when set, is called (in its own goroutine) once the
+	// appliances are filled and the clients stream, with the running lab
+	// (its control plane, the browser pages and proxy); when it returns,
+	// the streaming ends. Tests drive a browser from it.
+	OnStreaming func(ctx context.Context, live *Live)
 }
 
 // Lab is one run of a scenario.
@@ -85,6 +94,8 @@ type Lab struct {
 	qoe      []player.Session
 	active   atomic.Int64
 	health   healthState
+	// browser says where a browser finds the pages (browser.go).
+	browser *BrowserReport
 	// loops is what the clients play and the placement loop's figures
 	// (loops.go).
 	loops loops
@@ -200,6 +211,11 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	l.status("filled; streaming")
 	streamCtx, stopStreaming := context.WithTimeout(ctx, l.sc.Duration)
 	defer stopStreaming()
+	waitBrowser, err := l.startBrowser(ctx, streamCtx, stopStreaming, controlURL)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { cancel(); waitBrowser() }()
 	var clients sync.WaitGroup
 	if err := l.startClients(streamCtx, ctx, []string{controlURL}, &clients); err != nil {
 		return nil, err
@@ -213,6 +229,7 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	l.sample(ctx) // the last interval's demand reports are in
 	interrupted := ctx.Err() != nil
 	rep := l.report(ctx, interrupted)
+	rep.Browser = l.browser
 	rep.Console = l.consoleURL
 	// Stopping the control plane compacts the measurement store, so the
 	// Parquet files are complete when Run returns.
@@ -430,14 +447,7 @@ func (l *Lab) runEvents(ctx context.Context) {
 			rec := EventRecord{AtSeconds: time.Since(l.start).Seconds(), Kind: e.Kind, Target: e.Target}
 			switch e.Kind {
 			case "kill_appliance":
-				for _, la := range l.appliances {
-					if la.cfg.ID == e.Target && !la.killed.Swap(true) {
-						// Its last counters before the crash stand in for it.
-						la.h.Status(ctx)
-						la.h.Kill()
-						l.measureExclusion(ctx, la.cfg.ID, time.Now())
-					}
-				}
+				l.killAppliance(ctx, e.Target)
 			case "stop_control_plane":
 				l.stopControlPlane(ctx, e.Duration)
 			case "degrade_link":
@@ -459,6 +469,20 @@ func (l *Lab) runEvents(ctx context.Context) {
 			l.status(fmt.Sprintf("event: %s %s %s", e.Kind, e.Target, rec.Prefix))
 		}()
 	}
+}
+
+// killAppliance crashes appliance id; false when there is none alive.
+func (l *Lab) killAppliance(ctx context.Context, id string) bool {
+	for _, la := range l.appliances {
+		if la.cfg.ID == id && !la.killed.Swap(true) {
+			// Its last counters before the crash stand in for it.
+			la.h.Status(ctx)
+			la.h.Kill()
+			l.measureExclusion(ctx, la.cfg.ID, time.Now())
+			return true
+		}
+	}
+	return false
 }
 
 func (l *Lab) statusLoop(ctx context.Context) {

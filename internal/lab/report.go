@@ -41,6 +41,8 @@ type Report struct {
 	// Measured is measured steering's moves and rollbacks per arm and
 	// the effect of degraded links (measured.go).
 	Measured *MeasuredReport `json:"measured,omitempty"`
+	// Browser says where the browser pages were (browser.go).
+	Browser *BrowserReport `json:"browser,omitempty"`
 	// Loops is the placement loop: replans, offload and misses per 5 s,
 	// popularity shifts and releases (loops.go).
 	Loops *LoopsReport `json:"loops,omitempty"`
@@ -235,6 +237,7 @@ func (r *Report) Print(w io.Writer) {
 			fmt.Fprintln(w)
 		}
 	}
+	r.Browser.print(w)
 }
 
 func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }

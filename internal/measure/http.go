@@ -113,10 +113,12 @@ type AcceptResponse struct {
 // Handler serves POST /v1/reports: the body is one JSON Report (at most
 // MaxBodyBytes, unknown fields rejected). Answers: 200 AcceptResponse once
 // the report is durable (or was already stored); 400 with the reason for
-// malformed, invalid, future-dated or too old reports; 413 for a body over
-// MaxBodyBytes; 429 when the client's prefix exceeds limit; 503 when the
-// report could not be stored (retry later). The client address is the
-// connection's (r.RemoteAddr).
+// malformed, invalid, future-dated or too old reports, and for a browser
+// report (one with an Origin header) whose recipe context is missing or
+// not as the control plane signed it; 413 for a body over MaxBodyBytes;
+// 429 when the client's prefix exceeds limit; 503 when the report could
+// not be stored (retry later). The client address is the connection's
+// (r.RemoteAddr).
 func (in *Ingester) Handler(limit RateLimit) http.Handler {
 	lim := newLimiter(limit, in.opts.Now)
 	mux := http.NewServeMux()
@@ -155,6 +157,17 @@ func (in *Ingester) serveReport(w http.ResponseWriter, r *http.Request, lim *lim
 		return
 	}
 	rep, err := DecodeReport(body)
+	if err != nil {
+		fail(http.StatusBadRequest, OutcomeInvalid, err.Error())
+		return
+	}
+	// Browsers add Origin to every POST, same-origin or not; installed
+	// clients send none.
+	if _, browser := r.Header["Origin"]; browser {
+		err = in.opts.Contexts.checkBrowser(rep)
+	} else {
+		err = checkInstalled(rep)
+	}
 	if err != nil {
 		fail(http.StatusBadRequest, OutcomeInvalid, err.Error())
 		return

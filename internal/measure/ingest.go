@@ -48,6 +48,9 @@ type Options struct {
 	// duplicates, not reports replayed from the WAL at Open), on the
 	// upload path: it must be quick and must not keep r.
 	Observe func(Observed)
+	// Contexts verifies the signed recipe context every browser report
+	// must carry (see ContextSigner); nil refuses browser reports.
+	Contexts *ContextSigner
 	// DedupeWindow is how long a report id is remembered (default 48 h,
 	// by server receive time). An upload repeated after the window is
 	// stored again. Memory is about 100 bytes per remembered report: 48 h

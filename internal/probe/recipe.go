@@ -170,6 +170,10 @@ type RecipeConfig struct {
 	// Context, when set, adds per-client context (such as an experiment
 	// arm) to each recipe.
 	Context func(client netip.Addr) map[string]string
+	// Sign, when set, signs each recipe's finished context (the control
+	// plane's measure.ContextSigner.Sign), so that reports from browsers
+	// can prove they carry a recipe it issued.
+	Sign func(recipe string, ctx map[string]string)
 }
 
 func (c *RecipeConfig) setDefaults() {
@@ -252,6 +256,9 @@ func RecipeHandler(choose func(client netip.Addr) ([]Target, error), cfg RecipeC
 			rec.Targets[i] = t
 		}
 		rand.Shuffle(len(rec.Targets), func(i, j int) { rec.Targets[i], rec.Targets[j] = rec.Targets[j], rec.Targets[i] })
+		if cfg.Sign != nil {
+			cfg.Sign(rec.ID, rec.Context)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		json.NewEncoder(w).Encode(rec)
