@@ -67,17 +67,17 @@ func (c *Chaos) Appliances() []ApplianceInfo {
 // compiled config names it relative to the config files in work/etc.
 func StoreDir(work, id string) string { return filepath.Join(work, "etc", storesDir, id) }
 
-// Sites reachable by isp's clients: those the scenario links it to (an
-// ISP without links reaches every site).
+// Sites that may serve isp's clients: its own embedded and private
+// sites (which learn only its routes) and every IXP and fallback site.
 func (c *Chaos) Sites(isp string) []string {
 	var out []string
-	for _, ls := range c.l.sc.Links {
-		if ls.ISP == isp {
-			out = append(out, ls.Site)
-		}
-	}
-	if len(out) == 0 {
-		for _, s := range c.l.sc.Sites {
+	for _, s := range c.l.sc.Sites {
+		switch s.Kind {
+		case config.SiteEmbedded, config.SitePrivate:
+			if s.ISP == isp {
+				out = append(out, s.ID)
+			}
+		default:
 			out = append(out, s.ID)
 		}
 	}

@@ -409,6 +409,9 @@ func (l *Lab) startClients(ctx, runCtx context.Context, controlURLs []string, wg
 					})
 					if err != nil && ctx.Err() == nil {
 						l.log.Warn("session failed", "client", src, "title", title, "err", err)
+						// A viewer whose title failed to start tries again
+						// after a moment, not in a tight loop.
+						clock.Sleep(ctx, time.Second)
 					}
 					l.mu.Lock()
 					l.qoe = append(l.qoe, sess)

@@ -74,12 +74,14 @@ func (b *byteCheck) run(ctx context.Context, c *lab.Chaos, seed uint64) {
 			id, whole = w.id, true
 			f, _ = cat.Lookup(w.path)
 		}
-		b.check(ctx, hc, c, rng, id, f, whole)
+		b.check(ctx, hc, c.ContentURL, rng, id, f, whole)
 	}
 }
 
-func (b *byteCheck) check(ctx context.Context, hc *http.Client, c *lab.Chaos, rng *rand.Rand, id string, f content.File, whole bool) {
-	u, err := c.ContentURL(id, f.Path)
+// check fetches f (or a random range of it) from appliance id, at the URL
+// sign makes, and compares it with the origin's bytes.
+func (b *byteCheck) check(ctx context.Context, hc *http.Client, sign func(id, path string) (string, error), rng *rand.Rand, id string, f content.File, whole bool) {
+	u, err := sign(id, f.Path)
 	if err != nil {
 		b.note(func() { b.wrong.add("signing a URL for %s: %v", f.Path, err) })
 		return

@@ -168,8 +168,7 @@ func (sch *scheduler) inject(ctx context.Context, kind string, a faultArgs) erro
 	switch kind {
 	case KindApplianceKill, KindStoreCorrupt:
 		id := a.appliance.ID
-		s.markDown(id, true)
-		defer s.markDown(id, false)
+		defer s.markDown(id)()
 		if err := c.KillAppliance(id); err != nil {
 			return err
 		}
@@ -195,6 +194,9 @@ func (sch *scheduler) inject(ctx context.Context, kind string, a faultArgs) erro
 			return errors.New("no BGP session to flap")
 		}
 		s.status("%s %s–%s (down %v)", kind, a.session.Router, a.session.Appliance, a.hold)
+		// Without the routes the appliance may not serve the ISP's
+		// clients: it counts as down for the session invariant.
+		defer s.markDown(a.session.Appliance)()
 		if err := c.SetBGPSession(undo, a.session, false); err != nil {
 			return err
 		}
@@ -235,17 +237,21 @@ func (sch *scheduler) clientTarget(a faultArgs) (clientTarget, string, error) {
 	return clientTarget{addr: a.appliance.Address.String(), method: "GET", path: pu.EscapedPath()}, "appliance " + a.appliance.ID, nil
 }
 
-func (s *soak) markDown(id string, down bool) {
+// markDown records that appliance id is down by our doing from now until
+// the returned function is called, and a little after.
+func (s *soak) markDown(id string) (up func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if down {
-		s.down[id] = append(s.down[id], interval{from: time.Now()})
-		return
+	i := len(s.down[id])
+	s.down[id] = append(s.down[id], interval{from: time.Now()})
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		// A restarted appliance needs a heartbeat or two before steering
+		// trusts it again (a re-established session, a fresh route); it
+		// counts as down until then.
+		s.down[id][i].to = time.Now().Add(5 * time.Second)
 	}
-	iv := s.down[id]
-	// A restarted appliance needs a heartbeat or two before steering
-	// trusts it again; it counts as down until then.
-	iv[len(iv)-1].to = time.Now().Add(5 * time.Second)
 }
 
 // downDuring says whether appliance id was down by our doing at any time
@@ -325,23 +331,36 @@ func flipByte(p string, off int64) error {
 // fillDisk fills the file system of the store in root to its last byte
 // (ENOSPC), holds it full for hold, then frees it.
 func fillDisk(ctx context.Context, root string, hold time.Duration) error {
-	p := filepath.Join(root, "soak-disk-full")
-	f, err := os.Create(p)
+	release, err := fillUp(ctx, root)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(p)
-	defer f.Close()
+	defer release()
+	clock.Sleep(ctx, hold)
+	return nil
+}
+
+// fillUp writes a file into root's file system until nothing more fits;
+// release removes it.
+func fillUp(ctx context.Context, root string) (release func(), err error) {
+	p := filepath.Join(root, "soak-disk-full")
+	f, err := os.Create(p)
+	if err != nil {
+		return nil, err
+	}
+	release = func() { f.Close(); os.Remove(p) }
 	buf := make([]byte, 1<<20)
 	for {
 		if _, err := f.Write(buf); err != nil {
 			if errors.Is(err, syscall.ENOSPC) {
 				break
 			}
-			return err
+			release()
+			return nil, err
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			release()
+			return nil, ctx.Err()
 		}
 	}
 	// The last megabyte may not have fitted whole: fill the rest.
@@ -354,8 +373,8 @@ func fillDisk(ctx context.Context, root string, hold time.Duration) error {
 	}
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(root, &st); err == nil && st.Bavail > 0 {
-		return fmt.Errorf("%s: %d blocks still free after filling", root, st.Bavail)
+		release()
+		return nil, fmt.Errorf("%s: %d blocks still free after filling", root, st.Bavail)
 	}
-	clock.Sleep(ctx, hold)
-	return nil
+	return release, nil
 }
