@@ -40,17 +40,32 @@ type byteCheck struct {
 	notServed  int // 404/503: the appliance said it does not serve it (e.g. quarantined)
 	wrong      limited
 	watched    []watch
+	// What the restarted appliances answered for the objects corrupted
+	// while they were down.
+	corruptOK, corruptRefused, corruptUnchecked int
 }
 
-type watch struct{ id, path string }
+type watch struct {
+	id, path string
+	tries    int
+}
 
-// watch queues path on appliance id for the next checks.
+// outcome is what one check found.
+type outcome int
+
+const (
+	fetchOK      outcome = iota
+	fetchFailed          // no answer, or cut short: proves nothing
+	fetchRefused         // 404 or 503
+	fetchWrong           // a violation
+)
+
+// watch queues path on appliance id, just restarted after its object was
+// corrupted, to be checked next.
 func (b *byteCheck) watch(id, path string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for range 3 {
-		b.watched = append(b.watched, watch{id, path})
-	}
+	b.watched = append(b.watched, watch{id: id, path: path})
 }
 
 func (b *byteCheck) run(ctx context.Context, c *lab.Chaos, seed uint64) {
@@ -70,21 +85,37 @@ func (b *byteCheck) run(ctx context.Context, c *lab.Chaos, seed uint64) {
 		id := apps[rng.IntN(len(apps))].ID
 		f := cat.Files[rng.IntN(len(cat.Files))]
 		whole := n%10 == 0
-		if w != nil {
-			id, whole = w.id, true
-			f, _ = cat.Lookup(w.path)
+		if w == nil {
+			b.check(ctx, hc, c.ContentURL, rng, id, f, whole)
+			continue
 		}
-		b.check(ctx, hc, c.ContentURL, rng, id, f, whole)
+		f, _ = cat.Lookup(w.path)
+		out := b.check(ctx, hc, c.ContentURL, rng, w.id, f, true)
+		b.mu.Lock()
+		switch {
+		case out == fetchOK:
+			b.corruptOK++
+		case out == fetchRefused:
+			b.corruptRefused++
+		case out == fetchFailed && w.tries < 50:
+			// Not serving yet (it answered /healthz, it may still be
+			// opening its store): ask again.
+			w.tries++
+			b.watched = append(b.watched, *w)
+		case out == fetchFailed:
+			b.corruptUnchecked++
+		}
+		b.mu.Unlock()
 	}
 }
 
 // check fetches f (or a random range of it) from appliance id, at the URL
 // sign makes, and compares it with the origin's bytes.
-func (b *byteCheck) check(ctx context.Context, hc *http.Client, sign func(id, path string) (string, error), rng *rand.Rand, id string, f content.File, whole bool) {
+func (b *byteCheck) check(ctx context.Context, hc *http.Client, sign func(id, path string) (string, error), rng *rand.Rand, id string, f content.File, whole bool) outcome {
 	u, err := sign(id, f.Path)
 	if err != nil {
 		b.note(func() { b.wrong.add("signing a URL for %s: %v", f.Path, err) })
-		return
+		return fetchWrong
 	}
 	off, end := int64(0), f.Size-1
 	if !whole {
@@ -99,7 +130,7 @@ func (b *byteCheck) check(ctx context.Context, hc *http.Client, sign func(id, pa
 	resp, err := hc.Do(req)
 	if err != nil {
 		b.note(func() { b.failed++ })
-		return
+		return fetchFailed
 	}
 	defer resp.Body.Close()
 	want := http.StatusOK
@@ -108,38 +139,42 @@ func (b *byteCheck) check(ctx context.Context, hc *http.Client, sign func(id, pa
 	}
 	if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusServiceUnavailable {
 		b.note(func() { b.notServed++ })
-		return
+		return fetchRefused
 	}
 	if resp.StatusCode != want {
 		b.note(func() { b.wrong.add("%s from %s: %s, want %d", f.Path, id, resp.Status, want) })
-		return
+		return fetchWrong
 	}
 	if resp.ContentLength >= 0 && resp.ContentLength != end-off+1 {
 		b.note(func() {
 			b.wrong.add("%s from %s: Content-Length %d for bytes %d-%d of a %d-byte file", f.Path, id, resp.ContentLength, off, end, f.Size)
 		})
-		return
+		return fetchWrong
 	}
 	got, err := io.ReadAll(io.LimitReader(resp.Body, end-off+2))
 	// Compare what arrived, even if the transfer was then cut: a wrong
 	// byte is wrong however the connection ended.
 	origin := make([]byte, len(got))
 	content.SynthReader(f.Path, f.Size).ReadAt(origin, off)
-	if i := firstDiff(got, origin); i >= 0 || int64(len(got)) > end-off+1 {
+	if int64(len(got)) > end-off+1 {
+		b.note(func() { b.wrong.add("%s from %s: more than the %d bytes asked for", f.Path, id, end-off+1) })
+		return fetchWrong
+	}
+	if i := firstDiff(got, origin); i >= 0 {
 		b.note(func() {
 			b.wrong.add("%s from %s: byte %d of the file differs from the origin's", f.Path, id, off+int64(i))
 		})
-		return
+		return fetchWrong
 	}
 	if err != nil || int64(len(got)) != end-off+1 {
 		b.note(func() { b.failed++ })
-		return
+		return fetchFailed
 	}
 	if whole {
 		sum := sha256.Sum256(got)
 		if hex.EncodeToString(sum[:]) != f.SHA256 {
 			b.note(func() { b.wrong.add("%s from %s: SHA-256 differs from the catalog's", f.Path, id) })
-			return
+			return fetchWrong
 		}
 	}
 	b.note(func() {
@@ -150,6 +185,7 @@ func (b *byteCheck) check(ctx context.Context, hc *http.Client, sign func(id, pa
 			b.ranges++
 		}
 	})
+	return fetchOK
 }
 
 func (b *byteCheck) note(f func()) {
@@ -175,8 +211,9 @@ func (b *byteCheck) invariant() Invariant {
 	defer b.mu.Unlock()
 	inv := Invariant{Name: "no byte served differs from the origin", Held: b.wrong.n == 0 && b.ranges+b.wholeFiles > 0,
 		Violations: b.wrong.list}
-	inv.Detail = fmt.Sprintf("%d ranges and %d whole files (SHA-256) checked, %s matched; %d fetches failed (daemon down or cut), %d refused (404/503)",
-		b.ranges, b.wholeFiles, mib(b.verified), b.failed, b.notServed)
+	inv.Detail = fmt.Sprintf("%d ranges and %d whole files (SHA-256) checked, %s matched; %d fetches failed (daemon down or cut), %d refused (404/503); "+
+		"each object corrupted on disk asked of its restarted appliance: %d served right, %d refused, %d never answered",
+		b.ranges, b.wholeFiles, mib(b.verified), b.failed, b.notServed, b.corruptOK, b.corruptRefused, b.corruptUnchecked)
 	if b.wrong.n > 0 {
 		inv.Detail += fmt.Sprintf("; %d WRONG", b.wrong.n)
 	}

@@ -179,11 +179,18 @@ func (sch *scheduler) inject(ctx context.Context, kind string, a faultArgs) erro
 				c.RestartAppliance(id)
 				return err
 			}
-			s.bytes.watch(id, what)
 		}
 		s.status("%s %s %s (down %v)", kind, id, what, a.hold)
 		clock.Sleep(undo, a.hold)
-		return c.RestartAppliance(id)
+		if err := c.RestartAppliance(id); err != nil {
+			return err
+		}
+		if what != "" {
+			// The damaged object is asked for first once the appliance
+			// answers again.
+			s.bytes.watch(id, what)
+		}
+		return nil
 	case KindControlKill:
 		s.status("%s replica %d (down %v)", kind, a.replica+1, a.hold)
 		c.KillControl(a.replica)
