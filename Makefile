@@ -11,7 +11,7 @@ BENCH_PACKAGES := wrk:wrk unbound:unbound dnsperf:dnsperf
 # Tests that need an outside program fail (not skip) when it is missing.
 export OCDN_REQUIRE_EXTERNAL := 1
 
-.PHONY: test deps console-assets webclient-assets vet staticcheck unit build lab clean
+.PHONY: test deps console-assets webclient-assets vet staticcheck unit build lab clean soak
 
 test: deps console-assets webclient-assets vet staticcheck unit
 
@@ -29,6 +29,16 @@ staticcheck:
 unit:
 	$(GO) test -race -timeout 30m $$($(GO) list ./... | grep -v /internal/deploytest$$)
 	$(GO) test -race -timeout 10m -v ./internal/deploytest
+
+# The chaos soak (docs/soak.md): the lab's daemons under a seeded random
+# schedule of faults for DURATION, invariants checked all along. `make test`
+# runs its two-minute version. The soak bounds itself (DURATION plus 15
+# minutes for filling and stopping), so go test's timeout is off.
+DURATION ?= 30m
+SEED ?= 1
+soak: deps console-assets
+	$(GO) test -count=1 -v -run '^TestSoak$$' -timeout 0 ./internal/soak \
+		-soak.duration=$(DURATION) -soak.seed=$(SEED) -soak.gap=12s -soak.octet=130
 
 # The web console's chart library and map outline, from npm, embedded by
 # go build (internal/console/vendor/README.md).

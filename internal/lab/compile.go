@@ -64,7 +64,11 @@ var DefaultEndpoints = Endpoints{
 // Deployment is a compiled scenario: every daemon's config and the files
 // they name, with paths relative to the directory Write puts them in.
 type Deployment struct {
-	Control    config.Control
+	Control config.Control
+	// Replicas are the control planes beyond the first when several share
+	// a PostgreSQL store (Options.ControlReplicas): Control's config but
+	// for listen and measure.dir, written as control-2.yaml and on.
+	Replicas   []config.Control
 	Origin     config.Origin
 	Appliances []config.ApplianceDaemon // in the scenario's order
 	Routers    []Router
@@ -254,6 +258,11 @@ func (d *Deployment) Write(dir string) error {
 	if out[controlFile], err = marshalYAML("ocdn control --config", &d.Control); err != nil {
 		return err
 	}
+	for i := range d.Replicas {
+		if out[replicaFile(i+1)], err = marshalYAML("ocdn control --config", &d.Replicas[i]); err != nil {
+			return err
+		}
+	}
 	if out[originFile], err = marshalYAML("ocdn origin --config", &d.Origin); err != nil {
 		return err
 	}
@@ -284,10 +293,20 @@ func (d *Deployment) Write(dir string) error {
 }
 
 // Paths of the written configs.
-func controlPath(dir string) string       { return filepath.Join(dir, controlFile) }
-func originPath(dir string) string        { return filepath.Join(dir, originFile) }
-func appliancePath(dir, id string) string { return filepath.Join(dir, appliancesDir, id+".yaml") }
-func routerPath(dir, name string) string  { return filepath.Join(dir, routersDir, name+".toml") }
+func controlPath(dir string) string        { return filepath.Join(dir, controlFile) }
+func replicaPath(dir string, i int) string { return filepath.Join(dir, replicaFile(i)) }
+func originPath(dir string) string         { return filepath.Join(dir, originFile) }
+func appliancePath(dir, id string) string  { return filepath.Join(dir, appliancesDir, id+".yaml") }
+func routerPath(dir, name string) string   { return filepath.Join(dir, routersDir, name+".toml") }
+
+// replicaFile is control-plane replica i's config: control.yaml for the
+// first, control-2.yaml for the second, and so on.
+func replicaFile(i int) string {
+	if i == 0 {
+		return controlFile
+	}
+	return fmt.Sprintf("control-%d.yaml", i+1)
+}
 
 func marshalYAML(header string, v any) ([]byte, error) {
 	b, err := yaml.Marshal(v)

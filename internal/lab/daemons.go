@@ -36,7 +36,9 @@ import (
 // runner starts daemons.
 type runner interface {
 	origin(ctx context.Context, path string, h daemon.Hooks) (daemonHandle, error)
-	control(ctx context.Context, path string, h daemon.Hooks) (controlHandle, error)
+	// control starts a control-plane replica; name tells replicas apart
+	// (its log file).
+	control(ctx context.Context, name, path string, h daemon.Hooks) (controlHandle, error)
 	appliance(ctx context.Context, id, path string, h daemon.Hooks) (applianceHandle, error)
 	// wait returns when every daemon started has stopped; the caller has
 	// cancelled their context.
@@ -115,7 +117,7 @@ type inProcessControl struct {
 	reg    prometheus.Gatherer
 }
 
-func (r *inProcess) control(ctx context.Context, path string, h daemon.Hooks) (controlHandle, error) {
+func (r *inProcess) control(ctx context.Context, _, path string, h daemon.Hooks) (controlHandle, error) {
 	var cfg config.Control
 	if err := config.Load(path, &cfg); err != nil {
 		return nil, err
@@ -261,7 +263,9 @@ type proc struct {
 }
 
 func (r *processes) start(ctx context.Context, name, url string, args ...string) (*proc, error) {
-	logf, err := os.Create(filepath.Join(r.logDir, name+".log"))
+	// Appended to: a daemon restarted after a crash (the chaos soak)
+	// keeps the log of its previous life above the new one's.
+	logf, err := os.OpenFile(filepath.Join(r.logDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -338,6 +342,9 @@ func (p *proc) Kill() {
 	<-p.done
 }
 
+// PID is the process's id, for reading /proc.
+func (p *proc) PID() int { return p.cmd.Process.Pid }
+
 func (r *processes) wait() {
 	r.mu.Lock()
 	procs := append([]*proc(nil), r.procs...)
@@ -370,12 +377,12 @@ func (c processControl) Outage(ctx context.Context, d time.Duration) {
 
 func (c processControl) Registry() prometheus.Gatherer { return nil }
 
-func (r *processes) control(ctx context.Context, path string, h daemon.Hooks) (controlHandle, error) {
+func (r *processes) control(ctx context.Context, name, path string, h daemon.Hooks) (controlHandle, error) {
 	var cfg config.Control
 	if err := config.Load(path, &cfg); err != nil {
 		return nil, err
 	}
-	p, err := r.start(ctx, "control", baseURL(cfg.Listen), "control", "--config", path)
+	p, err := r.start(ctx, name, baseURL(cfg.Listen), "control", "--config", path)
 	if err != nil {
 		return nil, err
 	}

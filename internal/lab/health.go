@@ -74,7 +74,7 @@ func (l *Lab) healthReport(statuses map[string]api.ApplianceRuntime) HealthRepor
 // stopControlPlane takes the control plane down for d and records the
 // outage.
 func (l *Lab) stopControlPlane(ctx context.Context, d time.Duration) {
-	l.control.Outage(ctx, d)
+	l.controlPlane().Outage(ctx, d)
 	l.mu.Lock()
 	l.health.outage += d
 	l.mu.Unlock()

@@ -59,6 +59,26 @@ type Options struct {
 	// (its control plane, the browser pages and proxy); when it returns,
 	// the streaming ends. Tests drive a browser from it.
 	OnStreaming func(ctx context.Context, live *Live)
+
+	// ControlReplicas runs this many control planes sharing ControlStore
+	// (a PostgreSQL DSN), each on its own port with its own measurement
+	// directory (measure/replica-N, read as one store); 0 or 1 runs one
+	// on SQLite.
+	ControlReplicas int
+	ControlStore    string
+	// ApplianceOctet, when set, adds this to the third octet of every
+	// appliance's address (127.1.0.1 becomes 127.1.100.1 with 100), so
+	// that runs on one machine do not collide.
+	ApplianceOctet int
+	// Chaos, when set, is called once streaming starts with the levers of
+	// fault injection (chaos.go); streaming stops at the scenario's
+	// duration and the run waits for Chaos to return. It needs Processes:
+	// only a process can be killed as a crash kills it.
+	Chaos func(ctx context.Context, c *Chaos)
+	// OnSession is told of every playback session that ended.
+	OnSession func(SessionEnd)
+	// OnSpool is told of every probe report a client spooled for upload.
+	OnSpool func(id string, pulses int)
 }
 
 // Lab is one run of a scenario.
@@ -73,10 +93,14 @@ type Lab struct {
 	run        runner
 	origin     daemonHandle
 	originURL  string
-	control    controlHandle
 	view       *controlView
 	plan       *plan
 	appliances []*labAppliance
+	// replicas are the control planes, the first configured by control.yaml; a chaos
+	// run replaces a killed one's handle when it restarts it.
+	replicasMu sync.Mutex
+	replicas   []controlHandle
+	hooks      func() daemon.Hooks
 	routers    map[string]*router // by ISP name; routeServer for the IXP
 	start      time.Time
 
@@ -103,8 +127,25 @@ type Lab struct {
 
 type labAppliance struct {
 	cfg    config.Appliance
+	hooks  daemon.Hooks // what it was started with, for a restart
+	mu     sync.Mutex
 	h      applianceHandle
 	killed atomic.Bool
+}
+
+// handle is the appliance's current process (a restart replaces it).
+func (la *labAppliance) handle() applianceHandle {
+	la.mu.Lock()
+	defer la.mu.Unlock()
+	return la.h
+}
+
+// controlPlane is the first control-plane replica's current process (a
+// chaos run's restart replaces it).
+func (l *Lab) controlPlane() controlHandle {
+	l.replicasMu.Lock()
+	defer l.replicasMu.Unlock()
+	return l.replicas[0]
 }
 
 // New prepares a run; nothing is started until Run.
@@ -132,6 +173,9 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 		defer os.RemoveAll(work)
 	}
 	l.work = work
+	if l.opts.Chaos != nil && !l.opts.Processes {
+		return nil, errors.New("lab: Chaos needs Processes (a crash is a SIGKILL to a process)")
+	}
 	if err := l.compile(); err != nil {
 		return nil, err
 	}
@@ -162,11 +206,23 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 		return nil, fmt.Errorf("origin: %w", err)
 	}
 	l.originURL = baseURL(l.dep.Origin.Listen)
-	if l.control, err = l.run.control(ctx, controlPath(l.etc), hooks()); err != nil {
+	first, err := l.run.control(ctx, "control", controlPath(l.etc), hooks())
+	if err != nil {
 		return nil, fmt.Errorf("control: %w", err)
 	}
 	controlURL := baseURL(l.dep.Control.Listen)
-	l.view = newControlView(controlURL, l.dep)
+	controlURLs := []string{controlURL}
+	l.replicas = []controlHandle{first}
+	for i, rc := range l.dep.Replicas {
+		h, err := l.run.control(ctx, replicaName(i+1), replicaPath(l.etc, i+1), hooks())
+		if err != nil {
+			return nil, fmt.Errorf("control replica %d: %w", i+2, err)
+		}
+		l.replicas = append(l.replicas, h)
+		controlURLs = append(controlURLs, baseURL(rc.Listen))
+	}
+	l.hooks = hooks
+	l.view = newControlView(controlURLs, l.dep)
 	l.consoleURL = controlURL + "/ui/"
 	l.status("console: " + l.consoleURL + " (sign in with the operator token in " + filepath.Join(l.etc, operatorFile) + ")")
 	if l.opts.Console != nil {
@@ -190,7 +246,8 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("appliance %s: %w", ac.ID, err)
 		}
-		l.appliances = append(l.appliances, &labAppliance{cfg: ac, h: ah})
+		h.CorruptFill = nil // a restarted appliance is an honest one
+		l.appliances = append(l.appliances, &labAppliance{cfg: ac, hooks: h, h: ah})
 	}
 	// Every GoBGP instance of this process has started; sessions may come
 	// up now.
@@ -217,12 +274,16 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	}
 	defer func() { cancel(); waitBrowser() }()
 	var clients sync.WaitGroup
-	if err := l.startClients(streamCtx, ctx, []string{controlURL}, &clients); err != nil {
+	if err := l.startClients(streamCtx, ctx, controlURLs, &clients); err != nil {
 		return nil, err
 	}
 	var sampler sync.WaitGroup
 	sampler.Go(func() { l.sampleLoop(streamCtx) })
 	l.runEvents(streamCtx)
+	if l.opts.Chaos != nil {
+		clients.Add(1)
+		go func() { defer clients.Done(); l.opts.Chaos(streamCtx, &Chaos{l: l, runCtx: ctx}) }()
+	}
 	l.statusLoop(streamCtx)
 	sampler.Wait()
 	clients.Wait()
@@ -257,7 +318,12 @@ func (l *Lab) compile() error {
 	if ep.Origin, err = freePort(netip.MustParseAddr("127.0.0.1")); err != nil {
 		return err
 	}
-	if l.dep, err = Compile(l.sc, ep); err != nil {
+	sc := l.sc
+	if o := l.opts.ApplianceOctet; o > 0 {
+		sc = l.sc.moveAppliances(o)
+		l.sc = sc
+	}
+	if l.dep, err = Compile(sc, ep); err != nil {
 		return err
 	}
 	if l.opts.DataDir != "" {
@@ -266,6 +332,9 @@ func (l *Lab) compile() error {
 			return err
 		}
 		l.dep.Control.Measure.Dir = abs
+	}
+	if err := l.compileReplicas(); err != nil {
+		return err
 	}
 	l.catalog = l.dep.Catalog
 	l.etc = filepath.Join(l.work, "etc")
@@ -350,6 +419,9 @@ func (l *Lab) startClients(ctx, runCtx context.Context, controlURLs []string, wg
 					l.addSession(func(s *SessionStats) { s.Started++ })
 					sess, err := p.Play(ctx, title)
 					l.active.Add(-1)
+					if l.opts.OnSession != nil {
+						l.opts.OnSession(SessionEnd{ISP: g.ISP, Client: src, Title: title, Err: err, Interrupted: ctx.Err() != nil, At: time.Now()})
+					}
 					l.addSession(func(s *SessionStats) {
 						s.Failovers += sess.Failovers
 						switch {
@@ -363,6 +435,9 @@ func (l *Lab) startClients(ctx, runCtx context.Context, controlURLs []string, wg
 					})
 					if err != nil && ctx.Err() == nil {
 						l.log.Warn("session failed", "client", src, "title", title, "err", err)
+						// A viewer whose title failed to start tries again
+						// after a moment, not in a tight loop.
+						clock.Sleep(ctx, time.Second)
 					}
 					if err == nil && sess.Completed {
 						uploadQoE(runCtx, sess)
@@ -476,8 +551,9 @@ func (l *Lab) killAppliance(ctx context.Context, id string) bool {
 	for _, la := range l.appliances {
 		if la.cfg.ID == id && !la.killed.Swap(true) {
 			// Its last counters before the crash stand in for it.
-			la.h.Status(ctx)
-			la.h.Kill()
+			h := la.handle()
+			h.Status(ctx)
+			h.Kill()
 			l.measureExclusion(ctx, la.cfg.ID, time.Now())
 			return true
 		}
@@ -506,7 +582,7 @@ func (l *Lab) statusLoop(ctx context.Context) {
 			}
 			var served int64
 			for _, la := range l.appliances {
-				st, _ := la.h.Status(ctx)
+				st, _ := la.handle().Status(ctx)
 				served += st.BytesServed
 			}
 			l.status(fmt.Sprintf("playing %d | sessions %d done, %d failed | failovers %d | appliances up %d/%d | served %.1f MB",

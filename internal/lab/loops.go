@@ -293,7 +293,7 @@ func (l *Lab) sample(ctx context.Context) {
 		kinds[site.ID] = site.Kind
 	}
 	for _, la := range l.appliances {
-		st, _ := la.h.Status(ctx) // a killed appliance's last status
+		st, _ := la.handle().Status(ctx) // a killed appliance's last status
 		s.all += st.ClientBytes
 		if kinds[la.cfg.Site] == config.SiteEmbedded {
 			s.embedded += st.ClientBytes
@@ -576,11 +576,22 @@ func mbList(xs []int64) string {
 	return "[" + strings.Join(parts, " ") + "] MB"
 }
 
-// putFeed sends a release feed to the control plane, which replans.
+// putFeed sends a release feed to the control plane, which replans; with
+// replicas, to the first that takes it (they share the plan's inputs).
 func (v *controlView) putFeed(ctx context.Context, feed []byte) error {
+	var err error
+	for _, u := range v.urls {
+		if err = v.putFeedTo(ctx, u, feed); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+func (v *controlView) putFeedTo(ctx context.Context, base string, feed []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, v.url+"/v1/admin/popularity-feed", bytes.NewReader(feed))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+"/v1/admin/popularity-feed", bytes.NewReader(feed))
 	if err != nil {
 		return err
 	}
@@ -601,6 +612,6 @@ func (v *controlView) putFeed(ctx context.Context, feed []byte) error {
 // placement is the control plane's replan history.
 func (v *controlView) placement(ctx context.Context) (api.PlacementStatus, error) {
 	var out api.PlacementStatus
-	err := getJSON(ctx, v.hc, v.url+"/v1/admin/placement", v.admin, &out)
+	err := v.get(ctx, "/v1/admin/placement", v.admin, &out)
 	return out, err
 }

@@ -208,6 +208,9 @@ func (l *Lab) probeLoop(ctx, runCtx context.Context, controlURLs []string, clien
 			l.log.Error("spool", "err", err)
 			continue
 		}
+		if l.opts.OnSpool != nil {
+			l.opts.OnSpool(rep.ID, len(rep.Pulses))
+		}
 		l.probeRuns.Add(1)
 		up.Flush(ctx)
 	}

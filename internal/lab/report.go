@@ -115,16 +115,16 @@ func (l *Lab) report(ctx context.Context, interrupted bool) *Report {
 		r.Origin.BytesServed = int64(counter(fams, "ocdn_origin_response_bytes_total", "", ""))
 	}
 	var fams []*dto.MetricFamily
-	if g := l.control.Registry(); g != nil {
+	if g := l.controlPlane().Registry(); g != nil {
 		fams, _ = g.Gather()
 	} else {
-		fams, _ = scrape(ctx, hc, l.view.url)
+		fams, _ = scrape(ctx, hc, l.view.urls[0])
 	}
 	r.Measurements = measurementReport(fams)
 	statuses := map[string]api.ApplianceRuntime{}
 	var list []api.ApplianceRuntime
 	for _, la := range l.appliances {
-		st, _ := la.h.Status(ctx) // a killed appliance's last status
+		st, _ := la.handle().Status(ctx) // a killed appliance's last status
 		if la.killed.Load() {
 			// Its sessions died with it, whatever it said last.
 			st.BGP = append([]api.BGPSession(nil), st.BGP...)

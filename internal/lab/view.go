@@ -22,39 +22,51 @@ import (
 // operator sees it. While the control plane is stopped its calls fail;
 // callers keep what they knew.
 type controlView struct {
-	url    string
+	urls   []string // the replicas, asked in turn until one answers
 	admin  string
 	tokens map[string]string
 	hc     *http.Client
 }
 
-func newControlView(url string, d *Deployment) *controlView {
-	return &controlView{url: url, admin: d.AdminToken, tokens: d.tokens, hc: &http.Client{Timeout: 5 * time.Second}}
+func newControlView(urls []string, d *Deployment) *controlView {
+	return &controlView{urls: urls, admin: d.AdminToken, tokens: d.tokens, hc: &http.Client{Timeout: 5 * time.Second}}
 }
 
 func (v *controlView) appliances(ctx context.Context) ([]api.ApplianceStatus, error) {
 	var out []api.ApplianceStatus
-	err := getJSON(ctx, v.hc, v.url+"/v1/appliances", v.admin, &out)
+	err := v.get(ctx, "/v1/appliances", v.admin, &out)
 	return out, err
 }
 
 func (v *controlView) fillSummary(ctx context.Context) (api.FillSummary, error) {
 	var out api.FillSummary
-	err := getJSON(ctx, v.hc, v.url+"/v1/admin/fill", v.admin, &out)
+	err := v.get(ctx, "/v1/admin/fill", v.admin, &out)
 	return out, err
 }
 
 // manifest is appliance id's manifest, asked for with its own credential.
 func (v *controlView) manifest(ctx context.Context, id string) (api.Manifest, error) {
 	var out api.Manifest
-	err := getJSON(ctx, v.hc, v.url+"/v1/manifest?appliance="+url.QueryEscape(id), v.tokens[id], &out)
+	err := v.get(ctx, "/v1/manifest?appliance="+url.QueryEscape(id), v.tokens[id], &out)
 	return out, err
+}
+
+// get asks each replica in turn until one answers: a replica killed by
+// the chaos soak must not blind the lab.
+func (v *controlView) get(ctx context.Context, path, token string, out any) error {
+	var err error
+	for _, u := range v.urls {
+		if err = getJSON(ctx, v.hc, u+path, token, out); err == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 // routed lists the appliances holding a route for a, sorted.
 func (v *controlView) routed(ctx context.Context, a netip.Addr) ([]string, error) {
 	var rep control.LookupReply
-	if err := getJSON(ctx, v.hc, v.url+"/v1/routes/lookup?ip="+a.String(), v.admin, &rep); err != nil {
+	if err := v.get(ctx, "/v1/routes/lookup?ip="+a.String(), v.admin, &rep); err != nil {
 		return nil, err
 	}
 	out := make([]string, len(rep.Candidates))
@@ -113,6 +125,6 @@ func counter(fams []*dto.MetricFamily, name, label, value string) float64 {
 // measured is measured steering per prefix group and arm.
 func (v *controlView) measured(ctx context.Context) (api.MeasuredStatus, error) {
 	var out api.MeasuredStatus
-	err := getJSON(ctx, v.hc, v.url+"/v1/steering/measured", v.admin, &out)
+	err := v.get(ctx, "/v1/steering/measured", v.admin, &out)
 	return out, err
 }
