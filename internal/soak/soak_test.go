@@ -19,7 +19,7 @@ var (
 	soakDuration = flag.Duration("soak.duration", 2*time.Minute, "how long the lab streams under faults")
 	soakSeed     = flag.Uint64("soak.seed", 1, "seed of the fault schedule")
 	soakGap      = flag.Duration("soak.gap", 10*time.Second, "mean time between fault starts")
-	soakOctet    = flag.Int("soak.octet", 100, "appliances at 127.1.OCTET.*, apart from other runs on the machine")
+	soakOctet    = flag.Int("soak.octet", 20, "appliances at 127.1.OCTET.*, apart from other runs on the machine")
 )
 
 // TestSoak is the chaos soak (package doc). It fails if any invariant
