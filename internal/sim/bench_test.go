@@ -36,6 +36,7 @@ func benchSessions(b *testing.B, w *world.World) {
 	sm.buildTitleTables(t)
 	sm.setRates(t)
 	sh := sm.shards[0]
+	sm.refreshServe()
 	sm.views[0].sync(sm)
 	sh.use(sm.views[0])
 	b.ReportAllocs()

@@ -217,6 +217,30 @@ func (v *applianceViews) index(a *steer.Appliance, sets ...[]int32) int32 {
 	panic("sim: steering answered an appliance it was not offered: " + a.ID)
 }
 
+// appServe is what serving a session reads of an appliance, packed and
+// refreshed each step (refreshServe), so that the served appliance costs
+// no pointer chase to its appliance and site.
+type appServe struct {
+	site, metro, region int32
+	tier                uint8
+	down                bool // a failure is in force: it serves nothing
+}
+
+// refreshServe copies the appliances' failures into serve; the rest is
+// fixed for the run.
+func (sm *Sim) refreshServe() {
+	if sm.serve == nil {
+		sm.serve = make([]appServe, len(sm.st.apps))
+		for i, a := range sm.st.apps {
+			s := sm.st.sites[a.site]
+			sm.serve[i] = appServe{site: int32(a.site), metro: int32(s.metro), region: int32(s.region), tier: uint8(s.kind.Tier())}
+		}
+	}
+	for i, a := range sm.st.apps {
+		sm.serve[i].down = a.down > 0
+	}
+}
+
 // use has the shard decide over the worker's views.
 func (sh *shard) use(v *applianceViews) {
 	sh.views = v
@@ -248,7 +272,7 @@ func (sm *Sim) fetch(sh *shard, r *fetchRec, k int) {
 	served := int32(-1)
 	for _, r := range sh.dst {
 		ai := sh.views.index(r.Appliance, cands, sm.globalApps)
-		if sm.st.apps[ai].down > 0 {
+		if sm.serve[ai].down {
 			sh.c.failovers++ // the client's request fails; it tries the next URL
 			continue
 		}
@@ -258,22 +282,21 @@ func (sm *Sim) fetch(sh *shard, r *fetchRec, k int) {
 	src := srcOrigin
 	servedSite := int32(-1)
 	if served >= 0 {
-		a := sm.st.apps[served]
-		servedSite = int32(a.site)
-		st := sm.st.sites[a.site]
-		src = st.kind.Tier()
+		st := &sm.serve[served]
+		servedSite = st.site
+		src = int(st.tier)
 		sh.c.appBps[served] += bps
 		sh.c.appBytes[served] += bytes
-		sh.c.siteBytes[a.site] += bytes
+		sh.c.siteBytes[st.site] += bytes
 		steps := int32((watch + sm.sc.Step - 1) / sm.sc.Step)
 		sh.ends = append(sh.ends, endRec{app: served, step: int32(k) + max(steps, 1), bps: bps})
-		km := sm.st.metroKm(m, st.metro)
+		km := sm.st.metroKm(m, int(st.metro))
 		rtt := sm.sc.Network.BaseRTTMs + sm.sc.Network.PathInflation*km/sm.sc.Network.KmPerMs
 		sh.c.dist[histBucket(km)] += bytes
 		sh.c.rtt[histBucket(rtt)] += bytes
 		sh.c.distBytesKm += float64(bytes) * km
 		sh.c.rttBytesMs += float64(bytes) * rtt
-		atomic.AddUint64(&sm.obs[st.region*len(sm.cat.files)+int(fi)], uint64(bytes))
+		atomic.AddUint64(&sm.obs[int(st.region)*len(sm.cat.files)+int(fi)], uint64(bytes))
 	}
 	sh.c.src[src] += bytes
 	sh.c.country[country][src] += bytes

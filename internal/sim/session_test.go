@@ -96,7 +96,7 @@ func TestViewsSteerAsFullHoldings(t *testing.T) {
 	answered := 0
 	for range 20000 {
 		m := int(rng.IntN(len(sm.metroPrefix)))
-		if len(sm.metroPrefix[m].items) == 0 {
+		if sm.metroPrefix[m].len() == 0 {
 			continue
 		}
 		pi := sm.metroPrefix[m].draw(rng)

@@ -81,6 +81,7 @@ type Sim struct {
 	holderWords int
 	holdsOne    []map[string]bool // per file: a set of just its path
 	views       []*applianceViews // per worker
+	serve       []appServe        // per appliance (refreshServe)
 
 	// Fill and placement.
 	holders      []int32 // per file: appliances holding it
@@ -383,6 +384,7 @@ func (sm *Sim) setRates(t time.Time) {
 // sessions are drawn from its own stream, so the result does not depend
 // on which worker ran it.
 func (sm *Sim) runShards(shards []*shard, k int, t time.Time) {
+	sm.refreshServe()
 	var next atomic.Int32
 	var wg sync.WaitGroup
 	for _, v := range sm.views {
