@@ -65,9 +65,6 @@ func (p *ribPrefix) prefix() netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom16(p.addr), int(p.bits))
 }
 
-// withdrawn says whether prefix pi's embedded routes are withdrawn.
-func (r *worldRIB) withdrawn(pi int32) bool { return r.pfx[pi].has(pfxWithdrawn) }
-
 // setWithdrawn withdraws or restores prefix pi's embedded routes and
 // says whether that changed anything.
 func (r *worldRIB) setWithdrawn(pi int32, w bool) bool {
