@@ -2,7 +2,6 @@ package sim
 
 import (
 	"context"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -12,11 +11,13 @@ import (
 	"github.com/ocdn/ocdn/internal/sim/world"
 )
 
-// benchSessions serves b.N sessions on one goroutine through the real
-// steering and cache-hit code (Sim.session: demand draws, steer.Engine's
-// AppendRanked over the world's RIB, failover, miss classification,
-// accounting), in a world warmed as a run's first step is. Run with
-// -cpu 1 for the per-core figure.
+// benchSessions serves at least b.N sessions on one goroutine through the
+// real steering and cache-hit code, a shard's step at a time as a run
+// does (runShard: demand draws metro by metro, then serveFetches:
+// steer.Engine's AppendRanked over the world's RIB, failover, miss
+// classification, accounting), at the evening peak of the first day in a
+// world warmed as a run's first step is. Run with -cpu 1 for the per-core
+// figure.
 func benchSessions(b *testing.B, w *world.World) {
 	sc, err := LoadScenario("")
 	if err != nil {
@@ -30,30 +31,28 @@ func benchSessions(b *testing.B, w *world.World) {
 	if err := sm.prepare(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	// Metros in proportion to their subscribers, as a day's steps draw them.
-	items := make([]int32, len(sm.metroSubs))
-	for i := range items {
-		items[i] = int32(i)
-	}
-	metros := newAlias(items, func(i int) float64 { return sm.metroSubs[i] })
+	// 20:00 UTC: evening in Europe and Africa, afternoon in the Americas.
+	t := sc.Start.Add(20 * time.Hour)
+	sm.buildTitleTables(t)
+	sm.setRates(t)
 	sh := sm.shards[0]
-	sh.c.reset()
-	rng := rand.New(rand.NewPCG(1, 2))
+	sm.refreshServe()
+	sm.views[0].sync(sm)
+	sh.use(sm.views[0])
 	b.ReportAllocs()
 	cpu0 := cpuTime()
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		sm.session(sh, rng, int(metros.draw(rng)), 0)
-		if len(sh.ends) > 1<<20 {
-			sh.ends = sh.ends[:0]
-		}
+	n := int64(0)
+	for k := 0; n < int64(b.N); k++ {
+		sm.runShard(sh, k, t)
+		n += sh.c.sessions
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sessions/s")
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "sessions/s")
 	// On a shared machine wall time counts other processes' turns too;
 	// per CPU second of this process is the per-core figure.
 	if cpu := (cpuTime() - cpu0).Seconds(); cpu > 0 {
-		b.ReportMetric(float64(b.N)/cpu, "sessions/cpu-s")
+		b.ReportMetric(float64(n)/cpu, "sessions/cpu-s")
 	}
 }
 

@@ -7,15 +7,24 @@ import (
 )
 
 // alias is Walker's alias table: O(1) draws from a discrete distribution.
+// Each slot holds both of its outcomes, so a draw costs one cache miss on
+// a large table (a big metro's prefixes).
 type alias struct {
-	prob  []float32
-	alias []int32
-	items []int32 // what index i stands for
+	slots []aliasSlot
 }
+
+type aliasSlot struct {
+	prob        float32
+	item, other int32 // what the slot stands for, and its alias's item
+}
+
+// len is the number of outcomes.
+func (a *alias) len() int { return len(a.slots) }
 
 func newAlias(items []int32, weight func(i int) float64) alias {
 	n := len(items)
-	a := alias{prob: make([]float32, n), alias: make([]int32, n), items: items}
+	prob, al := make([]float32, n), make([]int32, n)
+	a := alias{slots: make([]aliasSlot, n)}
 	if n == 0 {
 		return a
 	}
@@ -43,7 +52,7 @@ func newAlias(items []int32, weight func(i int) float64) alias {
 	for len(small) > 0 && len(large) > 0 {
 		s, l := small[len(small)-1], large[len(large)-1]
 		small = small[:len(small)-1]
-		a.prob[s], a.alias[s] = float32(p[s]), l
+		prob[s], al[s] = float32(p[s]), l
 		p[l] -= 1 - p[s]
 		if p[l] < 1 {
 			large = large[:len(large)-1]
@@ -51,21 +60,25 @@ func newAlias(items []int32, weight func(i int) float64) alias {
 		}
 	}
 	for _, i := range large {
-		a.prob[i], a.alias[i] = 1, i
+		prob[i], al[i] = 1, i
 	}
 	for _, i := range small {
-		a.prob[i], a.alias[i] = 1, i
+		prob[i], al[i] = 1, i
+	}
+	for i := range a.slots {
+		a.slots[i] = aliasSlot{prob: prob[i], item: items[i], other: items[al[i]]}
 	}
 	return a
 }
 
 func (a *alias) draw(rng *rand.Rand) int32 {
-	u := rng.Float64() * float64(len(a.prob))
+	u := rng.Float64() * float64(len(a.slots))
 	i := int(u)
-	if float32(u-float64(i)) < a.prob[i] {
-		return a.items[i]
+	s := &a.slots[i]
+	if float32(u-float64(i)) < s.prob {
+		return s.item
 	}
-	return a.items[a.alias[i]]
+	return s.other
 }
 
 // poisson draws a Poisson count with mean lambda (normal approximation

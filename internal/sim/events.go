@@ -220,8 +220,7 @@ func (sm *Sim) applyEvents(ctx context.Context, t time.Time) error {
 				return err
 			}
 		case evRoute:
-			if sm.rib.withdrawn[ev.idx] != ev.flag {
-				sm.rib.withdrawn[ev.idx] = ev.flag
+			if sm.rib.setWithdrawn(ev.idx, ev.flag) {
 				sm.results.routeChanges++
 			}
 		}

@@ -33,7 +33,6 @@ func (sm *Sim) initialPlacement(ctx context.Context, t0 time.Time) error {
 	}
 	if sm.sc.WarmStart {
 		for _, a := range sm.st.apps {
-			a.st.Holds = make(map[string]bool, len(a.manifest))
 			for _, fi := range a.manifest {
 				sm.gain(a, fi)
 			}
@@ -200,9 +199,12 @@ func (sm *Sim) replan(ctx context.Context, t time.Time) error {
 	for si, s := range sm.st.sites {
 		bySite[s.region] = append(bySite[s.region], si)
 	}
+	// A site's plan is reduced to file indexes as soon as it is made:
+	// thousands of sites' plans as placement returns them (maps of
+	// content.File lists) would hold gigabytes at once.
 	type planned struct {
-		nodes  map[string][]content.File
-		copies map[string]int
+		manifests [][]int32 // per appliance of the site, in site order
+		copies    []uint8   // per file
 	}
 	results := make([]planned, len(sm.st.sites))
 	for r, sites := range bySite {
@@ -245,7 +247,19 @@ func (sm *Sim) replan(ctx context.Context, t time.Time) error {
 						}
 					}
 					res := placement.Plan(items, nodes, placement.Options{MinReplicas: sm.sc.Placement.Replicas, Epsilon: sm.sc.Placement.Epsilon, Prev: prev})
-					results[si] = planned{nodes: res.Nodes, copies: res.Copies}
+					p := planned{copies: make([]uint8, nf)}
+					for path, n := range res.Copies {
+						p.copies[sm.cat.index[path]] = uint8(min(n, 255))
+					}
+					for _, ai := range sm.st.sites[si].apps {
+						files := res.Nodes[sm.st.apps[ai].id]
+						m := make([]int32, len(files))
+						for j := range files {
+							m[j] = sm.cat.index[files[j].Path]
+						}
+						p.manifests = append(p.manifests, m)
+					}
+					results[si] = p
 				}
 			}()
 		}
@@ -256,30 +270,26 @@ func (sm *Sim) replan(ctx context.Context, t time.Time) error {
 	for si := range sm.st.sites {
 		// Copies are kept per file index, not as the plan's map: thousands
 		// of sites' maps would hold a gigabyte between plans.
-		pc := sm.prevCopies[si]
-		if pc == nil {
-			pc = make([]uint8, nf)
-			sm.prevCopies[si] = pc
+		sm.prevCopies[si] = results[si].copies
+		if sm.prevCopies[si] == nil {
+			sm.prevCopies[si] = make([]uint8, nf)
 		}
-		clear(pc)
-		for path, n := range results[si].copies {
-			pc[sm.cat.index[path]] = uint8(min(n, 255))
-		}
-		results[si].copies = nil
-		for _, ai := range sm.st.sites[si].apps {
+		for j, ai := range sm.st.sites[si].apps {
 			a := sm.st.apps[ai]
-			files := results[si].nodes[a.id]
+			var files []int32
+			if results[si].manifests != nil {
+				files = results[si].manifests[j]
+			}
 			a.manifest = a.manifest[:0]
 			a.listed.clear()
 			a.missing = a.missing[:0]
-			for _, f := range files {
-				fi := sm.cat.index[f.Path]
+			for _, fi := range files {
 				a.manifest = append(a.manifest, fi)
 				a.listed.set(fi)
 				sm.listedEver.set(fi)
 				if !a.holds.has(fi) {
 					a.missing = append(a.missing, fi)
-					added += f.Size
+					added += sm.cat.files[fi].Size
 				}
 			}
 			for fi := range a.partial {
@@ -288,6 +298,7 @@ func (sm *Sim) replan(ctx context.Context, t time.Time) error {
 				}
 			}
 		}
+		results[si] = planned{}
 	}
 	sm.designateFetchers()
 	if sm.planSeq > 1 { // the first plan is the starting state, not a change
@@ -304,7 +315,7 @@ func (sm *Sim) gain(a *app, fi int32) {
 	}
 	a.holds.set(fi)
 	a.held += sm.cat.files[fi].Size
-	a.st.Holds[sm.cat.files[fi].Path] = true
+	sm.holdersOf(fi).set(a.idx)
 	sm.holders[fi]++
 }
 
@@ -315,8 +326,13 @@ func (sm *Sim) lose(a *app, fi int32) {
 	}
 	a.holds.unset(fi)
 	a.held -= sm.cat.files[fi].Size
-	delete(a.st.Holds, sm.cat.files[fi].Path)
+	sm.holdersOf(fi).unset(a.idx)
 	sm.holders[fi]--
+}
+
+// holdersOf is the set of appliances holding file fi.
+func (sm *Sim) holdersOf(fi int32) bitset {
+	return sm.fileHolders[int(fi)*sm.holderWords : int(fi+1)*sm.holderWords]
 }
 
 // placedBytes is the size of the distinct files placed anywhere.

@@ -237,7 +237,7 @@ func (r *results) step(sm *Sim, t time.Time, shards []*shard, fill [nFill]int64)
 		Offload: offload(c.src), MissLocal: c.miss[missLocal], MissContent: c.miss[missContent], MissHealth: c.miss[missHealth], MissOther: c.miss[missOther],
 		FillPeer: fill[fillPeer], FillTier: fill[fillTier], FillOrigin: fill[fillOrigin], OriginEgress: c.src[srcOrigin] + fill[fillOrigin],
 		AppliancesDown: down, AppliancesOverloaded: over, UtilP50: quantileSorted(utils, 0.5), UtilP99: quantileSorted(utils, 0.99), UtilMax: quantileSorted(utils, 1),
-		DistanceP90Km: histQuantile(c.dist[:], 0.9), PrefixesWithdrawn: int32(countTrue(sm.rib.withdrawn))}
+		DistanceP90Km: histQuantile(c.dist[:], 0.9), PrefixesWithdrawn: int32(sm.rib.nWithdrawn)}
 	if served > 0 {
 		row.DistanceMeanKm, row.RTTMeanMs = c.distBytesKm/float64(served), c.rttBytesMs/float64(served)
 	}
@@ -294,16 +294,6 @@ func (r *results) finishDay(sm *Sim, t time.Time) {
 		a.dayBytes, a.dayFill, a.dayPeak, a.dayOverSteps, a.dayDownSt = 0, 0, 0, 0, 0
 	}
 	r.dayStart = t
-}
-
-func countTrue(b []bool) int {
-	n := 0
-	for _, v := range b {
-		if v {
-			n++
-		}
-	}
-	return n
 }
 
 func quantileSorted(x []float64, q float64) float64 {

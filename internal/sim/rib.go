@@ -22,18 +22,71 @@ import (
 // candidate list, as a router shares attribute sets. Route churn flips a
 // prefix between its full list and the list without its embedded routes.
 type worldRIB struct {
-	bt        *bart.Table[int32] // prefix → prefix index
-	bits      []uint8
-	group     []int32 // prefix → group
-	withdrawn []bool  // prefix → embedded routes withdrawn by churn
-	groups    []ribGroup
+	bt         *bart.Table[int32] // prefix → prefix index
+	pfx        []ribPrefix        // by prefix index
+	nWithdrawn int                // prefixes with pfxWithdrawn
+	groups     []ribGroup
+}
+
+// ribPrefix is everything a session reads of its client's prefix, packed
+// into a quarter of a cache line: a full-world run draws prefixes at
+// random, and one array per field costs one cache miss each.
+type ribPrefix struct {
+	addr  [16]byte // the prefix's address; IPv4 in the first four bytes
+	group int32
+	as    int32 // the origin AS's index in Sim.ases, or -1 (set by the simulator)
+	bits  uint8
+	flags uint8
+}
+
+const (
+	pfx4            = 1 << iota // an IPv4 prefix
+	pfxWithdrawn                // embedded routes withdrawn by churn
+	pfxOwn                      // the trie maps the prefix to this index (not so for a duplicate)
+	pfxMoreSpecific             // a more specific prefix lies inside it
+	pfxRepRouted                // Sim.repAddr's longest match is checked to be this prefix
+)
+
+func (p *ribPrefix) has(f uint8) bool { return p.flags&f != 0 }
+
+func (p *ribPrefix) set(f uint8, on bool) {
+	if on {
+		p.flags |= f
+	} else {
+		p.flags &^= f
+	}
+}
+
+// prefix is the prefix as netip has it.
+func (p *ribPrefix) prefix() netip.Prefix {
+	if p.has(pfx4) {
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte(p.addr[:4])), int(p.bits))
+	}
+	return netip.PrefixFrom(netip.AddrFrom16(p.addr), int(p.bits))
+}
+
+// setWithdrawn withdraws or restores prefix pi's embedded routes and
+// says whether that changed anything.
+func (r *worldRIB) setWithdrawn(pi int32, w bool) bool {
+	p := &r.pfx[pi]
+	if p.has(pfxWithdrawn) == w {
+		return false
+	}
+	p.set(pfxWithdrawn, w)
+	if w {
+		r.nWithdrawn++
+	} else {
+		r.nWithdrawn--
+	}
+	return true
 }
 
 // ribGroup is one shared candidate list and the best site of it (the
 // client's "local" site when classifying misses).
 type ribGroup struct {
 	all, ixpOnly       []rib.Candidate
-	bestAll, bestIXP   int32 // site index; -1 when the list is empty
+	allApps, ixpApps   []int32 // the candidates' appliance indexes, in list order
+	bestAll, bestIXP   int32   // site index; -1 when the list is empty
 	routedSites, nIXPs int
 }
 
@@ -44,22 +97,34 @@ func (r *worldRIB) Lookup(a netip.Addr) (netip.Prefix, []rib.Candidate, bool) {
 	if !ok {
 		return netip.Prefix{}, nil, false
 	}
-	pfx, _ := a.Unmap().Prefix(int(r.bits[pi]))
+	pfx, _ := a.Unmap().Prefix(int(r.pfx[pi].bits))
 	return pfx, r.candidates(pi), true
 }
 
 func (r *worldRIB) candidates(pi int32) []rib.Candidate {
-	g := &r.groups[r.group[pi]]
-	if r.withdrawn[pi] {
+	p := &r.pfx[pi]
+	g := &r.groups[p.group]
+	if p.has(pfxWithdrawn) {
 		return g.ixpOnly
 	}
 	return g.all
 }
 
+// candidateApps is candidates(pi) as appliance indexes.
+func (r *worldRIB) candidateApps(pi int32) []int32 {
+	p := &r.pfx[pi]
+	g := &r.groups[p.group]
+	if p.has(pfxWithdrawn) {
+		return g.ixpApps
+	}
+	return g.allApps
+}
+
 // bestSite is the site of prefix pi's best route, or -1.
 func (r *worldRIB) bestSite(pi int32) int32 {
-	g := &r.groups[r.group[pi]]
-	if r.withdrawn[pi] {
+	p := &r.pfx[pi]
+	g := &r.groups[p.group]
+	if p.has(pfxWithdrawn) {
 		return g.bestIXP
 	}
 	return g.bestAll
@@ -80,7 +145,7 @@ func (r *worldRIB) lookupIndex(a netip.Addr) (int32, bool) { return r.bt.Lookup(
 //   - with IXPGlobal, IXP appliances also serve any client without a
 //     route (as the control plane treats them today).
 func buildRIB(w *world.World, s *state) *worldRIB {
-	r := &worldRIB{bt: new(bart.Table[int32]), bits: make([]uint8, len(w.Prefixes)), group: make([]int32, len(w.Prefixes)), withdrawn: make([]bool, len(w.Prefixes))}
+	r := &worldRIB{bt: new(bart.Table[int32]), pfx: make([]ribPrefix, len(w.Prefixes))}
 	rt := w.Routing
 	// Sites by network, and IXP sites.
 	byASN := map[uint32][]int{}
@@ -145,7 +210,14 @@ func buildRIB(w *world.World, s *state) *worldRIB {
 		})
 	}
 	for pi, p := range w.Prefixes {
-		r.bits[pi] = uint8(p.Prefix.Bits())
+		rp := &r.pfx[pi]
+		rp.bits, rp.as = uint8(p.Prefix.Bits()), -1
+		if a := p.Prefix.Addr(); a.Is4() {
+			rp.set(pfx4, true)
+			copy(rp.addr[:], a.AsSlice())
+		} else {
+			rp.addr = a.As16()
+		}
 		r.bt.Insert(p.Prefix, int32(pi))
 		m := int(p.Metro)
 		home := int32(-1)
@@ -196,10 +268,15 @@ func buildRIB(w *world.World, s *state) *worldRIB {
 			sortCands(all)
 			sortCands(ixp)
 			grp.all, grp.ixpOnly = slices.Clip(all), slices.Clip(ixp)
+			grp.allApps, grp.ixpApps = s.candApps(grp.all), s.candApps(grp.ixpOnly)
 			grp.bestAll, grp.bestIXP = s.siteOfCand(grp.all), s.siteOfCand(grp.ixpOnly)
 			r.groups = append(r.groups, grp)
 		}
-		r.group[pi] = g
+		rp.group = g
+	}
+	for pi, p := range w.Prefixes {
+		got, ok := r.bt.Get(p.Prefix)
+		r.pfx[pi].set(pfxOwn, ok && got == int32(pi))
 	}
 	return r
 }

@@ -60,22 +60,28 @@ type Sim struct {
 	windows    []fill.Window // per site
 
 	// Demand.
-	popRegions      []string // popularity region names
-	titleAlias      []alias  // per country
-	regionSubs      []float64
-	metroPrefix     []alias
-	metroSubs       []float64
-	metroCountry    []int
-	metroLoc        []config.Location
-	metroRate       []float64
-	prefixAS        []int32
-	ases            []world.AS
-	hasMoreSpecific []bool
-	repAddr         []netip.Addr
-	rungAlias       alias
-	diurnal         diurnal
-	fetchAudio      bool
-	obs             []uint64 // popularity region × file: bytes served since the last replan
+	popRegions   []string // popularity region names
+	titleAlias   []alias  // per country
+	regionSubs   []float64
+	metroPrefix  []alias
+	metroSubs    []float64
+	metroCountry []int
+	metroLoc     []config.Location
+	metroRate    []float64
+	ases         []world.AS
+	repAddr      []netip.Addr // per prefix with a more specific inside: an address it is the longest match of
+	rungAlias    alias
+	diurnal      diurnal
+	fetchAudio   bool
+	obs          []uint64 // popularity region × file: bytes served since the last replan
+
+	// Steering's view of the appliances.
+	globalApps  []int32 // snap.Global as appliance indexes
+	fileHolders bitset  // per file, holderWords words: the appliances holding it
+	holderWords int
+	holdsOne    []map[string]bool // per file: a set of just its path
+	views       []*applianceViews // per worker
+	serve       []appServe        // per appliance (refreshServe)
 
 	// Fill and placement.
 	holders      []int32 // per file: appliances holding it
@@ -144,6 +150,7 @@ func New(w *world.World, sc *Scenario, opt Options) (*Sim, error) {
 		k := sm.st.sites[a.site].kind
 		if k == config.SiteFallback || (k == config.SiteIXP && w.Routing.IXPGlobal) {
 			sm.snap.Global = append(sm.snap.Global, a.id)
+			sm.globalApps = append(sm.globalApps, a.idx)
 			if sm.globalSite < 0 {
 				sm.globalSite = int32(a.site)
 			}
@@ -159,6 +166,12 @@ func New(w *world.World, sc *Scenario, opt Options) (*Sim, error) {
 	nf := len(sm.cat.files)
 	sm.obs = make([]uint64, len(sm.popRegions)*nf)
 	sm.holders = make([]int32, nf)
+	sm.holderWords = (len(sm.st.apps) + 63) / 64
+	sm.fileHolders = newBitset(nf * sm.holderWords * 64)
+	sm.holdsOne = make([]map[string]bool, nf)
+	for fi, f := range sm.cat.files {
+		sm.holdsOne[fi] = map[string]bool{f.Path: true}
+	}
 	sm.listedEver = newBitset(nf)
 	sm.prevCopies = make([][]uint8, len(sm.st.sites))
 	sm.urgent = map[int32]bool{}
@@ -203,12 +216,10 @@ func (sm *Sim) setupDemand() {
 		asIdx[a.ASN] = int32(len(sm.ases))
 		sm.ases = append(sm.ases, a)
 	}
-	sm.prefixAS = make([]int32, len(w.Prefixes))
 	byMetro := make([][]int32, len(w.Metros))
 	for pi, p := range w.Prefixes {
-		sm.prefixAS[pi] = -1
 		if i, ok := asIdx[p.ASN]; ok {
-			sm.prefixAS[pi] = i
+			sm.rib.pfx[pi].as = i
 		}
 		if p.Subscribers > 0 {
 			byMetro[p.Metro] = append(byMetro[p.Metro], int32(pi))
@@ -222,7 +233,6 @@ func (sm *Sim) setupDemand() {
 	}
 	// Prefixes with a more specific prefix inside: remember an address
 	// whose longest match is the prefix itself.
-	sm.hasMoreSpecific = make([]bool, len(w.Prefixes))
 	sm.repAddr = make([]netip.Addr, len(w.Prefixes))
 	order := make([]int32, len(w.Prefixes))
 	for i := range order {
@@ -242,14 +252,14 @@ func (sm *Sim) setupDemand() {
 			stack = stack[:len(stack)-1]
 		}
 		if len(stack) > 0 {
-			sm.hasMoreSpecific[stack[len(stack)-1]] = true
+			sm.rib.pfx[stack[len(stack)-1]].set(pfxMoreSpecific, true)
 		}
 		stack = append(stack, i)
 	}
-	for pi, multi := range sm.hasMoreSpecific {
+	for pi := range w.Prefixes {
 		p := w.Prefixes[pi].Prefix
 		sm.repAddr[pi] = p.Addr()
-		if !multi {
+		if !sm.rib.pfx[pi].has(pfxMoreSpecific) {
 			continue
 		}
 		// Deterministic probes for an address only pi covers.
@@ -257,6 +267,7 @@ func (sm *Sim) setupDemand() {
 			a := addrAt(p, mix(uint64(pi)<<8|j))
 			if got, ok := sm.rib.lookupIndex(a); ok && got == int32(pi) {
 				sm.repAddr[pi] = a
+				sm.rib.pfx[pi].set(pfxRepRouted, true)
 				break
 			}
 		}
@@ -311,18 +322,11 @@ func (sm *Sim) Run(ctx context.Context) (*Summary, error) {
 		}
 		clear(sm.ring[k%len(sm.ring)])
 		sm.publishHealth(t)
-		for i := range shards {
-			shards[i].snap.Appliances, shards[i].snap.Global = sm.snap.Appliances, sm.snap.Global
-		}
 		if h := int(t.Sub(t0) / time.Hour); h != lastHour {
 			lastHour = h
 			sm.buildTitleTables(t)
 		}
-		mid := t.Add(sc.Step / 2)
-		scale := sc.Demand.SessionsPerSubscriberDay * sc.Step.Hours() / 24 / nShards
-		for m := range sm.metroRate {
-			sm.metroRate[m] = sm.metroSubs[m] * scale * sm.diurnal.at(mid.In(sm.w.Metros[m].Loc))
-		}
+		sm.setRates(t)
 		sm.runShards(shards, k, t)
 		end := t.Add(sc.Step)
 		sm.mergeShards(shards, k)
@@ -358,24 +362,42 @@ func (sm *Sim) prepare(ctx context.Context) error {
 	for i := range sm.shards {
 		sm.shards[i] = sm.newShard(i)
 	}
+	sm.views = make([]*applianceViews, min(sm.opt.Workers, nShards))
+	for i := range sm.views {
+		sm.views[i] = sm.newViews()
+	}
 	return nil
+}
+
+// setRates sets each metro's mean sessions per shard for the step
+// starting at t.
+func (sm *Sim) setRates(t time.Time) {
+	sc := sm.sc
+	mid := t.Add(sc.Step / 2)
+	scale := sc.Demand.SessionsPerSubscriberDay * sc.Step.Hours() / 24 / nShards
+	for m := range sm.metroRate {
+		sm.metroRate[m] = sm.metroSubs[m] * scale * sm.diurnal.at(mid.In(sm.w.Metros[m].Loc))
+	}
 }
 
 // runShards serves the step's sessions on the workers; each shard's
 // sessions are drawn from its own stream, so the result does not depend
 // on which worker ran it.
 func (sm *Sim) runShards(shards []*shard, k int, t time.Time) {
+	sm.refreshServe()
 	var next atomic.Int32
 	var wg sync.WaitGroup
-	for range min(sm.opt.Workers, nShards) {
+	for _, v := range sm.views {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			v.sync(sm)
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= len(shards) {
 					return
 				}
+				shards[i].use(v)
 				sm.runShard(shards[i], k, t)
 			}
 		}()

@@ -61,11 +61,15 @@ type site struct {
 
 // app is one appliance during a run.
 type app struct {
-	id       string
-	site     int
-	class    string
-	storage  int64
-	bps      float64 // throughput, bits/s
+	idx     int32 // in state.apps
+	id      string
+	site    int
+	class   string
+	storage int64
+	bps     float64 // throughput, bits/s
+	// st is the appliance's health as steering sees it (Serving, State,
+	// Weight); what it holds is holds, shown to steering file by file
+	// (applianceViews).
 	st       *steer.Appliance
 	holds    bitset
 	held     int64 // bytes held
@@ -103,12 +107,20 @@ type state struct {
 	w      *world.World
 	sites  []*site
 	apps   []*app
-	byPtr  map[*steer.Appliance]int32
 	appIdx map[string]int32
 	metroD [][]float32 // metro × metro distance, km
 }
 
 func (s *state) metroKm(a, b int) float64 { return float64(s.metroD[a][b]) }
+
+// candApps is the appliance indexes of a candidate list.
+func (s *state) candApps(c []rib.Candidate) []int32 {
+	out := make([]int32, len(c))
+	for i := range c {
+		out[i] = s.appIdx[c[i].Appliance]
+	}
+	return out
+}
 
 // siteOfCand is the site of a candidate list's first appliance, or -1.
 func (s *state) siteOfCand(c []rib.Candidate) int32 {
@@ -124,7 +136,7 @@ func (s *state) siteOfCand(c []rib.Candidate) int32 {
 // newState makes the sites and appliances of a world, scaled by the
 // scenario.
 func newState(w *world.World, sc *Scenario, regionOf func(si int) int) *state {
-	s := &state{w: w, byPtr: map[*steer.Appliance]int32{}, appIdx: map[string]int32{}}
+	s := &state{w: w, appIdx: map[string]int32{}}
 	s.metroD = make([][]float32, len(w.Metros))
 	for i, a := range w.Metros {
 		s.metroD[i] = make([]float32, len(w.Metros))
@@ -144,13 +156,12 @@ func newState(w *world.World, sc *Scenario, regionOf func(si int) int) *state {
 		si, _ := w.SiteIndex(wa.Site)
 		st := s.sites[si]
 		m := w.Metros[st.metro]
-		a := &app{id: wa.ID, site: si, class: wa.Class,
+		a := &app{idx: int32(len(s.apps)), id: wa.ID, site: si, class: wa.Class,
 			storage: int64(float64(wa.Storage) * sc.StorageScale),
 			bps:     wa.ThroughputGbps * 1e9 * sc.ThroughputScale,
 			partial: map[int32]int64{}, waitFrom: map[int32]time.Time{}}
 		a.st = &steer.Appliance{ID: wa.ID, Site: st.id, Kind: st.kind, BaseURL: "sim://" + wa.ID,
-			Location: config.Location{Lat: m.Lat, Lon: m.Lon}, Serving: true, State: "up", Holds: map[string]bool{}}
-		s.byPtr[a.st] = int32(len(s.apps))
+			Location: config.Location{Lat: m.Lat, Lon: m.Lon}, Serving: true, State: "up"}
 		s.appIdx[a.id] = int32(len(s.apps))
 		st.apps = append(st.apps, len(s.apps))
 		s.apps = append(s.apps, a)
