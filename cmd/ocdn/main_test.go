@@ -57,6 +57,8 @@ func scenario(t *testing.T, bin string, replace ...string) string {
 		"127.1.0.1:18080", "127.1.40.1:18080", "127.1.0.2:18080", "127.1.40.2:18080",
 		"127.1.1.1:18080", "127.1.41.1:18080", "127.1.1.2:18080", "127.1.41.2:18080",
 		"127.1.2.1:18080", "127.1.42.1:18080", "titles: 12", "titles: 4",
+		// The loops' events name titles of the smaller catalog.
+		"title: t0009", "title: t0002", "title: t0011", "title: t0003",
 	}, replace...)...).Replace(string(out))
 	path := filepath.Join(t.TempDir(), "scenario.yaml")
 	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {

@@ -36,6 +36,8 @@ func labScenario(t *testing.T) *lab.Scenario {
 	a := func(site, host int) string { return fmt.Sprintf("127.1.%d.%d:", o+site, host) }
 	y = strings.NewReplacer(
 		"titles: 12", "titles: 4",
+		// The loops' events name titles of the smaller catalog.
+		"title: t0009", "title: t0002", "title: t0011", "title: t0003",
 		"127.1.0.1:", a(0, 1), "127.1.0.2:", a(0, 2),
 		"127.1.1.1:", a(1, 1), "127.1.1.2:", a(1, 2),
 		"127.1.2.1:", a(2, 1),
