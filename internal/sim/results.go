@@ -115,18 +115,11 @@ type results struct {
 	isps       []ISPRow
 	appliances []ApplianceRow
 
-	siteFill  [][nFill]int64 // per site, this step
-	sessions  int64
-	decisions int64
-	failovers int64
-	src       [nSrc]int64
-	miss      [nMiss]int64
-	fill      [nFill]int64
-	prefill   [nFill]int64
-	dist, rtt [nHist]int64
-	distSum   float64
-	rttSum    float64
-	util      [201]int64 // appliance-steps by utilisation, 0.5% buckets up to 100%+
+	totals
+	siteFill [][nFill]int64 // per site, this step
+	fill     [nFill]int64
+	prefill  [nFill]int64
+	util     [201]int64 // appliance-steps by utilisation, 0.5% buckets up to 100%+
 
 	prefillSeconds float64
 	warmBytes      int64
@@ -163,21 +156,7 @@ func (r *results) step(sm *Sim, t time.Time, shards []*shard, fill [nFill]int64)
 	siteBytes := make([]int64, len(sm.st.sites))
 	for _, sh := range shards {
 		x := &sh.c
-		c.sessions += x.sessions
-		c.decisions += x.decisions
-		c.failovers += x.failovers
-		for i := range c.src {
-			c.src[i] += x.src[i]
-		}
-		for i := range c.miss {
-			c.miss[i] += x.miss[i]
-		}
-		for i := range c.dist {
-			c.dist[i] += x.dist[i]
-			c.rtt[i] += x.rtt[i]
-		}
-		c.distBytesKm += x.distBytesKm
-		c.rttBytesMs += x.rttBytesMs
+		c.add(&x.totals)
 		for i := range country {
 			for j := range country[i] {
 				country[i][j] += x.country[i][j]
@@ -188,21 +167,7 @@ func (r *results) step(sm *Sim, t time.Time, shards []*shard, fill [nFill]int64)
 			siteBytes[i] += v
 		}
 	}
-	r.sessions += c.sessions
-	r.decisions += c.decisions
-	r.failovers += c.failovers
-	for i := range c.src {
-		r.src[i] += c.src[i]
-	}
-	for i := range c.miss {
-		r.miss[i] += c.miss[i]
-	}
-	for i := range c.dist {
-		r.dist[i] += c.dist[i]
-		r.rtt[i] += c.rtt[i]
-	}
-	r.distSum += c.distBytesKm
-	r.rttSum += c.rttBytesMs
+	r.add(&c.totals)
 	for i := range fill {
 		r.fill[i] += fill[i]
 	}
@@ -424,8 +389,8 @@ func (r *results) summary(sm *Sim, wall, loop time.Duration) *Summary {
 	s.OriginEgressBytes = r.src[srcOrigin] + r.fill[fillOrigin]
 	served := all - r.src[srcOrigin]
 	if served > 0 {
-		s.DistanceKm = Dist{Mean: r.distSum / float64(served), P50: histQuantile(r.dist[:], 0.5), P90: histQuantile(r.dist[:], 0.9), P99: histQuantile(r.dist[:], 0.99)}
-		s.RTTMs = Dist{Mean: r.rttSum / float64(served), P50: histQuantile(r.rtt[:], 0.5), P90: histQuantile(r.rtt[:], 0.9), P99: histQuantile(r.rtt[:], 0.99)}
+		s.DistanceKm = Dist{Mean: r.distBytesKm / float64(served), P50: histQuantile(r.dist[:], 0.5), P90: histQuantile(r.dist[:], 0.9), P99: histQuantile(r.dist[:], 0.99)}
+		s.RTTMs = Dist{Mean: r.rttBytesMs / float64(served), P50: histQuantile(r.rtt[:], 0.5), P90: histQuantile(r.rtt[:], 0.9), P99: histQuantile(r.rtt[:], 0.99)}
 	}
 	var n, sum float64
 	for b, v := range r.util {

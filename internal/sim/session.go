@@ -49,15 +49,39 @@ type endRec struct {
 
 // stepCounters are what one step's sessions did.
 type stepCounters struct {
+	totals
+	country          [][nSrc]int64
+	countrySessions  []int64
+	siteBytes        []int64
+	appBps, appBytes []int64
+}
+
+// totals are the counters a run sums from its shards' steps and over its
+// steps alike.
+type totals struct {
 	sessions, decisions, failovers int64
 	src                            [nSrc]int64
 	miss                           [nMiss]int64
-	country                        [][nSrc]int64
-	countrySessions                []int64
-	siteBytes                      []int64
-	appBps, appBytes               []int64
 	dist, rtt                      [nHist]int64 // bytes by bucket (appliance-served)
 	distBytesKm, rttBytesMs        float64
+}
+
+func (t *totals) add(o *totals) {
+	t.sessions += o.sessions
+	t.decisions += o.decisions
+	t.failovers += o.failovers
+	for i := range t.src {
+		t.src[i] += o.src[i]
+	}
+	for i := range t.miss {
+		t.miss[i] += o.miss[i]
+	}
+	for i := range t.dist {
+		t.dist[i] += o.dist[i]
+		t.rtt[i] += o.rtt[i]
+	}
+	t.distBytesKm += o.distBytesKm
+	t.rttBytesMs += o.rttBytesMs
 }
 
 func (c *stepCounters) reset() {
