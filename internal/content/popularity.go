@@ -10,6 +10,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/ocdn/ocdn/internal/defaults"
 )
 
 // DefaultHalfLife is how fast observed demand is forgotten: demand counts
@@ -59,12 +61,8 @@ func (d decayed) asOf(now time.Time, halfLife time.Duration) float64 {
 // NewPopularity returns an empty predictor; halfLife ≤ 0 means
 // DefaultHalfLife, day ≤ 0 means 24h (the unit of predictions).
 func NewPopularity(halfLife, day time.Duration) *Popularity {
-	if halfLife <= 0 {
-		halfLife = DefaultHalfLife
-	}
-	if day <= 0 {
-		day = 24 * time.Hour
-	}
+	defaults.Positive(&halfLife, DefaultHalfLife)
+	defaults.Positive(&day, 24*time.Hour)
 	return &Popularity{halfLife: halfLife, day: day, regions: map[string]map[string]decayed{}, feed: map[string]float64{}}
 }
 

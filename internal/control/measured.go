@@ -18,6 +18,7 @@ import (
 
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/config"
+	"github.com/ocdn/ocdn/internal/defaults"
 	"github.com/ocdn/ocdn/internal/measure"
 	"github.com/ocdn/ocdn/internal/rendezvous"
 	"github.com/ocdn/ocdn/internal/steer"
@@ -55,43 +56,23 @@ type MeasuredSteering struct {
 }
 
 func (c *MeasuredSteering) setDefaults() {
-	if c.MinSamples <= 0 {
-		c.MinSamples = 50
-	}
-	if c.Margin <= 0 {
-		c.Margin = 0.10
-	}
-	if c.Refresh <= 0 {
-		c.Refresh = 5 * time.Second
-	}
-	if c.Window <= 0 {
-		c.Window = 5 * time.Minute
-	}
+	defaults.Positive(&c.MinSamples, 50)
+	defaults.Positive(&c.Margin, 0.10)
+	defaults.Positive(&c.Refresh, 5*time.Second)
+	defaults.Positive(&c.Window, 5*time.Minute)
 	if c.Window < c.Refresh {
 		c.Window = c.Refresh
 	}
-	if c.MaxStep <= 0 {
-		c.MaxStep = 0.25
-	}
+	defaults.Positive(&c.MaxStep, 0.25)
 	if c.Metric == "" {
 		c.Metric = measure.MetricTTFBMs
 	}
 	q := &c.QoE
-	if q.MinSessions <= 0 {
-		q.MinSessions = 5
-	}
-	if q.StartupMargin <= 0 {
-		q.StartupMargin = 0.5
-	}
-	if q.RebufferMargin <= 0 {
-		q.RebufferMargin = 0.02
-	}
-	if q.ThroughputMargin <= 0 {
-		q.ThroughputMargin = 0.2
-	}
-	if q.Hold <= 0 {
-		q.Hold = 10 * time.Minute
-	}
+	defaults.Positive(&q.MinSessions, 5)
+	defaults.Positive(&q.StartupMargin, 0.5)
+	defaults.Positive(&q.RebufferMargin, 0.02)
+	defaults.Positive(&q.ThroughputMargin, 0.2)
+	defaults.Positive(&q.Hold, 10*time.Minute)
 }
 
 // Arms of the default experiment.

@@ -17,6 +17,7 @@ import (
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/defaults"
 	"github.com/ocdn/ocdn/internal/store"
 )
 
@@ -111,33 +112,17 @@ func New(cfg Config) *Agent {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
-	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 2
-	}
-	if cfg.OutOfCycleBudget <= 0 {
-		cfg.OutOfCycleBudget = 1 << 30
-	}
-	if cfg.Interval <= 0 {
-		cfg.Interval = 10 * time.Second
-	}
-	if cfg.Attempts <= 0 {
-		cfg.Attempts = 3
-	}
-	if cfg.StallTimeout <= 0 {
-		cfg.StallTimeout = 30 * time.Second
-	}
-	if cfg.MaxFileSize <= 0 {
-		cfg.MaxFileSize = 1 << 40
-	}
+	defaults.Positive(&cfg.Concurrency, 2)
+	defaults.Positive(&cfg.OutOfCycleBudget, 1<<30)
+	defaults.Positive(&cfg.Interval, 10*time.Second)
+	defaults.Positive(&cfg.Attempts, 3)
+	defaults.Positive(&cfg.StallTimeout, 30*time.Second)
+	defaults.Positive(&cfg.MaxFileSize, 1<<40)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.UrgentRate <= 0 {
-		cfg.UrgentRate = cfg.Rate / 4
-	}
-	if cfg.RetireGrace <= 0 {
-		cfg.RetireGrace = time.Minute
-	}
+	defaults.Positive(&cfg.UrgentRate, cfg.Rate/4)
+	defaults.Positive(&cfg.RetireGrace, time.Minute)
 	return &Agent{cfg: cfg, log: cfg.Logger.With("component", "fill", "appliance", cfg.Appliance),
 		lim: newLimiter(cfg.Rate), ulim: newLimiter(cfg.UrgentRate), wake: make(chan struct{}, 1),
 		badSet: map[string]bool{}, stats: Stats{State: "idle"}, retiring: map[string]*retiree{}}

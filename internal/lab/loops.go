@@ -18,6 +18,7 @@ import (
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/defaults"
 	"github.com/ocdn/ocdn/internal/player"
 )
 
@@ -53,24 +54,12 @@ type PlacementSettings struct {
 }
 
 func (p PlacementSettings) withDefaults() PlacementSettings {
-	if p.CheckInterval <= 0 {
-		p.CheckInterval = time.Second
-	}
-	if p.ReplanInterval <= 0 {
-		p.ReplanInterval = 30 * time.Second
-	}
-	if p.HalfLife <= 0 {
-		p.HalfLife = 30 * time.Second
-	}
-	if p.Hysteresis <= 0 {
-		p.Hysteresis = 0.3
-	}
-	if p.RankingChange <= 0 {
-		p.RankingChange = 0.1
-	}
-	if p.MaxChurn <= 0 {
-		p.MaxChurn = 0.25
-	}
+	defaults.Positive(&p.CheckInterval, time.Second)
+	defaults.Positive(&p.ReplanInterval, 30*time.Second)
+	defaults.Positive(&p.HalfLife, 30*time.Second)
+	defaults.Positive(&p.Hysteresis, 0.3)
+	defaults.Positive(&p.RankingChange, 0.1)
+	defaults.Positive(&p.MaxChurn, 0.25)
 	return p
 }
 
@@ -387,9 +376,7 @@ type ReleaseReport struct {
 func (l *Lab) loopsReport(ctx context.Context) *LoopsReport {
 	r := &LoopsReport{}
 	factor := l.sc.Fill.ClockFactor
-	if factor <= 0 {
-		factor = 3600
-	}
+	defaults.Positive(&factor, 3600)
 	r.WindowSeconds = (24 * time.Hour).Seconds() / factor
 	if st, err := l.view.placement(ctx); err == nil {
 		r.Replans, r.ChurnBound = st.Replans, st.ChurnBound

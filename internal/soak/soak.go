@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/defaults"
 	"github.com/ocdn/ocdn/internal/lab"
 )
 
@@ -61,21 +62,11 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
-	if c.Gap <= 0 {
-		c.Gap = 10 * time.Second
-	}
-	if c.ClientShare <= 0 {
-		c.ClientShare = 1
-	}
-	if c.MaxRSS <= 0 {
-		c.MaxRSS = 1 << 30
-	}
-	if c.MaxFDs <= 0 {
-		c.MaxFDs = 1024
-	}
-	if c.CutOffBound <= 0 {
-		c.CutOffBound = 30 * time.Second
-	}
+	defaults.Positive(&c.Gap, 10*time.Second)
+	defaults.Positive(&c.ClientShare, 1)
+	defaults.Positive(&c.MaxRSS, 1<<30)
+	defaults.Positive(&c.MaxFDs, 1024)
+	defaults.Positive(&c.CutOffBound, 30*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

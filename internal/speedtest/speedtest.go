@@ -46,6 +46,7 @@ import (
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/cpclient"
+	"github.com/ocdn/ocdn/internal/defaults"
 )
 
 // Config shapes a test. Zero values get the documented defaults.
@@ -118,43 +119,19 @@ func (c *Config) setDefaults() {
 		}
 		c.Dial = d.DialContext
 	}
-	if c.MinConns <= 0 {
-		c.MinConns = 1
-	}
-	if c.MaxConns <= 0 {
-		c.MaxConns = 8
-	}
+	defaults.Positive(&c.MinConns, 1)
+	defaults.Positive(&c.MaxConns, 8)
 	c.MaxConns = max(c.MaxConns, c.MinConns)
-	if c.Window <= 0 {
-		c.Window = 200 * time.Millisecond
-	}
-	if c.AdaptEvery <= 0 {
-		c.AdaptEvery = 5
-	}
-	if c.RampWindows <= 0 {
-		c.RampWindows = 3
-	}
-	if c.Growth <= 0 {
-		c.Growth = 0.1
-	}
-	if c.StableWindows <= 0 {
-		c.StableWindows = 10
-	}
-	if c.Tolerance <= 0 {
-		c.Tolerance = 0.03
-	}
-	if c.MaxDuration <= 0 {
-		c.MaxDuration = 20 * time.Second
-	}
-	if c.ChunkBytes <= 0 {
-		c.ChunkBytes = 8 << 20
-	}
-	if c.LatencyProbes <= 0 {
-		c.LatencyProbes = 5
-	}
-	if c.LoadedEvery <= 0 {
-		c.LoadedEvery = 250 * time.Millisecond
-	}
+	defaults.Positive(&c.Window, 200*time.Millisecond)
+	defaults.Positive(&c.AdaptEvery, 5)
+	defaults.Positive(&c.RampWindows, 3)
+	defaults.Positive(&c.Growth, 0.1)
+	defaults.Positive(&c.StableWindows, 10)
+	defaults.Positive(&c.Tolerance, 0.03)
+	defaults.Positive(&c.MaxDuration, 20*time.Second)
+	defaults.Positive(&c.ChunkBytes, 8<<20)
+	defaults.Positive(&c.LatencyProbes, 5)
+	defaults.Positive(&c.LoadedEvery, 250*time.Millisecond)
 }
 
 // ErrNoTargets means Config.URLs is empty, or steering had no URL.
