@@ -19,8 +19,14 @@ type Prefix struct {
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (p *Prefix) UnmarshalText(b []byte) error {
-	p.Raw = string(b)
-	p.Prefix, _ = netip.ParsePrefix(p.Raw)
+	return lenient(b, &p.Raw, &p.Prefix, netip.ParsePrefix)
+}
+
+// lenient keeps the text as raw and whatever parse makes of it, or the
+// zero value, as v: validation reports a bad value by the field's name.
+func lenient[T any](b []byte, raw *string, v *T, parse func(string) (T, error)) error {
+	*raw = string(b)
+	*v, _ = parse(*raw)
 	return nil
 }
 
@@ -35,9 +41,7 @@ type AddrPort struct {
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (a *AddrPort) UnmarshalText(b []byte) error {
-	a.Raw = string(b)
-	a.AddrPort, _ = netip.ParseAddrPort(a.Raw)
-	return nil
+	return lenient(b, &a.Raw, &a.AddrPort, netip.ParseAddrPort)
 }
 
 // MarshalText implements encoding.TextMarshaler.
@@ -56,9 +60,7 @@ type Addr struct {
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (a *Addr) UnmarshalText(b []byte) error {
-	a.Raw = string(b)
-	a.Addr, _ = netip.ParseAddr(a.Raw)
-	return nil
+	return lenient(b, &a.Raw, &a.Addr, netip.ParseAddr)
 }
 
 // MarshalText implements encoding.TextMarshaler.
