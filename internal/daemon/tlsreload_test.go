@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,33 +16,15 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/pki"
+	"github.com/ocdn/ocdn/internal/syncbuf"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
-
-// syncBuffer is a log sink tests read while the daemon writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestSIGHUPSwapsCertificateKeepingConnections: an appliance serving
 // certificates made by ocdn's CA loads a reissued certificate on SIGHUP.
@@ -81,7 +62,7 @@ func TestSIGHUPSwapsCertificateKeepingConnections(t *testing.T) {
 	if err := config.Load(p, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0") // the config's port is a placeholder: the test picks a free one
 	if err != nil {
 		t.Fatal(err)

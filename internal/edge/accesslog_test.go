@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -12,31 +11,15 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ocdn/ocdn/internal/syncbuf"
 )
-
-// syncBuffer is a bytes.Buffer safe for the handler's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestAccessLoggerMatchesSlog: the fast access log writes exactly what
 // slog's TextHandler would, apart from the timestamp.
 func TestAccessLoggerMatchesSlog(t *testing.T) {
 	te := newTestEdge(t, map[string][]byte{testPath: pattern(1000)})
-	var fast, slow syncBuffer
+	var fast, slow syncbuf.Buffer
 	hFast := New(Config{Store: te.st, Keys: te.cur.Load, AccessLog: NewAccessLogger(&fast).With("component", "access"), Registry: prometheus.NewRegistry()})
 	hSlow := New(Config{Store: te.st, Keys: te.cur.Load, AccessLog: slog.New(slog.NewTextHandler(&slow, nil)).With("component", "access"), Registry: prometheus.NewRegistry()})
 	if hFast.fastAccess == nil || hSlow.fastAccess != nil {
@@ -86,7 +69,7 @@ func TestAccessLoggerMatchesSlog(t *testing.T) {
 // TestBufferedWriterKeepsLines: concurrent writers with a tiny buffer (a
 // swap every few lines) lose, split and reorder nothing.
 func TestBufferedWriterKeepsLines(t *testing.T) {
-	var out syncBuffer
+	var out syncbuf.Buffer
 	bw := NewBufferedWriter(&out, 100)
 	var wg sync.WaitGroup
 	const writers, lines = 8, 500

@@ -2,7 +2,6 @@ package serve
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -11,11 +10,12 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ocdn/ocdn/internal/syncbuf"
 )
 
 // engine is one way a Server serves HTTP/1.1: the lean h1 server and
@@ -176,24 +176,6 @@ func TestSlowBody(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination the test reads while servers write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestPanicLoggedAndCounted: a handler's panic closes its connection, is
 // logged at error level with the panic value and the stack, and counted
 // in ocdn_http_handler_panics_total, which two servers on one registry
@@ -207,7 +189,7 @@ func TestPanicLoggedAndCounted(t *testing.T) {
 	})
 	for _, e := range engines(t) {
 		t.Run(e.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs syncbuf.Buffer
 			log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			reg := prometheus.NewRegistry()
 			s1, _, _ := start(t, h, e.opts(Options{Logger: log, Registry: reg}))

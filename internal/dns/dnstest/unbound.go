@@ -5,7 +5,6 @@
 package dnstest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+
+	"github.com/ocdn/ocdn/internal/syncbuf"
 )
 
 // UnboundConfig is what the resolver is started with.
@@ -47,7 +48,7 @@ type Unbound struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error // the process's exit, once done is closed
-	log  *lockedBuffer
+	log  *syncbuf.Buffer
 	once sync.Once
 }
 
@@ -111,7 +112,7 @@ stub-zone:
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	u := &Unbound{Addr: cfg.Listen, done: make(chan struct{}), log: &lockedBuffer{}}
+	u := &Unbound{Addr: cfg.Listen, done: make(chan struct{}), log: &syncbuf.Buffer{}}
 	u.cmd = exec.Command(bin, "-d", "-c", path)
 	u.cmd.Stdout, u.cmd.Stderr = u.log, u.log
 	if err := u.cmd.Start(); err != nil {
@@ -206,21 +207,4 @@ func FreePort(addr netip.Addr) (netip.AddrPort, error) {
 		}
 	}
 	return netip.AddrPort{}, errors.New("no port free for both UDP and TCP")
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
