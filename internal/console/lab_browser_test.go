@@ -3,14 +3,11 @@ package console_test
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,68 +15,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/ocdn/ocdn/internal/lab"
+	"github.com/ocdn/ocdn/internal/lab/labtest"
 )
-
-// labScenario is the built-in scenario on addresses of its own (other
-// lab tests, this package's or anyone's on the machine, may run at the
-// same time), without its scheduled outage and kill (the test drains an
-// appliance itself), and with fewer clients probing more often, so
-// measurements arrive within seconds.
-func labScenario(t *testing.T) *lab.Scenario {
-	t.Helper()
-	o := freeOctets(t)
-	y := string(lab.DefaultScenario)
-	y = y[:strings.Index(y, "\nevents:")] + "\n"
-	// Long enough for the slowest machine, whatever the built-in
-	// scenario's own duration is: a lab that ends takes the console.
-	y = regexp.MustCompile(`(?m)^duration: .*$`).ReplaceAllString(y, "duration: 10m")
-	a := func(site, host int) string { return fmt.Sprintf("127.1.%d.%d:", o+site, host) }
-	y = strings.NewReplacer(
-		"titles: 12", "titles: 4",
-		// The loops' events name titles of the smaller catalog.
-		"title: t0009", "title: t0002", "title: t0011", "title: t0003",
-		"127.1.0.1:", a(0, 1), "127.1.0.2:", a(0, 2),
-		"127.1.1.1:", a(1, 1), "127.1.1.2:", a(1, 2),
-		"127.1.2.1:", a(2, 1),
-		"probes: {every: 10s", "probes: {every: 3s",
-		"count: 16}", "count: 6}", "count: 12}", "count: 4}", "count: 6}", "count: 2}",
-	).Replace(y)
-	p := filepath.Join(t.TempDir(), "scenario.yaml")
-	if err := os.WriteFile(p, []byte(y), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sc, err := lab.LoadScenario(p)
-	if err != nil {
-		t.Fatalf("scenario: %v", err)
-	}
-	return sc
-}
-
-// freeOctets picks three consecutive third octets in 127.1.0.0/16 whose
-// appliance ports nobody listens on now.
-func freeOctets(t *testing.T) int {
-	t.Helper()
-	free := func(o int) bool {
-		for site := range 3 {
-			for host := 1; host <= 2; host++ {
-				ln, err := net.Listen("tcp", fmt.Sprintf("127.1.%d.%d:18080", o+site, host))
-				if err != nil {
-					return false
-				}
-				ln.Close()
-			}
-		}
-		return true
-	}
-	start := 100 + rand.IntN(140)
-	for i := range 140 {
-		if o := 100 + (start-100+i)%140; free(o) {
-			return o
-		}
-	}
-	t.Fatal("no free appliance addresses in 127.1.100.0 to 127.1.242.0")
-	return 0
-}
 
 // TestConsoleAgainstLab drives Chromium through the console of a running
 // lab, as an operator would: sign in, see every appliance, drain one and
@@ -100,7 +37,11 @@ func TestConsoleAgainstLab(t *testing.T) {
 	work := t.TempDir()
 	type ready struct{ url, tokenFile string }
 	up := make(chan ready, 1)
-	l := lab.New(labScenario(t), lab.Options{WorkDir: work, Console: func(u, f string) { up <- ready{u, f} }})
+	// Fewer clients probing more often than the built-in scenario, so
+	// measurements arrive within seconds on a shared machine; addresses
+	// of its own (other lab tests may run at the same time).
+	sc := labtest.Scenario(t, labtest.Shrink{Titles: 4, ClientShare: 0.37, ProbeEvery: 3 * time.Second})
+	l := lab.New(sc, lab.Options{WorkDir: work, ApplianceOctet: labtest.FreeOctet(t), Console: func(u, f string) { up <- ready{u, f} }})
 	done := make(chan error, 1)
 	go func() { _, err := l.Run(ctx); done <- err }()
 	defer func() {

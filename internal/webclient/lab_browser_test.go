@@ -8,9 +8,6 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,39 +15,10 @@ import (
 	"github.com/ocdn/ocdn/internal/browsertest"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/lab"
+	"github.com/ocdn/ocdn/internal/lab/labtest"
 	"github.com/ocdn/ocdn/internal/measure"
 	"github.com/ocdn/ocdn/internal/webclient"
 )
-
-// browserScenario is the built-in scenario on appliance addresses of its
-// own (127.1.80.0 to 127.1.82.0: other packages' lab tests run at the
-// same time), without its scheduled events (the test kills an appliance
-// itself), with fewer Go clients (the browser is the client under test;
-// the machine is shared) and a duration the test ends early.
-func browserScenario(t *testing.T) *lab.Scenario {
-	t.Helper()
-	y := string(lab.DefaultScenario)
-	y = y[:strings.Index(y, "\nevents:")] + "\n"
-	// Long enough for the slowest machine, whatever the built-in
-	// scenario's own duration is: the pages need the lab up to the end.
-	y = regexp.MustCompile(`(?m)^duration: .*$`).ReplaceAllString(y, "duration: 10m")
-	y = strings.NewReplacer(
-		"titles: 12", "titles: 3",
-		"127.1.0.1:", "127.1.80.1:", "127.1.0.2:", "127.1.80.2:",
-		"127.1.1.1:", "127.1.81.1:", "127.1.1.2:", "127.1.81.2:",
-		"127.1.2.1:", "127.1.82.1:",
-		"count: 16}", "count: 3}", "count: 12}", "count: 2}", "count: 6}", "count: 1}",
-	).Replace(y)
-	p := filepath.Join(t.TempDir(), "scenario.yaml")
-	if err := os.WriteFile(p, []byte(y), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sc, err := lab.LoadScenario(p)
-	if err != nil {
-		t.Fatalf("scenario: %v", err)
-	}
-	return sc
-}
 
 // TestPagesAgainstLab drives Chromium, as a client of the lab's first ISP
 // over its emulated links (the lab's SOCKS5 proxy), through the three
@@ -78,7 +46,12 @@ func TestPagesAgainstLab(t *testing.T) {
 	data := t.TempDir()
 	liveCh := make(chan *lab.Live, 1)
 	release := make(chan struct{})
-	l := lab.New(browserScenario(t), lab.Options{WorkDir: t.TempDir(), DataDir: data,
+	// Fewer Go clients than the built-in scenario (the browser is the
+	// client under test; the machine is shared), on appliance addresses of
+	// its own (127.1.80.0 to 127.1.82.0: other packages' lab tests run at
+	// the same time).
+	sc := labtest.Scenario(t, labtest.Shrink{Titles: 3, ClientShare: 0.2})
+	l := lab.New(sc, lab.Options{WorkDir: t.TempDir(), DataDir: data, ApplianceOctet: 80,
 		OnStreaming: func(ctx context.Context, live *lab.Live) {
 			liveCh <- live
 			select {
