@@ -96,6 +96,11 @@ func NewAppliance(cfg *config.ApplianceDaemon, h Hooks, jsonLogs bool) (*Applian
 			d.access.close()
 		}
 	}()
+	nsl, err := listenNetns(cfg.ListenNetns, cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	lns = append(lns, nsl...)
 	acfg.Listeners = lns
 	if len(cfg.OpsListen) > 0 {
 		ops, err := listenAll(cfg.OpsListen, Hooks{})
