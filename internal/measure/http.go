@@ -161,6 +161,10 @@ func (in *Ingester) serveReport(w http.ResponseWriter, r *http.Request, lim *lim
 		fail(http.StatusBadRequest, OutcomeInvalid, err.Error())
 		return
 	}
+	if rep.Transport != nil {
+		fail(http.StatusBadRequest, OutcomeInvalid, "transport: only appliances send transport records, to the control plane's POST /v1/transport")
+		return
+	}
 	// Browsers add Origin to every POST, same-origin or not; installed
 	// clients send none.
 	if _, browser := r.Header["Origin"]; browser {
