@@ -122,6 +122,20 @@ func (s *Scenario) validatePacket(f string, ls LinkSpec) error {
 	return nil
 }
 
+// transportSampling is the transport section of the config of an
+// appliance at site: every connection sampled each second where a packet
+// link ends (the lab report compares arms over it), the default
+// elsewhere.
+func (s *Scenario) transportSampling(site string) config.ApplianceTransport {
+	for _, ls := range s.Links {
+		if ls.Packet != nil && ls.Site == site {
+			all := 1.0
+			return config.ApplianceTransport{SampleRate: &all, Interval: time.Second}
+		}
+	}
+	return config.ApplianceTransport{}
+}
+
 // packetPath is one running packet-level link.
 type packetPath struct {
 	spec  LinkSpec

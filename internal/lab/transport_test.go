@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"math"
@@ -297,4 +298,64 @@ func replaceOnce(t *testing.T, s, old, new string) string {
 		t.Fatalf("scenario has no %q to replace", old)
 	}
 	return strings.Replace(s, old, new, 1)
+}
+
+// TestLabLossy runs the lossy scenario with its daemons: appliances serve
+// in the paths' namespaces (listen_netns), clients stream and probe
+// through the paths, and the report shows what each path planted and did.
+func TestLabLossy(t *testing.T) {
+	if err := netem.RemoveStale(); err != nil {
+		t.Logf("removing stale paths: %v", err)
+	}
+	sc, err := LoadScenario("lossy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Duration = 30 * time.Second
+	rep, err := New(sc, Options{ApplianceOctet: 76}).Run(context.Background())
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	var out strings.Builder
+	rep.Print(&out)
+	t.Logf("report:\n%s", out.String())
+	tr := rep.Transport
+	if tr == nil {
+		t.Fatal("report has no transport section for a scenario with packet links")
+	}
+	if tr.Fallback != "" {
+		if os.Getenv("OCDN_REQUIRE_EXTERNAL") == "1" {
+			t.Fatalf("packet links fell back: %s", tr.Fallback)
+		}
+		t.Skipf("packet links fell back: %s; set OCDN_REQUIRE_EXTERNAL=1 to make this a failure", tr.Fallback)
+	}
+	if s := rep.Sessions; s.Completed < 4 || s.Failed != 0 {
+		t.Errorf("sessions = %+v, want ≥ 4 completed and none failed", s)
+	}
+	if len(tr.Paths) != 2 {
+		t.Fatalf("transport paths = %+v, want the two packet links", tr.Paths)
+	}
+	for _, p := range tr.Paths {
+		// Clients streamed and probed over it: thousands of packets.
+		if p.Packets < 1000 {
+			t.Errorf("%s→%s: %d packets crossed the path, want the clients' traffic", p.ISP, p.Site, p.Packets)
+			continue
+		}
+		// Independent drops: the share dropped is binomial around the
+		// planted loss.
+		sd := math.Sqrt(p.Loss * (1 - p.Loss) / float64(p.Packets))
+		if math.Abs(p.LossRate-p.Loss) > 5*sd+1e-9 {
+			t.Errorf("%s→%s: the emulator dropped %.4f of %d packets, planted %.4f (±5 sd = %.4f)", p.ISP, p.Site, p.LossRate, p.Packets, p.Loss, 5*sd)
+		}
+	}
+	if len(tr.Arms) == 0 && tr.Note == "" {
+		t.Error("no per-arm transport figures and no note saying why")
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatalf("the report does not marshal to JSON: %v", err)
+	}
+	if !strings.Contains(string(b), `"transport":{`) {
+		t.Errorf("JSON report has no transport section: %.300s", b)
+	}
 }
