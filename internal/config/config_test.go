@@ -141,6 +141,7 @@ func TestBadConfigsNameFileAndField(t *testing.T) {
 		{"stale limit negative", goodAppliance, "capacity: 2TiB", "capacity: 2TiB\nstale_limit: -1h", []string{"stale_limit", "negative"}},
 		{"no control urls", goodAppliance, "control_urls: [http://10.0.0.10:8080, http://10.0.0.11:8080]", "", []string{"control_urls"}},
 		{"bad control url", goodAppliance, "http://10.0.0.11:8080", "10.0.0.11:8080", []string{"control_urls[1]"}},
+		{"listen_netns not a name", goodAppliance, "capacity: 2TiB", "capacity: 2TiB\nlisten_netns: [ok, a/b]", []string{"listen_netns[1]", "a/b"}},
 		{"listen twice", goodAppliance, `"[2001:db8::1]:80"`, "10.0.0.1:80", []string{"listen[1]", "twice"}},
 		{"tls without key", goodAppliance, ", key_file: a1.key", "", []string{"tls.key_file"}},
 		{"steering without measure", goodControl, "measure: {dir: m, recipe: {targets: 3, pulses: 2, pulse_size: 256KiB, interval: 10m}}\n", "", []string{"steering", "measure.dir"}},

@@ -359,3 +359,30 @@ func TestLabLossy(t *testing.T) {
 		t.Errorf("JSON report has no transport section: %.300s", b)
 	}
 }
+
+// A packet link's profile: its own settings until the first step, each
+// step's rtt and bandwidth defaulting to the link's, loss, queue and
+// jitter the step's own.
+func TestPacketSchedule(t *testing.T) {
+	ls := LinkSpec{ISP: "isp-a", Site: "s", RTT: 20 * time.Millisecond, BandwidthMbps: 50, Packet: &PacketSpec{
+		Loss: 0.001,
+		Profile: &PacketProfile{Period: 24 * time.Minute, Steps: []PacketStep{
+			{At: 18 * time.Minute, BandwidthMbps: 8, Loss: 0.01, QueueBytes: 400_000},
+			{At: 23 * time.Minute, Loss: 0.001},
+		}},
+	}}
+	base, s := ls.packetSchedule()
+	if base.RTT() != 20*time.Millisecond || base.Down.RateBps != 50e6 || base.Down.Loss != 0.001 {
+		t.Errorf("base = %+v", base)
+	}
+	if s == nil || len(s.Steps) != 3 || s.Period != 24*time.Minute {
+		t.Fatalf("schedule = %+v, want the link's settings then two steps, repeating every 24m", s)
+	}
+	peak := s.At(20 * time.Minute)
+	if peak.RTT() != 20*time.Millisecond || peak.Down.RateBps != 8e6 || peak.Down.Loss != 0.01 || peak.Down.QueueDelay() != 400*time.Millisecond {
+		t.Errorf("evening = %+v (queue %v), want 20ms, 8 Mbit/s, 1%% loss, 400ms of queue", peak, peak.Down.QueueDelay())
+	}
+	if late := s.At(24*time.Minute + time.Minute); late.Down.RateBps != 50e6 {
+		t.Errorf("next morning = %+v, want the link's 50 Mbit/s again", late)
+	}
+}
