@@ -167,21 +167,27 @@ func printExperiment(w io.Writer, e analyze.ExperimentResult) {
 	}
 	fmt.Fprintf(w, "; %d reports name an arm other than their client's (left out)\n", e.Mismatched)
 	for _, r := range e.Results {
-		fmt.Fprintf(w, "  %-10s %-15s n=%-5d clients=%-4d p50 %s", r.Arm, r.Metric, r.N, r.Clients, ciText(r.P50, r.Lo, r.Hi, r.OK))
-		switch {
-		case r.Arm == r.Control:
-			fmt.Fprint(w, "  (control)")
-		case r.DiffOK:
-			sig := "not significant"
-			if r.Significant {
-				sig = "significant"
-			}
-			fmt.Fprintf(w, "  diff %s [%s, %s] %s", g4(r.Diff), g4(r.DiffLo), g4(r.DiffHi), sig)
-		default:
-			fmt.Fprintf(w, "  diff: %s", r.Note)
-		}
-		fmt.Fprintln(w)
+		printArm(w, "  ", r)
 	}
+}
+
+// printArm writes one arm's metric: its median with the interval and its
+// difference against the control.
+func printArm(w io.Writer, indent string, r analyze.ArmResult) {
+	fmt.Fprintf(w, "%s%-10s %-17s n=%-5d clients=%-4d p50 %s", indent, r.Arm, r.Metric, r.N, r.Clients, ciText(r.P50, r.Lo, r.Hi, r.OK))
+	switch {
+	case r.Arm == r.Control:
+		fmt.Fprint(w, "  (control)")
+	case r.DiffOK:
+		sig := "not significant"
+		if r.Significant {
+			sig = "significant"
+		}
+		fmt.Fprintf(w, "  diff %s [%s, %s] %s", g4(r.Diff), g4(r.DiffLo), g4(r.DiffHi), sig)
+	default:
+		fmt.Fprintf(w, "  diff: %s", r.Note)
+	}
+	fmt.Fprintln(w)
 }
 
 // printTransport writes the transport section: sites, the prefixes that
@@ -229,20 +235,7 @@ func printTransport(w io.Writer, t *analyze.TransportResults) {
 		}
 		fmt.Fprintln(w)
 		for _, r := range e.Results {
-			fmt.Fprintf(w, "    %-10s %-17s n=%-6d p50 %s", r.Arm, r.Metric, r.N, ciText(r.P50, r.Lo, r.Hi, r.OK))
-			switch {
-			case r.Arm == r.Control:
-				fmt.Fprint(w, "  (control)")
-			case r.DiffOK:
-				sig := ""
-				if r.Significant {
-					sig = "*"
-				}
-				fmt.Fprintf(w, "  diff %s [%s, %s] %s", g4(r.Diff), g4(r.DiffLo), g4(r.DiffHi), sig)
-			default:
-				fmt.Fprintf(w, "  diff: %s", r.Note)
-			}
-			fmt.Fprintln(w)
+			printArm(w, "    ", r)
 		}
 	}
 }
