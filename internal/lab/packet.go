@@ -150,6 +150,7 @@ type packetPath struct {
 // of those appliances' listen_netns, before their configs are written.
 // Without root it leaves the links at the stream level and records why.
 func (l *Lab) openPaths() error {
+	stale := false
 	for i, ls := range l.sc.Links {
 		if ls.Packet == nil {
 			continue
@@ -168,6 +169,14 @@ func (l *Lab) openPaths() error {
 		var clients []netip.Prefix
 		for _, p := range l.isp(ls.ISP).Prefixes {
 			clients = append(clients, p.Prefix)
+		}
+		if !stale {
+			stale = true
+			// A lab killed before it could remove its paths left
+			// namespaces named for its pid: remove those of dead pids.
+			if err := netem.RemoveStale(); err != nil {
+				l.log.Warn("removing stale packet paths", "err", err)
+			}
 		}
 		base, sched := ls.packetSchedule()
 		cfg := netem.PathConfig{ClientPrefixes: clients, ServerPrefixes: servers, Link: base, Seed: uint64(i + 1), Logger: l.opts.Logger}
