@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -137,7 +138,13 @@ func New(cfg Config) (*Recorder, error) {
 			return nil, fmt.Errorf("transport.congestion_control: %w", err)
 		}
 	}
-	mon, err := tcpinfo.NewMonitor(tcpinfo.MonitorConfig{SampleRate: cfg.SampleRate, Interval: cfg.Interval})
+	if _, err := tcpinfo.NewMonitor(tcpinfo.MonitorConfig{SampleRate: cfg.SampleRate, Interval: cfg.Interval}); err != nil {
+		return nil, fmt.Errorf("transport: %w", err)
+	}
+	// The listener draws which connections are sampled itself, before
+	// it allocates anything for one; the monitor then tracks every
+	// connection it is given.
+	mon, err := tcpinfo.NewMonitor(tcpinfo.MonitorConfig{SampleRate: 1, Interval: cfg.Interval})
 	if err != nil {
 		return nil, fmt.Errorf("transport: %w", err)
 	}
@@ -185,7 +192,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		return c, err
 	}
 	tc, ok := c.(*net.TCPConn)
-	if !ok {
+	if rate := l.r.cfg.SampleRate; !ok || rate <= 0 || (rate < 1 && rand.Float64() >= rate) {
 		return c, nil
 	}
 	t := &trackedConn{tcpConn: tc, r: l.r}
@@ -194,21 +201,9 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 	t.accepted = l.r.cfg.Now()
 	if ap, err := netip.ParseAddrPort(tc.RemoteAddr().String()); err == nil {
-		t.prefix = prefixOf(ap.Addr())
+		t.prefix = measure.DefaultPrefix(ap.Addr())
 	}
 	return t, nil
-}
-
-// prefixOf is the client's /24 (IPv4) or /48 (IPv6), the unit steering
-// and experiments assign.
-func prefixOf(a netip.Addr) string {
-	a = a.Unmap()
-	bits := 48
-	if a.Is4() {
-		bits = 24
-	}
-	p, _ := a.Prefix(bits)
-	return p.String()
 }
 
 // tcpConn is net.TCPConn under a name that does not clash with the
