@@ -375,7 +375,7 @@ func (b *BGP) validate() error {
 }
 
 func (c *ApplianceDaemon) resolvePaths(dir string) {
-	for _, p := range []*string{&c.ControlCAFile, &c.TokenFile, &c.KeyFile, &c.Store} {
+	for _, p := range []*string{&c.ControlCAFile, &c.TokenFile, &c.KeyFile, &c.Store, &c.Transport.Dir} {
 		resolve(dir, p)
 	}
 	if c.AccessLog != "off" {

@@ -1,10 +1,7 @@
 package measure
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -265,14 +262,9 @@ func (b *TransportBatch) rows(rx int64, out []TransportRow) []TransportRow {
 // DecodeTransportBatch parses one JSON batch strictly: unknown fields and
 // trailing data are errors. It does not validate; IngestTransport does.
 func DecodeTransportBatch(body []byte) (*TransportBatch, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	var b TransportBatch
-	if err := dec.Decode(&b); err != nil {
-		return nil, fmt.Errorf("malformed transport batch JSON: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("malformed transport batch JSON: data after the batch object")
+	if err := decodeStrict(body, &b, "transport batch"); err != nil {
+		return nil, err
 	}
 	return &b, nil
 }
