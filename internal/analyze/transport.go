@@ -115,6 +115,8 @@ type TransportArms struct {
 type RateCI struct {
 	Rate, Lo, Hi float64
 	Connections  int
+	// Segments is the data segments the rate is over.
+	Segments int64
 }
 
 // TransportResults is the transport section.
@@ -308,6 +310,9 @@ func pooledRate(conns []*tconn, w []float64) float64 {
 // interval over connections (stats.BootstrapCI's Poisson weights).
 func pooledCI(cs []*tconn, level float64, reps int, rng *rand.Rand) RateCI {
 	r := RateCI{Rate: pooledRate(cs, nil), Lo: math.NaN(), Hi: math.NaN(), Connections: len(cs)}
+	for _, c := range cs {
+		r.Segments += c.final.DataSegmentsOut
+	}
 	if len(cs) >= 2 && reps > 0 {
 		idx := make([]float64, len(cs)) // only the weights matter
 		r.Lo, r.Hi = stats.BootstrapCI(idx, func(_, w []float64) float64 { return pooledRate(cs, w) }, level, reps, rng)

@@ -37,6 +37,8 @@ type TransportArmReport struct {
 	Arm               string `json:"arm"`
 	CongestionControl string `json:"congestion_control"`
 	Connections       int    `json:"connections"`
+	// Segments is the data segments the connections sent.
+	Segments int64 `json:"data_segments"`
 	// PlantedLoss is the link's loss; RetransRate the arm's pooled
 	// retransmission rate with its 95% interval (absent: too few
 	// connections).
@@ -107,7 +109,7 @@ func ArmsOverPath(rows []measure.TransportRow, isp []config.Prefix, ls LinkSpec)
 		for _, arm := range e.ArmNames {
 			rc := e.Retrans[arm]
 			a := TransportArmReport{ISP: ls.ISP, Site: ls.Site, Experiment: e.Experiment, Arm: arm, CongestionControl: e.CongestionControl[arm],
-				Connections: rc.Connections, PlantedLoss: ls.Packet.Loss, RetransRate: rc.Rate, RetransLo: finite(rc.Lo), RetransHi: finite(rc.Hi),
+				Connections: rc.Connections, Segments: rc.Segments, PlantedLoss: ls.Packet.Loss, RetransRate: rc.Rate, RetransLo: finite(rc.Lo), RetransHi: finite(rc.Hi),
 				Control: e.Control}
 			if math.IsNaN(a.RetransRate) {
 				a.RetransRate = 0 // no data segments
