@@ -114,6 +114,9 @@ type Results struct {
 	HaveMisses bool
 	// CDF holds the sorted values per metric and site for the plots.
 	CDF [numMetrics]map[string][]float64
+	// Transport is the servers' TCP view (transport.go); nil when the
+	// data directory has no transport table.
+	Transport *TransportResults
 }
 
 // Analyze runs every analysis over rows. It is pure apart from the seeded
@@ -201,9 +204,13 @@ type Summary struct {
 	// differences against the control, the SRM check).
 	Experiments []ExperimentResult
 	HaveMisses  bool
+	// Transport is the transport section (nil without a transport table).
+	Transport *TransportResults
 	// Files written, as paths.
 	HTML string
 	CSV  []string
+	// JSON is transport.json, when there is a transport section.
+	JSON string
 }
 
 // Run loads the data directory, runs the analyses and writes the report
@@ -237,6 +244,14 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		return nil, err
 	}
 	res.Misses, res.HaveMisses = misses, haveMisses
+	trows, haveTransport, err := LoadTransport(opts.DataDir, opts.Filter)
+	if err != nil {
+		return nil, fmt.Errorf("analyze: %w", err)
+	}
+	if haveTransport {
+		progress("computing the transport section")
+		res.Transport = Transport(trows, rows, sessions, opts.Level, opts.BootstrapReps, rand.New(rand.NewPCG(opts.Seed, 0x7c9)))
+	}
 	progress("writing report")
 	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("analyze: --out: %w", err)
@@ -259,5 +274,13 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		}
 	}
 	s.Experiments = res.Experiments
+	s.Transport = res.Transport
+	if res.Transport != nil {
+		js := filepath.Join(opts.OutDir, "transport.json")
+		if err := WriteTransportJSON(js, res.Transport, opts.Level); err != nil {
+			return nil, fmt.Errorf("analyze: %w", err)
+		}
+		s.JSON = js
+	}
 	return s, nil
 }

@@ -53,25 +53,75 @@ func sortStrings(s []string) { slices.Sort(s) }
 
 // CSV headers, in file order. They are part of the tool's interface.
 var (
-	QuantilesHeader    = []string{"site", "asn", "prefix_group", "hour", "metric", "quantile", "n", "min_n", "value", "ci_lo", "ci_hi", "level", "note"}
-	PairedHeader       = []string{"prefix_group", "asn", "steered_site", "alt_site", "metric", "clients", "steered_median", "alt_median", "diff_median", "diff_ci_lo", "diff_ci_hi", "rel_improvement", "rel_ci_lo", "rel_ci_hi", "sign_p", "wilcoxon_p", "level", "note"}
-	RegretHeader       = []string{"metric", "margin", "groups", "groups_evaluated", "groups_regret", "share_groups", "pulses", "pulses_regret", "share_pulses", "bytes", "bytes_regret", "share_bytes"}
-	RegretGroupsHeader = []string{"metric", "prefix_group", "asn", "steered_site", "best_alt_site", "rel_improvement", "rel_ci_lo", "rel_ci_hi", "clients", "pulses", "bytes", "evaluated", "regret"}
-	ChangesHeader      = []string{"site", "metric", "at", "detected_at", "before_p50", "after_p50", "rel_shift", "direction"}
-	SeriesHeader       = []string{"site", "metric", "hour", "n", "p50", "ci_lo", "ci_hi"}
-	MissesHeader       = []string{"site", "class", "bytes"}
-	ArmsHeader         = []string{"experiment", "arm", "metric", "reports", "clients", "n", "p50", "ci_lo", "ci_hi", "control", "diff_vs_control", "diff_ci_lo", "diff_ci_hi", "significant", "level", "note"}
-	ExperimentsHeader  = []string{"experiment", "start", "control", "arm", "share", "units", "expected_units", "srm_chi2", "srm_df", "srm_p", "srm_mismatch", "mismatched_reports", "note"}
+	QuantilesHeader         = []string{"site", "asn", "prefix_group", "hour", "metric", "quantile", "n", "min_n", "value", "ci_lo", "ci_hi", "level", "note"}
+	PairedHeader            = []string{"prefix_group", "asn", "steered_site", "alt_site", "metric", "clients", "steered_median", "alt_median", "diff_median", "diff_ci_lo", "diff_ci_hi", "rel_improvement", "rel_ci_lo", "rel_ci_hi", "sign_p", "wilcoxon_p", "level", "note"}
+	RegretHeader            = []string{"metric", "margin", "groups", "groups_evaluated", "groups_regret", "share_groups", "pulses", "pulses_regret", "share_pulses", "bytes", "bytes_regret", "share_bytes"}
+	RegretGroupsHeader      = []string{"metric", "prefix_group", "asn", "steered_site", "best_alt_site", "rel_improvement", "rel_ci_lo", "rel_ci_hi", "clients", "pulses", "bytes", "evaluated", "regret"}
+	ChangesHeader           = []string{"site", "metric", "at", "detected_at", "before_p50", "after_p50", "rel_shift", "direction"}
+	SeriesHeader            = []string{"site", "metric", "hour", "n", "p50", "ci_lo", "ci_hi"}
+	MissesHeader            = []string{"site", "class", "bytes"}
+	ArmsHeader              = []string{"experiment", "arm", "metric", "reports", "clients", "n", "p50", "ci_lo", "ci_hi", "control", "diff_vs_control", "diff_ci_lo", "diff_ci_hi", "significant", "level", "note"}
+	TransportSitesHeader    = []string{"site", "prefix_group", "connections", "min_rtt_ms_p50", "min_rtt_ci_lo", "min_rtt_ci_hi", "connect_ms_p50", "connect_ci_lo", "connect_ci_hi", "connect_n", "connect_minus_min_rtt_ms", "retrans_p50", "retrans_p90", "retrans_p99", "level"}
+	TransportPrefixesHeader = []string{"site", "client_prefix", "connections", "retrans_rate", "retrans_ci_lo", "retrans_ci_hi", "site_retrans_rate", "loss_stands_out", "rtt_inflation_ms_p50", "inflation_ci_lo", "inflation_ci_hi", "site_rtt_inflation_ms", "inflation_stands_out", "level"}
+	TransportArmsHeader     = []string{"experiment", "arm", "congestion_control", "metric", "n", "clients", "p50", "ci_lo", "ci_hi", "control", "diff_vs_control", "diff_ci_lo", "diff_ci_hi", "significant", "pooled_retrans_rate", "pooled_ci_lo", "pooled_ci_hi", "level", "note"}
+	ExperimentsHeader       = []string{"experiment", "start", "control", "arm", "share", "units", "expected_units", "srm_chi2", "srm_df", "srm_p", "srm_mismatch", "mismatched_reports", "note"}
 )
+
+type csvTable struct {
+	name   string
+	header []string
+	rows   func(emit func(...string))
+}
+
+// transportTables are transport_sites.csv, transport_prefixes.csv and
+// transport_arms.csv, written only when there is a transport table.
+func transportTables(res *Results, lvl string) []csvTable {
+	t := res.Transport
+	if t == nil {
+		return nil
+	}
+	qv := func(v []QuantileValue, i int) string {
+		if i < len(v) && v[i].OK {
+			return num(v[i].Est)
+		}
+		return ""
+	}
+	return []csvTable{
+		{"transport_sites.csv", TransportSitesHeader, func(emit func(...string)) {
+			for _, s := range t.Sites {
+				emit(s.Site, s.PrefixGroup, strconv.Itoa(s.Connections), num(s.MinRTTMs), num(s.MinRTTLo), num(s.MinRTTHi),
+					num(s.ConnectMs), num(s.ConnectLo), num(s.ConnectHi), strconv.Itoa(s.ConnectN), num(s.DiffMs),
+					qv(s.Retrans, 0), qv(s.Retrans, 1), qv(s.Retrans, 2), lvl)
+			}
+		}},
+		{"transport_prefixes.csv", TransportPrefixesHeader, func(emit func(...string)) {
+			for _, p := range t.Prefixes {
+				emit(p.Site, p.Prefix, strconv.Itoa(p.Connections), num(p.RetransRate), num(p.RetransLo), num(p.RetransHi),
+					num(p.SiteRetransRate), strconv.FormatBool(p.LossStandsOut), num(p.InflationMs), num(p.InflationLo), num(p.InflationHi),
+					num(p.SiteInflationMs), strconv.FormatBool(p.InflationStandsOut), lvl)
+			}
+		}},
+		{"transport_arms.csv", TransportArmsHeader, func(emit func(...string)) {
+			for _, e := range t.Arms {
+				for _, a := range e.Results {
+					pr := e.Retrans[a.Arm]
+					pooled := []string{"", "", ""}
+					if a.Metric == MetricRetransRate {
+						pooled = []string{num(pr.Rate), num(pr.Lo), num(pr.Hi)}
+					}
+					emit(e.Experiment, a.Arm, e.CongestionControl[a.Arm], a.Metric, strconv.Itoa(a.N), strconv.Itoa(a.Clients),
+						num(a.P50), num(a.Lo), num(a.Hi), a.Control, num(a.Diff), num(a.DiffLo), num(a.DiffHi), strconv.FormatBool(a.Significant),
+						pooled[0], pooled[1], pooled[2], lvl, a.Note)
+				}
+			}
+		}},
+	}
+}
 
 // WriteCSV writes the CSV tables into dir and returns their paths.
 func WriteCSV(dir string, res *Results) ([]string, error) {
 	lvl := num(res.Config.Level)
-	tables := []struct {
-		name   string
-		header []string
-		rows   func(emit func(...string))
-	}{
+	tables := []csvTable{
 		{"quantiles.csv", QuantilesHeader, func(emit func(...string)) {
 			for _, c := range res.Quantiles {
 				v, lo, hi := "", "", ""
@@ -145,6 +195,7 @@ func WriteCSV(dir string, res *Results) ([]string, error) {
 			}
 		}},
 	}
+	tables = append(tables, transportTables(res, lvl)...)
 	var paths []string
 	for _, t := range tables {
 		p := filepath.Join(dir, t.name)

@@ -58,6 +58,12 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%.1f%%", v*100)
 	},
+	"pct2": func(v float64) string {
+		if math.IsNaN(v) {
+			return "–"
+		}
+		return fmt.Sprintf("%.2f%%", v*100)
+	},
 	"hour":   hourStr,
 	"asn":    asnStr,
 	"q":      func(q float64) string { return fmt.Sprintf("p%g", q*100) },
@@ -251,5 +257,35 @@ arm against the shares; p &lt; 0.001 flags a broken assignment, and then no diff
 {{if .OK}}<td>[{{num .Lo}}, {{num .Hi}}]</td>{{else}}<td class="bad">insufficient samples</td>{{end}}
 {{if eq .Arm .Control}}<td class="muted">control</td><td></td>{{else}}<td>{{num .Diff}}</td>{{if .DiffOK}}<td>[{{num .DiffLo}}, {{num .DiffHi}}]{{if .Significant}} *{{end}}</td>{{else}}<td class="bad">{{.Note}}</td>{{end}}{{end}}</tr>
 {{end}}</table>{{end}}{{else}}<p class="muted">No report carries an experiment arm.</p>{{end}}
+
+<h2>Transport (the servers' TCP view)</h2>
+{{with .Res.Transport}}<p class="note">{{.Samples}} TCP_INFO samples of {{.Connections}} appliance connections (the <code>transport</code> table).
+Min RTT is the median over connections of the server's min RTT; connect time the median of the group's pulses to that site (a TCP connect
+takes one round trip, so the two should agree; the difference is the stacks' overhead or an asymmetric path). Retransmission rate is
+retransmitted over data segments of a connection; RTT inflation is smoothed − min RTT of a sample (queueing). Intervals are
+{{pct $.Res.Config.Level}} order-statistic intervals for quantiles and connection bootstraps for pooled rates.</p>
+<h3>Per site and prefix group</h3>
+<table><tr><th class="l">site</th><th class="l">prefix group</th><th>connections</th><th>min RTT ms</th><th>CI</th><th>connect ms</th><th>CI</th><th>connect − min RTT</th><th>retrans p50</th><th>p90</th><th>p99</th></tr>
+{{range .Sites}}<tr><td class="l">{{.Site}}</td><td class="l">{{.PrefixGroup}}</td><td>{{.Connections}}</td>
+{{if .MinRTTOK}}<td>{{num .MinRTTMs}}</td><td>[{{num .MinRTTLo}}, {{num .MinRTTHi}}]</td>{{else}}<td colspan="2" class="bad">insufficient samples</td>{{end}}
+{{if .ConnectOK}}<td>{{num .ConnectMs}}</td><td>[{{num .ConnectLo}}, {{num .ConnectHi}}]</td>{{else}}<td colspan="2" class="muted">no pulses ({{.ConnectN}})</td>{{end}}
+<td>{{num .DiffMs}}</td>{{range .Retrans}}{{if .OK}}<td title="[{{pct2 .Lo}}, {{pct2 .Hi}}]">{{pct2 .Est}}</td>{{else}}<td class="muted">n/a</td>{{end}}{{end}}</tr>
+{{end}}</table>
+<h3>Prefixes that stand out</h3>
+<p class="note">Ranked: prefixes whose interval lies above their site's value first (loss, then RTT inflation), by how far.</p>
+<table><tr><th class="l">site</th><th class="l">prefix</th><th>connections</th><th>retrans</th><th>CI</th><th>site</th><th>inflation ms</th><th>CI</th><th>site</th></tr>
+{{range $i, $p := .Prefixes}}{{if lt $i 50}}<tr><td class="l">{{.Site}}</td><td class="l">{{.Prefix}}</td><td>{{.Connections}}</td>
+<td{{if .LossStandsOut}} class="bad"{{end}}>{{pct2 .RetransRate}}</td><td>[{{pct2 .RetransLo}}, {{pct2 .RetransHi}}]</td><td>{{pct2 .SiteRetransRate}}</td>
+<td{{if .InflationStandsOut}} class="bad"{{end}}>{{num .InflationMs}}</td><td>{{if .InflationOK}}[{{num .InflationLo}}, {{num .InflationHi}}]{{else}}n/a{{end}}</td><td>{{num .SiteInflationMs}}</td></tr>{{end}}
+{{end}}</table>
+<h3>Congestion control by experiment arm</h3>
+{{range $e := .Arms}}<p><b>{{if .Experiment}}{{.Experiment}}{{else}}(unnamed){{end}}</b>, control {{.Control}}:
+{{range $a := .ArmNames}}{{$a}} runs {{index $e.CongestionControl $a}}, pooled retransmission rate {{with index $e.Retrans $a}}{{pct2 .Rate}} [{{pct2 .Lo}}, {{pct2 .Hi}}] over {{.Connections}} connections{{end}}; {{end}}</p>
+<table><tr><th class="l">arm</th><th class="l">metric</th><th>n</th><th>clusters</th><th>p50</th><th>CI</th><th>− {{.Control}}</th><th>CI</th></tr>
+{{range .Results}}<tr><td class="l">{{.Arm}}</td><td class="l">{{.Metric}}</td><td>{{.N}}</td><td>{{.Clients}}</td><td>{{num .P50}}</td>
+{{if .OK}}<td>[{{num .Lo}}, {{num .Hi}}]</td>{{else}}<td class="bad">insufficient samples</td>{{end}}
+{{if eq .Arm .Control}}<td class="muted">control</td><td></td>{{else}}<td>{{num .Diff}}</td>{{if .DiffOK}}<td>[{{num .DiffLo}}, {{num .DiffHi}}]{{if .Significant}} *{{end}}</td>{{else}}<td class="bad">{{.Note}}</td>{{end}}{{end}}</tr>
+{{end}}</table>{{end}}
+{{else}}<p class="muted">No transport data: the data directory has no <code>transport/</code> table.</p>{{end}}
 </body></html>
 `

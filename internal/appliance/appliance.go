@@ -28,8 +28,10 @@ import (
 	"github.com/ocdn/ocdn/internal/cpclient"
 	"github.com/ocdn/ocdn/internal/edge"
 	"github.com/ocdn/ocdn/internal/fill"
+	"github.com/ocdn/ocdn/internal/measure"
 	"github.com/ocdn/ocdn/internal/serve"
 	"github.com/ocdn/ocdn/internal/store"
+	"github.com/ocdn/ocdn/internal/transport"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
@@ -118,6 +120,12 @@ type Config struct {
 	// CORS, when set, lets pages of its origins fetch content from a
 	// browser (see contentCORS).
 	CORS *config.CORS
+	// Transport, when set, samples TCP_INFO of content connections and
+	// sends the records to the control plane (POST /v1/transport), and
+	// sets connections' congestion control (its default, or a token's
+	// arm's). The appliance fills in Appliance, Sender, Logger and
+	// Registry.
+	Transport *transport.Config
 }
 
 // Appliance is one edge cache. It owns all of its state: the fill agent
@@ -136,9 +144,10 @@ type Appliance struct {
 	fill     *fillState
 	keys     atomic.Pointer[urlsign.KeySet]
 	hb       hbAgent
-	cors     *cors.Policy // nil without a cors section
-	idHeader []string     // the value of cors.ApplianceHeader
-	root     http.Handler // what the content listeners serve
+	cors     *cors.Policy        // nil without a cors section
+	tr       *transport.Recorder // nil without Config.Transport
+	idHeader []string            // the value of cors.ApplianceHeader
+	root     http.Handler        // what the content listeners serve
 }
 
 // New opens the store and prepares to serve on the listeners and, with
@@ -189,8 +198,31 @@ func New(cfg Config) (*Appliance, error) {
 	if access == nil {
 		access = cfg.Logger
 	}
-	a.edge = edge.New(edge.Config{Store: st, Keys: a.currentKeys, Logger: cfg.Logger,
-		AccessLog: access.With("component", "access"), Registry: cfg.Registry})
+	ecfg := edge.Config{Store: st, Keys: a.currentKeys, Logger: cfg.Logger,
+		AccessLog: access.With("component", "access"), Registry: cfg.Registry}
+	listeners := cfg.Listeners
+	var connContext func(context.Context, net.Conn) context.Context
+	if cfg.Transport != nil {
+		tcfg := *cfg.Transport
+		tcfg.Appliance, tcfg.Logger, tcfg.Registry = cfg.ID, cfg.Logger, cfg.Registry
+		if tcfg.Appliance == "" {
+			tcfg.Appliance = "standalone"
+		}
+		if cfg.Control != nil {
+			tcfg.Sender = transport.SenderFunc(a.sendTransport)
+		}
+		if a.tr, err = transport.New(tcfg); err != nil {
+			return nil, err
+		}
+		listeners = make([]net.Listener, len(cfg.Listeners))
+		for i, ln := range cfg.Listeners {
+			if listeners[i], err = a.tr.Listener(ln); err != nil {
+				return nil, err
+			}
+		}
+		ecfg.OnGrant, connContext = a.tr.OnGrant, a.tr.ConnContext
+	}
+	a.edge = edge.New(ecfg)
 	a.fill = newFillState(a)
 	// The content port serves content and /healthz (what the control
 	// plane's prober and load balancers check); /metrics and /v1/status
@@ -234,9 +266,9 @@ func New(cfg Config) (*Appliance, error) {
 			return nil, fmt.Errorf("bgp: %w", err)
 		}
 	}
-	for _, ln := range cfg.Listeners {
+	for _, ln := range listeners {
 		a.srvs = append(a.srvs, serve.New(ln, a.root, serve.Options{Logger: log, TLS: cfg.TLS, Registry: cfg.Registry,
-			DrainGrace: cfg.DrainGrace, Grace: cfg.DrainTimeout}))
+			DrainGrace: cfg.DrainGrace, Grace: cfg.DrainTimeout, ConnContext: connContext}))
 	}
 	for _, ln := range cfg.OpsListeners {
 		a.ops = append(a.ops, serve.New(ln, ops, serve.Options{Logger: log, Grace: time.Second, Registry: cfg.Registry}))
@@ -252,6 +284,18 @@ var (
 	contentMethods        = []string{http.MethodGet, http.MethodHead}
 	contentRequestHeaders = []string{"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", api.MeasurementHeader}
 )
+
+// sendTransport posts a batch to the control plane; a 4xx answer is a
+// refusal that resending cannot change.
+func (a *Appliance) sendTransport(ctx context.Context, b *measure.TransportBatch) error {
+	err := a.cfg.Control.PostJSON(ctx, "/v1/transport", b, nil)
+	var se *cpclient.StatusError
+	if errors.As(err, &se) && se.Code >= 400 && se.Code < 500 && se.Code != http.StatusTooManyRequests &&
+		se.Code != http.StatusUnauthorized && se.Code != http.StatusForbidden {
+		return fmt.Errorf("%w: %v", transport.ErrRejected, err)
+	}
+	return err
+}
 
 // URL is the appliance's base URL (its first listener's).
 func (a *Appliance) URL() string { return a.srvs[0].URL() }
@@ -334,6 +378,12 @@ func (a *Appliance) Run(ctx context.Context) error {
 			a.log.Error("store maintenance stopped", "err", err)
 		}
 	}()
+	// Transport records outlive the drain like heartbeats do: the final
+	// samples of the drained connections are spooled when it ends.
+	if a.tr != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.tr.Run(hbCtx) }()
+	}
 	// BGP and route reports outlive the drain like heartbeats do: while
 	// clients are steered away the appliance still serves its prefixes.
 	if a.speaker != nil {

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +47,20 @@ report (index.html, inline SVG plots) and CSV tables into --out:
                      their client's assigned arm are left out
   experiments.csv    per experiment and arm: share, client /24s, the
                      sample-ratio-mismatch check, mismatched reports
+
+With a transport table (the appliances' TCP_INFO samples), also:
+
+  transport_sites.csv     per site and prefix group: the server's min RTT
+                          against the client-measured connect time (and
+                          their difference), retransmission-rate p50/p90/p99
+  transport_prefixes.csv  client prefixes ranked by how far their loss
+                          (retransmission rate, connection bootstrap
+                          interval) or RTT inflation (smoothed − min RTT)
+                          stands out from their site's
+  transport_arms.csv      congestion control by experiment arm: goodput,
+                          retransmission rate, RTT inflation and playback
+                          QoE with intervals and differences to the control
+  transport.json          the same, as JSON
 
 Times filter on the server's receive time.`,
 		Args: cobra.NoArgs,
@@ -91,6 +106,10 @@ Times filter on the server's receive time.`,
 			}
 			if !sum.HaveMisses {
 				fmt.Fprintln(out, "no miss data")
+			}
+			printTransport(out, sum.Transport)
+			if sum.JSON != "" {
+				fmt.Fprintf(out, "transport JSON: %s\n", sum.JSON)
 			}
 			fmt.Fprintf(out, "report: %s\n", sum.HTML)
 			return nil
@@ -148,20 +167,76 @@ func printExperiment(w io.Writer, e analyze.ExperimentResult) {
 	}
 	fmt.Fprintf(w, "; %d reports name an arm other than their client's (left out)\n", e.Mismatched)
 	for _, r := range e.Results {
-		fmt.Fprintf(w, "  %-10s %-15s n=%-5d clients=%-4d p50 %s", r.Arm, r.Metric, r.N, r.Clients, ciText(r.P50, r.Lo, r.Hi, r.OK))
-		switch {
-		case r.Arm == r.Control:
-			fmt.Fprint(w, "  (control)")
-		case r.DiffOK:
-			sig := "not significant"
-			if r.Significant {
-				sig = "significant"
+		printArm(w, "  ", r)
+	}
+}
+
+// printArm writes one arm's metric: its median with the interval and its
+// difference against the control.
+func printArm(w io.Writer, indent string, r analyze.ArmResult) {
+	fmt.Fprintf(w, "%s%-10s %-17s n=%-5d clients=%-4d p50 %s", indent, r.Arm, r.Metric, r.N, r.Clients, ciText(r.P50, r.Lo, r.Hi, r.OK))
+	switch {
+	case r.Arm == r.Control:
+		fmt.Fprint(w, "  (control)")
+	case r.DiffOK:
+		sig := "not significant"
+		if r.Significant {
+			sig = "significant"
+		}
+		fmt.Fprintf(w, "  diff %s [%s, %s] %s", g4(r.Diff), g4(r.DiffLo), g4(r.DiffHi), sig)
+	default:
+		fmt.Fprintf(w, "  diff: %s", r.Note)
+	}
+	fmt.Fprintln(w)
+}
+
+// printTransport writes the transport section: sites, the prefixes that
+// stand out, and the congestion-control comparison.
+func printTransport(w io.Writer, t *analyze.TransportResults) {
+	if t == nil {
+		fmt.Fprintln(w, "no transport data")
+		return
+	}
+	fmt.Fprintf(w, "transport: %d TCP_INFO samples of %d connections\n", t.Samples, t.Connections)
+	for _, s := range t.Sites {
+		fmt.Fprintf(w, "  %s %s: %d connections, server min RTT p50 %s ms", s.Site, s.PrefixGroup, s.Connections, ciText(s.MinRTTMs, s.MinRTTLo, s.MinRTTHi, s.MinRTTOK))
+		if s.ConnectN == 0 {
+			fmt.Fprint(w, ", no client pulses to compare")
+		} else {
+			fmt.Fprintf(w, ", client connect p50 %s ms (n=%d)", ciText(s.ConnectMs, s.ConnectLo, s.ConnectHi, s.ConnectOK), s.ConnectN)
+			if !math.IsNaN(s.DiffMs) {
+				fmt.Fprintf(w, ", connect − min RTT %s ms", g4(s.DiffMs))
 			}
-			fmt.Fprintf(w, "  diff %s [%s, %s] %s", g4(r.Diff), g4(r.DiffLo), g4(r.DiffHi), sig)
-		default:
-			fmt.Fprintf(w, "  diff: %s", r.Note)
+		}
+		fmt.Fprint(w, "; retransmission rate")
+		for _, q := range s.Retrans {
+			fmt.Fprintf(w, " p%g %s", q.Q*100, ciText(q.Est, q.Lo, q.Hi, q.OK))
 		}
 		fmt.Fprintln(w)
+	}
+	shown := 0
+	for _, p := range t.Prefixes {
+		if !p.LossStandsOut && !p.InflationStandsOut || shown == 10 {
+			continue
+		}
+		shown++
+		fmt.Fprintf(w, "  stands out: %s at %s, %d connections: retransmitted %s [%s, %s] (site %s); RTT inflation p50 %s ms (site %s)\n",
+			p.Prefix, p.Site, p.Connections, g4(p.RetransRate), g4(p.RetransLo), g4(p.RetransHi), g4(p.SiteRetransRate),
+			ciText(p.InflationMs, p.InflationLo, p.InflationHi, p.InflationOK), g4(p.SiteInflationMs))
+	}
+	if shown == 0 {
+		fmt.Fprintln(w, "  no prefix stands out from its site by loss or RTT inflation")
+	}
+	for _, e := range t.Arms {
+		fmt.Fprintf(w, "  congestion control, experiment %s (control %s):", e.Experiment, e.Control)
+		for _, a := range e.ArmNames {
+			r := e.Retrans[a]
+			fmt.Fprintf(w, " %s runs %s, pooled retransmission rate %s [%s, %s] over %d connections;", a, e.CongestionControl[a], g4(r.Rate), g4(r.Lo), g4(r.Hi), r.Connections)
+		}
+		fmt.Fprintln(w)
+		for _, r := range e.Results {
+			printArm(w, "    ", r)
+		}
 	}
 }
 

@@ -136,7 +136,8 @@ func printToken(cmd *cobra.Command, cfg *config.Control, id string, ttl time.Dur
 }
 
 func newApplianceCmd(g *globals) *cobra.Command {
-	var configFile, storeDir, listen, opsListen, keyFile, tlsCert, tlsKey, accessLog string
+	var configFile, storeDir, listen, opsListen, keyFile, tlsCert, tlsKey, accessLog, transportDir string
+	var transportRate float64
 	var standalone bool
 	var gcPercent int
 	var hooks labHooks
@@ -172,7 +173,8 @@ and queued, and its BGP sessions) are on ops_listen.`,
 				debug.SetGCPercent(gcPercent)
 			}
 			var cfg config.ApplianceDaemon
-			standaloneFlags := storeDir != "" || listen != "" || opsListen != "" || keyFile != "" || tlsCert != "" || tlsKey != "" || accessLog != ""
+			standaloneFlags := storeDir != "" || listen != "" || opsListen != "" || keyFile != "" || tlsCert != "" || tlsKey != "" || accessLog != "" ||
+				transportDir != "" || cmd.Flags().Changed("transport-sample-rate")
 			switch {
 			case configFile != "" && (standalone || standaloneFlags):
 				return errors.New("--config names every setting: drop --standalone and its flags (or set standalone: true in the file)")
@@ -184,7 +186,11 @@ and queued, and its BGP sessions) are on ops_listen.`,
 				if (tlsCert == "") != (tlsKey == "") {
 					return errors.New("--tls-cert and --tls-key go together")
 				}
-				cfg = config.ApplianceDaemon{Standalone: true, ID: "standalone", Store: storeDir, KeyFile: keyFile, AccessLog: accessLog}
+				cfg = config.ApplianceDaemon{Standalone: true, ID: "standalone", Store: storeDir, KeyFile: keyFile, AccessLog: accessLog,
+					Transport: config.ApplianceTransport{Dir: transportDir}}
+				if cmd.Flags().Changed("transport-sample-rate") {
+					cfg.Transport.SampleRate = &transportRate
+				}
 				if cfg.Listen, err = parseListen("--listen", listen); err != nil {
 					return err
 				}
@@ -229,6 +235,8 @@ and queued, and its BGP sessions) are on ops_listen.`,
 	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "PEM certificate chain: serve HTTPS, HTTP/2 and HTTP/1.1 (with --standalone)")
 	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "PEM private key for --tls-cert (with --standalone)")
 	cmd.Flags().StringVar(&accessLog, "access-log", "", `access log (with --standalone): a file (buffered, flushed every second), "off", or empty for the daemon log`)
+	cmd.Flags().Float64Var(&transportRate, "transport-sample-rate", config.DefaultTransportSampleRate, "fraction of connections whose TCP_INFO is sampled (with --standalone; 0 installs nothing)")
+	cmd.Flags().StringVar(&transportDir, "transport-dir", "", "spool of transport records (with --standalone; default STORE-transport-spool)")
 	cmd.Flags().IntVar(&gcPercent, "gc-percent", 400, "Go collector target (as GOGC, which overrides it): the live heap is a few MB, so at Go's 100 the collector ran ~20 times a second under load; 400 spends ~12 MB more heap to cut that 4-fold")
 	hooks.register(cmd)
 	return cmd

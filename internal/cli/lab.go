@@ -33,7 +33,15 @@ at the end. Ctrl-C stops every component and prints the report so far.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if printScenario {
-				_, err := cmd.OutOrStdout().Write(lab.DefaultScenario)
+				name := scenarioFile
+				if name == "" {
+					name = "default"
+				}
+				b, ok := lab.BuiltinScenarios[name]
+				if !ok {
+					return fmt.Errorf("--print-scenario: %q is not a built-in scenario (default, lossy)", name)
+				}
+				_, err := cmd.OutOrStdout().Write(b)
 				return err
 			}
 			sc, err := lab.LoadScenario(scenarioFile)
@@ -111,9 +119,9 @@ at the end. Ctrl-C stops every component and prints the report so far.`,
 		},
 	}
 	cmd.Flags().DurationVar(&duration, "duration", 0, "how long clients stream, overriding the scenario's duration (e.g. 30s)")
-	cmd.Flags().StringVar(&scenarioFile, "scenario", "", "scenario YAML file (default: the built-in scenario, see --print-scenario)")
+	cmd.Flags().StringVar(&scenarioFile, "scenario", "", "scenario YAML file, or the name of a built-in scenario: default, lossy (a lossy, bufferbloated packet-level link and a cubic-vs-bbr experiment; needs root); see --print-scenario")
 	cmd.Flags().StringVar(&jsonOut, "json", "", "also write the final report as JSON to this file")
-	cmd.Flags().BoolVar(&printScenario, "print-scenario", false, "print the built-in scenario as YAML and exit")
+	cmd.Flags().BoolVar(&printScenario, "print-scenario", false, "print the built-in scenario (or the one --scenario names) as YAML and exit")
 	cmd.Flags().StringVar(&dataDir, "data", "", "keep the clients' probe measurements (Parquet) in this directory for ocdn analyze (default: discarded)")
 	cmd.Flags().StringVar(&logFile, "log-file", "", "write the components' structured logs to this file (default: discarded; with --processes each daemon logs to WORK/logs)")
 	cmd.Flags().StringVar(&printConfigs, "print-configs", "", "write the configs of every daemon the scenario runs (control, origin, each appliance, each ISP router) and the files they name to this directory, and exit")

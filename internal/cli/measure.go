@@ -70,7 +70,7 @@ The files are ordinary Parquet; engines read them directly, e.g. in DuckDB:
 	}
 	cmd.Flags().StringVar(&dataDir, "data", "", "ingest directory (the one holding pulses/, qoe/, wal/), or a directory of them (one per control-plane replica: their union is exported)")
 	cmd.Flags().StringVar(&format, "format", "csv", "output format: csv or jsonl")
-	cmd.Flags().StringVar(&table, "table", "pulses", "table: pulses or qoe")
+	cmd.Flags().StringVar(&table, "table", "pulses", "table: pulses, qoe or transport")
 	cmd.Flags().StringVar(&outPath, "out", "", "output file (default standard output)")
 	return cmd
 }

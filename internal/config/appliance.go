@@ -18,6 +18,11 @@ type ApplianceDaemon struct {
 	// they are not on the content port (which answers /healthz only).
 	// Empty: not served.
 	OpsListen AddrList `yaml:"ops_listen,omitempty"`
+	// ListenNetns serves content on the listen addresses inside each of
+	// these network namespaces (names under /run/netns) as well, for
+	// clients that reach the appliance over a path whose far end is a
+	// namespace (the lab's packet-level links). Needs root.
+	ListenNetns []string `yaml:"listen_netns,omitempty"`
 	// ControlURLs are the control plane's replicas, tried in order with
 	// failover.
 	ControlURLs []string `yaml:"control_urls,omitempty"`
@@ -65,6 +70,75 @@ type ApplianceDaemon struct {
 	// CORS lets web pages of the listed origins (a player, a speed test,
 	// a probe) fetch content and read its timing from a browser.
 	CORS *CORS `yaml:"cors,omitempty"`
+	// Transport samples TCP_INFO of served connections and sends the
+	// records to the control plane (docs/netem.md "transport records").
+	Transport ApplianceTransport `yaml:"transport,omitempty"`
+}
+
+// ApplianceTransport configures the appliance's transport records and
+// its default congestion control.
+type ApplianceTransport struct {
+	// SampleRate is the fraction of content connections whose TCP_INFO
+	// is sampled (0 to 1; default 0.1). Set off to sample none.
+	SampleRate *float64 `yaml:"sample_rate,omitempty"`
+	// Interval is the time between samples of a long connection
+	// (default 5s); each connection also gets a final sample.
+	Interval time.Duration `yaml:"interval,omitempty"`
+	// CongestionControl is set on every content connection whose token
+	// names none (empty: the kernel's default). A name the kernel lacks
+	// is refused at start, naming the ones it offers.
+	CongestionControl string `yaml:"congestion_control,omitempty"`
+	// Dir spools records while the control plane is away (default
+	// STORE/../transport-spool, beside the store); MaxBytes bounds it
+	// (default 64MB): past it the oldest records are dropped and
+	// counted.
+	Dir      string   `yaml:"dir,omitempty"`
+	MaxBytes ByteSize `yaml:"max_bytes,omitempty"`
+}
+
+// DefaultTransportSampleRate is the share of connections sampled when
+// transport.sample_rate is not set.
+const DefaultTransportSampleRate = 0.1
+
+// Rate is the sample rate with its default.
+func (t ApplianceTransport) Rate() float64 {
+	if t.SampleRate == nil {
+		return DefaultTransportSampleRate
+	}
+	return *t.SampleRate
+}
+
+func (t ApplianceTransport) validate() error {
+	if r := t.Rate(); !(r >= 0 && r <= 1) {
+		return Errf("transport.sample_rate", "%v is not a fraction between 0 and 1", r)
+	}
+	if t.Interval != 0 {
+		if err := durationAtLeast("transport.interval", t.Interval, 100*time.Millisecond, time.Hour); err != nil {
+			return err
+		}
+	}
+	if t.MaxBytes < 0 {
+		return Errf("transport.max_bytes", "must not be negative")
+	}
+	if t.CongestionControl != "" {
+		return congestionName("transport.congestion_control", t.CongestionControl)
+	}
+	return nil
+}
+
+// congestionName checks the spelling of a congestion control name;
+// whether the kernel offers it is checked where it runs (the appliance,
+// at start).
+func congestionName(field, name string) error {
+	if name == "" || len(name) > 15 { // TCP_CA_NAME_MAX is 16 with the NUL
+		return Errf(field, "%q: want a kernel congestion control name such as bbr or cubic", name)
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return Errf(field, "%q: want a kernel congestion control name such as bbr or cubic", name)
+		}
+	}
+	return nil
 }
 
 // ApplianceFill tunes the appliance's fill agent. The window itself comes
@@ -178,6 +252,11 @@ func (c *ApplianceDaemon) Validate() error {
 	if c.KeyFile == "" {
 		return Errf("key_file", "must name the URL-signing key file")
 	}
+	for i, ns := range c.ListenNetns {
+		if ns == "" || strings.ContainsAny(ns, "/ ") || ns == "." || ns == ".." {
+			return Errf(fmt.Sprintf("listen_netns[%d]", i), "%q is not a network namespace name (as in ip netns list)", ns)
+		}
+	}
 	if err := c.CORS.validate("cors"); err != nil {
 		return err
 	}
@@ -217,6 +296,9 @@ func (c *ApplianceDaemon) Validate() error {
 		}
 	}
 	if err := c.TLS.validate("tls"); err != nil {
+		return err
+	}
+	if err := c.Transport.validate(); err != nil {
 		return err
 	}
 	return c.BGP.validate()
@@ -293,7 +375,7 @@ func (b *BGP) validate() error {
 }
 
 func (c *ApplianceDaemon) resolvePaths(dir string) {
-	for _, p := range []*string{&c.ControlCAFile, &c.TokenFile, &c.KeyFile, &c.Store} {
+	for _, p := range []*string{&c.ControlCAFile, &c.TokenFile, &c.KeyFile, &c.Store, &c.Transport.Dir} {
 		resolve(dir, p)
 	}
 	if c.AccessLog != "off" {

@@ -207,6 +207,13 @@ type Experiment struct {
 	// Metrics the experiment is judged on (default throughput_bps,
 	// ttfb_ms, startup_ms, rebuffer_ratio); see ExperimentMetrics.
 	Metrics []string `yaml:"metrics,omitempty"`
+	// CongestionControl names, per arm, the TCP congestion control
+	// ("bbr", "cubic", "reno") the appliances serve that arm's clients
+	// with; arms not listed get each appliance's default. It travels in
+	// the steering answer's signed token. The control plane cannot know
+	// the appliances' kernels: an appliance serves a name it lacks with
+	// its default and counts it (ocdn_transport_cc_unavailable_total).
+	CongestionControl map[string]string `yaml:"congestion_control,omitempty"`
 }
 
 // ExperimentMetrics are the metrics an experiment may name: probe
@@ -256,6 +263,14 @@ func (e Experiment) Validate(field string) error {
 	}
 	if _, ok := e.Shares[e.Control]; !ok {
 		return Errf(field+".control", "%q is not one of the arms %v", e.Control, slices.Sorted(maps.Keys(e.Shares)))
+	}
+	for arm, cc := range e.CongestionControl {
+		if _, ok := e.Shares[arm]; !ok {
+			return Errf(field+".congestion_control", "%q is not one of the arms %v", arm, slices.Sorted(maps.Keys(e.Shares)))
+		}
+		if err := congestionName(field+".congestion_control."+arm, cc); err != nil {
+			return err
+		}
 	}
 	for i, m := range e.Metrics {
 		if !slices.Contains(ExperimentMetrics, m) {

@@ -122,10 +122,11 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ranked := bufs.ranked[:0]
+	arm := s.tokenArm(client)
 	for i := range files {
 		f := &files[i]
 		var err error
-		if f.token, err = s.engine.Token(f.path); err != nil {
+		if f.token, err = s.engine.ArmToken(f.path, arm); err != nil {
 			s.steerFailed(w, err)
 			return
 		}

@@ -124,12 +124,14 @@ func (s *Server) probeTargets(client netip.Addr) ([]probe.Target, error) {
 	return out, nil
 }
 
-// mountMeasure adds POST /v1/reports and GET /v1/recipe.
+// mountMeasure adds POST /v1/reports, POST /v1/transport and GET
+// /v1/recipe.
 func (s *Server) mountMeasure(mux *http.ServeMux) {
 	if s.measure == nil {
 		return
 	}
 	mux.Handle("POST /v1/reports", s.measure.Handler(measure.DefaultRateLimit))
+	mux.HandleFunc("POST /v1/transport", s.handleTransport)
 	cfg := s.cfg.Recipe
 	cfg.Version = "1"
 	if s.msteer != nil && s.msteer.exp != nil {
@@ -179,6 +181,40 @@ func (s *Server) measuredView() steer.Measurements {
 		return nil
 	}
 	return measuredView{&s.msteer.cur}
+}
+
+// maxTransportBody bounds a transport batch: measure.MaxTransportRecords
+// records of about 800 bytes of JSON each.
+const maxTransportBody = 8 << 20
+
+// handleTransport stores an appliance's batch of transport records on the
+// probe reports' exactly-once path. Authenticated as heartbeats are; the
+// site comes from the inventory, not the appliance. Answers 200
+// measure.AcceptResponse (Pulses: records stored), 400 naming the field
+// of an impossible value, 503 when it could not be stored (retry).
+func (s *Server) handleTransport(w http.ResponseWriter, r *http.Request) {
+	var b measure.TransportBatch
+	if !s.readApplianceBody(w, r, "transport", maxTransportBody, &b, func() string { return b.Appliance }) {
+		return
+	}
+	site, ok := s.applianceSite[b.Appliance]
+	if !ok {
+		http.Error(w, fmt.Sprintf("transport: unknown appliance %q", b.Appliance), http.StatusForbidden)
+		return
+	}
+	b.Site = site
+	res, err := s.measure.IngestTransport(r.Context(), &b)
+	switch {
+	case errors.Is(err, measure.ErrInvalidReport), errors.Is(err, measure.ErrFutureDated), errors.Is(err, measure.ErrTooOld):
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	case err != nil:
+		s.log.Warn("transport batch not stored", "appliance", b.Appliance, "err", err)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "transport batch not stored; retry later", http.StatusServiceUnavailable)
+		return
+	}
+	writeJSON(w, measure.AcceptResponse{Accepted: true, Duplicate: res.Duplicate, Pulses: res.Pulses})
 }
 
 // Measure is the measurement store (nil when none is configured).

@@ -88,6 +88,8 @@ type experiment struct {
 	seed uint64
 	arms []string
 	cum  []float64
+	// tags[i] is what tokens of arms[i]'s clients say of the arm.
+	tags []steer.Arm
 }
 
 func newExperiment(def config.Experiment, started time.Time) *experiment {
@@ -101,8 +103,22 @@ func newExperiment(def config.Experiment, started time.Time) *experiment {
 		sum += def.Shares[arm]
 		e.arms = append(e.arms, arm)
 		e.cum = append(e.cum, sum)
+		e.tags = append(e.tags, steer.Arm{Experiment: def.Name, Name: arm, CongestionControl: def.CongestionControl[arm]})
 	}
 	return e
+}
+
+// tag is the token tag of client's arm.
+func (e *experiment) tag(client netip.Addr) steer.Arm { return e.tags[e.index(client)] }
+
+// tokenArm is the experiment arm the steering answer's tokens name for
+// client (the zero Arm without an experiment), so that appliances apply
+// the arm's congestion control and tag their transport records with it.
+func (s *Server) tokenArm(client netip.Addr) steer.Arm {
+	if s.msteer == nil || s.msteer.exp == nil {
+		return steer.Arm{}
+	}
+	return s.msteer.exp.tag(client)
 }
 
 // clientKey is a client's /24 (IPv4) or /48 (IPv6) as a number: the unit
@@ -127,14 +143,17 @@ func unit(h uint64) float64 { return float64(h>>11) / (1 << 53) }
 // arm assigns client's /24 (/48) to an arm by a hash of the experiment's
 // name and the prefix: deterministic, the same for the experiment's
 // whole life, independent between experiments, and allocation-free.
-func (e *experiment) arm(client netip.Addr) string {
+func (e *experiment) arm(client netip.Addr) string { return e.arms[e.index(client)] }
+
+// index is the position of client's arm in arms.
+func (e *experiment) index(client netip.Addr) int {
 	u := unit(rendezvous.Mix(clientKey(client) ^ e.seed))
 	for i, c := range e.cum {
 		if u < c {
-			return e.arms[i]
+			return i
 		}
 	}
-	return e.arms[len(e.arms)-1]
+	return len(e.arms) - 1
 }
 
 // movedFraction places a client in [0, 1) within its group: a group whose

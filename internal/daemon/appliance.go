@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/ocdn/ocdn/internal/appliance"
@@ -17,6 +18,7 @@ import (
 	"github.com/ocdn/ocdn/internal/cpclient"
 	"github.com/ocdn/ocdn/internal/edge"
 	"github.com/ocdn/ocdn/internal/store"
+	"github.com/ocdn/ocdn/internal/transport"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
@@ -28,6 +30,29 @@ type Appliance struct {
 	// closed when it returns (nil: no file).
 	access *accessFile
 }
+
+// transportConfig is the appliance's transport records and default
+// congestion control, or nil when neither is wanted (sample_rate 0 and
+// no congestion_control: then nothing is installed on the serving path,
+// and tokens' congestion controls are not applied either).
+func transportConfig(cfg *config.ApplianceDaemon) *transport.Config {
+	t := cfg.Transport
+	if t.Rate() == 0 && t.CongestionControl == "" {
+		return nil
+	}
+	out := &transport.Config{SampleRate: t.Rate(), Interval: t.Interval, CongestionControl: t.CongestionControl,
+		Dir: t.Dir, MaxBytes: int64(t.MaxBytes)}
+	if out.Interval == 0 {
+		out.Interval = DefaultTransportInterval
+	}
+	if out.Dir == "" {
+		out.Dir = filepath.Clean(cfg.Store) + "-transport-spool"
+	}
+	return out
+}
+
+// DefaultTransportInterval is transport.interval's default.
+const DefaultTransportInterval = 5 * time.Second
 
 type accessFile struct {
 	f  *os.File
@@ -74,6 +99,7 @@ func NewAppliance(cfg *config.ApplianceDaemon, h Hooks, jsonLogs bool) (*Applian
 			return nil, err
 		}
 	}
+	acfg.Transport = transportConfig(cfg)
 	if cfg.BGP != nil {
 		if acfg.BGP, err = bgpConfig(cfg.BGP); err != nil {
 			return nil, err
@@ -96,6 +122,11 @@ func NewAppliance(cfg *config.ApplianceDaemon, h Hooks, jsonLogs bool) (*Applian
 			d.access.close()
 		}
 	}()
+	nsl, err := listenNetns(cfg.ListenNetns, cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	lns = append(lns, nsl...)
 	acfg.Listeners = lns
 	if len(cfg.OpsListen) > 0 {
 		ops, err := listenAll(cfg.OpsListen, Hooks{})

@@ -48,6 +48,11 @@ type Config struct {
 	// OpenFiles is how many idle object descriptors are kept open between
 	// requests (default 1024; negative disables the cache).
 	OpenFiles int
+	// OnGrant, when set, is called for each request whose token
+	// verified, before anything is written: the appliance's transport
+	// records take the file and the experiment arm from it and set the
+	// arm's congestion control on the connection. It is on the hot path.
+	OnGrant func(r *http.Request, path string, g *urlsign.Grant)
 }
 
 // copyChunk is how many body bytes one write deadline covers.
@@ -181,9 +186,13 @@ func (h *Handler) serve(w *countingWriter, r *http.Request, now time.Time) strin
 		writeText(w, r, http.StatusNotFound, "not found")
 		return ""
 	}
-	if err := h.verify(token, p, clientAddr(r)); err != nil {
+	g, err := h.verify(token, p, clientAddr(r))
+	if err != nil {
 		writeText(w, r, http.StatusForbidden, "forbidden: "+err.Error())
 		return p
+	}
+	if h.cfg.OnGrant != nil {
+		h.cfg.OnGrant(r, p, &g)
 	}
 	f, err := h.files.open(p)
 	if errors.Is(err, store.ErrNotFound) {
@@ -216,7 +225,7 @@ func splitContentPath(p string) (token, objPath string, ok bool) {
 	return token, objPath, true
 }
 
-func (h *Handler) verify(token, p string, client netip.Addr) error {
+func (h *Handler) verify(token, p string, client netip.Addr) (urlsign.Grant, error) {
 	return h.tokens.verify(h.cfg.Keys(), token, p, client, h.cfg.Now())
 }
 

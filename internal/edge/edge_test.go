@@ -334,7 +334,7 @@ func TestTokenCacheMatchesVerify(t *testing.T) {
 				for _, p := range paths {
 					for _, cl := range clients {
 						want := ks.Verify(tok, p, cl, at)
-						got := c.verify(ks, tok, p, cl, at)
+						_, got := c.verify(ks, tok, p, cl, at)
 						if (got == nil) != (want == nil) {
 							t.Errorf("cached verify(%.20s…, %s, %s, %s) = %v, urlsign says %v", tok, p, cl, at.Sub(now), got, want)
 						}

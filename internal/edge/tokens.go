@@ -28,26 +28,30 @@ func newTokenCache(max int) *tokenCache {
 	return &tokenCache{max: max, m: map[string]urlsign.Grant{}}
 }
 
-// verify is urlsign.KeySet.Verify with the signature check cached.
-func (c *tokenCache) verify(ks *urlsign.KeySet, token, path string, client netip.Addr, now time.Time) error {
-	if c.max < 0 {
-		return ks.Verify(token, path, client, now)
+// verify is urlsign.KeySet.Verify with the signature check cached; it
+// returns the token's grant.
+func (c *tokenCache) verify(ks *urlsign.KeySet, token, path string, client netip.Addr, now time.Time) (urlsign.Grant, error) {
+	var g urlsign.Grant
+	ok, same := false, false
+	if c.max >= 0 {
+		c.mu.RLock()
+		g, ok = c.m[token]
+		same = c.ks == ks
+		c.mu.RUnlock()
 	}
-	c.mu.RLock()
-	g, ok := c.m[token]
-	same := c.ks == ks
-	c.mu.RUnlock()
 	if !ok || !same {
 		var err error
 		if g, err = ks.Parse(token); err != nil {
-			return err
+			return urlsign.Grant{}, err
 		}
-		c.put(ks, token, g, now)
+		if c.max >= 0 {
+			c.put(ks, token, g, now)
+		}
 	}
 	if err := checkGrant(g, path, client, now); err != nil {
-		return err
+		return urlsign.Grant{}, err
 	}
-	return nil
+	return g, nil
 }
 
 func (c *tokenCache) put(ks *urlsign.KeySet, token string, g urlsign.Grant, now time.Time) {

@@ -170,6 +170,7 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 			Fill: config.ApplianceFill{Concurrency: 4, Rate: sc.Fill.RateBytes, Interval: 300 * time.Millisecond, StrictWindow: true,
 				RetireGrace: 5 * time.Second},
 			BGP: d.applianceBGP(sc, a), CORS: pages,
+			Transport: sc.transportSampling(a.Site),
 		}
 		d.Appliances = append(d.Appliances, ac)
 	}

@@ -123,6 +123,10 @@ type Lab struct {
 	// loops is what the clients play and the placement loop's figures
 	// (loops.go).
 	loops loops
+	// paths are the packet-level links (packet.go); packetFallback says
+	// why there are none when the scenario asked for some.
+	paths          []*packetPath
+	packetFallback string
 }
 
 type labAppliance struct {
@@ -176,6 +180,9 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	if l.opts.Chaos != nil && !l.opts.Processes {
 		return nil, errors.New("lab: Chaos needs Processes (a crash is a SIGKILL to a process)")
 	}
+	// Registered first, so it runs last: after every daemon (whose
+	// listeners sit in the paths' namespaces) has stopped.
+	defer l.closePaths()
 	if err := l.compile(); err != nil {
 		return nil, err
 	}
@@ -265,6 +272,7 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	l.start = time.Now()
+	l.startProfiles()
 	l.status("filled; streaming")
 	streamCtx, stopStreaming := context.WithTimeout(ctx, l.sc.Duration)
 	defer stopStreaming()
@@ -297,6 +305,7 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	cancel()
 	l.run.wait()
 	l.degradeEffects(rep.Measured, l.measureDataDir())
+	l.transportArms(rep.Transport, l.measureDataDir())
 	rep.Measurements.Dir = l.opts.DataDir
 	if l.opts.DataDir == "" {
 		rep.Measurements.Dir = "" // removed with the work directory
@@ -334,6 +343,9 @@ func (l *Lab) compile() error {
 		l.dep.Control.Measure.Dir = abs
 	}
 	if err := l.compileReplicas(); err != nil {
+		return err
+	}
+	if err := l.openPaths(); err != nil {
 		return err
 	}
 	l.catalog = l.dep.Catalog

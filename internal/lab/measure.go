@@ -30,6 +30,9 @@ type LinkSpec struct {
 	Site          string        `yaml:"site"`
 	RTT           time.Duration `yaml:"rtt"`
 	BandwidthMbps float64       `yaml:"bandwidth_mbps"`
+	// Packet, when set, carries the link at the packet level with loss,
+	// a bottleneck queue and jitter TCP can feel (packet.go).
+	Packet *PacketSpec `yaml:"packet,omitempty"`
 }
 
 // ProbeSettings shape the lab clients' Probnik-style measurements.
@@ -61,6 +64,9 @@ func (s *Scenario) validateMeasurement(isps map[string]config.ISP) error {
 		seen[[2]string{l.ISP, l.Site}] = true
 		if l.RTT < 0 || l.RTT > 5*time.Second || l.BandwidthMbps < 0 {
 			return config.Errf(f, "rtt must be 0 to 5s and bandwidth_mbps not negative")
+		}
+		if err := s.validatePacket(f, l); err != nil {
+			return err
 		}
 	}
 	if s.Probes.Every < 0 || s.Probes.Pulses < 0 || s.Probes.RangeBytes < 0 {
@@ -111,6 +117,9 @@ func (s *Scenario) validateDegrade(f string, e Event) error {
 // run's clock, so every connection shares one schedule).
 func (l *Lab) link(isp string, ls LinkSpec) netem.Link {
 	base := netem.Link{RTT: ls.RTT, BandwidthBps: ls.BandwidthMbps * 1e6}
+	if ls.Packet != nil {
+		return ls.streamFallback() // reached only without packet paths
+	}
 	type change struct {
 		at time.Duration
 		c  *LinkChange
@@ -167,10 +176,10 @@ func (l *Lab) clientDialer(isp string, src netip.Addr) func(ctx context.Context,
 		}
 	}
 	base := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: 3 * time.Second}
-	return netem.Dialer(base, func(ap netip.AddrPort) (netem.Link, bool) {
+	return dialVia(l.packetDialer(isp, src), netem.Dialer(base, func(ap netip.AddrPort) (netem.Link, bool) {
 		link, ok := links[ap.Addr()]
 		return link, ok
-	})
+	}))
 }
 
 // probeLoop runs a recipe every Probes.Every until ctx ends, spooling each

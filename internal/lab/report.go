@@ -48,6 +48,10 @@ type Report struct {
 	Loops *LoopsReport `json:"loops,omitempty"`
 	// Console is where the control plane's web console was served.
 	Console string `json:"console,omitempty"`
+	// Transport is the packet-level links' emulators and the servers'
+	// TCP figures per experiment arm (transport.go); nil when the
+	// scenario has no packet-level link.
+	Transport *TransportReport `json:"transport,omitempty"`
 }
 
 // BGPReport sums the appliances' BGP sessions at the end of the run.
@@ -171,6 +175,7 @@ func (l *Lab) report(ctx context.Context, interrupted bool) *Report {
 	l.fillReport(r, statuses, sum, r.Origin.BytesServed)
 	r.Measured = l.measuredReport(ctx)
 	r.Loops = l.loopsReport(ctx)
+	r.Transport = l.transportReport()
 	return r
 }
 
@@ -227,6 +232,7 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintln(w, ".")
 	r.Measured.print(w)
+	r.Transport.print(w)
 	if len(r.Events) > 0 {
 		fmt.Fprintln(w, "\nEvents:")
 		for _, e := range r.Events {

@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,16 @@ import (
 //
 //go:embed default.yaml
 var DefaultScenario []byte
+
+// LossyScenario is the built-in "lossy" scenario: a lossy, bufferbloated
+// packet-level link and a congestion-control experiment (packet.go).
+//
+//go:embed lossy.yaml
+var LossyScenario []byte
+
+// BuiltinScenarios are the scenarios `ocdn lab --scenario NAME` knows by
+// name ("" is "default").
+var BuiltinScenarios = map[string][]byte{"default": DefaultScenario, "lossy": LossyScenario}
 
 // applianceRange is where lab appliances listen (DESIGN: addresses on one
 // machine).
@@ -234,11 +245,18 @@ func (s *Scenario) Validate() error {
 	return nil
 }
 
-// LoadScenario reads a scenario file; an empty path means the built-in one.
+// LoadScenario reads a scenario file; an empty path means the built-in
+// default, and the name of a built-in scenario ("lossy") that one, unless
+// a file of that name exists.
 func LoadScenario(path string) (*Scenario, error) {
 	var s Scenario
 	if path == "" {
-		return &s, decodeScenario("built-in scenario", DefaultScenario, &s)
+		path = "default"
+	}
+	if b, ok := BuiltinScenarios[path]; ok {
+		if _, err := os.Stat(path); err != nil {
+			return &s, decodeScenario("built-in scenario "+path, b, &s)
+		}
 	}
 	return &s, config.Load(path, &s)
 }

@@ -188,10 +188,15 @@ func (in *Ingester) compactSegment(seq uint64) error {
 	}
 	var pulses []PulseRow
 	var qoe []QoERow
+	var transport []TransportRow
 	elsewhere := 0
 	for i := range recs {
 		if held != nil && !held[recs[i].Report.ID] {
 			elsewhere++
+			continue
+		}
+		if t := recs[i].Report.Transport; t != nil {
+			transport = t.rows(recs[i].Received/1000, transport)
 			continue
 		}
 		pulses, qoe = recs[i].rows(pulses, qoe)
@@ -206,6 +211,11 @@ func (in *Ingester) compactSegment(seq uint64) error {
 		}
 		if len(qoe) > 0 {
 			if err := writeParquet(filepath.Join(in.dir, "qoe", part), name, qoe); err != nil {
+				return fmt.Errorf("compacting WAL segment %d: %w", seq, err)
+			}
+		}
+		if len(transport) > 0 {
+			if err := writeParquet(filepath.Join(in.dir, "transport", part), name, transport); err != nil {
 				return fmt.Errorf("compacting WAL segment %d: %w", seq, err)
 			}
 		}
@@ -225,7 +235,7 @@ func (in *Ingester) compactSegment(seq uint64) error {
 	in.m.walBytes.Sub(float64(size))
 	in.m.compactions.Inc()
 	in.m.heldElsewhere.Add(float64(elsewhere))
-	in.log.Debug("compacted WAL segment", "seq", seq, "reports", len(ids), "held_elsewhere", elsewhere, "pulses", len(pulses), "qoe", len(qoe))
+	in.log.Debug("compacted WAL segment", "seq", seq, "reports", len(ids), "held_elsewhere", elsewhere, "pulses", len(pulses), "qoe", len(qoe), "transport", len(transport))
 	return nil
 }
 

@@ -15,7 +15,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 )
 
-// Export writes every row of table ("pulses" or "qoe") stored under dir (an
+// Export writes every row of table ("pulses", "qoe" or "transport") stored under dir (an
 // ingest directory, or a directory of them: see TableFiles) to w, as CSV
 // (with a header) or JSONL (one object per line), in partition then file
 // order. Timestamps are RFC 3339 UTC;
@@ -26,8 +26,8 @@ import (
 // an ingester writes: files appear by atomic rename, so each is read whole
 // or not at all.
 func Export(w io.Writer, dir, table, format string) (rows int, err error) {
-	if table != "pulses" && table != "qoe" {
-		return 0, fmt.Errorf("table %q: want pulses or qoe", table)
+	if table != "pulses" && table != "qoe" && table != "transport" {
+		return 0, fmt.Errorf("table %q: want pulses, qoe or transport", table)
 	}
 	if format != "csv" && format != "jsonl" {
 		return 0, fmt.Errorf("format %q: want csv or jsonl", format)
@@ -44,20 +44,26 @@ func Export(w io.Writer, dir, table, format string) (rows int, err error) {
 		out = &jsonlOut{w: bw}
 	}
 	var cols []string
-	if table == "pulses" {
+	switch table {
+	case "pulses":
 		cols = pulseColumns
-	} else {
+	case "qoe":
 		cols = qoeColumns
+	default:
+		cols = transportColumns
 	}
 	if err := out.header(cols); err != nil {
 		return 0, err
 	}
 	for _, f := range files {
 		var n int
-		if table == "pulses" {
+		switch table {
+		case "pulses":
 			n, err = exportFile(f, cols, out, PulseRow.values)
-		} else {
+		case "qoe":
 			n, err = exportFile(f, cols, out, QoERow.values)
+		default:
+			n, err = exportFile(f, cols, out, TransportRow.values)
 		}
 		rows += n
 		if err != nil {
@@ -70,7 +76,7 @@ func Export(w io.Writer, dir, table, format string) (rows int, err error) {
 	return rows, bw.Flush()
 }
 
-// TableFiles lists the Parquet files of table ("pulses" or "qoe") under
+// TableFiles lists the Parquet files of table ("pulses", "qoe" or "transport") under
 // dir in time order: by partition, then file name. dir is an ingest
 // directory (DIR/table/date=…/hour=…/part-*.parquet), or a directory
 // holding several — the measure dirs of control-plane replicas,
@@ -139,6 +145,12 @@ var qoeColumns = []string{"report_id", "received_time", "client_addr", "client_p
 	"asn", "isp", "recipe", "context", "client_time", "site", "startup_ms", "rebuffers", "rebuffer_ms",
 	"avg_bitrate_kbps", "switches", "failovers", "served_by", "duration_ms"}
 
+var transportColumns = []string{"report_id", "received_time", "sample_time", "appliance", "site", "client_prefix",
+	"file", "experiment", "arm", "congestion_control", "reason", "conn_age_us", "min_rtt_us", "smoothed_rtt_us",
+	"rtt_var_us", "cwnd_segments", "unacked_segments", "lost_segments", "retransmitted_segments",
+	"data_segments_out", "bytes_sent", "bytes_retrans", "bytes_acked", "delivery_rate_bps", "pacing_rate_bps",
+	"busy_us", "rwnd_limited_us", "sndbuf_limited_us", "bbr_bw_bps", "bbr_min_rtt_us"}
+
 type ts int64 // microseconds
 
 func (p PulseRow) values() []any {
@@ -152,6 +164,14 @@ func (q QoERow) values() []any {
 	return []any{q.ReportID, ts(q.ReceivedTime), q.ClientAddr, q.ClientPrefix, q.PrefixGroup, q.ASN, q.ISP,
 		q.Recipe, json.RawMessage(q.Context), ts(q.ClientTime), q.Site, q.StartupMs, q.Rebuffers, q.RebufferMs,
 		q.AvgBitrateKbps, q.Switches, q.Failovers, q.ServedBy, q.DurationMs}
+}
+
+func (t TransportRow) values() []any {
+	return []any{t.ReportID, ts(t.ReceivedTime), ts(t.SampleTime), t.Appliance, t.Site, t.ClientPrefix,
+		t.File, t.Experiment, t.Arm, t.CongestionControl, t.Reason, t.ConnAgeUs, t.MinRTTUs, t.SmoothedRTTUs,
+		t.RTTVarUs, t.CwndSegments, t.UnackedSegments, t.LostSegments, t.RetransmittedSegments,
+		t.DataSegmentsOut, t.BytesSent, t.BytesRetrans, t.BytesAcked, t.DeliveryRateBps, t.PacingRateBps,
+		t.BusyUs, t.RwndLimitedUs, t.SndbufLimitedUs, t.BBRBwBps, t.BBRMinRTTUs}
 }
 
 type rowWriter interface {

@@ -161,6 +161,10 @@ func (in *Ingester) serveReport(w http.ResponseWriter, r *http.Request, lim *lim
 		fail(http.StatusBadRequest, OutcomeInvalid, err.Error())
 		return
 	}
+	if rep.Transport != nil {
+		fail(http.StatusBadRequest, OutcomeInvalid, "transport: only appliances send transport records, to the control plane's POST /v1/transport")
+		return
+	}
 	// Browsers add Origin to every POST, same-origin or not; installed
 	// clients send none.
 	if _, browser := r.Header["Origin"]; browser {
@@ -189,14 +193,23 @@ func (in *Ingester) serveReport(w http.ResponseWriter, r *http.Request, lim *lim
 // DecodeReport parses one JSON report strictly: unknown fields and
 // trailing data are errors. It does not validate; call Validate.
 func DecodeReport(body []byte) (*Report, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	var rep Report
-	if err := dec.Decode(&rep); err != nil {
-		return nil, fmt.Errorf("malformed report JSON: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("malformed report JSON: data after the report object")
+	if err := decodeStrict(body, &rep, "report"); err != nil {
+		return nil, err
 	}
 	return &rep, nil
+}
+
+// decodeStrict decodes one JSON object of what into v, refusing unknown
+// fields and trailing data.
+func decodeStrict(body []byte, v any, what string) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("malformed %s JSON: %w", what, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("malformed %s JSON: data after the %s object", what, what)
+	}
+	return nil
 }

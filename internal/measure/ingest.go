@@ -131,6 +131,7 @@ type Result struct {
 //	DIR/wal/seg-<seq>.wal                                          accepted, not yet compacted
 //	DIR/pulses/date=YYYY-MM-DD/hour=HH/part-<store>-<seq>.parquet  one row per pulse
 //	DIR/qoe/date=YYYY-MM-DD/hour=HH/part-<store>-<seq>.parquet     one row per playback record
+//	DIR/transport/date=YYYY-MM-DD/hour=HH/part-<store>-<seq>.parquet one row per appliance TCP_INFO sample
 //	DIR/ids/<seq>.ids                                              report ids of compacted segments, for dedupe
 //	DIR/store-id                                                   the store's name (<store>, 16 hex digits)
 //	DIR/lock                                                       held while an ingester has the directory open
@@ -181,7 +182,7 @@ type commitReq struct {
 // rows then carry DefaultPrefix and the sites clients reported.
 func Open(dir string, annot Annotator, opts Options) (*Ingester, error) {
 	opts.setDefaults()
-	for _, d := range []string{"wal", "ids", "pulses", "qoe"} {
+	for _, d := range []string{"wal", "ids", "pulses", "qoe", "transport"} {
 		if err := mkdirAllSync(filepath.Join(dir, d)); err != nil {
 			return nil, fmt.Errorf("measure: opening %s: %w", dir, err)
 		}
@@ -389,7 +390,7 @@ func (in *Ingester) ingest(ctx context.Context, client netip.Addr, r *Report) (R
 		return Result{Duplicate: true}, nil
 	}
 	in.aggs.add(&rec)
-	if in.opts.Observe != nil {
+	if in.opts.Observe != nil && r.Transport == nil { // observers read probe reports
 		in.opts.Observe(Observed{Received: now, Client: client, PrefixGroup: rec.PrefixGroup, Sites: rec.Sites,
 			QoESite: rec.QoESite, AssignedArm: rec.AssignedArm, Report: r})
 	}

@@ -21,6 +21,7 @@ const (
 type metrics struct {
 	reports     *prometheus.CounterVec
 	pulses      prometheus.Counter
+	transport   prometheus.Counter
 	walBytes    prometheus.Gauge
 	compactions prometheus.Counter
 	// claims.go
@@ -37,6 +38,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		pulses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ocdn_measure_pulses_total",
 			Help: "Pulses stored (in accepted, non-duplicate reports).",
+		}),
+		transport: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ocdn_measure_transport_records_total",
+			Help: "Transport records stored (in accepted, non-duplicate appliance batches).",
 		}),
 		walBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ocdn_measure_wal_bytes",
@@ -62,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.reports, m.pulses, m.walBytes, m.compactions, m.claimErrors, m.heldElsewhere} {
+	for _, c := range []prometheus.Collector{m.reports, m.pulses, m.transport, m.walBytes, m.compactions, m.claimErrors, m.heldElsewhere} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

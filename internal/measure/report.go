@@ -37,6 +37,10 @@ type Report struct {
 	Pulses     []Pulse   `json:"pulses"`
 	// Player is an optional playback session record.
 	Player *QoE `json:"qoe,omitempty"`
+	// Transport is set instead of Pulses and Player on the reports the
+	// control plane makes of appliances' transport batches (POST
+	// /v1/transport); the public POST /v1/reports refuses it.
+	Transport *TransportBatch `json:"transport,omitempty"`
 }
 
 // Pulse is one timed probe of one target.

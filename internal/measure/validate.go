@@ -84,6 +84,12 @@ func (r *Report) Validate(now time.Time) error {
 	if len(r.Pulses) > MaxPulses {
 		return invalid("pulses", "%d pulses, at most %d", len(r.Pulses), MaxPulses)
 	}
+	if r.Transport != nil {
+		if len(r.Pulses) > 0 || r.Player != nil {
+			return invalid("transport", "a transport batch carries no pulses or qoe record")
+		}
+		return r.Transport.validate("transport", now)
+	}
 	if len(r.Pulses) == 0 && r.Player == nil {
 		return invalid("pulses", "empty, and no qoe record either: nothing to store")
 	}

@@ -395,6 +395,21 @@ func (p *Path) SetLink(l PacketLink) error {
 	return nil
 }
 
+// SetProfile replaces the path's link (or profile) with s from now on;
+// s.Start zero means now. The lab sets it when streaming starts, so a
+// profile's times are on the run's clock, not the set-up's.
+func (p *Path) SetProfile(s *Schedule[PacketLink]) error {
+	if err := s.Validate(func(l PacketLink) error { return l.Validate() }); err != nil {
+		return err
+	}
+	start := s.Start
+	if start.IsZero() {
+		start = time.Now()
+	}
+	p.src.Store(&linkSource{sched: s, start: start})
+	return nil
+}
+
 // Link returns the settings in force now.
 func (p *Path) Link() PacketLink { return p.src.Load().at(time.Now()) }
 

@@ -505,6 +505,22 @@ func TestPathProfileAndSetLink(t *testing.T) {
 	if err := p.SetLink(netem.PacketLink{Down: netem.Shape{Loss: 2}}); err == nil || !strings.Contains(err.Error(), "down.loss") {
 		t.Errorf("SetLink(loss 2) = %v, want an error naming down.loss", err)
 	}
+	// SetProfile puts a schedule on the caller's clock (the lab's
+	// streaming start, after the path was made).
+	later := &netem.Schedule[netem.PacketLink]{Start: time.Now().Add(-time.Minute), Steps: []netem.Step[netem.PacketLink]{
+		{At: 0, Link: netem.Symmetric(10*time.Millisecond, 0, 0)},
+		{At: 30 * time.Second, Link: netem.Symmetric(40*time.Millisecond, 0, 0)},
+	}}
+	if err := p.SetProfile(later); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Link().RTT(); got != 40*time.Millisecond {
+		t.Errorf("after SetProfile: Link().RTT() = %v a minute in, want the second step's 40ms", got)
+	}
+	later.Steps[0].At = time.Second
+	if err := p.SetProfile(later); err == nil || !strings.Contains(err.Error(), "steps[0].at") {
+		t.Errorf("SetProfile(first step at 1s) = %v, want an error naming steps[0].at", err)
+	}
 }
 
 func TestPathCloseStopsGoroutines(t *testing.T) {

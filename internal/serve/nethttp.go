@@ -26,6 +26,7 @@ func newNetHTTP(h http.Handler, cfg h1.Config) *http.Server {
 		IdleTimeout:       cfg.IdleTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
 		MaxHeaderBytes:    maxHeader,
+		ConnContext:       cfg.ConnContext,
 		// Handler panics are logged by guard; what is left here is
 		// TLS handshake noise and the like.
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),

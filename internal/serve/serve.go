@@ -76,6 +76,9 @@ type Options struct {
 	// request on net/http against 21–24 µs on h1, so every daemon,
 	// the control plane included, uses h1.
 	NetHTTP bool
+	// ConnContext, as http.Server.ConnContext, derives every request's
+	// context from its connection as the listener returned it.
+	ConnContext func(ctx context.Context, c net.Conn) context.Context
 }
 
 func (opts Options) withDefaults() Options {
@@ -100,6 +103,7 @@ func (opts Options) h1Config(panics h1.Counter) h1.Config {
 		MaxHeaderBytes:    opts.MaxHeaderBytes,
 		Logger:            opts.Logger,
 		Panics:            panics,
+		ConnContext:       opts.ConnContext,
 	}.WithDefaults()
 }
 

@@ -134,10 +134,22 @@ type Engine struct {
 	TokenTTL time.Duration
 	Now      func() time.Time
 
-	// tokens caches one token per title: a token covers the whole title
-	// and no particular client, so every client steered to the title
-	// within a minute can share it, which takes HMAC off the hot path.
-	tokens sync.Map // title → cachedToken
+	// tokens caches one token per title and experiment arm: a token
+	// covers the whole title and no particular client, so every client
+	// of an arm steered to the title within a minute can share it, which
+	// takes HMAC off the hot path.
+	tokens sync.Map // tokenKey → cachedToken
+}
+
+// Arm is what a token says of the experiment arm its client is in (see
+// urlsign.Grant): the zero Arm outside an experiment.
+type Arm struct {
+	Experiment, Name, CongestionControl string
+}
+
+type tokenKey struct {
+	title string
+	arm   Arm
 }
 
 type cachedToken struct {
@@ -148,25 +160,27 @@ type cachedToken struct {
 
 // token returns a token for title valid for at least TokenTTL minus a
 // sixtieth of it (a minute of an hour).
-func (e *Engine) token(title string) (string, error) {
+func (e *Engine) token(title string, arm Arm) (string, error) {
 	now := time.Now
 	if e.Now != nil {
 		now = e.Now
 	}
 	t := now()
 	keys := e.Keys()
-	if v, ok := e.tokens.Load(title); ok {
+	key := tokenKey{title, arm}
+	if v, ok := e.tokens.Load(key); ok {
 		c := v.(cachedToken)
 		if c.keys == keys && c.expires.Sub(t) > e.TokenTTL-e.TokenTTL/60 {
 			return c.token, nil
 		}
 	}
 	exp := t.Add(e.TokenTTL)
-	tok, err := keys.Sign(urlsign.Grant{Scope: title + "/", Expires: exp})
+	tok, err := keys.Sign(urlsign.Grant{Scope: title + "/", Expires: exp,
+		Experiment: arm.Experiment, Arm: arm.Name, CongestionControl: arm.CongestionControl})
 	if err != nil {
 		return "", fmt.Errorf("sign url: %w", err)
 	}
-	e.tokens.Store(title, cachedToken{token: tok, keys: keys, expires: exp})
+	e.tokens.Store(key, cachedToken{token: tok, keys: keys, expires: exp})
 	return tok, nil
 }
 
@@ -370,11 +384,17 @@ func heard(routed []rib.Candidate, id string) bool {
 // Token returns the URL token for the title of path: one token covers
 // the whole title, whichever appliance serves it. Without Keys it is "-".
 func (e *Engine) Token(path string) (string, error) {
+	return e.ArmToken(path, Arm{})
+}
+
+// ArmToken is Token for a client in an experiment arm: the token names
+// the arm and its congestion control, which the appliance applies.
+func (e *Engine) ArmToken(path string, arm Arm) (string, error) {
 	if e.Keys == nil {
 		return "-", nil
 	}
 	title, _, _ := strings.Cut(path, "/")
-	return e.token(title)
+	return e.token(title, arm)
 }
 
 // AppendURL appends the URL of path on the appliance at base, with token.

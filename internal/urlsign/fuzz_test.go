@@ -34,6 +34,8 @@ func FuzzParse(f *testing.F) {
 		{Scope: "t0042/video_3000k.mp4", Expires: exp},
 		{Scope: "t0042/", Expires: exp, Client: netip.MustParsePrefix("127.64.0.0/16")},
 		{Scope: "t/", Expires: time.Unix(-1, 0), Client: netip.MustParsePrefix("2001:db8::/32")},
+		{Scope: "t0042/", Expires: exp, Experiment: "cc-2026", Arm: "bbr", CongestionControl: "bbr"},
+		{Scope: "t0042/", Expires: exp, Experiment: "steer", Arm: "measured"},
 	} {
 		tok, err := ks.Sign(g)
 		if err != nil {
@@ -50,6 +52,7 @@ func FuzzParse(f *testing.F) {
 		"1~k1~1800000000~t0042/~", "1~k1~+1800000000~t0042/~", "1~k1~01~t0042/~", "1~k1~-0~t/x~",
 		"1~k1~5~t0042/~10.1.2.3/8", "1~k1~5~t0042/~::ffff:10.0.0.0/104", "1~k1~5~../~", "1~k1~5~t0042~",
 		"1~k1~5~t0042/a/~", "1~k2~5~t0042/~", "1~k1~99999999999999999999~t/~", "1~k1~5~t/~1.2.3.4/33",
+		"1~k1~5~t0042/~~e~a~bbr", "1~k1~5~t0042/~~~~", "1~k1~5~t0042/~~e~a~b~r", "1~k1~5~t0042/~~e~a", "1~k1~5~t0042/~~e x~a~",
 	} {
 		f.Add(p, true)
 	}

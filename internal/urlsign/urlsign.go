@@ -239,6 +239,43 @@ type Grant struct {
 	Expires time.Time
 	// Client, when valid, restricts the token to clients inside the prefix.
 	Client netip.Prefix
+	// Experiment and Arm name the experiment arm the steered client is
+	// in, and CongestionControl the TCP congestion control that arm
+	// serves with ("" for the appliance's default), so the appliance
+	// needs no lookup. All three are empty outside an experiment; each
+	// is at most 64 bytes of letters, digits, '-', '_' and '.'.
+	Experiment        string
+	Arm               string
+	CongestionControl string
+}
+
+// tagged reports whether g carries experiment fields, which extend the
+// payload from five fields to eight.
+func (g Grant) tagged() bool {
+	return g.Experiment != "" || g.Arm != "" || g.CongestionControl != ""
+}
+
+// validateTag checks one experiment field of a grant.
+func validateTag(field, v string) error {
+	if len(v) > 64 {
+		return fmt.Errorf("%s: %d bytes, at most 64", field, len(v))
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("%s: byte %d is %q, want letters, digits, '-', '_' or '.'", field, i, c)
+		}
+	}
+	return nil
+}
+
+func (g Grant) validateTags() error {
+	if err := validateTag("experiment", g.Experiment); err != nil {
+		return err
+	}
+	if err := validateTag("arm", g.Arm); err != nil {
+		return err
+	}
+	return validateTag("congestion_control", g.CongestionControl)
 }
 
 // Payload layouts: the first field says how the token is signed.
@@ -267,7 +304,16 @@ func (ks *KeySet) Sign(g Grant) (string, error) {
 	if k.alg() == AlgEd25519 {
 		layout = layoutEd25519
 	}
-	payload := strings.Join([]string{layout, ks.Active, strconv.FormatInt(g.Expires.Unix(), 10), g.Scope, client}, "~")
+	if err := g.validateTags(); err != nil {
+		return "", err
+	}
+	fields := []string{layout, ks.Active, strconv.FormatInt(g.Expires.Unix(), 10), g.Scope, client}
+	if g.tagged() {
+		// Only tagged tokens carry the three extra fields, so tokens
+		// signed before they existed stay valid and keep one spelling.
+		fields = append(fields, g.Experiment, g.Arm, g.CongestionControl)
+	}
+	payload := strings.Join(fields, "~")
 	var sig []byte
 	if layout == layoutEd25519 {
 		sig = ed25519.Sign(ed25519.NewKeyFromSeed(k.Private), []byte(payload))
@@ -346,7 +392,7 @@ func (ks *KeySet) Parse(token string) (Grant, error) {
 	}
 	payload := string(raw)
 	f := strings.Split(payload, "~")
-	if len(f) != 5 || (f[0] != layoutHMAC && f[0] != layoutEd25519) {
+	if (len(f) != 5 && len(f) != 8) || (f[0] != layoutHMAC && f[0] != layoutEd25519) {
 		return Grant{}, fmt.Errorf("%w: unknown payload layout", ErrMalformed)
 	}
 	k, ok := ks.find(f[1])
@@ -387,6 +433,16 @@ func (ks *KeySet) Parse(token string) (Grant, error) {
 	if f[4] != "" {
 		if g.Client, err = netip.ParsePrefix(f[4]); err != nil || canonicalPrefix(g.Client).String() != f[4] {
 			return Grant{}, fmt.Errorf("%w: client prefix %q", ErrMalformed, f[4])
+		}
+	}
+	if len(f) == 8 {
+		g.Experiment, g.Arm, g.CongestionControl = f[5], f[6], f[7]
+		// An eight-field payload with no tag is not Sign's spelling.
+		if !g.tagged() {
+			return Grant{}, fmt.Errorf("%w: empty experiment fields", ErrMalformed)
+		}
+		if err := g.validateTags(); err != nil {
+			return Grant{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 		}
 	}
 	return g, nil

@@ -354,3 +354,43 @@ func BenchmarkVerifyHMAC(b *testing.B) {
 		}
 	}
 }
+
+// TestExperimentTags checks that a grant's experiment arm and congestion
+// control survive signing, that an untagged grant keeps the five-field
+// payload of tokens signed before tags existed, and that bad tags are
+// refused naming the field.
+func TestExperimentTags(t *testing.T) {
+	for _, ks := range []*urlsign.KeySet{urlsign.Generate(), urlsign.GenerateEd25519()} {
+		exp := time.Unix(1_800_000_000, 0)
+		g := urlsign.Grant{Scope: "t0042/", Expires: exp, Experiment: "cc-2026", Arm: "bbr", CongestionControl: "bbr"}
+		tok, err := ks.Sign(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ks.Parse(tok)
+		if err != nil || got != g {
+			t.Fatalf("Parse(Sign(%+v)) = %+v, %v", g, got, err)
+		}
+		plain, err := ks.Sign(urlsign.Grant{Scope: "t0042/", Expires: exp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p64, _, _ := strings.Cut(plain, ".")
+		raw, _ := b64.DecodeString(p64)
+		if n := strings.Count(string(raw), "~"); n != 4 {
+			t.Errorf("untagged payload %q has %d separators, want 4 (the old layout)", raw, n)
+		}
+		for _, bad := range []struct {
+			g     urlsign.Grant
+			field string
+		}{
+			{urlsign.Grant{Scope: "t/", Expires: exp, Arm: "a~b"}, "arm"},
+			{urlsign.Grant{Scope: "t/", Expires: exp, Experiment: "x y"}, "experiment"},
+			{urlsign.Grant{Scope: "t/", Expires: exp, CongestionControl: strings.Repeat("c", 65)}, "congestion_control"},
+		} {
+			if _, err := ks.Sign(bad.g); err == nil || !strings.Contains(err.Error(), bad.field) {
+				t.Errorf("Sign(%+v) = %v, want an error naming %s", bad.g, err, bad.field)
+			}
+		}
+	}
+}

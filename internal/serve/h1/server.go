@@ -92,6 +92,11 @@ type Config struct {
 	// ALPN; the server forgets them once handed over. Without it they
 	// are closed.
 	H2 func(*tls.Conn)
+	// ConnContext, as http.Server.ConnContext, derives the context of
+	// every request on a connection from the connection as accepted
+	// (before TLS): per-connection state a handler needs (the appliance's
+	// transport records) rides on it.
+	ConnContext func(ctx context.Context, c net.Conn) context.Context
 }
 
 // Counter is what the server needs of a metric counter
@@ -332,11 +337,20 @@ func newConn(s *Server, rwc net.Conn) *conn {
 			c.raw = raw
 		}
 	}
-	if tc, ok := rwc.(*net.TCPConn); ok {
+	switch tc := rwc.(type) {
+	case *net.TCPConn:
 		c.rf = tc
+	case interface{ TCPConn() *net.TCPConn }:
+		// A listener's wrapper around a TCP connection (one whose Close
+		// does something first) keeps the sendfile path.
+		c.rf = tc.TCPConn()
 	}
 	c.r = connReader{c: c, fd: -1}
-	c.ctx, c.cancel = context.WithCancel(context.WithValue(s.ctx, http.LocalAddrContextKey, rwc.LocalAddr()))
+	ctx := context.WithValue(s.ctx, http.LocalAddrContextKey, rwc.LocalAddr())
+	if s.cfg.ConnContext != nil {
+		ctx = s.cfg.ConnContext(ctx, rwc)
+	}
+	c.ctx, c.cancel = context.WithCancel(ctx)
 	return c
 }
 

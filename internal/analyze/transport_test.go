@@ -1,0 +1,201 @@
+package analyze
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ocdn/ocdn/internal/measure"
+)
+
+// transportFixture is a site s1 whose clients (ten /24s of the group
+// 10.0.0.0/16) reach it with a 20 ms min RTT: a cubic arm whose samples
+// sit 100 ms above the min RTT (a full queue), a bbr arm 30 ms above,
+// 1% of segments retransmitted everywhere but in 10.0.9.0/24 (5%); and
+// pulses whose connect time is 21 ms.
+func transportFixture(at time.Time) ([]measure.TransportRow, []Row) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	var rows []measure.TransportRow
+	var pulses []Row
+	for g := range 10 {
+		prefix := fmt.Sprintf("10.0.%d.0/24", g)
+		loss := 0.01
+		if g == 9 {
+			loss = 0.05
+		}
+		for c := range 8 {
+			arm, infl := "cubic", 100.0
+			if c%2 == 1 {
+				arm, infl = "bbr", 30.0
+			}
+			start := at.Add(time.Duration(g*100+c) * time.Second)
+			segs := int64(2000 + rng.IntN(500))
+			for s := range 6 {
+				reason := "periodic"
+				if s == 5 {
+					reason = "final"
+				}
+				age := time.Duration(s+1) * time.Second
+				out := segs * int64(s+1) / 6
+				rows = append(rows, measure.TransportRow{ReportID: "b", ReceivedTime: at.UnixMicro(), SampleTime: start.Add(age).UnixMicro(),
+					Appliance: "s1-a", Site: "s1", ClientPrefix: prefix, Experiment: "cc", Arm: arm, CongestionControl: arm, Reason: reason,
+					ConnAgeUs: age.Microseconds(), MinRTTUs: 20_000, SmoothedRTTUs: 20_000 + int64((infl+4*rng.NormFloat64())*1000),
+					RetransmittedSegments: int64(math.Round(loss * float64(out))), DataSegmentsOut: out,
+					BytesAcked: out * 1448, BusyUs: age.Microseconds()})
+			}
+		}
+		for i := range 20 {
+			r := ttfbRow(fmt.Sprint("p", g, i), clientAddr(g, 0), prefix, "s1", "s1", at, 50)
+			r.PrefixGroup = "10.0.0.0/16"
+			r.Values[Connect] = 21 + rng.Float64()
+			pulses = append(pulses, r)
+		}
+	}
+	return rows, pulses
+}
+
+func TestTransportSection(t *testing.T) {
+	rows, pulses := transportFixture(t0)
+	res := Transport(rows, pulses, nil, 0.95, 200, rand.New(rand.NewPCG(1, 1)))
+	if res.Samples != len(rows) || res.Connections != 80 {
+		t.Fatalf("Transport: %d samples, %d connections; want %d, 80", res.Samples, res.Connections, len(rows))
+	}
+	if len(res.Sites) != 1 {
+		t.Fatalf("Sites = %+v, want one (s1, 10.0.0.0/16)", res.Sites)
+	}
+	s := res.Sites[0]
+	if s.Site != "s1" || s.PrefixGroup != "10.0.0.0/16" || s.Connections != 80 || !s.MinRTTOK || !s.ConnectOK {
+		t.Fatalf("site = %+v", s)
+	}
+	if s.MinRTTMs != 20 || s.DiffMs < 1 || s.DiffMs > 2 {
+		t.Errorf("min RTT %v ms, connect − min RTT %v ms; want 20 and 1–2", s.MinRTTMs, s.DiffMs)
+	}
+	if p50 := s.Retrans[0]; !p50.OK || math.Abs(p50.Est-0.01) > 0.001 {
+		t.Errorf("retransmission p50 = %+v, want ≈ 0.01", p50)
+	}
+	if p99 := s.Retrans[2]; p99.OK {
+		t.Errorf("retransmission p99 of 80 connections = %+v, want insufficient samples", p99)
+	}
+	top := res.Prefixes[0]
+	if top.Prefix != "10.0.9.0/24" || !top.LossStandsOut || top.InflationStandsOut {
+		t.Errorf("first prefix = %+v, want 10.0.9.0/24 standing out by loss only", top)
+	}
+	for _, p := range res.Prefixes[1:] {
+		if p.LossStandsOut {
+			t.Errorf("prefix %s stands out (%.4f [%.4f, %.4f] against %.4f), want only 10.0.9.0/24", p.Prefix, p.RetransRate, p.RetransLo, p.RetransHi, p.SiteRetransRate)
+		}
+	}
+	if len(res.Arms) != 1 {
+		t.Fatalf("Arms = %+v, want the experiment cc", res.Arms)
+	}
+	e := res.Arms[0]
+	if e.Control != "cubic" || e.CongestionControl["bbr"] != "bbr" || e.Retrans["bbr"].Connections != 40 {
+		t.Errorf("experiment = control %q, cc %v, retrans %v", e.Control, e.CongestionControl, e.Retrans)
+	}
+	found := false
+	for _, r := range e.Results {
+		if r.Arm == "bbr" && r.Metric == MetricRTTInflation {
+			found = true
+			if !r.Significant || !(r.DiffHi < 0) || math.Abs(r.Diff+70) > 5 {
+				t.Errorf("bbr RTT inflation against cubic = %v [%v, %v], want ≈ −70 ms, significant", r.Diff, r.DiffLo, r.DiffHi)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no bbr rtt_inflation_ms result in %+v", e.Results)
+	}
+}
+
+func writeTransport(t *testing.T, dir string, at time.Time, rows []measure.TransportRow) {
+	t.Helper()
+	writeParquet(t, filepath.Join(dir, "transport", measure.PartitionDir(at), "part-0.parquet"), rows)
+}
+
+// TestRunTransport: with a transport table, ocdn analyze writes the
+// section in every form (CSV, JSON, HTML); without one, says so.
+func TestRunTransport(t *testing.T) {
+	at := time.Date(2026, 11, 26, 10, 5, 0, 0, time.UTC)
+	rows, _ := transportFixture(at)
+	data, out := t.TempDir(), t.TempDir()
+	writePulses(t, data, at, "part-0.parquet", somePulseRows(at, 30))
+	writeTransport(t, data, at, rows)
+	sum, err := Run(context.Background(), runOpts(data, out))
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if sum.Transport == nil || sum.JSON == "" {
+		t.Fatalf("Run: transport %v, JSON %q; want the section", sum.Transport, sum.JSON)
+	}
+	b, err := os.ReadFile(sum.JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var js struct {
+		Connections int `json:"connections"`
+		Experiments []struct {
+			Control string `json:"control"`
+			Retrans map[string]struct {
+				Rate *float64 `json:"rate"`
+			} `json:"pooled_retrans_rate"`
+		} `json:"experiments"`
+	}
+	if err := json.Unmarshal(b, &js); err != nil {
+		t.Fatalf("transport.json: %v", err)
+	}
+	if js.Connections != 80 || len(js.Experiments) != 1 || js.Experiments[0].Retrans["cubic"].Rate == nil {
+		t.Errorf("transport.json = %.400s", b)
+	}
+	for _, name := range []string{"transport_sites.csv", "transport_prefixes.csv", "transport_arms.csv"} {
+		b, err := os.ReadFile(filepath.Join(out, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lines := strings.Count(string(b), "\n"); lines < 2 {
+			t.Errorf("%s has %d lines, want a header and rows", name, lines)
+		}
+	}
+	html, _ := os.ReadFile(sum.HTML)
+	for _, want := range []string{"Transport (the servers", "10.0.9.0/24", "rtt_inflation_ms"} {
+		if !strings.Contains(string(html), want) {
+			t.Errorf("index.html lacks %q", want)
+		}
+	}
+
+	// Without a transport table.
+	data2, out2 := t.TempDir(), t.TempDir()
+	writePulses(t, data2, at, "part-0.parquet", somePulseRows(at, 30))
+	sum, err = Run(context.Background(), runOpts(data2, out2))
+	if err != nil || sum.Transport != nil || sum.JSON != "" {
+		t.Fatalf("Run without transport = %v, transport %v, JSON %q", err, sum.Transport, sum.JSON)
+	}
+	if html, _ := os.ReadFile(sum.HTML); !strings.Contains(string(html), "No transport data") {
+		t.Error("index.html does not say there is no transport data")
+	}
+}
+
+// A transport table without a column this version reads is refused,
+// naming the file and the column.
+func TestLoadTransportSchema(t *testing.T) {
+	type old struct {
+		ReportID string `parquet:"report_id"`
+		Site     string `parquet:"site"`
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "transport", measure.PartitionDir(t0), "part-0.parquet")
+	writeParquet(t, p, []old{{"r", "s"}})
+	_, ok, err := LoadTransport(dir, Filter{})
+	if !ok || !errors.Is(err, ErrNewerSchema) || !strings.Contains(err.Error(), "client_prefix") || !strings.Contains(err.Error(), p) {
+		t.Errorf("LoadTransport(old schema) = %v, %v; want ErrNewerSchema naming %s and client_prefix", ok, err, p)
+	}
+	if rows, ok, err := LoadTransport(t.TempDir(), Filter{}); rows != nil || ok || err != nil {
+		t.Errorf("LoadTransport(no table) = %v, %v, %v; want nothing", rows, ok, err)
+	}
+}

@@ -1,0 +1,77 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+
+	"github.com/ocdn/ocdn/internal/serve"
+	"github.com/ocdn/ocdn/internal/urlsign"
+)
+
+// BenchmarkConnection is the per-connection cost of transport records on
+// the real HTTP server: each iteration opens a TCP connection, makes one
+// request answered with 16 KiB and closes. "off" serves without a
+// Recorder; the others wrap the listener, install ConnContext and OnGrant
+// and sample the given share of connections (1 takes a final sample of
+// every one). Compare with
+//
+//	go test -run '^$' -bench Connection -benchmem -count 6 ./internal/transport | benchstat -col /sampling -
+func BenchmarkConnection(b *testing.B) {
+	body := make([]byte, 16<<10)
+	for _, tc := range []struct {
+		name string
+		rate float64
+		on   bool
+	}{{"sampling=off", 0, false}, {"sampling=0", 0, true}, {"sampling=0.1", 0.1, true}, {"sampling=1", 1, true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var opts serve.Options
+			onGrant := func(*http.Request, string, *urlsign.Grant) {}
+			if tc.on {
+				r, err := New(Config{Appliance: "a1", Dir: b.TempDir(), SampleRate: tc.rate, BatchRecords: 1000})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if ln, err = r.Listener(ln); err != nil {
+					b.Fatal(err)
+				}
+				opts.ConnContext, onGrant = r.ConnContext, r.OnGrant
+				// Records pile up in memory (four batches, then counted
+				// drops): delivery is not what is measured.
+			}
+			g := &urlsign.Grant{Experiment: "e", Arm: "a"}
+			srv := serve.New(ln, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				onGrant(req, "t/f", g)
+				w.Write(body)
+			}), opts)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- srv.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			addr := ln.Addr().String()
+			req := []byte("GET /c/x/t/f HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			b.ReportAllocs()
+			for b.Loop() {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.Write(req)
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				c.Close()
+			}
+		})
+	}
+}

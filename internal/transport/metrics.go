@@ -1,0 +1,59 @@
+package transport
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Reasons a record is dropped (ocdn_transport_records_dropped_total).
+const (
+	dropSpoolFull = "spool_full" // the oldest spooled batch made room for a new one
+	dropMemory    = "memory_full"
+	dropRejected  = "rejected" // the control plane refused the batch as invalid
+	dropSpoolIO   = "spool_error"
+)
+
+type metrics struct {
+	sampled, sent prometheus.Counter
+	queued        prometheus.Gauge
+	dropped       *prometheus.CounterVec
+	spoolBytes    prometheus.Gauge
+	sendFailures  prometheus.Counter
+	ccUnavailable prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		sampled: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocdn_transport_records_sampled_total",
+			Help: "TCP_INFO samples taken of content connections."}),
+		sent: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocdn_transport_records_sent_total",
+			Help: "Transport records the control plane acknowledged."}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ocdn_transport_records_queued",
+			Help: "Transport records waiting for delivery, in memory and in the spool."}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ocdn_transport_records_dropped_total",
+			Help: "Transport records dropped, by reason (spool_full: the oldest, to bound the spool)."}, []string{"reason"}),
+		spoolBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ocdn_transport_spool_bytes",
+			Help: "Bytes of transport batches in the spool."}),
+		sendFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocdn_transport_send_failures_total",
+			Help: "Batch deliveries that failed and will be retried."}),
+		ccUnavailable: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocdn_transport_cc_unavailable_total",
+			Help: "Requests whose token named a congestion control the kernel refused; they were served with the default."}),
+	}
+	for _, r := range []string{dropSpoolFull, dropMemory, dropRejected, dropSpoolIO} {
+		m.dropped.WithLabelValues(r)
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.sampled, m.sent, m.queued, m.dropped, m.spoolBytes, m.sendFailures, m.ccUnavailable} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return nil, errors.New("transport: metrics already registered (one Recorder per registry)")
+			}
+			return nil, err
+		}
+	}
+	return m, nil
+}
