@@ -184,8 +184,16 @@ func New(cfg Config) (*Player, error) {
 	if cfg.CollapseGrace <= 0 {
 		cfg.CollapseGrace = 500 * time.Millisecond
 	}
+	dial := cfg.Dial
+	if dial == nil {
+		d := &net.Dialer{Timeout: cfg.RequestTimeout}
+		if cfg.Source.IsValid() {
+			d.LocalAddr = &net.TCPAddr{IP: cfg.Source.AsSlice()}
+		}
+		dial = d.DialContext
+	}
 	dialer, err := clientnet.New(clientnet.Config{CAFile: cfg.CAFile, RootCAs: cfg.RootCAs, Resolver: cfg.Resolver,
-		Source: cfg.Source, Dial: cfg.Dial, Timeout: cfg.RequestTimeout})
+		Dial: timedDial(dial)})
 	if err != nil {
 		return nil, fmt.Errorf("player: %w", err)
 	}
@@ -263,9 +271,34 @@ type Startup struct {
 // startupTrace records a Startup; the hooks may run on other goroutines
 // (the dialer's), hence the lock.
 type startupTrace struct {
-	mu                                     sync.Mutex
-	st                                     Startup
-	dnsStart, connStart, tlsStart, wroteAt time.Time
+	mu                          sync.Mutex
+	st                          Startup
+	dnsStart, tlsStart, wroteAt time.Time
+}
+
+// traceKey carries a request's *startupTrace to timedDial.
+type traceKey struct{}
+
+// timedDial times connecting to a resolved address for the startup
+// trace in ctx, around the whole dial: an emulated link (the lab's netem
+// dialer) delays the handshake before the socket's connect, which
+// httptrace's ConnectStart/ConnectDone would miss.
+func timedDial(dial clientnet.DialFunc) clientnet.DialFunc {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		t, _ := ctx.Value(traceKey{}).(*startupTrace)
+		start := time.Now()
+		c, err := dial(ctx, network, addr)
+		if t != nil && err == nil {
+			d := ms(time.Since(start))
+			t.mu.Lock()
+			// The connection that won (Happy Eyeballs may race two).
+			if t.st.ConnectMs == 0 {
+				t.st.ConnectMs = d
+			}
+			t.mu.Unlock()
+		}
+		return c, err
+	}
 }
 
 func (t *startupTrace) trace() *httptrace.ClientTrace {
@@ -274,21 +307,6 @@ func (t *startupTrace) trace() *httptrace.ClientTrace {
 		DNSStart: func(httptrace.DNSStartInfo) { lock(func() { t.dnsStart = time.Now() }) },
 		DNSDone: func(httptrace.DNSDoneInfo) {
 			lock(func() { t.st.DNSMs = ms(time.Since(t.dnsStart)) })
-		},
-		// The first connection attempt's (Happy Eyeballs may race two).
-		ConnectStart: func(string, string) {
-			lock(func() {
-				if t.connStart.IsZero() {
-					t.connStart = time.Now()
-				}
-			})
-		},
-		ConnectDone: func(_, _ string, err error) {
-			lock(func() {
-				if err == nil && t.st.ConnectMs == 0 {
-					t.st.ConnectMs = ms(time.Since(t.connStart))
-				}
-			})
 		},
 		TLSHandshakeStart: func() { lock(func() { t.tlsStart = time.Now() }) },
 		TLSHandshakeDone: func(tls.ConnectionState, error) {
@@ -574,7 +592,7 @@ func (p *Player) fetchRange(ctx context.Context, u string, off, end int64, kbps 
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout)
 	defer cancel()
 	if st != nil {
-		ctx = httptrace.WithClientTrace(ctx, st.trace())
+		ctx = httptrace.WithClientTrace(context.WithValue(ctx, traceKey{}, st), st.trace())
 	}
 	ctx, abort := context.WithCancelCause(ctx)
 	defer abort(nil)
