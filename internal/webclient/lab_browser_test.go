@@ -78,7 +78,10 @@ func TestPagesAgainstLab(t *testing.T) {
 	data := t.TempDir()
 	liveCh := make(chan *lab.Live, 1)
 	release := make(chan struct{})
-	l := lab.New(browserScenario(t), lab.Options{WorkDir: t.TempDir(), DataDir: data,
+	// The headless browser does not trust the lab's CA (Chromium reads
+	// its roots from an NSS database, not a flag): its pages fetch over
+	// plain HTTP.
+	l := lab.New(browserScenario(t), lab.Options{WorkDir: t.TempDir(), DataDir: data, PlainHTTP: true,
 		OnStreaming: func(ctx context.Context, live *lab.Live) {
 			liveCh <- live
 			select {
