@@ -84,8 +84,10 @@ func New(c Config) (*Dialer, error) {
 	}
 	d := &Dialer{dial: c.Dial, resolver: net.DefaultResolver,
 		// RootCAs nil means the system's roots; verification is never
-		// skipped.
-		tls: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+		// skipped. Sessions are resumed, as players and browsers do: a
+		// viewer's next connection to an appliance skips the certificate
+		// exchange and its verification (clones share the cache).
+		tls: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(64)}}
 	if d.dial == nil {
 		nd := &net.Dialer{Timeout: c.Timeout}
 		if c.Source.IsValid() {

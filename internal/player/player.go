@@ -37,7 +37,8 @@
 // transport error, on RequestTimeout, or on throughput collapse: while
 // the buffer is below the reservoir, the fetch must keep delivering at
 // least CollapseRatio (default 0.5) of the rung's bitrate after a grace
-// period (CollapseGrace, default 500 ms, for connection set-up); the
+// period (CollapseGrace, default 500 ms, counted from when the connection
+// is ready: resolving, connecting and a TLS handshake are set-up); the
 // check is a progress deadline re-armed on every read, so a stalled
 // transfer is abandoned mid-segment, not after it. Collapse only aborts
 // a fetch when the list has another URL to go to. After an error the
@@ -73,6 +74,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
@@ -602,15 +604,26 @@ func (p *Player) fetchRange(ctx context.Context, u string, off, end int64, kbps 
 	if collapse && p.cfg.CollapseRatio > 0 && p.cfg.ABR != ABRFixed {
 		minBps := p.cfg.CollapseRatio * float64(kbps) * 1000 / 8 // bytes per second
 		lowAt := start.Add(buffer - p.cfg.Reservoir)             // buffer reaches the reservoir
+		// The grace and the rate count from when the connection is
+		// ready: resolving a name, connecting and a TLS handshake are
+		// set-up, bounded by RequestTimeout, not a collapse of the
+		// path's throughput.
+		var ready atomic.Int64 // since start, set by GotConn
 		deadline = func(n int64) time.Time {
-			d := start.Add(p.cfg.CollapseGrace + time.Duration(float64(n)/minBps*float64(time.Second)))
+			d := start.Add(time.Duration(ready.Load()) + p.cfg.CollapseGrace + time.Duration(float64(n)/minBps*float64(time.Second)))
 			if lowAt.After(d) {
 				return lowAt
 			}
 			return d
 		}
-		watchdog = time.AfterFunc(time.Until(deadline(0)), func() { abort(errCollapse) })
+		// Armed once the connection is ready; until then RequestTimeout
+		// bounds the set-up.
+		watchdog = time.AfterFunc(p.cfg.RequestTimeout+p.cfg.CollapseGrace, func() { abort(errCollapse) })
 		defer watchdog.Stop()
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) {
+			ready.Store(int64(time.Since(start)))
+			watchdog.Reset(time.Until(deadline(0)))
+		}})
 	}
 	fail := func(n int64, err error) (int64, error) {
 		if c := context.Cause(ctx); errors.Is(c, errCollapse) {

@@ -129,3 +129,36 @@ func startDNS(t *testing.T, domain string, n config.ApplianceName) netip.AddrPor
 }
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }
+
+// A slow connection set-up (a slow handshake, a far resolver) is not a
+// throughput collapse: the grace counts from when the connection is
+// ready, so the first segment, fetched with an empty buffer, stays with
+// the first appliance.
+func TestSlowSetUpIsNotACollapse(t *testing.T) {
+	cat := catalog(t, 2*time.Second)
+	a1, a2 := newAppliance(t, "a1", cat), newAppliance(t, "a2", cat)
+	ctl := newControl(t, cat, func(int) []*fakeAppliance { return []*fakeAppliance{a1, a2} })
+	slow := netip.MustParseAddrPort(a1.srv.Listener.Addr().String())
+	p := shortPlayer(t, ctl, func(c *Config) {
+		c.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if netip.MustParseAddrPort(addr) == slow {
+				// Set-up longer than CollapseGrace (500 ms).
+				select {
+				case <-time.After(800 * time.Millisecond):
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}
+	})
+	defer p.Close()
+	sess, err := p.Play(context.Background(), "t0000")
+	if err != nil {
+		t.Fatalf("Play = %v", err)
+	}
+	if sess.Collapses != 0 || sess.Failovers != 0 || sess.ServedBy["a2"] != 0 {
+		t.Fatalf("session = %d collapses, %d failovers, served by %v; want a1 alone despite its slow set-up", sess.Collapses, sess.Failovers, sess.ServedBy)
+	}
+}
