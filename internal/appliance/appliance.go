@@ -7,6 +7,7 @@ package appliance
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,6 +81,9 @@ type Config struct {
 	CorruptFill []string
 	// TLS, when set, serves HTTPS (HTTP/2 and HTTP/1.1) instead of HTTP.
 	TLS *tls.Config
+	// PeerRoots verifies peers (and the origin) that fill is sent to over
+	// https; nil means the system's roots.
+	PeerRoots *x509.CertPool
 	// DrainGrace is how long, after Run's context ends, the appliance keeps
 	// accepting connections while /healthz and heartbeats say draining,
 	// so the control plane can steer clients away (default 0: close the

@@ -2,6 +2,8 @@ package appliance
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net/http"
 	"net/netip"
@@ -36,7 +38,7 @@ func newFillState(a *Appliance) *fillState {
 	for _, p := range a.cfg.CorruptFill {
 		fs.corrupt[p] = true
 	}
-	fs.agent = fill.New(fill.Config{Appliance: a.cfg.ID, Store: a.store, Control: controlClient{a}, Client: &http.Client{},
+	fs.agent = fill.New(fill.Config{Appliance: a.cfg.ID, Store: a.store, Control: controlClient{a}, Client: fillClient(a.cfg.PeerRoots),
 		Clock: a.cfg.FillClock, Rate: a.cfg.FillRate, UrgentRate: a.cfg.FillUrgentRate, RetireGrace: a.cfg.FillRetireGrace,
 		Concurrency: a.cfg.FillConcurrency, StallTimeout: a.cfg.FillStallTimeout,
 		OutOfCycleBudget: a.cfg.FillOutOfCycleBudget, Interval: a.cfg.FillInterval, StrictWindow: a.cfg.FillStrictWindow,
@@ -218,3 +220,14 @@ func (a *Appliance) Fill() FillStats { return a.fill.agent.Stats() }
 // ClientBytes is the content bytes served to clients, not counting fill
 // requests from other appliances (which BytesServed includes).
 func (a *Appliance) ClientBytes() int64 { return a.fill.clientBytes.Load() }
+
+// fillClient fetches fill sources, verifying https ones against roots (nil:
+// the system's): peers serving TLS have certificates from the CDN's CA.
+func fillClient(roots *x509.CertPool) *http.Client {
+	if roots == nil {
+		return &http.Client{}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}
+}

@@ -52,6 +52,7 @@ func parseSource(s string) (netip.Addr, error) {
 
 func newPlayCmd(g *globals) *cobra.Command {
 	var control []string
+	var nf netFlags
 	var title, source, abr string
 	var asJSON bool
 	var maxKbps int
@@ -85,7 +86,11 @@ player wait and ask again.`,
 			}
 			ctx, stop := signalContext(cmd.Context(), cmd.ErrOrStderr())
 			defer stop()
-			p, err := player.New(player.Config{ControlURLs: urls, Source: src, ABR: abr,
+			resolver, err := nf.resolverAddr()
+			if err != nil {
+				return err
+			}
+			p, err := player.New(player.Config{ControlURLs: urls, Source: src, ABR: abr, CAFile: nf.ca, Resolver: resolver,
 				MaxBitrateKbps: maxKbps, SegmentDuration: segDur, MaxBuffer: maxBuf})
 			if err != nil {
 				return err
@@ -124,6 +129,7 @@ player wait and ask again.`,
 	addControlFlag(cmd, &control)
 	cmd.Flags().StringVar(&title, "title", "", "title to play, e.g. t0000 (required)")
 	cmd.Flags().StringVar(&source, "source", "", "client source address to bind (default: the kernel's choice)")
+	nf.add(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the QoE record as JSON")
 	cmd.Flags().StringVar(&abr, "abr", player.ABRBuffer, "adaptation: bba (buffer-based, BBA-0) or fixed")
 	cmd.Flags().IntVar(&maxKbps, "max-bitrate", 0, "highest rung to play, in kbit/s (0: no cap)")

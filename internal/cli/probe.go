@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -16,21 +15,54 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ocdn/ocdn/internal/clientnet"
 	"github.com/ocdn/ocdn/internal/cpclient"
 	"github.com/ocdn/ocdn/internal/measure"
 	"github.com/ocdn/ocdn/internal/probe"
 )
 
-// sourceClient is an HTTP client whose connections come from src. A
-// request may take timeout, but a connection must be made within 5 s, so
+// netFlags are how the command-line clients reach appliances and the
+// control plane: the CA bundle they verify with and the resolver names go
+// through.
+type netFlags struct{ ca, resolver string }
+
+func (f *netFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.ca, "ca", "", "PEM bundle of the CAs that sign appliance certificates (ocdn pki's ca.pem; default: the system's roots)")
+	cmd.Flags().StringVar(&f.resolver, "resolver", "", "DNS server ADDR:PORT that appliance names are resolved through (default: the system's resolver)")
+}
+
+// dialer is a client bound to src (when valid) that resolves and
+// verifies as the flags say. A connection must be made within 5 s, so
 // that an unreachable control-plane replica costs little before the next
 // one is tried.
-func sourceClient(src netip.Addr, timeout time.Duration) *http.Client {
-	d := &net.Dialer{Timeout: min(timeout, 5*time.Second)}
-	if src.IsValid() {
-		d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+func (f *netFlags) dialer(src netip.Addr) (*clientnet.Dialer, error) {
+	resolver, err := f.resolverAddr()
+	if err != nil {
+		return nil, err
 	}
-	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}, Timeout: timeout}
+	cfg := clientnet.Config{CAFile: f.ca, Source: src, Resolver: resolver, Timeout: 5 * time.Second}
+	d, err := clientnet.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("--ca: %w", err)
+	}
+	return d, nil
+}
+
+// resolverAddr is --resolver parsed (invalid when not given).
+func (f *netFlags) resolverAddr() (netip.AddrPort, error) {
+	if f.resolver == "" {
+		return netip.AddrPort{}, nil
+	}
+	ap, err := netip.ParseAddrPort(f.resolver)
+	if err != nil {
+		return ap, fmt.Errorf("--resolver %q: want ADDR:PORT, such as 127.0.0.1:53 or [::1]:53", f.resolver)
+	}
+	return ap, nil
+}
+
+// dialerClient is an HTTP client of d whose requests may take timeout.
+func dialerClient(d *clientnet.Dialer, timeout time.Duration) *http.Client {
+	return &http.Client{Transport: d.Transport(), Timeout: timeout}
 }
 
 func defaultSpoolDir() string {
@@ -42,6 +74,7 @@ func defaultSpoolDir() string {
 
 func newProbeCmd(g *globals) *cobra.Command {
 	var control []string
+	var nf netFlags
 	var source, spool, reportURL string
 	var once, asJSON bool
 	var every time.Duration
@@ -82,13 +115,17 @@ once (the report id lets the control plane recognise a report sent twice).`,
 				return err
 			}
 			logger = logger.With("component", "probe")
-			client := sourceClient(src, 30*time.Second)
+			d, err := nf.dialer(src)
+			if err != nil {
+				return err
+			}
+			client := dialerClient(d, 30*time.Second)
 			cp := cpclient.Must(urls, client, "")
 			up := &probe.Uploader{Dir: spool, Control: cp, URL: reportURL, Client: client, Logger: logger}
 			ctx, stop := signalContext(cmd.Context(), cmd.ErrOrStderr())
 			defer stop()
 			runOnce := func() error {
-				rep, err := runRecipe(ctx, cp, src, spool, up)
+				rep, err := runRecipe(ctx, cp, d, spool, up)
 				if err != nil {
 					return err
 				}
@@ -124,6 +161,7 @@ once (the report id lets the control plane recognise a report sent twice).`,
 	}
 	addControlFlag(cmd, &control)
 	cmd.Flags().StringVar(&source, "source", "", "client source address to bind (default: the kernel's choice)")
+	nf.add(cmd)
 	cmd.Flags().StringVar(&spool, "spool", defaultSpoolDir(), "directory holding reports not yet uploaded")
 	cmd.Flags().StringVar(&reportURL, "report-url", "", "where to upload reports (default: the recipe's report_url, else /v1/reports on the control plane's replicas)")
 	cmd.Flags().BoolVar(&once, "once", false, "run one recipe and one upload attempt, then exit (the default)")
@@ -134,13 +172,13 @@ once (the report id lets the control plane recognise a report sent twice).`,
 
 // runRecipe fetches a recipe, runs it from src and spools the report,
 // which goes where the recipe says unless --report-url says otherwise.
-func runRecipe(ctx context.Context, cp *cpclient.Client, src netip.Addr, spool string, up *probe.Uploader) (*measure.Report, error) {
+func runRecipe(ctx context.Context, cp *cpclient.Client, d *clientnet.Dialer, spool string, up *probe.Uploader) (*measure.Report, error) {
 	rec, err := probe.FetchRecipe(ctx, cp)
 	if err != nil {
 		return nil, err
 	}
 	up.UseRecipe(rec)
-	rep, err := probe.Run(ctx, rec, probe.Options{Source: src})
+	rep, err := probe.Run(ctx, rec, probe.Options{Dial: d.DialContext, TLSConfig: d.TLSConfig()})
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 
 func newSpeedtestCmd(g *globals) *cobra.Command {
 	var control []string
+	var nf netFlags
 	var source, file, title string
 	var asJSON bool
 	var n, maxConns int
@@ -44,12 +45,16 @@ next when it refuses, times out or answers 5xx.`,
 			}
 			ctx, stop := signalContext(cmd.Context(), cmd.ErrOrStderr())
 			defer stop()
-			cp := cpclient.Must(urls, sourceClient(src, 10*time.Second), "")
+			d, err := nf.dialer(src)
+			if err != nil {
+				return err
+			}
+			cp := cpclient.Must(urls, dialerClient(d, 10*time.Second), "")
 			_, targets, err := speedtest.Targets(ctx, cp, title, file, n)
 			if err != nil {
 				return err
 			}
-			cfg := speedtest.Config{URLs: targets, Source: src, MaxConns: maxConns, MaxDuration: maxDur}
+			cfg := speedtest.Config{URLs: targets, Dial: d.DialContext, TLSConfig: d.TLSConfig(), MaxConns: maxConns, MaxDuration: maxDur}
 			if f, ok := cmd.ErrOrStderr().(*os.File); ok && !asJSON && term.IsTerminal(int(f.Fd())) {
 				cfg.Progress = func(s speedtest.Sample) {
 					fmt.Fprintf(f, "\r%5.1fs  %8.2f Mbit/s  %d connections ", s.Elapsed.Seconds(), s.RateBps/1e6, s.Connections)
@@ -82,6 +87,7 @@ next when it refuses, times out or answers 5xx.`,
 	}
 	addControlFlag(cmd, &control)
 	cmd.Flags().StringVar(&source, "source", "", "client source address to bind (default: the kernel's choice)")
+	nf.add(cmd)
 	cmd.Flags().StringVar(&file, "file", "", "file to download, as title/file (default: the largest file of --title)")
 	cmd.Flags().StringVar(&title, "title", "t0000", "title whose largest file is downloaded when --file is not given")
 	cmd.Flags().IntVar(&n, "urls", 5, "how many URLs to ask steering for")

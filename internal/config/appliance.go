@@ -30,7 +30,7 @@ type ApplianceDaemon struct {
 	// fill, no heartbeats, no BGP reports (benchmarks, a cold spare).
 	Standalone bool `yaml:"standalone,omitempty"`
 	// ControlCAFile is a PEM bundle that verifies an https control plane
-	// (default: the system's roots).
+	// and the https peers fill comes from (default: the system's roots).
 	ControlCAFile string `yaml:"control_ca_file,omitempty"`
 	// TokenFile holds the appliance's control-plane credential (ocdn
 	// control --mint-token ID).

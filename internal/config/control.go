@@ -75,8 +75,14 @@ type Control struct {
 	PopularityFeed string `yaml:"popularity_feed,omitempty"`
 	// Fill is the nightly fill window, in each site's local time.
 	Fill ControlFill `yaml:"fill,omitempty"`
-	// DNS runs the authoritative DNS server for the appliances' names.
+	// DNS runs the authoritative DNS server for the appliances' names;
+	// with it, steering URLs name appliances instead of giving their
+	// addresses.
 	DNS *DNS `yaml:"dns,omitempty"`
+	// ApplianceCAFile is a PEM bundle that verifies the certificates of
+	// appliances serving TLS (inventory tls: true), for the prober and
+	// turn-up downloads (default: the system's roots).
+	ApplianceCAFile string `yaml:"appliance_ca_file,omitempty"`
 	// CORS lets pages of other origins call the API from a browser (the
 	// control plane's own pages, /play/ and the rest, need none).
 	CORS      *CORS `yaml:"cors,omitempty"`
@@ -593,7 +599,7 @@ func (m *Measure) validate() error {
 }
 
 func (c *Control) resolvePaths(dir string) {
-	for _, p := range []*string{&c.Catalog, &c.KeyFile, &c.AdminTokenFile, &c.ViewerTokenFile, &c.OperatorTokenFile, &c.ApplianceSecretFile, &c.PopularityFeed} {
+	for _, p := range []*string{&c.Catalog, &c.KeyFile, &c.AdminTokenFile, &c.ViewerTokenFile, &c.OperatorTokenFile, &c.ApplianceSecretFile, &c.PopularityFeed, &c.ApplianceCAFile} {
 		resolve(dir, p)
 	}
 	if c.TLS != nil {

@@ -72,6 +72,12 @@ type Appliance struct {
 	Address6 AddrPort `yaml:"address6,omitempty" json:"address6,omitzero"`
 	// Capacity is the storage the appliance offers, e.g. "2GiB".
 	Capacity ByteSize `yaml:"capacity" json:"capacity"`
+	// TLS says the appliance serves HTTPS (its config has a tls section)
+	// on the port of Address (and Address6): steering then hands out
+	// https:// URLs, and the control plane's prober verifies its
+	// certificate against appliance_ca_file and the appliance's name
+	// (docs/dns.md).
+	TLS bool `yaml:"tls,omitempty" json:"tls,omitempty"`
 }
 
 // Inventory is what the control plane knows about the CDN's footprint.

@@ -6,8 +6,10 @@ package control
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"sort"
 	"sync"
@@ -72,10 +74,17 @@ type Config struct {
 	// runs steering experiments (needs MeasureDir; measured.go).
 	Measured MeasuredSteering
 	// Fill tunes popularity, placement and fill (fill.go).
-	Fill     FillConfig
-	Logger   *slog.Logger
-	Registry prometheus.Registerer
-	Now      func() time.Time
+	Fill FillConfig
+	// Domain, when set, is the CDN's DNS domain: steering URLs name
+	// appliances (ipv4-<id>-<site>.<domain>, docs/dns.md) rather than
+	// giving their addresses.
+	Domain string
+	// ApplianceRoots verifies the certificates of appliances that serve
+	// TLS (inventory tls: true); nil means the system's roots.
+	ApplianceRoots *x509.CertPool
+	Logger         *slog.Logger
+	Registry       prometheus.Registerer
+	Now            func() time.Time
 }
 
 // Server is the control plane. It is an http.Handler; Run keeps health
@@ -89,7 +98,11 @@ type Server struct {
 	ispOf  *bart.Table[config.ISP]
 	// applianceSite maps appliance ids to their site (read-only).
 	applianceSite map[string]string
-	measure       *measure.Ingester
+	// eps is how each appliance is reached (read-only; endpoint.go), and
+	// checkClient fetches from appliances for the control plane's checks.
+	eps         map[string]endpoint
+	checkClient *http.Client
+	measure     *measure.Ingester
 	// msteer is measured steering and the experiment (nil when neither
 	// is configured).
 	msteer   *measuredSteering
@@ -133,6 +146,7 @@ type metrics struct {
 	serving           prometheus.Gauge
 	routeReports      prometheus.Counter
 	storeUp           prometheus.Gauge
+	certFaults        *prometheus.GaugeVec
 }
 
 // New validates the config and computes manifests and the first snapshot.
@@ -177,6 +191,11 @@ func New(cfg Config) (*Server, error) {
 
 		routeSeq: map[string]routeState{},
 	}
+	eps, err := endpoints(cfg.Inventory, cfg.Domain)
+	if err != nil {
+		return nil, err
+	}
+	s.eps, s.checkClient = eps, applianceClient(eps, cfg.ApplianceRoots, 10*time.Second)
 	s.initMetrics(cfg.Registry)
 	s.engine.Keys = s.signingKeys
 	for _, site := range cfg.Inventory.Sites {
@@ -203,11 +222,14 @@ func (s *Server) initMetrics(reg prometheus.Registerer) {
 		serving:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "ocdn_control_appliances_serving", Help: "Appliances steering may send clients to."}),
 		routeReports: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocdn_control_route_reports_total", Help: "Route reports (snapshots and deltas) applied."}),
 		storeUp:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "ocdn_control_store_up", Help: "1 while the state store answers, 0 while the control plane serves from memory."}),
+		certFaults: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ocdn_control_appliance_certificate_faults",
+			Help: "1 while the prober finds an appliance's TLS certificate faulty (fault: name_mismatch, expired, untrusted, unreadable, no_tls), keeping it out of steering."},
+			[]string{"appliance", "fault"}),
 	}
 	s.metrics.steerOK = s.metrics.steerRequests.WithLabelValues("ok")
 	s.metrics.steerBad = s.metrics.steerRequests.WithLabelValues("bad_request")
 	if reg != nil {
-		reg.MustRegister(s.metrics.steerRequests, s.metrics.steerLatency, s.metrics.heartbeats, s.metrics.serving, s.metrics.routeReports)
+		reg.MustRegister(s.metrics.steerRequests, s.metrics.steerLatency, s.metrics.heartbeats, s.metrics.serving, s.metrics.routeReports, s.metrics.certFaults)
 		if s.cfg.Store != nil {
 			s.metrics.storeUp.Set(1)
 			reg.MustRegister(s.metrics.storeUp)
@@ -252,7 +274,7 @@ func (s *Server) rebuild() {
 	for _, a := range s.cfg.Inventory.Appliances {
 		site := s.sites[a.Site]
 		ok, st := s.applianceHealth(a.ID, now)
-		sa := &steer.Appliance{ID: a.ID, Site: a.Site, Kind: site.Kind, BaseURL: "http://" + a.Address.String(),
+		sa := &steer.Appliance{ID: a.ID, Site: a.Site, Kind: site.Kind, BaseURL: s.eps[a.ID].base,
 			Location: site.Location, Serving: ok, State: string(st.State), Holds: s.held[a.ID], Weight: st.Weight}
 		if sa.Serving {
 			serving++

@@ -210,7 +210,7 @@ func (s *Server) handleFill(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		for _, n := range placement.Rank(f.Path, holders) {
-			src, err := s.fillSource(snap.Appliances[n.ID].BaseURL, f.Path, now)
+			src, err := s.fillSource(s.eps[n.ID].peer, f.Path, now)
 			if err != nil {
 				s.log.Error("sign fill url", "err", err)
 				http.Error(w, "internal error", http.StatusInternalServerError)

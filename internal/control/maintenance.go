@@ -139,12 +139,7 @@ func (s *Server) checkTurnUp(ctx context.Context, id string) error {
 // testDownload fetches the first KiB of path from the appliance with a
 // signed URL and from the origin, and compares them.
 func (s *Server) testDownload(ctx context.Context, id, path string) error {
-	var base string
-	for _, a := range s.cfg.Inventory.Appliances {
-		if a.ID == id {
-			base = "http://" + a.Address.String()
-		}
-	}
+	base := s.eps[id].base
 	tok, err := s.signingKeys().Sign(urlsign.Grant{Scope: path, Expires: s.cfg.Now().Add(time.Minute)})
 	if err != nil {
 		return err
@@ -159,7 +154,7 @@ func (s *Server) testDownload(ctx context.Context, id, path string) error {
 		req.Header.Set("Range", "bytes=0-1023")
 		// A check, not a client: not demand.
 		req.Header.Set(api.MeasurementHeader, "turn-up")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := s.checkClient.Do(req)
 		if err != nil {
 			return nil, err
 		}

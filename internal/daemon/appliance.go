@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/ocdn/ocdn/internal/appliance"
 	"github.com/ocdn/ocdn/internal/bgp"
+	"github.com/ocdn/ocdn/internal/clientnet"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/cpclient"
 	"github.com/ocdn/ocdn/internal/edge"
@@ -111,6 +111,13 @@ func NewAppliance(cfg *config.ApplianceDaemon, h Hooks, jsonLogs bool) (*Applian
 		return nil, err
 	}
 	acfg.TLS = d.certs.config()
+	if cfg.ControlCAFile != "" {
+		// The CDN's CA signs the control plane's certificate and the
+		// peers' that fill comes from.
+		if acfg.PeerRoots, err = clientnet.LoadCAs(cfg.ControlCAFile); err != nil {
+			return nil, fmt.Errorf("control_ca_file: %w", err)
+		}
+	}
 	lns, err := listenAll(cfg.Listen, h)
 	if err != nil {
 		return nil, err
@@ -169,13 +176,9 @@ func controlClient(cfg *config.ApplianceDaemon) (*cpclient.Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if cfg.ControlCAFile != "" {
-		pem, err := os.ReadFile(cfg.ControlCAFile)
+		pool, err := clientnet.LoadCAs(cfg.ControlCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("control_ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("control_ca_file: %s holds no PEM certificate", cfg.ControlCAFile)
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ocdn/ocdn/internal/auth"
+	"github.com/ocdn/ocdn/internal/clientnet"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/console"
 	"github.com/ocdn/ocdn/internal/content"
@@ -150,6 +151,14 @@ func NewControl(ctx context.Context, cfg *config.Control, h Hooks) (*Control, er
 		ActivePoll: cfg.ActivePoll, Store: c.store, SyncInterval: cfg.SyncInterval, ApplianceSecret: files.ApplianceSecret,
 		Measured: measuredSteering(cfg.Steering),
 		Logger:   h.Logger, Registry: h.Registry, Now: h.Now,
+	}
+	if cfg.DNS != nil {
+		ccfg.Domain = cfg.DNS.CanonicalDomain()
+	}
+	if cfg.ApplianceCAFile != "" {
+		if ccfg.ApplianceRoots, err = clientnet.LoadCAs(cfg.ApplianceCAFile); err != nil {
+			return nil, fmt.Errorf("appliance_ca_file: %w", err)
+		}
 	}
 	if cfg.TurnUp.On() {
 		ccfg.TurnUp = &control.TurnUp{FillShare: cfg.TurnUp.FillShare, SkipDownload: !cfg.TurnUp.Download()}

@@ -27,6 +27,7 @@ import (
 	"github.com/ocdn/ocdn/internal/bgp"
 	"github.com/ocdn/ocdn/internal/bgp/bgptest"
 	"github.com/ocdn/ocdn/internal/cpstore/pgtest"
+	"github.com/ocdn/ocdn/internal/dns/dnstest"
 	"github.com/ocdn/ocdn/internal/measure"
 	"github.com/ocdn/ocdn/internal/netns"
 	"github.com/ocdn/ocdn/internal/player"
@@ -145,6 +146,10 @@ func setUp(t *testing.T) *cdn {
 		tok := c.ocdn("control", "--config", c.cfg.control["c1"], "--mint-token", id)
 		must(t, os.WriteFile(filepath.Join(c.cfg.dir, id, id+".token"), []byte(tok), 0o600))
 	}
+	// The CA and the appliances' certificates for their names
+	// (docs/dns.md): clients verify with pki/ca.pem.
+	c.ocdn("pki", "ca", "--out", filepath.Join(c.cfg.dir, "pki"), "--domain", cdnDomain)
+	c.ocdn("pki", "issue", "--config", c.cfg.control["c1"], "--ca", filepath.Join(c.cfg.dir, "pki"), "--out", filepath.Join(c.cfg.dir, "certs"))
 
 	// The ISPs' routers come first, so that the appliances' first
 	// connection attempts find them.
@@ -156,6 +161,14 @@ func setUp(t *testing.T) *cdn {
 	}
 	for _, u := range c.cfg.controlURLs {
 		c.waitHealthy(u)
+	}
+	// Each ISP's recursive resolver, which its clients use: Unbound on
+	// the ISP host's loopback, sending the CDN domain to the control
+	// planes' name servers (the delegation's targets).
+	for _, h := range []string{"isp1", "isp2"} {
+		dnstest.Start(t, dnstest.UnboundConfig{Zone: cdnDomain, Auth: netip.AddrPortFrom(c1Addr4, dnsPort),
+			MoreAuth: []netip.AddrPort{netip.AddrPortFrom(c2Addr4, dnsPort)}, Listen: ispResolver,
+			Netns: c.h[h].Name(), Dial: c.h[h].DialContext})
 	}
 	for _, a := range []string{"a1", "a2", "x1"} {
 		c.start(a, a, "appliance", "--config", c.cfg.appliance[a])
@@ -298,6 +311,12 @@ func (c *cdn) client(ctx context.Context, host string, args ...string) (string, 
 	}
 	return string(out), nil
 }
+
+// ispResolver is where each ISP host's Unbound answers its clients.
+var ispResolver = netip.MustParseAddrPort("127.0.0.1:53")
+
+// caFile is the CA bundle clients verify the appliances with.
+func (c *cdn) caFile() string { return filepath.Join(c.cfg.dir, "pki", "ca.pem") }
 
 // controlFlag is the --control list every client is given.
 func (c *cdn) controlFlag() string { return strings.Join(c.cfg.controlURLs, ",") }
@@ -474,10 +493,14 @@ func (c *cdn) checkSteering() {
 // play runs `ocdn play` on host from src.
 func (c *cdn) play(ctx context.Context, host string, src netip.Addr) (*player.Session, error) {
 	out, err := c.client(ctx, host, "play", "--control", c.controlFlag(), "--title", "t0000", "--segment", "1s",
-		"--source", src.String(), "--json")
+		"--source", src.String(), "--json", "--ca", c.caFile(), "--resolver", ispResolver.String())
 	var s player.Session
 	if jerr := json.Unmarshal([]byte(out), &s); jerr != nil && err == nil {
 		err = fmt.Errorf("play from %s: %v in %q", src, jerr, out)
+	}
+	// By name through the ISP's Unbound, over verified HTTPS.
+	if st := s.Startup; err == nil && (st == nil || !st.HTTPS || (!st.Reused && st.DNSMs <= 0)) {
+		err = fmt.Errorf("play from %s: startup %+v, want an https first request whose name was resolved", src, st)
 	}
 	return &s, err
 }
@@ -486,7 +509,8 @@ func (c *cdn) play(ctx context.Context, host string, src netip.Addr) (*player.Se
 // it uploaded.
 func (c *cdn) probe(ctx context.Context, host string, src netip.Addr) error {
 	spool := filepath.Join(c.net.Dir(), "spool", src.String())
-	out, err := c.client(ctx, host, "probe", "--control", c.controlFlag(), "--source", src.String(), "--spool", spool, "--json")
+	out, err := c.client(ctx, host, "probe", "--control", c.controlFlag(), "--source", src.String(), "--spool", spool, "--json",
+		"--ca", c.caFile(), "--resolver", ispResolver.String())
 	if err != nil {
 		return err
 	}
@@ -502,7 +526,7 @@ func (c *cdn) probe(ctx context.Context, host string, src netip.Addr) error {
 
 func (c *cdn) speedtest(ctx context.Context, host string, src netip.Addr) (*speedtest.Result, error) {
 	out, err := c.client(ctx, host, "speedtest", "--control", c.controlFlag(), "--source", src.String(),
-		"--urls", "1", "--max-duration", "4s", "--json")
+		"--urls", "1", "--max-duration", "4s", "--json", "--ca", c.caFile(), "--resolver", ispResolver.String())
 	if err != nil {
 		return nil, err
 	}

@@ -33,9 +33,10 @@ const (
 	// maxPrefixes is every appliance neighbor's limit; the test floods
 	// one session past it.
 	maxPrefixes = 8
-	httpPort    = 80
+	contentPort = 443 // HTTPS by name (docs/dns.md)
 	opsPort     = 9180
 	apiPort     = 8080
+	dnsPort     = 53
 	originPort  = 8081
 )
 
@@ -71,6 +72,10 @@ var (
 	// appliances' bogon filter.
 	allowPrefixes = []string{"198.51.100.0/24", "203.0.113.0/24", "100.64.0.0/10", "2001:db8::/32"}
 )
+
+// cdnDomain is the zone the control planes' DNS servers answer for; each
+// replica is one of its name servers.
+const cdnDomain = "cdn.example.net"
 
 // Addresses of the hosts on their links.
 var (
@@ -328,10 +333,10 @@ sites:
   - {id: isp1-embedded, kind: embedded, isp: isp1, time_zone: Europe/Amsterdam, location: {lat: 52.37, lon: 4.90}}
   - {id: ixp, kind: ixp, time_zone: Europe/Amsterdam, location: {lat: 52.36, lon: 4.94}}
 appliances:
-  - {id: a1, site: isp1-embedded, address: "%s:%d", capacity: 1GiB}
-  - {id: a2, site: isp1-embedded, address: "%s:%d", capacity: 1GiB}
-  - {id: x1, site: ixp, address: "%s:%d", capacity: 1GiB}
-`, isp1ASN, joinPrefixes(isp1Pfxs), isp2ASN, joinPrefixes(isp2Pfxs), a1Addr4, httpPort, a2Addr4, httpPort, x1Addr4, httpPort)
+  - {id: a1, site: isp1-embedded, address: "%s:%d", capacity: 1GiB, tls: true}
+  - {id: a2, site: isp1-embedded, address: "%s:%d", capacity: 1GiB, tls: true}
+  - {id: x1, site: ixp, address: "%s:%d", capacity: 1GiB, tls: true}
+`, isp1ASN, joinPrefixes(isp1Pfxs), isp2ASN, joinPrefixes(isp2Pfxs), a1Addr4, contentPort, a2Addr4, contentPort, x1Addr4, contentPort)
 	for _, r := range []struct {
 		name   string
 		v4, v6 netip.Addr
@@ -353,7 +358,15 @@ measure:
   recipe: {targets: 3, pulses: 2, pulse_size: 128KiB, pulse_delay: 10ms, pulse_timeout: 3s, interval: 10s}
 turn_up: {fill_share: 1}
 fill: {window_length: 24h}
-%s`, netip.AddrPortFrom(r.v4, apiPort), netip.AddrPortFrom(r.v6, apiPort), originAddr, originPort, dsn, r.name, inventory))
+dns:
+  domain: %s
+  listen: ["%s"]
+  nameservers:
+    - {name: ns1.%s, addresses: [%s]}
+    - {name: ns2.%s, addresses: [%s]}
+appliance_ca_file: ../pki/ca.pem
+%s`, netip.AddrPortFrom(r.v4, apiPort), netip.AddrPortFrom(r.v6, apiPort), originAddr, originPort, dsn, r.name,
+			cdnDomain, netip.AddrPortFrom(r.v4, dnsPort), cdnDomain, c1Addr4, cdnDomain, c2Addr4, inventory))
 	}
 	for _, a := range []struct {
 		id, routerName string
@@ -377,6 +390,7 @@ heartbeat_interval: 500ms
 drain_grace: 100ms
 drain_timeout: 2s
 access_log: "off"
+control_ca_file: ../pki/ca.pem
 fill: {concurrency: 4, interval: 200ms}
 bgp:
   local_asn: %d
@@ -385,8 +399,10 @@ bgp:
   neighbors:
     - {address: %s, peer_asn: %d, hold_time: 9s, max_prefixes: %d}
     - {address: "%s", peer_asn: %d, hold_time: 9s, max_prefixes: %d}
-`, a.id, netip.AddrPortFrom(a.v4, httpPort), netip.AddrPortFrom(a.v6, httpPort), netip.AddrPortFrom(a.v4, opsPort), strings.Join(c.controlURLs, ", "), a.id,
-			cdnASN, a.v4, strings.Join(allowPrefixes, ", "), a.r4, a.peerASN, maxPrefixes, a.r6, a.peerASN, maxPrefixes))
+`, a.id, netip.AddrPortFrom(a.v4, contentPort), netip.AddrPortFrom(a.v6, contentPort), netip.AddrPortFrom(a.v4, opsPort), strings.Join(c.controlURLs, ", "), a.id,
+			cdnASN, a.v4, strings.Join(allowPrefixes, ", "), a.r4, a.peerASN, maxPrefixes, a.r6, a.peerASN, maxPrefixes)+
+			// Its pair from `ocdn pki issue` (setUp).
+			fmt.Sprintf("tls: {cert_file: ../certs/%s.pem, key_file: ../certs/%s.key}\n", a.id, a.id))
 	}
 	c.origin = write(filepath.Join(dir, "origin", "origin.yaml"), fmt.Sprintf("listen: \"%s\"\ncatalog: ../catalog.json\n",
 		netip.AddrPortFrom(originAddr, originPort)))

@@ -18,7 +18,9 @@
 //	drained     draining and active transfers ≤ DrainedTransfers
 //	down        MissedBeats intervals without a heartbeat, or the prober's
 //	            connection was refused (the host answers but nothing
-//	            listens: the daemon is gone); no clients
+//	            listens: the daemon is gone), or the prober found the
+//	            appliance's TLS certificate wrong for clients (not its
+//	            name, expired, unreadable, not from the CA); no clients
 //
 // A prober timeout alone does not make an appliance down: the control plane
 // may merely be cut off from it while clients still reach it. It is marked
@@ -102,6 +104,9 @@ type Status struct {
 	Report      Report
 	Unreachable bool // the prober timed out; see the package doc
 	Drain       *Window
+	// CertFault is what the prober last found wrong with the
+	// appliance's certificate ("" when nothing).
+	CertFault string
 	// Reason explains a state other than up.
 	Reason string
 }
@@ -115,6 +120,7 @@ type entry struct {
 	unreach    bool
 	drain      *Window
 	everBeaten bool
+	certFault  string
 }
 
 // Tracker records heartbeats. It is safe for concurrent use.
@@ -212,6 +218,16 @@ func (t *Tracker) Probe(id string, at time.Time, refused, timeout bool) {
 	}
 }
 
+// Certificate records what the prober found wrong with id's TLS
+// certificate, or "" when a handshake verified. A fault keeps the
+// appliance down until a handshake verifies again: clients would refuse
+// it.
+func (t *Tracker) Certificate(id, fault string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.get(id).certFault = fault
+}
+
 // SetDrain sets (w non-nil) or clears an operator drain.
 func (t *Tracker) SetDrain(id string, w *Window) {
 	t.mu.Lock()
@@ -232,7 +248,7 @@ func (t *Tracker) Status(id string, now time.Time) Status {
 	if !ok {
 		return Status{State: Unknown, Reason: "no heartbeat yet"}
 	}
-	st := Status{LastBeat: e.last, Report: e.rep, Unreachable: e.unreach, Drain: e.drain, Weight: 0}
+	st := Status{LastBeat: e.last, Report: e.rep, Unreachable: e.unreach, Drain: e.drain, Weight: 0, CertFault: e.certFault}
 	draining := e.rep.SelfDraining
 	if e.drain != nil && e.drain.Active(now) {
 		draining = true
@@ -250,6 +266,8 @@ func (t *Tracker) Status(id string, now time.Time) Status {
 		st.State, st.Reason = Down, "probe: connection refused"
 	case now.Sub(e.last) >= time.Duration(t.MissedBeats)*t.Interval:
 		st.State, st.Reason = Down, "missed heartbeats"
+	case e.certFault != "":
+		st.State, st.Reason = Down, "probe: "+e.certFault
 	case draining && e.rep.Transfers <= t.Thresholds.DrainedTransfers:
 		st.State = Drained
 	case draining:

@@ -110,3 +110,23 @@ func TestDrainWindowAndDrained(t *testing.T) {
 		t.Errorf("self-draining: State = %s, want draining", got)
 	}
 }
+
+// A certificate fault keeps a heartbeating appliance down, with the fault
+// as the reason, until a handshake verifies again.
+func TestCertificateFault(t *testing.T) {
+	tr := NewTracker(time.Second, 3)
+	tr.Beat("a", t0, false)
+	tr.Certificate("a", "certificate expired")
+	st := tr.Status("a", t0)
+	if st.State != Down || st.Serving() || st.Reason != "probe: certificate expired" || st.CertFault != "certificate expired" {
+		t.Fatalf("after a certificate fault: Status = %+v, want down with the fault as reason", st)
+	}
+	tr.Beat("a", t0.Add(time.Second), false)
+	if got := tr.State("a", t0.Add(time.Second)); got != Down {
+		t.Errorf("a heartbeat does not clear a certificate fault: State = %s, want down", got)
+	}
+	tr.Certificate("a", "")
+	if st := tr.Status("a", t0.Add(time.Second)); st.State != Up || st.CertFault != "" {
+		t.Errorf("after a verified handshake: Status = %+v, want up", st)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ocdn/ocdn/internal/clientnet"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/netem"
@@ -95,10 +96,18 @@ func (l *Lab) browserDialer(isp string, src netip.Addr) socks5.DialFunc {
 		}
 	}
 	base := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: 3 * time.Second}
-	return socks5.DialFunc(netem.Dialer(base, func(ap netip.AddrPort) (netem.Link, bool) {
+	dial := netem.Dialer(base, func(ap netip.AddrPort) (netem.Link, bool) {
 		link, ok := links[ap.Addr()]
 		return link, ok
-	}))
+	})
+	// Chromium hands SOCKS5 proxies names, not addresses: the proxy
+	// resolves them as the lab's clients do, through the control plane's
+	// DNS server, and dials the address through its link.
+	cn, err := clientnet.New(clientnet.Config{Resolver: l.resolver, Dial: clientnet.DialFunc(dial)})
+	if err != nil {
+		return socks5.DialFunc(dial) // only a CA file can fail, and none is given
+	}
+	return socks5.DialFunc(cn.DialContext)
 }
 
 // startBrowser starts the browser's proxy (until ctx ends), says where

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -109,7 +110,20 @@ func (c *Chaos) ContentURL(id, path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return "http://" + c.l.appliances[i].cfg.Address.AddrPort.String() + "/c/" + tok + "/" + path, nil
+	scheme := "http://"
+	if c.l.roots != nil {
+		scheme = "https://"
+	}
+	return scheme + c.l.appliances[i].cfg.Address.AddrPort.String() + "/c/" + tok + "/" + path, nil
+}
+
+// TLSConfig verifies the appliances' certificates (the lab's CA) for
+// clients of ContentURL; nil when they serve plain HTTP.
+func (c *Chaos) TLSConfig() *tls.Config {
+	if c.l.roots == nil {
+		return nil
+	}
+	return &tls.Config{RootCAs: c.l.roots, MinVersion: tls.VersionTLS12}
 }
 
 // KillAppliance SIGKILLs appliance id's process.
@@ -296,6 +310,16 @@ func (l *Lab) compileReplicas() error {
 		}
 		rc := withDir(*base, i)
 		rc.Listen = addrList(ap)
+		if base.DNS != nil {
+			// Each replica its own name server, as ns1 and ns2 would be.
+			dns := *base.DNS
+			dp, err := freePort(netip.MustParseAddr("127.0.0.1"))
+			if err != nil {
+				return err
+			}
+			dns.Listen = addrList(dp)
+			rc.DNS = &dns
+		}
 		l.dep.Replicas = append(l.dep.Replicas, rc)
 		urls = append(urls, "http://"+ap.String())
 	}

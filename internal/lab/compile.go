@@ -15,6 +15,7 @@ import (
 	"github.com/ocdn/ocdn/internal/auth"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/pki"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
@@ -42,7 +43,13 @@ const (
 	tokensDir      = "tokens"
 	storesDir      = "stores"
 	measureDir     = "measure"
+	pkiDir         = "pki"
+	certsDir       = "certs"
 )
+
+// labDomain is the CDN domain the lab's appliances are named under; the
+// control plane's DNS server answers for it.
+const labDomain = "cdn.lab.example"
 
 // opsPort is where each lab appliance serves /metrics and /v1/status, on
 // its own address.
@@ -53,12 +60,18 @@ const opsPort = 9180
 type Endpoints struct {
 	Control netip.AddrPort
 	Origin  netip.AddrPort
+	// DNS, when set, is where the control plane's DNS server answers for
+	// the appliances' names; the appliances then serve HTTPS with
+	// certificates from the lab's CA, and clients reach them by name.
+	// Unset: plain HTTP to addresses.
+	DNS netip.AddrPort
 }
 
 // DefaultEndpoints are what --print-configs writes.
 var DefaultEndpoints = Endpoints{
 	Control: netip.MustParseAddrPort("127.0.0.1:18000"),
 	Origin:  netip.MustParseAddrPort("127.0.0.1:18001"),
+	DNS:     netip.MustParseAddrPort("127.0.0.1:18053"),
 }
 
 // Deployment is a compiled scenario: every daemon's config and the files
@@ -74,6 +87,9 @@ type Deployment struct {
 	Routers    []Router
 	Catalog    *content.Catalog
 	AdminToken string
+	// CA is the lab's certificate authority when the appliances serve
+	// HTTPS (pki/ca.pem, the bundle clients verify with); nil otherwise.
+	CA *pki.CA
 	// tokens are the appliances' credentials by id.
 	tokens map[string]string
 	files  map[string][]byte
@@ -177,7 +193,54 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 	if err := d.compileFeeds(sc); err != nil {
 		return nil, err
 	}
+	if ep.DNS.IsValid() {
+		if err := d.compileTLS(sc, ep.DNS); err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
+}
+
+// compileTLS names the appliances under labDomain, served by the control
+// plane's DNS server at dns, and has them serve HTTPS with certificates
+// from a CA made for the run, with the same code as `ocdn pki`: clients
+// then reach them as they would a deployed CDN, by name over verified
+// HTTPS. The control plane's own API stays plain HTTP on loopback.
+func (d *Deployment) compileTLS(sc *Scenario, dns netip.AddrPort) error {
+	now := time.Now()
+	ca, err := pki.NewCA("ocdn lab CA", labDomain, pki.DefaultCAValidity, now)
+	if err != nil {
+		return err
+	}
+	d.CA = ca
+	d.Control.DNS = &config.DNS{Domain: labDomain, Listen: addrList(dns)}
+	d.Control.ApplianceCAFile = filepath.Join(pkiDir, pki.CACertFile)
+	d.Control.Inventory.Appliances = slices.Clone(d.Control.Inventory.Appliances)
+	for i := range d.Control.Inventory.Appliances {
+		d.Control.Inventory.Appliances[i].TLS = true
+	}
+	d.files[filepath.Join(pkiDir, pki.CACertFile)] = ca.CertPEM()
+	ids := make([]string, len(d.Appliances))
+	for i, a := range d.Appliances {
+		ids[i] = a.ID
+	}
+	reqs, err := pki.ApplianceRequests(&d.Control, ids)
+	if err != nil {
+		return err
+	}
+	for _, r := range reqs {
+		certPEM, keyPEM, err := ca.Issue(r, pki.DefaultLeafValidity, now)
+		if err != nil {
+			return err
+		}
+		a := &d.Appliances[slices.IndexFunc(d.Appliances, func(a config.ApplianceDaemon) bool { return a.ID == r.Name })]
+		cert, key := filepath.Join(certsDir, a.ID+".pem"), filepath.Join(certsDir, a.ID+".key")
+		d.files[cert], d.files[key] = certPEM, keyPEM
+		a.TLS = &config.TLSFiles{CertFile: filepath.Join("..", cert), KeyFile: filepath.Join("..", key)}
+		// Fill from peers is over HTTPS too.
+		a.ControlCAFile = filepath.Join("..", pkiDir, pki.CACertFile)
+	}
+	return nil
 }
 
 func addrList(ap netip.AddrPort) config.AddrList {
@@ -283,7 +346,7 @@ func (d *Deployment) Write(dir string) error {
 			return err
 		}
 		mode := os.FileMode(0o644)
-		if strings.HasSuffix(name, ".token") || name == secretFile || name == keysFile {
+		if strings.HasSuffix(name, ".token") || strings.HasSuffix(name, ".key") || name == secretFile || name == keysFile {
 			mode = 0o600
 		}
 		if err := os.WriteFile(p, b, mode); err != nil {

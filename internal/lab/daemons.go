@@ -410,7 +410,13 @@ func (r *processes) appliance(ctx context.Context, id, path string, h daemon.Hoo
 	if len(h.CorruptFill) > 0 {
 		args = append(args, "--lab-corrupt-fill", strings.Join(h.CorruptFill, ","))
 	}
-	p, err := r.start(ctx, "appliance-"+id, baseURL(cfg.Listen), args...)
+	// Readiness is asked on the operators' port: plain HTTP, whether or
+	// not the content port serves TLS.
+	ready := baseURL(cfg.Listen)
+	if len(cfg.OpsListen) > 0 {
+		ready = baseURL(cfg.OpsListen)
+	}
+	p, err := r.start(ctx, "appliance-"+id, ready, args...)
 	if err != nil {
 		return nil, err
 	}

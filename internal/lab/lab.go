@@ -9,6 +9,7 @@ package lab
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -79,6 +80,11 @@ type Options struct {
 	OnSession func(SessionEnd)
 	// OnSpool is told of every probe report a client spooled for upload.
 	OnSpool func(id string, pulses int)
+	// PlainHTTP serves clients over HTTP with the appliances' addresses
+	// in URLs, as before names and certificates: for runs whose clients
+	// cannot be given the lab's CA (a browser driven by a test). By
+	// default the appliances serve HTTPS by name (Endpoints.DNS).
+	PlainHTTP bool
 }
 
 // Lab is one run of a scenario.
@@ -127,6 +133,11 @@ type Lab struct {
 	// why there are none when the scenario asked for some.
 	paths          []*packetPath
 	packetFallback string
+	// roots and resolver are what clients verify appliances with and
+	// resolve their names through: the lab's CA and the control plane's
+	// DNS server (nil and unset with PlainHTTP).
+	roots    *x509.CertPool
+	resolver netip.AddrPort
 }
 
 type labAppliance struct {
@@ -327,6 +338,11 @@ func (l *Lab) compile() error {
 	if ep.Origin, err = freePort(netip.MustParseAddr("127.0.0.1")); err != nil {
 		return err
 	}
+	if !l.opts.PlainHTTP {
+		if ep.DNS, err = freePort(netip.MustParseAddr("127.0.0.1")); err != nil {
+			return err
+		}
+	}
 	sc := l.sc
 	if o := l.opts.ApplianceOctet; o > 0 {
 		sc = l.sc.moveAppliances(o)
@@ -350,6 +366,11 @@ func (l *Lab) compile() error {
 	}
 	l.catalog = l.dep.Catalog
 	l.etc = filepath.Join(l.work, "etc")
+	if ca := l.dep.CA; ca != nil {
+		l.roots = x509.NewCertPool()
+		l.roots.AddCert(ca.Cert)
+		l.resolver = l.dep.Control.DNS.Listen[0].AddrPort
+	}
 	return l.dep.Write(l.etc)
 }
 
@@ -407,7 +428,8 @@ func (l *Lab) startClients(ctx, runCtx context.Context, controlURLs []string, wg
 			src := clientAddr(isp, i)
 			rng := rand.New(rand.NewPCG(uint64(gi), uint64(i)))
 			dial := l.clientDialer(g.ISP, src)
-			p, err := player.New(player.Config{ControlURLs: controlURLs, Source: src, Dial: dial, MaxBitrateKbps: g.MaxBitrateKbps,
+			p, err := player.New(player.Config{ControlURLs: controlURLs, Source: src, Dial: dial, RootCAs: l.roots, Resolver: l.resolver,
+				MaxBitrateKbps:  g.MaxBitrateKbps,
 				SegmentDuration: l.sc.Player.SegmentDuration, MaxBuffer: l.sc.Player.MaxBuffer})
 			if err != nil {
 				return err

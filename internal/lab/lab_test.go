@@ -154,6 +154,15 @@ func checkReport(t *testing.T, sc *Scenario, rep *Report) {
 	if q := rep.QoE; q.Sessions == 0 || q.StartupMsP50 <= 0 || q.AvgBitrateKbps <= 0 {
 		t.Errorf("qoe = %+v", q)
 	}
+	// Every client is served over HTTPS by name: the first request's
+	// startup breaks down into DNS, connect, TLS and first byte, each
+	// measured.
+	if b := rep.QoE.StartupBreakdown; b.Sessions == 0 || b.HTTPS != b.Sessions ||
+		b.DNSMsP50 <= 0 || b.ConnectMsP50 <= 0 || b.TLSMsP50 <= 0 || b.FirstByteMsP50 <= 0 {
+		t.Errorf("startup breakdown = %+v, want HTTPS sessions only, each component's median positive", b)
+	} else {
+		t.Logf("startup breakdown: %+v", b)
+	}
 	checkMeasured(t, rep, true)
 }
 

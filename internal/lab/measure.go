@@ -13,6 +13,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/ocdn/ocdn/internal/clientnet"
 	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/cpclient"
@@ -193,6 +194,13 @@ func (l *Lab) probeLoop(ctx, runCtx context.Context, controlURLs []string, clien
 		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}).DialContext,
 	}}
 	defer direct.CloseIdleConnections()
+	// Probes reach appliances as the player does: by name through the
+	// resolver, verified with the lab's CA.
+	cn, err := clientnet.New(clientnet.Config{RootCAs: l.roots, Resolver: l.resolver, Dial: dial})
+	if err != nil {
+		l.log.Error("probe client", "err", err)
+		return
+	}
 	cp := cpclient.Must(controlURLs, direct, "")
 	up := &probe.Uploader{Dir: filepath.Join(l.work, "spool", strconv.Itoa(client)), Control: cp,
 		Client: direct, Logger: l.log, MinBackoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second}
@@ -209,7 +217,7 @@ func (l *Lab) probeLoop(ctx, runCtx context.Context, controlURLs []string, clien
 			continue
 		}
 		up.UseRecipe(rec)
-		rep, err := probe.Run(ctx, rec, probe.Options{Dial: dial})
+		rep, err := probe.Run(ctx, rec, probe.Options{Dial: cn.DialContext, TLSConfig: cn.TLSConfig()})
 		if err != nil {
 			continue // cut short by the end of the run
 		}
@@ -276,6 +284,55 @@ type QoEReport struct {
 	StartupMsP50   float64 `json:"startup_ms_p50"`
 	RebufferRatio  float64 `json:"rebuffer_ratio"`
 	AvgBitrateKbps float64 `json:"avg_bitrate_kbps"`
+	// StartupBreakdown is the median of each component of the first
+	// segment request's startup, over the completed sessions whose first
+	// request opened a new connection.
+	StartupBreakdown StartupBreakdown `json:"startup_breakdown"`
+}
+
+// StartupBreakdown is the median time of each part of a playback's first
+// segment request (player.Startup).
+type StartupBreakdown struct {
+	// Sessions is how many sessions it is over, HTTPS how many of them
+	// were https.
+	Sessions     int     `json:"sessions"`
+	HTTPS        int     `json:"https"`
+	DNSMsP50     float64 `json:"dns_ms_p50"`
+	ConnectMsP50 float64 `json:"connect_ms_p50"`
+	TLSMsP50     float64 `json:"tls_ms_p50"`
+	// FirstByteMsP50 is from the request written to the first response
+	// byte.
+	FirstByteMsP50 float64 `json:"first_byte_ms_p50"`
+}
+
+// startupBreakdown takes the medians over sessions whose first segment
+// request opened a connection (a reused one has no DNS, connect or TLS
+// to break down).
+func startupBreakdown(sessions []player.Session) StartupBreakdown {
+	var dns, conn, tls, fb []float64
+	var b StartupBreakdown
+	for _, s := range sessions {
+		st := s.Startup
+		if !s.Completed || st == nil || st.Reused || st.ConnectMs == 0 {
+			continue
+		}
+		b.Sessions++
+		if st.HTTPS {
+			b.HTTPS++
+		}
+		dns, conn, tls, fb = append(dns, st.DNSMs), append(conn, st.ConnectMs), append(tls, st.TLSMs), append(fb, st.FirstByteMs)
+	}
+	b.DNSMsP50, b.ConnectMsP50, b.TLSMsP50, b.FirstByteMsP50 = median(dns), median(conn), median(tls), median(fb)
+	return b
+}
+
+// median of xs (sorted in place); 0 for none.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sort.Float64s(xs)
+	return xs[len(xs)/2]
 }
 
 // measurementReport counts what the control plane's ingest saw, from its
@@ -306,7 +363,7 @@ func qoeReport(sessions []player.Session) QoEReport {
 		played += q.DurationMs
 		bitrateTime += q.AvgBitrateKbps * q.DurationMs
 	}
-	r := QoEReport{Sessions: len(startups)}
+	r := QoEReport{Sessions: len(startups), StartupBreakdown: startupBreakdown(sessions)}
 	if len(startups) == 0 {
 		return r
 	}

@@ -218,6 +218,10 @@ func (r *Report) Print(w io.Writer) {
 	q := r.QoE
 	fmt.Fprintf(w, "QoE: startup p50 %.0f ms, rebuffering %.2f%% of play time, average bitrate %.0f kbit/s over %d sessions.\n",
 		q.StartupMsP50, 100*q.RebufferRatio, q.AvgBitrateKbps, q.Sessions)
+	if b := q.StartupBreakdown; b.Sessions > 0 {
+		fmt.Fprintf(w, "Startup breakdown (first segment request, medians over %d sessions on a new connection, %d over HTTPS): DNS %.1f ms, connect %.1f ms, TLS %.1f ms, first byte %.1f ms.\n",
+			b.Sessions, b.HTTPS, b.DNSMsP50, b.ConnectMsP50, b.TLSMsP50, b.FirstByteMsP50)
+	}
 	h := r.Health
 	fmt.Fprintf(w, "Health: control plane down %.1f s; heartbeat records queued %d, delivered later %d, still queued %d, dropped %d",
 		h.ControlPlaneOutageSeconds, h.ReportsQueued, h.ReportsDelivered, h.ReportsPending, h.ReportsDropped)

@@ -37,7 +37,8 @@
 // transport error, on RequestTimeout, or on throughput collapse: while
 // the buffer is below the reservoir, the fetch must keep delivering at
 // least CollapseRatio (default 0.5) of the rung's bitrate after a grace
-// period (CollapseGrace, default 500 ms, for connection set-up); the
+// period (CollapseGrace, default 500 ms, counted from when the connection
+// is ready: resolving, connecting and a TLS handshake are set-up); the
 // check is a progress deadline re-armed on every read, so a stalled
 // transfer is abandoned mid-segment, not after it. Collapse only aborts
 // a fetch when the list has another URL to go to. After an error the
@@ -60,18 +61,24 @@ package player
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
+	"github.com/ocdn/ocdn/internal/clientnet"
 	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/cpclient"
@@ -87,9 +94,17 @@ type Config struct {
 	// Source is the client address to bind; zero lets the kernel choose.
 	// Ignored when Dial is set.
 	Source netip.Addr
-	// Dial, when set, opens every connection (the lab injects a netem
-	// dialer that binds Source itself).
+	// Dial, when set, opens every connection to a resolved address (the
+	// lab injects a netem dialer that binds Source itself).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// CAFile is a PEM bundle verifying https appliances and control
+	// planes (default: the system's roots); RootCAs, when set, is used
+	// instead.
+	CAFile  string
+	RootCAs *x509.CertPool
+	// Resolver is the DNS server names in URLs are resolved through
+	// (ADDR:PORT; default: the system's resolver).
+	Resolver netip.AddrPort
 	// SegmentDuration is the playback time one range request carries
 	// (default 2 s).
 	SegmentDuration time.Duration
@@ -179,7 +194,12 @@ func New(cfg Config) (*Player, error) {
 		}
 		dial = d.DialContext
 	}
-	tr := &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}
+	dialer, err := clientnet.New(clientnet.Config{CAFile: cfg.CAFile, RootCAs: cfg.RootCAs, Resolver: cfg.Resolver,
+		Dial: timedDial(dial)})
+	if err != nil {
+		return nil, fmt.Errorf("player: %w", err)
+	}
+	tr := dialer.Transport()
 	// Control requests share the pool (and so the source address and the
 	// lab's emulated links) but carry a per-request timeout, so that a
 	// replica that hangs costs one RequestTimeout before cpclient moves
@@ -229,6 +249,82 @@ type Session struct {
 	DurationMs  float64  `json:"duration_ms"`
 	Completed   bool     `json:"completed"`
 	Error       string   `json:"error,omitempty"`
+	// Startup breaks down the first segment request (nil if none was
+	// made).
+	Startup *Startup `json:"startup,omitempty"`
+}
+
+// Startup breaks down a playback's first segment request, as
+// net/http/httptrace sees it: resolving the appliance's name, connecting,
+// the TLS handshake, and from the request written to the response's
+// first byte. A component that did not happen is zero: DNS for an
+// address URL, connect and TLS on a reused connection, TLS over http.
+type Startup struct {
+	DNSMs       float64 `json:"dns_ms"`
+	ConnectMs   float64 `json:"connect_ms"`
+	TLSMs       float64 `json:"tls_ms"`
+	FirstByteMs float64 `json:"first_byte_ms"`
+	// HTTPS says the request was https; Reused that it went over a
+	// connection already open.
+	HTTPS  bool `json:"https"`
+	Reused bool `json:"reused,omitempty"`
+}
+
+// startupTrace records a Startup; the hooks may run on other goroutines
+// (the dialer's), hence the lock.
+type startupTrace struct {
+	mu                          sync.Mutex
+	st                          Startup
+	dnsStart, tlsStart, wroteAt time.Time
+}
+
+// traceKey carries a request's *startupTrace to timedDial.
+type traceKey struct{}
+
+// timedDial times connecting to a resolved address for the startup
+// trace in ctx, around the whole dial: an emulated link (the lab's netem
+// dialer) delays the handshake before the socket's connect, which
+// httptrace's ConnectStart/ConnectDone would miss.
+func timedDial(dial clientnet.DialFunc) clientnet.DialFunc {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		t, _ := ctx.Value(traceKey{}).(*startupTrace)
+		start := time.Now()
+		c, err := dial(ctx, network, addr)
+		if t != nil && err == nil {
+			d := ms(time.Since(start))
+			t.mu.Lock()
+			// The connection that won (Happy Eyeballs may race two).
+			if t.st.ConnectMs == 0 {
+				t.st.ConnectMs = d
+			}
+			t.mu.Unlock()
+		}
+		return c, err
+	}
+}
+
+func (t *startupTrace) trace() *httptrace.ClientTrace {
+	lock := func(f func()) { t.mu.Lock(); f(); t.mu.Unlock() }
+	return &httptrace.ClientTrace{
+		DNSStart: func(httptrace.DNSStartInfo) { lock(func() { t.dnsStart = time.Now() }) },
+		DNSDone: func(httptrace.DNSDoneInfo) {
+			lock(func() { t.st.DNSMs = ms(time.Since(t.dnsStart)) })
+		},
+		TLSHandshakeStart: func() { lock(func() { t.tlsStart = time.Now() }) },
+		TLSHandshakeDone: func(tls.ConnectionState, error) {
+			lock(func() { t.st.TLSMs = ms(time.Since(t.tlsStart)) })
+		},
+		GotConn:              func(i httptrace.GotConnInfo) { lock(func() { t.st.Reused = i.Reused }) },
+		WroteRequest:         func(httptrace.WroteRequestInfo) { lock(func() { t.wroteAt = time.Now() }) },
+		GotFirstResponseByte: func() { lock(func() { t.st.FirstByteMs = ms(time.Since(t.wroteAt)) }) },
+	}
+}
+
+func (t *startupTrace) result() *Startup {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.st
+	return &st
 }
 
 // QoE returns the session as the measurement record uploaded with
@@ -351,7 +447,14 @@ func (p *Player) play(ctx context.Context, s *Session) error {
 		end := min(off+r.segBytes, r.file.Size) - 1
 		for off <= end {
 			u, canCollapse, _ := pick(r.file.Path)
-			n, err := p.fetchRange(ctx, u.URL, off, end, r.file.BitrateKbps, buffer(k), canCollapse)
+			var st *startupTrace
+			if s.Startup == nil {
+				st = &startupTrace{st: Startup{HTTPS: strings.HasPrefix(u.URL, "https://")}}
+			}
+			n, err := p.fetchRange(ctx, u.URL, off, end, r.file.BitrateKbps, buffer(k), canCollapse, st)
+			if st != nil {
+				s.Startup = st.result()
+			}
 			if n > 0 {
 				s.Bytes += n
 				if _, ok := s.ServedBy[u.Appliance]; !ok {
@@ -487,9 +590,12 @@ type steerURL struct{ URL, Appliance string }
 // RequestTimeout, and, when collapse is allowed, as soon as it falls
 // behind CollapseRatio × kbps while the buffer (buffer at the start,
 // draining in real time) is below the reservoir.
-func (p *Player) fetchRange(ctx context.Context, u string, off, end int64, kbps int, buffer time.Duration, collapse bool) (int64, error) {
+func (p *Player) fetchRange(ctx context.Context, u string, off, end int64, kbps int, buffer time.Duration, collapse bool, st *startupTrace) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout)
 	defer cancel()
+	if st != nil {
+		ctx = httptrace.WithClientTrace(context.WithValue(ctx, traceKey{}, st), st.trace())
+	}
 	ctx, abort := context.WithCancelCause(ctx)
 	defer abort(nil)
 	start := time.Now()
@@ -498,15 +604,26 @@ func (p *Player) fetchRange(ctx context.Context, u string, off, end int64, kbps 
 	if collapse && p.cfg.CollapseRatio > 0 && p.cfg.ABR != ABRFixed {
 		minBps := p.cfg.CollapseRatio * float64(kbps) * 1000 / 8 // bytes per second
 		lowAt := start.Add(buffer - p.cfg.Reservoir)             // buffer reaches the reservoir
+		// The grace and the rate count from when the connection is
+		// ready: resolving a name, connecting and a TLS handshake are
+		// set-up, bounded by RequestTimeout, not a collapse of the
+		// path's throughput.
+		var ready atomic.Int64 // since start, set by GotConn
 		deadline = func(n int64) time.Time {
-			d := start.Add(p.cfg.CollapseGrace + time.Duration(float64(n)/minBps*float64(time.Second)))
+			d := start.Add(time.Duration(ready.Load()) + p.cfg.CollapseGrace + time.Duration(float64(n)/minBps*float64(time.Second)))
 			if lowAt.After(d) {
 				return lowAt
 			}
 			return d
 		}
-		watchdog = time.AfterFunc(time.Until(deadline(0)), func() { abort(errCollapse) })
+		// Armed once the connection is ready; until then RequestTimeout
+		// bounds the set-up.
+		watchdog = time.AfterFunc(p.cfg.RequestTimeout+p.cfg.CollapseGrace, func() { abort(errCollapse) })
 		defer watchdog.Stop()
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) {
+			ready.Store(int64(time.Since(start)))
+			watchdog.Reset(time.Until(deadline(0)))
+		}})
 	}
 	fail := func(n int64, err error) (int64, error) {
 		if c := context.Cause(ctx); errors.Is(c, errCollapse) {

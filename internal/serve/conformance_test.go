@@ -239,7 +239,7 @@ func TestFramingAgainstNginx(t *testing.T) {
 		return func() (net.Conn, error) { return net.Dial("tcp", addr) }
 	}
 	dialTLS := func() (net.Conn, error) {
-		return tls.Dial("tcp", overTLS.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+		return tls.Dial("tcp", overTLS.Addr().String(), trusting(cert, "http/1.1"))
 	}
 	var table strings.Builder
 	fmt.Fprintf(&table, "\n%-48s | %-10s | %-10s | %s\n", "case", "ocdn", "nginx", "net/http")

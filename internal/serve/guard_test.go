@@ -34,7 +34,7 @@ func engines(t *testing.T) []engine {
 	}
 	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}}
 	tlsDial := func(t *testing.T, s *Server) net.Conn {
-		c, err := tls.Dial("tcp", s.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+		c, err := tls.Dial("tcp", s.Addr().String(), trusting(cert, "http/1.1"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +283,7 @@ func TestSilentBodyHTTP2(t *testing.T) {
 		http.Error(w, "no body", http.StatusBadRequest)
 	})
 	s, _, _ := start(t, h, Options{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, BodyReadTimeout: 300 * time.Millisecond})
-	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+	tr := &http.Transport{TLSClientConfig: trusting(cert), ForceAttemptHTTP2: true}
 	defer tr.CloseIdleConnections()
 	pr, pw := io.Pipe()
 	defer pw.Close()

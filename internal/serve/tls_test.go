@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -66,7 +67,7 @@ func TestTLSBodiesExact(t *testing.T) {
 	}
 	s, _, _ := start(t, h, Options{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
 	for _, h2 := range []bool{false, true} {
-		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: h2}
+		tr := &http.Transport{TLSClientConfig: trusting(cert), ForceAttemptHTTP2: h2}
 		if !h2 {
 			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 		}
@@ -92,4 +93,13 @@ func TestTLSBodiesExact(t *testing.T) {
 		}
 		tr.CloseIdleConnections()
 	}
+}
+
+// trusting is a client config that verifies the server's self-signed
+// certificate by trusting it alone: tests verify as clients do, never
+// skipping verification.
+func trusting(cert tls.Certificate, protos ...string) *tls.Config {
+	pool := x509.NewCertPool()
+	pool.AddCert(cert.Leaf)
+	return &tls.Config{RootCAs: pool, NextProtos: protos}
 }

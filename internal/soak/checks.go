@@ -70,7 +70,8 @@ func (b *byteCheck) watch(id, path string) {
 
 func (b *byteCheck) run(ctx context.Context, c *lab.Chaos, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 0xb17e5))
-	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2}}
+	// The appliances serve HTTPS with the lab's CA: verify with it.
+	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2, TLSClientConfig: c.TLSConfig()}}
 	defer hc.CloseIdleConnections()
 	cat := c.Catalog()
 	apps := c.Appliances()

@@ -5,6 +5,7 @@
 package dnstest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -24,9 +25,11 @@ import (
 
 // UnboundConfig is what the resolver is started with.
 type UnboundConfig struct {
-	// Zone is sent to Auth (an Unbound stub zone).
-	Zone string
-	Auth netip.AddrPort
+	// Zone is sent to Auth (an Unbound stub zone), and to MoreAuth, the
+	// zone's other name servers, which Unbound tries when one fails.
+	Zone     string
+	Auth     netip.AddrPort
+	MoreAuth []netip.AddrPort
 	// Listen is where Unbound answers clients (UDP and TCP); it needs a
 	// port.
 	Listen netip.AddrPort
@@ -40,6 +43,10 @@ type UnboundConfig struct {
 	CacheMinTTL int
 	// Dir holds the config file and the pid file.
 	Dir string
+	// Netns, when set, runs Unbound inside that network namespace (ip
+	// netns exec), where Dial reaches Listen for the readiness check.
+	Netns string
+	Dial  func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Unbound is a running resolver.
@@ -80,6 +87,10 @@ func StartUnbound(cfg UnboundConfig) (*Unbound, error) {
 		ecs = fmt.Sprintf("  send-client-subnet: %s\n  max-client-subnet-ipv4: 24\n  max-client-subnet-ipv6: 56\n", cfg.Auth.Addr())
 	}
 	zone := strings.TrimSuffix(cfg.Zone, ".")
+	stubs := ""
+	for _, a := range cfg.MoreAuth {
+		stubs += fmt.Sprintf("  stub-addr: %s@%d\n", a.Addr(), a.Port())
+	}
 	conf := fmt.Sprintf(`server:
   interface: %s
   port: %d
@@ -106,14 +117,17 @@ func StartUnbound(cfg UnboundConfig) (*Unbound, error) {
 stub-zone:
   name: %q
   stub-addr: %s@%d
-`, cfg.Listen.Addr(), cfg.Listen.Port(), yesNo(cfg.Listen.Addr().Is6() || cfg.Auth.Addr().Is6()), cfg.Threads, cfg.Dir, filepath.Join(cfg.Dir, "unbound.pid"),
-		modules, cfg.CacheMinTTL, zone, ecs, zone, cfg.Auth.Addr(), cfg.Auth.Port())
+%s`, cfg.Listen.Addr(), cfg.Listen.Port(), yesNo(cfg.Listen.Addr().Is6() || cfg.Auth.Addr().Is6()), cfg.Threads, cfg.Dir, filepath.Join(cfg.Dir, "unbound.pid"),
+		modules, cfg.CacheMinTTL, zone, ecs, zone, cfg.Auth.Addr(), cfg.Auth.Port(), stubs)
 	path := filepath.Join(cfg.Dir, "unbound.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
 	u := &Unbound{Addr: cfg.Listen, done: make(chan struct{}), log: &syncbuf.Buffer{}}
 	u.cmd = exec.Command(bin, "-d", "-c", path)
+	if cfg.Netns != "" {
+		u.cmd = exec.Command("ip", "netns", "exec", cfg.Netns, bin, "-d", "-c", path)
+	}
 	u.cmd.Stdout, u.cmd.Stderr = u.log, u.log
 	if err := u.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting unbound: %w", err)
@@ -124,7 +138,7 @@ stub-zone:
 	for {
 		m := new(mdns.Msg)
 		m.SetQuestion(zone+".", mdns.TypeSOA)
-		r, _, err := c.Exchange(m, cfg.Listen.String())
+		r, err := exchange(c, m, cfg)
 		if err == nil && r.Rcode == mdns.RcodeSuccess && len(r.Answer) > 0 {
 			return u, nil
 		}
@@ -160,6 +174,23 @@ func (u *Unbound) Stop() {
 		u.cmd.Process.Kill()
 		<-u.done
 	})
+}
+
+// exchange asks Unbound for m, through cfg.Dial when it is set.
+func exchange(c *mdns.Client, m *mdns.Msg, cfg UnboundConfig) (*mdns.Msg, error) {
+	if cfg.Dial == nil {
+		r, _, err := c.Exchange(m, cfg.Listen.String())
+		return r, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
+	defer cancel()
+	conn, err := cfg.Dial(ctx, "udp", cfg.Listen.String())
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	r, _, err := c.ExchangeWithConnContext(ctx, m, &mdns.Conn{Conn: conn})
+	return r, err
 }
 
 // Start is StartUnbound for a test: it skips when Unbound is not
