@@ -75,6 +75,7 @@ import (
 	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/cpclient"
+	"github.com/ocdn/ocdn/internal/happyeyeballs"
 	"github.com/ocdn/ocdn/internal/measure"
 )
 
@@ -179,7 +180,10 @@ func New(cfg Config) (*Player, error) {
 		}
 		dial = d.DialContext
 	}
-	tr := &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}
+	// Names are dialed as RFC 8305 says (AAAA first, IPv4 after 250 ms if
+	// IPv6 is slow); an IP literal is one plain dial.
+	he := &happyeyeballs.Dialer{Dial: dial}
+	tr := &http.Transport{DialContext: he.DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}
 	// Control requests share the pool (and so the source address and the
 	// lab's emulated links) but carry a per-request timeout, so that a
 	// replica that hangs costs one RequestTimeout before cpclient moves
