@@ -254,6 +254,14 @@ func (s *Server) rebuild() {
 		ok, st := s.applianceHealth(a.ID, now)
 		sa := &steer.Appliance{ID: a.ID, Site: a.Site, Kind: site.Kind, BaseURL: "http://" + a.Address.String(),
 			Location: site.Location, Serving: ok, State: string(st.State), Holds: s.held[a.ID], Weight: st.Weight}
+		// Steering answers each client with URLs of its own family.
+		sa.BaseFamily = steer.FamilyIPv4
+		if a.Address.Addr().Is6() {
+			sa.BaseFamily = steer.FamilyIPv6
+		}
+		if a.Address6.IsValid() {
+			sa.BaseURL6 = "http://" + a.Address6.String()
+		}
 		if sa.Serving {
 			serving++
 		}
