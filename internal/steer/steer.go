@@ -523,6 +523,12 @@ func (e *Engine) URL(a *Appliance, path string) (string, error) {
 	if f == FamilyClient {
 		f = FamilyIPv4
 	}
+	return e.URLFamily(a, f, path)
+}
+
+// URLFamily is URL over family f (FamilyIPv4 or FamilyIPv6); with no
+// address of f the URL has an empty base.
+func (e *Engine) URLFamily(a *Appliance, f Family, path string) (string, error) {
 	cs, err := e.choices([]candidate{{a: a}}, netip.Addr{}, f, path)
 	if err != nil {
 		return "", err
