@@ -295,8 +295,8 @@ func TestAppendSteerJSONMatchesEncodingJSON(t *testing.T) {
 	paths := []string{"t1/a.mp4", "t2/é <b>\u2028.mp4", "t3/held-by-none.mp4"}
 	holds := map[string]bool{paths[0]: true, paths[1]: true}
 	snap := &steer.Snapshot{Appliances: map[string]*steer.Appliance{
-		"x": {ID: `odd "id" <&>`, Site: "s\\1\n\t\x01", Kind: config.SiteIXP, BaseURL: "http://a&b\xff", Serving: true, Holds: holds},
-		"y": {ID: "b", Site: "s2", Kind: config.SiteIXP, BaseURL: "http://b:8080", Serving: true, Holds: holds},
+		"x":  {ID: `odd "id" <&>`, Site: "s\\1\n\t\x01", Kind: config.SiteIXP, BaseURL: "http://a&b\xff", Serving: true, Holds: holds},
+		"y":  {ID: "b", Site: "s2", Kind: config.SiteIXP, BaseURL: "http://b:8080", Serving: true, Holds: holds},
 		"v4": {ID: "v4", Site: "s3", Kind: config.SiteIXP, BaseURL: "http://192.0.2.1:80", BaseFamily: steer.FamilyIPv4, Serving: true, Holds: holds},
 		"ds": {ID: "ds", Site: "s3", Kind: config.SiteIXP, BaseURL: "http://192.0.2.2:80", BaseURL6: "http://[2001:db8::2]:80", BaseFamily: steer.FamilyIPv4, Serving: true, Holds: holds},
 		"v6": {ID: "v6", Site: "s4", Kind: config.SiteIXP, BaseURL: "http://[2001:db8::3]:80", BaseFamily: steer.FamilyIPv6, Serving: true, Holds: holds},

@@ -24,10 +24,10 @@ import (
 
 // Appliance is what steering knows of one appliance at decision time.
 type Appliance struct {
-	ID       string
-	Site     string
-	Kind     config.SiteKind
-	BaseURL  string // scheme://host:port, no trailing slash
+	ID      string
+	Site    string
+	Kind    config.SiteKind
+	BaseURL string // scheme://host:port, no trailing slash
 	// BaseURL6 is a dual-stack appliance's base over IPv6 (its
 	// address6); BaseURL is then its base over IPv4.
 	BaseURL6 string
