@@ -114,6 +114,10 @@ type Results struct {
 	HaveMisses bool
 	// CDF holds the sorted values per metric and site for the plots.
 	CDF [numMetrics]map[string][]float64
+	// Resolvers is the resolver and DNS-time analysis of dns pulses;
+	// Families the IPv6-minus-IPv4 differences per ISP (dns.go).
+	Resolvers ResolverResult
+	Families  []FamilyDiff
 }
 
 // Analyze runs every analysis over rows. It is pure apart from the seeded
@@ -166,6 +170,11 @@ func AnalyzeWithSessions(ctx context.Context, rows []Row, sessions []Session, cf
 			res.Experiments = Experiments(rows, sessions, cfg.Level, cfg.BootstrapReps, rand.New(rand.NewPCG(cfg.Seed, 0x0cd4)))
 			return nil
 		}},
+		{"resolvers and address families", func() error {
+			res.Resolvers = Resolvers(rows, cfg.Level)
+			res.Families = Families(rows, cfg.Level)
+			return nil
+		}},
 		{"distributions", func() error {
 			for _, m := range Metrics {
 				res.CDF[m] = SiteValues(rows, m)
@@ -201,9 +210,14 @@ type Summary struct {
 	// differences against the control, the SRM check).
 	Experiments []ExperimentResult
 	HaveMisses  bool
+	// Resolvers and Families are the resolver and address-family
+	// analyses (also in dns.json).
+	Resolvers ResolverResult
+	Families  []FamilyDiff
 	// Files written, as paths.
 	HTML string
 	CSV  []string
+	JSON string
 }
 
 // Run loads the data directory, runs the analyses and writes the report
@@ -245,6 +259,10 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("analyze: %w", err)
 	}
+	jsonPath := filepath.Join(opts.OutDir, "dns.json")
+	if err := WriteDNSJSON(jsonPath, res); err != nil {
+		return nil, fmt.Errorf("analyze: %w", err)
+	}
 	html := filepath.Join(opts.OutDir, "index.html")
 	if err := WriteHTMLFile(html, res, ReportMeta{DataDir: opts.DataDir, Filter: opts.Filter, Generated: opts.Now(), Load: ls}); err != nil {
 		return nil, fmt.Errorf("analyze: %w", err)
@@ -259,5 +277,6 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		}
 	}
 	s.Experiments = res.Experiments
+	s.Resolvers, s.Families, s.JSON = res.Resolvers, res.Families, jsonPath
 	return s, nil
 }
