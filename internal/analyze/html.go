@@ -240,7 +240,7 @@ raised before {{.MinChangeHours}} usable hours, nor for {{.MinChangeHours}} hour
 {{with .Res.Resolvers}}{{if .DNSPulses}}<p class="note">From dns pulses: each resolves a name no resolver has cached (p-&lt;nonce&gt;.ipv4-…), so the
 control plane's authoritative server logs which resolver asked; the report is joined with that log by nonce. {{.Joined}} of {{.DNSPulses}}
 successful dns pulses were joined. A client counts once, in the distance class of most of its joined pulses. Distance is network distance from
-the control plane's own tables, not geography: <b>same_prefix</b> the resolver is in the client's routed prefix (or its /24, /48 when unrouted),
+the control plane's own tables, not geography: <b>same_prefix</b> the resolver is in the client's routed prefix (when unrouted, its ISP's prefix, else its /24 or /48),
 <b>same_as</b> another prefix of the client's AS, <b>other_as</b> a prefix of another known AS, <b>unknown</b> no prefix the control plane
 routes (typically a public resolver). <b>Distant</b> = other_as or unknown. Shares have Clopper–Pearson intervals (stats.ProportionCI).</p>
 <table><tr><th class="l">ISP</th><th>clients</th><th>same_prefix</th><th>same_as</th><th>other_as</th><th>unknown</th><th>distant</th><th>CI</th><th>resolvers</th><th>with ECS</th><th>CI</th></tr>

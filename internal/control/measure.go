@@ -223,7 +223,8 @@ type resolverJoiner struct{ s *Server }
 // JoinResolver finds who asked for the probe name of nonce and how far
 // that resolver is from client, by the control plane's own tables
 // (docs/dns.md, "Resolver distance"): the resolver's address in the
-// client's routed prefix (or, for an unrouted client, its /24 or /48) is
+// client's routed prefix (for an unrouted client, the inventory ISP
+// prefix holding it, else its /24 or /48) is
 // same_prefix; in another prefix of the client's ISP's AS, same_as; in a
 // prefix of another AS the control plane knows (an ISP of the inventory,
 // or a route's origin AS), other_as; anywhere else (a public resolver
