@@ -56,36 +56,15 @@ var (
 	lo4 = netip.MustParseAddr("127.0.0.1")
 )
 
-// listen4 is a working IPv4 listener on loopback that accepts and keeps
-// connections until the test ends; it returns the port and a channel of
-// accepted connections.
+// listen4 is a working IPv4 listener on loopback; it returns the port
+// and a channel of accepted connections.
 func listen4(t *testing.T) (int, chan net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	accepted := make(chan net.Conn, 16)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		close(accepted)
-		for c := range accepted {
-			c.Close()
-		}
-	})
-	return ln.Addr().(*net.TCPAddr).Port, accepted
+	return ln.Addr().(*net.TCPAddr).Port, accept(t, ln)
 }
 
 // listen6 is a working IPv6 listener on [::1]:port.
@@ -95,6 +74,12 @@ func listen6(t *testing.T, port int) chan net.Conn {
 	if err != nil {
 		t.Fatalf("listen on [::1]:%d: %v (IPv6 loopback is needed)", port, err)
 	}
+	return accept(t, ln)
+}
+
+// accept accepts on ln until the test ends, handing connections to the
+// returned channel and closing those left at the end.
+func accept(t *testing.T, ln net.Listener) chan net.Conn {
 	accepted := make(chan net.Conn, 16)
 	done := make(chan struct{})
 	go func() {
