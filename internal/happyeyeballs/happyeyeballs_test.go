@@ -205,6 +205,10 @@ func TestFallbackFromBlackholedIPv6(t *testing.T) {
 	if a6.End < a4.End {
 		t.Errorf("IPv6 attempt ended at %v, before the IPv4 win at %v", a6.End, a4.End)
 	}
+	for _, a := range res.Attempts {
+		t.Logf("attempt %s: start %v, end %v, err %v", a.Addr, a.Start, a.End, a.Err)
+	}
+	t.Logf("won by %s after %v (AAAA %v, A %v)", res.Family, res.Elapsed, res.Resolve6, res.Resolve4)
 	if len(observed) != 1 || observed[0].Family != IPv4 {
 		t.Errorf("Observe got %+v, want the one result", observed)
 	}
