@@ -117,6 +117,10 @@ type Results struct {
 	// Transport is the servers' TCP view (transport.go); nil when the
 	// data directory has no transport table.
 	Transport *TransportResults
+	// Resolvers is the resolver and DNS-time analysis of dns pulses;
+	// Families the IPv6-minus-IPv4 differences per ISP (dns.go).
+	Resolvers ResolverResult
+	Families  []FamilyDiff
 }
 
 // Analyze runs every analysis over rows. It is pure apart from the seeded
@@ -169,6 +173,11 @@ func AnalyzeWithSessions(ctx context.Context, rows []Row, sessions []Session, cf
 			res.Experiments = Experiments(rows, sessions, cfg.Level, cfg.BootstrapReps, rand.New(rand.NewPCG(cfg.Seed, 0x0cd4)))
 			return nil
 		}},
+		{"resolvers and address families", func() error {
+			res.Resolvers = Resolvers(rows, cfg.Level)
+			res.Families = Families(rows, cfg.Level)
+			return nil
+		}},
 		{"distributions", func() error {
 			for _, m := range Metrics {
 				res.CDF[m] = SiteValues(rows, m)
@@ -206,11 +215,17 @@ type Summary struct {
 	HaveMisses  bool
 	// Transport is the transport section (nil without a transport table).
 	Transport *TransportResults
+	// Resolvers and Families are the resolver and address-family
+	// analyses (also in dns.json).
+	Resolvers ResolverResult
+	Families  []FamilyDiff
 	// Files written, as paths.
 	HTML string
 	CSV  []string
-	// JSON is transport.json, when there is a transport section.
-	JSON string
+	// DNSJSON is dns.json; TransportJSON is transport.json, when there
+	// is a transport section.
+	DNSJSON       string
+	TransportJSON string
 }
 
 // Run loads the data directory, runs the analyses and writes the report
@@ -260,6 +275,10 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("analyze: %w", err)
 	}
+	jsonPath := filepath.Join(opts.OutDir, "dns.json")
+	if err := WriteDNSJSON(jsonPath, res); err != nil {
+		return nil, fmt.Errorf("analyze: %w", err)
+	}
 	html := filepath.Join(opts.OutDir, "index.html")
 	if err := WriteHTMLFile(html, res, ReportMeta{DataDir: opts.DataDir, Filter: opts.Filter, Generated: opts.Now(), Load: ls}); err != nil {
 		return nil, fmt.Errorf("analyze: %w", err)
@@ -280,7 +299,8 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		if err := WriteTransportJSON(js, res.Transport, opts.Level); err != nil {
 			return nil, fmt.Errorf("analyze: %w", err)
 		}
-		s.JSON = js
+		s.TransportJSON = js
 	}
+	s.Resolvers, s.Families, s.DNSJSON = res.Resolvers, res.Families, jsonPath
 	return s, nil
 }

@@ -51,6 +51,15 @@ func asnStr(a uint32) string {
 
 func sortStrings(s []string) { slices.Sort(s) }
 
+// ispStr names an ISP cell: "*" for all, "unknown" for clients outside
+// every ISP the control plane knows.
+func ispStr(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
 // CSV headers, in file order. They are part of the tool's interface.
 var (
 	QuantilesHeader         = []string{"site", "asn", "prefix_group", "hour", "metric", "quantile", "n", "min_n", "value", "ci_lo", "ci_hi", "level", "note"}
@@ -64,6 +73,9 @@ var (
 	TransportSitesHeader    = []string{"site", "prefix_group", "connections", "min_rtt_ms_p50", "min_rtt_ci_lo", "min_rtt_ci_hi", "connect_ms_p50", "connect_ci_lo", "connect_ci_hi", "connect_n", "connect_minus_min_rtt_ms", "retrans_p50", "retrans_p90", "retrans_p99", "level"}
 	TransportPrefixesHeader = []string{"site", "client_prefix", "connections", "retrans_rate", "retrans_ci_lo", "retrans_ci_hi", "site_retrans_rate", "loss_stands_out", "rtt_inflation_ms_p50", "inflation_ci_lo", "inflation_ci_hi", "site_rtt_inflation_ms", "inflation_stands_out", "level"}
 	TransportArmsHeader     = []string{"experiment", "arm", "congestion_control", "metric", "n", "clients", "p50", "ci_lo", "ci_hi", "control", "diff_vs_control", "diff_ci_lo", "diff_ci_hi", "significant", "pooled_retrans_rate", "pooled_ci_lo", "pooled_ci_hi", "level", "note"}
+	ResolversHeader         = []string{"isp", "clients", "same_prefix", "same_as", "other_as", "unknown", "share_distant", "distant_ci_lo", "distant_ci_hi", "resolvers", "share_ecs", "ecs_ci_lo", "ecs_ci_hi", "level"}
+	DNSTimesHeader          = []string{"family", "distance", "quantile", "n", "min_n", "dns_ms", "ci_lo", "ci_hi", "level", "note"}
+	FamiliesHeader          = []string{"isp", "metric", "n_ipv6", "n_ipv4", "median_ipv6", "median_ipv4", "diff", "diff_ci_lo", "diff_ci_hi", "pairs", "paired_diff", "paired_ci_lo", "paired_ci_hi", "sign_p", "wilcoxon_p", "level", "note"}
 	ExperimentsHeader       = []string{"experiment", "start", "control", "arm", "share", "units", "expected_units", "srm_chi2", "srm_df", "srm_p", "srm_mismatch", "mismatched_reports", "note"}
 )
 
@@ -176,6 +188,30 @@ func WriteCSV(dir string, res *Results) ([]string, error) {
 					emit(a.Experiment, a.Arm, a.Metric, strconv.Itoa(a.Reports), strconv.Itoa(a.Clients), strconv.Itoa(a.N),
 						num(a.P50), num(a.Lo), num(a.Hi), a.Control, num(a.Diff), num(a.DiffLo), num(a.DiffHi), strconv.FormatBool(a.Significant), lvl, a.Note)
 				}
+			}
+		}},
+		{"resolvers.csv", ResolversHeader, func(emit func(...string)) {
+			for _, r := range res.Resolvers.ISPs {
+				emit(ispStr(r.ISP), strconv.Itoa(r.Clients), strconv.Itoa(r.Distance[distances[0]]), strconv.Itoa(r.Distance[distances[1]]),
+					strconv.Itoa(r.Distance[distances[2]]), strconv.Itoa(r.Distance[distances[3]]),
+					num(r.Distant.Est), num(r.Distant.Lo), num(r.Distant.Hi), strconv.Itoa(r.Resolvers),
+					num(r.ECS.Est), num(r.ECS.Lo), num(r.ECS.Hi), lvl)
+			}
+		}},
+		{"dns_times.csv", DNSTimesHeader, func(emit func(...string)) {
+			for _, t := range res.Resolvers.Times {
+				v, lo, hi := "", "", ""
+				if t.OK {
+					v, lo, hi = num(t.Est), num(t.Lo), num(t.Hi)
+				}
+				emit(t.Family, t.Distance, num(t.Q), strconv.Itoa(t.N), strconv.Itoa(t.MinN), v, lo, hi, lvl, t.Note)
+			}
+		}},
+		{"families.csv", FamiliesHeader, func(emit func(...string)) {
+			for _, f := range res.Families {
+				emit(ispStr(f.ISP), f.Metric.String(), strconv.Itoa(f.N6), strconv.Itoa(f.N4), num(f.Median6), num(f.Median4),
+					num(f.Diff), num(f.DiffLo), num(f.DiffHi), strconv.Itoa(f.Pairs), num(f.PairedDiff), num(f.PairedLo), num(f.PairedHi),
+					pval(f.SignP), pval(f.WilcoxonP), lvl, f.Note)
 			}
 		}},
 		{"experiments.csv", ExperimentsHeader, func(emit func(...string)) {

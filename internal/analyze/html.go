@@ -65,6 +65,7 @@ var funcs = template.FuncMap{
 		return fmt.Sprintf("%.2f%%", v*100)
 	},
 	"hour":   hourStr,
+	"isp":    ispStr,
 	"asn":    asnStr,
 	"q":      func(q float64) string { return fmt.Sprintf("p%g", q*100) },
 	"scaled": func(m Metric, v float64) string { return num(v * plotScale(m)) },
@@ -240,6 +241,34 @@ raised before {{.MinChangeHours}} usable hours, nor for {{.MinChangeHours}} hour
 {{if .Res.HaveMisses}}<table><tr><th class="l">site</th><th class="l">class</th><th>bytes</th></tr>
 {{range .Res.Misses}}<tr><td class="l">{{.Site}}</td><td class="l">{{.Class}}</td><td>{{bytes .Bytes}}</td></tr>{{end}}</table>
 {{else}}<div class="warn">No miss data: the data directory has no <code>misses/</code> table, so misses.csv has only its header.</div>{{end}}
+
+<h2>Resolvers and DNS time</h2>
+{{with .Res.Resolvers}}{{if .DNSPulses}}<p class="note">From dns pulses: each resolves a name no resolver has cached (p-&lt;nonce&gt;.ipv4-…), so the
+control plane's authoritative server logs which resolver asked; the report is joined with that log by nonce. {{.Joined}} of {{.DNSPulses}}
+successful dns pulses were joined. A client counts once, in the distance class of most of its joined pulses. Distance is network distance from
+the control plane's own tables, not geography: <b>same_prefix</b> the resolver is in the client's routed prefix (when unrouted, its ISP's prefix, else its /24 or /48),
+<b>same_as</b> another prefix of the client's AS, <b>other_as</b> a prefix of another known AS, <b>unknown</b> no prefix the control plane
+routes (typically a public resolver). <b>Distant</b> = other_as or unknown. Shares have Clopper–Pearson intervals (stats.ProportionCI).</p>
+<table><tr><th class="l">ISP</th><th>clients</th><th>same_prefix</th><th>same_as</th><th>other_as</th><th>unknown</th><th>distant</th><th>CI</th><th>resolvers</th><th>with ECS</th><th>CI</th></tr>
+{{range .ISPs}}<tr><td class="l">{{isp .ISP}}</td><td>{{.Clients}}</td><td>{{index .Distance "same_prefix"}}</td><td>{{index .Distance "same_as"}}</td><td>{{index .Distance "other_as"}}</td><td>{{index .Distance "unknown"}}</td>
+<td>{{pct .Distant.Est}}</td><td>[{{pct .Distant.Lo}}, {{pct .Distant.Hi}}]</td><td>{{.Resolvers}}</td><td>{{pct .ECS.Est}}</td><td>[{{pct .ECS.Lo}}, {{pct .ECS.Hi}}]</td></tr>
+{{end}}</table>
+<p class="note">Resolution time (dns_ms) through the client's resolver, all pulses (*) and per family and per resolver distance; distribution-free intervals.</p>
+<table><tr><th class="l">family</th><th class="l">distance</th><th>q</th><th>n</th><th>dns ms</th><th>CI</th></tr>
+{{range .Times}}<tr><td class="l">{{.Family}}</td><td class="l">{{.Distance}}</td><td>{{q .Q}}</td><td>{{.N}}</td>{{if .OK}}<td>{{num .Est}}</td><td>[{{num .Lo}}, {{num .Hi}}]</td>{{else}}<td colspan="2" class="bad">insufficient samples (needs {{.MinN}})</td>{{end}}</tr>
+{{end}}</table>{{else}}<p class="muted">No dns pulses (recipe type <code>dns</code> needs the control plane's dns section).</p>{{end}}{{end}}
+
+<h2>IPv6 minus IPv4</h2>
+{{if .Res.Families}}<p class="note">Per ISP (of the uploading client) and metric, IPv6 minus IPv4: positive means IPv6 is slower for connect and TTFB,
+faster for throughput. <b>Paired</b>: a client that measured the same appliance over both families contributes the difference of its medians;
+exact order-statistic interval of the median difference (stats.PairedMedianDiffCI), sign and Wilcoxon p-values. <b>Unpaired</b>: every pulse;
+each family's median has an interval at level 1−(1−level)/2 and the difference's interval [lo6−hi4, hi6−lo4] covers with at least the
+stated confidence (Bonferroni; conservative, and it treats pulses as independent).</p>
+<table><tr><th class="l">ISP</th><th class="l">metric</th><th>n v6</th><th>n v4</th><th>med v6</th><th>med v4</th><th>diff</th><th>CI</th><th>pairs</th><th>paired diff</th><th>CI</th><th>sign p</th><th>Wilcoxon p</th></tr>
+{{range .Res.Families}}<tr><td class="l">{{isp .ISP}}</td><td class="l">{{.Metric}}</td><td>{{.N6}}</td><td>{{.N4}}</td><td>{{num .Median6}}</td><td>{{num .Median4}}</td><td>{{num .Diff}}</td>
+{{if .DiffOK}}<td>[{{num .DiffLo}}, {{num .DiffHi}}]</td>{{else}}<td class="bad">insufficient samples</td>{{end}}<td>{{.Pairs}}</td><td>{{num .PairedDiff}}</td>
+{{if .PairedOK}}<td>[{{num .PairedLo}}, {{num .PairedHi}}]</td>{{else}}<td class="muted">{{if .Pairs}}insufficient pairs{{else}}no pairs{{end}}</td>{{end}}<td>{{pval .SignP}}</td><td>{{pval .WilcoxonP}}</td></tr>
+{{end}}</table>{{else}}<p class="muted">No ISP has pulses of both families (recipes probe both with <code>measure.recipe.families: both</code>).</p>{{end}}
 
 <h2>Steering experiments</h2>
 {{if .Res.Experiments}}<p class="note">Reports carrying context <code>arm</code>, per experiment. Probe metrics count only the pulses to the site

@@ -44,7 +44,10 @@ const SchemaVersion = 1
 // silently ignoring a column could change what a row means.
 var pulseColumns = []string{"report_id", "received_time", "client_addr", "client_prefix", "prefix_group",
 	"asn", "isp", "recipe", "context", "client_time", "target", "appliance", "site", "type", "seq", "start",
-	"connect_ms", "tls_ms", "ttfb_ms", "duration_ms", "bytes", "throughput_bps", "status", "http_status", "error"}
+	"connect_ms", "tls_ms", "ttfb_ms", "duration_ms", "bytes", "throughput_bps", "status", "http_status", "error",
+	// Added with dns pulses and address families; older files lack them
+	// and read as empty.
+	"family", "dns_ms", "nonce", "resolver", "resolver_asn", "ecs", "resolver_distance"}
 
 // requiredColumns must be present for the analysis to mean anything.
 var requiredColumns = []string{"report_id", "received_time", "client_addr", "client_prefix", "prefix_group",
@@ -383,6 +386,8 @@ func (l *loader) readRows(path string, pf *parquet.File) error {
 			row.Values[Connect] = val(p.ConnectMs, ok)
 			row.Values[TTFB] = val(p.TTFBMs, ok)
 			row.Values[Throughput] = val(p.Throughput, ok)
+			row.ISP, row.Family, row.DNSMs = l.str(p.ISP), l.str(p.Family), val(p.DNSMs, ok)
+			row.Resolver, row.ResolverASN, row.ECS, row.Distance = l.str(p.Resolver), p.ResolverASN, l.str(p.ECS), l.str(p.ResolverDistance)
 			if row.SteeredSite == "" && c.steeredAppliance != "" {
 				steeredApp[row.ReportID] = c.steeredAppliance
 			}

@@ -74,6 +74,18 @@ type Row struct {
 	// Exp is the experiment the report names (nil for none).
 	Exp    *ExperimentMeta
 	Values [numMetrics]float64
+	// ISP is the uploader's ISP by the control plane's table.
+	ISP string
+	// Family is the pulse's address family ("ipv4", "ipv6"; empty in
+	// older data). DNSMs is a dns pulse's resolution time (NaN when
+	// absent or failed); Resolver, ResolverASN, ECS and Distance its join
+	// with the authoritative server's log (empty when not joined).
+	Family      string
+	DNSMs       float64
+	Resolver    string
+	ResolverASN uint32
+	ECS         string
+	Distance    string
 }
 
 // Session is one playback record (the qoe table), reduced to what the

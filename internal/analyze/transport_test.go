@@ -131,10 +131,10 @@ func TestRunTransport(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run = %v", err)
 	}
-	if sum.Transport == nil || sum.JSON == "" {
-		t.Fatalf("Run: transport %v, JSON %q; want the section", sum.Transport, sum.JSON)
+	if sum.Transport == nil || sum.TransportJSON == "" {
+		t.Fatalf("Run: transport %v, JSON %q; want the section", sum.Transport, sum.TransportJSON)
 	}
-	b, err := os.ReadFile(sum.JSON)
+	b, err := os.ReadFile(sum.TransportJSON)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,8 +173,8 @@ func TestRunTransport(t *testing.T) {
 	data2, out2 := t.TempDir(), t.TempDir()
 	writePulses(t, data2, at, "part-0.parquet", somePulseRows(at, 30))
 	sum, err = Run(context.Background(), runOpts(data2, out2))
-	if err != nil || sum.Transport != nil || sum.JSON != "" {
-		t.Fatalf("Run without transport = %v, transport %v, JSON %q", err, sum.Transport, sum.JSON)
+	if err != nil || sum.Transport != nil || sum.TransportJSON != "" {
+		t.Fatalf("Run without transport = %v, transport %v, JSON %q", err, sum.Transport, sum.TransportJSON)
 	}
 	if html, _ := os.ReadFile(sum.HTML); !strings.Contains(string(html), "No transport data") {
 		t.Error("index.html does not say there is no transport data")

@@ -47,6 +47,15 @@ report (index.html, inline SVG plots) and CSV tables into --out:
                      their client's assigned arm are left out
   experiments.csv    per experiment and arm: share, client /24s, the
                      sample-ratio-mismatch check, mismatched reports
+  resolvers.csv      per ISP: clients by resolver distance (same_prefix,
+                     same_as, other_as, unknown), the share using a distant
+                     or public resolver and the share whose resolver sent
+                     a client subnet, with Clopper–Pearson intervals
+  dns_times.csv      dns_ms quantiles, all and per family and distance
+  families.csv       IPv6 minus IPv4 per ISP and metric: unpaired medians
+                     with a conservative interval, and paired within
+                     clients that measured one appliance over both
+  dns.json           resolvers, DNS times and families as JSON
 
 With a transport table (the appliances' TCP_INFO samples), also:
 
@@ -104,12 +113,13 @@ Times filter on the server's receive time.`,
 			for _, e := range sum.Experiments {
 				printExperiment(out, e)
 			}
+			printDNS(out, sum)
 			if !sum.HaveMisses {
 				fmt.Fprintln(out, "no miss data")
 			}
 			printTransport(out, sum.Transport)
-			if sum.JSON != "" {
-				fmt.Fprintf(out, "transport JSON: %s\n", sum.JSON)
+			if sum.TransportJSON != "" {
+				fmt.Fprintf(out, "transport JSON: %s\n", sum.TransportJSON)
 			}
 			fmt.Fprintf(out, "report: %s\n", sum.HTML)
 			return nil
@@ -248,3 +258,38 @@ func ciText(est, lo, hi float64, ok bool) string {
 }
 
 func g4(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
+
+// printDNS writes the resolver and address-family lines: the share of
+// clients using a distant resolver, DNS time and IPv6 − IPv4 per ISP.
+func printDNS(w io.Writer, sum *analyze.Summary) {
+	r := sum.Resolvers
+	if r.DNSPulses > 0 {
+		fmt.Fprintf(w, "dns pulses: %d ok, %d joined with the server's log\n", r.DNSPulses, r.Joined)
+	}
+	for _, isp := range r.ISPs {
+		name := isp.ISP
+		if name == "" {
+			name = "unknown"
+		}
+		fmt.Fprintf(w, "resolvers %s: %d clients, distant/public %s [%s, %s], with ECS %s\n", name, isp.Clients,
+			pct(isp.Distant.Est), pct(isp.Distant.Lo), pct(isp.Distant.Hi), pct(isp.ECS.Est))
+	}
+	for _, t := range r.Times {
+		if t.Family == "*" && t.Distance == "*" {
+			fmt.Fprintf(w, "dns time p%g: %s ms (n=%d)\n", t.Q*100, ciText(t.Est, t.Lo, t.Hi, t.OK), t.N)
+		}
+	}
+	for _, f := range sum.Families {
+		name := f.ISP
+		if name == "" {
+			name = "unknown"
+		}
+		line := fmt.Sprintf("ipv6-ipv4 %s %s: %s", name, f.Metric, ciText(f.Diff, f.DiffLo, f.DiffHi, f.DiffOK))
+		if f.Pairs > 0 {
+			line += fmt.Sprintf(", paired (%d clients) %s", f.Pairs, ciText(f.PairedDiff, f.PairedLo, f.PairedHi, f.PairedOK))
+		}
+		fmt.Fprintln(w, line)
+	}
+}
+
+func pct(v float64) string { return strconv.FormatFloat(100*v, 'f', 1, 64) + "%" }

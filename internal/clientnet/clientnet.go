@@ -11,13 +11,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"time"
+
+	"github.com/ocdn/ocdn/internal/happyeyeballs"
 )
 
 // DialFunc opens a connection to addr, an IP:port once the Dialer has
@@ -52,6 +53,7 @@ type Config struct {
 type Dialer struct {
 	resolver *net.Resolver
 	dial     DialFunc
+	he       *happyeyeballs.Dialer
 	tls      *tls.Config
 }
 
@@ -105,6 +107,7 @@ func New(c Config) (*Dialer, error) {
 			return nd.DialContext(ctx, network, server)
 		}}
 	}
+	d.he = &happyeyeballs.Dialer{Resolver: d.resolver, Dial: d.dial}
 	return d, nil
 }
 
@@ -123,54 +126,12 @@ func (d *Dialer) Transport() *http.Transport {
 		MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second, TLSHandshakeTimeout: 10 * time.Second}
 }
 
-// ErrNoAddress means a name resolved to no address.
-var ErrNoAddress = errors.New("no address")
-
 // DialContext connects to addr (host:port). A host name is resolved
 // through the configured resolver — within ctx, so an httptrace in ctx
-// sees DNSStart/DNSDone — and its addresses are tried in the order
-// returned until one connects.
+// sees DNSStart/DNSDone — and dialed as RFC 8305's Happy Eyeballs does:
+// AAAA and A looked up at once, IPv6 tried first and IPv4 after the
+// attempt delay, the first connection that succeeds kept.
 func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		return d.dial(ctx, network, net.JoinHostPort(ip.Unmap().String(), port))
-	}
-	ips, err := d.resolver.LookupNetIP(ctx, lookupNetwork(network), host)
-	if err != nil {
-		return nil, err
-	}
-	if len(ips) == 0 {
-		return nil, fmt.Errorf("%s: %w", host, ErrNoAddress)
-	}
-	return d.dialResolved(ctx, network, ips, port)
+	return d.he.DialContext(ctx, network, addr)
 }
 
-// dialResolved tries ips in order. Happy Eyeballs (RFC 8305) replaces
-// this.
-func (d *Dialer) dialResolved(ctx context.Context, network string, ips []netip.Addr, port string) (net.Conn, error) {
-	var errs []error
-	for _, ip := range ips {
-		c, err := d.dial(ctx, network, net.JoinHostPort(ip.Unmap().String(), port))
-		if err == nil {
-			return c, nil
-		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, errors.Join(errs...)
-}
-
-func lookupNetwork(network string) string {
-	switch network {
-	case "tcp4", "udp4":
-		return "ip4"
-	case "tcp6", "udp6":
-		return "ip6"
-	}
-	return "ip"
-}

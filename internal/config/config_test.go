@@ -149,6 +149,9 @@ func TestBadConfigsNameFileAndField(t *testing.T) {
 		{"console roles share a file", goodControl, "operator_token_file: operator.token", "operator_token_file: viewer.token", []string{"operator_token_file", "viewer_token_file", "different tokens"}},
 		{"viewer holds the admin token", goodControl, "viewer_token_file: viewer.token", "viewer_token_file: admin.token", []string{"viewer_token_file", "admin credential"}},
 		{"recipe type", goodControl, "pulses: 2,", "pulses: 2, types: [ping],", []string{"measure.recipe.types[0]", "ping"}},
+		{"recipe families", goodControl, "pulses: 2,", "pulses: 2, families: all,", []string{"measure.recipe.families", "client or both"}},
+		{"dns probes without names", goodControl[:strings.Index(goodControl, "dns:\n")], "pulses: 2,", "pulses: 2, types: [dns],",
+			[]string{"measure.recipe.types[0]", "dns section"}},
 		// Issue 14's bad input: an experiment is refused at start when its
 		// shares are not a distribution or it names an unknown metric.
 		{"shares not summing to 1", goodControl, "measured: 0.5}", "measured: 0.6}", []string{"steering.experiment.shares", "sum to 1.1", "want 1"}},

@@ -121,8 +121,12 @@ type Recipe struct {
 	// it is part of every recipe.
 	Interval time.Duration `yaml:"interval,omitempty"`
 	// Types are the probe types (default all: tcp_connect, tls_handshake,
-	// http_ttfb, throughput).
+	// http_ttfb, throughput; dns needs the dns section's names).
 	Types []string `yaml:"types,omitempty"`
+	// Families is "client" (the default: targets over the client's own
+	// address family) or "both" (dual-stack appliances are probed over
+	// IPv4 and IPv6, for the family comparison of ocdn analyze).
+	Families string `yaml:"families,omitempty"`
 }
 
 // Steering tunes measurement-aware steering (docs/steering.md): BGP and
@@ -492,7 +496,7 @@ func (c *Control) Validate() error {
 			return Errf(fmt.Sprintf("route_files[%d].file", i), "must name an MRT or prefix-list file")
 		}
 	}
-	if err := c.Measure.validate(); err != nil {
+	if err := c.Measure.validate(c.DNS != nil); err != nil {
 		return err
 	}
 	if err := c.CORS.validate("cors"); err != nil {
@@ -559,7 +563,9 @@ func (f ControlFill) describe() string {
 	return fmt.Sprintf("%02d:00 to %02d:00", start, end)
 }
 
-func (m *Measure) validate() error {
+// validate checks the measure section; names says whether the control
+// plane has a dns section (dns pulses resolve its names).
+func (m *Measure) validate(names bool) error {
 	if m == nil {
 		return nil
 	}
@@ -591,9 +597,18 @@ func (m *Measure) validate() error {
 	for i, t := range r.Types {
 		switch t {
 		case "tcp_connect", "tls_handshake", "http_ttfb", "throughput":
+		case "dns":
+			if !names {
+				return Errf(fmt.Sprintf("measure.recipe.types[%d]", i), "dns probes resolve appliance names: add a dns section")
+			}
 		default:
-			return Errf(fmt.Sprintf("measure.recipe.types[%d]", i), "%q is not one of tcp_connect, tls_handshake, http_ttfb, throughput", t)
+			return Errf(fmt.Sprintf("measure.recipe.types[%d]", i), "%q is not one of tcp_connect, tls_handshake, http_ttfb, throughput, dns", t)
 		}
+	}
+	switch r.Families {
+	case "", "client", "both":
+	default:
+		return Errf("measure.recipe.families", "%q is not client or both", r.Families)
 	}
 	return nil
 }

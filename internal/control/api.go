@@ -43,9 +43,9 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	defer func() { s.metrics.steerLatency.Observe(time.Since(start)) }()
-	var q [4]string
+	var q [5]string
 	queryValues(r.URL.RawQuery, steerKeys[:], q[:])
-	clientArg, explainArg, nArg, filesArg := q[0], q[1], q[2], q[3]
+	clientArg, explainArg, nArg, filesArg, familyArg := q[0], q[1], q[2], q[3], q[4]
 	fail := func(code int, format string, args ...any) {
 		s.metrics.steerBad.Inc()
 		http.Error(w, fmt.Sprintf(format, args...), code)
@@ -84,6 +84,11 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "files=: name at least one file as title/file")
 		return
 	}
+	family, ok := steer.ParseFamily(familyArg)
+	if !ok {
+		fail(http.StatusBadRequest, "family=%q: want ipv4, ipv6 or both (default: the client's own)", familyArg)
+		return
+	}
 	// The answer is written from recycled slices into a recycled buffer,
 	// URLs straight into it: a decision allocates nothing.
 	bufs := steerBufs.Get().(*steerBuf)
@@ -112,7 +117,7 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 		res := api.SteerResponse{Client: client.String(), Files: make([]api.FileSteer, len(files))}
 		for i, f := range files {
 			var err error
-			if res.Files[i], err = s.explain(snap, client, f.path, n); err != nil {
+			if res.Files[i], err = s.explain(snap, client, family, f.path, n); err != nil {
 				s.steerFailed(w, err)
 				return
 			}
@@ -131,13 +136,13 @@ func (s *Server) handleSteer(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		start := len(ranked)
-		ranked = s.engine.AppendRanked(ranked, snap, client, f.path, n)
+		ranked = s.engine.AppendRankedFamily(ranked, snap, client, family, f.path, n)
 		f.ranked = ranked[start:len(ranked):len(ranked)]
 	}
 	bufs.ranked = ranked
 	s.observeSteer(snap, client, files)
 	s.metrics.steerOK.Inc()
-	bufs.json, bufs.url = appendSteerJSON(bufs.json[:0], bufs.url, client, files)
+	bufs.json, bufs.url = appendSteerJSON(bufs.json[:0], bufs.url, client, family == steer.FamilyBoth, files)
 	w.Header()["Content-Type"] = jsonContentType
 	w.Write(bufs.json)
 }
@@ -155,13 +160,13 @@ func (s *Server) Explain(client netip.Addr, path string, n int) (api.FileSteer, 
 	if n < 1 || n > 20 {
 		return api.FileSteer{}, fmt.Errorf("n=%d: want a number from 1 to 20", n)
 	}
-	return s.explain(s.snap.Load(), client, path, n)
+	return s.explain(s.snap.Load(), client, steer.FamilyClient, path, n)
 }
 
-func (s *Server) explain(snap *steer.Snapshot, client netip.Addr, path string, n int) (api.FileSteer, error) {
+func (s *Server) explain(snap *steer.Snapshot, client netip.Addr, family steer.Family, path string, n int) (api.FileSteer, error) {
 	fs := api.FileSteer{Path: path}
 	var err error
-	fs.URLs, fs.Explanation, err = s.engine.Steer(snap, client, path, n, true)
+	fs.URLs, fs.Explanation, err = s.engine.SteerFamily(snap, client, family, path, n, true)
 	return fs, err
 }
 
@@ -173,7 +178,7 @@ const maxSteerFiles = 100
 var jsonContentType = []string{"application/json"}
 
 // steerKeys are the query parameters of GET /v1/steer.
-var steerKeys = [...]string{"client", "explain", "n", "files"}
+var steerKeys = [...]string{"client", "explain", "n", "files", "family"}
 
 func (s *Server) steerFailed(w http.ResponseWriter, err error) {
 	s.log.Error("steer", "err", err)
@@ -212,8 +217,9 @@ func (b *steerBuf) release() {
 // as encoding/json writes the api.SteerResponse of the same decisions (a
 // test checks), without reflection and without building the URLs as
 // strings: each goes through url, which it returns for reuse. The answer
-// is on every playback's critical path.
-func appendSteerJSON(b, url []byte, client netip.Addr, files []steerFile) ([]byte, []byte) {
+// is on every playback's critical path. With both (family=both) each
+// choice also carries its URL of each family the appliance has.
+func appendSteerJSON(b, url []byte, client netip.Addr, both bool, files []steerFile) ([]byte, []byte) {
 	b = append(b, `{"client":`...)
 	if client.Zone() == "" {
 		// Digits, hex, '.' and ':' need no escaping.
@@ -239,9 +245,21 @@ func appendSteerJSON(b, url []byte, client netip.Addr, files []steerFile) ([]byt
 				if j > 0 {
 					b = append(b, ',')
 				}
-				url = steer.AppendURL(url[:0], r.Appliance.BaseURL, f.token, f.path)
+				url = steer.AppendURL(url[:0], r.Base, f.token, f.path)
 				b = append(b, `{"url":`...)
 				b = appendJSONString(b, url)
+				if both {
+					if base := r.Appliance.Base(steer.FamilyIPv4); base != "" {
+						url = steer.AppendURL(url[:0], base, f.token, f.path)
+						b = append(b, `,"url_ipv4":`...)
+						b = appendJSONString(b, url)
+					}
+					if base := r.Appliance.Base(steer.FamilyIPv6); base != "" {
+						url = steer.AppendURL(url[:0], base, f.token, f.path)
+						b = append(b, `,"url_ipv6":`...)
+						b = appendJSONString(b, url)
+					}
+				}
 				b = append(b, `,"appliance":`...)
 				b = appendJSONString(b, r.Appliance.ID)
 				b = append(b, `,"site":`...)

@@ -70,6 +70,15 @@ type Config struct {
 	// how many steered appliances each probes (default 3).
 	Recipe       probe.RecipeConfig
 	ProbeTargets int
+	// ProbeBothFamilies adds, for every probe target with an address of
+	// the other family too, a target over that family (id
+	// "<appliance>/ipv6" or "/ipv4"), so clients measure IPv4 and IPv6 to
+	// the same appliance.
+	ProbeBothFamilies bool
+	// ProbeLog is the authoritative DNS server's log of probe-name
+	// queries (daemon: the dns section's server); reports' dns pulses are
+	// joined with it by nonce. Nil joins nothing.
+	ProbeLog ProbeLog
 	// Measured lets measurements move clients between eligible sites and
 	// runs steering experiments (needs MeasureDir; measured.go).
 	Measured MeasuredSteering
@@ -276,6 +285,12 @@ func (s *Server) rebuild() {
 		ok, st := s.applianceHealth(a.ID, now)
 		sa := &steer.Appliance{ID: a.ID, Site: a.Site, Kind: site.Kind, BaseURL: s.eps[a.ID].base,
 			Location: site.Location, Serving: ok, State: string(st.State), Holds: s.held[a.ID], Weight: st.Weight}
+		// Steering answers each client with URLs of its own family.
+		sa.BaseFamily = steer.FamilyIPv4
+		if a.Address.Addr().Is6() {
+			sa.BaseFamily = steer.FamilyIPv6
+		}
+		sa.BaseURL6 = s.eps[a.ID].base6
 		if sa.Serving {
 			serving++
 		}

@@ -295,28 +295,33 @@ func TestAppendSteerJSONMatchesEncodingJSON(t *testing.T) {
 	paths := []string{"t1/a.mp4", "t2/é <b>\u2028.mp4", "t3/held-by-none.mp4"}
 	holds := map[string]bool{paths[0]: true, paths[1]: true}
 	snap := &steer.Snapshot{Appliances: map[string]*steer.Appliance{
-		"x": {ID: `odd "id" <&>`, Site: "s\\1\n\t\x01", Kind: config.SiteIXP, BaseURL: "http://a&b\xff", Serving: true, Holds: holds},
-		"y": {ID: "b", Site: "s2", Kind: config.SiteIXP, BaseURL: "http://b:8080", Serving: true, Holds: holds},
-	}, Global: []string{"x", "y"}}
+		"x":  {ID: `odd "id" <&>`, Site: "s\\1\n\t\x01", Kind: config.SiteIXP, BaseURL: "http://a&b\xff", Serving: true, Holds: holds},
+		"y":  {ID: "b", Site: "s2", Kind: config.SiteIXP, BaseURL: "http://b:8080", Serving: true, Holds: holds},
+		"v4": {ID: "v4", Site: "s3", Kind: config.SiteIXP, BaseURL: "http://192.0.2.1:80", BaseFamily: steer.FamilyIPv4, Serving: true, Holds: holds},
+		"ds": {ID: "ds", Site: "s3", Kind: config.SiteIXP, BaseURL: "http://192.0.2.2:80", BaseURL6: "http://[2001:db8::2]:80", BaseFamily: steer.FamilyIPv4, Serving: true, Holds: holds},
+		"v6": {ID: "v6", Site: "s4", Kind: config.SiteIXP, BaseURL: "http://[2001:db8::3]:80", BaseFamily: steer.FamilyIPv6, Serving: true, Holds: holds},
+	}, Global: []string{"x", "y", "v4", "ds", "v6"}}
 	for _, client := range []string{"10.0.0.1", "2001:db8::1", `fe80::1%eth"0`} {
-		addr := netip.MustParseAddr(client)
-		want := api.SteerResponse{Client: addr.String()}
-		var files []steerFile
-		for _, p := range paths {
-			urls, _, err := e.Steer(snap, addr, p, 5, false)
-			if err != nil {
-				t.Fatal(err)
+		for _, fam := range []steer.Family{steer.FamilyClient, steer.FamilyIPv4, steer.FamilyIPv6, steer.FamilyBoth} {
+			addr := netip.MustParseAddr(client)
+			want := api.SteerResponse{Client: addr.String()}
+			var files []steerFile
+			for _, p := range paths {
+				urls, _, err := e.SteerFamily(snap, addr, fam, p, 5, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want.Files = append(want.Files, api.FileSteer{Path: p, URLs: urls})
+				tok, err := e.Token(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				files = append(files, steerFile{path: p, token: tok, ranked: e.AppendRankedFamily(nil, snap, addr, fam, p, 5)})
 			}
-			want.Files = append(want.Files, api.FileSteer{Path: p, URLs: urls})
-			tok, err := e.Token(p)
-			if err != nil {
-				t.Fatal(err)
+			w, _ := json.Marshal(want)
+			if got, _ := appendSteerJSON(nil, nil, addr, fam == steer.FamilyBoth, files); string(got) != string(w)+"\n" {
+				t.Errorf("appendSteerJSON(%s, family %s) =\n%s\nwant\n%s", client, fam, got, w)
 			}
-			files = append(files, steerFile{path: p, token: tok, ranked: e.AppendRanked(nil, snap, addr, p, 5)})
-		}
-		w, _ := json.Marshal(want)
-		if got, _ := appendSteerJSON(nil, nil, addr, files); string(got) != string(w)+"\n" {
-			t.Errorf("appendSteerJSON =\n%s\nwant\n%s", got, w)
 		}
 	}
 }

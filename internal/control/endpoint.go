@@ -28,11 +28,12 @@ import (
 // verify the certificate for the name clients use without depending on
 // DNS either.
 type endpoint struct {
-	base string // scheme://host:port, no trailing slash
-	peer string // scheme://address:port
-	host string // the host of base: the TLS server name checked
-	addr netip.AddrPort
-	tls  bool
+	base  string // scheme://host:port, no trailing slash
+	base6 string // the same for a dual-stack appliance's IPv6 address6; else ""
+	peer  string // scheme://address:port
+	host  string // the host of base: the TLS server name checked
+	addr  netip.AddrPort
+	tls   bool
 }
 
 // endpoints computes every appliance's endpoint. domain is the DNS zone
@@ -45,20 +46,31 @@ func endpoints(inv config.Inventory, domain string) (map[string]endpoint, error)
 		if a.TLS {
 			scheme = "https://"
 		}
-		e := endpoint{addr: ap, tls: a.TLS, host: ap.Addr().String()}
-		e.peer = scheme + ap.String()
-		e.base = e.peer
-		if domain != "" {
+		// base is how clients reach ap: by the appliance's name for ap's
+		// family under domain, else by the address itself.
+		base := func(ap netip.AddrPort) (url, host string, err error) {
+			if domain == "" {
+				return scheme + ap.String(), ap.Addr().String(), nil
+			}
 			fam := dnsname.IPv4
 			if ap.Addr().Is6() && !ap.Addr().Is4In6() {
 				fam = dnsname.IPv6
 			}
 			name, err := dnsname.Appliance(domain, a.ID, a.Site, fam)
 			if err != nil {
-				return nil, config.Errf(fmt.Sprintf("appliances[%d].id", i), "%v", err)
+				return "", "", config.Errf(fmt.Sprintf("appliances[%d].id", i), "%v", err)
 			}
-			e.host = name
-			e.base = scheme + net.JoinHostPort(name, strconv.Itoa(int(ap.Port())))
+			return scheme + net.JoinHostPort(name, strconv.Itoa(int(ap.Port()))), name, nil
+		}
+		e := endpoint{addr: ap, tls: a.TLS, peer: scheme + ap.String()}
+		var err error
+		if e.base, e.host, err = base(ap); err != nil {
+			return nil, err
+		}
+		if a.Address6.IsValid() {
+			if e.base6, _, err = base(a.Address6.AddrPort); err != nil {
+				return nil, err
+			}
 		}
 		out[a.ID] = e
 	}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sort"
 
+	"github.com/ocdn/ocdn/internal/dns"
 	"github.com/ocdn/ocdn/internal/measure"
 	"github.com/ocdn/ocdn/internal/probe"
 	"github.com/ocdn/ocdn/internal/steer"
@@ -35,6 +36,9 @@ func (s *Server) openMeasure() error {
 		c.setDefaults()
 		s.msteer = newMeasuredSteering(*c, s.cfg.Now(), s.cfg.Registry)
 		opts.Observe = s.msteer.observe
+	}
+	if s.cfg.ProbeLog != nil {
+		opts.Resolvers = resolverJoiner{s}
 	}
 	ing, err := measure.Open(s.cfg.MeasureDir, measure.FuncAnnotator(s.annotate), opts)
 	if err != nil {
@@ -94,10 +98,11 @@ func (s *Server) probeTargets(client netip.Addr) ([]probe.Target, error) {
 	if err != nil {
 		return nil, err
 	}
+	own := steer.FamilyClient.For(client)
 	var out []probe.Target
 	sites := map[string]bool{}
 	for _, c := range choices {
-		out = append(out, probe.Target{ID: c.Appliance, Appliance: c.Appliance, Site: c.Site, URL: c.URL, Steered: true})
+		out = append(out, probe.Target{ID: c.Appliance, Appliance: c.Appliance, Site: c.Site, URL: c.URL, Steered: true, Family: familyName(own)})
 		sites[c.Site] = true
 	}
 	var others []*steer.Appliance
@@ -108,15 +113,30 @@ func (s *Server) probeTargets(client netip.Addr) ([]probe.Target, error) {
 	}
 	sort.Slice(others, func(i, j int) bool { return others[i].ID < others[j].ID })
 	for _, a := range others {
-		if sites[a.Site] {
+		if sites[a.Site] || a.Base(own) == "" { // none over the client's family
 			continue
 		}
 		sites[a.Site] = true
-		u, err := s.engine.URL(a, path)
+		u, err := s.engine.URLFamily(a, own, path)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, probe.Target{ID: a.ID, Appliance: a.ID, Site: a.Site, URL: u})
+		out = append(out, probe.Target{ID: a.ID, Appliance: a.ID, Site: a.Site, URL: u, Family: familyName(own)})
+	}
+	if s.cfg.ProbeBothFamilies {
+		other := steer.FamilyIPv4 + steer.FamilyIPv6 - own
+		for _, t := range out[:len(out):len(out)] {
+			a := snap.Appliances[t.Appliance]
+			if a == nil || a.Base(other) == "" {
+				continue
+			}
+			u, err := s.engine.URLFamily(a, other, path)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, probe.Target{ID: a.ID + "/" + familyName(other), Appliance: a.ID, Site: a.Site, URL: u,
+				Steered: t.Steered, Family: familyName(other)})
+		}
 	}
 	if len(out) == 0 {
 		return nil, probe.ErrNoTargets
@@ -219,3 +239,85 @@ func (s *Server) handleTransport(w http.ResponseWriter, r *http.Request) {
 
 // Measure is the measurement store (nil when none is configured).
 func (s *Server) Measure() *measure.Ingester { return s.measure }
+
+func familyName(f steer.Family) string {
+	if f == steer.FamilyIPv6 {
+		return measure.FamilyIPv6
+	}
+	return measure.FamilyIPv4
+}
+
+// ProbeLog is what the control plane reads of its authoritative DNS
+// server's probe log (*dns.ProbeLog).
+type ProbeLog interface {
+	Lookup(nonce string) []dns.ProbeQuery
+}
+
+// resolverJoiner joins a report's dns pulses with the probe log.
+type resolverJoiner struct{ s *Server }
+
+// JoinResolver finds who asked for the probe name of nonce and how far
+// that resolver is from client, by the control plane's own tables
+// (docs/dns.md, "Resolver distance"): the resolver's address in the
+// client's routed prefix (for an unrouted client, the inventory ISP
+// prefix holding it, else its /24 or /48) is
+// same_prefix; in another prefix of the client's ISP's AS, same_as; in a
+// prefix of another AS the control plane knows (an ISP of the inventory,
+// or a route's origin AS), other_as; anywhere else (a public resolver
+// outside every network it serves), unknown.
+func (j resolverJoiner) JoinResolver(client netip.Addr, nonce string) (measure.ResolverJoin, bool) {
+	qs := j.s.cfg.ProbeLog.Lookup(nonce)
+	if len(qs) == 0 {
+		return measure.ResolverJoin{}, false
+	}
+	client = client.Unmap()
+	resolver := qs[0].Resolver.Addr().Unmap()
+	out := measure.ResolverJoin{Resolver: resolver.String(), Queries: len(qs)}
+	for _, q := range qs {
+		if q.ECS.IsValid() {
+			out.ECS = q.ECS.String()
+			break
+		}
+	}
+	out.Distance, out.ResolverASN = j.s.resolverDistance(client, resolver)
+	return out, true
+}
+
+// resolverDistance classifies resolver relative to client (see
+// JoinResolver) and returns the resolver's AS when known.
+func (s *Server) resolverDistance(client, resolver netip.Addr) (string, uint32) {
+	asOf := func(a netip.Addr) (netip.Prefix, uint32) {
+		pfx, cands, ok := s.Lookup(a)
+		var asn uint32
+		if isp, found := s.ispOf.Lookup(a); found {
+			asn = isp.ASN
+		} else if ok {
+			for _, c := range cands {
+				if c.Attrs != nil && len(c.Attrs.ASPath) > 0 {
+					asn = c.Attrs.ASPath[len(c.Attrs.ASPath)-1]
+					break
+				}
+			}
+		}
+		if !ok {
+			if p, _, found := s.ispOf.LookupPrefixLPM(netip.PrefixFrom(a, a.BitLen())); found {
+				pfx = p
+			}
+		}
+		return pfx, asn
+	}
+	cpfx, casn := asOf(client)
+	if !cpfx.IsValid() {
+		cpfx, _ = netip.ParsePrefix(measure.DefaultPrefix(client))
+	}
+	_, rasn := asOf(resolver)
+	switch {
+	case cpfx.Contains(resolver):
+		return measure.DistanceSamePrefix, rasn
+	case rasn != 0 && rasn == casn:
+		return measure.DistanceSameAS, rasn
+	case rasn != 0:
+		return measure.DistanceOtherAS, rasn
+	}
+	return measure.DistanceUnknown, 0
+}

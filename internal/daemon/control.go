@@ -174,6 +174,10 @@ func NewControl(ctx context.Context, cfg *config.Control, h Hooks) (*Control, er
 		if ccfg.Recipe.Interval == 0 {
 			ccfg.Recipe.Interval = 10 * time.Minute
 		}
+		ccfg.ProbeBothFamilies = m.Recipe.Families == "both"
+		if c.dns != nil {
+			ccfg.ProbeLog = c.dns.Probes()
+		}
 	}
 	start, end := cfg.Fill.Hours()
 	ccfg.Fill = control.FillConfig{StartHour: start, EndHour: end, EscalateAfter: cfg.Fill.EscalateAfter, Feed: files.Feed,

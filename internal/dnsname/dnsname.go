@@ -183,7 +183,7 @@ func NewNonce() string {
 
 // Probe is the unique name of one probe of the appliance named name.
 func Probe(nonce, name string) (string, error) {
-	if !validNonce(nonce) {
+	if !ValidNonce(nonce) {
 		return "", fmt.Errorf("probe nonce %q is not %d to %d letters and digits", nonce, MinNonce, MaxNonce)
 	}
 	n := probePrefix + nonce + "." + name
@@ -201,13 +201,15 @@ func SplitProbe(n string) (nonce, rest string, ok bool) {
 		return "", "", false
 	}
 	nonce = first[len(probePrefix):]
-	if !validNonce(nonce) {
+	if !ValidNonce(nonce) {
 		return "", "", false
 	}
 	return nonce, rest, true
 }
 
-func validNonce(s string) bool {
+// ValidNonce reports whether s is a probe nonce: MinNonce to MaxNonce
+// lower-case ASCII letters and digits.
+func ValidNonce(s string) bool {
 	if len(s) < MinNonce || len(s) > MaxNonce {
 		return false
 	}

@@ -50,6 +50,51 @@ func DefaultPrefix(a netip.Addr) string {
 	return p.String()
 }
 
+// ResolverJoiner joins a dns pulse with the authoritative DNS server's
+// log of the probe name it resolved, by nonce: the control plane
+// implements it from its DNS server's probe log. It runs on the upload
+// path, once per dns pulse, so it must be cheap and safe for concurrent
+// use.
+type ResolverJoiner interface {
+	JoinResolver(client netip.Addr, nonce string) (ResolverJoin, bool)
+}
+
+// ResolverJoin is what the authoritative server saw of one probe name,
+// and how far the resolver that asked is from the client.
+type ResolverJoin struct {
+	// Resolver is the address the query came from: the client's
+	// recursive resolver (or its egress), not the client.
+	Resolver string `json:"resolver"`
+	// ResolverASN is the AS the control plane's routes put the resolver
+	// in (0 when unknown).
+	ResolverASN uint32 `json:"resolver_asn,omitempty"`
+	// ECS is the client subnet the resolver passed on (EDNS Client
+	// Subnet), empty when it sent none.
+	ECS string `json:"ecs,omitempty"`
+	// Distance is how far the resolver is from the client, one of the
+	// Distance* values.
+	Distance string `json:"distance"`
+	// Queries is how many queries the server logged for the name (A and
+	// AAAA, retries, TCP after truncation).
+	Queries int `json:"queries"`
+}
+
+// Resolver distances, nearest first. They are network distances from the
+// control plane's own tables, not geography: see docs/dns.md.
+const (
+	// DistanceSamePrefix: the resolver is in the client's routed prefix
+	// (the announcement steering matched), or its /24 (/48) when the
+	// client is not routed.
+	DistanceSamePrefix = "same_prefix"
+	// DistanceSameAS: another prefix of the client's own AS.
+	DistanceSameAS = "same_as"
+	// DistanceOtherAS: a prefix of another AS the routes know.
+	DistanceOtherAS = "other_as"
+	// DistanceUnknown: the resolver is in no prefix the control plane
+	// routes (a public resolver outside every ISP it serves, say).
+	DistanceUnknown = "unknown"
+)
+
 // FuncAnnotator adapts a function to Annotator.
 type FuncAnnotator func(client netip.Addr, appliance string) Annotation
 

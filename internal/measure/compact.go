@@ -46,6 +46,18 @@ type PulseRow struct {
 	Status       string   `parquet:"status,dict"`
 	HTTPStatus   *int32   `parquet:"http_status,optional"`
 	Error        *string  `parquet:"error,optional"`
+	// Family is the pulse's address family ("ipv4", "ipv6"), empty when
+	// unknown. DNSMs and Nonce come from dns pulses; Resolver,
+	// ResolverASN, ECS and ResolverDistance from joining the nonce with
+	// the authoritative server's log (empty/0 when it did not see the
+	// name, or for other pulse types).
+	Family           string   `parquet:"family,dict"`
+	DNSMs            *float64 `parquet:"dns_ms,optional"`
+	Nonce            string   `parquet:"nonce"`
+	Resolver         string   `parquet:"resolver,dict"`
+	ResolverASN      uint32   `parquet:"resolver_asn"`
+	ECS              string   `parquet:"ecs,dict"`
+	ResolverDistance string   `parquet:"resolver_distance,dict"`
 }
 
 // QoERow is one row of DIR/qoe: the playback record of one report.
@@ -106,6 +118,10 @@ func (rec *walRecord) rows(pulses []PulseRow, qoe []QoERow) ([]PulseRow, []QoERo
 			Type: p.Type, Seq: int32(p.Seq), Start: micros(p.Start),
 			ConnectMs: optF(p.ConnectMs), TLSMs: optF(p.TLSMs), TTFBMs: optF(p.TTFBMs),
 			DurationMs: p.DurationMs, Bytes: p.Bytes, Throughput: optF(p.ThroughputBps), Status: p.Status,
+			Family: p.Family, DNSMs: optF(p.DNSMs), Nonce: p.Nonce,
+		}
+		if j, ok := rec.Resolvers[p.Nonce]; ok && p.Nonce != "" {
+			row.Resolver, row.ResolverASN, row.ECS, row.ResolverDistance = j.Resolver, j.ResolverASN, j.ECS, j.Distance
 		}
 		if i < len(rec.Sites) && rec.Sites[i] != "" {
 			row.Site = rec.Sites[i]

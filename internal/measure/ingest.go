@@ -62,6 +62,9 @@ type Options struct {
 	// once even when a client sends it to several (claims.go). Each
 	// replica then needs its own directory.
 	Claims Claims
+	// Resolvers, when set, joins dns pulses with the authoritative DNS
+	// server's log (which resolver asked for the pulse's name).
+	Resolvers ResolverJoiner
 
 	// hook, in tests, is called at the crash windows of the claim
 	// protocol ("wal-synced", "claimed", "compact-claimed",
@@ -446,6 +449,23 @@ func (in *Ingester) annotate(rec *walRecord, client netip.Addr) {
 	}
 	if rec.PrefixGroup == "" {
 		rec.PrefixGroup = rec.ClientPrefix
+	}
+	if in.opts.Resolvers != nil {
+		for i := range r.Pulses {
+			p := &r.Pulses[i]
+			if p.Nonce == "" {
+				continue
+			}
+			if _, done := rec.Resolvers[p.Nonce]; done {
+				continue
+			}
+			if j, ok := in.opts.Resolvers.JoinResolver(client, p.Nonce); ok {
+				if rec.Resolvers == nil {
+					rec.Resolvers = make(map[string]ResolverJoin, 2)
+				}
+				rec.Resolvers[p.Nonce] = j
+			}
+		}
 	}
 }
 

@@ -13,6 +13,18 @@ const (
 	TypeTLSHandshake = "tls_handshake"
 	TypeHTTPTTFB     = "http_ttfb"
 	TypeThroughput   = "throughput"
+	// TypeDNS resolves a name unique to the pulse (p-<nonce>.<appliance
+	// name>) through the client's resolver, then fetches one byte from
+	// the address it resolved to: dns_ms, then connect_ms, tls_ms and
+	// ttfb_ms over that family. The control plane joins it with the
+	// authoritative server's log by nonce (which resolver asked).
+	TypeDNS = "dns"
+)
+
+// Address families a pulse may name.
+const (
+	FamilyIPv4 = "ipv4"
+	FamilyIPv6 = "ipv6"
 )
 
 // Pulse outcomes.
@@ -58,6 +70,14 @@ type Pulse struct {
 	DurationMs    float64 `json:"duration_ms"`
 	Bytes         int64   `json:"bytes,omitempty"`
 	ThroughputBps float64 `json:"throughput_bps,omitempty"`
+
+	// Family is the address family the pulse connected over (FamilyIPv4,
+	// FamilyIPv6), empty when unknown.
+	Family string `json:"family,omitempty"`
+	// DNSMs and Nonce are set by dns pulses: the resolution time and the
+	// nonce of the probe name resolved (8-32 lower-case letters, digits).
+	DNSMs float64 `json:"dns_ms,omitempty"`
+	Nonce string  `json:"nonce,omitempty"`
 
 	Status     string `json:"status"` // StatusOK, StatusTimeout or StatusError
 	HTTPStatus int    `json:"http_status,omitempty"`

@@ -6,6 +6,8 @@ import (
 	"math"
 	"time"
 	"unicode/utf8"
+
+	"github.com/ocdn/ocdn/internal/dnsname"
 )
 
 // Bounds on a report. They keep one upload small (a report is at most a
@@ -117,9 +119,20 @@ func (p *Pulse) validate(at string, now time.Time) error {
 		return err
 	}
 	switch p.Type {
-	case TypeTCPConnect, TypeTLSHandshake, TypeHTTPTTFB, TypeThroughput:
+	case TypeTCPConnect, TypeTLSHandshake, TypeHTTPTTFB, TypeThroughput, TypeDNS:
 	default:
-		return invalid(at+".type", "%q is not one of tcp_connect, tls_handshake, http_ttfb, throughput", clip(p.Type))
+		return invalid(at+".type", "%q is not one of tcp_connect, tls_handshake, http_ttfb, throughput, dns", clip(p.Type))
+	}
+	switch p.Family {
+	case "", FamilyIPv4, FamilyIPv6:
+	default:
+		return invalid(at+".family", "%q is not ipv4 or ipv6 (or absent)", clip(p.Family))
+	}
+	if p.Nonce != "" && !dnsname.ValidNonce(p.Nonce) {
+		return invalid(at+".nonce", "%q is not 8 to 32 lower-case letters and digits", clip(p.Nonce))
+	}
+	if p.Type == TypeDNS && p.Status == StatusOK && p.Nonce == "" {
+		return invalid(at+".nonce", "missing: a successful dns pulse names the nonce it resolved")
 	}
 	if p.Seq < 0 || p.Seq > 1_000_000 {
 		return invalid(at+".seq", "%d is out of range 0..1000000", p.Seq)
@@ -132,7 +145,7 @@ func (p *Pulse) validate(at string, now time.Time) error {
 		v    float64
 	}{
 		{"connect_ms", p.ConnectMs}, {"tls_ms", p.TLSMs}, {"ttfb_ms", p.TTFBMs},
-		{"duration_ms", p.DurationMs}, {"throughput_bps", p.ThroughputBps},
+		{"duration_ms", p.DurationMs}, {"throughput_bps", p.ThroughputBps}, {"dns_ms", p.DNSMs},
 	} {
 		if err := checkNonNeg(at+"."+f.name, f.v); err != nil {
 			return err

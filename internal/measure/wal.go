@@ -44,7 +44,9 @@ type walRecord struct {
 	Sites        []string `json:"sites,omitempty"`    // resolved site per pulse
 	QoESite      string   `json:"qoe_site,omitempty"` // site of the first appliance that served the session
 	AssignedArm  string   `json:"arm,omitempty"`      // Annotation.Arm
-	Report       *Report  `json:"report"`
+	// Resolvers are the joins of the report's dns pulses, by nonce.
+	Resolvers map[string]ResolverJoin `json:"resolvers,omitempty"`
+	Report    *Report                 `json:"report"`
 }
 
 func appendFrame(dst, payload []byte) []byte {

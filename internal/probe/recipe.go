@@ -25,6 +25,19 @@
 //     it excludes connect, TLS, request and time to first byte, and
 //     includes TCP slow start (a short range underestimates a fast path).
 //     bytes is the whole body.
+//   - dns: resolves a name no resolver has cached, p-<nonce>.<the
+//     target's host name> (docs/dns.md), through the client's resolver
+//     (Options.Resolver) for the target's family (A for ipv4-… names,
+//     AAAA for ipv6-…) and times it (dns_ms, nonce), then fetches one
+//     byte from the address it resolved to, by the probe name (its TLS
+//     certificate covers it): connect_ms, tls_ms, ttfb_ms over that
+//     family from the same appliance. The control plane joins the nonce
+//     with its DNS server's log of who asked. A target whose URL has an
+//     IP address instead of a name gets status "error".
+//
+// Every pulse carries the address family of its target (family): the
+// target's, else that of the URL's IP address, else that of its name's
+// ipv4-/ipv6- label.
 //
 // # Time limits
 //
@@ -112,6 +125,10 @@ type Target struct {
 	// Steered is true for the appliances steering would hand this client;
 	// false for alternatives measured for comparison.
 	Steered bool `json:"steered"`
+	// Family is the address family the URL reaches the appliance over
+	// (measure.FamilyIPv4, measure.FamilyIPv6); empty means the family of
+	// the URL's address, or of its name's ipv4-/ipv6- label.
+	Family string `json:"family,omitempty"`
 }
 
 // Validate checks what Run relies on, naming the field that is wrong.
@@ -133,8 +150,13 @@ func (r *Recipe) Validate() error {
 		}
 		for _, ty := range t.Types {
 			if !knownType(ty) {
-				return fmt.Errorf("recipe: targets[%d].types: %q is not one of tcp_connect, tls_handshake, http_ttfb, throughput", i, ty)
+				return fmt.Errorf("recipe: targets[%d].types: %q is not one of tcp_connect, tls_handshake, http_ttfb, throughput, dns", i, ty)
 			}
+		}
+		switch t.Family {
+		case "", measure.FamilyIPv4, measure.FamilyIPv6:
+		default:
+			return fmt.Errorf("recipe: targets[%d].family: %q is not ipv4 or ipv6", i, t.Family)
 		}
 		n += len(t.Types)
 	}
@@ -146,7 +168,7 @@ func (r *Recipe) Validate() error {
 
 func knownType(t string) bool {
 	switch t {
-	case measure.TypeTCPConnect, measure.TypeTLSHandshake, measure.TypeHTTPTTFB, measure.TypeThroughput:
+	case measure.TypeTCPConnect, measure.TypeTLSHandshake, measure.TypeHTTPTTFB, measure.TypeThroughput, measure.TypeDNS:
 		return true
 	}
 	return false

@@ -11,11 +11,13 @@ import (
 	"net/http/httptrace"
 	"net/netip"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/clock"
+	"github.com/ocdn/ocdn/internal/dnsname"
 	"github.com/ocdn/ocdn/internal/measure"
 )
 
@@ -40,6 +42,15 @@ type Options struct {
 	DefaultTimeout time.Duration
 	// DefaultRangeBytes is used for throughput when a target has none.
 	DefaultRangeBytes int64
+	// Resolver resolves the probe names of dns pulses: the client's
+	// configured resolver (nil: the system's, net.DefaultResolver).
+	Resolver Resolver
+}
+
+// Resolver looks up one family's addresses of a name ("ip4" or "ip6");
+// *net.Resolver implements it.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
 func (o *Options) setDefaults() {
@@ -58,6 +69,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.DefaultRangeBytes <= 0 {
 		o.DefaultRangeBytes = 1 << 20
+	}
+	if o.Resolver == nil {
+		o.Resolver = net.DefaultResolver
 	}
 }
 
@@ -106,7 +120,7 @@ func Run(ctx context.Context, rec *Recipe, opts Options) (*measure.Report, error
 }
 
 func runPulse(ctx context.Context, t Target, ty string, timeout time.Duration, o *Options) measure.Pulse {
-	p := measure.Pulse{Target: t.ID, Appliance: t.Appliance, Site: t.Site, Type: ty, Start: o.Now()}
+	p := measure.Pulse{Target: t.ID, Appliance: t.Appliance, Site: t.Site, Type: ty, Start: o.Now(), Family: targetFamily(t)}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
@@ -124,6 +138,8 @@ func runPulse(ctx context.Context, t Target, ty string, timeout time.Duration, o
 			n = o.DefaultRangeBytes
 		}
 		err = probeHTTP(ctx, t, o, &p, n)
+	case measure.TypeDNS:
+		err = probeDNS(ctx, t, o, &p)
 	default:
 		err = fmt.Errorf("unknown probe type %q", ty)
 	}
@@ -309,6 +325,100 @@ func probeHTTP(ctx context.Context, t Target, o *Options, p *measure.Pulse, n in
 		return fmt.Errorf("short body: %d of %d bytes", total, resp.ContentLength)
 	}
 	return nil
+}
+
+// targetFamily is the address family t's URL reaches its appliance over:
+// t.Family, else the URL's IP address's, else that of the ipv4-/ipv6-
+// label its host name starts with; "" when none says.
+func targetFamily(t Target) string {
+	if t.Family != "" {
+		return t.Family
+	}
+	u, err := url.Parse(t.URL)
+	if err != nil {
+		return ""
+	}
+	host := u.Hostname()
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Unmap().Is4() {
+			return measure.FamilyIPv4
+		}
+		return measure.FamilyIPv6
+	}
+	switch {
+	case strings.HasPrefix(host, "ipv4-"):
+		return measure.FamilyIPv4
+	case strings.HasPrefix(host, "ipv6-"):
+		return measure.FamilyIPv6
+	}
+	return ""
+}
+
+var (
+	errDNSLiteral  = errors.New("dns: the target's url has an IP address, not a name to resolve")
+	errDNSNoFamily = errors.New("dns: the target names no address family (family, or an ipv4-/ipv6- name)")
+)
+
+// probeDNS resolves a fresh probe name of the target's host through
+// o.Resolver, then fetches one byte from the address it got, by that
+// name, so the timings after resolution are of the family resolved.
+func probeDNS(ctx context.Context, t Target, o *Options, p *measure.Pulse) error {
+	u, err := url.Parse(t.URL)
+	if err != nil {
+		return err
+	}
+	if _, err := netip.ParseAddr(u.Hostname()); err == nil {
+		return errDNSLiteral
+	}
+	network := ""
+	switch p.Family {
+	case measure.FamilyIPv4:
+		network = "ip4"
+	case measure.FamilyIPv6:
+		network = "ip6"
+	default:
+		return errDNSNoFamily
+	}
+	nonce := dnsname.NewNonce()
+	name, err := dnsname.Probe(nonce, strings.TrimSuffix(strings.ToLower(u.Hostname()), "."))
+	if err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	// The nonce is reported even when resolution fails: the server may
+	// have logged the query all the same.
+	p.Nonce = nonce
+	start := time.Now()
+	addrs, err := o.Resolver.LookupNetIP(ctx, network, name)
+	if err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	p.DNSMs = ms(time.Since(start))
+	var addr netip.Addr
+	for _, a := range addrs {
+		if a = a.Unmap(); a.Is4() == (network == "ip4") {
+			addr = a
+			break
+		}
+	}
+	if !addr.IsValid() {
+		return fmt.Errorf("dns: %s has no %s address (got %v)", name, p.Family, addrs)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	pu := *u
+	pu.Host = net.JoinHostPort(name, port)
+	pt := t
+	pt.URL = pu.String()
+	po := *o
+	dial := o.Dial
+	to := net.JoinHostPort(addr.String(), port)
+	po.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) { return dial(ctx, network, to) }
+	return probeHTTP(ctx, pt, &po, p, 1)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

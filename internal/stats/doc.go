@@ -18,6 +18,8 @@
 //   - PairedMedianDiffCI (exact, order statistics of the differences) and
 //     BootstrapPairedMedianDiffCI: intervals for the median of per-client
 //     differences a_i − b_i. Assumes independent pairs.
+//   - ProportionCI: the Clopper–Pearson interval of a proportion (exact
+//     binomial inversion, coverage ≥ level); assumes independent trials.
 //   - SignTest, WilcoxonSignedRank and HodgesLehmann for paired data:
 //     two-sided p-values, zero differences dropped. The sign test assumes
 //     only independent pairs; Wilcoxon also assumes the differences are

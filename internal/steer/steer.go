@@ -24,11 +24,18 @@ import (
 
 // Appliance is what steering knows of one appliance at decision time.
 type Appliance struct {
-	ID       string
-	Site     string
-	Kind     config.SiteKind
-	BaseURL  string // scheme://host:port, no trailing slash
-	Location config.Location
+	ID      string
+	Site    string
+	Kind    config.SiteKind
+	BaseURL string // scheme://host:port, no trailing slash
+	// BaseURL6 is a dual-stack appliance's base over IPv6 (its
+	// address6); BaseURL is then its base over IPv4.
+	BaseURL6 string
+	// BaseFamily is the family BaseURL reaches the appliance over when
+	// BaseURL6 is empty: FamilyIPv4 or FamilyIPv6, or FamilyClient when
+	// unknown (the simulator's appliances), which serves every client.
+	BaseFamily Family
+	Location   config.Location
 	// Serving is false when the appliance is down, draining or otherwise
 	// out of rotation; State says which.
 	Serving bool
@@ -38,6 +45,76 @@ type Appliance struct {
 	// Weight, when between 0 and 1, is the share of new clients a serving
 	// appliance gets (health: overloaded); 0 means no reduction.
 	Weight float64
+}
+
+// Family is an address family a client wants URLs for.
+type Family uint8
+
+const (
+	// FamilyClient is the family of the client's own address.
+	FamilyClient Family = iota
+	FamilyIPv4
+	FamilyIPv6
+	// FamilyBoth asks for every family the appliance has: for a
+	// dual-stack client that races them (Happy Eyeballs).
+	FamilyBoth
+)
+
+// ParseFamily reads a steering request's family: "", "ipv4", "ipv6" or
+// "both".
+func ParseFamily(s string) (Family, bool) {
+	switch s {
+	case "":
+		return FamilyClient, true
+	case "ipv4":
+		return FamilyIPv4, true
+	case "ipv6":
+		return FamilyIPv6, true
+	case "both":
+		return FamilyBoth, true
+	}
+	return 0, false
+}
+
+func (f Family) String() string {
+	return [...]string{"client", "ipv4", "ipv6", "both"}[min(f, FamilyBoth)]
+}
+
+// For resolves FamilyClient to the family of client's address.
+func (f Family) For(client netip.Addr) Family {
+	if f != FamilyClient {
+		return f
+	}
+	if client.Unmap().Is4() {
+		return FamilyIPv4
+	}
+	return FamilyIPv6
+}
+
+// Base is the appliance's URL base over family f (FamilyIPv4 or
+// FamilyIPv6), or "" when it has no address of that family.
+func (a *Appliance) Base(f Family) string {
+	switch {
+	case a.BaseURL6 != "" && f == FamilyIPv6:
+		return a.BaseURL6
+	case a.BaseURL6 != "" || a.BaseFamily == FamilyClient || a.BaseFamily == f:
+		return a.BaseURL
+	}
+	return ""
+}
+
+// base is the URL base of the answer's url for a client wanting f
+// (already resolved with For): that family's, or with FamilyBoth the
+// client's own family's when the appliance has it, else its other.
+func (a *Appliance) base(client netip.Addr, f Family) string {
+	if f != FamilyBoth {
+		return a.Base(f)
+	}
+	own := FamilyClient.For(client)
+	if b := a.Base(own); b != "" {
+		return b
+	}
+	return a.Base(FamilyIPv4 + FamilyIPv6 - own)
 }
 
 // Routes answers which appliances heard a route to a client address, best
@@ -105,7 +182,11 @@ type Measurements interface {
 
 // Choice is one ranked URL.
 type Choice struct {
-	URL       string `json:"url"`
+	URL string `json:"url"`
+	// URLIPv4 and URLIPv6 are the appliance's URLs per family, in answers
+	// to family=both only.
+	URLIPv4   string `json:"url_ipv4,omitempty"`
+	URLIPv6   string `json:"url_ipv6,omitempty"`
 	Appliance string `json:"appliance"`
 	Site      string `json:"site"`
 	Reason    string `json:"reason"`
@@ -198,7 +279,14 @@ type candidate struct {
 // returns every candidate considered. It takes no lock and allocates only
 // the answer.
 func (e *Engine) Steer(s *Snapshot, client netip.Addr, path string, n int, explain bool) ([]Choice, []Considered, error) {
-	return e.steer(s, client, path, n, explain)
+	return e.steer(s, client, FamilyClient, path, n, explain)
+}
+
+// SteerFamily is Steer for a client that wants URLs of family f: an
+// appliance without an address of that family is left out, and with
+// FamilyBoth each choice also carries its URL of each family.
+func (e *Engine) SteerFamily(s *Snapshot, client netip.Addr, f Family, path string, n int, explain bool) ([]Choice, []Considered, error) {
+	return e.steer(s, client, f, path, n, explain)
 }
 
 // Ranked is one appliance of a decision, as a Choice before its URL is
@@ -206,6 +294,8 @@ func (e *Engine) Steer(s *Snapshot, client netip.Addr, path string, n int, expla
 type Ranked struct {
 	Appliance *Appliance
 	Reason    string
+	// Base is the URL base of the choice's url: of the family asked for.
+	Base string
 }
 
 // AppendRanked is Steer without explanations or URLs, appending to dst in
@@ -213,26 +303,34 @@ type Ranked struct {
 // the URLs straight into its answer with Token and AppendURL (the control
 // plane's /v1/steer): with a reused dst a decision allocates nothing.
 func (e *Engine) AppendRanked(dst []Ranked, s *Snapshot, client netip.Addr, path string, n int) []Ranked {
+	return e.AppendRankedFamily(dst, s, client, FamilyClient, path, n)
+}
+
+// AppendRankedFamily is AppendRanked for a client that wants URLs of
+// family f (see SteerFamily).
+func (e *Engine) AppendRankedFamily(dst []Ranked, s *Snapshot, client netip.Addr, f Family, path string, n int) []Ranked {
 	var buf [16]candidate
-	cands, _, _, _ := rank(buf[:0], s, client, path, false, true)
+	f = f.For(client)
+	cands, _, _, _ := rank(buf[:0], s, client, f, path, false, true)
 	for _, c := range pick(cands, n) {
-		dst = append(dst, Ranked{Appliance: c.a, Reason: reason(c)})
+		dst = append(dst, Ranked{Appliance: c.a, Reason: reason(c), Base: c.a.base(client, f)})
 	}
 	return dst
 }
 
-func (e *Engine) steer(s *Snapshot, client netip.Addr, path string, n int, explain bool) ([]Choice, []Considered, error) {
+func (e *Engine) steer(s *Snapshot, client netip.Addr, f Family, path string, n int, explain bool) ([]Choice, []Considered, error) {
 	var buf [16]candidate
-	cands, why, pfx, pref := rank(buf[:0], s, client, path, explain, true)
+	f = f.For(client)
+	cands, why, pfx, pref := rank(buf[:0], s, client, f, path, explain, true)
 	var bgpFirst string
 	if explain && len(cands) > 0 && cands[0].measured {
 		// What BGP alone would have put first, for the explanation.
 		var buf2 [16]candidate
-		if base, _, _, _ := rank(buf2[:0], s, client, path, false, false); len(base) > 0 {
+		if base, _, _, _ := rank(buf2[:0], s, client, f, path, false, false); len(base) > 0 {
 			bgpFirst = base[0].a.ID
 		}
 	}
-	choices, err := e.choices(pick(cands, n), path)
+	choices, err := e.choices(pick(cands, n), client, f, path)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -261,7 +359,9 @@ func (e *Engine) steer(s *Snapshot, client netip.Addr, path string, n int, expla
 // request path.
 func (e *Engine) Baseline(s *Snapshot, client netip.Addr, path string, policy Eligibility) (first string, eligible []string) {
 	var buf [16]candidate
-	cands, _, _, _ := rank(buf[:0], s, client, path, false, false)
+	// Every family: measurements compare sites, whichever address a
+	// client reaches them by.
+	cands, _, _, _ := rank(buf[:0], s, client, FamilyBoth, path, false, false)
 	if len(cands) == 0 {
 		return "", nil
 	}
@@ -280,7 +380,7 @@ func (e *Engine) Baseline(s *Snapshot, client netip.Addr, path string, policy El
 // measured, a site the measurements prefer is moved first (see promote)
 // and its preference is returned when it moved anything (else a zero
 // Preference).
-func rank(cands []candidate, s *Snapshot, client netip.Addr, path string, explain, measured bool) ([]candidate, []Considered, netip.Prefix, Preference) {
+func rank(cands []candidate, s *Snapshot, client netip.Addr, f Family, path string, explain, measured bool) ([]candidate, []Considered, netip.Prefix, Preference) {
 	client = client.Unmap()
 	var why []Considered
 	var loc config.Location
@@ -298,6 +398,10 @@ func rank(cands []candidate, s *Snapshot, client netip.Addr, path string, explai
 		case a.Weight > 0 && a.Weight < 1 && float64(rendezvous.Mix(spread^xxhash.Sum64String(a.ID)^0x5eed)>>11)/(1<<53) >= a.Weight:
 			if explain {
 				why = append(why, Considered{Appliance: a.ID, Site: a.Site, Excluded: fmt.Sprintf("state %s: this client is outside its %.0f%% share", a.State, 100*a.Weight), Tier: string(a.Kind)})
+			}
+		case f != FamilyBoth && a.Base(f) == "":
+			if explain {
+				why = append(why, Considered{Appliance: a.ID, Site: a.Site, Excluded: "no " + f.String() + " address", Tier: string(a.Kind)})
 			}
 		case !a.Holds[path]:
 			if explain {
@@ -407,7 +511,7 @@ func AppendURL(b []byte, base, token, path string) []byte {
 }
 
 // choices builds the answer's URLs, with one token for the whole list.
-func (e *Engine) choices(picked []candidate, path string) ([]Choice, error) {
+func (e *Engine) choices(picked []candidate, client netip.Addr, f Family, path string) ([]Choice, error) {
 	if len(picked) == 0 {
 		return nil, nil
 	}
@@ -418,16 +522,34 @@ func (e *Engine) choices(picked []candidate, path string) ([]Choice, error) {
 	out := make([]Choice, len(picked))
 	var url []byte
 	for i, c := range picked {
-		url = AppendURL(url[:0], c.a.BaseURL, token, path)
+		url = AppendURL(url[:0], c.a.base(client, f), token, path)
 		out[i] = Choice{URL: string(url), Appliance: c.a.ID, Site: c.a.Site, Reason: reason(c)}
+		if f == FamilyBoth {
+			if b := c.a.Base(FamilyIPv4); b != "" {
+				out[i].URLIPv4 = string(AppendURL(nil, b, token, path))
+			}
+			if b := c.a.Base(FamilyIPv6); b != "" {
+				out[i].URLIPv6 = string(AppendURL(nil, b, token, path))
+			}
+		}
 	}
 	return out, nil
 }
 
 // URL returns a signed URL of path on appliance a, as a steering answer
-// would carry it.
+// would carry it (over its BaseURL's family).
 func (e *Engine) URL(a *Appliance, path string) (string, error) {
-	cs, err := e.choices([]candidate{{a: a}}, path)
+	f := a.BaseFamily
+	if f == FamilyClient {
+		f = FamilyIPv4
+	}
+	return e.URLFamily(a, f, path)
+}
+
+// URLFamily is URL over family f (FamilyIPv4 or FamilyIPv6); with no
+// address of f the URL has an empty base.
+func (e *Engine) URLFamily(a *Appliance, f Family, path string) (string, error) {
+	cs, err := e.choices([]candidate{{a: a}}, netip.Addr{}, f, path)
 	if err != nil {
 		return "", err
 	}

@@ -2,6 +2,7 @@ package steer
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -226,5 +227,96 @@ func BenchmarkSteer(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		e.Steer(snap, client, file, 5, false)
+	}
+}
+
+// Each client gets URLs of its own family, ranked by the routes of that
+// family; family=both answers every family an appliance has.
+func TestSteerFamily(t *testing.T) {
+	v4 := netip.MustParsePrefix("10.64.0.0/16")
+	v6 := netip.MustParsePrefix("2001:db8:64::/48")
+	r := rib.New()
+	attrs := rib.Attrs{LocalPref: 100, ASPath: []uint32{64500}, EBGP: true}
+	r.Replace("ds", []rib.Route{{Prefix: v4, Attrs: attrs}, {Prefix: v6, Attrs: attrs}})
+	r.Replace("only4", []rib.Route{{Prefix: v4, Attrs: attrs}})
+	r.Replace("only6", []rib.Route{{Prefix: v6, Attrs: attrs}})
+	holds := map[string]bool{file: true}
+	snap := &Snapshot{Routes: r.Snapshot(), Global: []string{"ix4"}, Appliances: map[string]*Appliance{
+		"ds":    {ID: "ds", Site: "emb", Kind: config.SiteEmbedded, BaseURL: "http://192.0.2.1", BaseURL6: "http://[2001:db8::1]", BaseFamily: FamilyIPv4, Serving: true, Holds: holds},
+		"only4": {ID: "only4", Site: "emb", Kind: config.SiteEmbedded, BaseURL: "http://192.0.2.2", BaseFamily: FamilyIPv4, Serving: true, Holds: holds},
+		"only6": {ID: "only6", Site: "emb", Kind: config.SiteEmbedded, BaseURL: "http://[2001:db8::3]", BaseFamily: FamilyIPv6, Serving: true, Holds: holds},
+		"ix4":   {ID: "ix4", Site: "ix", Kind: config.SiteIXP, BaseURL: "http://192.0.2.4", BaseFamily: FamilyIPv4, Serving: true, Holds: holds},
+	}}
+	e := &Engine{}
+	host := func(u string) string { return strings.SplitN(strings.TrimPrefix(u, "http://"), "/", 2)[0] }
+	type row struct{ id, url, url4, url6 string }
+	rows := func(cs []Choice) []row {
+		var out []row
+		for _, c := range cs {
+			rw := row{id: c.Appliance, url: host(c.URL)}
+			if c.URLIPv4 != "" {
+				rw.url4 = host(c.URLIPv4)
+			}
+			if c.URLIPv6 != "" {
+				rw.url6 = host(c.URLIPv6)
+			}
+			out = append(out, rw)
+		}
+		slices.SortFunc(out, func(a, b row) int { return strings.Compare(a.id, b.id) })
+		return out
+	}
+	c4, c6 := netip.MustParseAddr("10.64.1.2"), netip.MustParseAddr("2001:db8:64::9")
+	for _, tc := range []struct {
+		name   string
+		client netip.Addr
+		f      Family
+		want   []row
+	}{
+		{"IPv4 client", c4, FamilyClient, []row{{"ds", "192.0.2.1", "", ""}, {"ix4", "192.0.2.4", "", ""}, {"only4", "192.0.2.2", "", ""}}},
+		// IPv6 routes decide; the IPv4-only IXP appliance is left out.
+		{"IPv6 client", c6, FamilyClient, []row{{"ds", "[2001:db8::1]", "", ""}, {"only6", "[2001:db8::3]", "", ""}}},
+		{"IPv6 client asking IPv4", c6, FamilyIPv4, []row{{"ds", "192.0.2.1", "", ""}, {"ix4", "192.0.2.4", "", ""}}},
+		{"IPv6 client asking both", c6, FamilyBoth, []row{
+			{"ds", "[2001:db8::1]", "192.0.2.1", "[2001:db8::1]"},
+			{"ix4", "192.0.2.4", "192.0.2.4", ""},
+			{"only6", "[2001:db8::3]", "", "[2001:db8::3]"},
+		}},
+	} {
+		got, why, err := e.SteerFamily(snap, tc.client, tc.f, file, 5, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(tc.want, rows(got), cmp.AllowUnexported(row{})); d != "" {
+			t.Errorf("%s: (-want +got)\n%s", tc.name, d)
+		}
+		// The hot path agrees.
+		ranked := e.AppendRankedFamily(nil, snap, tc.client, tc.f, file, 5)
+		for i, rk := range ranked {
+			if want := host(got[i].URL); host(rk.Base) != want {
+				t.Errorf("%s: AppendRankedFamily[%d] base %s, want %s", tc.name, i, rk.Base, want)
+			}
+		}
+		if tc.name == "IPv6 client" {
+			found := false
+			for _, w := range why {
+				found = found || (w.Appliance == "ix4" && w.Excluded == "no ipv6 address")
+			}
+			if !found {
+				t.Errorf("%s: explanation %+v does not exclude ix4 for having no IPv6 address", tc.name, why)
+			}
+		}
+	}
+	// An appliance of unknown family (the simulator's) serves everyone.
+	a := &Appliance{BaseURL: "sim://a"}
+	if a.Base(FamilyIPv6) != "sim://a" || a.Base(FamilyIPv4) != "sim://a" {
+		t.Errorf("Base of an appliance of unknown family = %q, %q", a.Base(FamilyIPv4), a.Base(FamilyIPv6))
+	}
+	for in, want := range map[string]Family{"": FamilyClient, "ipv4": FamilyIPv4, "ipv6": FamilyIPv6, "both": FamilyBoth} {
+		if f, ok := ParseFamily(in); !ok || f != want {
+			t.Errorf("ParseFamily(%q) = %v, %v, want %v", in, f, ok, want)
+		}
+	}
+	if _, ok := ParseFamily("IPv6"); ok {
+		t.Error(`ParseFamily("IPv6") accepted`)
 	}
 }
