@@ -64,7 +64,18 @@ func transportFixture(at time.Time) ([]measure.TransportRow, []Row) {
 
 func TestTransportSection(t *testing.T) {
 	rows, pulses := transportFixture(t0)
-	res := Transport(rows, pulses, nil, 0.95, 200, rand.New(rand.NewPCG(1, 1)))
+	// Playback records of the experiment's clients: bbr's start faster.
+	var sessions []Session
+	exp := &ExperimentMeta{Name: "cc", Control: "cubic"}
+	for c := range 40 {
+		arm, startup := "cubic", 900.0
+		if c%2 == 1 {
+			arm, startup = "bbr", 600.0
+		}
+		sessions = append(sessions, Session{ReportID: fmt.Sprint("q", c), ClientAddr: clientAddr(c%10, c), Prefix: fmt.Sprintf("10.0.%d.0/24", c%10),
+			Arm: arm, Exp: exp, StartupMs: startup + float64(c), RebufferRatio: 0, BitrateKbps: 1000})
+	}
+	res := Transport(rows, pulses, sessions, 0.95, 200, rand.New(rand.NewPCG(1, 1)))
 	if res.Samples != len(rows) || res.Connections != 80 {
 		t.Fatalf("Transport: %d samples, %d connections; want %d, 80", res.Samples, res.Connections, len(rows))
 	}
@@ -101,7 +112,14 @@ func TestTransportSection(t *testing.T) {
 		t.Errorf("experiment = control %q, cc %v, retrans %v", e.Control, e.CongestionControl, e.Retrans)
 	}
 	found := false
+	startup := 0
 	for _, r := range e.Results {
+		if r.Metric == "startup_ms" {
+			startup++
+			if r.Arm == "bbr" && !(r.DiffOK && r.Diff < -250 && r.Significant) {
+				t.Errorf("bbr startup against cubic = %v [%v, %v], want ≈ −300 ms, significant", r.Diff, r.DiffLo, r.DiffHi)
+			}
+		}
 		if r.Arm == "bbr" && r.Metric == MetricRTTInflation {
 			found = true
 			if !r.Significant || !(r.DiffHi < 0) || math.Abs(r.Diff+70) > 5 {
@@ -109,8 +127,8 @@ func TestTransportSection(t *testing.T) {
 			}
 		}
 	}
-	if !found {
-		t.Errorf("no bbr rtt_inflation_ms result in %+v", e.Results)
+	if !found || startup != 2 {
+		t.Errorf("results %+v: want bbr's rtt_inflation_ms and both arms' startup_ms", e.Results)
 	}
 }
 
