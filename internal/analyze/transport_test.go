@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parquet-go/parquet-go"
+
 	"github.com/ocdn/ocdn/internal/measure"
 )
 
@@ -216,4 +218,33 @@ func TestLoadTransportSchema(t *testing.T) {
 	if rows, ok, err := LoadTransport(t.TempDir(), Filter{}); rows != nil || ok || err != nil {
 		t.Errorf("LoadTransport(no table) = %v, %v, %v; want nothing", rows, ok, err)
 	}
+}
+
+// A corrupt transport file is refused naming it, never a panic.
+func FuzzLoadTransportCorrupt(f *testing.F) {
+	at := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	rows, _ := transportFixture(at)
+	p := filepath.Join(f.TempDir(), "seed.parquet")
+	if err := parquet.WriteFile(p, rows[:50]); err != nil {
+		f.Fatal(err)
+	}
+	good, _ := os.ReadFile(p)
+	f.Add(good, 100, byte(1))
+	f.Add(good, 4, byte(0xff))
+	f.Fuzz(func(t *testing.T, b []byte, off int, x byte) {
+		d := t.TempDir()
+		q := filepath.Join(d, "transport", measure.PartitionDir(at), "part-000000000001.parquet")
+		os.MkdirAll(filepath.Dir(q), 0o755)
+		if len(b) > 0 && off >= 0 {
+			b[off%len(b)] ^= x
+		}
+		os.WriteFile(q, b, 0o644)
+		rows, ok, err := LoadTransport(d, Filter{}) // must not panic
+		if err != nil && !strings.Contains(err.Error(), "part-000000000001.parquet") {
+			t.Errorf("LoadTransport error %q does not name the file", err)
+		}
+		if err == nil && ok {
+			Transport(rows, nil, nil, 0.95, 10, rand.New(rand.NewPCG(1, 1))) // any rows read are analysable
+		}
+	})
 }
