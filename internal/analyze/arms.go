@@ -227,13 +227,7 @@ func Experiments(rows []Row, sessions []Session, level float64, reps int, rng *r
 			continue
 		}
 		unit(e, s.Arm, s.Prefix)
-		client := s.Prefix
-		if s.ClientAddr.IsValid() {
-			client = s.ClientAddr.String()
-		}
-		sample(e, "startup_ms", s.Arm).add(s.ReportID, client, s.StartupMs)
-		sample(e, "rebuffer_ratio", s.Arm).add(s.ReportID, client, s.RebufferRatio)
-		sample(e, "bitrate_kbps", s.Arm).add(s.ReportID, client, s.BitrateKbps)
+		s.addQoE(func(metric string) *armSamples { return sample(e, metric, s.Arm) })
 	}
 	var out []ExperimentResult
 	for _, name := range slices.Sorted(mapKeys(exps)) {
@@ -270,6 +264,18 @@ func Experiments(rows []Row, sessions []Session, level float64, reps int, rng *r
 		out = append(out, res)
 	}
 	return out
+}
+
+// addQoE adds the session's playback metrics to the samples of its arm
+// (sample(metric)), clustered on its client.
+func (s *Session) addQoE(sample func(metric string) *armSamples) {
+	client := s.Prefix
+	if s.ClientAddr.IsValid() {
+		client = s.ClientAddr.String()
+	}
+	sample("startup_ms").add(s.ReportID, client, s.StartupMs)
+	sample("rebuffer_ratio").add(s.ReportID, client, s.RebufferRatio)
+	sample("bitrate_kbps").add(s.ReportID, client, s.BitrateKbps)
 }
 
 func mapKeys[V any](m map[string]V) func(func(string) bool) {

@@ -429,13 +429,7 @@ func transportArms(conns []*tconn, sessions []Session, level float64, reps int, 
 		}
 		e := exps[s.Exp.Name]
 		e.control = s.Exp.Control
-		client := s.Prefix
-		if s.ClientAddr.IsValid() {
-			client = s.ClientAddr.String()
-		}
-		sample(e, "startup_ms", s.Arm).add(s.ReportID, client, s.StartupMs)
-		sample(e, "rebuffer_ratio", s.Arm).add(s.ReportID, client, s.RebufferRatio)
-		sample(e, "bitrate_kbps", s.Arm).add(s.ReportID, client, s.BitrateKbps)
+		s.addQoE(func(metric string) *armSamples { return sample(e, metric, s.Arm) })
 	}
 	var out []TransportArms
 	for _, name := range slices.Sorted(mapKeys(exps)) {

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parquet-go/parquet-go"
+
 	"github.com/ocdn/ocdn/internal/measure"
 )
 
@@ -64,7 +66,18 @@ func transportFixture(at time.Time) ([]measure.TransportRow, []Row) {
 
 func TestTransportSection(t *testing.T) {
 	rows, pulses := transportFixture(t0)
-	res := Transport(rows, pulses, nil, 0.95, 200, rand.New(rand.NewPCG(1, 1)))
+	// Playback records of the experiment's clients: bbr's start faster.
+	var sessions []Session
+	exp := &ExperimentMeta{Name: "cc", Control: "cubic"}
+	for c := range 40 {
+		arm, startup := "cubic", 900.0
+		if c%2 == 1 {
+			arm, startup = "bbr", 600.0
+		}
+		sessions = append(sessions, Session{ReportID: fmt.Sprint("q", c), ClientAddr: clientAddr(c%10, c), Prefix: fmt.Sprintf("10.0.%d.0/24", c%10),
+			Arm: arm, Exp: exp, StartupMs: startup + float64(c), RebufferRatio: 0, BitrateKbps: 1000})
+	}
+	res := Transport(rows, pulses, sessions, 0.95, 200, rand.New(rand.NewPCG(1, 1)))
 	if res.Samples != len(rows) || res.Connections != 80 {
 		t.Fatalf("Transport: %d samples, %d connections; want %d, 80", res.Samples, res.Connections, len(rows))
 	}
@@ -101,7 +114,14 @@ func TestTransportSection(t *testing.T) {
 		t.Errorf("experiment = control %q, cc %v, retrans %v", e.Control, e.CongestionControl, e.Retrans)
 	}
 	found := false
+	startup := 0
 	for _, r := range e.Results {
+		if r.Metric == "startup_ms" {
+			startup++
+			if r.Arm == "bbr" && !(r.DiffOK && r.Diff < -250 && r.Significant) {
+				t.Errorf("bbr startup against cubic = %v [%v, %v], want ≈ −300 ms, significant", r.Diff, r.DiffLo, r.DiffHi)
+			}
+		}
 		if r.Arm == "bbr" && r.Metric == MetricRTTInflation {
 			found = true
 			if !r.Significant || !(r.DiffHi < 0) || math.Abs(r.Diff+70) > 5 {
@@ -109,8 +129,8 @@ func TestTransportSection(t *testing.T) {
 			}
 		}
 	}
-	if !found {
-		t.Errorf("no bbr rtt_inflation_ms result in %+v", e.Results)
+	if !found || startup != 2 {
+		t.Errorf("results %+v: want bbr's rtt_inflation_ms and both arms' startup_ms", e.Results)
 	}
 }
 
@@ -198,4 +218,33 @@ func TestLoadTransportSchema(t *testing.T) {
 	if rows, ok, err := LoadTransport(t.TempDir(), Filter{}); rows != nil || ok || err != nil {
 		t.Errorf("LoadTransport(no table) = %v, %v, %v; want nothing", rows, ok, err)
 	}
+}
+
+// A corrupt transport file is refused naming it, never a panic.
+func FuzzLoadTransportCorrupt(f *testing.F) {
+	at := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	rows, _ := transportFixture(at)
+	p := filepath.Join(f.TempDir(), "seed.parquet")
+	if err := parquet.WriteFile(p, rows[:50]); err != nil {
+		f.Fatal(err)
+	}
+	good, _ := os.ReadFile(p)
+	f.Add(good, 100, byte(1))
+	f.Add(good, 4, byte(0xff))
+	f.Fuzz(func(t *testing.T, b []byte, off int, x byte) {
+		d := t.TempDir()
+		q := filepath.Join(d, "transport", measure.PartitionDir(at), "part-000000000001.parquet")
+		os.MkdirAll(filepath.Dir(q), 0o755)
+		if len(b) > 0 && off >= 0 {
+			b[off%len(b)] ^= x
+		}
+		os.WriteFile(q, b, 0o644)
+		rows, ok, err := LoadTransport(d, Filter{}) // must not panic
+		if err != nil && !strings.Contains(err.Error(), "part-000000000001.parquet") {
+			t.Errorf("LoadTransport error %q does not name the file", err)
+		}
+		if err == nil && ok {
+			Transport(rows, nil, nil, 0.95, 10, rand.New(rand.NewPCG(1, 1))) // any rows read are analysable
+		}
+	})
 }

@@ -407,3 +407,22 @@ func TestPacketSchedule(t *testing.T) {
 		t.Errorf("next morning = %+v, want the link's 50 Mbit/s again", late)
 	}
 }
+
+// Any scenario text is refused or accepted without a panic; an accepted
+// one compiles its packet links' schedules.
+func FuzzScenario(f *testing.F) {
+	f.Add(LossyScenario)
+	f.Add(DefaultScenario)
+	f.Add([]byte("links: [{isp: a, site: s, packet: {profile: {steps: [{at: 1s}]}}}]"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var sc Scenario
+		if decodeScenario("fuzz", data, &sc) != nil || sc.Validate() != nil {
+			return
+		}
+		for _, ls := range sc.Links {
+			if ls.Packet != nil {
+				ls.packetSchedule()
+			}
+		}
+	})
+}

@@ -212,7 +212,13 @@ func (r *Recorder) deliver(ctx context.Context) error {
 			r.m.sent.Add(float64(f.n))
 			r.drop(f, "")
 		case errors.Is(err, ErrRejected):
-			r.log.Error("the control plane refused a transport batch; dropping it", "batch", b.ID, "records", f.n, "err", err)
+			// A control plane without a measurement store refuses every
+			// batch the same way: say it once, count them all.
+			if msg := err.Error(); msg != r.lastReject {
+				r.lastReject = msg
+				r.log.Error("the control plane refused a transport batch; dropping it (repeats of this refusal are only counted)",
+					"batch", b.ID, "records", f.n, "err", err)
+			}
 			r.drop(f, dropRejected)
 		default:
 			r.m.sendFailures.Inc()

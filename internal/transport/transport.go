@@ -99,6 +99,9 @@ type Recorder struct {
 	pending []measure.TransportRecord
 	kick    chan struct{}
 
+	// lastReject is the last refusal logged (Run's goroutine only).
+	lastReject string
+
 	// unavailable holds congestion controls a token named that this
 	// kernel refused, so they are not tried again on every request.
 	unavailable sync.Map
