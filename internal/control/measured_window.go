@@ -62,6 +62,16 @@ func observe(m map[siteKey]*stats.Sketch, k siteKey, v float64) {
 	_ = s.Add(v) // finite and positive: cannot fail
 }
 
+// clone is a copy the snapshot's readers own: the window's own aggregate
+// goes on taking reports under w.mu, which the readers do not hold.
+func (a *qoeAgg) clone() *qoeAgg {
+	c := *a
+	c.startup, c.bitrate = stats.NewSketch(), stats.NewSketch()
+	_ = c.startup.Merge(a.startup) // one mapping: cannot fail
+	_ = c.bitrate.Merge(a.bitrate)
+	return &c
+}
+
 // add takes a report's successful pulses by (group, site) and its playback
 // record by (group, arm, site); a mismatched report's playback is left out.
 func (w *window) add(o measure.Observed, arm string, mismatch bool) {
@@ -136,7 +146,7 @@ func (w *window) snapshot(now time.Time, metric string) *evidenceSnap {
 		}
 		start := time.Unix(0, i*int64(w.step))
 		for k, a := range b.qoe {
-			ev.qoeBy = append(ev.qoeBy, timedQoE{start: start, key: k, agg: a})
+			ev.qoeBy = append(ev.qoeBy, timedQoE{start: start, key: k, agg: a.clone()})
 		}
 	}
 	for k, sk := range merged {
