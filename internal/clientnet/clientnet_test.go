@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/ocdn/ocdn/internal/config"
-	"github.com/ocdn/ocdn/internal/dns"
+	"github.com/ocdn/ocdn/internal/dns/dnstest"
 	"github.com/ocdn/ocdn/internal/dnsname"
 	"github.com/ocdn/ocdn/internal/pki"
 )
@@ -58,21 +58,8 @@ func newWorld(t *testing.T) world {
 	t.Cleanup(srv.Close)
 	ap := netip.MustParseAddrPort(srv.Listener.Addr().String())
 
-	z, err := dns.NewZone(dns.ZoneConfig{Domain: domain, Serial: 1, Appliances: []config.ApplianceName{
-		{Name: name, Family: dnsname.IPv4, Appliance: "a1", Site: "ams", Addr: ap.Addr()}},
-		Nameservers: []config.Nameserver{{Name: "ns.other.example"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := dns.Listen(dns.Config{Zone: z, Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return world{url: "https://" + net.JoinHostPort(name, itoa(ap.Port())) + "/", caFile: filepath.Join(dir, pki.CACertFile), dns: s.Addrs()[0]}
+	resolver := dnstest.StartAuth(t, domain, config.ApplianceName{Name: name, Family: dnsname.IPv4, Appliance: "a1", Site: "ams", Addr: ap.Addr()})
+	return world{url: "https://" + net.JoinHostPort(name, itoa(ap.Port())) + "/", caFile: filepath.Join(dir, pki.CACertFile), dns: resolver}
 }
 
 func itoa(p uint16) string {

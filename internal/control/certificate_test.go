@@ -1,7 +1,6 @@
 package control
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -61,22 +60,8 @@ func tlsAppliances(t *testing.T, interval time.Duration, ca *pki.CA, reg *promet
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
-	ls.s, err = New(Config{Inventory: inv, Catalog: cat, OriginURL: "http://origin", Keys: urlsign.Generate(),
+	ls.start(t, Config{Inventory: inv, Catalog: cat, OriginURL: "http://origin", Keys: urlsign.Generate(),
 		AdminToken: "sekret", HeartbeatInterval: interval, ActivePoll: true, Domain: certDomain, ApplianceRoots: roots, Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ls.url = "http://" + ln.Addr().String()
-	ls.srv = &http.Server{Handler: ls.s.Handler()}
-	go ls.srv.Serve(ln)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); ls.s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; ls.srv.Close() })
 	return ls, cur
 }
 

@@ -51,9 +51,17 @@ func newLive(t *testing.T, interval time.Duration, ids ...string) *liveSetup {
 		inv.Appliances = append(inv.Appliances, config.Appliance{ID: id, Site: "ix",
 			Address: config.AddrPort{AddrPort: netip.MustParseAddrPort(ln.Addr().String())}, Capacity: 1 << 30})
 	}
-	ls.s, err = New(Config{Inventory: inv, Catalog: cat, OriginURL: "http://origin", Keys: urlsign.Generate(),
+	ls.start(t, Config{Inventory: inv, Catalog: cat, OriginURL: "http://origin", Keys: urlsign.Generate(),
 		AdminToken: "sekret", HeartbeatInterval: interval, ActivePoll: true})
-	if err != nil {
+	return ls
+}
+
+// start runs a control plane of cfg, serving its API on loopback, until
+// the test ends.
+func (ls *liveSetup) start(t *testing.T, cfg Config) {
+	t.Helper()
+	var err error
+	if ls.s, err = New(cfg); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -67,7 +75,6 @@ func newLive(t *testing.T, interval time.Duration, ids ...string) *liveSetup {
 	done := make(chan struct{})
 	go func() { defer close(done); ls.s.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done; ls.srv.Close() })
-	return ls
 }
 
 // heartbeatLoop beats for id every interval until stop is closed.

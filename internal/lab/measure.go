@@ -286,7 +286,7 @@ type QoEReport struct {
 	AvgBitrateKbps float64 `json:"avg_bitrate_kbps"`
 	// StartupBreakdown is the median of each component of the first
 	// segment request's startup, over the completed sessions whose first
-	// request opened a new connection.
+	// request opened a new connection and got an answer.
 	StartupBreakdown StartupBreakdown `json:"startup_breakdown"`
 }
 
@@ -313,7 +313,9 @@ func startupBreakdown(sessions []player.Session) StartupBreakdown {
 	var b StartupBreakdown
 	for _, s := range sessions {
 		st := s.Startup
-		if !s.Completed || st == nil || st.Reused || st.ConnectMs == 0 {
+		// A first request that failed over before its first byte is a
+		// failover's story, not a startup's.
+		if !s.Completed || st == nil || st.Reused || st.ConnectMs == 0 || st.FirstByteMs == 0 {
 			continue
 		}
 		b.Sessions++

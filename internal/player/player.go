@@ -258,7 +258,8 @@ type Session struct {
 // net/http/httptrace sees it: resolving the appliance's name, connecting,
 // the TLS handshake, and from the request written to the response's
 // first byte. A component that did not happen is zero: DNS for an
-// address URL, connect and TLS on a reused connection, TLS over http.
+// address URL, connect and TLS on a reused connection, TLS over http,
+// the first byte of a request that failed (the player failed over).
 type Startup struct {
 	DNSMs       float64 `json:"dns_ms"`
 	ConnectMs   float64 `json:"connect_ms"`

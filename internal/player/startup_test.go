@@ -17,7 +17,7 @@ import (
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/cpclient/cptest"
-	"github.com/ocdn/ocdn/internal/dns"
+	"github.com/ocdn/ocdn/internal/dns/dnstest"
 	"github.com/ocdn/ocdn/internal/dnsname"
 	"github.com/ocdn/ocdn/internal/pki"
 	"github.com/ocdn/ocdn/internal/steer"
@@ -47,7 +47,7 @@ func TestStartupBreakdownOverHTTPSByName(t *testing.T) {
 	a := &fakeAppliance{id: "a1", cat: cat}
 	a.srv = newTLSServer(t, a, pair)
 	ap := netip.MustParseAddrPort(a.srv.Listener.Addr().String())
-	resolver := startDNS(t, domain, config.ApplianceName{Name: name, Family: dnsname.IPv4, Appliance: "a1", Site: "ams", Addr: ap.Addr()})
+	resolver := dnstest.StartAuth(t, domain, config.ApplianceName{Name: name, Family: dnsname.IPv4, Appliance: "a1", Site: "ams", Addr: ap.Addr()})
 	base := "https://" + net.JoinHostPort(name, itoa(ap.Port()))
 	ctl := cpNamed(t, cat, base, a)
 	roots := x509.NewCertPool()
@@ -106,26 +106,6 @@ func newTLSServer(t *testing.T, h http.Handler, pair tls.Certificate) *httptest.
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return srv
-}
-
-// startDNS runs an authoritative server for domain with one name on
-// 127.0.0.1 until the test ends.
-func startDNS(t *testing.T, domain string, n config.ApplianceName) netip.AddrPort {
-	t.Helper()
-	z, err := dns.NewZone(dns.ZoneConfig{Domain: domain, Serial: 1, Appliances: []config.ApplianceName{n},
-		Nameservers: []config.Nameserver{{Name: "ns.other.example"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := dns.Listen(dns.Config{Zone: z, Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return s.Addrs()[0]
 }
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }
