@@ -2,9 +2,9 @@
 // the speed test and the lab's simulated viewers — reach appliances: names
 // resolved through a configured resolver (or the system's), connections
 // opened by an injectable dialer (a source address, the lab's emulated
-// links), and TLS verified against a configured CA bundle. It is the one
-// place where clients dial, so that a different connection strategy (Happy
-// Eyeballs across address families) replaces Dialer.dialResolved alone.
+// links) as RFC 8305's Happy Eyeballs does when a name has both families,
+// and TLS verified against a configured CA bundle. It is the one place
+// where clients dial.
 package clientnet
 
 import (
