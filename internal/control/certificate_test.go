@@ -112,12 +112,15 @@ func TestCertificateFaultsKeepAppliancesOutOfSteering(t *testing.T) {
 		"expired": {faultExpired, "probe: certificate expired"},
 		"garbled": {faultUnreadable, "probe: certificate unreadable"},
 	}
+	// The steering snapshot is rebuilt just after the status changes:
+	// wait for both.
 	waitFor(t, 20*interval, "good serving and the others refused", func() bool {
-		if !ls.status("good").Serving {
+		snap := ls.s.snap.Load()
+		if !ls.status("good").Serving || !snap.Appliances["good"].Serving {
 			return false
 		}
 		for id := range want {
-			if st := ls.status(id); st.Serving || st.Reason == "" || !strings.HasPrefix(st.Reason, "probe: certificate") {
+			if st := ls.status(id); st.Serving || st.Reason == "" || !strings.HasPrefix(st.Reason, "probe: certificate") || snap.Appliances[id].Serving {
 				return false
 			}
 		}
