@@ -2,6 +2,8 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -140,6 +142,13 @@ func TestSpoolDropsOldestWhileAway(t *testing.T) {
 // control is set on the socket before the answer, and the final sample
 // names the file, the arm and the congestion control the socket ran.
 func TestTrackedConnections(t *testing.T) {
+	t.Run("http", func(t *testing.T) { testTrackedConnections(t, false) })
+	// Under TLS the server's connection is a *tls.Conn over the tracked
+	// one: OnGrant must still find it.
+	t.Run("https", func(t *testing.T) { testTrackedConnections(t, true) })
+}
+
+func testTrackedConnections(t *testing.T, useTLS bool) {
 	snd := &flakySender{}
 	r, err := New(Config{Appliance: "a1", Dir: t.TempDir(), SampleRate: 1, Sender: snd})
 	if err != nil {
@@ -159,7 +168,23 @@ func TestTrackedConnections(t *testing.T) {
 		r.OnGrant(req, "t0001/f.mp4", g)
 		io.WriteString(w, body)
 	})
-	srv := serve.New(tln, h, serve.Options{ConnContext: r.ConnContext})
+	opts := serve.Options{ConnContext: r.ConnContext}
+	client := http.DefaultClient
+	if useTLS {
+		cert, err := serve.SelfSigned("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := x509.ParseCertificate(cert.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		roots.AddCert(leaf)
+		opts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	}
+	srv := serve.New(tln, h, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
@@ -169,7 +194,7 @@ func TestTrackedConnections(t *testing.T) {
 	} {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL()+"/?arm="+tc.arm+"&cc="+tc.cc, nil)
 		req.Close = true
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

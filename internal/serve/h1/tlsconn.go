@@ -39,6 +39,11 @@ type corkConn struct {
 	buf *[]byte    // gathered records; from corkPool, nil when empty
 }
 
+// NetConn is the connection underneath, as tls.Conn.NetConn is: a
+// ConnContext that looks for the listener's own connection type (the
+// transport recorder's) unwraps both.
+func (c *corkConn) NetConn() net.Conn { return c.Conn }
+
 // A held buffer passes the limit by at most one record (16 KiB and its
 // overhead).
 var corkPool = sync.Pool{New: func() any { b := make([]byte, 0, tlsCorkLimit+17<<10); return &b }}
