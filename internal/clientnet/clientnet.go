@@ -134,4 +134,3 @@ func (d *Dialer) Transport() *http.Transport {
 func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	return d.he.DialContext(ctx, network, addr)
 }
-
