@@ -321,6 +321,15 @@ func (c *cdn) caFile() string { return filepath.Join(c.cfg.dir, "pki", "ca.pem")
 // controlFlag is the --control list every client is given.
 func (c *cdn) controlFlag() string { return strings.Join(c.cfg.controlURLs, ",") }
 
+// controlFlagFrom is the control plane's URLs over src's family: an IPv6
+// client asks the replicas over IPv6 and is steered by its IPv6 address.
+func (c *cdn) controlFlagFrom(src netip.Addr) string {
+	if src.Is4() {
+		return c.controlFlag()
+	}
+	return fmt.Sprintf("http://[%s]:%d,http://[%s]:%d", c1Addr6, apiPort, c2Addr6, apiPort)
+}
+
 // waitFor polls cond every 20 ms until it holds, failing the test after
 // timeout with cond's last description.
 func (c *cdn) waitFor(what string, timeout time.Duration, cond func() (bool, string)) {
@@ -492,7 +501,7 @@ func (c *cdn) checkSteering() {
 
 // play runs `ocdn play` on host from src.
 func (c *cdn) play(ctx context.Context, host string, src netip.Addr) (*player.Session, error) {
-	out, err := c.client(ctx, host, "play", "--control", c.controlFlag(), "--title", "t0000", "--segment", "1s",
+	out, err := c.client(ctx, host, "play", "--control", c.controlFlagFrom(src), "--title", "t0000", "--segment", "1s",
 		"--source", src.String(), "--json", "--ca", c.caFile(), "--resolver", ispResolver.String())
 	var s player.Session
 	if jerr := json.Unmarshal([]byte(out), &s); jerr != nil && err == nil {
@@ -580,6 +589,9 @@ func (c *cdn) baseline(fig *figures) {
 		check("isp1", addr("198.51.100.10"), "a1", "a2"),
 		check("isp1", addr("100.64.1.10"), "a2", "a1"),
 		check("isp2", addr("203.0.113.10"), "x1"),
+		// IPv6 clients, steered to the appliances' IPv6 names.
+		check("isp1", addr("2001:db8:100::20"), "a1", "a2"),
+		check("isp2", addr("2001:db8:200::20"), "x1"),
 		probeFrom("isp1", addr("198.51.100.11")),
 		probeFrom("isp1", addr("100.64.1.11")),
 		probeFrom("isp2", addr("203.0.113.11")),

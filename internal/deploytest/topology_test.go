@@ -333,10 +333,11 @@ sites:
   - {id: isp1-embedded, kind: embedded, isp: isp1, time_zone: Europe/Amsterdam, location: {lat: 52.37, lon: 4.90}}
   - {id: ixp, kind: ixp, time_zone: Europe/Amsterdam, location: {lat: 52.36, lon: 4.94}}
 appliances:
-  - {id: a1, site: isp1-embedded, address: "%s:%d", capacity: 1GiB, tls: true}
-  - {id: a2, site: isp1-embedded, address: "%s:%d", capacity: 1GiB, tls: true}
-  - {id: x1, site: ixp, address: "%s:%d", capacity: 1GiB, tls: true}
-`, isp1ASN, joinPrefixes(isp1Pfxs), isp2ASN, joinPrefixes(isp2Pfxs), a1Addr4, contentPort, a2Addr4, contentPort, x1Addr4, contentPort)
+  - {id: a1, site: isp1-embedded, address: "%s:%d", address6: "[%s]:%d", capacity: 1GiB, tls: true}
+  - {id: a2, site: isp1-embedded, address: "%s:%d", address6: "[%s]:%d", capacity: 1GiB, tls: true}
+  - {id: x1, site: ixp, address: "%s:%d", address6: "[%s]:%d", capacity: 1GiB, tls: true}
+`, isp1ASN, joinPrefixes(isp1Pfxs), isp2ASN, joinPrefixes(isp2Pfxs),
+		a1Addr4, contentPort, a1Addr6, contentPort, a2Addr4, contentPort, a2Addr6, contentPort, x1Addr4, contentPort, x1Addr6, contentPort)
 	for _, r := range []struct {
 		name   string
 		v4, v6 netip.Addr
