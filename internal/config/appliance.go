@@ -18,11 +18,12 @@ type ApplianceDaemon struct {
 	// they are not on the content port (which answers /healthz only).
 	// Empty: not served.
 	OpsListen AddrList `yaml:"ops_listen,omitempty"`
-	// ListenNetns serves content on the listen addresses inside each of
-	// these network namespaces (names under /run/netns) as well, for
+	// ListenNetns serves content inside each of these network namespaces
+	// as well (on its listen addresses, by default the appliance's), for
 	// clients that reach the appliance over a path whose far end is a
-	// namespace (the lab's packet-level links). Needs root.
-	ListenNetns []string `yaml:"listen_netns,omitempty"`
+	// namespace: the lab's packet-level links, its IPv6 network. Needs
+	// root.
+	ListenNetns []NetnsListen `yaml:"listen_netns,omitempty"`
 	// ControlURLs are the control plane's replicas, tried in order with
 	// failover.
 	ControlURLs []string `yaml:"control_urls,omitempty"`
@@ -252,10 +253,8 @@ func (c *ApplianceDaemon) Validate() error {
 	if c.KeyFile == "" {
 		return Errf("key_file", "must name the URL-signing key file")
 	}
-	for i, ns := range c.ListenNetns {
-		if ns == "" || strings.ContainsAny(ns, "/ ") || ns == "." || ns == ".." {
-			return Errf(fmt.Sprintf("listen_netns[%d]", i), "%q is not a network namespace name (as in ip netns list)", ns)
-		}
+	if err := validateNetns("listen_netns", c.ListenNetns); err != nil {
+		return err
 	}
 	if err := c.CORS.validate("cors"); err != nil {
 		return err

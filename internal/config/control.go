@@ -19,6 +19,11 @@ type Control struct {
 	// Listen is where the API is served: one address or a list (port 0
 	// picks a free port: for tests and benchmarks).
 	Listen AddrList `yaml:"listen,omitempty"`
+	// ListenNetns serves the API inside each of these network namespaces
+	// as well (on its listen addresses, by default the control plane's),
+	// for clients of a network that is a namespace: the lab's IPv6
+	// network. Needs root.
+	ListenNetns []NetnsListen `yaml:"listen_netns,omitempty"`
 	// OpsListen, when set, serves /metrics and the operator endpoints
 	// (/v1/admin/…) there instead of on the API's addresses.
 	OpsListen AddrList `yaml:"ops_listen,omitempty"`
@@ -433,6 +438,9 @@ const MinHeartbeatInterval = 50 * time.Millisecond
 // Validate implements Validator.
 func (c *Control) Validate() error {
 	if err := c.Listen.validate("listen", true); err != nil {
+		return err
+	}
+	if err := validateNetns("listen_netns", c.ListenNetns); err != nil {
 		return err
 	}
 	if len(c.OpsListen) > 0 {

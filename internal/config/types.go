@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -120,6 +121,52 @@ func (l AddrList) validate(field string, allowZeroPort bool) error {
 			return Errf(f, "%s is listed twice", a.AddrPort)
 		}
 		seen[a.AddrPort] = true
+	}
+	return nil
+}
+
+// NetnsListen is a network namespace (a name under /run/netns, as in
+// `ip netns list`) a daemon listens in as well as its own: the socket
+// belongs to that namespace for its life, the rest of the daemon stays in
+// its own. Listen are the addresses to listen on there; empty means the
+// daemon's own listen addresses. In YAML a plain name is a NetnsListen
+// with the default addresses.
+type NetnsListen struct {
+	Name   string   `yaml:"name"`
+	Listen AddrList `yaml:"listen,omitempty"`
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (n *NetnsListen) UnmarshalYAML(node *yaml.Node) error {
+	if node.Kind == yaml.ScalarNode {
+		*n = NetnsListen{}
+		return node.Decode(&n.Name)
+	}
+	type plain NetnsListen
+	return node.Decode((*plain)(n))
+}
+
+// Addrs are the addresses to listen on in the namespace: its own, else
+// def.
+func (n NetnsListen) Addrs(def AddrList) AddrList {
+	if len(n.Listen) > 0 {
+		return n.Listen
+	}
+	return def
+}
+
+// validateNetns checks every namespace's name and addresses.
+func validateNetns(field string, list []NetnsListen) error {
+	for i, n := range list {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if n.Name == "" || strings.ContainsAny(n.Name, "/ ") || n.Name == "." || n.Name == ".." {
+			return Errf(f+".name", "%q is not a network namespace name (as in ip netns list)", n.Name)
+		}
+		if len(n.Listen) > 0 {
+			if err := n.Listen.validate(f+".listen", false); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

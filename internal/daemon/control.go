@@ -122,6 +122,12 @@ func NewControl(ctx context.Context, cfg *config.Control, h Hooks) (*Control, er
 	if err != nil {
 		return nil, err
 	}
+	nsl, err := listenNetns(cfg.ListenNetns, cfg.Listen)
+	if err != nil {
+		closeAll(lns)
+		return nil, err
+	}
+	lns = append(lns, nsl...)
 	c := &Control{certs: crt, reg: h.Registry, log: log}
 	ok := false
 	defer func() {

@@ -235,6 +235,12 @@ func Dialer(base *net.Dialer, linkFor func(remote netip.AddrPort) (Link, bool)) 
 	if base == nil {
 		base = &net.Dialer{}
 	}
+	return Via(base.DialContext, linkFor)
+}
+
+// Via is Dialer over any dial function: dial opens the connection (in a
+// namespace, say: DialerIn), and Via delays it and wraps it in its Link.
+func Via(dial DialFunc, linkFor func(remote netip.AddrPort) (Link, bool)) DialFunc {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		start := time.Now()
 		var pre Link
@@ -256,7 +262,7 @@ func Dialer(base *net.Dialer, linkFor func(remote netip.AddrPort) (Link, bool)) 
 				}
 			}
 		}
-		c, err := base.DialContext(ctx, network, addr)
+		c, err := dial(ctx, network, addr)
 		if err != nil || linkFor == nil {
 			return c, err
 		}
