@@ -42,7 +42,7 @@ func clientPlane(t *testing.T) (*cptest.Plane, *content.Catalog) {
 		return []steer.Choice{{URL: app.URL + "/c/tok/" + file, Appliance: "oca1", Site: "s1"}}
 	}})
 	probeFile := cat.Files[0].Path
-	pl.Handle("GET /v1/recipe", probe.RecipeHandler(func(netip.Addr) ([]probe.Target, error) {
+	pl.Handle("GET /v1/recipe", probe.RecipeHandler(func(netip.Addr, bool) ([]probe.Target, error) {
 		return []probe.Target{{ID: "oca1", Appliance: "oca1", Site: "s1", URL: app.URL + "/c/tok/" + probeFile, Steered: true}}, nil
 	}, probe.RecipeConfig{Pulses: 1, PulseDelay: time.Millisecond, Types: []string{measure.TypeTCPConnect, measure.TypeHTTPTTFB}}))
 	return pl, cat

@@ -76,7 +76,7 @@ func newProbeCmd(g *globals) *cobra.Command {
 	var control []string
 	var nf netFlags
 	var source, spool, reportURL string
-	var once, asJSON bool
+	var once, asJSON, dualStack bool
 	var every time.Duration
 	cmd := &cobra.Command{
 		Use:   "probe --control URL[,URL...] [--once | --every 1m]",
@@ -125,7 +125,7 @@ once (the report id lets the control plane recognise a report sent twice).`,
 			ctx, stop := signalContext(cmd.Context(), cmd.ErrOrStderr())
 			defer stop()
 			runOnce := func() error {
-				rep, err := runRecipe(ctx, cp, d, spool, up)
+				rep, err := runRecipe(ctx, cp, d, spool, up, dualStack)
 				if err != nil {
 					return err
 				}
@@ -167,18 +167,19 @@ once (the report id lets the control plane recognise a report sent twice).`,
 	cmd.Flags().BoolVar(&once, "once", false, "run one recipe and one upload attempt, then exit (the default)")
 	cmd.Flags().DurationVar(&every, "every", 0, "run a recipe at this interval until interrupted (e.g. 1m)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print each report as JSON instead of a summary")
+	cmd.Flags().BoolVar(&dualStack, "dual-stack", false, "this host has IPv4 and IPv6: ask for a recipe that also probes dual-stack appliances over the other family (when the control plane's measure.recipe.families is both)")
 	return cmd
 }
 
 // runRecipe fetches a recipe, runs it from src and spools the report,
 // which goes where the recipe says unless --report-url says otherwise.
-func runRecipe(ctx context.Context, cp *cpclient.Client, d *clientnet.Dialer, spool string, up *probe.Uploader) (*measure.Report, error) {
-	rec, err := probe.FetchRecipe(ctx, cp)
+func runRecipe(ctx context.Context, cp *cpclient.Client, d *clientnet.Dialer, spool string, up *probe.Uploader, dualStack bool) (*measure.Report, error) {
+	rec, err := probe.FetchRecipe(ctx, cp, dualStack)
 	if err != nil {
 		return nil, err
 	}
 	up.UseRecipe(rec)
-	rep, err := probe.Run(ctx, rec, probe.Options{Dial: d.DialContext, TLSConfig: d.TLSConfig()})
+	rep, err := probe.Run(ctx, rec, probe.Options{Dial: d.DialContext, TLSConfig: d.TLSConfig(), Resolver: d.Resolver()})
 	if err != nil {
 		return nil, err
 	}

@@ -70,10 +70,10 @@ type Config struct {
 	// how many steered appliances each probes (default 3).
 	Recipe       probe.RecipeConfig
 	ProbeTargets int
-	// ProbeBothFamilies adds, for every probe target with an address of
-	// the other family too, a target over that family (id
-	// "<appliance>/ipv6" or "/ipv4"), so clients measure IPv4 and IPv6 to
-	// the same appliance.
+	// ProbeBothFamilies adds, for a dual-stack client (one that asks with
+	// family=both), for every probe target with an address of the other
+	// family too, a target over that family (id "<appliance>/ipv6" or
+	// "/ipv4"), so clients measure IPv4 and IPv6 to the same appliance.
 	ProbeBothFamilies bool
 	// ProbeLog is the authoritative DNS server's log of probe-name
 	// queries (daemon: the dns section's server); reports' dns pulses are

@@ -99,7 +99,7 @@ func TestSteerByFamily(t *testing.T) {
 
 func TestProbeTargetsBothFamilies(t *testing.T) {
 	s, _ := dualStack(t, func(c *Config) { c.ProbeBothFamilies = true })
-	targets, err := s.probeTargets(netip.MustParseAddr("10.64.3.4"))
+	targets, err := s.probeTargets(netip.MustParseAddr("10.64.3.4"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +110,17 @@ func TestProbeTargetsBothFamilies(t *testing.T) {
 	want := []string{"e1 ipv4 127.1.0.1:80", "x1 ipv4 127.1.0.2:80", "e1/ipv6 ipv6 [2001:db8::1]:80"}
 	if !slices.Equal(got, want) {
 		t.Errorf("probe targets = %q, want %q", got, want)
+	}
+	// A client that did not say it is dual-stack may have no IPv6 at
+	// all: it gets its own family only.
+	targets, err = s.probeTargets(netip.MustParseAddr("10.64.3.4"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range targets {
+		if tg.Family != "ipv4" {
+			t.Errorf("single-stack client got target %s over %s", tg.ID, tg.Family)
+		}
 	}
 }
 

@@ -90,8 +90,9 @@ func (s *Server) probeFile() string {
 
 // probeTargets are a client's steered appliances for the probe file plus,
 // for comparison, the best-ranked serving appliance of every other site
-// that holds it.
-func (s *Server) probeTargets(client netip.Addr) ([]probe.Target, error) {
+// that holds it; for a dual-stack client, with families: both, each
+// dual-stack one over the other family as well.
+func (s *Server) probeTargets(client netip.Addr, dualStack bool) ([]probe.Target, error) {
 	path := s.probeFile()
 	snap := s.snap.Load()
 	choices, _, err := s.engine.Steer(snap, client, path, s.cfg.ProbeTargets, false)
@@ -123,7 +124,7 @@ func (s *Server) probeTargets(client netip.Addr) ([]probe.Target, error) {
 		}
 		out = append(out, probe.Target{ID: a.ID, Appliance: a.ID, Site: a.Site, URL: u, Family: familyName(own)})
 	}
-	if s.cfg.ProbeBothFamilies {
+	if s.cfg.ProbeBothFamilies && dualStack {
 		other := steer.FamilyIPv4 + steer.FamilyIPv6 - own
 		for _, t := range out[:len(out):len(out)] {
 			a := snap.Appliances[t.Appliance]

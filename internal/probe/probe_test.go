@@ -93,6 +93,36 @@ func TestRecipeJSONUsesMilliseconds(t *testing.T) {
 	}
 }
 
+// TestRecipeFamilyParam: family=both tells choose the client is
+// dual-stack; any other value is refused naming the parameter.
+func TestRecipeFamilyParam(t *testing.T) {
+	var got []bool
+	h := RecipeHandler(func(c netip.Addr, dual bool) ([]Target, error) {
+		got = append(got, dual)
+		return []Target{{ID: "t", Appliance: "a", Site: "s", URL: "http://127.1.0.1/x"}}, nil
+	}, RecipeConfig{})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	cp := cpclient.Must([]string{srv.URL}, srv.Client(), "")
+	for _, dual := range []bool{false, true} {
+		if _, err := FetchRecipe(context.Background(), cp, dual); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(got, []bool{false, true}) {
+		t.Errorf("choose saw dualStack %v, want [false true]", got)
+	}
+	resp, err := srv.Client().Get(srv.URL + "/v1/recipe?family=ipv5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "family=") {
+		t.Errorf("family=ipv5: %d %s, want 400 naming family", resp.StatusCode, body)
+	}
+}
+
 func TestRecipeHandlerShufflesAndFills(t *testing.T) {
 	var targets []Target
 	for i := range 8 {
@@ -100,14 +130,14 @@ func TestRecipeHandlerShufflesAndFills(t *testing.T) {
 			Site: fmt.Sprintf("site%d", i/2), URL: "http://127.1.0.1/x", Steered: i < 2})
 	}
 	var gotClient netip.Addr
-	h := RecipeHandler(func(c netip.Addr) ([]Target, error) { gotClient = c; return slices.Clone(targets), nil },
+	h := RecipeHandler(func(c netip.Addr, _ bool) ([]Target, error) { gotClient = c; return slices.Clone(targets), nil },
 		RecipeConfig{Pulses: 4, PulseDelay: 50 * time.Millisecond, PulseTimeout: time.Second, Version: "v7"})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	orders := map[string]bool{}
 	ids := map[string]bool{}
 	for range 10 {
-		rec, err := FetchRecipe(context.Background(), cpclient.Must([]string{srv.URL}, srv.Client(), ""))
+		rec, err := FetchRecipe(context.Background(), cpclient.Must([]string{srv.URL}, srv.Client(), ""), false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,7 +175,7 @@ func TestRecipeHandlerShufflesAndFills(t *testing.T) {
 }
 
 func TestRecipeHandlerNoTargets(t *testing.T) {
-	h := RecipeHandler(func(netip.Addr) ([]Target, error) { return nil, nil }, RecipeConfig{})
+	h := RecipeHandler(func(netip.Addr, bool) ([]Target, error) { return nil, nil }, RecipeConfig{})
 	rr := httptest.NewRecorder()
 	req := httptest.NewRequest("GET", "/v1/recipe", nil)
 	h.ServeHTTP(rr, req)
@@ -467,7 +497,7 @@ func TestRejectedReportNotRetried(t *testing.T) {
 func TestProbeSessionsSurviveReplicaKill(t *testing.T) {
 	target := rangeServer(t, "oca1", 1000)
 	pl := cptest.New(t, cptest.Config{})
-	pl.Handle("GET /v1/recipe", RecipeHandler(func(netip.Addr) ([]Target, error) {
+	pl.Handle("GET /v1/recipe", RecipeHandler(func(netip.Addr, bool) ([]Target, error) {
 		return []Target{{ID: "oca1", Appliance: "oca1", Site: "s1", URL: target.URL + "/f", Steered: true}}, nil
 	}, RecipeConfig{Pulses: 1, PulseDelay: time.Millisecond, Types: []string{measure.TypeTCPConnect}}))
 	a, b := pl.Replica(0), pl.Replica(1)
@@ -482,7 +512,7 @@ func TestProbeSessionsSurviveReplicaKill(t *testing.T) {
 		if session == 2 {
 			dialsToA = dials.To(a.URL)
 		}
-		rec, err := FetchRecipe(context.Background(), cp)
+		rec, err := FetchRecipe(context.Background(), cp, false)
 		if err != nil {
 			t.Fatalf("session %d: FetchRecipe: %v", session, err)
 		}

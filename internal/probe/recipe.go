@@ -225,13 +225,15 @@ var ErrNoTargets = errors.New("no probe targets for this client")
 
 // RecipeHandler serves GET /v1/recipe. choose returns, for the client
 // address of the connection, the appliances steering would use plus
-// alternatives at other sites (Steered marks the former). The handler
+// alternatives at other sites (Steered marks the former); dualStack says
+// the client asked with family=both: it has addresses of both families,
+// so a dual-stack appliance may be probed over either. The handler
 // fills in default types and range sizes, shuffles the targets (so that
 // no target is always measured first, on a cold path, or last, on a
 // loaded one), and adds a fresh recipe id and context: steered_site,
 // steered_appliance (the first steered target), recipe_version and
 // targets.
-func RecipeHandler(choose func(client netip.Addr) ([]Target, error), cfg RecipeConfig) http.Handler {
+func RecipeHandler(choose func(client netip.Addr, dualStack bool) ([]Target, error), cfg RecipeConfig) http.Handler {
 	cfg.setDefaults()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -244,7 +246,16 @@ func RecipeHandler(choose func(client netip.Addr) ([]Target, error), cfg RecipeC
 			http.Error(w, "recipe: client address: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		targets, err := choose(ap.Addr().Unmap())
+		var dualStack bool
+		switch f := r.URL.Query().Get("family"); f {
+		case "", "client":
+		case "both":
+			dualStack = true
+		default:
+			http.Error(w, fmt.Sprintf("recipe: family=%q: want both (a dual-stack client) or nothing", f), http.StatusBadRequest)
+			return
+		}
+		targets, err := choose(ap.Addr().Unmap(), dualStack)
 		if errors.Is(err, ErrNoTargets) || (err == nil && len(targets) == 0) {
 			http.Error(w, "recipe: "+ErrNoTargets.Error(), http.StatusServiceUnavailable)
 			return
@@ -289,9 +300,14 @@ func RecipeHandler(choose func(client netip.Addr) ([]Target, error), cfg RecipeC
 
 // FetchRecipe asks the control plane for a recipe, through cp: a replica
 // that cannot be reached or answers 5xx (503 is also how a replica says it
-// has no targets for this client yet) is skipped for the next one.
-func FetchRecipe(ctx context.Context, cp *cpclient.Client) (*Recipe, error) {
-	resp, err := cp.Do(ctx, http.MethodGet, "/v1/recipe", nil, nil)
+// has no targets for this client yet) is skipped for the next one. A
+// dualStack client (addresses of both families) asks with family=both.
+func FetchRecipe(ctx context.Context, cp *cpclient.Client, dualStack bool) (*Recipe, error) {
+	path := "/v1/recipe"
+	if dualStack {
+		path += "?family=both"
+	}
+	resp, err := cp.Do(ctx, http.MethodGet, path, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("recipe: %w", err)
 	}
