@@ -47,6 +47,10 @@ type Config struct {
 	// Timeout bounds one connection attempt with the default dialer
 	// (default 5 s).
 	Timeout time.Duration
+	// Alternates, when set, names other host names of the same server
+	// whose addresses are raced with the host's own (an appliance's name
+	// of the other address family: happyeyeballs.Dialer.Alternates).
+	Alternates func(host string) []string
 }
 
 // Dialer resolves, dials and holds the TLS configuration of one client.
@@ -107,7 +111,7 @@ func New(c Config) (*Dialer, error) {
 			return nd.DialContext(ctx, network, server)
 		}}
 	}
-	d.he = &happyeyeballs.Dialer{Resolver: d.resolver, Dial: d.dial}
+	d.he = &happyeyeballs.Dialer{Resolver: d.resolver, Dial: d.dial, Alternates: c.Alternates}
 	return d, nil
 }
 

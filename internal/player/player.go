@@ -83,6 +83,7 @@ import (
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/cpclient"
 	"github.com/ocdn/ocdn/internal/measure"
+	"github.com/ocdn/ocdn/internal/steer"
 )
 
 // Config wires a player. Zero values get the defaults documented on each
@@ -105,6 +106,11 @@ type Config struct {
 	// Resolver is the DNS server names in URLs are resolved through
 	// (ADDR:PORT; default: the system's resolver).
 	Resolver netip.AddrPort
+	// DualStack says the client has IPv4 and IPv6: it asks steering for
+	// every family's URL of each appliance (family=both) and connects to
+	// an appliance as RFC 8305's Happy Eyeballs does, racing its name of
+	// the other family against the URL's (IPv6 first).
+	DualStack bool
 	// SegmentDuration is the playback time one range request carries
 	// (default 2 s).
 	SegmentDuration time.Duration
@@ -148,6 +154,10 @@ type Player struct {
 	cfg     Config
 	client  *http.Client
 	control *cpclient.Client
+	// alternates are, for a dual-stack player, each appliance host name
+	// steering gave with the appliance's names of the other family.
+	altMu      sync.Mutex
+	alternates map[string][]string
 }
 
 // New returns a player with its own connection pool bound to Source. It
@@ -194,8 +204,13 @@ func New(cfg Config) (*Player, error) {
 		}
 		dial = d.DialContext
 	}
-	dialer, err := clientnet.New(clientnet.Config{CAFile: cfg.CAFile, RootCAs: cfg.RootCAs, Resolver: cfg.Resolver,
-		Dial: timedDial(dial)})
+	p := &Player{cfg: cfg}
+	ccfg := clientnet.Config{CAFile: cfg.CAFile, RootCAs: cfg.RootCAs, Resolver: cfg.Resolver, Dial: timedDial(dial)}
+	if cfg.DualStack {
+		p.alternates = map[string][]string{}
+		ccfg.Alternates = p.alternatesOf
+	}
+	dialer, err := clientnet.New(ccfg)
 	if err != nil {
 		return nil, fmt.Errorf("player: %w", err)
 	}
@@ -208,7 +223,45 @@ func New(cfg Config) (*Player, error) {
 	if err != nil {
 		return nil, fmt.Errorf("player: control_urls: %w", err)
 	}
-	return &Player{cfg: cfg, client: &http.Client{Transport: tr}, control: control}, nil
+	p.client, p.control = &http.Client{Transport: tr}, control
+	return p, nil
+}
+
+// alternatesOf are host's names of the other family.
+func (p *Player) alternatesOf(host string) []string {
+	p.altMu.Lock()
+	defer p.altMu.Unlock()
+	return p.alternates[host]
+}
+
+// learnAlternates records, from a family=both answer, each URL's host
+// with the appliance's names of the other family.
+func (p *Player) learnAlternates(c steer.Choice) {
+	own := hostOf(c.URL)
+	if own == "" {
+		return
+	}
+	var alts []string
+	for _, u := range []string{c.URLIPv4, c.URLIPv6} {
+		if h := hostOf(u); h != "" && h != own {
+			alts = append(alts, h)
+		}
+	}
+	if len(alts) == 0 {
+		return
+	}
+	p.altMu.Lock()
+	defer p.altMu.Unlock()
+	p.alternates[own] = alts
+}
+
+// hostOf is u's host name or address, "" if u is not a URL.
+func hostOf(u string) string {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	return pu.Hostname()
 }
 
 // Close releases idle connections.
@@ -269,6 +322,10 @@ type Startup struct {
 	// connection already open.
 	HTTPS  bool `json:"https"`
 	Reused bool `json:"reused,omitempty"`
+	// Family is the address family of the connection the request went
+	// over (measure.FamilyIPv4 or FamilyIPv6): a dual-stack client's
+	// Happy Eyeballs race says which won.
+	Family string `json:"family,omitempty"`
 }
 
 // startupTrace records a Startup; the hooks may run on other goroutines
@@ -315,10 +372,25 @@ func (t *startupTrace) trace() *httptrace.ClientTrace {
 		TLSHandshakeDone: func(tls.ConnectionState, error) {
 			lock(func() { t.st.TLSMs = ms(time.Since(t.tlsStart)) })
 		},
-		GotConn:              func(i httptrace.GotConnInfo) { lock(func() { t.st.Reused = i.Reused }) },
+		GotConn: func(i httptrace.GotConnInfo) {
+			lock(func() { t.st.Reused, t.st.Family = i.Reused, connFamily(i.Conn) })
+		},
 		WroteRequest:         func(httptrace.WroteRequestInfo) { lock(func() { t.wroteAt = time.Now() }) },
 		GotFirstResponseByte: func() { lock(func() { t.st.FirstByteMs = ms(time.Since(t.wroteAt)) }) },
 	}
+}
+
+// connFamily is the address family of c's remote address, "" if it has
+// none.
+func connFamily(c net.Conn) string {
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return ""
+	}
+	if ap.Addr().Unmap().Is4() {
+		return measure.FamilyIPv4
+	}
+	return measure.FamilyIPv6
 }
 
 func (t *startupTrace) result() *Startup {
@@ -557,6 +629,9 @@ func (p *Player) steer(ctx context.Context, s *Session, ladder []rung) (map[stri
 		paths[i] = r.file.Path
 	}
 	path := fmt.Sprintf("/v1/steer?files=%s&n=%d", url.QueryEscape(strings.Join(paths, ",")), p.cfg.URLs)
+	if p.cfg.DualStack {
+		path += "&family=both"
+	}
 	var out map[string][]steerURL
 	err := p.withPatience(ctx, s, func() error {
 		var resp api.SteerResponse
@@ -566,6 +641,9 @@ func (p *Player) steer(ctx context.Context, s *Session, ladder []rung) (map[stri
 		out = make(map[string][]steerURL, len(paths))
 		for _, f := range resp.Files {
 			for _, c := range f.URLs {
+				if p.alternates != nil {
+					p.learnAlternates(c)
+				}
 				out[f.Path] = append(out[f.Path], steerURL{URL: c.URL, Appliance: c.Appliance})
 			}
 		}
