@@ -22,9 +22,26 @@ const (
 	routeServer    = "ixp-route-server"
 )
 
-func routerAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{127, 0, 3, byte(i + 1)}) }
+// routerAddr is ISP i's router's address, of its IPv6 router for v6
+// (127.0.4.x: a router per family, as appliances hold a session per
+// family).
+func routerAddr(i int, v6 bool) netip.Addr {
+	if v6 {
+		return netip.AddrFrom4([4]byte{127, 0, 4, byte(i + 1)})
+	}
+	return netip.AddrFrom4([4]byte{127, 0, 3, byte(i + 1)})
+}
 
-var routeServerAddr = netip.MustParseAddr("127.0.3.200")
+func routeServerAddr(v6 bool) netip.Addr { return routerAddr(199, v6) }
+
+// routerName is the name of ISP isp's router (or the route server's) of
+// a family: the ISP's name for IPv4, with "-v6" for IPv6.
+func routerName(isp string, v6 bool) string {
+	if v6 {
+		return isp + "-v6"
+	}
+	return isp
+}
 
 // startRouters starts the compiled routers (a router per ISP with
 // embedded or private sites, a route server for the IXP sites) from their
@@ -51,10 +68,11 @@ func (l *Lab) connectRouters(ctx context.Context) error {
 	return nil
 }
 
-func ispAnnouncements(isp config.ISP) []announcement {
-	out := make([]announcement, len(isp.Prefixes))
-	for i, p := range isp.Prefixes {
-		out[i] = announcement{Prefix: p.Prefix}
+// ispAnnouncements are the ISP's prefixes of one family.
+func ispAnnouncements(isp config.ISP, v6 bool) []announcement {
+	var out []announcement
+	for _, p := range prefixesOf(isp, v6) {
+		out = append(out, announcement{Prefix: p.Prefix})
 	}
 	return out
 }
@@ -69,7 +87,7 @@ func (l *Lab) stopRouters() {
 // returns how long the control plane took to change its answer for an
 // address inside it.
 func (l *Lab) routeEvent(ctx context.Context, e Event) (time.Duration, error) {
-	r := l.routers[e.Target]
+	r := l.routers[routerName(e.Target, e.Prefix.Addr().Is6())]
 	if r == nil {
 		return 0, fmt.Errorf("ISP %s has no router (no embedded site)", e.Target)
 	}

@@ -63,7 +63,7 @@ type Live struct {
 // scenario's first.
 func (l *Lab) browserISP() (config.ISP, netip.Addr) {
 	isp := l.sc.ISPs[0]
-	return isp, browserAddr(isp.Prefixes[0].Prefix)
+	return isp, browserAddr(prefixesOf(isp, false)[0].Prefix)
 }
 
 // browserAddr is an address in p the Go clients do not use (they take

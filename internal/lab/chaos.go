@@ -310,6 +310,10 @@ func (l *Lab) compileReplicas() error {
 		}
 		rc := withDir(*base, i)
 		rc.Listen = addrList(ap)
+		if len(base.ListenNetns) > 0 { // on IPv6 too, on its own port
+			rc.ListenNetns = nil
+			listenIPv6(l.v6, netip.AddrPortFrom(control6, ap.Port()), &rc.Listen, &rc.ListenNetns)
+		}
 		if base.DNS != nil {
 			// Each replica its own name server, as ns1 and ns2 would be.
 			dns := *base.DNS

@@ -15,6 +15,7 @@ import (
 	"github.com/ocdn/ocdn/internal/auth"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/measure"
 	"github.com/ocdn/ocdn/internal/pki"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
@@ -65,6 +66,10 @@ type Endpoints struct {
 	// certificates from the lab's CA, and clients reach them by name.
 	// Unset: plain HTTP to addresses.
 	DNS netip.AddrPort
+	// Netns6 is the lab's IPv6 namespace (ipv6.go): appliances listen on
+	// their address6, and the control plane on control6, inside it.
+	// Empty: on the host, as a deployment would (--print-configs).
+	Netns6 string
 }
 
 // DefaultEndpoints are what --print-configs writes.
@@ -105,6 +110,10 @@ type Router struct {
 	Peers   []netip.Addr
 	PeerASN uint32
 	Routes  []announcement
+	// IPv6 says the router's sessions carry IPv6 unicast (its Routes are
+	// the ISP's IPv6 prefixes); an ISP with both families has a router of
+	// each, as appliances hold a session per family.
+	IPv6 bool
 }
 
 // Compile turns a validated scenario into a deployment.
@@ -155,7 +164,7 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 		HeartbeatInterval: sc.HeartbeatInterval, Replicas: sc.Replicas, ActivePoll: true,
 		Store: "control.db",
 		Measure: &config.Measure{Dir: measureDir, Recipe: config.Recipe{Pulses: sc.Probes.Pulses, PulseSize: sc.Probes.RangeBytes,
-			PulseDelay: 50 * time.Millisecond, PulseTimeout: 3 * time.Second, Interval: sc.Probes.Every}},
+			PulseDelay: 50 * time.Millisecond, PulseTimeout: 3 * time.Second, Interval: sc.Probes.Every, Types: sc.Probes.Types}},
 		Steering: sc.steering(),
 		// New appliances get clients once filled and a test download from
 		// them matches the origin.
@@ -164,6 +173,14 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 		Placement: config.Placement{ReplanInterval: pl.ReplanInterval, CheckInterval: pl.CheckInterval,
 			HalfLife: pl.HalfLife, Hysteresis: pl.Hysteresis, RankingChange: pl.RankingChange, MaxChurn: pl.MaxChurn},
 		Inventory: sc.Inventory,
+	}
+	if sc.hasIPv6() {
+		listenIPv6(ep.Netns6, netip.AddrPortFrom(control6, ep.Control.Port()), &d.Control.Listen, &d.Control.ListenNetns)
+		if slices.ContainsFunc(sc.Clients, func(c ClientGroup) bool { return c.IPv6Share > 0 }) {
+			// Dual-stack clients probe dual-stack appliances over both
+			// families (ocdn analyze's family comparison).
+			d.Control.Measure.Recipe.Families = "both"
+		}
 	}
 	d.Routers = compileRouters(sc)
 	// The control plane serves the browser pages; pages of its origin may
@@ -187,6 +204,9 @@ func Compile(sc *Scenario, ep Endpoints) (*Deployment, error) {
 				RetireGrace: 5 * time.Second},
 			BGP: d.applianceBGP(sc, a), CORS: pages,
 			Transport: sc.transportSampling(a.Site),
+		}
+		if a.Address6.IsValid() {
+			listenIPv6(ep.Netns6, a.Address6.AddrPort, &ac.Listen, &ac.ListenNetns)
 		}
 		d.Appliances = append(d.Appliances, ac)
 	}
@@ -214,6 +234,10 @@ func (d *Deployment) compileTLS(sc *Scenario, dns netip.AddrPort) error {
 	}
 	d.CA = ca
 	d.Control.DNS = &config.DNS{Domain: labDomain, Listen: addrList(dns)}
+	if r := &d.Control.Measure.Recipe; len(r.Types) == 0 {
+		// Names can be probed: resolution time and the resolver's view.
+		r.Types = []string{measure.TypeTCPConnect, measure.TypeHTTPTTFB, measure.TypeThroughput, measure.TypeDNS}
+	}
 	d.Control.ApplianceCAFile = filepath.Join(pkiDir, pki.CACertFile)
 	d.Control.Inventory.Appliances = slices.Clone(d.Control.Inventory.Appliances)
 	for i := range d.Control.Inventory.Appliances {
@@ -248,7 +272,8 @@ func addrList(ap netip.AddrPort) config.AddrList {
 }
 
 // compileRouters is a router per ISP with embedded or private sites, and a
-// route server when there is an IXP site.
+// route server when there is an IXP site: one of each per address family
+// the ISPs' prefixes have.
 func compileRouters(sc *Scenario) []Router {
 	peersOf := func(match func(config.Site) bool) []netip.Addr {
 		var out []netip.Addr
@@ -260,45 +285,66 @@ func compileRouters(sc *Scenario) []Router {
 		return out
 	}
 	var out []Router
-	var all []announcement
+	var all [2][]announcement // by family: IPv4, IPv6
 	for i, isp := range sc.ISPs {
-		routes := ispAnnouncements(isp)
-		for _, r := range routes {
-			all = append(all, announcement{Prefix: r.Prefix, ASPath: []uint32{isp.ASN}})
-		}
 		peers := peersOf(func(s config.Site) bool { return s.ISP == isp.Name })
-		if len(peers) == 0 {
-			continue // an ISP without embedded sites has no router of ours
+		for f, v6 := range []bool{false, true} {
+			routes := ispAnnouncements(isp, v6)
+			for _, r := range routes {
+				all[f] = append(all[f], announcement{Prefix: r.Prefix, ASPath: []uint32{isp.ASN}})
+			}
+			if len(peers) == 0 || len(routes) == 0 {
+				continue // an ISP without embedded sites has no router of ours
+			}
+			out = append(out, Router{Name: routerName(isp.Name, v6), ASN: isp.ASN, Address: routerAddr(i, v6), Peers: peers,
+				PeerASN: applianceASN, Routes: routes, IPv6: v6})
 		}
-		out = append(out, Router{Name: isp.Name, ASN: isp.ASN, Address: routerAddr(i), Peers: peers, PeerASN: applianceASN, Routes: routes})
 	}
 	if peers := peersOf(func(s config.Site) bool { return s.Kind == config.SiteIXP }); len(peers) > 0 {
-		out = append(out, Router{Name: routeServer, ASN: routeServerASN, Address: routeServerAddr, Peers: peers, PeerASN: applianceASN, Routes: all})
+		for f, v6 := range []bool{false, true} {
+			if len(all[f]) > 0 {
+				out = append(out, Router{Name: routerName(routeServer, v6), ASN: routeServerASN, Address: routeServerAddr(v6), Peers: peers,
+					PeerASN: applianceASN, Routes: all[f], IPv6: v6})
+			}
+		}
 	}
 	return out
 }
 
-// applianceBGP is an appliance's BGP section: a session with its ISP's
-// router at an embedded or private site, with the route server at an IXP
-// site; none at a fallback site, which serves anyone without routes.
+// applianceBGP is an appliance's BGP section: a session per family with
+// its ISP's router at an embedded or private site, with the route server
+// at an IXP site; none at a fallback site, which serves anyone without
+// routes.
 func (d *Deployment) applianceBGP(sc *Scenario, a config.Appliance) *config.BGP {
 	site, _ := sc.SiteByID(a.Site)
-	var nb config.Neighbor
-	switch site.Kind {
-	case config.SiteEmbedded, config.SitePrivate:
-		i := slices.IndexFunc(sc.ISPs, func(isp config.ISP) bool { return isp.Name == site.ISP })
-		nb = config.Neighbor{Address: addr(routerAddr(i)), PeerASN: sc.ISPs[i].ASN}
-	case config.SiteIXP:
-		nb = config.Neighbor{Address: addr(routeServerAddr), PeerASN: routeServerASN}
-	default:
+	var nbs []config.Neighbor
+	for _, r := range d.Routers {
+		var mine bool
+		switch site.Kind {
+		case config.SiteEmbedded, config.SitePrivate:
+			mine = r.Name == routerName(site.ISP, r.IPv6)
+		case config.SiteIXP:
+			mine = r.Name == routerName(routeServer, r.IPv6)
+		}
+		if !mine {
+			continue
+		}
+		// The appliance waits for its router, as the router connects
+		// out; the IPv6 session runs over IPv4 like the other (the
+		// routers are on the host's loopback).
+		nb := config.Neighbor{Address: addr(r.Address), PeerASN: r.ASN, Passive: true, Family: "ipv4"}
+		if r.IPv6 {
+			nb.Family = "ipv6"
+		}
+		nbs = append(nbs, nb)
+	}
+	if len(nbs) == 0 {
 		return nil
 	}
-	// The appliance waits for its router, as the router connects out.
-	nb.Passive, nb.Family = true, "ipv4"
 	return &config.BGP{
 		LocalASN: applianceASN, LocalAddress: addr(a.Address.Addr()), ListenPort: bgpPort,
-		AllowPrefixes: []config.Prefix{{Prefix: loopback4, Raw: loopback4.String()}},
-		Neighbors:     []config.Neighbor{nb},
+		AllowPrefixes: []config.Prefix{{Prefix: loopback4, Raw: loopback4.String()}, {Prefix: lab6Range, Raw: lab6Range.String()}},
+		Neighbors:     nbs,
 	}
 }
 
@@ -390,9 +436,17 @@ func (r Router) gobgpConfig() []byte {
 		fmt.Fprintf(&b, "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = %q\n    peer-as = %d\n", p, r.PeerASN)
 		fmt.Fprintf(&b, "  [neighbors.transport.config]\n    local-address = %q\n    remote-port = %d\n", r.Address, bgpPort)
 		fmt.Fprintf(&b, "  [neighbors.timers.config]\n    connect-retry = 1\n")
-		fmt.Fprintf(&b, "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n\n")
+		fmt.Fprintf(&b, "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = %q\n\n", r.family()+"-unicast")
 	}
 	return []byte(b.String())
+}
+
+// family is the router's address family as gobgp names it.
+func (r Router) family() string {
+	if r.IPv6 {
+		return "ipv6"
+	}
+	return "ipv4"
 }
 
 // gobgpRoutes are the gobgp commands that originate the router's prefixes.
@@ -400,7 +454,11 @@ func (r Router) gobgpRoutes() []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# The prefixes %s originates, as gobgp commands against its gobgpd.\n", r.Name)
 	for _, a := range r.Routes {
-		fmt.Fprintf(&b, "gobgp global rib add -a ipv4 %s nexthop %s origin igp med %d", a.Prefix, labNextHop, a.MED)
+		nh := labNextHop
+		if r.IPv6 {
+			nh = labNextHop6
+		}
+		fmt.Fprintf(&b, "gobgp global rib add -a %s %s nexthop %s origin igp med %d", r.family(), a.Prefix, nh, a.MED)
 		if len(a.ASPath) > 0 {
 			path := make([]string, len(a.ASPath))
 			for i, as := range a.ASPath {

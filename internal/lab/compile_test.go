@@ -76,7 +76,7 @@ func TestCompiledConfigsLoad(t *testing.T) {
 			t.Errorf("appliance %s: listen %v, control_urls %v", a.ID, ac.Listen, ac.ControlURLs)
 		}
 		if ac.BGP != nil {
-			bgpPeers++
+			bgpPeers += len(ac.BGP.Neighbors)
 		}
 	}
 	routerPeers := 0
@@ -93,8 +93,9 @@ func TestCompiledConfigsLoad(t *testing.T) {
 			t.Errorf("router %s routes file: %v\n%s", r.Name, err, routes)
 		}
 	}
-	// Every appliance with a BGP section is some router's neighbor.
-	if bgpPeers != 5 || routerPeers != bgpPeers {
-		t.Errorf("%d appliances speak BGP and routers have %d neighbors; want 5 and 5", bgpPeers, routerPeers)
+	// Every appliance's session is some router's neighbor: the five
+	// dual-stack appliances hold one per family.
+	if bgpPeers != 10 || routerPeers != bgpPeers {
+		t.Errorf("appliances hold %d BGP sessions and routers have %d neighbors; want 10 and 10", bgpPeers, routerPeers)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/daemon"
+	"github.com/ocdn/ocdn/internal/netns"
 	"github.com/ocdn/ocdn/internal/player"
 )
 
@@ -133,6 +134,12 @@ type Lab struct {
 	// why there are none when the scenario asked for some.
 	paths          []*packetPath
 	packetFallback string
+	// v6 is the IPv6 namespace's name (ipv6.go), v6net its network;
+	// ipv6Fallback says why there is none when the scenario asked for
+	// IPv6.
+	v6           string
+	v6net        *netns.Net
+	ipv6Fallback string
 	// roots and resolver are what clients verify appliances with and
 	// resolve their names through: the lab's CA and the control plane's
 	// DNS server (nil and unset with PlainHTTP).
@@ -194,6 +201,7 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	// Registered first, so it runs last: after every daemon (whose
 	// listeners sit in the paths' namespaces) has stopped.
 	defer l.closePaths()
+	defer l.closeIPv6()
 	if err := l.compile(); err != nil {
 		return nil, err
 	}
@@ -317,6 +325,7 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	l.run.wait()
 	l.degradeEffects(rep.Measured, l.measureDataDir())
 	l.transportArms(rep.Transport, l.measureDataDir())
+	rep.Families = l.familiesReport(l.measureDataDir())
 	rep.Measurements.Dir = l.opts.DataDir
 	if l.opts.DataDir == "" {
 		rep.Measurements.Dir = "" // removed with the work directory
@@ -343,12 +352,14 @@ func (l *Lab) compile() error {
 			return err
 		}
 	}
-	sc := l.sc
 	if o := l.opts.ApplianceOctet; o > 0 {
-		sc = l.sc.moveAppliances(o)
-		l.sc = sc
+		l.sc = l.sc.moveAppliances(o)
 	}
-	if l.dep, err = Compile(sc, ep); err != nil {
+	if err := l.openIPv6(); err != nil {
+		return err
+	}
+	ep.Netns6 = l.v6
+	if l.dep, err = Compile(l.sc, ep); err != nil {
 		return err
 	}
 	if l.opts.DataDir != "" {
@@ -425,19 +436,20 @@ func (l *Lab) startClients(ctx, runCtx context.Context, controlURLs []string, wg
 	for gi, g := range l.sc.Clients {
 		isp := l.isp(g.ISP)
 		for i := 0; i < g.Count; i++ {
-			src := clientAddr(isp, i)
+			// The first share of each group is dual-stack.
+			c := l.newClient(isp, i, i < dualStackCount(g), controlURLs)
+			src := c.src
 			rng := rand.New(rand.NewPCG(uint64(gi), uint64(i)))
-			dial := l.clientDialer(g.ISP, src)
-			p, err := player.New(player.Config{ControlURLs: controlURLs, Source: src, Dial: dial, RootCAs: l.roots, Resolver: l.resolver,
+			p, err := player.New(player.Config{ControlURLs: c.controlURLs, Dial: c.dial, DualStack: c.dualStack(), RootCAs: l.roots, Resolver: l.resolver,
 				MaxBitrateKbps:  g.MaxBitrateKbps,
 				SegmentDuration: l.sc.Player.SegmentDuration, MaxBuffer: l.sc.Player.MaxBuffer})
 			if err != nil {
 				return err
 			}
 			client := n
-			uploadQoE := l.qoeUploader(controlURLs, client, src)
+			uploadQoE := l.qoeUploader(c, client)
 			wg.Add(1)
-			go func() { defer wg.Done(); l.probeLoop(ctx, runCtx, controlURLs, client, src, dial) }()
+			go func() { defer wg.Done(); l.probeLoop(ctx, runCtx, c, client) }()
 			stagger := time.Duration(n) * step
 			n++
 			wg.Add(1)
@@ -515,8 +527,9 @@ func zipf(rng *rand.Rand, n int) int {
 // where the prefix has room, so that clients differ in the /24 steering
 // spreads on, as households of an ISP do.
 func clientAddr(isp config.ISP, i int) netip.Addr {
-	p := isp.Prefixes[i%len(isp.Prefixes)].Prefix
-	k := uint32(i / len(isp.Prefixes))
+	ps := prefixesOf(isp, false)
+	p := ps[i%len(ps)].Prefix
+	k := uint32(i / len(ps))
 	b := p.Addr().As4()
 	base := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 	hostBits := uint32(32 - p.Bits())

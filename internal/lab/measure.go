@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -43,6 +42,10 @@ type ProbeSettings struct {
 	Every      time.Duration   `yaml:"every"`
 	Pulses     int             `yaml:"pulses"`
 	RangeBytes config.ByteSize `yaml:"range_bytes"`
+	// Types are the probe types (measure.recipe.types); default
+	// tcp_connect, http_ttfb and throughput, and dns when the appliances
+	// are named (HTTPS by name, not Options.PlainHTTP).
+	Types []string `yaml:"types,omitempty"`
 }
 
 func (s *Scenario) validateMeasurement(isps map[string]config.ISP) error {
@@ -160,10 +163,10 @@ func (l *Lab) link(isp string, ls LinkSpec) netem.Link {
 	return netem.Link{Profile: sched}
 }
 
-// clientDialer returns the dial function of a client of isp bound to src:
-// connections to appliances go through the emulated link of their site;
+// linkFor returns, for a client of isp, the emulated link to each
+// appliance address (IPv4 and IPv6) of the sites the ISP has links to;
 // the control plane and origin are reached directly.
-func (l *Lab) clientDialer(isp string, src netip.Addr) func(ctx context.Context, network, addr string) (net.Conn, error) {
+func (l *Lab) linkFor(isp string) func(netip.AddrPort) (netem.Link, bool) {
 	links := map[netip.Addr]netem.Link{}
 	for _, ls := range l.sc.Links {
 		if ls.ISP != isp {
@@ -173,35 +176,36 @@ func (l *Lab) clientDialer(isp string, src netip.Addr) func(ctx context.Context,
 		for _, a := range l.sc.Appliances {
 			if ls.Site == a.Site {
 				links[a.Address.Addr()] = link
+				if a.Address6.IsValid() {
+					links[a.Address6.Addr()] = link
+				}
 			}
 		}
 	}
-	base := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: 3 * time.Second}
-	return dialVia(l.packetDialer(isp, src), netem.Dialer(base, func(ap netip.AddrPort) (netem.Link, bool) {
+	return func(ap netip.AddrPort) (netem.Link, bool) {
 		link, ok := links[ap.Addr()]
 		return link, ok
-	}))
+	}
 }
 
 // probeLoop runs a recipe every Probes.Every until ctx ends, spooling each
 // report and uploading the spool, as a client would.
-func (l *Lab) probeLoop(ctx, runCtx context.Context, controlURLs []string, client int, src netip.Addr, dial func(context.Context, string, string) (net.Conn, error)) {
+func (l *Lab) probeLoop(ctx, runCtx context.Context, c *labClient, client int) {
 	every := l.sc.Probes.Every
 	if every <= 0 {
 		return
 	}
-	direct := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}).DialContext,
-	}}
+	src := c.src
+	direct := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: c.direct}}
 	defer direct.CloseIdleConnections()
 	// Probes reach appliances as the player does: by name through the
 	// resolver, verified with the lab's CA.
-	cn, err := clientnet.New(clientnet.Config{RootCAs: l.roots, Resolver: l.resolver, Dial: dial})
+	cn, err := clientnet.New(clientnet.Config{RootCAs: l.roots, Resolver: l.resolver, Dial: clientnet.DialFunc(c.dial)})
 	if err != nil {
 		l.log.Error("probe client", "err", err)
 		return
 	}
-	cp := cpclient.Must(controlURLs, direct, "")
+	cp := cpclient.Must(c.controlURLs, direct, "")
 	up := &probe.Uploader{Dir: filepath.Join(l.work, "spool", strconv.Itoa(client)), Control: cp,
 		Client: direct, Logger: l.log, MinBackoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second}
 	// Spread clients over the period so the control plane sees a steady
@@ -211,13 +215,13 @@ func (l *Lab) probeLoop(ctx, runCtx context.Context, controlURLs []string, clien
 		if clock.Sleep(ctx, wait) != nil {
 			break
 		}
-		rec, err := probe.FetchRecipe(ctx, cp)
+		rec, err := probe.FetchRecipe(ctx, cp, c.dualStack())
 		if err != nil {
 			l.log.Warn("recipe", "client", src, "err", err)
 			continue
 		}
 		up.UseRecipe(rec)
-		rep, err := probe.Run(ctx, rec, probe.Options{Dial: cn.DialContext, TLSConfig: cn.TLSConfig()})
+		rep, err := probe.Run(ctx, rec, probe.Options{Dial: cn.DialContext, TLSConfig: cn.TLSConfig(), Resolver: cn.Resolver()})
 		if err != nil {
 			continue // cut short by the end of the run
 		}
@@ -242,19 +246,17 @@ func (l *Lab) probeLoop(ctx, runCtx context.Context, controlURLs []string, clien
 // session, as a player would: upload its playback record, with the
 // context a recipe from the control plane gives it (its experiment arm,
 // its prefix group), through an on-disk spool.
-func (l *Lab) qoeUploader(controlURLs []string, client int, src netip.Addr) func(ctx context.Context, s player.Session) {
-	direct := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}).DialContext,
-	}}
-	cp := cpclient.Must(controlURLs, direct, "")
+func (l *Lab) qoeUploader(c *labClient, client int) func(ctx context.Context, s player.Session) {
+	direct := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: c.direct}}
+	cp := cpclient.Must(c.controlURLs, direct, "")
 	up := &probe.Uploader{Dir: filepath.Join(l.work, "spool", strconv.Itoa(client)+"-qoe"), Control: cp,
 		Client: direct, Logger: l.log, MinBackoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second}
 	return func(ctx context.Context, s player.Session) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		rec, err := probe.FetchRecipe(ctx, cp)
+		rec, err := probe.FetchRecipe(ctx, cp, c.dualStack())
 		if err != nil {
-			l.log.Warn("recipe for a playback report", "client", src, "err", err)
+			l.log.Warn("recipe for a playback report", "client", c.src, "err", err)
 			return
 		}
 		q := s.QoE()
@@ -287,6 +289,20 @@ type QoEReport struct {
 	// StartupBreakdown is the median of each component of the first
 	// segment request's startup, over the completed sessions whose first
 	// request opened a new connection and got an answer.
+	StartupBreakdown StartupBreakdown `json:"startup_breakdown"`
+	// Families are the same figures per address family of the first
+	// segment's connection (IPv4-only clients, and dual-stack ones by
+	// the family their Happy Eyeballs race chose), ipv4 first.
+	Families []FamilyQoE `json:"families,omitempty"`
+}
+
+// FamilyQoE is the QoE of the sessions over one address family.
+type FamilyQoE struct {
+	Family           string           `json:"family"`
+	Sessions         int              `json:"sessions"`
+	StartupMsP50     float64          `json:"startup_ms_p50"`
+	RebufferRatio    float64          `json:"rebuffer_ratio"`
+	AvgBitrateKbps   float64          `json:"avg_bitrate_kbps"`
 	StartupBreakdown StartupBreakdown `json:"startup_breakdown"`
 }
 
@@ -351,8 +367,26 @@ func measurementReport(fams []*dto.MetricFamily) MeasurementReport {
 }
 
 // qoeReport: the median startup delay, rebuffering time over playing
-// time, and the play-time weighted mean bitrate of completed sessions.
+// time, and the play-time weighted mean bitrate of completed sessions,
+// over all and per address family.
 func qoeReport(sessions []player.Session) QoEReport {
+	r := qoeOf(sessions)
+	for _, fam := range []string{measure.FamilyIPv4, measure.FamilyIPv6} {
+		var of []player.Session
+		for _, s := range sessions {
+			if s.Startup != nil && s.Startup.Family == fam {
+				of = append(of, s)
+			}
+		}
+		if q := qoeOf(of); q.Sessions > 0 {
+			r.Families = append(r.Families, FamilyQoE{Family: fam, Sessions: q.Sessions, StartupMsP50: q.StartupMsP50,
+				RebufferRatio: q.RebufferRatio, AvgBitrateKbps: q.AvgBitrateKbps, StartupBreakdown: q.StartupBreakdown})
+		}
+	}
+	return r
+}
+
+func qoeOf(sessions []player.Session) QoEReport {
 	var startups []float64
 	var rebuf, played, bitrateTime float64
 	for _, s := range sessions {

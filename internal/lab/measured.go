@@ -51,15 +51,17 @@ type MeasuredGroup struct {
 // DegradeEffect compares the arms after a degrade_link event on what the
 // affected prefix groups' clients got at the site they were steered to
 // (the steering metric: probe throughput in the built-in scenario), from
-// the stored measurements received from FromSeconds to the end of the
-// run.
+// the stored measurements received from each group's start (FromSeconds
+// is the earliest) to the end of the run.
 type DegradeEffect struct {
 	Link      string   `json:"link"`
 	AtSeconds float64  `json:"at_seconds"`
 	Groups    []string `json:"groups"`
 	// ReactionSeconds is how long after the event measurements first
 	// moved an affected group (0: they never did); FromSeconds is where
-	// the comparison starts, from the start of streaming.
+	// the comparison starts for the first group, from the start of
+	// streaming (each group from a probe period after the event, or its
+	// own first move if later).
 	ReactionSeconds float64 `json:"reaction_seconds"`
 	FromSeconds     float64 `json:"from_seconds"`
 	Metric          string  `json:"metric"`
@@ -136,38 +138,51 @@ func (l *Lab) degradeEffects(r *MeasuredReport, dir string) {
 		}
 		// Reports received within a probe period of the event may hold
 		// pulses measured before it (or queued through a control-plane
-		// outage): the comparison starts one period later, or when
-		// measurements first moved an affected group if that is later, so
-		// that it compares the arms once the loop has reacted; how long
-		// it took to react is reported beside it.
-		from := at + l.sc.Probes.Every
+		// outage): each group's comparison starts one period later, or
+		// when measurements first moved it if that is later, so that it
+		// compares the arms once the loop has reacted for that group (an
+		// ISP's IPv4 and IPv6 groups gather evidence apart and move at
+		// different times); how long the first took to react is reported
+		// beside it.
+		fromOf := map[string]time.Time{}
+		first := time.Duration(-1)
 		for _, g := range r.Groups {
-			if slices.Contains(eff.Groups, g.Group) && g.FirstMoveSeconds > at.Seconds() {
+			if !slices.Contains(eff.Groups, g.Group) {
+				continue
+			}
+			from := at + l.sc.Probes.Every
+			if g.FirstMoveSeconds > at.Seconds() {
 				move := time.Duration(g.FirstMoveSeconds * float64(time.Second))
 				if eff.ReactionSeconds == 0 || move.Seconds()-at.Seconds() < eff.ReactionSeconds {
 					eff.ReactionSeconds = move.Seconds() - at.Seconds()
 				}
 				from = max(from, move)
 			}
+			fromOf[g.Group] = l.start.Add(from)
+			if first < 0 || from < first {
+				first = from
+			}
 		}
-		eff.FromSeconds = from.Seconds()
-		r.Effects = append(r.Effects, l.effect(eff, dir, l.start.Add(from)))
+		eff.FromSeconds = max(first, 0).Seconds()
+		r.Effects = append(r.Effects, l.effect(eff, dir, fromOf))
 	}
 }
 
-func (l *Lab) effect(eff DegradeEffect, dir string, since time.Time) DegradeEffect {
+// effect compares the arms over the pulses of each affected group
+// received from fromOf[group] on.
+func (l *Lab) effect(eff DegradeEffect, dir string, fromOf map[string]time.Time) DegradeEffect {
 	if len(eff.Groups) == 0 {
 		eff.Note = "no prefix group of the ISP is steered to the site by BGP"
 		return eff
 	}
-	rows, _, err := analyze.Load(dir, analyze.Filter{Since: since}, nil)
+	rows, _, err := analyze.Load(dir, analyze.Filter{Since: l.start.Add(time.Duration(eff.FromSeconds * float64(time.Second)))}, nil)
 	if err != nil {
 		eff.Note = err.Error()
 		return eff
 	}
 	kept := rows[:0]
 	for _, row := range rows {
-		if slices.Contains(eff.Groups, row.PrefixGroup) {
+		if from, ok := fromOf[row.PrefixGroup]; ok && !row.Time.Before(from) {
 			kept = append(kept, row)
 		}
 	}
@@ -228,7 +243,7 @@ func (r *MeasuredReport) print(w io.Writer) {
 		}
 	}
 	for _, e := range r.Effects {
-		fmt.Fprintf(w, "  degrade_link %s at %.1f s: measurements moved groups %v after %.1f s; %s at the steered site from %.1f s on:",
+		fmt.Fprintf(w, "  degrade_link %s at %.1f s: measurements moved groups %v after %.1f s; %s at the steered site from %.1f s on (each group from its first move):",
 			e.Link, e.AtSeconds, e.Groups, e.ReactionSeconds, e.Metric, e.FromSeconds)
 		for _, a := range e.Arms {
 			fmt.Fprintf(w, " %s p50 %s [%s, %s] (%d clients, n=%d);", a.Arm, metricNum(e.Metric, a.P50), metricNum(e.Metric, a.Lo), metricNum(e.Metric, a.Hi), a.Clients, a.N)

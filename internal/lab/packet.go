@@ -167,7 +167,7 @@ func (l *Lab) openPaths() error {
 			continue
 		}
 		var clients []netip.Prefix
-		for _, p := range l.isp(ls.ISP).Prefixes {
+		for _, p := range prefixesOf(l.isp(ls.ISP), false) {
 			clients = append(clients, p.Prefix)
 		}
 		if !stale {
@@ -193,7 +193,7 @@ func (l *Lab) openPaths() error {
 		l.paths = append(l.paths, &packetPath{spec: ls, path: p, sched: sched, addrs: addrs})
 		for j := range l.dep.Appliances {
 			if addrs[l.dep.Appliances[j].Listen[0].Addr()] {
-				l.dep.Appliances[j].ListenNetns = append(l.dep.Appliances[j].ListenNetns, p.ServerNetns())
+				l.dep.Appliances[j].ListenNetns = append(l.dep.Appliances[j].ListenNetns, config.NetnsListen{Name: p.ServerNetns()})
 			}
 		}
 	}

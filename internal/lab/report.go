@@ -52,6 +52,22 @@ type Report struct {
 	// TCP figures per experiment arm (transport.go); nil when the
 	// scenario has no packet-level link.
 	Transport *TransportReport `json:"transport,omitempty"`
+	// IPv6 is the lab's IPv6 network (ipv6.go); nil when the scenario
+	// asks for none.
+	IPv6 *IPv6Report `json:"ipv6,omitempty"`
+	// Families is the address-family and resolver analysis of the run's
+	// pulses (ipv6.go); nil without dual-stack clients.
+	Families *FamiliesReport `json:"families,omitempty"`
+}
+
+// IPv6Report says whether the lab ran IPv6 and with how many dual-stack
+// clients.
+type IPv6Report struct {
+	// Namespace is the network namespace IPv6 ran in; Fallback why
+	// there was none (the lab then ran IPv4 only).
+	Namespace        string `json:"namespace,omitempty"`
+	Fallback         string `json:"fallback,omitempty"`
+	DualStackClients int    `json:"dual_stack_clients"`
 }
 
 // BGPReport sums the appliances' BGP sessions at the end of the run.
@@ -176,6 +192,7 @@ func (l *Lab) report(ctx context.Context, interrupted bool) *Report {
 	r.Measured = l.measuredReport(ctx)
 	r.Loops = l.loopsReport(ctx)
 	r.Transport = l.transportReport()
+	r.IPv6 = l.ipv6Report()
 	return r
 }
 
@@ -222,6 +239,23 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "Startup breakdown (first segment request, medians over %d sessions on a new connection, %d over HTTPS): DNS %.1f ms, connect %.1f ms, TLS %.1f ms, first byte %.1f ms.\n",
 			b.Sessions, b.HTTPS, b.DNSMsP50, b.ConnectMsP50, b.TLSMsP50, b.FirstByteMsP50)
 	}
+	if v := r.IPv6; v != nil {
+		if v.Fallback != "" {
+			fmt.Fprintf(w, "IPv6: none (%s); IPv4 only.\n", v.Fallback)
+		} else {
+			fmt.Fprintf(w, "IPv6: %d dual-stack clients (namespace %s).\n", v.DualStackClients, v.Namespace)
+		}
+	}
+	if len(q.Families) > 0 {
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "FAMILY\tSESSIONS\tSTARTUP P50\tREBUFFER\tBITRATE\tDNS\tCONNECT\tTLS\tFIRST BYTE")
+		for _, f := range q.Families {
+			b := f.StartupBreakdown
+			fmt.Fprintf(tw, "%s\t%d\t%.0f ms\t%.2f%%\t%.0f kbit/s\t%.1f ms\t%.1f ms\t%.1f ms\t%.1f ms\n", f.Family, f.Sessions, f.StartupMsP50,
+				100*f.RebufferRatio, f.AvgBitrateKbps, b.DNSMsP50, b.ConnectMsP50, b.TLSMsP50, b.FirstByteMsP50)
+		}
+		tw.Flush()
+	}
 	h := r.Health
 	fmt.Fprintf(w, "Health: control plane down %.1f s; heartbeat records queued %d, delivered later %d, still queued %d, dropped %d",
 		h.ControlPlaneOutageSeconds, h.ReportsQueued, h.ReportsDelivered, h.ReportsPending, h.ReportsDropped)
@@ -236,6 +270,7 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintln(w, ".")
 	r.Measured.print(w)
+	r.Families.print(w)
 	r.Transport.print(w)
 	if len(r.Events) > 0 {
 		fmt.Fprintln(w, "\nEvents:")

@@ -81,7 +81,15 @@ func (r *router) paths(routes []announcement) ([]*apiutil.Path, error) {
 		if err != nil {
 			return nil, err
 		}
-		nh, err := bgp.NewPathAttributeNextHop(labNextHop)
+		family := bgp.RF_IPv4_UC
+		var nh bgp.PathAttributeInterface
+		if a.Prefix.Addr().Is6() {
+			// IPv6 routes carry their next hop in MP_REACH_NLRI (RFC 4760).
+			family = bgp.RF_IPv6_UC
+			nh, err = bgp.NewPathAttributeMpReachNLRI(family, []bgp.PathNLRI{{NLRI: nlri}}, labNextHop6)
+		} else {
+			nh, err = bgp.NewPathAttributeNextHop(labNextHop)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -89,7 +97,7 @@ func (r *router) paths(routes []announcement) ([]*apiutil.Path, error) {
 		if len(a.ASPath) > 0 {
 			attrs = append(attrs, bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, a.ASPath)}))
 		}
-		out = append(out, &apiutil.Path{Family: bgp.RF_IPv4_UC, Nlri: nlri, Attrs: attrs})
+		out = append(out, &apiutil.Path{Family: family, Nlri: nlri, Attrs: attrs})
 	}
 	return out, nil
 }

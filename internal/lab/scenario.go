@@ -97,6 +97,13 @@ type ClientGroup struct {
 	Count int    `yaml:"count"`
 	// MaxBitrateKbps caps the rung the group's players pick (0 = top).
 	MaxBitrateKbps int `yaml:"max_bitrate_kbps"`
+	// IPv6Share is the share of the group's clients that are dual-stack
+	// (0 to 1): each also has an IPv6 address in its ISP's IPv6 prefixes,
+	// reaches the control plane over IPv6 (so it is steered to IPv6
+	// names), asks for both families' URLs and races them as RFC 8305's
+	// Happy Eyeballs does, and probes dual-stack appliances over both.
+	// Needs root (ipv6.go).
+	IPv6Share float64 `yaml:"ipv6_share,omitempty"`
 }
 
 // Event is something the lab does to the CDN at a point in the run.
@@ -171,6 +178,9 @@ func (s *Scenario) Validate() error {
 	for i, isp := range s.ISPs {
 		isps[isp.Name] = isp
 		for j, p := range isp.Prefixes {
+			if p.Addr().Is6() {
+				continue // validateIPv6
+			}
 			if !loopback4.Contains(p.Addr()) || p.Bits() < 8 || p.Bits() > 30 {
 				return config.Errf(fmt.Sprintf("isps[%d].prefixes[%d]", i, j), "%s: lab clients bind addresses in their ISP's prefixes, so each must be inside 127.0.0.0/8 and /8 to /30", p.Prefix)
 			}
@@ -178,6 +188,9 @@ func (s *Scenario) Validate() error {
 				return config.Errf(fmt.Sprintf("isps[%d].prefixes[%d]", i, j), "%s overlaps the addresses of appliances (127.1.0.0/16) or the control plane (127.0.0.1)", p.Prefix)
 			}
 		}
+	}
+	if err := s.validateIPv6(isps); err != nil {
+		return err
 	}
 	if len(s.Clients) == 0 {
 		return config.Errf("clients", "at least one client group is needed")
@@ -191,8 +204,8 @@ func (s *Scenario) Validate() error {
 		if !ok {
 			return config.Errf(f+".isp", "unknown ISP %q", c.ISP)
 		}
-		if len(isp.Prefixes) == 0 {
-			return config.Errf(f+".isp", "ISP %q has no prefixes to put clients in", c.ISP)
+		if len(prefixesOf(isp, false)) == 0 {
+			return config.Errf(f+".isp", "ISP %q has no IPv4 prefixes to put clients in", c.ISP)
 		}
 		if c.Count < 1 || c.Count > 1000 {
 			return config.Errf(f+".count", "%d is not between 1 and 1000", c.Count)

@@ -37,8 +37,8 @@ func TestBrokenScenarios(t *testing.T) {
 		{"address outside appliance range", "address: 127.1.2.1:18080", "address: 127.2.2.1:18080", []string{"appliances[4].address", "outside 127.1.0.0/16"}},
 		{"address used twice", "address: 127.1.0.2:18080", "address: 127.1.0.1:18080", []string{"appliances[1].address", "already used by appliance \"ams-a-1\""}},
 		{"malformed address", "address: 127.1.0.2:18080", "address: 127.1.0.2", []string{"appliances[1].address", `"127.1.0.2" is not IP:port`}},
-		{"malformed prefix", "prefixes: [127.64.0.0/16]", "prefixes: [127.64.0/16]", []string{"isps[0].prefixes[0]", `"127.64.0/16" is not a prefix`}},
-		{"prefix with host bits", "prefixes: [127.64.0.0/16]", "prefixes: [127.64.0.1/16]", []string{"isps[0].prefixes[0]", "host bits"}},
+		{"malformed prefix", "prefixes: [127.64.0.0/16,", "prefixes: [127.64.0/16,", []string{"isps[0].prefixes[0]", `"127.64.0/16" is not a prefix`}},
+		{"prefix with host bits", "prefixes: [127.64.0.0/16,", "prefixes: [127.64.0.1/16,", []string{"isps[0].prefixes[0]", "host bits"}},
 		{"unknown ISP of a site", "kind: embedded, isp: isp-a,", "kind: embedded, isp: isp-z,", []string{"sites[0].isp", `unknown ISP "isp-z"`}},
 		{"unknown ISP of clients", "{isp: isp-c, count: 6}", "{isp: isp-q, count: 6}", []string{"clients[2].isp", `unknown ISP "isp-q"`}},
 		{"unknown event target", "target: ams-a-1", "target: ams-a-9", []string{"events[1].target", `unknown appliance "ams-a-9"`}},
@@ -52,6 +52,11 @@ func TestBrokenScenarios(t *testing.T) {
 		{"lead before the run", "lead: 8s", "lead: 2m", []string{"events[5].lead"}},
 		{"shift in a region without clients", "target: isp-a, title: t0009", "target: isp-z, title: t0009", []string{"events[4].target", `"isp-z"`}},
 		{"churn bound above one", "max_churn: 0.25", "max_churn: 2", []string{"placement.max_churn"}},
+		{"IPv6 prefix outside the lab's", "2001:db8:a::/48", "2001:db9:a::/48", []string{"isps[0].prefixes[1]", "2001:db8::/32"}},
+		{"IPv6 prefix in the CDN's space", "2001:db8:a::/48", "2001:db8:ffff::/48", []string{"isps[0].prefixes[1]", "2001:db8:ffff::/48"}},
+		{"address6 outside the CDN's space", "[2001:db8:ffff::102]", "[2001:db8:a::102]", []string{"appliances[1].address6", "2001:db8:ffff::/48"}},
+		{"dual-stack share above one", "count: 12, ipv6_share: 0.5", "count: 12, ipv6_share: 2", []string{"clients[1].ipv6_share", "2"}},
+		{"dual-stack clients without IPv6", "{isp: isp-c, count: 6}", "{isp: isp-c, count: 6, ipv6_share: 0.5}", []string{"clients[2].ipv6_share", `"isp-c" has no IPv6 prefix`}},
 	}
 	dir := t.TempDir()
 	for _, tc := range cases {
