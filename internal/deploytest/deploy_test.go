@@ -1084,8 +1084,8 @@ func (c *cdn) printFigures(fig *figures) {
 		accessRate/1e6, accessRTT, 100*accessLoss, a.served, a.congestion)
 	fmt.Fprintf(&b, "    connect                 min %.1f ms, median %.1f ms (planted %v)\n",
 		float64(a.connectMin)/1e6, float64(a.connectMedian)/1e6, accessRTT)
-	fmt.Fprintf(&b, "    %d MiB range            %.2f Mbit/s through the line (%.1f%% of the tbf rate), %.1f Mbit/s from isp2 unshaped\n",
-		rangeBytes>>20, a.shapedBps/1e6, 100*a.shapedBps/accessRate, a.otherBps/1e6)
+	fmt.Fprintf(&b, "    %-24s%.2f Mbit/s through the line (%.1f%% of the tbf rate), %.1f Mbit/s from isp2 unshaped\n",
+		fmt.Sprintf("%d MiB range", rangeBytes>>20), a.shapedBps/1e6, 100*a.shapedBps/accessRate, a.otherBps/1e6)
 	if a.downPackets > 0 {
 		fmt.Fprintf(&b, "    with loss               %.2f Mbit/s; path dropped %d of %d packets (%.2f%%), tbf %d; %s retransmitted %d (%.2f%% of the packets)\n",
 			a.lossyBps/1e6, a.lossDrops, a.downPackets, 100*float64(a.lossDrops)/float64(a.downPackets), a.tbfDrops,
