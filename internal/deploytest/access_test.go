@@ -38,8 +38,9 @@ import (
 // towards the clients at random, so TCP meets real loss and real delay.
 // bng is also a router: a veth joins it to isp1, whose egress on that
 // veth carries the tbf. The tbf sits on traffic isp1 forwards, not on a
-// sender's own interface, so its queue builds as a remote bottleneck's
-// does (TCP Small Queues does not hold it back).
+// sender's own interface, so it fills and drops as a remote bottleneck
+// does (the kernel holds a local sender back before its own qdisc
+// overflows; netns.TBF).
 var (
 	// homePfx lies inside isp1's p1Wide, so steering sends its clients
 	// to a1 first, as any of isp1's; isp1 routes it to bng, keeping the
@@ -290,10 +291,8 @@ func (c *cdn) rangeRate(dial netem.DialFunc, u, id string) (float64, error) {
 // output runs a command inside host h and returns its standard output.
 func (c *cdn) output(h *netns.Host, name string, args ...string) string {
 	c.t.Helper()
-	out, err := exec.Command("ip", append([]string{"netns", "exec", h.Name(), name}, args...)...).Output()
-	if err != nil {
-		c.t.Fatalf("%s on %s: %v", name, h.Name(), err)
-	}
+	out, err := h.Output(name, args...)
+	must(c.t, err)
 	return string(out)
 }
 

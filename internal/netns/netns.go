@@ -344,6 +344,19 @@ func (h *Host) Run(name string, args ...string) error {
 	return nil
 }
 
+// Output runs a command inside the host to completion and returns its
+// standard output; its error output is in the error.
+func (h *Host) Output(name string, args ...string) ([]byte, error) {
+	var stderr bytes.Buffer
+	cmd := exec.Command("ip", append([]string{"netns", "exec", h.ns, name}, args...)...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("netns: %s: %s %s: %w: %s", h.name, name, strings.Join(args, " "), err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return out, nil
+}
+
 // ip runs `ip -n NS args…`.
 func (h *Host) ip(args ...string) error {
 	if err := ip(append([]string{"-n", h.ns}, args...)...); err != nil {

@@ -17,10 +17,12 @@ import (
 // in user space (internal/netem).
 //
 // Where it sits matters. On a host's own interface it shapes that host's
-// sockets, but TCP Small Queues keeps their backlog in the qdisc short, so
-// the queue never builds as a remote one does: the rate is right, the
-// bufferbloat is missing. Put it on a router's egress (traffic the host
-// forwards) for a bottleneck TCP meets as it would on a real access link.
+// sockets, but the kernel holds a local sender back before the queue
+// overflows (TCP Small Queues, and a full local qdisc is a congestion
+// signal, not a loss): the rate and the queueing delay are right, the
+// tail drops a remote bottleneck makes never happen. Put it on a router's
+// egress (traffic the host forwards) for a bottleneck TCP meets as it
+// would on a real access link.
 type TBF struct {
 	// RateBps is the rate in bits per second of whole frames as the
 	// interface sends them (IP bytes plus the 14-byte Ethernet header on

@@ -121,6 +121,13 @@ func TestShapedRate(t *testing.T) {
 	must(t, a.DefaultRoute(ad("10.9.0.2")))
 	must(t, b.DefaultRoute(ad("10.9.1.1")))
 	must(t, r.Router())
+	// Output runs inside the host: r forwards, the machine may not.
+	if out, err := r.Output("cat", "/proc/sys/net/ipv4/ip_forward"); err != nil || strings.TrimSpace(string(out)) != "1" {
+		t.Errorf("r.Output(cat ip_forward) = %q, %v; want 1", out, err)
+	}
+	if _, err := r.Output("sh", "-c", "echo oops >&2; exit 3"); err == nil || !strings.Contains(err.Error(), "oops") || !strings.Contains(err.Error(), "r: sh") {
+		t.Errorf("r.Output of a failing command = %v, want an error naming the host and the command, with its stderr", err)
+	}
 
 	// Wrong settings and interfaces are refused naming them.
 	if err := r.Shape("rb", TBF{RateBps: 20e6, BurstBytes: 100}); err == nil || !strings.Contains(err.Error(), "burst_bytes") || !strings.Contains(err.Error(), "shape rb") {
