@@ -89,6 +89,7 @@ type figures struct {
 	unshapedBps          float64
 	shapedBps            float64
 	maxPrefixDown        string
+	access               accessFigures
 }
 
 // TestCDNAcrossHosts runs the deployment of docs/deploy.md across network
@@ -105,6 +106,7 @@ func TestCDNAcrossHosts(t *testing.T) {
 	c.resendReports(&fig)
 	c.maxPrefix(&fig)
 	c.bottleneck(&fig)
+	c.accessLine(&fig)
 	c.killAppliance(&fig)
 	c.checkStore(&fig)
 }
@@ -134,7 +136,7 @@ func setUp(t *testing.T) *cdn {
 	dsn := pgtest.StartWith(t, pgtest.Options{Dir: filepath.Join(n.Dir(), "db"), Netns: c.h["db"].Name(), Listen: dbAddr}).DSN
 	c.cfg = writeConfigs(t, filepath.Join(n.Dir(), "etc"), dsn)
 	// Credentials and content, as an operator makes them.
-	c.ocdn("catalog", "synth", "--titles", "3", "--duration", "8s", "--ladder", "400,1000", "--audio-kbps", "0", "-o", c.cfg.catalog)
+	c.ocdn("catalog", "synth", "--titles", "3", "--duration", "8s", "--ladder", "400,1000,16000", "--audio-kbps", "0", "-o", c.cfg.catalog)
 	c.ocdn("urlsign", "keygen", "--out", filepath.Join(c.cfg.dir, "keys.json"))
 	c.admin = "deploytest-" + n.Tag() + "admin"
 	must(t, os.WriteFile(c.cfg.adminTk, []byte(c.admin+"\n"), 0o600))
@@ -501,7 +503,9 @@ func (c *cdn) checkSteering() {
 
 // play runs `ocdn play` on host from src.
 func (c *cdn) play(ctx context.Context, host string, src netip.Addr) (*player.Session, error) {
-	out, err := c.client(ctx, host, "play", "--control", c.controlFlagFrom(src), "--title", "t0000", "--segment", "1s",
+	// Capped below bigFile's rung, which is there for accessLine's
+	// ranges, not for playback.
+	out, err := c.client(ctx, host, "play", "--control", c.controlFlagFrom(src), "--title", "t0000", "--segment", "1s", "--max-bitrate", "1000",
 		"--source", src.String(), "--json", "--ca", c.caFile(), "--resolver", ispResolver.String())
 	var s player.Session
 	if jerr := json.Unmarshal([]byte(out), &s); jerr != nil && err == nil {
@@ -908,9 +912,9 @@ func (c *cdn) maxPrefix(fig *figures) {
 func (c *cdn) bottleneck(fig *figures) {
 	t := c.t
 	s1 := c.h["s1"]
-	rate := fmt.Sprintf("%dbit", int(tbfRate))
-	must(t, s1.Run("tc", "qdisc", "add", "dev", "isp1", "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"))
-	defer func() { must(t, s1.Run("tc", "qdisc", "del", "dev", "isp1", "root")) }()
+	rate := fmt.Sprintf("%.0f Mbit/s", tbfRate/1e6)
+	must(t, s1.Shape("isp1", netns.TBF{RateBps: tbfRate, BurstBytes: 4000, Latency: 400 * time.Millisecond}))
+	defer func() { must(t, s1.Unshape("isp1")) }()
 	r, err := c.speedtest(context.Background(), "isp1", addr("198.51.100.12"))
 	must(t, err)
 	fig.shapedBps = r.DownloadBps
@@ -1075,6 +1079,18 @@ func (c *cdn) printFigures(fig *figures) {
 	fmt.Fprintf(&b, "  max-prefix                a2's IPv6 session: %q, every other session up\n", fig.maxPrefixDown)
 	fmt.Fprintf(&b, "  speedtest isp1 → a1       %.1f Mbit/s unshaped, %.2f Mbit/s through tbf %.0f Mbit/s\n",
 		fig.unshapedBps/1e6, fig.shapedBps/1e6, tbfRate/1e6)
+	a := fig.access
+	fmt.Fprintf(&b, "  access line isp1 → home   tbf %.0f Mbit/s, RTT %v, loss %.1f%% planted (%s served, %s)\n",
+		accessRate/1e6, accessRTT, 100*accessLoss, a.served, a.congestion)
+	fmt.Fprintf(&b, "    connect                 min %.1f ms, median %.1f ms (planted %v)\n",
+		float64(a.connectMin)/1e6, float64(a.connectMedian)/1e6, accessRTT)
+	fmt.Fprintf(&b, "    %-24s%.2f Mbit/s through the line (%.1f%% of the tbf rate), %.1f Mbit/s from isp2 unshaped\n",
+		fmt.Sprintf("%d MiB range", rangeBytes>>20), a.shapedBps/1e6, 100*a.shapedBps/accessRate, a.otherBps/1e6)
+	if a.downPackets > 0 {
+		fmt.Fprintf(&b, "    with loss               %.2f Mbit/s; path dropped %d of %d packets (%.2f%%), tbf %d; %s retransmitted %d (%.2f%% of the packets)\n",
+			a.lossyBps/1e6, a.lossDrops, a.downPackets, 100*float64(a.lossDrops)/float64(a.downPackets), a.tbfDrops,
+			a.served, a.retrans, 100*float64(a.retrans)/float64(a.downPackets))
+	}
 	t.Log(b.String())
 }
 

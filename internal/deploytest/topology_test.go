@@ -17,7 +17,8 @@ import (
 // the machine's or another run's.
 //
 //	isp1 (AS 64501, BIRD)──site LAN (bridge in s1)──a1, a2   embedded site of isp1
-//	  │                                                     (tbf on the isp1↔site port)
+//	  │ └──home line: tbf, then user-space delay and loss   (tbf on the isp1↔site port)
+//	  │    to home clients (access_test.go)
 //	isp2 (AS 64502, BIRD)──IXP LAN──x1                      IXP site; isp2 peers there
 //	  │                              │
 //	core (the CDN's backbone router) ┴── c1, c2 (control replicas), origin, db (PostgreSQL)
@@ -155,8 +156,12 @@ func buildNetwork(t *testing.T, n *netns.Net) map[string]*netns.Host {
 		must(t, h["x1"].Route(p, via(p, r2IXP4, r2IXP6)))
 	}
 	// The ISPs' clients: their prefixes are local to the ISP host.
+	// isp1's home line (access_test.go) is the exception: isp1 routes
+	// homePfx onwards to it.
 	for _, p := range isp1Pfxs {
-		must(t, h["isp1"].Local(p))
+		for _, q := range without(p, homePfx) {
+			must(t, h["isp1"].Local(q))
+		}
 	}
 	for _, p := range isp2Pfxs {
 		must(t, h["isp2"].Local(p))
@@ -182,6 +187,25 @@ func buildNetwork(t *testing.T, n *netns.Net) map[string]*netns.Host {
 		}
 	}
 	return h
+}
+
+// without returns the prefixes that cover p except hole: p itself when
+// they do not overlap, nothing when hole covers p, else the halves of p,
+// split until each lies outside hole.
+func without(p, hole netip.Prefix) []netip.Prefix {
+	switch {
+	case !p.Overlaps(hole):
+		return []netip.Prefix{p}
+	case hole.Bits() <= p.Bits():
+		return nil
+	}
+	lo := netip.PrefixFrom(p.Addr(), p.Bits()+1)
+	// The upper half starts at p's address with bit p.Bits() set.
+	b := p.Addr().AsSlice()
+	b[p.Bits()/8] |= 0x80 >> (p.Bits() % 8)
+	hiAddr, _ := netip.AddrFromSlice(b)
+	hi := netip.PrefixFrom(hiAddr, p.Bits()+1)
+	return append(without(lo, hole), without(hi, hole)...)
 }
 
 func via(p netip.Prefix, v4, v6 netip.Addr) netip.Addr {
@@ -422,5 +446,27 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestWithout(t *testing.T) {
+	for _, tc := range []struct {
+		p, hole string
+		want    string
+	}{
+		{"198.51.100.0/24", "198.51.100.192/26", "198.51.100.0/25 198.51.100.128/26"},
+		{"198.51.100.0/24", "198.51.100.0/26", "198.51.100.64/26 198.51.100.128/25"},
+		{"198.51.100.0/24", "198.51.100.200/32", "198.51.100.0/25 198.51.100.128/26 198.51.100.192/29 198.51.100.201/32 198.51.100.202/31 198.51.100.204/30 198.51.100.208/28 198.51.100.224/27"},
+		{"100.64.0.0/16", "198.51.100.192/26", "100.64.0.0/16"},
+		{"198.51.100.0/24", "198.51.0.0/16", ""},
+		{"2001:db8:100::/40", "2001:db8:100::/41", "2001:db8:180::/41"},
+	} {
+		var got []string
+		for _, q := range without(pfx(tc.p), pfx(tc.hole)) {
+			got = append(got, q.String())
+		}
+		if s := strings.Join(got, " "); s != tc.want {
+			t.Errorf("without(%s, %s) = %q, want %q", tc.p, tc.hole, s, tc.want)
+		}
 	}
 }

@@ -2,7 +2,8 @@
 // for tests that run ocdn's daemons as separate hosts on one machine: a
 // namespace per host, veth links between hosts (optionally joined by a
 // bridge, as a switch), IPv4 and IPv6 addresses, static routes, sysctls,
-// and processes started inside a host.
+// a kernel bottleneck on an interface (Host.Shape: tc's token bucket
+// filter), and processes started inside a host.
 //
 // Every namespace name carries the run's tag, "<prefix><pid>-<random>-",
 // and every link, address and route lives inside the run's namespaces:
@@ -15,7 +16,7 @@
 // Processes started with Host.Start are also killed by the kernel when the
 // test process dies (Pdeathsig).
 //
-// It needs root and iproute2's ip.
+// It needs root and iproute2's ip (and tc for Shape).
 package netns
 
 import (
@@ -341,6 +342,19 @@ func (h *Host) Run(name string, args ...string) error {
 		return fmt.Errorf("netns: %s: %s %s: %w: %s", h.name, name, strings.Join(args, " "), err, bytes.TrimSpace(out))
 	}
 	return nil
+}
+
+// Output runs a command inside the host to completion and returns its
+// standard output; its error output is in the error.
+func (h *Host) Output(name string, args ...string) ([]byte, error) {
+	var stderr bytes.Buffer
+	cmd := exec.Command("ip", append([]string{"netns", "exec", h.ns, name}, args...)...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("netns: %s: %s %s: %w: %s", h.name, name, strings.Join(args, " "), err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return out, nil
 }
 
 // ip runs `ip -n NS args…`.
