@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ocdn/ocdn/internal/dnsname"
 )
 
 // resolver answers from fixed tables; a family whose gate is set answers
@@ -155,7 +157,7 @@ func TestPrefersIPv6(t *testing.T) {
 		t.Fatalf("DialResult: %v", err)
 	}
 	defer c.Close()
-	if res.Family != IPv6 || res.Winner != netip.AddrPortFrom(lo6, uint16(port)) {
+	if res.Family != dnsname.IPv6 || res.Winner != netip.AddrPortFrom(lo6, uint16(port)) {
 		t.Errorf("winner %v (%v), want [::1]:%d", res.Winner, res.Family, port)
 	}
 	if len(res.Attempts) != 1 || res.Attempts[0].Err != nil {
@@ -184,7 +186,7 @@ func TestFallbackFromBlackholedIPv6(t *testing.T) {
 	}
 	defer c.Close()
 	<-acc4
-	if res.Family != IPv4 {
+	if res.Family != dnsname.IPv4 {
 		t.Fatalf("winner %v (%v), want IPv4; attempts %+v", res.Winner, res.Family, res.Attempts)
 	}
 	if len(res.Attempts) != 2 {
@@ -209,7 +211,7 @@ func TestFallbackFromBlackholedIPv6(t *testing.T) {
 		t.Logf("attempt %s: start %v, end %v, err %v", a.Addr, a.Start, a.End, a.Err)
 	}
 	t.Logf("won by %s after %v (AAAA %v, A %v)", res.Family, res.Elapsed, res.Resolve6, res.Resolve4)
-	if len(observed) != 1 || observed[0].Family != IPv4 {
+	if len(observed) != 1 || observed[0].Family != dnsname.IPv4 {
 		t.Errorf("Observe got %+v, want the one result", observed)
 	}
 }
@@ -223,7 +225,7 @@ func TestRefusedIPv6FallsBackAtOnce(t *testing.T) {
 	}
 	defer c.Close()
 	<-acc4
-	if res.Family != IPv4 || len(res.Attempts) != 2 || !errors.Is(res.Attempts[0].Err, syscall.ECONNREFUSED) {
+	if res.Family != dnsname.IPv4 || len(res.Attempts) != 2 || !errors.Is(res.Attempts[0].Err, syscall.ECONNREFUSED) {
 		t.Errorf("result %+v, want a refused IPv6 attempt and an IPv4 win", res)
 	}
 }
@@ -242,7 +244,7 @@ func TestResolutionDelay(t *testing.T) {
 		}
 		defer c.Close()
 		<-acc4
-		if res.Family != IPv4 || len(res.Attempts) != 1 {
+		if res.Family != dnsname.IPv4 || len(res.Attempts) != 1 {
 			t.Fatalf("result %+v, want one IPv4 attempt", res)
 		}
 		if res.Attempts[0].Start < DefaultResolutionDelay {
@@ -265,7 +267,7 @@ func TestResolutionDelay(t *testing.T) {
 			t.Fatalf("DialResult: %v", err)
 		}
 		defer c.Close()
-		if res.Family != IPv6 || len(res.Attempts) != 1 {
+		if res.Family != dnsname.IPv6 || len(res.Attempts) != 1 {
 			t.Errorf("result %+v, want one IPv6 attempt", res)
 		}
 		if res.Resolve4 > res.Resolve6 {
@@ -295,7 +297,7 @@ func TestAlternates(t *testing.T) {
 	}
 	defer c.Close()
 	<-acc6
-	if res.Family != IPv6 {
+	if res.Family != dnsname.IPv6 {
 		t.Errorf("result %+v, want the alternate's IPv6 address", res)
 	}
 }
@@ -308,11 +310,11 @@ func TestLiteralsAndNetworks(t *testing.T) {
 	for _, tc := range []struct {
 		network, addr string
 		acc           chan net.Conn
-		want          Family
+		want          dnsname.Family
 	}{
-		{"tcp", net.JoinHostPort("::1", strconv.Itoa(port)), acc6, IPv6},
-		{"tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), acc4, IPv4},
-		{"tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), acc4, IPv4},
+		{"tcp", net.JoinHostPort("::1", strconv.Itoa(port)), acc6, dnsname.IPv6},
+		{"tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), acc4, dnsname.IPv4},
+		{"tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), acc4, dnsname.IPv4},
 	} {
 		c, res, err := d.DialResult(context.Background(), tc.network, tc.addr)
 		if err != nil {
