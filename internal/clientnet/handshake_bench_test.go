@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocdn/ocdn/internal/conntest"
 	"github.com/ocdn/ocdn/internal/pki"
 )
 
@@ -43,21 +44,12 @@ func BenchmarkHandshake(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer ln.Close()
 			srv := &tls.Config{Certificates: []tls.Certificate{pair}}
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					tc := tls.Server(c, srv)
-					tc.Handshake()
-					tc.Close()
-				}
-			}()
+			conntest.Serve(b, ln, func(c net.Conn) {
+				tc := tls.Server(c, srv)
+				tc.Handshake()
+				tc.Close()
+			})
 			cli := &tls.Config{RootCAs: roots, ServerName: name, CurvePreferences: tc.curves}
 			if tc.resumed {
 				// As clientnet's clients do: later connections resume.
@@ -73,8 +65,6 @@ func BenchmarkHandshake(b *testing.B) {
 				c.Read(make([]byte, 1))
 				c.Close()
 			}
-			ln.Close()
-			<-done
 		})
 	}
 }

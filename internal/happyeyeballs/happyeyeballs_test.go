@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocdn/ocdn/internal/conntest"
 	"github.com/ocdn/ocdn/internal/dnsname"
 )
 
@@ -60,49 +61,23 @@ var (
 
 // listen4 is a working IPv4 listener on loopback; it returns the port
 // and a channel of accepted connections.
-func listen4(t *testing.T) (int, chan net.Conn) {
+func listen4(t *testing.T) (int, <-chan net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ln.Addr().(*net.TCPAddr).Port, accept(t, ln)
+	return ln.Addr().(*net.TCPAddr).Port, conntest.Accept(t, ln)
 }
 
 // listen6 is a working IPv6 listener on [::1]:port.
-func listen6(t *testing.T, port int) chan net.Conn {
+func listen6(t *testing.T, port int) <-chan net.Conn {
 	t.Helper()
 	ln, err := net.Listen("tcp6", net.JoinHostPort("::1", strconv.Itoa(port)))
 	if err != nil {
 		t.Fatalf("listen on [::1]:%d: %v (IPv6 loopback is needed)", port, err)
 	}
-	return accept(t, ln)
-}
-
-// accept accepts on ln until the test ends, handing connections to the
-// returned channel and closing those left at the end.
-func accept(t *testing.T, ln net.Listener) chan net.Conn {
-	accepted := make(chan net.Conn, 16)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		close(accepted)
-		for c := range accepted {
-			c.Close()
-		}
-	})
-	return accepted
+	return conntest.Accept(t, ln)
 }
 
 // blackhole6 makes [::1]:port a listener that never completes a
@@ -309,7 +284,7 @@ func TestLiteralsAndNetworks(t *testing.T) {
 	d := &Dialer{Resolver: r}
 	for _, tc := range []struct {
 		network, addr string
-		acc           chan net.Conn
+		acc           <-chan net.Conn
 		want          dnsname.Family
 	}{
 		{"tcp", net.JoinHostPort("::1", strconv.Itoa(port)), acc6, dnsname.IPv6},
