@@ -5,10 +5,8 @@ import (
 	"crypto/x509"
 	"net"
 	"testing"
-	"time"
 
 	"github.com/ocdn/ocdn/internal/conntest"
-	"github.com/ocdn/ocdn/internal/pki"
 )
 
 // BenchmarkHandshake measures a full TLS handshake (client and server in
@@ -18,20 +16,7 @@ import (
 //
 //	go test -run - -bench Handshake ./internal/clientnet/
 func BenchmarkHandshake(b *testing.B) {
-	now := time.Now()
-	ca, err := pki.NewCA("bench CA", domain, 24*time.Hour, now)
-	if err != nil {
-		b.Fatal(err)
-	}
-	name := "ipv4-a1-ams." + domain
-	certPEM, keyPEM, err := ca.Issue(pki.Request{Name: "a1", DNSNames: []string{name}}, time.Hour, now)
-	if err != nil {
-		b.Fatal(err)
-	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		b.Fatal(err)
-	}
+	ca, pair, name := applianceCert(b)
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
 	for _, tc := range []struct {
