@@ -53,17 +53,27 @@ appliances: [{id: x1, site: ix, address: 127.0.0.1:1, capacity: 1GiB}]
 	return dir, yaml
 }
 
-func loadControl(t *testing.T, dir, yaml string) *config.Control {
+// loadConfig writes yaml as dir/name and loads it (config.Load) into a T.
+func loadConfig[T any, PT interface {
+	*T
+	config.Validator
+}](t *testing.T, dir, name, yaml string) *T {
 	t.Helper()
-	p := filepath.Join(dir, "control.yaml")
+	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var cfg config.Control
-	if err := config.Load(p, &cfg); err != nil {
+	cfg := new(T)
+	if err := config.Load(p, PT(cfg)); err != nil {
 		t.Fatal(err)
 	}
-	return &cfg
+	return cfg
+}
+
+// loadControl writes yaml as dir/control.yaml and loads it.
+func loadControl(t *testing.T, dir, yaml string) *config.Control {
+	t.Helper()
+	return loadConfig[config.Control](t, dir, "control.yaml", yaml)
 }
 
 // writeKeys writes a fresh URL-signing key set to dir/keys.json.
@@ -81,15 +91,7 @@ func writeKeys(t *testing.T, dir string) {
 // loadAppliance writes yaml as dir/appliance.yaml and loads it.
 func loadAppliance(t *testing.T, dir, yaml string) *config.ApplianceDaemon {
 	t.Helper()
-	p := filepath.Join(dir, "appliance.yaml")
-	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var cfg config.ApplianceDaemon
-	if err := config.Load(p, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	return &cfg
+	return loadConfig[config.ApplianceDaemon](t, dir, "appliance.yaml", yaml)
 }
 
 // runControl starts the control plane of yaml (written into dir) and
