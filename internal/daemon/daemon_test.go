@@ -17,6 +17,7 @@ import (
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/cpstore/pgtest"
+	"github.com/ocdn/ocdn/internal/syncbuf"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
@@ -244,7 +245,7 @@ func TestUnreadableTLSNamesTheField(t *testing.T) {
 // log at every start.
 func TestOpsListenKeepsOperatorEndpointsOffTheAPI(t *testing.T) {
 	dir, y := deployment(t, "127.0.0.1:0", "ops_listen: 127.0.0.1:0\n")
-	var logs strings.Builder
+	var logs syncbuf.Buffer // read here while the running control plane writes
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	c := runControl(t, dir, y, Hooks{Logger: logger})
 	api, ops := c.URLs()[0], c.URLs()[1]
