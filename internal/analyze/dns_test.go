@@ -182,10 +182,10 @@ func TestRunWritesDNSSections(t *testing.T) {
 			if i%3 == 0 {
 				dist = measure.DistanceUnknown
 			}
-			prs = append(prs, measure.PulseRow{ReportID: fmt.Sprint("rep", i), ReceivedTime: at.UnixMicro(), ClientAddr: fmt.Sprint("10.0.0.", i+1),
-				ClientPrefix: "10.0.0.0/24", PrefixGroup: "10.0.0.0/16", ASN: 64500, ISP: "isp-a", Context: `{"steered_site":"s0"}`,
-				Site: "s0", Appliance: "a0", Type: measure.TypeDNS, Status: "ok", Start: at.UnixMicro(), ConnectMs: &cms,
-				Family: fam, DNSMs: &dms, Nonce: fmt.Sprintf("nonce%04d%s", i, fam), Resolver: "192.0.2.53", ResolverASN: 64500, ResolverDistance: dist})
+			r := pulseRow(at, fmt.Sprint("rep", i), fmt.Sprint("10.0.0.", i+1), measure.TypeDNS)
+			r.ISP, r.ConnectMs, r.Family, r.DNSMs = "isp-a", &cms, fam, &dms
+			r.Nonce, r.Resolver, r.ResolverASN, r.ResolverDistance = fmt.Sprintf("nonce%04d%s", i, fam), "192.0.2.53", 64500, dist
+			prs = append(prs, r)
 		}
 	}
 	writePulses(t, data, at, "part-1.parquet", prs)
@@ -230,34 +230,18 @@ func TestRunWritesDNSSections(t *testing.T) {
 	}
 }
 
-// oldPulseRow is the pulses schema before families and dns pulses.
-type oldPulseRow struct {
-	ReportID     string   `parquet:"report_id"`
-	ReceivedTime int64    `parquet:"received_time,timestamp(microsecond)"`
-	ClientAddr   string   `parquet:"client_addr"`
-	ClientPrefix string   `parquet:"client_prefix,dict"`
-	PrefixGroup  string   `parquet:"prefix_group,dict"`
-	ASN          uint32   `parquet:"asn"`
-	Context      string   `parquet:"context,dict"`
-	Appliance    string   `parquet:"appliance,dict"`
-	Site         string   `parquet:"site,dict"`
-	Type         string   `parquet:"type,dict"`
-	Status       string   `parquet:"status,dict"`
-	Bytes        int64    `parquet:"bytes"`
-	ConnectMs    *float64 `parquet:"connect_ms,optional"`
-	TTFBMs       *float64 `parquet:"ttfb_ms,optional"`
-	Throughput   *float64 `parquet:"throughput_bps,optional"`
-}
-
 // Files written before the family and dns columns existed still load,
 // their rows without a family.
 func TestLoadsFilesWithoutFamilyColumns(t *testing.T) {
 	data := t.TempDir()
 	at := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
 	v := 12.0
-	writeParquet(t, filepath.Join(data, "pulses", measure.PartitionDir(at), "part-old.parquet"), []oldPulseRow{{ReportID: "r1", ReceivedTime: at.UnixMicro(),
-		ClientAddr: "10.0.0.1", ClientPrefix: "10.0.0.0/24", PrefixGroup: "10.0.0.0/16", ASN: 1, Context: "{}", Appliance: "a", Site: "s",
-		Type: "http_ttfb", Status: "ok", TTFBMs: &v}})
+	r := pulseRow(at, "r1", "10.0.0.1", "http_ttfb")
+	r.TTFBMs = &v
+	// The pulses schema before families and dns pulses.
+	writeColumns(t, filepath.Join(data, "pulses", measure.PartitionDir(at), "part-old.parquet"), []measure.PulseRow{r},
+		[]string{"report_id", "received_time", "client_addr", "client_prefix", "prefix_group", "asn", "context", "appliance", "site",
+			"type", "status", "bytes", "connect_ms", "ttfb_ms", "throughput_bps"})
 	rows, _, err := Load(data, Filter{}, nil)
 	if err != nil {
 		t.Fatal(err)

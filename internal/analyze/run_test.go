@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,14 +50,56 @@ func writeParquet[T any](t *testing.T, p string, rows []T, opts ...parquet.Write
 	}
 }
 
+// writeColumns writes rows as the Parquet file p with only the named
+// columns of measure.PulseRow: a file an older ingester wrote.
+func writeColumns(t *testing.T, p string, rows []measure.PulseRow, columns []string) {
+	t.Helper()
+	g := parquet.Group{}
+	for _, f := range parquet.SchemaOf(measure.PulseRow{}).Fields() {
+		if slices.Contains(columns, f.Name()) {
+			g[f.Name()] = f
+		}
+	}
+	if len(g) != len(columns) {
+		t.Fatalf("columns %v: not all are measure.PulseRow's", columns)
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := parquet.NewWriter(f, parquet.NewSchema("pulses", g))
+	for i := range rows {
+		if err := w.Write(&rows[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pulseRow is a successful pulse of type typ from client, received at at
+// and measuring appliance a0 at site s0, where the client was steered;
+// its timings are left for the caller.
+func pulseRow(at time.Time, report, client, typ string) measure.PulseRow {
+	return measure.PulseRow{ReportID: report, ReceivedTime: at.UnixMicro(), ClientAddr: client, ClientPrefix: "10.0.0.0/24",
+		PrefixGroup: "10.0.0.0/16", ASN: 64500, Context: `{"steered_site":"s0"}`, Site: "s0", Appliance: "a0", Type: typ,
+		Status: "ok", Start: at.UnixMicro()}
+}
+
 func somePulseRows(at time.Time, n int) []measure.PulseRow {
 	var rows []measure.PulseRow
 	for i := range n {
 		v := 10 + float64(i)
-		rows = append(rows, measure.PulseRow{ReportID: "r" + strconv.Itoa(i), ReceivedTime: at.UnixMicro(),
-			ClientAddr: "10.0.0.1", ClientPrefix: "10.0.0.0/24", PrefixGroup: "10.0.0.0/16", ASN: 64500,
-			Context: `{"steered_site":"s0"}`, Site: "s0", Appliance: "a0", Type: "http_ttfb", Status: "ok",
-			Start: at.UnixMicro(), TTFBMs: &v})
+		r := pulseRow(at, "r"+strconv.Itoa(i), "10.0.0.1", "http_ttfb")
+		r.TTFBMs = &v
+		rows = append(rows, r)
 	}
 	return rows
 }
@@ -170,25 +213,35 @@ func TestBadInput(t *testing.T) {
 }
 
 func FuzzLoadCorrupt(f *testing.F) {
-	dir := f.TempDir()
 	at := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
-	p := filepath.Join(dir, "seed.parquet")
+	p := filepath.Join(f.TempDir(), "seed.parquet")
 	if err := parquet.WriteFile(p, somePulseRows(at, 30)); err != nil {
 		f.Fatal(err)
 	}
 	good, _ := os.ReadFile(p)
+	fuzzCorrupt(f, "pulses", at, good, func(dir string) error {
+		if _, _, err := Load(dir, Filter{}, nil); !errors.Is(err, ErrEmptyRange) {
+			return err
+		}
+		return nil
+	})
+}
+
+// fuzzCorrupt fuzzes a loader of table with good, a file of it, with one
+// byte changed: load (given the data directory) must not panic, and an
+// error it returns must name the file.
+func fuzzCorrupt(f *testing.F, table string, at time.Time, good []byte, load func(dir string) error) {
 	f.Add(good, 100, byte(1))
 	f.Fuzz(func(t *testing.T, b []byte, off int, x byte) {
 		d := t.TempDir()
-		q := filepath.Join(d, "pulses", measure.PartitionDir(at), "part-000000000001.parquet")
+		q := filepath.Join(d, table, measure.PartitionDir(at), "part-000000000001.parquet")
 		os.MkdirAll(filepath.Dir(q), 0o755)
 		if len(b) > 0 && off >= 0 {
 			b[off%len(b)] ^= x
 		}
 		os.WriteFile(q, b, 0o644)
-		_, _, err := Load(d, Filter{}, nil) // must not panic
-		if err != nil && !strings.Contains(err.Error(), "part-000000000001.parquet") && !errors.Is(err, ErrEmptyRange) {
-			t.Errorf("Load error %q does not name the file", err)
+		if err := load(d); err != nil && !strings.Contains(err.Error(), "part-000000000001.parquet") {
+			t.Errorf("loading %s: error %q does not name the file", table, err)
 		}
 	})
 }

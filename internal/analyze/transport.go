@@ -253,30 +253,32 @@ func transportSites(conns []*tconn, pulses []Row, level float64) []TransportSite
 		v := minRTT[k]
 		slices.Sort(v)
 		s.Connections = len(retrans[k])
-		s.MinRTTLo, s.MinRTTMs, s.MinRTTHi, s.MinRTTOK = stats.QuantileCI(v, 0.5, level)
+		s.MinRTTLo, s.MinRTTMs, s.MinRTTHi, s.MinRTTOK = quantileCI(v, 0.5, level)
 		cv := connect[k]
 		slices.Sort(cv)
 		s.ConnectN = len(cv)
-		s.ConnectLo, s.ConnectMs, s.ConnectHi, s.ConnectOK = stats.QuantileCI(cv, 0.5, level)
-		if !s.MinRTTOK {
-			s.MinRTTMs = math.NaN()
-		}
-		if !s.ConnectOK {
-			s.ConnectMs = math.NaN()
-		}
+		s.ConnectLo, s.ConnectMs, s.ConnectHi, s.ConnectOK = quantileCI(cv, 0.5, level)
 		s.DiffMs = s.ConnectMs - s.MinRTTMs
 		rv := retrans[k]
 		slices.Sort(rv)
 		for _, q := range []float64{0.5, 0.9, 0.99} {
-			lo, est, hi, ok := stats.QuantileCI(rv, q, level)
-			if !ok {
-				est = math.NaN()
-			}
+			lo, est, hi, ok := quantileCI(rv, q, level)
 			s.Retrans = append(s.Retrans, QuantileValue{Q: q, Est: est, Lo: lo, Hi: hi, OK: ok})
 		}
 		out = append(out, s)
 	}
 	return out
+}
+
+// quantileCI is stats.QuantileCI with no estimate (NaN) where the sample
+// is too small for the interval: the transport section shows no figure
+// without its interval.
+func quantileCI(sorted []float64, q, level float64) (lo, est, hi float64, ok bool) {
+	lo, est, hi, ok = stats.QuantileCI(sorted, q, level)
+	if !ok {
+		est = math.NaN()
+	}
+	return lo, est, hi, ok
 }
 
 func mapKeysOf[K comparable, V any](m map[K]V) func(func(K) bool) {
@@ -348,10 +350,7 @@ func transportPrefixes(conns []*tconn, level float64, reps int, rng *rand.Rand) 
 			SiteRetransRate: siteRate[k.site], SiteInflationMs: siteInfl[k.site]}
 		rc := pooledCI(cs, level, reps, rng)
 		p.RetransLo, p.RetransHi = rc.Lo, rc.Hi
-		p.InflationLo, p.InflationMs, p.InflationHi, p.InflationOK = stats.QuantileCI(inflations(cs), 0.5, level)
-		if !p.InflationOK {
-			p.InflationMs = math.NaN()
-		}
+		p.InflationLo, p.InflationMs, p.InflationHi, p.InflationOK = quantileCI(inflations(cs), 0.5, level)
 		p.LossStandsOut = p.RetransLo > p.SiteRetransRate
 		p.InflationStandsOut = p.InflationOK && p.InflationLo > p.SiteInflationMs
 		out = append(out, p)
@@ -529,6 +528,15 @@ func jf(v float64) *float64 {
 	return &v
 }
 
+// jci is an interval for JSON: [null, null] when there is none (ok
+// false), as when either end is not a number.
+func jci(ok bool, lo, hi float64) [2]*float64 {
+	if !ok {
+		return [2]*float64{}
+	}
+	return [2]*float64{jf(lo), jf(hi)}
+}
+
 // WriteTransportJSON writes the transport section as JSON (transport.json
 // in the report directory): the same figures as the CSV tables, nested,
 // with null where a value has no interval.
@@ -600,13 +608,8 @@ func WriteTransportJSON(path string, t *TransportResults, level float64) error {
 	}{Level: level, Samples: t.Samples, Connections: t.Connections, Sites: []site{}, Prefixes: []prefix{}, Experiments: []exp{}}
 	for _, s := range t.Sites {
 		js := site{Site: s.Site, PrefixGroup: s.PrefixGroup, Connections: s.Connections, MinRTTMs: jf(s.MinRTTMs),
-			ConnectMs: jf(s.ConnectMs), ConnectN: s.ConnectN, DiffMs: jf(s.DiffMs)}
-		if s.MinRTTOK {
-			js.MinRTTCI = [2]*float64{jf(s.MinRTTLo), jf(s.MinRTTHi)}
-		}
-		if s.ConnectOK {
-			js.ConnectCI = [2]*float64{jf(s.ConnectLo), jf(s.ConnectHi)}
-		}
+			MinRTTCI: jci(s.MinRTTOK, s.MinRTTLo, s.MinRTTHi), ConnectMs: jf(s.ConnectMs), ConnectCI: jci(s.ConnectOK, s.ConnectLo, s.ConnectHi),
+			ConnectN: s.ConnectN, DiffMs: jf(s.DiffMs)}
 		for _, q := range s.Retrans {
 			jq := quant{Q: q.Q, Insufficient: !q.OK}
 			if q.OK {
@@ -618,27 +621,19 @@ func WriteTransportJSON(path string, t *TransportResults, level float64) error {
 	}
 	for _, p := range t.Prefixes {
 		jp := prefix{Site: p.Site, Prefix: p.Prefix, Connections: p.Connections, RetransRate: jf(p.RetransRate),
-			RetransCI: [2]*float64{jf(p.RetransLo), jf(p.RetransHi)}, SiteRetransRate: jf(p.SiteRetransRate), LossStandsOut: p.LossStandsOut,
-			InflationMs: jf(p.InflationMs), SiteInflationMs: jf(p.SiteInflationMs), InflationStandsOut: p.InflationStandsOut}
-		if p.InflationOK {
-			jp.InflationCI = [2]*float64{jf(p.InflationLo), jf(p.InflationHi)}
-		}
+			RetransCI: jci(true, p.RetransLo, p.RetransHi), SiteRetransRate: jf(p.SiteRetransRate), LossStandsOut: p.LossStandsOut,
+			InflationMs: jf(p.InflationMs), InflationCI: jci(p.InflationOK, p.InflationLo, p.InflationHi),
+			SiteInflationMs: jf(p.SiteInflationMs), InflationStandsOut: p.InflationStandsOut}
 		out.Prefixes = append(out.Prefixes, jp)
 	}
 	for _, e := range t.Arms {
 		je := exp{Experiment: e.Experiment, Control: e.Control, Arms: e.ArmNames, CongestionControl: e.CongestionControl, Retrans: map[string]pooled{}}
 		for arm, r := range e.Retrans {
-			je.Retrans[arm] = pooled{Rate: jf(r.Rate), CI: [2]*float64{jf(r.Lo), jf(r.Hi)}, Connections: r.Connections}
+			je.Retrans[arm] = pooled{Rate: jf(r.Rate), CI: jci(true, r.Lo, r.Hi), Connections: r.Connections}
 		}
 		for _, a := range e.Results {
-			jm := metric{Arm: a.Arm, Metric: a.Metric, N: a.N, Clients: a.Clients, P50: jf(a.P50), Diff: jf(a.Diff), Significant: a.Significant, Note: a.Note}
-			if a.OK {
-				jm.CI = [2]*float64{jf(a.Lo), jf(a.Hi)}
-			}
-			if a.DiffOK {
-				jm.DiffCI = [2]*float64{jf(a.DiffLo), jf(a.DiffHi)}
-			}
-			je.Metrics = append(je.Metrics, jm)
+			je.Metrics = append(je.Metrics, metric{Arm: a.Arm, Metric: a.Metric, N: a.N, Clients: a.Clients, P50: jf(a.P50), CI: jci(a.OK, a.Lo, a.Hi),
+				Diff: jf(a.Diff), DiffCI: jci(a.DiffOK, a.DiffLo, a.DiffHi), Significant: a.Significant, Note: a.Note})
 		}
 		out.Experiments = append(out.Experiments, je)
 	}

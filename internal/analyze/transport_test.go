@@ -134,11 +134,6 @@ func TestTransportSection(t *testing.T) {
 	}
 }
 
-func writeTransport(t *testing.T, dir string, at time.Time, rows []measure.TransportRow) {
-	t.Helper()
-	writeParquet(t, filepath.Join(dir, "transport", measure.PartitionDir(at), "part-0.parquet"), rows)
-}
-
 // TestRunTransport: with a transport table, ocdn analyze writes the
 // section in every form (CSV, JSON, HTML); without one, says so.
 func TestRunTransport(t *testing.T) {
@@ -146,7 +141,7 @@ func TestRunTransport(t *testing.T) {
 	rows, _ := transportFixture(at)
 	data, out := t.TempDir(), t.TempDir()
 	writePulses(t, data, at, "part-0.parquet", somePulseRows(at, 30))
-	writeTransport(t, data, at, rows)
+	writeTable(t, data, "transport", at, rows)
 	sum, err := Run(context.Background(), runOpts(data, out))
 	if err != nil {
 		t.Fatalf("Run = %v", err)
@@ -229,22 +224,12 @@ func FuzzLoadTransportCorrupt(f *testing.F) {
 		f.Fatal(err)
 	}
 	good, _ := os.ReadFile(p)
-	f.Add(good, 100, byte(1))
 	f.Add(good, 4, byte(0xff))
-	f.Fuzz(func(t *testing.T, b []byte, off int, x byte) {
-		d := t.TempDir()
-		q := filepath.Join(d, "transport", measure.PartitionDir(at), "part-000000000001.parquet")
-		os.MkdirAll(filepath.Dir(q), 0o755)
-		if len(b) > 0 && off >= 0 {
-			b[off%len(b)] ^= x
-		}
-		os.WriteFile(q, b, 0o644)
-		rows, ok, err := LoadTransport(d, Filter{}) // must not panic
-		if err != nil && !strings.Contains(err.Error(), "part-000000000001.parquet") {
-			t.Errorf("LoadTransport error %q does not name the file", err)
-		}
+	fuzzCorrupt(f, "transport", at, good, func(dir string) error {
+		rows, ok, err := LoadTransport(dir, Filter{})
 		if err == nil && ok {
 			Transport(rows, nil, nil, 0.95, 10, rand.New(rand.NewPCG(1, 1))) // any rows read are analysable
 		}
+		return err
 	})
 }

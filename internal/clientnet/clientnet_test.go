@@ -32,24 +32,31 @@ type world struct {
 	dns    netip.AddrPort
 }
 
-func newWorld(t *testing.T) world {
-	t.Helper()
+// applianceCert is a fresh CA and the certificate it issued to
+// appliance a1 for its name, ipv4-a1-ams.<domain>.
+func applianceCert(tb testing.TB) (ca *pki.CA, pair tls.Certificate, name string) {
+	tb.Helper()
 	now := time.Now()
 	ca, err := pki.NewCA("test CA", domain, 24*time.Hour, now)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	dir := t.TempDir()
-	if err := pki.WriteCA(dir, ca); err != nil {
-		t.Fatal(err)
-	}
-	name := "ipv4-a1-ams." + domain
+	name = "ipv4-a1-ams." + domain
 	certPEM, keyPEM, err := ca.Issue(pki.Request{Name: "a1", DNSNames: []string{name}}, time.Hour, now)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
+	if pair, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		tb.Fatal(err)
+	}
+	return ca, pair, name
+}
+
+func newWorld(t *testing.T) world {
+	t.Helper()
+	ca, pair, name := applianceCert(t)
+	dir := t.TempDir()
+	if err := pki.WriteCA(dir, ca); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))

@@ -5,9 +5,8 @@ import (
 	"crypto/x509"
 	"net"
 	"testing"
-	"time"
 
-	"github.com/ocdn/ocdn/internal/pki"
+	"github.com/ocdn/ocdn/internal/conntest"
 )
 
 // BenchmarkHandshake measures a full TLS handshake (client and server in
@@ -17,20 +16,7 @@ import (
 //
 //	go test -run - -bench Handshake ./internal/clientnet/
 func BenchmarkHandshake(b *testing.B) {
-	now := time.Now()
-	ca, err := pki.NewCA("bench CA", domain, 24*time.Hour, now)
-	if err != nil {
-		b.Fatal(err)
-	}
-	name := "ipv4-a1-ams." + domain
-	certPEM, keyPEM, err := ca.Issue(pki.Request{Name: "a1", DNSNames: []string{name}}, time.Hour, now)
-	if err != nil {
-		b.Fatal(err)
-	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		b.Fatal(err)
-	}
+	ca, pair, name := applianceCert(b)
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
 	for _, tc := range []struct {
@@ -43,21 +29,12 @@ func BenchmarkHandshake(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer ln.Close()
 			srv := &tls.Config{Certificates: []tls.Certificate{pair}}
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					tc := tls.Server(c, srv)
-					tc.Handshake()
-					tc.Close()
-				}
-			}()
+			conntest.Serve(b, ln, func(c net.Conn) {
+				tc := tls.Server(c, srv)
+				tc.Handshake()
+				tc.Close()
+			})
 			cli := &tls.Config{RootCAs: roots, ServerName: name, CurvePreferences: tc.curves}
 			if tc.resumed {
 				// As clientnet's clients do: later connections resume.
@@ -73,8 +50,6 @@ func BenchmarkHandshake(b *testing.B) {
 				c.Read(make([]byte, 1))
 				c.Close()
 			}
-			ln.Close()
-			<-done
 		})
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/cpstore/pgtest"
+	"github.com/ocdn/ocdn/internal/syncbuf"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
@@ -31,8 +32,8 @@ func deployment(t *testing.T, listen, extra string) (dir, yaml string) {
 		t.Fatal(err)
 	}
 	b, _ := cat.Marshal()
-	keys, _ := json.Marshal(urlsign.Generate())
-	for name, data := range map[string][]byte{"catalog.json": b, "keys.json": keys, "admin.token": []byte("op\n")} {
+	writeKeys(t, dir)
+	for name, data := range map[string][]byte{"catalog.json": b, "admin.token": []byte("op\n")} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -53,17 +54,76 @@ appliances: [{id: x1, site: ix, address: 127.0.0.1:1, capacity: 1GiB}]
 	return dir, yaml
 }
 
-func loadControl(t *testing.T, dir, yaml string) *config.Control {
+// loadConfig writes yaml as dir/name and loads it (config.Load) into a T.
+func loadConfig[T any, PT interface {
+	*T
+	config.Validator
+}](t *testing.T, dir, name, yaml string) *T {
 	t.Helper()
-	p := filepath.Join(dir, "control.yaml")
+	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var cfg config.Control
-	if err := config.Load(p, &cfg); err != nil {
+	cfg := new(T)
+	if err := config.Load(p, PT(cfg)); err != nil {
 		t.Fatal(err)
 	}
-	return &cfg
+	return cfg
+}
+
+// loadControl writes yaml as dir/control.yaml and loads it.
+func loadControl(t *testing.T, dir, yaml string) *config.Control {
+	t.Helper()
+	return loadConfig[config.Control](t, dir, "control.yaml", yaml)
+}
+
+// writeKeys writes a fresh URL-signing key set to dir/keys.json.
+func writeKeys(t *testing.T, dir string) {
+	t.Helper()
+	keys, err := json.Marshal(urlsign.Generate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "keys.json"), keys, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// loadAppliance writes yaml as dir/appliance.yaml and loads it.
+func loadAppliance(t *testing.T, dir, yaml string) *config.ApplianceDaemon {
+	t.Helper()
+	return loadConfig[config.ApplianceDaemon](t, dir, "appliance.yaml", yaml)
+}
+
+// runControl starts the control plane of yaml (written into dir) and
+// runs it until the test ends.
+func runControl(t *testing.T, dir, yaml string, h Hooks) *Control {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := NewControl(ctx, loadControl(t, dir, yaml), h)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c
+}
+
+// runAppliance starts the appliance daemon of cfg and runs it until the
+// test ends.
+func runAppliance(t *testing.T, cfg *config.ApplianceDaemon, h Hooks) *Appliance {
+	t.Helper()
+	a, err := NewAppliance(cfg, h, false)
+	if err != nil {
+		t.Fatalf("NewAppliance: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return a
 }
 
 // TestUnreachableStoreAtStart: a replica that cannot reach PostgreSQL
@@ -93,14 +153,7 @@ func TestUnreachableStoreAtStart(t *testing.T) {
 func TestStoreLostLater(t *testing.T) {
 	pg := pgtest.StartServer(t)
 	dir, y := deployment(t, "127.0.0.1:0", "store: "+pg.DSN+"\n")
-	ctx, cancel := context.WithCancel(context.Background())
-	c, err := NewControl(ctx, loadControl(t, dir, y), Hooks{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	c := runControl(t, dir, y, Hooks{})
 	base := c.URLs()[0]
 	get := func(path string) (int, string) {
 		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
@@ -167,13 +220,8 @@ func TestFailedListenCreatesNothing(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "control.db")); !os.IsNotExist(err) {
 		t.Errorf("control.db exists after a failed start (%v)", err)
 	}
-	ap := filepath.Join(dir, "appliance.yaml")
-	os.WriteFile(ap, []byte(fmt.Sprintf("id: x1\nlisten: %s\ncontrol_urls: [http://127.0.0.1:9]\nstore: store\nkey_file: keys.json\n", busy.Addr())), 0o600)
-	var acfg config.ApplianceDaemon
-	if err := config.Load(ap, &acfg); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := NewAppliance(&acfg, Hooks{}, false); err == nil || !strings.Contains(err.Error(), "listen") {
+	acfg := loadAppliance(t, dir, fmt.Sprintf("id: x1\nlisten: %s\ncontrol_urls: [http://127.0.0.1:9]\nstore: store\nkey_file: keys.json\n", busy.Addr()))
+	if _, err := NewAppliance(acfg, Hooks{}, false); err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Fatalf("NewAppliance on a busy address = %v, want a listen error", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "store")); !os.IsNotExist(err) {
@@ -197,16 +245,9 @@ func TestUnreadableTLSNamesTheField(t *testing.T) {
 // log at every start.
 func TestOpsListenKeepsOperatorEndpointsOffTheAPI(t *testing.T) {
 	dir, y := deployment(t, "127.0.0.1:0", "ops_listen: 127.0.0.1:0\n")
-	var logs strings.Builder
+	var logs syncbuf.Buffer // read here while the running control plane writes
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	c, err := NewControl(ctx, loadControl(t, dir, y), Hooks{Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	c := runControl(t, dir, y, Hooks{Logger: logger})
 	api, ops := c.URLs()[0], c.URLs()[1]
 	status := func(url string) int {
 		req, _ := http.NewRequest(http.MethodGet, url, nil)

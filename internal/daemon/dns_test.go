@@ -19,14 +19,7 @@ import (
 func TestControlServesDNS(t *testing.T) {
 	dir, y := deployment(t, "127.0.0.1:0", "dns: {domain: cdn.example.net, listen: 127.0.0.1:0}\n")
 	y = strings.Replace(y, "address: 127.0.0.1:1,", `address: 127.0.0.1:1, address6: "[2001:db8::1]:443",`, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	c, err := NewControl(ctx, loadControl(t, dir, y), Hooks{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	c := runControl(t, dir, y, Hooks{})
 	addr := c.DNS().Addrs()[0].String()
 	for _, tc := range []struct {
 		network, name string

@@ -1,19 +1,12 @@
 package daemon
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/ocdn/ocdn/internal/config"
-	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
 // TestApplianceServesBothFamilies: an appliance whose listen list has an
@@ -21,10 +14,7 @@ import (
 // address and address6).
 func TestApplianceServesBothFamilies(t *testing.T) {
 	dir := t.TempDir()
-	keys, _ := json.Marshal(urlsign.Generate())
-	if err := os.WriteFile(filepath.Join(dir, "keys.json"), keys, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeKeys(t, dir)
 	// Free ports, found by listening and closing (the config wants a
 	// port, not 0).
 	free := func(network, addr string) string {
@@ -35,20 +25,9 @@ func TestApplianceServesBothFamilies(t *testing.T) {
 		defer ln.Close()
 		return ln.Addr().String()
 	}
-	y := fmt.Sprintf("standalone: true\nlisten: [%s, \"%s\"]\nstore: %s\nkey_file: %s\n",
-		free("tcp4", "127.0.0.1:0"), free("tcp6", "[::1]:0"), filepath.Join(dir, "store"), filepath.Join(dir, "keys.json"))
-	var cfg config.ApplianceDaemon
-	if err := config.Decode("appliance.yaml", []byte(y), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	d, err := NewAppliance(&cfg, Hooks{}, false)
-	if err != nil {
-		t.Fatalf("NewAppliance: %v (IPv6 loopback is needed)", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	y := fmt.Sprintf("standalone: true\nlisten: [%s, \"%s\"]\nstore: store\nkey_file: keys.json\n",
+		free("tcp4", "127.0.0.1:0"), free("tcp6", "[::1]:0"))
+	d := runAppliance(t, loadAppliance(t, dir, y), Hooks{})
 	urls := d.URLs()
 	if len(urls) != 2 || !strings.Contains(urls[0], "127.0.0.1") || !strings.Contains(urls[1], "[::1]") {
 		t.Fatalf("URLs = %v, want one IPv4 and one IPv6", urls)

@@ -1,10 +1,8 @@
 package daemon
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"math/big"
@@ -20,10 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/pki"
 	"github.com/ocdn/ocdn/internal/syncbuf"
-	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
 // TestSIGHUPSwapsCertificateKeepingConnections: an appliance serving
@@ -54,33 +50,21 @@ func TestSIGHUPSwapsCertificateKeepingConnections(t *testing.T) {
 		return pair.Leaf.SerialNumber
 	}
 	first := issue()
-	keys, _ := json.Marshal(urlsign.Generate())
-	os.WriteFile(filepath.Join(dir, "keys.json"), keys, 0o600)
-	p := filepath.Join(dir, "appliance.yaml")
-	os.WriteFile(p, []byte("standalone: true\nlisten: 127.0.0.1:1\nstore: store\nkey_file: keys.json\naccess_log: \"off\"\ndrain_grace: 1ms\ndrain_timeout: 1s\ntls: {cert_file: a1.pem, key_file: a1.key}\n"), 0o600)
-	var cfg config.ApplianceDaemon
-	if err := config.Load(p, &cfg); err != nil {
-		t.Fatal(err)
-	}
+	writeKeys(t, dir)
+	cfg := loadAppliance(t, dir, "standalone: true\nlisten: 127.0.0.1:1\nstore: store\nkey_file: keys.json\naccess_log: \"off\"\ndrain_grace: 1ms\ndrain_timeout: 1s\ntls: {cert_file: a1.pem, key_file: a1.key}\n")
 	logs := &syncbuf.Buffer{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0") // the config's port is a placeholder: the test picks a free one
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	d, err := NewAppliance(&cfg, Hooks{Logger: slog.New(slog.NewTextHandler(logs, nil)), Listeners: []net.Listener{ln}}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { ln.Close() }) // after the daemon serving it has stopped
 	// SIGHUP must not end the test binary if it arrives before the
-	// daemon's handler is installed: take it here too.
+	// daemon's handler is installed: take it here too, until the daemon
+	// has stopped.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	t.Cleanup(func() { signal.Stop(hup) })
+	d := runAppliance(t, cfg, Hooks{Logger: slog.New(slog.NewTextHandler(logs, nil)), Listeners: []net.Listener{ln}})
 	addr := strings.TrimPrefix(d.URLs()[0], "https://")
 
 	pool := x509.NewCertPool()

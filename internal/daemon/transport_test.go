@@ -20,7 +20,6 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/ocdn/ocdn/internal/api"
-	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/measure"
 	"github.com/ocdn/ocdn/internal/store"
@@ -40,7 +39,7 @@ func TestTransportRecordsReachTheStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer appLn.Close()
+	t.Cleanup(func() { appLn.Close() }) // after the appliance that serves it has stopped
 	dir, y := deployment(t, "127.0.0.1:0", `measure: {dir: measure}
 steering: {experiment: {name: cc1, shares: {bbr: 0.5, reno: 0.5}, control: reno, congestion_control: {bbr: bbr, reno: reno}}}
 `)
@@ -71,19 +70,10 @@ steering: {experiment: {name: cc1, shares: {bbr: 0.5, reno: 0.5}, control: reno,
 	st.Close()
 
 	logger := slog.New(slog.DiscardHandler)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c, err := NewControl(ctx, loadControl(t, dir, y), Hooks{Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cdone := make(chan error, 1)
-	go func() { cdone <- c.Run(ctx) }()
-	defer func() { cancel(); <-cdone }()
+	c := runControl(t, dir, y, Hooks{Logger: logger})
 	ctl := c.URLs()[0]
 
-	ap := filepath.Join(dir, "appliance.yaml")
-	os.WriteFile(ap, []byte(fmt.Sprintf(`id: x1
+	acfg := loadAppliance(t, dir, fmt.Sprintf(`id: x1
 listen: 127.0.0.1:1
 control_urls: [%s]
 store: store
@@ -93,19 +83,8 @@ heartbeat_interval: 100ms
 drain_grace: 1ms
 drain_timeout: 1s
 transport: {sample_rate: 1, interval: 100ms, dir: spool}
-`, ctl)), 0o600)
-	var acfg config.ApplianceDaemon
-	if err := config.Load(ap, &acfg); err != nil {
-		t.Fatal(err)
-	}
-	a, err := NewAppliance(&acfg, Hooks{Logger: logger, Listeners: []net.Listener{appLn}}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	actx, acancel := context.WithCancel(ctx)
-	adone := make(chan error, 1)
-	go func() { adone <- a.Run(actx) }()
-	defer func() { acancel(); <-adone }()
+`, ctl))
+	runAppliance(t, acfg, Hooks{Logger: logger, Listeners: []net.Listener{appLn}})
 
 	keys, err := urlsign.LoadKeySet(filepath.Join(dir, "keys.json"))
 	if err != nil {
@@ -162,6 +141,7 @@ transport: {sample_rate: 1, interval: 100ms, dir: spool}
 	// The records arrive within a batch interval or two; Flush makes
 	// what the ingester acknowledged visible in Parquet.
 	in := c.Server().Measure()
+	ctx := context.Background()
 	finals := map[string]measure.TransportRow{}
 	for len(finals) < 2 {
 		if err := in.Flush(ctx); err != nil {
@@ -236,20 +216,14 @@ func steerAs(t *testing.T, base string, client netip.Addr, path string) api.Stee
 // which ones it offers.
 func TestUnknownCongestionControlRefusedAtStart(t *testing.T) {
 	dir := t.TempDir()
-	keys, _ := json.Marshal(urlsign.Generate())
-	os.WriteFile(filepath.Join(dir, "keys.json"), keys, 0o600)
-	p := filepath.Join(dir, "appliance.yaml")
-	os.WriteFile(p, []byte("standalone: true\nlisten: 127.0.0.1:1\nstore: store\nkey_file: keys.json\ntransport: {congestion_control: vegas2}\n"), 0o600)
-	var cfg config.ApplianceDaemon
-	if err := config.Load(p, &cfg); err != nil {
-		t.Fatal(err)
-	}
+	writeKeys(t, dir)
+	cfg := loadAppliance(t, dir, "standalone: true\nlisten: 127.0.0.1:1\nstore: store\nkey_file: keys.json\ntransport: {congestion_control: vegas2}\n")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	_, err = NewAppliance(&cfg, Hooks{Listeners: []net.Listener{ln}}, false)
+	_, err = NewAppliance(cfg, Hooks{Listeners: []net.Listener{ln}}, false)
 	if err == nil {
 		t.Fatal("NewAppliance with congestion_control vegas2 = nil error")
 	}

@@ -12,7 +12,7 @@ import (
 
 // fuzzResponder is a responder over the test zone, without sockets.
 func fuzzResponder(tb testing.TB) *responder {
-	z, err := NewZone(testZoneConfig())
+	z, err := NewZone(ZoneFixture())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -41,8 +41,8 @@ func fuzzSeeds() [][]byte {
 		{"cdn.example.net.", mdns.TypeNS}, {"cdn.example.net.", mdns.TypeSOA}, {"x.cdn.example.net.", mdns.TypeMX},
 		{"p-abcdefgh23.ipv4-b2-ams.cdn.example.net.", mdns.TypeA}, {"example.org.", mdns.TypeA},
 	} {
-		add(query(q.name, q.qtype))
-		m := query(q.name, q.qtype)
+		add(Query(q.name, q.qtype))
+		m := Query(q.name, q.qtype)
 		m.SetEdns0(4096, true)
 		m.IsEdns0().Option = append(m.IsEdns0().Option, &mdns.EDNS0_SUBNET{Code: mdns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.IPv4(198, 51, 100, 0).To4()},
 			&mdns.EDNS0_COOKIE{Code: mdns.EDNS0COOKIE, Cookie: "0102030405060708"})
@@ -97,7 +97,7 @@ func FuzzRespond(f *testing.F) {
 // with EDNS, the common case.
 func BenchmarkRespond(b *testing.B) {
 	r := fuzzResponder(b)
-	m := query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
+	m := Query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
 	m.SetEdns0(1232, false)
 	q, _ := m.Pack()
 	from := netip.MustParseAddrPort("127.0.0.1:5353")

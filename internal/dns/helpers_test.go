@@ -1,7 +1,6 @@
-package dns
+package dns_test
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"testing"
@@ -10,58 +9,28 @@ import (
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ocdn/ocdn/internal/config"
-	"github.com/ocdn/ocdn/internal/dnsname"
+	"github.com/ocdn/ocdn/internal/dns"
+	"github.com/ocdn/ocdn/internal/dns/dnstest"
 )
 
-const testDomain = "cdn.example.net"
-
-// testZoneConfig: a1 is dual-stack, b2 IPv4 only, c3 IPv6 only; the
-// zone has an in-zone name server two labels down (making dc.<domain> an
-// empty non-terminal) and one outside.
-func testZoneConfig() ZoneConfig {
-	names := []config.ApplianceName{
-		{Name: "ipv4-a1-ams.cdn.example.net", Family: dnsname.IPv4, Appliance: "a1", Site: "ams", Addr: netip.MustParseAddr("192.0.2.1")},
-		{Name: "ipv6-a1-ams.cdn.example.net", Family: dnsname.IPv6, Appliance: "a1", Site: "ams", Addr: netip.MustParseAddr("2001:db8::1")},
-		{Name: "ipv4-b2-ams.cdn.example.net", Family: dnsname.IPv4, Appliance: "b2", Site: "ams", Addr: netip.MustParseAddr("192.0.2.2")},
-		{Name: "ipv6-c3-fra.cdn.example.net", Family: dnsname.IPv6, Appliance: "c3", Site: "fra", Addr: netip.MustParseAddr("2001:db8::3")},
-	}
-	return ZoneConfig{Domain: testDomain, Appliances: names, Serial: 7, Nameservers: []config.Nameserver{
-		{Name: "ns1.dc.cdn.example.net", Addresses: []config.Addr{{Addr: netip.MustParseAddr("192.0.2.53")}, {Addr: netip.MustParseAddr("2001:db8::53")}}},
-		{Name: "ns.other.example"},
-	}}
-}
-
-// startServer runs a server for zc on 127.0.0.1 until the test ends.
-func startServer(t *testing.T, zc ZoneConfig, tweak func(*Config)) (*Server, *prometheus.Registry) {
+// startServer runs a server for zc on 127.0.0.1, with tweak applied to
+// its config, until the test ends.
+func startServer(t *testing.T, zc dns.ZoneConfig, tweak func(*dns.Config)) (*dns.Server, *prometheus.Registry) {
 	t.Helper()
-	z, err := NewZone(zc)
+	z, err := dns.NewZone(zc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	cfg := Config{Zone: z, Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, Registry: reg}
+	cfg := dns.Config{Zone: z, Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, Registry: reg}
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	s, err := Listen(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run = %v", err)
-		}
-	})
-	return s, reg
+	return dnstest.Serve(t, cfg), reg
 }
 
 // exchange sends m to the server over network ("udp" or "tcp").
-func exchange(t *testing.T, s *Server, network string, m *mdns.Msg) *mdns.Msg {
+func exchange(t *testing.T, s *dns.Server, network string, m *mdns.Msg) *mdns.Msg {
 	t.Helper()
 	c := &mdns.Client{Net: network, Timeout: 10 * time.Second, UDPSize: 65535}
 	r, _, err := c.Exchange(m, s.Addrs()[0].String())
@@ -75,7 +44,7 @@ func exchange(t *testing.T, s *Server, network string, m *mdns.Msg) *mdns.Msg {
 }
 
 // exchangeSize is exchange that also returns the reply's size on the wire.
-func exchangeSize(t *testing.T, s *Server, network string, m *mdns.Msg) (*mdns.Msg, int) {
+func exchangeSize(t *testing.T, s *dns.Server, network string, m *mdns.Msg) (*mdns.Msg, int) {
 	t.Helper()
 	c, err := net.Dial(network, s.Addrs()[0].String())
 	if err != nil {
@@ -99,19 +68,13 @@ func exchangeSize(t *testing.T, s *Server, network string, m *mdns.Msg) (*mdns.M
 	return &r, len(raw)
 }
 
-func query(name string, qtype uint16) *mdns.Msg {
-	m := new(mdns.Msg)
-	m.SetQuestion(name, qtype)
-	return m
-}
-
 // rawExchange writes b to the server over UDP and returns the reply, or
 // nil when there is none. The server must have one UDP worker: a marker
 // query sent behind b is then answered after it, so "no reply" is known
 // when the marker's reply arrives, without waiting on a timer.
-func rawExchange(t *testing.T, s *Server, b []byte) []byte {
+func rawExchange(t *testing.T, s *dns.Server, b []byte) []byte {
 	t.Helper()
-	if s.cfg.UDPWorkers != 1 {
+	if dns.UDPWorkers(s) != 1 {
 		t.Fatal("rawExchange needs a server with one UDP worker")
 	}
 	c, err := net.Dial("udp", s.Addrs()[0].String())
@@ -119,7 +82,7 @@ func rawExchange(t *testing.T, s *Server, b []byte) []byte {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	marker := query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
+	marker := dns.Query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
 	mb, _ := marker.Pack()
 	for _, p := range [][]byte{b, mb} {
 		if _, err := c.Write(p); err != nil {

@@ -1,4 +1,4 @@
-package dns
+package dns_test
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/ocdn/ocdn/internal/config"
+	"github.com/ocdn/ocdn/internal/dns"
 	"github.com/ocdn/ocdn/internal/dnsname"
 )
 
@@ -53,7 +54,7 @@ func summarize(m *mdns.Msg) summary {
 const negSOA = "cdn.example.net. 10 IN SOA ns1.dc.cdn.example.net. hostmaster.cdn.example.net. 7 3600 900 604800 10"
 
 func TestAnswers(t *testing.T) {
-	s, _ := startServer(t, testZoneConfig(), nil)
+	s, _ := startServer(t, dns.ZoneFixture(), nil)
 	for _, tc := range []struct {
 		name  string
 		qname string
@@ -89,7 +90,7 @@ func TestAnswers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, network := range []string{"udp", "tcp"} {
-				m := query(tc.qname, tc.qtype)
+				m := dns.Query(tc.qname, tc.qtype)
 				if tc.class != 0 {
 					m.Question[0].Qclass = tc.class
 				}
@@ -107,20 +108,20 @@ func TestAnswers(t *testing.T) {
 }
 
 func TestEDNS(t *testing.T) {
-	s, _ := startServer(t, testZoneConfig(), nil)
-	m := query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
+	s, _ := startServer(t, dns.ZoneFixture(), nil)
+	m := dns.Query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
 	m.SetEdns0(4096, true)
 	r := exchange(t, s, "udp", m)
 	opt := r.IsEdns0()
-	if opt == nil || opt.UDPSize() != MaxUDPSize || !opt.Do() || opt.Version() != 0 || len(r.Answer) != 1 {
-		t.Fatalf("reply to an EDNS query with DO = OPT %v, answer %v; want an OPT with size %d and DO, one answer", opt, r.Answer, MaxUDPSize)
+	if opt == nil || opt.UDPSize() != dns.MaxUDPSize || !opt.Do() || opt.Version() != 0 || len(r.Answer) != 1 {
+		t.Fatalf("reply to an EDNS query with DO = OPT %v, answer %v; want an OPT with size %d and DO, one answer", opt, r.Answer, dns.MaxUDPSize)
 	}
 	// No EDNS in, none out.
-	if r := exchange(t, s, "udp", query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)); r.IsEdns0() != nil {
+	if r := exchange(t, s, "udp", dns.Query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)); r.IsEdns0() != nil {
 		t.Errorf("reply to a query without EDNS has an OPT record")
 	}
 	// Version 1 is BADVERS (extended rcode), with an OPT of version 0.
-	m = query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
+	m = dns.Query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
 	m.SetEdns0(1232, false)
 	m.IsEdns0().SetVersion(1)
 	r = exchange(t, s, "udp", m)
@@ -128,7 +129,7 @@ func TestEDNS(t *testing.T) {
 		t.Errorf("EDNS version 1: rcode %s, OPT %v, answer %v; want BADVERS, an OPT of version 0, no answer", mdns.RcodeToString[r.Rcode], r.IsEdns0(), r.Answer)
 	}
 	// The client subnet is echoed with scope 0.
-	m = query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
+	m = dns.Query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
 	m.SetEdns0(1232, false)
 	m.IsEdns0().Option = append(m.IsEdns0().Option, &mdns.EDNS0_SUBNET{Code: mdns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("198.51.100.0").To4()})
 	r = exchange(t, s, "udp", m)
@@ -136,7 +137,7 @@ func TestEDNS(t *testing.T) {
 		t.Errorf("ECS echo = %v, want 198.51.100.0/24/0", sub)
 	}
 	// Address bits beyond the source prefix are malformed (RFC 7871).
-	m = query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
+	m = dns.Query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
 	m.SetEdns0(1232, false)
 	// (miekg/dns masks the address when packing an EDNS0_SUBNET, so the
 	// option goes out as raw bytes: family 2, /32, 2001:db8:ff00::.)
@@ -145,7 +146,7 @@ func TestEDNS(t *testing.T) {
 		t.Errorf("ECS with bits beyond the prefix: rcode %s, want FORMERR", mdns.RcodeToString[r.Rcode])
 	}
 	// Two OPT records are a FORMERR (RFC 6891 §6.1.1).
-	m = query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
+	m = dns.Query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
 	m.SetEdns0(1232, false)
 	m.Extra = append(m.Extra, m.Extra[0])
 	if r := exchange(t, s, "udp", m); r.Rcode != mdns.RcodeFormatError {
@@ -167,24 +168,24 @@ func subnetOf(m *mdns.Msg) *mdns.EDNS0_SUBNET {
 // TestTruncation: an NS set too large for 512 bytes is truncated over
 // UDP without EDNS, fits the EDNS payload size, and comes whole over TCP.
 func TestTruncation(t *testing.T) {
-	zc := testZoneConfig()
+	zc := dns.ZoneFixture()
 	zc.Nameservers = nil
 	for i := range 40 {
 		zc.Nameservers = append(zc.Nameservers, config.Nameserver{Name: fmt.Sprintf("ns%02d.cdn.example.net", i),
 			Addresses: []config.Addr{{Addr: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)})}, {Addr: netip.MustParseAddr(fmt.Sprintf("2001:db8::%x", i))}}})
 	}
 	s, reg := startServer(t, zc, nil)
-	r, size := exchangeSize(t, s, "udp", query("cdn.example.net.", mdns.TypeNS))
+	r, size := exchangeSize(t, s, "udp", dns.Query("cdn.example.net.", mdns.TypeNS))
 	if !r.Truncated || size > 512 || len(r.Answer) == 0 {
 		t.Errorf("NS over UDP without EDNS: TC %v, %d bytes, %d NS; want TC, at most 512 bytes, the NS records that fit", r.Truncated, size, len(r.Answer))
 	}
-	m := query("cdn.example.net.", mdns.TypeNS)
+	m := dns.Query("cdn.example.net.", mdns.TypeNS)
 	m.SetEdns0(4096, false)
 	r, size = exchangeSize(t, s, "udp", m)
-	if !r.Truncated || size > MaxUDPSize || size <= 512 || r.IsEdns0() == nil {
-		t.Errorf("NS over UDP with EDNS 4096: TC %v, %d bytes, OPT %v; want TC, 513 to %d bytes, an OPT", r.Truncated, size, r.IsEdns0(), MaxUDPSize)
+	if !r.Truncated || size > dns.MaxUDPSize || size <= 512 || r.IsEdns0() == nil {
+		t.Errorf("NS over UDP with EDNS 4096: TC %v, %d bytes, OPT %v; want TC, 513 to %d bytes, an OPT", r.Truncated, size, r.IsEdns0(), dns.MaxUDPSize)
 	}
-	r, size = exchangeSize(t, s, "tcp", query("cdn.example.net.", mdns.TypeNS))
+	r, size = exchangeSize(t, s, "tcp", dns.Query("cdn.example.net.", mdns.TypeNS))
 	if r.Truncated || len(r.Answer) != 40 || len(r.Extra) != 80 {
 		t.Errorf("NS over TCP: TC %v, %d NS, %d glue, %d bytes; want everything: 40 and 80", r.Truncated, len(r.Answer), len(r.Extra), size)
 	}
@@ -196,11 +197,11 @@ func TestTruncation(t *testing.T) {
 // TestBadInput: malformed and unsupported messages get the error the
 // RFCs ask for, and the server keeps answering (rawExchange's marker).
 func TestBadInput(t *testing.T) {
-	s, reg := startServer(t, testZoneConfig(), func(c *Config) { c.UDPWorkers = 1 })
-	good := query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
+	s, reg := startServer(t, dns.ZoneFixture(), func(c *dns.Config) { c.UDPWorkers = 1 })
+	good := dns.Query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
 	good.Id = 0x1234
 	gb, _ := good.Pack()
-	two := query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
+	two := dns.Query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
 	two.Id = 0x1234
 	two.Question = append(two.Question, two.Question[0])
 	twob, _ := two.Pack()
@@ -255,7 +256,7 @@ func TestBadInput(t *testing.T) {
 // connections keep being answered, and a query cut off mid-way does not
 // hold up the others.
 func TestTCPLimit(t *testing.T) {
-	s, reg := startServer(t, testZoneConfig(), func(c *Config) { c.MaxTCPConns = 2; c.TCPIdleTimeout = time.Minute })
+	s, reg := startServer(t, dns.ZoneFixture(), func(c *dns.Config) { c.MaxTCPConns = 2; c.TCPIdleTimeout = time.Minute })
 	addr := s.Addrs()[0].String()
 	slow, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -268,7 +269,7 @@ func TestTCPLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer live.Close()
-	q := query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
+	q := dns.Query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)
 	if err := live.WriteMsg(q); err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +311,7 @@ func TestTCPLimit(t *testing.T) {
 
 // TestTCPIdleTimeout: a connection that stops mid-query is closed.
 func TestTCPIdleTimeout(t *testing.T) {
-	s, _ := startServer(t, testZoneConfig(), func(c *Config) { c.TCPIdleTimeout = 200 * time.Millisecond })
+	s, _ := startServer(t, dns.ZoneFixture(), func(c *dns.Config) { c.TCPIdleTimeout = 200 * time.Millisecond })
 	slow, err := net.Dial("tcp", s.Addrs()[0].String())
 	if err != nil {
 		t.Fatal(err)
@@ -330,7 +331,7 @@ func isReset(err error) bool {
 // TestPipelinedTCP: queries sent back to back on one connection are all
 // answered, in order (RFC 7766 §6.2.1.1).
 func TestPipelinedTCP(t *testing.T) {
-	s, _ := startServer(t, testZoneConfig(), nil)
+	s, _ := startServer(t, dns.ZoneFixture(), nil)
 	c, err := mdns.Dial("tcp", s.Addrs()[0].String())
 	if err != nil {
 		t.Fatal(err)
@@ -338,7 +339,7 @@ func TestPipelinedTCP(t *testing.T) {
 	defer c.Close()
 	names := []string{"ipv4-a1-ams.cdn.example.net.", "ipv4-b2-ams.cdn.example.net.", "nope.cdn.example.net.", "ipv4-a1-ams.cdn.example.net."}
 	for i, n := range names {
-		q := query(n, mdns.TypeA)
+		q := dns.Query(n, mdns.TypeA)
 		q.Id = uint16(100 + i)
 		if err := c.WriteMsg(q); err != nil {
 			t.Fatal(err)
@@ -358,14 +359,14 @@ func TestPipelinedTCP(t *testing.T) {
 
 func TestProbeLog(t *testing.T) {
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	s, reg := startServer(t, testZoneConfig(), func(c *Config) { c.ProbeLogSize = 4; c.Now = func() time.Time { return now } })
+	s, reg := startServer(t, dns.ZoneFixture(), func(c *dns.Config) { c.ProbeLogSize = 4; c.Now = func() time.Time { return now } })
 	nonce := dnsname.NewNonce()
 	name, err := dnsname.Probe(nonce, "ipv6-a1-ams.cdn.example.net")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// From a resolver passing on its client's subnet, over UDP.
-	m := query(name+".", mdns.TypeAAAA)
+	m := dns.Query(name+".", mdns.TypeAAAA)
 	m.SetEdns0(1232, false)
 	m.IsEdns0().Option = append(m.IsEdns0().Option, &mdns.EDNS0_SUBNET{Code: mdns.EDNS0SUBNET, Family: 2, SourceNetmask: 48, Address: net.ParseIP("2001:db8:77::")})
 	c := &mdns.Client{Net: "udp", Timeout: 10 * time.Second, Dialer: &net.Dialer{LocalAddr: &net.UDPAddr{IP: net.ParseIP("127.0.0.9")}}}
@@ -377,12 +378,12 @@ func TestProbeLog(t *testing.T) {
 		t.Fatalf("probe name answer = %v, want %s. AAAA 2001:db8::1", r.Answer, name)
 	}
 	// Without a subnet, over TCP, for the family the name lacks.
-	exchange(t, s, "tcp", query(strings.ToUpper(name)+".", mdns.TypeA))
+	exchange(t, s, "tcp", dns.Query(strings.ToUpper(name)+".", mdns.TypeA))
 	got := s.Probes().Lookup(nonce)
 	if len(got) != 2 {
 		t.Fatalf("Lookup(%s) = %v, want 2 queries", nonce, got)
 	}
-	want := ProbeQuery{Seq: 1, Time: now, Name: name, Nonce: nonce, Appliance: "a1", Family: dnsname.IPv6, QType: "AAAA",
+	want := dns.ProbeQuery{Seq: 1, Time: now, Name: name, Nonce: nonce, Appliance: "a1", Family: dnsname.IPv6, QType: "AAAA",
 		Resolver: got[0].Resolver, Transport: "udp", ECS: netip.MustParsePrefix("2001:db8:77::/48")}
 	if diff := cmp.Diff(want, got[0], cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
 		t.Errorf("first probe query (-want +got):\n%s", diff)
@@ -396,7 +397,7 @@ func TestProbeLog(t *testing.T) {
 	// The ring keeps the last four; Since says how many were lost.
 	for range 4 {
 		n, _ := dnsname.Probe(dnsname.NewNonce(), "ipv4-b2-ams.cdn.example.net")
-		exchange(t, s, "udp", query(n+".", mdns.TypeA))
+		exchange(t, s, "udp", dns.Query(n+".", mdns.TypeA))
 	}
 	entries, next, lost := s.Probes().Since(0)
 	if len(entries) != 4 || entries[0].Seq != 3 || next != 7 || lost != 2 {
@@ -412,29 +413,29 @@ func TestProbeLog(t *testing.T) {
 
 // TestSetZone: a new zone is served at once.
 func TestSetZone(t *testing.T) {
-	s, _ := startServer(t, testZoneConfig(), nil)
-	zc := testZoneConfig()
+	s, _ := startServer(t, dns.ZoneFixture(), nil)
+	zc := dns.ZoneFixture()
 	zc.Appliances = zc.Appliances[:1]
 	zc.Serial = 8
-	z, err := NewZone(zc)
+	z, err := dns.NewZone(zc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.SetZone(z)
-	if r := exchange(t, s, "udp", query("ipv4-b2-ams.cdn.example.net.", mdns.TypeA)); r.Rcode != mdns.RcodeNameError {
+	if r := exchange(t, s, "udp", dns.Query("ipv4-b2-ams.cdn.example.net.", mdns.TypeA)); r.Rcode != mdns.RcodeNameError {
 		t.Errorf("an appliance removed from the zone: %s, want NXDOMAIN", mdns.RcodeToString[r.Rcode])
 	}
 }
 
 func TestNewZoneRefusesCollisions(t *testing.T) {
-	zc := testZoneConfig()
+	zc := dns.ZoneFixture()
 	zc.Appliances = append(zc.Appliances, config.ApplianceName{Name: "ipv4-a1-ams.cdn.example.net", Appliance: "a_1", Addr: netip.MustParseAddr("192.0.2.9")})
-	if _, err := NewZone(zc); err == nil || !strings.Contains(err.Error(), `appliance "a1"`) {
+	if _, err := dns.NewZone(zc); err == nil || !strings.Contains(err.Error(), `appliance "a1"`) {
 		t.Errorf("NewZone with two appliances on one name = %v", err)
 	}
-	zc = testZoneConfig()
+	zc = dns.ZoneFixture()
 	zc.Appliances = append(zc.Appliances, config.ApplianceName{Name: "ns1.dc.cdn.example.net", Appliance: "n", Addr: netip.MustParseAddr("192.0.2.9")})
-	if _, err := NewZone(zc); err == nil || !strings.Contains(err.Error(), "name server") {
+	if _, err := dns.NewZone(zc); err == nil || !strings.Contains(err.Error(), "name server") {
 		t.Errorf("NewZone with an appliance on a name server's name = %v", err)
 	}
 }
@@ -442,13 +443,13 @@ func TestNewZoneRefusesCollisions(t *testing.T) {
 // TestListenBothTransports: port 0 gets one port for UDP and TCP, on
 // IPv4 and IPv6 loopback.
 func TestListenBothTransports(t *testing.T) {
-	s, _ := startServer(t, testZoneConfig(), func(c *Config) {
+	s, _ := startServer(t, dns.ZoneFixture(), func(c *dns.Config) {
 		c.Listen = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0"), netip.MustParseAddrPort("[::1]:0")}
 	})
 	for _, a := range s.Addrs() {
 		for _, network := range []string{"udp", "tcp"} {
 			c := &mdns.Client{Net: network, Timeout: 10 * time.Second}
-			r, _, err := c.Exchange(query("ipv6-a1-ams.cdn.example.net.", mdns.TypeAAAA), a.String())
+			r, _, err := c.Exchange(dns.Query("ipv6-a1-ams.cdn.example.net.", mdns.TypeAAAA), a.String())
 			if err != nil || len(r.Answer) != 1 {
 				t.Errorf("%s over %s: %v, %v", a, network, r, err)
 			}
@@ -456,15 +457,15 @@ func TestListenBothTransports(t *testing.T) {
 	}
 	// A busy address fails Listen, naming it.
 	busy := s.Addrs()[0]
-	_, err := Listen(Config{Zone: s.Zone(), Listen: []netip.AddrPort{busy}})
+	_, err := dns.Listen(dns.Config{Zone: s.Zone(), Listen: []netip.AddrPort{busy}})
 	if err == nil || !strings.Contains(err.Error(), busy.String()) {
 		t.Errorf("Listen on a busy address = %v, want an error naming %s", err, busy)
 	}
 }
 
 func TestMetricNames(t *testing.T) {
-	s, reg := startServer(t, testZoneConfig(), nil)
-	exchange(t, s, "udp", query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA))
+	s, reg := startServer(t, dns.ZoneFixture(), nil)
+	exchange(t, s, "udp", dns.Query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -489,11 +490,11 @@ func TestMetricNames(t *testing.T) {
 // TestRunLeavesNothing: when Run returns, every goroutine it started
 // has ended, open TCP connections included.
 func TestRunLeavesNothing(t *testing.T) {
-	z, err := NewZone(testZoneConfig())
+	z, err := dns.NewZone(dns.ZoneFixture())
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Listen(Config{Zone: z, Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}})
+	s, err := dns.Listen(dns.Config{Zone: z, Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -505,7 +506,7 @@ func TestRunLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.WriteMsg(query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)); err != nil {
+	if err := c.WriteMsg(dns.Query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.ReadMsg(); err != nil { // the connection is open and served
@@ -516,7 +517,7 @@ func TestRunLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 1<<20)
-	if stacks := string(buf[:runtime.Stack(buf, true)]); strings.Contains(stacks, "dns.(*Server).serve") {
+	if stacks := string(buf[:runtime.Stack(buf, true)]); strings.Contains(stacks, "dns.(*dns.Server).serve") {
 		t.Errorf("goroutines of the server are left after Run returned:\n%s", stacks)
 	}
 }

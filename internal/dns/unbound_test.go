@@ -1,7 +1,6 @@
 package dns_test
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"testing"
@@ -30,14 +29,7 @@ func TestThroughUnbound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := dns.Listen(dns.Config{Zone: z, Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	s := dnstest.Serve(t, dns.Config{Zone: z, Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}})
 	u := dnstest.Start(t, dnstest.UnboundConfig{Zone: "cdn.example.net", Auth: s.Addrs()[0], ECS: true})
 
 	// A client inside an ISP's prefix asks its resolver.

@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/ocdn/ocdn/internal/dnsname"
 )
 
 // The RFC's recommended values (RFC 8305 §8).
@@ -56,30 +58,12 @@ type Dialer struct {
 	Observe func(Result)
 }
 
-// Family is an address family: 4 or 6.
-type Family uint8
-
-// The families.
-const (
-	IPv4 Family = 4
-	IPv6 Family = 6
-)
-
-func (f Family) String() string {
-	switch f {
-	case IPv4:
-		return "ipv4"
-	case IPv6:
-		return "ipv6"
-	}
-	return "none"
-}
-
-func familyOf(a netip.Addr) Family {
+// familyOf is a's family (an IPv4-mapped IPv6 address is IPv4).
+func familyOf(a netip.Addr) dnsname.Family {
 	if a.Unmap().Is4() {
-		return IPv4
+		return dnsname.IPv4
 	}
-	return IPv6
+	return dnsname.IPv6
 }
 
 // Attempt is one connection attempt. Times are from the start of the dial.
@@ -96,8 +80,9 @@ type Attempt struct {
 // Result records one dial.
 type Result struct {
 	Host string
-	// Family is the winner's family; 0 when every attempt failed.
-	Family Family
+	// Family is the winner's family (dnsname's, the one appliance
+	// names and the probe log use); 0 when every attempt failed.
+	Family dnsname.Family
 	Winner netip.AddrPort
 	// Resolve6 and Resolve4 are how long each family's lookup took;
 	// zero for a family not looked up (an IP literal) or not answered
@@ -117,7 +102,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 
 // answer is one family's resolution.
 type answer struct {
-	family Family
+	family dnsname.Family
 	addrs  []netip.Addr
 	err    error
 	took   time.Duration
@@ -169,9 +154,9 @@ func (d *Dialer) DialResult(ctx context.Context, network, addr string) (net.Conn
 	for _, name := range names {
 		if ip, err := netip.ParseAddr(name); err == nil {
 			ap := netip.AddrPortFrom(ip.Unmap(), uint16(port))
-			if f := familyOf(ip); f == IPv6 && want6 {
+			if f := familyOf(ip); f == dnsname.IPv6 && want6 {
 				q6 = append(q6, ap)
-			} else if f == IPv4 && want4 {
+			} else if f == dnsname.IPv4 && want4 {
 				q4 = append(q4, ap)
 			}
 			continue
@@ -180,14 +165,14 @@ func (d *Dialer) DialResult(ctx context.Context, network, addr string) (net.Conn
 		if r == nil {
 			r = net.DefaultResolver
 		}
-		for _, f := range []Family{IPv6, IPv4} {
-			if (f == IPv6 && !want6) || (f == IPv4 && !want4) {
+		for _, f := range []dnsname.Family{dnsname.IPv6, dnsname.IPv4} {
+			if (f == dnsname.IPv6 && !want6) || (f == dnsname.IPv4 && !want4) {
 				continue
 			}
 			pending++
 			go func() {
 				netw := "ip4"
-				if f == IPv6 {
+				if f == dnsname.IPv6 {
 					netw = "ip6"
 				}
 				addrs, err := r.LookupNetIP(ctx, netw, name)
@@ -202,7 +187,7 @@ func (d *Dialer) DialResult(ctx context.Context, network, addr string) (net.Conn
 			lookupErrs = append(lookupErrs, fmt.Errorf("resolve %s (%s): %w", host, a.family, a.err))
 			return
 		}
-		if a.family == IPv6 {
+		if a.family == dnsname.IPv6 {
 			res.Resolve6 = max(res.Resolve6, a.took)
 		} else {
 			res.Resolve4 = max(res.Resolve4, a.took)
@@ -213,9 +198,9 @@ func (d *Dialer) DialResult(ctx context.Context, network, addr string) (net.Conn
 				continue
 			}
 			ap := netip.AddrPortFrom(ip, uint16(port))
-			if a.family == IPv6 && !slices.Contains(q6, ap) {
+			if a.family == dnsname.IPv6 && !slices.Contains(q6, ap) {
 				q6 = append(q6, ap)
-			} else if a.family == IPv4 && !slices.Contains(q4, ap) {
+			} else if a.family == dnsname.IPv4 && !slices.Contains(q4, ap) {
 				q4 = append(q4, ap)
 			}
 		}
@@ -274,16 +259,16 @@ func (d *Dialer) DialResult(ctx context.Context, network, addr string) (net.Conn
 	}
 	outcomes := make(chan outcome)
 	var cancels []context.CancelFunc
-	next := IPv6
+	next := dnsname.IPv6
 	startNext := func() bool {
 		var ap netip.AddrPort
 		switch {
-		case len(q6) > 0 && (next == IPv6 || len(q4) == 0):
+		case len(q6) > 0 && (next == dnsname.IPv6 || len(q4) == 0):
 			ap, q6 = q6[0], q6[1:]
-			next = IPv4
+			next = dnsname.IPv4
 		case len(q4) > 0:
 			ap, q4 = q4[0], q4[1:]
-			next = IPv6
+			next = dnsname.IPv6
 		default:
 			return false
 		}

@@ -10,6 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ocdn/ocdn/internal/conntest"
+	"github.com/ocdn/ocdn/internal/dnsname"
 )
 
 // resolver answers from fixed tables; a family whose gate is set answers
@@ -58,49 +61,23 @@ var (
 
 // listen4 is a working IPv4 listener on loopback; it returns the port
 // and a channel of accepted connections.
-func listen4(t *testing.T) (int, chan net.Conn) {
+func listen4(t *testing.T) (int, <-chan net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ln.Addr().(*net.TCPAddr).Port, accept(t, ln)
+	return ln.Addr().(*net.TCPAddr).Port, conntest.Accept(t, ln)
 }
 
 // listen6 is a working IPv6 listener on [::1]:port.
-func listen6(t *testing.T, port int) chan net.Conn {
+func listen6(t *testing.T, port int) <-chan net.Conn {
 	t.Helper()
 	ln, err := net.Listen("tcp6", net.JoinHostPort("::1", strconv.Itoa(port)))
 	if err != nil {
 		t.Fatalf("listen on [::1]:%d: %v (IPv6 loopback is needed)", port, err)
 	}
-	return accept(t, ln)
-}
-
-// accept accepts on ln until the test ends, handing connections to the
-// returned channel and closing those left at the end.
-func accept(t *testing.T, ln net.Listener) chan net.Conn {
-	accepted := make(chan net.Conn, 16)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		close(accepted)
-		for c := range accepted {
-			c.Close()
-		}
-	})
-	return accepted
+	return conntest.Accept(t, ln)
 }
 
 // blackhole6 makes [::1]:port a listener that never completes a
@@ -155,7 +132,7 @@ func TestPrefersIPv6(t *testing.T) {
 		t.Fatalf("DialResult: %v", err)
 	}
 	defer c.Close()
-	if res.Family != IPv6 || res.Winner != netip.AddrPortFrom(lo6, uint16(port)) {
+	if res.Family != dnsname.IPv6 || res.Winner != netip.AddrPortFrom(lo6, uint16(port)) {
 		t.Errorf("winner %v (%v), want [::1]:%d", res.Winner, res.Family, port)
 	}
 	if len(res.Attempts) != 1 || res.Attempts[0].Err != nil {
@@ -184,7 +161,7 @@ func TestFallbackFromBlackholedIPv6(t *testing.T) {
 	}
 	defer c.Close()
 	<-acc4
-	if res.Family != IPv4 {
+	if res.Family != dnsname.IPv4 {
 		t.Fatalf("winner %v (%v), want IPv4; attempts %+v", res.Winner, res.Family, res.Attempts)
 	}
 	if len(res.Attempts) != 2 {
@@ -209,7 +186,7 @@ func TestFallbackFromBlackholedIPv6(t *testing.T) {
 		t.Logf("attempt %s: start %v, end %v, err %v", a.Addr, a.Start, a.End, a.Err)
 	}
 	t.Logf("won by %s after %v (AAAA %v, A %v)", res.Family, res.Elapsed, res.Resolve6, res.Resolve4)
-	if len(observed) != 1 || observed[0].Family != IPv4 {
+	if len(observed) != 1 || observed[0].Family != dnsname.IPv4 {
 		t.Errorf("Observe got %+v, want the one result", observed)
 	}
 }
@@ -223,7 +200,7 @@ func TestRefusedIPv6FallsBackAtOnce(t *testing.T) {
 	}
 	defer c.Close()
 	<-acc4
-	if res.Family != IPv4 || len(res.Attempts) != 2 || !errors.Is(res.Attempts[0].Err, syscall.ECONNREFUSED) {
+	if res.Family != dnsname.IPv4 || len(res.Attempts) != 2 || !errors.Is(res.Attempts[0].Err, syscall.ECONNREFUSED) {
 		t.Errorf("result %+v, want a refused IPv6 attempt and an IPv4 win", res)
 	}
 }
@@ -242,7 +219,7 @@ func TestResolutionDelay(t *testing.T) {
 		}
 		defer c.Close()
 		<-acc4
-		if res.Family != IPv4 || len(res.Attempts) != 1 {
+		if res.Family != dnsname.IPv4 || len(res.Attempts) != 1 {
 			t.Fatalf("result %+v, want one IPv4 attempt", res)
 		}
 		if res.Attempts[0].Start < DefaultResolutionDelay {
@@ -265,7 +242,7 @@ func TestResolutionDelay(t *testing.T) {
 			t.Fatalf("DialResult: %v", err)
 		}
 		defer c.Close()
-		if res.Family != IPv6 || len(res.Attempts) != 1 {
+		if res.Family != dnsname.IPv6 || len(res.Attempts) != 1 {
 			t.Errorf("result %+v, want one IPv6 attempt", res)
 		}
 		if res.Resolve4 > res.Resolve6 {
@@ -295,7 +272,7 @@ func TestAlternates(t *testing.T) {
 	}
 	defer c.Close()
 	<-acc6
-	if res.Family != IPv6 {
+	if res.Family != dnsname.IPv6 {
 		t.Errorf("result %+v, want the alternate's IPv6 address", res)
 	}
 }
@@ -307,12 +284,12 @@ func TestLiteralsAndNetworks(t *testing.T) {
 	d := &Dialer{Resolver: r}
 	for _, tc := range []struct {
 		network, addr string
-		acc           chan net.Conn
-		want          Family
+		acc           <-chan net.Conn
+		want          dnsname.Family
 	}{
-		{"tcp", net.JoinHostPort("::1", strconv.Itoa(port)), acc6, IPv6},
-		{"tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), acc4, IPv4},
-		{"tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), acc4, IPv4},
+		{"tcp", net.JoinHostPort("::1", strconv.Itoa(port)), acc6, dnsname.IPv6},
+		{"tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), acc4, dnsname.IPv4},
+		{"tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), acc4, dnsname.IPv4},
 	} {
 		c, res, err := d.DialResult(context.Background(), tc.network, tc.addr)
 		if err != nil {

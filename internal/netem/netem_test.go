@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ocdn/ocdn/internal/conntest"
 )
 
 func listen(t *testing.T) net.Listener {
@@ -29,23 +31,6 @@ func fixed(l Link) func(netip.AddrPort) (Link, bool) {
 	return func(netip.AddrPort) (Link, bool) { return l, true }
 }
 
-// serve runs handle for every accepted connection until the listener
-// closes; the returned channel closes when every handler has returned.
-func serve(ln net.Listener, handle func(net.Conn)) <-chan struct{} {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			handle(c)
-		}
-	}()
-	return done
-}
-
 func median(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
@@ -54,7 +39,7 @@ func median(d []time.Duration) time.Duration {
 
 func TestConnectTimeIsRTT(t *testing.T) {
 	ln := listen(t)
-	serve(ln, func(c net.Conn) { c.Close() })
+	conntest.Serve(t, ln, func(c net.Conn) { c.Close() })
 	const rtt = 20 * time.Millisecond
 	dial := Dialer(nil, fixed(Link{RTT: rtt}))
 	var got []time.Duration
@@ -76,7 +61,7 @@ func TestConnectTimeIsRTT(t *testing.T) {
 
 func TestRequestResponseIsRTT(t *testing.T) {
 	ln := listen(t)
-	serve(ln, func(c net.Conn) {
+	conntest.Serve(t, ln, func(c net.Conn) {
 		go func() {
 			defer c.Close()
 			io.Copy(c, c) // echo
@@ -134,7 +119,7 @@ func download(t *testing.T, link Link, size int) transfer {
 	for i := range payload {
 		payload[i] = byte(i * 7)
 	}
-	serve(ln, func(c net.Conn) {
+	conntest.Serve(t, ln, func(c net.Conn) {
 		go func() {
 			defer c.Close()
 			c.Write(payload)
@@ -214,18 +199,7 @@ func TestThroughputIsBottleneck(t *testing.T) {
 
 func TestNoGoroutineLeakAfterClose(t *testing.T) {
 	ln := listen(t)
-	serverDone := make(chan struct{})
-	accepted := make(chan net.Conn, 16)
-	go func() {
-		defer close(serverDone)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
+	accepted := conntest.Accept(t, ln)
 	base := runtime.NumGoroutine()
 	dial := Dialer(nil, fixed(Link{RTT: 2 * time.Millisecond, BandwidthBps: 1e6}))
 	for range 5 {
@@ -250,13 +224,11 @@ func TestNoGoroutineLeakAfterClose(t *testing.T) {
 		buf := make([]byte, 1<<16)
 		t.Errorf("goroutines 10 s after Close = %d, want at most %d\n%s", n, base, buf[:runtime.Stack(buf, true)])
 	}
-	ln.Close()
-	<-serverDone
 }
 
 func TestReadDeadline(t *testing.T) {
 	ln := listen(t)
-	serve(ln, func(c net.Conn) { t.Cleanup(func() { c.Close() }) })
+	conntest.Serve(t, ln, func(c net.Conn) { t.Cleanup(func() { c.Close() }) })
 	c, err := Dialer(nil, fixed(Link{RTT: time.Millisecond}))(context.Background(), "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -271,7 +243,7 @@ func TestReadDeadline(t *testing.T) {
 
 func TestDialCancelled(t *testing.T) {
 	ln := listen(t)
-	serve(ln, func(c net.Conn) { c.Close() })
+	conntest.Serve(t, ln, func(c net.Conn) { c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
 	_, err := Dialer(nil, fixed(Link{RTT: time.Hour}))(ctx, "tcp", ln.Addr().String())
@@ -282,7 +254,7 @@ func TestDialCancelled(t *testing.T) {
 
 func TestListenerWraps(t *testing.T) {
 	ln := Listener(listen(t), fixed(Link{RTT: 20 * time.Millisecond}))
-	serve(ln, func(c net.Conn) {
+	conntest.Serve(t, ln, func(c net.Conn) {
 		go func() {
 			defer c.Close()
 			io.Copy(c, c)
@@ -306,7 +278,7 @@ func TestListenerWraps(t *testing.T) {
 func TestSharedBottleneck(t *testing.T) {
 	ln := listen(t)
 	const size = 1 << 20
-	serve(ln, func(c net.Conn) {
+	conntest.Serve(t, ln, func(c net.Conn) {
 		go func() {
 			defer c.Close()
 			c.Write(make([]byte, size))
@@ -373,7 +345,7 @@ func TestResponseAfterBulkTakesRTT(t *testing.T) {
 	const rtt = 40 * time.Millisecond
 	bulk := 4 << 20
 	ln := listen(t)
-	serve(ln, func(c net.Conn) {
+	conntest.Serve(t, ln, func(c net.Conn) {
 		go func() {
 			defer c.Close()
 			req := make([]byte, 1)
@@ -422,7 +394,7 @@ func TestResponseAfterBulkTakesRTT(t *testing.T) {
 // top of the RTT, in order; the connect takes a sample each way.
 func TestStreamJitter(t *testing.T) {
 	ln := listen(t)
-	serve(ln, func(c net.Conn) {
+	conntest.Serve(t, ln, func(c net.Conn) {
 		go func() {
 			defer c.Close()
 			io.Copy(c, c)
@@ -463,7 +435,7 @@ func TestStreamJitter(t *testing.T) {
 // A profile switches the link's RTT at its step times.
 func TestStreamProfile(t *testing.T) {
 	ln := listen(t)
-	serve(ln, func(c net.Conn) {
+	conntest.Serve(t, ln, func(c net.Conn) {
 		go func() {
 			defer c.Close()
 			io.Copy(c, c)

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ocdn/ocdn/internal/conntest"
 	"github.com/ocdn/ocdn/internal/netem"
 	"github.com/ocdn/ocdn/internal/netem/netemtest"
 	"github.com/ocdn/ocdn/internal/tcpinfo"
@@ -35,18 +36,9 @@ func echoServer(t testing.TB, p *netem.Path, addr string) net.Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+	conntest.Serve(t, ln, func(c net.Conn) {
+		go func() { defer c.Close(); io.Copy(c, c) }()
+	})
 	return ln
 }
 

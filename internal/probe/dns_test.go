@@ -9,8 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ocdn/ocdn/internal/clientnet"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/dns"
+	"github.com/ocdn/ocdn/internal/dns/dnstest"
 	"github.com/ocdn/ocdn/internal/dnsname"
 	"github.com/ocdn/ocdn/internal/measure"
 )
@@ -43,28 +45,16 @@ func serveBoth(t *testing.T, h http.Handler) int {
 // it (the client's configured resolver).
 func authoritative(t *testing.T) (*dns.Server, *net.Resolver) {
 	t.Helper()
-	z, err := dns.NewZone(dns.ZoneConfig{Domain: "cdn.test", Serial: 1, DefaultNSAddrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
-		Appliances: []config.ApplianceName{
-			{Name: "ipv4-a-s.cdn.test", Family: dnsname.IPv4, Appliance: "a", Site: "s", Addr: netip.MustParseAddr("127.0.0.1")},
-			{Name: "ipv6-a-s.cdn.test", Family: dnsname.IPv6, Appliance: "a", Site: "s", Addr: netip.MustParseAddr("::1")},
-		}})
+	s := dnstest.AuthServer(t, "cdn.test",
+		config.ApplianceName{Name: "ipv4-a-s.cdn.test", Family: dnsname.IPv4, Appliance: "a", Site: "s", Addr: netip.MustParseAddr("127.0.0.1")},
+		config.ApplianceName{Name: "ipv6-a-s.cdn.test", Family: dnsname.IPv6, Appliance: "a", Site: "s", Addr: netip.MustParseAddr("::1")})
+	// The resolver clients are configured with (clientnet's, as the
+	// probe command builds it).
+	d, err := clientnet.New(clientnet.Config{Resolver: s.Addrs()[0]})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := dns.Listen(dns.Config{Zone: z, Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	addr := s.Addrs()[0].String()
-	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
-	}}
-	return s, r
+	return s, d.Resolver()
 }
 
 // TestDNSPulsePerFamily: a dns pulse resolves a fresh probe name through

@@ -1,9 +1,12 @@
 package serve
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"time"
@@ -26,10 +29,26 @@ func newNetHTTP(h http.Handler, cfg h1.Config) *http.Server {
 		IdleTimeout:       cfg.IdleTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
 		MaxHeaderBytes:    maxHeader,
-		ConnContext:       cfg.ConnContext,
+		ConnContext:       acceptedConnContext(cfg.ConnContext),
 		// Handler panics are logged by guard; what is left here is
 		// TLS handshake noise and the like.
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+	}
+}
+
+// acceptedConnContext hands f the connection the listener returned, as
+// Options.ConnContext promises and h1 does: net/http hands its
+// ConnContext the *tls.Conn it serves, made by itself or, for an HTTP/2
+// connection h1 handed over, by h1.
+func acceptedConnContext(f func(context.Context, net.Conn) context.Context) func(context.Context, net.Conn) context.Context {
+	if f == nil {
+		return nil
+	}
+	return func(ctx context.Context, c net.Conn) context.Context {
+		if tc, ok := c.(*tls.Conn); ok {
+			c = h1.Accepted(tc)
+		}
+		return f(ctx, c)
 	}
 }
 

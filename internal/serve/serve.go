@@ -77,7 +77,8 @@ type Options struct {
 	// the control plane included, uses h1.
 	NetHTTP bool
 	// ConnContext, as http.Server.ConnContext, derives every request's
-	// context from its connection as the listener returned it.
+	// context from its connection as the listener returned it, on every
+	// engine: under TLS and HTTP/2 too, not the TLS connection over it.
 	ConnContext func(ctx context.Context, c net.Conn) context.Context
 }
 

@@ -251,19 +251,11 @@ func (c *trackedConn) emit(rec *tcpinfo.Record, why tcpinfo.Reason) {
 // connKey is the context key of the connection a request came on.
 type connKey struct{}
 
-// ConnContext is the HTTP server's ConnContext: it puts the connection
-// (under TLS, the TCP connection beneath) into every request's context
-// for OnGrant.
+// ConnContext is the HTTP server's ConnContext (serve.Options): it puts
+// the connection, as the listener returned it (under TLS too: the server
+// hands over that one, not its TLS wrapper), into every request's
+// context for OnGrant.
 func (r *Recorder) ConnContext(ctx context.Context, c net.Conn) context.Context {
-	// An HTTPS server wraps the listener's connection (tls.Conn, and h1's
-	// cork beneath it); each wrapper gives the one it wraps.
-	for {
-		w, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			break
-		}
-		c = w.NetConn()
-	}
 	switch c.(type) {
 	case *trackedConn, *net.TCPConn:
 		return context.WithValue(ctx, connKey{}, c)

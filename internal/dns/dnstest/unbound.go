@@ -1,7 +1,8 @@
-// Package dnstest provides a real recursive resolver for tests and
-// benchmarks: Unbound (Debian package unbound), configured to send the
-// CDN zone to an ocdn authoritative server, as an ISP's resolver would
-// after following the delegation.
+// Package dnstest provides DNS servers for tests and benchmarks: ocdn's
+// own authoritative server, run until the test ends (Serve, AuthServer,
+// StartAuth), and a real recursive resolver, Unbound (Debian package
+// unbound), configured to send the CDN zone to an ocdn authoritative
+// server, as an ISP's resolver would after following the delegation.
 package dnstest
 
 import (

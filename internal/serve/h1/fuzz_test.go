@@ -90,7 +90,7 @@ func FuzzConn(f *testing.F) {
 		})
 		s := New(h, Config{})
 		pc := &pipeConn{in: bytes.NewReader(in)}
-		c := newConn(s, pc)
+		c := newConn(s, pc, nil)
 		s.conns[c] = struct{}{}
 		c.serve()
 

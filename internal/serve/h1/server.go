@@ -198,8 +198,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // track registers a new connection, or closes it when the server is
 // closing.
 func (s *Server) track(rwc net.Conn, cork *corkConn) *conn {
-	c := newConn(s, rwc)
-	c.cork = cork
+	c := newConn(s, rwc, cork)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing.Load() {
@@ -330,8 +329,10 @@ type conn struct {
 	reqEnd time.Time
 }
 
-func newConn(s *Server, rwc net.Conn) *conn {
-	c := &conn{s: s, rwc: rwc, remote: rwc.RemoteAddr().String()}
+// newConn is a connection to serve: rwc, the TLS server over cork when
+// there is one, or the connection as accepted.
+func newConn(s *Server, rwc net.Conn, cork *corkConn) *conn {
+	c := &conn{s: s, rwc: rwc, remote: rwc.RemoteAddr().String(), cork: cork}
 	if sc, ok := rwc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
@@ -348,7 +349,11 @@ func newConn(s *Server, rwc net.Conn) *conn {
 	c.r = connReader{c: c, fd: -1}
 	ctx := context.WithValue(s.ctx, http.LocalAddrContextKey, rwc.LocalAddr())
 	if s.cfg.ConnContext != nil {
-		ctx = s.cfg.ConnContext(ctx, rwc)
+		accepted := rwc
+		if cork != nil {
+			accepted = cork.Conn
+		}
+		ctx = s.cfg.ConnContext(ctx, accepted)
 	}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	return c

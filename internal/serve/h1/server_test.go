@@ -613,7 +613,7 @@ func BenchmarkRequest(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		pc := &pipeConn{in: bytes.NewReader(in)}
-		c := newConn(s, pc)
+		c := newConn(s, pc, nil)
 		s.conns[c] = struct{}{}
 		c.serve()
 	}

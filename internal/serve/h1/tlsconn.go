@@ -39,10 +39,17 @@ type corkConn struct {
 	buf *[]byte    // gathered records; from corkPool, nil when empty
 }
 
-// NetConn is the connection underneath, as tls.Conn.NetConn is: a
-// ConnContext that looks for the listener's own connection type (the
-// transport recorder's) unwraps both.
-func (c *corkConn) NetConn() net.Conn { return c.Conn }
+// Accepted is the connection the listener returned under tc, a server's
+// TLS connection that h1 made over its cork (as those it hands to
+// Config.H2) or net/http made: for a ConnContext of net/http's, which is
+// handed tc, to get what h1's own ConnContext is handed.
+func Accepted(tc *tls.Conn) net.Conn {
+	c := tc.NetConn()
+	if cork, ok := c.(*corkConn); ok {
+		return cork.Conn
+	}
+	return c
+}
 
 // A held buffer passes the limit by at most one record (16 KiB and its
 // overhead).
