@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -344,7 +345,13 @@ func transportPrefixes(conns []*tconn, level float64, reps int, rng *rand.Rand) 
 		siteInfl[s] = medianOf(inflations(cs))
 	}
 	var out []PrefixTransport
-	for k, cs := range byPrefix {
+	// In a fixed order: the bootstrap draws from rng, so the same data
+	// and seed give the same intervals.
+	keys := slices.SortedFunc(maps.Keys(byPrefix), func(a, b key) int {
+		return cmp.Or(cmp.Compare(a.site, b.site), cmp.Compare(a.prefix, b.prefix))
+	})
+	for _, k := range keys {
+		cs := byPrefix[k]
 		p := PrefixTransport{Site: k.site, Prefix: k.prefix, Connections: len(cs),
 			RetransRate: pooledRate(cs, nil), RetransLo: math.NaN(), RetransHi: math.NaN(),
 			SiteRetransRate: siteRate[k.site], SiteInflationMs: siteInfl[k.site]}

@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +80,10 @@ func TestTransportSection(t *testing.T) {
 			Arm: arm, Exp: exp, StartupMs: startup + float64(c), RebufferRatio: 0, BitrateKbps: 1000})
 	}
 	res := Transport(rows, pulses, sessions, 0.95, 200, rand.New(rand.NewPCG(1, 1)))
+	// The same data and seed give the same intervals.
+	if again := Transport(rows, pulses, sessions, 0.95, 200, rand.New(rand.NewPCG(1, 1))); !reflect.DeepEqual(nanToZero(again.Prefixes), nanToZero(res.Prefixes)) {
+		t.Errorf("Transport is not reproducible:\n%+v\n%+v", again.Prefixes, res.Prefixes)
+	}
 	if res.Samples != len(rows) || res.Connections != 80 {
 		t.Fatalf("Transport: %d samples, %d connections; want %d, 80", res.Samples, res.Connections, len(rows))
 	}
@@ -232,4 +238,17 @@ func FuzzLoadTransportCorrupt(f *testing.F) {
 		}
 		return err
 	})
+}
+
+// nanToZero makes NaN intervals comparable with reflect.DeepEqual.
+func nanToZero(ps []PrefixTransport) []PrefixTransport {
+	out := slices.Clone(ps)
+	for i := range out {
+		for _, f := range []*float64{&out[i].RetransLo, &out[i].RetransHi, &out[i].InflationLo, &out[i].InflationMs, &out[i].InflationHi} {
+			if math.IsNaN(*f) {
+				*f = 0
+			}
+		}
+	}
+	return out
 }
