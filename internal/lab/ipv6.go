@@ -158,7 +158,6 @@ func clientAddr6(isp config.ISP, i int) netip.Addr {
 // labClient is one viewer's network: its IPv4 source, an IPv6 source when
 // it is dual-stack, and how its connections are made.
 type labClient struct {
-	isp       string
 	src, src6 netip.Addr
 	// dial reaches appliances through their emulated links and the
 	// control plane directly, over the family of the address dialed.
@@ -176,7 +175,7 @@ func (c *labClient) dualStack() bool { return c.src6.IsValid() }
 
 // newClient sets up client i of isp; dual gives it an IPv6 address.
 func (l *Lab) newClient(isp config.ISP, i int, dual bool, controlURLs []string) *labClient {
-	c := &labClient{isp: isp.Name, src: clientAddr(isp, i), controlURLs: controlURLs}
+	c := &labClient{src: clientAddr(isp, i), controlURLs: controlURLs}
 	base4 := &net.Dialer{LocalAddr: &net.TCPAddr{IP: c.src.AsSlice()}, Timeout: 3 * time.Second}
 	direct4 := netem.DialFunc(base4.DialContext)
 	c.dial = dialVia(l.packetDialer(isp.Name, c.src), netem.Via(direct4, l.linkFor(isp.Name)))
