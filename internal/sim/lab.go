@@ -88,10 +88,19 @@ func FromLab(lsc *lab.Scenario) (*world.World, *Scenario, error) {
 	if err := w.Index(); err != nil {
 		return nil, nil, fmt.Errorf("lab world: %w", err)
 	}
-	// Clients go round-robin over their ISP's prefixes (lab clientAddr).
+	// Clients go round-robin over their ISP's IPv4 prefixes (lab
+	// clientAddr). A dual-stack lab client's IPv6 prefix is its ISP's,
+	// announced to the same sites, so steering sends it where its IPv4
+	// address would: the world keeps one prefix per client.
 	for i, isp := range lsc.ISPs {
-		n := len(isp.Prefixes)
-		for j, p := range isp.Prefixes {
+		var v4 []config.Prefix
+		for _, p := range isp.Prefixes {
+			if p.Addr().Is4() {
+				v4 = append(v4, p)
+			}
+		}
+		n := len(v4)
+		for j, p := range v4 {
 			subs := clients[isp.Name] / n
 			if j < clients[isp.Name]%n {
 				subs++
