@@ -196,6 +196,9 @@ type RecipeConfig struct {
 	// plane's measure.ContextSigner.Sign), so that reports from browsers
 	// can prove they carry a recipe it issued.
 	Sign func(recipe string, ctx map[string]string)
+	// Now is the server's clock for context["issued_at"] (time.Now when
+	// nil).
+	Now func() time.Time
 }
 
 func (c *RecipeConfig) setDefaults() {
@@ -217,6 +220,9 @@ func (c *RecipeConfig) setDefaults() {
 	if c.Version == "" {
 		c.Version = "1"
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 }
 
 // ErrNoTargets may be returned by a choose function that has nothing for
@@ -229,8 +235,10 @@ var ErrNoTargets = errors.New("no probe targets for this client")
 // fills in default types and range sizes, shuffles the targets (so that
 // no target is always measured first, on a cold path, or last, on a
 // loaded one), and adds a fresh recipe id and context: steered_site,
-// steered_appliance (the first steered target), recipe_version and
-// targets.
+// steered_appliance (the first steered target), recipe_version, targets
+// and issued_at (measure.ContextIssuedAt: the server's time of issue, so
+// that an analysis can keep out pulses of recipes issued before a change,
+// such as a group's move, that a report received after it still carries).
 func RecipeHandler(choose func(client netip.Addr) ([]Target, error), cfg RecipeConfig) http.Handler {
 	cfg.setDefaults()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -256,7 +264,8 @@ func RecipeHandler(choose func(client netip.Addr) ([]Target, error), cfg RecipeC
 		rec := Recipe{
 			ID: NewID(), Pulses: cfg.Pulses, PulseDelay: cfg.PulseDelay, PulseTimeout: cfg.PulseTimeout,
 			ReportURL: cfg.ReportURL, Interval: cfg.Interval,
-			Context: map[string]string{"recipe_version": cfg.Version, "targets": fmt.Sprint(len(targets))},
+			Context: map[string]string{"recipe_version": cfg.Version, "targets": fmt.Sprint(len(targets)),
+				measure.ContextIssuedAt: cfg.Now().UTC().Format(time.RFC3339Nano)},
 		}
 		if cfg.Context != nil {
 			for k, v := range cfg.Context(ap.Addr().Unmap()) {
