@@ -51,15 +51,20 @@ type MeasuredGroup struct {
 // DegradeEffect compares the arms after a degrade_link event on what the
 // affected prefix groups' clients got at the site they were steered to
 // (the steering metric: probe throughput in the built-in scenario), from
-// the stored measurements received from FromSeconds to the end of the
-// run.
+// the stored measurements of recipes the control plane issued from
+// FromSeconds to the end of the run. A recipe's context names the site
+// steering chose for the client when it was issued, and its report may
+// arrive long after (a run of pulses over a degraded link takes seconds):
+// counting by the time a report was received would credit the measured
+// arm with pulses steered before its group moved.
 type DegradeEffect struct {
 	Link      string   `json:"link"`
 	AtSeconds float64  `json:"at_seconds"`
 	Groups    []string `json:"groups"`
 	// ReactionSeconds is how long after the event measurements first
 	// moved an affected group (0: they never did); FromSeconds is where
-	// the comparison starts, from the start of streaming.
+	// the comparison starts, from the start of streaming: only recipes
+	// issued from then on count.
 	ReactionSeconds float64 `json:"reaction_seconds"`
 	FromSeconds     float64 `json:"from_seconds"`
 	Metric          string  `json:"metric"`
@@ -134,13 +139,15 @@ func (l *Lab) degradeEffects(r *MeasuredReport, dir string) {
 				eff.Groups = append(eff.Groups, g.Group)
 			}
 		}
-		// Reports received within a probe period of the event may hold
-		// pulses measured before it (or queued through a control-plane
-		// outage): the comparison starts one period later, or when
-		// measurements first moved an affected group if that is later, so
-		// that it compares the arms once the loop has reacted; how long
-		// it took to react is reported beside it.
-		from := at + l.sc.Probes.Every
+		// The comparison takes the recipes issued from the event on, or
+		// from when measurements first moved an affected group if that is
+		// later, so that it compares the arms once the loop has reacted
+		// (how long it took is reported beside it). By issue time, not by
+		// when reports arrived: a report received after the move may
+		// carry pulses of a recipe issued before it (or before the event,
+		// or queued through a control-plane outage), steered as the
+		// client was then.
+		from := at
 		for _, g := range r.Groups {
 			if slices.Contains(eff.Groups, g.Group) && g.FirstMoveSeconds > at.Seconds() {
 				move := time.Duration(g.FirstMoveSeconds * float64(time.Second))
@@ -160,7 +167,7 @@ func (l *Lab) effect(eff DegradeEffect, dir string, since time.Time) DegradeEffe
 		eff.Note = "no prefix group of the ISP is steered to the site by BGP"
 		return eff
 	}
-	rows, _, err := analyze.Load(dir, analyze.Filter{Since: since}, nil)
+	rows, _, err := analyze.Load(dir, analyze.Filter{IssuedSince: since}, nil)
 	if err != nil {
 		eff.Note = err.Error()
 		return eff
@@ -228,7 +235,7 @@ func (r *MeasuredReport) print(w io.Writer) {
 		}
 	}
 	for _, e := range r.Effects {
-		fmt.Fprintf(w, "  degrade_link %s at %.1f s: measurements moved groups %v after %.1f s; %s at the steered site from %.1f s on:",
+		fmt.Fprintf(w, "  degrade_link %s at %.1f s: measurements moved groups %v after %.1f s; %s at the steered site, recipes issued from %.1f s on:",
 			e.Link, e.AtSeconds, e.Groups, e.ReactionSeconds, e.Metric, e.FromSeconds)
 		for _, a := range e.Arms {
 			fmt.Fprintf(w, " %s p50 %s [%s, %s] (%d clients, n=%d);", a.Arm, metricNum(e.Metric, a.P50), metricNum(e.Metric, a.Lo), metricNum(e.Metric, a.Hi), a.Clients, a.N)
