@@ -235,10 +235,8 @@ var ErrNoTargets = errors.New("no probe targets for this client")
 // fills in default types and range sizes, shuffles the targets (so that
 // no target is always measured first, on a cold path, or last, on a
 // loaded one), and adds a fresh recipe id and context: steered_site,
-// steered_appliance (the first steered target), recipe_version, targets
-// and issued_at (measure.ContextIssuedAt: the server's time of issue, so
-// that an analysis can keep out pulses of recipes issued before a change,
-// such as a group's move, that a report received after it still carries).
+// steered_appliance (the first steered target), recipe_version and
+// targets.
 func RecipeHandler(choose func(client netip.Addr) ([]Target, error), cfg RecipeConfig) http.Handler {
 	cfg.setDefaults()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -261,6 +259,10 @@ func RecipeHandler(choose func(client netip.Addr) ([]Target, error), cfg RecipeC
 			http.Error(w, "recipe: internal error", http.StatusInternalServerError)
 			return
 		}
+		// issued_at (measure.ContextIssuedAt) is the server's time of
+		// issue: an analysis can then keep out pulses of recipes issued
+		// before a change, such as a group's move, that a report
+		// received after it still carries.
 		rec := Recipe{
 			ID: NewID(), Pulses: cfg.Pulses, PulseDelay: cfg.PulseDelay, PulseTimeout: cfg.PulseTimeout,
 			ReportURL: cfg.ReportURL, Interval: cfg.Interval,
