@@ -7,7 +7,9 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,4 +189,85 @@ func FuzzParseShares(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestIssuedSinceLeavesOutRecipesBeforeAMove plants what the lab's
+// degrade_link comparison meets: a group moves at `move`, and reports
+// received after it still carry pulses of recipes issued before it,
+// steered to the old, slow site (s1). Filtering on received time keeps
+// them in the measured arm; filtering on the recipe's issue time
+// (context issued_at) keeps only recipes issued after the move, and rows
+// without a readable issued_at are left out rather than guessed.
+func TestIssuedSinceLeavesOutRecipesBeforeAMove(t *testing.T) {
+	move := time.Date(2026, 11, 26, 10, 5, 0, 0, time.UTC)
+	recv := move.Add(3 * time.Second)
+	ctx := func(arm, steered, issued string) string {
+		c := expContext(arm, arm, steered)
+		if issued != "" {
+			c = c[:len(c)-1] + fmt.Sprintf(`,"issued_at":%q}`, issued)
+		}
+		return c
+	}
+	var pulses []measure.PulseRow
+	add := func(id string, c int, context string, mbps float64) {
+		addr := netip.AddrFrom4([4]byte{10, 1, byte(c), 9})
+		v := mbps * 1e6
+		site := "s1"
+		if strings.Contains(context, `"steered_site":"s0"`) {
+			site = "s0"
+		}
+		pulses = append(pulses, measure.PulseRow{ReportID: id, ReceivedTime: recv.UnixMicro(), ClientAddr: addr.String(),
+			ClientPrefix: measure.DefaultPrefix(addr), PrefixGroup: "10.1.0.0/16", Context: context,
+			Site: site, Appliance: site + "-1", Type: "throughput", Status: "ok", Start: recv.UnixMicro(), Throughput: &v})
+	}
+	before, after := move.Add(-4*time.Second).Format(time.RFC3339Nano), move.Add(time.Second).Format(time.RFC3339Nano)
+	for c := range 20 {
+		arm := []string{"bgp", "measured"}[c%2]
+		// Before the move every client is steered to s1.
+		add(fmt.Sprintf("pre-%d", c), c, ctx(arm, "s1", before), 4)
+		if arm == "measured" {
+			add(fmt.Sprintf("post-%d", c), c, ctx(arm, "s0", after), 20)
+		} else {
+			add(fmt.Sprintf("post-%d", c), c, ctx(arm, "s1", after), 4)
+		}
+	}
+	add("no-issued", 40, ctx("measured", "s1", ""), 4)
+	add("bad-issued", 41, ctx("measured", "s1", "yesterday"), 4)
+	data := t.TempDir()
+	writeTable(t, data, "pulses", recv, pulses)
+
+	byReceived, _, err := Load(data, Filter{Since: move}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byReceived) != 42 {
+		t.Fatalf("Load(since move) = %d rows, want all 42 (every report was received after the move)", len(byReceived))
+	}
+	rows, _, err := Load(data, Filter{IssuedSince: move}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range rows {
+		ids = append(ids, r.ReportID)
+		if want := move.Add(time.Second); !r.Issued.Equal(want) {
+			t.Errorf("row %s: Issued = %v, want %v from context issued_at", r.ReportID, r.Issued, want)
+		}
+	}
+	if len(ids) != 20 || slices.ContainsFunc(ids, func(id string) bool { return !strings.HasPrefix(id, "post-") }) {
+		t.Errorf("Load(IssuedSince move) kept %v, want the 20 post-move recipes only", ids)
+	}
+	median := func(rows []Row) float64 {
+		for _, e := range Experiments(rows, nil, 0.95, 200, rand.New(rand.NewPCG(1, 2))) {
+			for _, a := range e.Results {
+				if a.Arm == "measured" && a.Metric == "throughput_bps" {
+					return a.P50
+				}
+			}
+		}
+		return math.NaN()
+	}
+	if got := median(rows); got != 20e6 {
+		t.Errorf("measured arm median over post-move recipes = %v, want 20 Mbit/s: only what it was steered to after the move", got)
+	}
 }

@@ -56,8 +56,13 @@ var requiredColumns = []string{"report_id", "received_time", "client_addr", "cli
 // Filter selects rows while loading. Zero fields select everything.
 type Filter struct {
 	Since, Until time.Time // received_time in [Since, Until)
-	Sites        []string
-	ASNs         []uint32
+	// IssuedSince keeps only rows of recipes the control plane issued at
+	// or after it (context issued_at; rows without one are left out):
+	// a report received after a change may still carry pulses of a
+	// recipe issued before it.
+	IssuedSince time.Time
+	Sites       []string
+	ASNs        []uint32
 }
 
 func (f *Filter) keepHour(start time.Time) bool {
@@ -75,6 +80,9 @@ func (f *Filter) keep(r *Row) bool {
 		return false
 	}
 	if !f.Until.IsZero() && !r.Time.Before(f.Until) {
+		return false
+	}
+	if !f.IssuedSince.IsZero() && (r.Issued.IsZero() || r.Issued.Before(f.IssuedSince)) {
 		return false
 	}
 	if len(f.Sites) > 0 && !slices.Contains(f.Sites, r.Site) {
@@ -203,7 +211,7 @@ func LoadQoE(dir string, f Filter) ([]Session, error) {
 					if q.DurationMs > 0 {
 						s.RebufferRatio = q.RebufferMs / q.DurationMs
 					}
-					if !f.keep(&Row{Time: s.Time, Site: s.Site, ASN: q.ASN}) {
+					if !f.keep(&Row{Time: s.Time, Issued: c.issued, Site: s.Site, ASN: q.ASN}) {
 						continue
 					}
 					out = append(out, s)
@@ -231,6 +239,9 @@ func (f *Filter) describe() string {
 	if !f.Until.IsZero() {
 		parts = append(parts, "until "+f.Until.UTC().Format(time.RFC3339))
 	}
+	if !f.IssuedSince.IsZero() {
+		parts = append(parts, "of recipes issued since "+f.IssuedSince.UTC().Format(time.RFC3339Nano))
+	}
 	if len(f.Sites) > 0 {
 		parts = append(parts, "at sites "+strings.Join(f.Sites, ","))
 	}
@@ -249,6 +260,7 @@ func (f *Filter) describe() string {
 
 type ctxInfo struct {
 	steeredSite, steeredAppliance, arm, assignedArm string
+	issued                                          time.Time
 	exp                                             *ExperimentMeta
 }
 
@@ -280,6 +292,9 @@ func (l *loader) context(path, s string) (ctxInfo, error) {
 	}
 	c := ctxInfo{steeredSite: l.str(m["steered_site"]), steeredAppliance: l.str(m["steered_appliance"]), arm: l.str(m["arm"]),
 		assignedArm: l.str(m[measure.ContextAssignedArm])}
+	// An unreadable issued_at reads as none: such rows only drop out of
+	// a Filter.IssuedSince, never mislead it.
+	c.issued, _ = time.Parse(time.RFC3339Nano, m[measure.ContextIssuedAt])
 	if name, ok := m["experiment"]; ok || c.arm != "" {
 		// One ExperimentMeta per experiment definition, shared by its rows.
 		key := strings.Join([]string{name, m["experiment_start"], m["arm_shares"], m["control_arm"]}, "\x00")
@@ -377,6 +392,7 @@ func (l *loader) readRows(path string, pf *parquet.File) error {
 				Prefix: l.str(p.ClientPrefix), PrefixGroup: l.str(p.PrefixGroup), ASN: p.ASN,
 				Site: l.str(p.Site), Appliance: l.str(p.Appliance), Type: l.str(p.Type), Status: l.str(p.Status),
 				Bytes: p.Bytes, SteeredSite: c.steeredSite, Arm: c.arm, AssignedArm: c.assignedArm, Exp: c.exp,
+				Issued: c.issued,
 			}
 			row.ClientAddr, _ = netip.ParseAddr(p.ClientAddr) // invalid stays the zero Addr; clients then key by prefix
 			if !l.filter.keep(&row) {

@@ -72,7 +72,10 @@ type Row struct {
 	// "assigned_arm", stored by the ingester), empty in older data.
 	Arm, AssignedArm string
 	// Exp is the experiment the report names (nil for none).
-	Exp    *ExperimentMeta
+	Exp *ExperimentMeta
+	// Issued is when the control plane issued the report's recipe
+	// (context issued_at, server clock, UTC); zero in older data.
+	Issued time.Time
 	Values [numMetrics]float64
 	// ISP is the uploader's ISP by the control plane's table.
 	ISP string

@@ -65,3 +65,27 @@ func TestRecipeContextsAreSignedForBrowsers(t *testing.T) {
 		t.Errorf("report without context = %d %s, want 400 naming context", code, body)
 	}
 }
+
+// TestRecipeCarriesIssueTime: every recipe's context says when the
+// control plane issued it, on the clock its measured steering records
+// moves with, so an analysis can leave out reports of recipes issued
+// before a move (internal/lab/measured.go).
+func TestRecipeCarriesIssueTime(t *testing.T) {
+	s, clk, cat := newTestServerWith(t, func(c *Config) { c.MeasureDir = t.TempDir() })
+	t.Cleanup(func() { s.measure.Close() })
+	f := cat.Files[0].Path
+	beat(t, s.Handler(), "e1", 1, []string{f})
+	beat(t, s.Handler(), "x1", 1, []string{f})
+	for _, at := range []time.Time{clk.t, clk.t.Add(90 * time.Second)} {
+		clk.t = at
+		w := do(t, s.Handler(), "GET", "/v1/recipe", "", "10.64.1.2:5000", "")
+		var rec probe.Recipe
+		if err := json.Unmarshal(w.Body.Bytes(), &rec); err != nil || w.Code != 200 {
+			t.Fatalf("recipe: %d %s %v", w.Code, w.Body, err)
+		}
+		got, err := time.Parse(time.RFC3339Nano, rec.Context[measure.ContextIssuedAt])
+		if err != nil || !got.Equal(at) {
+			t.Errorf("recipe context issued_at = %q, want %s (the server's clock)", rec.Context[measure.ContextIssuedAt], at.UTC().Format(time.RFC3339Nano))
+		}
+	}
+}

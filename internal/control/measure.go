@@ -159,6 +159,9 @@ func (s *Server) mountMeasure(mux *http.ServeMux) {
 		cfg.Context = s.recipeContext
 	}
 	cfg.Sign = s.contexts.Sign
+	// issued_at on the clock measured steering records its moves with, so
+	// an analysis can tell a recipe issued before a move from one after.
+	cfg.Now = s.cfg.Now
 	mux.Handle("GET /v1/recipe", probe.RecipeHandler(s.probeTargets, cfg))
 }
 

@@ -51,8 +51,13 @@ type MeasuredGroup struct {
 // DegradeEffect compares the arms after a degrade_link event on what the
 // affected prefix groups' clients got at the site they were steered to
 // (the steering metric: probe throughput in the built-in scenario), from
-// the stored measurements received from each group's start (FromSeconds
-// is the earliest) to the end of the run.
+// the stored measurements of recipes the control plane issued from each
+// group's start (FromSeconds is the earliest) to the end of the run. A
+// recipe's context names the site steering chose for the client when it
+// was issued, and its report may arrive long after (a run of pulses over a
+// degraded link takes seconds): counting by the time a report was
+// received would credit the measured arm with pulses steered before its
+// group moved.
 type DegradeEffect struct {
 	Link      string   `json:"link"`
 	AtSeconds float64  `json:"at_seconds"`
@@ -60,8 +65,8 @@ type DegradeEffect struct {
 	// ReactionSeconds is how long after the event measurements first
 	// moved an affected group (0: they never did); FromSeconds is where
 	// the comparison starts for the first group, from the start of
-	// streaming (each group from a probe period after the event, or its
-	// own first move if later).
+	// streaming (each group from the event, or its own first move if
+	// later): only recipes issued from then on count.
 	ReactionSeconds float64 `json:"reaction_seconds"`
 	FromSeconds     float64 `json:"from_seconds"`
 	Metric          string  `json:"metric"`
@@ -136,21 +141,22 @@ func (l *Lab) degradeEffects(r *MeasuredReport, dir string) {
 				eff.Groups = append(eff.Groups, g.Group)
 			}
 		}
-		// Reports received within a probe period of the event may hold
-		// pulses measured before it (or queued through a control-plane
-		// outage): each group's comparison starts one period later, or
-		// when measurements first moved it if that is later, so that it
-		// compares the arms once the loop has reacted for that group (an
-		// ISP's IPv4 and IPv6 groups gather evidence apart and move at
-		// different times); how long the first took to react is reported
-		// beside it.
+		// Each group's comparison takes the recipes issued from the event
+		// on, or from when measurements first moved it if that is later,
+		// so that it compares the arms once the loop has reacted for that
+		// group (an ISP's IPv4 and IPv6 groups gather evidence apart and
+		// move at different times); how long the first took to react is
+		// reported beside it. By issue time, not by when reports arrived:
+		// a report received after the move may carry pulses of a recipe
+		// issued before it (or before the event, or queued through a
+		// control-plane outage), steered as the client was then.
 		fromOf := map[string]time.Time{}
 		first := time.Duration(-1)
 		for _, g := range r.Groups {
 			if !slices.Contains(eff.Groups, g.Group) {
 				continue
 			}
-			from := at + l.sc.Probes.Every
+			from := at
 			if g.FirstMoveSeconds > at.Seconds() {
 				move := time.Duration(g.FirstMoveSeconds * float64(time.Second))
 				if eff.ReactionSeconds == 0 || move.Seconds()-at.Seconds() < eff.ReactionSeconds {
@@ -168,21 +174,21 @@ func (l *Lab) degradeEffects(r *MeasuredReport, dir string) {
 	}
 }
 
-// effect compares the arms over the pulses of each affected group
-// received from fromOf[group] on.
+// effect compares the arms over the pulses of each affected group's
+// recipes issued from fromOf[group] on.
 func (l *Lab) effect(eff DegradeEffect, dir string, fromOf map[string]time.Time) DegradeEffect {
 	if len(eff.Groups) == 0 {
 		eff.Note = "no prefix group of the ISP is steered to the site by BGP"
 		return eff
 	}
-	rows, _, err := analyze.Load(dir, analyze.Filter{Since: l.start.Add(time.Duration(eff.FromSeconds * float64(time.Second)))}, nil)
+	rows, _, err := analyze.Load(dir, analyze.Filter{IssuedSince: l.start.Add(time.Duration(eff.FromSeconds * float64(time.Second)))}, nil)
 	if err != nil {
 		eff.Note = err.Error()
 		return eff
 	}
 	kept := rows[:0]
 	for _, row := range rows {
-		if from, ok := fromOf[row.PrefixGroup]; ok && !row.Time.Before(from) {
+		if from, ok := fromOf[row.PrefixGroup]; ok && !row.Issued.Before(from) {
 			kept = append(kept, row)
 		}
 	}
@@ -243,7 +249,7 @@ func (r *MeasuredReport) print(w io.Writer) {
 		}
 	}
 	for _, e := range r.Effects {
-		fmt.Fprintf(w, "  degrade_link %s at %.1f s: measurements moved groups %v after %.1f s; %s at the steered site from %.1f s on (each group from its first move):",
+		fmt.Fprintf(w, "  degrade_link %s at %.1f s: measurements moved groups %v after %.1f s; %s at the steered site, recipes issued from %.1f s on (each group from its first move):",
 			e.Link, e.AtSeconds, e.Groups, e.ReactionSeconds, e.Metric, e.FromSeconds)
 		for _, a := range e.Arms {
 			fmt.Fprintf(w, " %s p50 %s [%s, %s] (%d clients, n=%d);", a.Arm, metricNum(e.Metric, a.P50), metricNum(e.Metric, a.Lo), metricNum(e.Metric, a.Hi), a.Clients, a.N)

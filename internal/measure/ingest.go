@@ -109,6 +109,12 @@ func (o *Options) setDefaults() {
 // Annotation.Arm.
 const ContextAssignedArm = "assigned_arm"
 
+// ContextIssuedAt is the context key under which a recipe carries the
+// time the control plane issued it (RFC 3339, UTC, the server's clock):
+// a report received after a change may hold pulses of a recipe issued
+// before it, and an analysis that compares before and after needs to know.
+const ContextIssuedAt = "issued_at"
+
 // Observed is a durable report with what the server annotated.
 type Observed struct {
 	Received    time.Time

@@ -134,6 +134,7 @@ func TestRecipeHandlerShufflesAndFills(t *testing.T) {
 		RecipeConfig{Pulses: 4, PulseDelay: 50 * time.Millisecond, PulseTimeout: time.Second, Version: "v7"})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
+	started := time.Now()
 	orders := map[string]bool{}
 	ids := map[string]bool{}
 	for range 10 {
@@ -158,7 +159,14 @@ func TestRecipeHandlerShufflesAndFills(t *testing.T) {
 		if want := []string{"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"}; !slices.Equal(sorted, want) {
 			t.Fatalf("recipe targets = %v, want a permutation of %v", order, want)
 		}
-		want := map[string]string{"recipe_version": "v7", "targets": "8", "steered_site": "site0", "steered_appliance": "oca0"}
+		// The control plane's test (TestRecipeCarriesIssueTime) checks
+		// that issued_at follows the clock it is given.
+		issued, err := time.Parse(time.RFC3339Nano, rec.Context[measure.ContextIssuedAt])
+		if err != nil || issued.Before(started.Add(-time.Millisecond)) || issued.After(time.Now().Add(time.Millisecond)) {
+			t.Errorf("recipe context issued_at = %q, want the time it was issued (after %s)", rec.Context[measure.ContextIssuedAt], started.UTC().Format(time.RFC3339Nano))
+		}
+		want := map[string]string{"recipe_version": "v7", "targets": "8", "steered_site": "site0", "steered_appliance": "oca0",
+			measure.ContextIssuedAt: rec.Context[measure.ContextIssuedAt]}
 		if d := cmp.Diff(want, rec.Context); d != "" {
 			t.Errorf("recipe context (-want +got):\n%s", d)
 		}

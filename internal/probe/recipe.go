@@ -196,6 +196,9 @@ type RecipeConfig struct {
 	// plane's measure.ContextSigner.Sign), so that reports from browsers
 	// can prove they carry a recipe it issued.
 	Sign func(recipe string, ctx map[string]string)
+	// Now is the server's clock for context["issued_at"] (time.Now when
+	// nil).
+	Now func() time.Time
 }
 
 func (c *RecipeConfig) setDefaults() {
@@ -216,6 +219,9 @@ func (c *RecipeConfig) setDefaults() {
 	}
 	if c.Version == "" {
 		c.Version = "1"
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 }
 
@@ -264,10 +270,15 @@ func RecipeHandler(choose func(client netip.Addr, dualStack bool) ([]Target, err
 			http.Error(w, "recipe: internal error", http.StatusInternalServerError)
 			return
 		}
+		// issued_at (measure.ContextIssuedAt) is the server's time of
+		// issue: an analysis can then keep out pulses of recipes issued
+		// before a change, such as a group's move, that a report
+		// received after it still carries.
 		rec := Recipe{
 			ID: NewID(), Pulses: cfg.Pulses, PulseDelay: cfg.PulseDelay, PulseTimeout: cfg.PulseTimeout,
 			ReportURL: cfg.ReportURL, Interval: cfg.Interval,
-			Context: map[string]string{"recipe_version": cfg.Version, "targets": fmt.Sprint(len(targets))},
+			Context: map[string]string{"recipe_version": cfg.Version, "targets": fmt.Sprint(len(targets)),
+				measure.ContextIssuedAt: cfg.Now().UTC().Format(time.RFC3339Nano)},
 		}
 		if cfg.Context != nil {
 			for k, v := range cfg.Context(ap.Addr().Unmap()) {
