@@ -5,7 +5,7 @@ GO ?= go
 STATICCHECK_VERSION := v0.8.2
 
 # Debian packages the tests start as real peers, as "package:command".
-TEST_PACKAGES := bird2:bird frr:vtysh nginx-light:nginx ffmpeg:ffmpeg postgresql:/usr/lib/postgresql/*/bin/initdb iproute2:ip unbound:unbound openssl:openssl chromium:chromium npm:npm
+TEST_PACKAGES := bird2:bird frr:vtysh nginx-light:nginx ffmpeg:ffmpeg postgresql:/usr/lib/postgresql/*/bin/initdb iproute2:ip unbound:unbound openssl:openssl chromium:chromium libnss3-tools:certutil npm:npm
 BENCH_PACKAGES := wrk:wrk unbound:unbound dnsperf:dnsperf
 
 # Tests that need an outside program fail (not skip) when it is missing.

@@ -1,18 +1,22 @@
 // Package browsertest starts Debian's Chromium for tests and drives it
 // with chromedp: a headless browser with a fresh profile and the flags
 // that keep it off the network (this machine reaches none but loopback),
-// optionally behind a proxy, whose console messages and exceptions go to
-// the test log; and waits on conditions in the page rather than on time.
+// optionally behind a proxy and trusting a test's CA, whose console
+// messages and exceptions go to the test log; and waits on conditions in
+// the page rather than on time.
 //
 // A test that needs the browser skips without it, and fails with
 // OCDN_REQUIRE_EXTERNAL=1 (make test), naming the Debian package.
 package browsertest
 
 import (
+	"bytes"
 	"context"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -45,6 +49,17 @@ func Chromium(t testing.TB) string {
 	return ""
 }
 
+// Certutil returns the path of NSS's certutil, or skips (fails under
+// OCDN_REQUIRE_EXTERNAL=1).
+func Certutil(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("certutil")
+	if err != nil {
+		Require(t, "certutil not found in PATH: install the Debian package libnss3-tools (apt-get install libnss3-tools)")
+	}
+	return p
+}
+
 // Options shape a browser.
 type Options struct {
 	// Proxy, when set, sends every connection through this proxy
@@ -53,6 +68,11 @@ type Options struct {
 	// Flags are extra command-line flags (name → value; true for a bare
 	// switch).
 	Flags map[string]any
+	// CAFile, when set, is a PEM bundle of CA certificates the browser
+	// trusts to issue servers' certificates, so that it verifies a test's
+	// HTTPS servers as it would any site. Without it the browser trusts
+	// only its built-in roots, which sign nothing on this machine.
+	CAFile string
 	// Width and Height are the window's size (1200×900 when zero), which
 	// is what full-page screenshots show.
 	Width, Height int
@@ -72,8 +92,20 @@ type Browser struct {
 func Start(t testing.TB, opts Options) *Browser {
 	t.Helper()
 	exe := Chromium(t)
+	// Chromium on Linux takes the roots a user added from the NSS database
+	// in $HOME/.pki/nssdb, not from a flag (its flags can only skip
+	// verification, which a test must not do). So every browser gets a
+	// HOME of its own: with the test's CA imported when there is one, and
+	// empty otherwise, so that what the machine's user trusts never
+	// leaks into a test.
+	home := t.TempDir()
+	if opts.CAFile != "" {
+		if err := trustCA(Certutil(t), home, opts.CAFile); err != nil {
+			t.Fatalf("browser CA %s: %v", opts.CAFile, err)
+		}
+	}
 	flags := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(exe), chromedp.UserDataDir(t.TempDir()),
+		chromedp.ExecPath(exe), chromedp.UserDataDir(t.TempDir()), chromedp.Env("HOME=" + home),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
@@ -105,6 +137,55 @@ func Start(t testing.TB, opts Options) *Browser {
 	}
 	b.Ctx = ctx
 	return b
+}
+
+// trustCA makes the NSS database Chromium reads under home and imports
+// every certificate of the PEM file caFile into it as a CA trusted to
+// issue TLS servers' certificates (trust "C,,": servers only, not e-mail
+// or code signing).
+func trustCA(certutil, home, caFile string) error {
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return err
+	}
+	db := filepath.Join(home, ".pki", "nssdb")
+	if err := os.MkdirAll(db, 0o700); err != nil {
+		return err
+	}
+	run := func(args ...string) error {
+		out, err := exec.Command(certutil, append([]string{"-d", "sql:" + db}, args...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("certutil %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+		}
+		return nil
+	}
+	if err := run("-N", "--empty-password"); err != nil {
+		return err
+	}
+	// certutil -i reads one certificate from a file: each goes on its own.
+	n := 0
+	for rest := b; ; {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		f := filepath.Join(home, fmt.Sprintf("ca-%d.pem", n))
+		if err := os.WriteFile(f, pem.EncodeToMemory(blk), 0o600); err != nil {
+			return err
+		}
+		if err := run("-A", "-t", "C,,", "-n", fmt.Sprintf("ocdn-test-ca-%d", n), "-i", f); err != nil {
+			return err
+		}
+		n++
+	}
+	if n == 0 {
+		return fmt.Errorf("no PEM CERTIFICATE block in the file")
+	}
+	return nil
 }
 
 // onEvent keeps the page's console output and exceptions; it runs on
@@ -145,9 +226,16 @@ func (b *Browser) Console() []string {
 // Navigate opens url in the tab.
 func (b *Browser) Navigate(url string) {
 	b.t.Helper()
-	if err := chromedp.Do(b.Ctx, chromedp.Navigate(url)); err != nil {
+	if err := b.TryNavigate(url); err != nil {
 		b.t.Fatalf("navigate to %s: %v", url, err)
 	}
+}
+
+// TryNavigate opens url in the tab and returns why the page did not load
+// (Chromium's net error, such as "page load error
+// net::ERR_CERT_AUTHORITY_INVALID"), for tests of what must fail.
+func (b *Browser) TryNavigate(url string) error {
+	return chromedp.Do(b.Ctx, chromedp.Navigate(url))
 }
 
 // WaitJS waits until the JavaScript expression cond is true, up to

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/netem"
+	"github.com/ocdn/ocdn/internal/pki"
 	"github.com/ocdn/ocdn/internal/socks5"
 	"github.com/ocdn/ocdn/internal/webclient"
 )
@@ -32,6 +34,13 @@ import (
 // to a site share one bottleneck at the link's bandwidth, as a
 // household's access line does: a speed test opening several
 // connections then measures the link, not a multiple of it.
+//
+// The pages' URLs are the control plane's (plain HTTP on 127.0.0.1, as
+// the console's), but what they fetch from appliances is what steering
+// hands out: HTTPS by name, as for every other client. The browser
+// resolves those names through the proxy (SOCKS5 passes names) and
+// verifies the appliances' certificates against the lab's CA, which it
+// must trust first (BrowserReport.CAFile); the report says how.
 
 // BrowserReport is how a browser reaches the lab's pages.
 type BrowserReport struct {
@@ -45,6 +54,12 @@ type BrowserReport struct {
 	Client string `json:"client"`
 	// ChromiumFlags are the flags that use the proxy.
 	ChromiumFlags []string `json:"chromium_flags"`
+	// CAFile is the lab's CA (WORK/etc/pki/ca.pem, there while the lab
+	// runs), which issued the appliances' certificates: a browser trusts
+	// it (Chromium on Linux: in its NSS database, $HOME/.pki/nssdb) or
+	// refuses every appliance. Empty when the appliances serve plain
+	// HTTP.
+	CAFile string `json:"ca_file,omitempty"`
 }
 
 // Live is a running lab, as Options.OnStreaming sees it.
@@ -137,6 +152,11 @@ func (l *Lab) startBrowser(ctx, streamCtx context.Context, stopStreaming func(),
 	if l.sc.Catalog.MediaTitles == 0 {
 		b.Player = "" // nothing a browser can play
 	}
+	if l.dep.CA != nil {
+		if b.CAFile, err = filepath.Abs(filepath.Join(l.etc, pkiDir, pki.CACertFile)); err != nil {
+			return nil, fmt.Errorf("browser: the lab's CA: %w", err)
+		}
+	}
 	l.mu.Lock()
 	l.browser = &b
 	l.mu.Unlock()
@@ -148,6 +168,9 @@ func (l *Lab) startBrowser(ctx, streamCtx context.Context, stopStreaming func(),
 	}
 	l.status(fmt.Sprintf("browser: speed test %s, probe %s; as an %s client over its links: chromium %s %s",
 		b.SpeedTest, b.Probe, b.ISP, b.ChromiumFlags[0], b.ChromiumFlags[1]))
+	if b.CAFile != "" {
+		l.status("browser: trust the appliances' CA first: " + b.trustCommand())
+	}
 	if hook := l.opts.OnStreaming; hook != nil {
 		live := &Live{ControlURL: controlURL, Browser: b,
 			KillAppliance: func(id string) bool { return l.killAppliance(ctx, id) },
@@ -185,4 +208,15 @@ func (b *BrowserReport) PrintPages(w io.Writer, indent string) {
 	}
 	fmt.Fprintf(w, "%sspeed test  %s\n%sprobe       %s\n", indent, b.SpeedTest, indent, b.Probe)
 	fmt.Fprintf(w, "%sas an %s client (%s) over the emulated links: chromium %s '%s'\n", indent, b.ISP, b.Client, b.ChromiumFlags[0], b.ChromiumFlags[1])
+	if b.CAFile != "" {
+		fmt.Fprintf(w, "%sappliances serve HTTPS by name with certificates of the lab's CA; trust it first: %s\n", indent, b.trustCommand())
+	}
+}
+
+// trustCommand makes Chromium on Linux trust the lab's CA for servers
+// (trust C,,), in the user's NSS database; certutil is in Debian's
+// libnss3-tools. Removing it again: certutil -d sql:$HOME/.pki/nssdb -D
+// -n ocdn-lab-ca.
+func (b *BrowserReport) trustCommand() string {
+	return fmt.Sprintf("certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n ocdn-lab-ca -i %s", b.CAFile)
 }

@@ -81,11 +81,6 @@ type Options struct {
 	OnSession func(SessionEnd)
 	// OnSpool is told of every probe report a client spooled for upload.
 	OnSpool func(id string, pulses int)
-	// PlainHTTP serves clients over HTTP with the appliances' addresses
-	// in URLs, as before names and certificates: for runs whose clients
-	// cannot be given the lab's CA (a browser driven by a test). By
-	// default the appliances serve HTTPS by name (Endpoints.DNS).
-	PlainHTTP bool
 }
 
 // Lab is one run of a scenario.
@@ -142,7 +137,7 @@ type Lab struct {
 	ipv6Fallback string
 	// roots and resolver are what clients verify appliances with and
 	// resolve their names through: the lab's CA and the control plane's
-	// DNS server (nil and unset with PlainHTTP).
+	// DNS server.
 	roots    *x509.CertPool
 	resolver netip.AddrPort
 }
@@ -347,10 +342,8 @@ func (l *Lab) compile() error {
 	if ep.Origin, err = freePort(netip.MustParseAddr("127.0.0.1")); err != nil {
 		return err
 	}
-	if !l.opts.PlainHTTP {
-		if ep.DNS, err = freePort(netip.MustParseAddr("127.0.0.1")); err != nil {
-			return err
-		}
+	if ep.DNS, err = freePort(netip.MustParseAddr("127.0.0.1")); err != nil {
+		return err
 	}
 	if o := l.opts.ApplianceOctet; o > 0 {
 		l.sc = l.sc.moveAppliances(o)

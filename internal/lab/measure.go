@@ -44,7 +44,7 @@ type ProbeSettings struct {
 	RangeBytes config.ByteSize `yaml:"range_bytes"`
 	// Types are the probe types (measure.recipe.types); default
 	// tcp_connect, http_ttfb and throughput, and dns when the appliances
-	// are named (HTTPS by name, not Options.PlainHTTP).
+	// are named (Endpoints.DNS).
 	Types []string `yaml:"types,omitempty"`
 }
 

@@ -3,11 +3,16 @@ package webclient_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,10 +27,12 @@ import (
 
 // TestPagesAgainstLab drives Chromium, as a client of the lab's first ISP
 // over its emulated links (the lab's SOCKS5 proxy), through the three
-// pages against a running lab: the probe's reports land in the Parquet
-// store with connect and first-byte times, marked as a browser's; the
-// speed test's figure lies within 15% of the link to the site it
-// measured; the player plays a real H.264 title to its end, failing over
+// pages against a running lab as deployed, the appliances serving HTTPS
+// by name, verified against the lab's CA (a browser without it is
+// refused): the probe's reports land in the Parquet store with connect,
+// TLS and first-byte times and dns pulses joined with the DNS server's
+// log, marked as a browser's; the speed test's figure lies within 15%
+// of the link to the site it measured; the player plays a real H.264 title to its end, failing over
 // when the appliance serving it is killed, and its QoE is stored. And
 // what must be refused is: a page of another origin cannot read an
 // appliance (no CORS headers, so the fetch fails), a preflight for a
@@ -47,13 +54,13 @@ func TestPagesAgainstLab(t *testing.T) {
 	liveCh := make(chan *lab.Live, 1)
 	release := make(chan struct{})
 	// Fewer Go clients than the built-in scenario (the browser is the
-	// client under test; the machine is shared), on appliance addresses of
-	// its own (127.1.80.0 to 127.1.82.0: other packages' lab tests run at
-	// the same time). The headless browser does not trust the lab's CA
-	// (Chromium reads its roots from an NSS database, not a flag): its
-	// pages fetch over plain HTTP.
+	// client under test; the machine is shared), on appliance addresses
+	// free now (other packages' lab tests, and other checkouts' runs of
+	// this one, run at the same time). The lab runs as deployed:
+	// appliances serve HTTPS by name, and the browser verifies them
+	// against the lab's CA.
 	sc := labtest.Scenario(t, labtest.Shrink{Titles: 3, ClientShare: 0.2})
-	l := lab.New(sc, lab.Options{WorkDir: t.TempDir(), DataDir: data, ApplianceOctet: 80, PlainHTTP: true,
+	l := lab.New(sc, lab.Options{WorkDir: t.TempDir(), DataDir: data, ApplianceOctet: labtest.FreeOctet(t),
 		OnStreaming: func(ctx context.Context, live *lab.Live) {
 			liveCh <- live
 			select {
@@ -80,12 +87,18 @@ func TestPagesAgainstLab(t *testing.T) {
 	select {
 	case live = <-liveCh:
 	case r := <-done:
+		ended = true // nothing left to stop or wait for
 		t.Fatalf("lab ended before streaming: %v", r.err)
 	case <-time.After(4 * time.Minute): // fill and turn-up on a busy machine
 		t.Fatal("the lab did not fill and stream within 4m")
 	}
 	t.Logf("lab up: %+v", live.Browser)
-	b := browsertest.Start(t, browsertest.Options{Proxy: live.Browser.Proxy})
+	if live.Browser.CAFile == "" {
+		t.Fatal("the lab names no CA for the browser: its appliances do not serve HTTPS")
+	}
+	// The browser trusts the lab's CA as a user would (its NSS database),
+	// and nothing else: certificates are verified.
+	b := browsertest.Start(t, browsertest.Options{Proxy: live.Browser.Proxy, CAFile: live.Browser.CAFile})
 	base := live.ControlURL
 
 	// The probe: the control plane's recipe run in the page.
@@ -117,10 +130,25 @@ func TestPagesAgainstLab(t *testing.T) {
 		}
 	}
 
+	// What the pages fetch is what steering hands out: HTTPS by name.
+	target := browsertest.Eval[string](b, `ocdnProbe.recipe.targets[0].url`)
+	tu, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netip.ParseAddr(tu.Hostname()); tu.Scheme != "https" || err == nil {
+		t.Fatalf("probe target %s, want an https URL with a name", target)
+	}
+	// Verification is on: a browser that does not trust the lab's CA,
+	// otherwise the same, refuses the appliance.
+	bare := browsertest.Start(t, browsertest.Options{Proxy: live.Browser.Proxy})
+	if err := bare.TryNavigate(target); err == nil || !strings.Contains(err.Error(), "ERR_CERT_AUTHORITY_INVALID") {
+		t.Errorf("%s from a browser without the lab's CA: navigation error %v, want net::ERR_CERT_AUTHORITY_INVALID", target, err)
+	}
+
 	// CORS: the control plane's pages may read an appliance; a page of
 	// another origin gets no CORS headers, so its fetch fails, whether
 	// simple or preflighted (Range).
-	target := browsertest.Eval[string](b, `ocdnProbe.recipe.targets[0].url`)
 	fetchJS := func(headers string) string {
 		return fmt.Sprintf(`fetch(%q, {cache: "no-store", headers: %s}).then(r => "ok " + r.status, e => "failed: " + e.name)`, target, headers)
 	}
@@ -148,7 +176,23 @@ func TestPagesAgainstLab(t *testing.T) {
 			t.Errorf("fetch %s with %s from %s = %q, want it to fail (no CORS headers)", target, h, other.URL, got)
 		}
 	}
-	resp, err := http.DefaultClient.Do(func() *http.Request {
+	// A Go client of the same ISP (through the proxy, which resolves the
+	// name) verifying with the same CA.
+	pem, err := os.ReadFile(live.Browser.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		t.Fatalf("%s: no certificate", live.Browser.CAFile)
+	}
+	proxyURL, err := url.Parse(live.Browser.Proxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL), TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Do(func() *http.Request {
 		req, _ := http.NewRequest("GET", target, nil)
 		req.Header.Set("Origin", other.URL)
 		return req
@@ -193,6 +237,11 @@ func TestPagesAgainstLab(t *testing.T) {
 	got := sp.DownloadBps / 1e6
 	t.Logf("speed test: %.2f Mbit/s against a %.0f Mbit/s link to %s (%+.1f%%); stable %v, %d connections, latency %.1f ms unloaded, %.1f ms loaded (link RTT %v), %.1f s",
 		got, link.BandwidthMbps, sp.Servers[0].Site, 100*(got/link.BandwidthMbps-1), sp.Stable, sp.Connections, sp.UnloadedMs, sp.LoadedMs, link.RTT, sp.DurationMs/1000)
+	// Over HTTPS Chromium speaks HTTP/2 to an appliance (it offers h2 by
+	// ALPN): the speed test's parallel downloads to one appliance are
+	// streams of one connection, as in any browser.
+	t.Logf("speed test: protocols to the appliances %s", browsertest.Eval[string](b, `[...new Set(performance.getEntriesByType("resource")
+		.filter(e => e.name.startsWith("https:")).map(e => new URL(e.name).host + " " + e.nextHopProtocol))].join(", ")`))
 	if math.Abs(got/link.BandwidthMbps-1) > 0.15 {
 		t.Errorf("speed test measured %.2f Mbit/s, want within 15%% of the link's %.0f Mbit/s", got, link.BandwidthMbps)
 	}
@@ -258,12 +307,26 @@ func TestPagesAgainstLab(t *testing.T) {
 		}
 		return out
 	}
-	var probeRows, connect, ttfb, speedRows int
+	var probeRows, connect, tlsRows, ttfb, speedRows, dnsRows, dnsJoined int
 	for _, m := range rows("pulses") {
 		if m["report_id"] == probeID {
 			probeRows++
+			// A dns pulse fetched from its own name, p-<nonce>.<the
+			// appliance's name>, which only the lab's DNS server could
+			// answer: the server's log of it joins the row (resolver).
+			if m["type"] == "dns" {
+				dnsRows++
+				if m["status"] == "ok" && m["nonce"] != "" && m["resolver"] != "" {
+					dnsJoined++
+				} else {
+					t.Errorf("browser dns pulse %v, want it ok, with its nonce joined with the DNS server's log (resolver)", m)
+				}
+			}
 			if v, _ := m["connect_ms"].(float64); v > 0 {
 				connect++
+			}
+			if v, _ := m["tls_ms"].(float64); v > 0 {
+				tlsRows++
 			}
 			if v, _ := m["ttfb_ms"].(float64); v > 0 {
 				ttfb++
@@ -273,9 +336,14 @@ func TestPagesAgainstLab(t *testing.T) {
 			speedRows++
 		}
 	}
-	t.Logf("Parquet: the probe's report %s: %d pulses, %d with connect_ms > 0, %d with ttfb_ms > 0; %d speed test rows", probeID, probeRows, connect, ttfb, speedRows)
-	if probeRows == 0 || connect == 0 || ttfb == 0 {
-		t.Errorf("the browser probe's rows in the Parquet store: %d pulses, %d with a connect time, %d with a first-byte time; want all non-zero", probeRows, connect, ttfb)
+	t.Logf("Parquet: the probe's report %s: %d pulses, %d with connect_ms > 0, %d with tls_ms > 0, %d with ttfb_ms > 0, %d dns pulses joined with the server's log of %d; %d speed test rows",
+		probeID, probeRows, connect, tlsRows, ttfb, dnsJoined, dnsRows, speedRows)
+	if dnsRows == 0 {
+		t.Errorf("the browser probe ran no dns pulse: the lab's recipe has them when appliances are named")
+	}
+	// New connections are HTTPS ones: they have a handshake time.
+	if probeRows == 0 || connect == 0 || tlsRows == 0 || ttfb == 0 {
+		t.Errorf("the browser probe's rows in the Parquet store: %d pulses, %d with a connect time, %d with a TLS time, %d with a first-byte time; want all non-zero", probeRows, connect, tlsRows, ttfb)
 	}
 	if speedRows != 1 {
 		t.Errorf("speed test rows marked as a browser's = %d, want 1", speedRows)

@@ -6,6 +6,15 @@
 // Timing-Allow-Origin. A browser reuses connections, so a pulse after
 // the first to a target may have no connect time: then connect_ms is
 // left out rather than reported as zero.
+//
+// A dns pulse is Odin's browser measurement: one byte fetched from a
+// name no one asked for before, p-<nonce>.<the appliance's name> (its
+// certificate covers one label beneath its names), so that the
+// resolver must ask the CDN's authoritative server, which logs the
+// nonce with the resolver that asked; the report names the nonce, and
+// the control plane joins the two. Its dns_ms is Resource Timing's
+// lookup time, left out when the browser did not resolve the name
+// itself (a SOCKS5 proxy resolves for it, as in the lab).
 'use strict';
 
 (() => {
@@ -20,13 +29,45 @@
 
   const positive = (x) => (x > 0 ? ocdn.ms(x) : undefined);
 
+  // family is the address family a target's URL reaches its appliance
+  // over, as the Go probe has it (probe.targetFamily): the recipe's, else
+  // the address's, else the name's ipv4-/ipv6- label.
+  function family(target) {
+    if (target.family) return target.family;
+    const host = new URL(target.url).hostname;
+    if (host.startsWith('[')) return 'ipv6';
+    if (/^\d+\.\d+\.\d+\.\d+$/.test(host)) return 'ipv4';
+    if (host.startsWith('ipv4-')) return 'ipv4';
+    if (host.startsWith('ipv6-')) return 'ipv6';
+    return undefined;
+  }
+
+  // nonce is 16 characters of [a-z2-7] (80 random bits), as
+  // dnsname.NewNonce makes them: no two pulses share a name.
+  function nonce() {
+    const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
+    const b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    return Array.from(b, (x) => alphabet[x & 31]).join('');
+  }
+
   async function pulse(rec, target, type, seq) {
     const p = {target: target.id, appliance: target.appliance, site: target.site, type, seq,
-      start: new Date().toISOString(), duration_ms: 0, status: 'ok'};
+      start: new Date().toISOString(), duration_ms: 0, status: 'ok', family: family(target)};
     if (type === 'tls_handshake' && !target.url.startsWith('https:')) {
       return Object.assign(p, {status: 'error', error: 'not https'});
     }
-    const url = ocdn.measured(target.url, 'probe', 'pulse', `${rec.id}-${seq}`);
+    let base = target.url;
+    if (type === 'dns') {
+      const u = new URL(target.url);
+      if (u.hostname.startsWith('[') || /^\d+\.\d+\.\d+\.\d+$/.test(u.hostname)) {
+        return Object.assign(p, {status: 'error', error: "dns: the target's url has an IP address, not a name to resolve"});
+      }
+      p.nonce = nonce();
+      u.hostname = `p-${p.nonce}.${u.hostname}`;
+      base = u.toString();
+    }
+    const url = ocdn.measured(base, 'probe', 'pulse', `${rec.id}-${seq}`);
     const range = type === 'throughput' ? `bytes=0-${(target.range_bytes || 1 << 20) - 1}` : 'bytes=0-0';
     const ctrl = new AbortController();
     const timer = setTimeout(() => ctrl.abort(), rec.pulse_timeout_ms || 5000);
@@ -47,6 +88,7 @@
     const e = ocdn.timingOf(url);
     if (e) {
       p.dns = positive(e.domainLookupEnd - e.domainLookupStart);
+      if (type === 'dns') p.dns_ms = p.dns;
       const tlsStart = e.secureConnectionStart > 0 ? e.secureConnectionStart : e.connectEnd;
       p.connect_ms = positive(tlsStart - e.connectStart);
       p.tls_ms = e.secureConnectionStart > 0 ? positive(e.connectEnd - e.secureConnectionStart) : undefined;
@@ -83,7 +125,7 @@
         for (const type of target.types) {
           const p = await pulse(rec, target, type, seq++);
           row(p);
-          delete p.dns; // shown, not a report field
+          delete p.dns; // shown; reported as dns_ms by dns pulses only
           pulses.push(p);
           await ocdn.sleep(rec.pulse_delay_ms || 0);
         }

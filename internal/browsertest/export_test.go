@@ -1,0 +1,4 @@
+package browsertest
+
+// TrustCA is trustCA for the package's external tests.
+var TrustCA = trustCA
