@@ -556,3 +556,45 @@ func TestStalledReaderCutOff(t *testing.T) {
 		t.Errorf("served all %d bytes to a client that read none", n)
 	}
 }
+
+// TestSlowReaderNotCutOff: a client that keeps taking the body, if
+// slowly, is not cut off however long the whole transfer takes: the
+// write deadline moves each 1 MiB (h1 moves it inside the one sendfile
+// loop a range gets). It takes the body a MiB at a time with pauses, for
+// longer than StallTimeout in all, and must get every byte.
+func TestSlowReaderNotCutOff(t *testing.T) {
+	data := pattern(16 << 20)
+	te := newTestEdge(t, map[string][]byte{testPath: data})
+	const stall = 2 * time.Second
+	h := New(Config{Store: te.st, Keys: te.cur.Load, StallTimeout: stall})
+	c, err := net.Dial("tcp", strings.TrimPrefix(serveHTTP(t, h), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetReadBuffer(64 << 10)
+	target := strings.TrimPrefix(te.url(testPath), te.base)
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", target)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	var got bytes.Buffer
+	for {
+		n, err := io.CopyN(&got, resp.Body, 1<<20)
+		if err != nil || n < 1<<20 {
+			break
+		}
+		// Pacing the reader, not waiting for anything: 300 ms a MiB
+		// is slow enough that the transfer outlasts StallTimeout.
+		time.Sleep(300 * time.Millisecond)
+	}
+	if d := time.Since(begin); d < stall {
+		t.Logf("transfer took %v, less than StallTimeout %v: socket buffers took more than expected", d, stall)
+	}
+	if !bytes.Equal(got.Bytes(), data) {
+		t.Fatalf("got %d bytes, want all %d: a slow but moving reader was cut off", got.Len(), len(data))
+	}
+}

@@ -77,6 +77,7 @@ func (c *conn) sendFile(f *os.File, off *int64, n int64) (written int64, handled
 				case m > 0:
 					written += int64(m)
 					n -= int64(m)
+					c.res.sent(int64(m))
 				case errno == 0:
 					return true // the file ends before n: the caller sees the short count
 				case errno == syscall.EINTR:
