@@ -124,9 +124,13 @@ nginx_conf nginx-log "$NL_HTTP" "$NL_HTTPS" "access_log $WORK/nginx-log/access.l
 NL_PID=$!; PIDS+=($NL_PID)
 
 # $1 listen port, $2 name, $3 transport sample rate, then extra flags.
+# Each appliance gets its own store directory of hard links to the same
+# object files (the same page-cache pages): a store is one appliance's,
+# and six opening one directory at once raced clearing its tmp/.
 appliance() {
   local port=$1 name=$2 rate=$3; shift 3
-  "$WORK/ocdn" appliance --standalone --store "$WORK/store" --listen "127.0.0.1:$port" \
+  cp -al "$WORK/store" "$WORK/store-$name"
+  "$WORK/ocdn" appliance --standalone --store "$WORK/store-$name" --listen "127.0.0.1:$port" \
     --key-file "$WORK/keys.json" --access-log "$WORK/access-$name.log" \
     --transport-sample-rate "$rate" --transport-dir "$WORK/spool-$name" "$@" 2>"$WORK/appliance-$name.log" &
 }
