@@ -53,7 +53,7 @@ FILE_SIZE=${FILE_SIZE:-$((64 << 20))}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 GO=${GO:-go}
 
-scripts/install-deps.sh nginx-light:nginx wrk:wrk openssl:openssl
+scripts/install-deps.sh nginx-light:nginx wrk:wrk openssl:openssl curl:curl
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 # Thousands of sockets for the idle-connection check; the Go runtime raises
@@ -150,6 +150,23 @@ wait_port() {
   echo "nothing listening on port $1; logs in $WORK" >&2; KEEP=1; exit 1
 }
 for p in $NG_HTTP $NG_HTTPS $NL_HTTP $NL_HTTPS $OC_HTTP $OC_HTTPS $O0_HTTP $O0_HTTPS $OS_HTTP $OS_HTTPS; do wait_port "$p"; done
+
+# An appliance serves an object once it has re-hashed what may have
+# changed since its store's last checkpoint (all of it here: linking the
+# files changed their ctime): wait until every object answers, so no
+# measurement pays for that or counts a 404.
+wait_served() { # $1 base URL
+  local p
+  for p in $(awk '{ print $1 }' "$WORK/paths"); do
+    for _ in $(seq 600); do
+      [ "$(curl -sk -o /dev/null -w '%{http_code}' -H 'Range: bytes=0-0' "$1$p")" = 206 ] && continue 2
+      sleep 0.1
+    done
+    echo "$1 does not serve $p after 60s; logs in $WORK" >&2; KEEP=1; exit 1
+  done
+}
+for p in $OC_HTTP $O0_HTTP $OS_HTTP; do wait_served "http://127.0.0.1:$p"; done
+for p in $OC_HTTPS $O0_HTTPS $OS_HTTPS; do wait_served "https://127.0.0.1:$p"; done
 
 # wrk script: range requests over the files, at a random offset or always
 # at 1 MiB; prints one machine-readable line at the end.
