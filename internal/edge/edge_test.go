@@ -535,16 +535,7 @@ func TestServeOverHTTP2(t *testing.T) {
 // after StallTimeout, so it cannot hold a goroutine and a descriptor.
 func TestStalledReaderCutOff(t *testing.T) {
 	data := pattern(32 << 20) // far more than socket buffers hold
-	te := newTestEdge(t, map[string][]byte{testPath: data})
-	h := New(Config{Store: te.st, Keys: te.cur.Load, StallTimeout: 300 * time.Millisecond})
-	c, err := net.Dial("tcp", strings.TrimPrefix(serveHTTP(t, h), "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.(*net.TCPConn).SetReadBuffer(4 << 10)
-	target := strings.TrimPrefix(te.url(testPath), te.base)
-	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", target)
+	h, _ := getWhole(t, data, 300*time.Millisecond, 4<<10)
 	deadline := time.Now().Add(20 * time.Second)
 	for h.Requests() == 0 {
 		if time.Now().After(deadline) {
@@ -564,19 +555,9 @@ func TestStalledReaderCutOff(t *testing.T) {
 // longer than StallTimeout in all, and must get every byte.
 func TestSlowReaderNotCutOff(t *testing.T) {
 	data := pattern(16 << 20)
-	te := newTestEdge(t, map[string][]byte{testPath: data})
 	const stall = 2 * time.Second
-	h := New(Config{Store: te.st, Keys: te.cur.Load, StallTimeout: stall})
-	c, err := net.Dial("tcp", strings.TrimPrefix(serveHTTP(t, h), "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.(*net.TCPConn).SetReadBuffer(64 << 10)
-	target := strings.TrimPrefix(te.url(testPath), te.base)
-	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", target)
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
+	_, c := getWhole(t, data, stall, 64<<10)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -597,4 +578,22 @@ func TestSlowReaderNotCutOff(t *testing.T) {
 	if !bytes.Equal(got.Bytes(), data) {
 		t.Fatalf("got %d bytes, want all %d: a slow but moving reader was cut off", got.Len(), len(data))
 	}
+}
+
+// getWhole serves data with StallTimeout stall behind a real server and
+// sends a GET for all of it from a client whose receive buffer is rcvbuf
+// bytes; the client closes when the test ends.
+func getWhole(t *testing.T, data []byte, stall time.Duration, rcvbuf int) (*Handler, net.Conn) {
+	t.Helper()
+	te := newTestEdge(t, map[string][]byte{testPath: data})
+	h := New(Config{Store: te.st, Keys: te.cur.Load, StallTimeout: stall})
+	c, err := net.Dial("tcp", strings.TrimPrefix(serveHTTP(t, h), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.(*net.TCPConn).SetReadBuffer(rcvbuf)
+	target := strings.TrimPrefix(te.url(testPath), te.base)
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", target)
+	return h, c
 }
