@@ -138,6 +138,7 @@ func printToken(cmd *cobra.Command, cfg *config.Control, id string, ttl time.Dur
 func newApplianceCmd(g *globals) *cobra.Command {
 	var configFile, storeDir, listen, opsListen, keyFile, tlsCert, tlsKey, accessLog, transportDir string
 	var transportRate float64
+	var scrubRate string
 	var standalone bool
 	var gcPercent int
 	var hooks labHooks
@@ -174,7 +175,7 @@ and queued, and its BGP sessions) are on ops_listen.`,
 			}
 			var cfg config.ApplianceDaemon
 			standaloneFlags := storeDir != "" || listen != "" || opsListen != "" || keyFile != "" || tlsCert != "" || tlsKey != "" || accessLog != "" ||
-				transportDir != "" || cmd.Flags().Changed("transport-sample-rate")
+				transportDir != "" || cmd.Flags().Changed("transport-sample-rate") || scrubRate != ""
 			switch {
 			case configFile != "" && (standalone || standaloneFlags):
 				return errors.New("--config names every setting: drop --standalone and its flags (or set standalone: true in the file)")
@@ -190,6 +191,13 @@ and queued, and its BGP sessions) are on ops_listen.`,
 					Transport: config.ApplianceTransport{Dir: transportDir}}
 				if cmd.Flags().Changed("transport-sample-rate") {
 					cfg.Transport.SampleRate = &transportRate
+				}
+				if scrubRate != "" {
+					r, err := config.ParseByteSize(scrubRate)
+					if err != nil {
+						return fmt.Errorf("--scrub-rate: %w", err)
+					}
+					cfg.ScrubRate = &r
 				}
 				if cfg.Listen, err = parseListen("--listen", listen); err != nil {
 					return err
@@ -236,6 +244,7 @@ and queued, and its BGP sessions) are on ops_listen.`,
 	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "PEM private key for --tls-cert (with --standalone)")
 	cmd.Flags().StringVar(&accessLog, "access-log", "", `access log (with --standalone): a file (buffered, flushed every second), "off", or empty for the daemon log`)
 	cmd.Flags().Float64Var(&transportRate, "transport-sample-rate", config.DefaultTransportSampleRate, "fraction of connections whose TCP_INFO is sampled (with --standalone; 0 installs nothing)")
+	cmd.Flags().StringVar(&scrubRate, "scrub-rate", "", "bytes per second the store scrubber re-hashes, e.g. 40MB, 0 for off (with --standalone; default scrub_rate's)")
 	cmd.Flags().StringVar(&transportDir, "transport-dir", "", "spool of transport records (with --standalone; default STORE-transport-spool)")
 	cmd.Flags().IntVar(&gcPercent, "gc-percent", 400, "Go collector target (as GOGC, which overrides it): the live heap is a few MB, so at Go's 100 the collector ran ~20 times a second under load; 400 spends ~12 MB more heap to cut that 4-fold")
 	hooks.register(cmd)

@@ -43,22 +43,26 @@
 // in them, or the answer is 404 before any store lookup; the store is only
 // ever asked for index entries, never for a path on disk. Bad tokens are
 // 403. Each 1 MiB of body gets a fresh write deadline (StallTimeout), so
-// stalled readers are cut off but slow ones are not (the handler sets them
-// through http.ResponseController, which both servers below honour);
+// stalled readers are cut off but slow ones are not (internal/serve/h1
+// moves it itself as the body goes out, SetWriteStallTimeout; under
+// net/http the handler moves it between 1 MiB chunks through
+// http.ResponseController);
 // header, body and idle timeouts and the 431 header limit are in package
 // serve (internal/serve/h1).
 //
 // # Speed
 //
-// Bodies go out in 1 MiB chunks, each an io.SectionReader of the
-// *os.File at its offset. The appliance runs under our own HTTP/1.1
-// server (internal/serve/h1), whose ResponseWriter has already written
-// the header into its buffer when Content-Length and Content-Type are set
-// (always, here), so on plain HTTP each chunk reaches its ReadFrom and
-// becomes one header write and a sendfile(2) at the chunk's offset, with
-// no lseek(2); an idle keep-alive connection there holds no buffers, so
-// 10,000 of them cost about 6 KB each.
-// Over TLS the chunk is read in 64 KiB pieces and crypto/tls's records
+// A range's body goes out as one io.SectionReader of the *os.File at its
+// offset (in 1 MiB chunks under net/http, see Hardening). The appliance
+// runs under our own HTTP/1.1 server (internal/serve/h1), whose
+// ResponseWriter has already written the header into its buffer when
+// Content-Length and Content-Type are set (always, here), so on plain
+// HTTP the range reaches its ReadFrom and becomes one header write and
+// one sendfile(2) at the range's offset, as nginx sends it, with no
+// lseek(2) (sent in 1 MiB chunks, a 2 MiB range took two sendfiles and
+// two trips down the writer chain); an idle keep-alive connection there
+// holds no buffers, so 10,000 of them cost about 6 KB each.
+// Over TLS the range is read in 64 KiB pieces and crypto/tls's records
 // are written 64 KiB at a time; HTTP/2 goes to net/http. Verified token
 // grants are cached (HMAC once per token) and object descriptors are
 // kept open between requests (fileCache), both invalidated safely; see

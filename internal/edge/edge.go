@@ -171,8 +171,15 @@ var (
 // serve answers one request and returns the content path for the log.
 func (h *Handler) serve(w *countingWriter, r *http.Request, now time.Time) string {
 	rc := http.NewResponseController(w)
-	// One deadline for headers and the first chunk; see copyRange.
-	rc.SetWriteDeadline(now.Add(h.cfg.StallTimeout))
+	if s := stallSetterOf(w.ResponseWriter); s != nil {
+		// The server moves the deadline after each copyChunk bytes
+		// itself, so copyRange hands it each range whole.
+		s.SetWriteStallTimeout(copyChunk, h.cfg.StallTimeout)
+		w.whole = true
+	} else {
+		// One deadline for headers and the first chunk; see copyRange.
+		rc.SetWriteDeadline(now.Add(h.cfg.StallTimeout))
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header()["Allow"] = hdrAllow
 		writeText(w, r, http.StatusMethodNotAllowed, "method not allowed")
@@ -326,17 +333,23 @@ func (h *Handler) serveObject(w *countingWriter, rc *http.ResponseController, r 
 // copyRange writes n bytes of f from off. The countingWriter's ReadFrom
 // passes a SectionReader over the *os.File on to the server's
 // ResponseWriter, which sends it with sendfile(2) on plain HTTP. Each
-// chunk gets a fresh write deadline, so a stalled client is cut off
-// while a slow but moving one is not. sent reports that all n
-// bytes went out; fileOK is false only when the file itself misbehaved.
+// copyChunk bytes get a fresh write deadline, so a stalled client is cut
+// off while a slow but moving one is not: the server moves it when it
+// can (w.whole, SetWriteStallTimeout) and the range goes out in one
+// ReadFrom; otherwise the range goes in chunks with the deadline moved
+// between them. sent reports that all n bytes went out; fileOK is false
+// only when the file itself misbehaved.
 func (h *Handler) copyRange(w *countingWriter, rc *http.ResponseController, f *os.File, off, n int64) (sent, fileOK bool) {
 	first := true
 	for n > 0 {
-		if !first {
+		if !first && !w.whole {
 			rc.SetWriteDeadline(time.Now().Add(h.cfg.StallTimeout))
 		}
 		first = false
 		chunk := min(n, copyChunk)
+		if w.whole {
+			chunk = n
+		}
 		// The chunk at its offset, so sendfile needs no lseek(2).
 		w.sr = *io.NewSectionReader(f, off, chunk)
 		m, err := w.ReadFrom(&w.sr)
@@ -404,6 +417,28 @@ type countingWriter struct {
 	n           int64
 	wroteHeader bool
 	sr          io.SectionReader // copyRange's, kept here to save an allocation
+	whole       bool             // the server moves the stall deadline (SetWriteStallTimeout)
+}
+
+// stallSetter is a ResponseWriter that moves the write deadline itself as
+// the body goes out (internal/serve/h1's): see copyRange.
+type stallSetter interface {
+	SetWriteStallTimeout(every int64, d time.Duration) error
+}
+
+// stallSetterOf finds a stallSetter under w's wrappers (Unwrap, as
+// http.ResponseController looks for its methods), or nil.
+func stallSetterOf(w http.ResponseWriter) stallSetter {
+	for {
+		switch t := w.(type) {
+		case stallSetter:
+			return t
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return nil
+		}
+	}
 }
 
 func (c *countingWriter) WriteHeader(code int) {

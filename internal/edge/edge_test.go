@@ -535,16 +535,7 @@ func TestServeOverHTTP2(t *testing.T) {
 // after StallTimeout, so it cannot hold a goroutine and a descriptor.
 func TestStalledReaderCutOff(t *testing.T) {
 	data := pattern(32 << 20) // far more than socket buffers hold
-	te := newTestEdge(t, map[string][]byte{testPath: data})
-	h := New(Config{Store: te.st, Keys: te.cur.Load, StallTimeout: 300 * time.Millisecond})
-	c, err := net.Dial("tcp", strings.TrimPrefix(serveHTTP(t, h), "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.(*net.TCPConn).SetReadBuffer(4 << 10)
-	target := strings.TrimPrefix(te.url(testPath), te.base)
-	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", target)
+	h, _ := getWhole(t, data, 300*time.Millisecond, 4<<10)
 	deadline := time.Now().Add(20 * time.Second)
 	for h.Requests() == 0 {
 		if time.Now().After(deadline) {
@@ -555,4 +546,54 @@ func TestStalledReaderCutOff(t *testing.T) {
 	if n := h.BytesServed(); n >= int64(len(data)) {
 		t.Errorf("served all %d bytes to a client that read none", n)
 	}
+}
+
+// TestSlowReaderNotCutOff: a client that keeps taking the body, if
+// slowly, is not cut off however long the whole transfer takes: the
+// write deadline moves each 1 MiB (h1 moves it inside the one sendfile
+// loop a range gets). It takes the body a MiB at a time with pauses, for
+// longer than StallTimeout in all, and must get every byte.
+func TestSlowReaderNotCutOff(t *testing.T) {
+	data := pattern(16 << 20)
+	const stall = 2 * time.Second
+	_, c := getWhole(t, data, stall, 64<<10)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	var got bytes.Buffer
+	for {
+		n, err := io.CopyN(&got, resp.Body, 1<<20)
+		if err != nil || n < 1<<20 {
+			break
+		}
+		// Pacing the reader, not waiting for anything: 300 ms a MiB
+		// is slow enough that the transfer outlasts StallTimeout.
+		time.Sleep(300 * time.Millisecond)
+	}
+	if d := time.Since(begin); d < stall {
+		t.Logf("transfer took %v, less than StallTimeout %v: socket buffers took more than expected", d, stall)
+	}
+	if !bytes.Equal(got.Bytes(), data) {
+		t.Fatalf("got %d bytes, want all %d: a slow but moving reader was cut off", got.Len(), len(data))
+	}
+}
+
+// getWhole serves data with StallTimeout stall behind a real server and
+// sends a GET for all of it from a client whose receive buffer is rcvbuf
+// bytes; the client closes when the test ends.
+func getWhole(t *testing.T, data []byte, stall time.Duration, rcvbuf int) (*Handler, net.Conn) {
+	t.Helper()
+	te := newTestEdge(t, map[string][]byte{testPath: data})
+	h := New(Config{Store: te.st, Keys: te.cur.Load, StallTimeout: stall})
+	c, err := net.Dial("tcp", strings.TrimPrefix(serveHTTP(t, h), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.(*net.TCPConn).SetReadBuffer(rcvbuf)
+	target := strings.TrimPrefix(te.url(testPath), te.base)
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", target)
+	return h, c
 }

@@ -55,29 +55,62 @@ func rawSys(trap uintptr, fd int, p []byte) (int, error) {
 type rawWriter struct{ c *conn }
 
 func (w rawWriter) Write(p []byte) (int, error) {
-	n := 0
-	var serr error
-	err := w.c.raw.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			m, e := rawSys(syscall.SYS_WRITE, int(fd), p[n:])
-			switch {
-			case m > 0:
-				n += m
-			case e == syscall.EINTR:
-			case e == syscall.EAGAIN:
-				return false
-			default:
-				serr = os.NewSyscallError("write", e)
-				return true
-			}
-		}
-		return true
-	})
+	c := w.c
+	c.wr = writeState{p: p}
+	err := c.raw.Write(c.sockCalls().write)
+	n, serr := c.wr.n, c.wr.err
+	c.wr = writeState{}
 	if serr == nil {
 		serr = err
 	}
 	if serr != nil {
-		serr = &net.OpError{Op: "write", Net: "tcp", Source: w.c.rwc.LocalAddr(), Addr: w.c.rwc.RemoteAddr(), Err: serr}
+		serr = &net.OpError{Op: "write", Net: "tcp", Source: c.rwc.LocalAddr(), Addr: c.rwc.RemoteAddr(), Err: serr}
 	}
 	return n, serr
+}
+
+// writeState is a rawWriter.Write in progress.
+type writeState struct {
+	p   []byte
+	n   int
+	err error
+}
+
+// rawWrite runs inside the socket's RawConn.Write: it writes c.wr.p, or
+// returns false to wait for the socket to take more.
+func (c *conn) rawWrite(fd uintptr) bool {
+	st := &c.wr
+	for st.n < len(st.p) {
+		m, e := rawSys(syscall.SYS_WRITE, int(fd), st.p[st.n:])
+		switch {
+		case m > 0:
+			st.n += m
+		case e == syscall.EINTR:
+		case e == syscall.EAGAIN:
+			return false
+		default:
+			st.err = os.NewSyscallError("write", e)
+			return true
+		}
+	}
+	return true
+}
+
+// sockCalls are a connection's RawConn callbacks (sendFile, rawWriter,
+// await), bound to it once: their state is in the conn (sf, wr, awaitErr),
+// so a call allocates nothing, where a closure per call (and the
+// variables it shares with its caller) cost about ten heap allocations
+// per response.
+type sockCalls struct {
+	sendControl func(uintptr)
+	sendWrite   func(uintptr) bool
+	write       func(uintptr) bool
+	await       func(uintptr) bool
+}
+
+func (c *conn) sockCalls() *sockCalls {
+	if c.calls == nil {
+		c.calls = &sockCalls{sendControl: c.sendControl, sendWrite: c.sendWrite, write: c.rawWrite, await: c.awaitRead}
+	}
+	return c.calls
 }

@@ -36,7 +36,8 @@ import (
 //
 // It implements http.Flusher (FlushError), io.ReaderFrom, and the
 // SetReadDeadline/SetWriteDeadline methods http.ResponseController
-// looks for. Trailers and Hijack are not supported.
+// looks for, and SetWriteStallTimeout. Trailers and Hijack are not
+// supported.
 type response struct {
 	c      *conn
 	req    *http.Request
@@ -53,6 +54,12 @@ type response struct {
 	handlerDone   bool
 	isHEAD        bool
 	deadlineSet   bool // the handler moved the write deadline
+	// stallEvery and stallTimeout are SetWriteStallTimeout's: after each
+	// stallEvery body bytes (stallLeft counts down) the write deadline
+	// moves to stallTimeout from then. Zero when not set.
+	stallEvery   int64
+	stallLeft    int64
+	stallTimeout time.Duration
 	// readDeadlineSet: the handler moved the read deadline, which the
 	// body deadlines then leave alone.
 	readDeadlineSet bool
@@ -427,6 +434,7 @@ func (w *response) writeBody(p []byte) (int, error) {
 		bw.WriteString("\r\n")
 	}
 	n, err := bw.Write(p)
+	w.sent(int64(n))
 	if w.chunked && err == nil {
 		_, err = bw.WriteString("\r\n")
 	}
@@ -472,15 +480,20 @@ func (w *response) ReadFrom(src io.Reader) (int64, error) {
 			return n, err
 		}
 		m, handled, err := w.c.sendFileFrom(f)
-		if !handled {
+		if !handled && w.stallEvery == 0 {
+			// The connection's own ReadFrom would not move a stall
+			// deadline (SetWriteStallTimeout): with one, copy below.
 			m, err = w.c.rf.ReadFrom(f)
+			handled = true
 		}
-		n += m
-		w.written += m
-		if err != nil {
-			w.c.writeFailed(err)
+		if handled {
+			n += m
+			w.written += m
+			if err != nil {
+				w.c.writeFailed(err)
+			}
+			return n, err
 		}
-		return n, err
 	}
 	pool := &copyPool
 	if w.c.cork != nil {
@@ -547,6 +560,34 @@ func (w *response) Flush() { w.FlushError() }
 func (w *response) SetWriteDeadline(t time.Time) error {
 	w.deadlineSet = true
 	return w.c.setWriteDeadline(t, false)
+}
+
+// SetWriteStallTimeout makes the write deadline follow the body for the
+// rest of the response: it is set to d from now at once, and again each
+// time another every bytes of the body have gone out. A client that takes
+// fewer than every bytes in d is cut off; one that keeps taking them is
+// not, however long the body. It gives a handler the per-chunk deadlines
+// of a loop that moves the deadline between chunks, without cutting a
+// file range into chunks: a whole range goes to one ReadFrom, one
+// sendfile(2) loop.
+func (w *response) SetWriteStallTimeout(every int64, d time.Duration) error {
+	w.deadlineSet = true
+	w.stallEvery, w.stallLeft, w.stallTimeout = every, every, d
+	return w.c.setWriteDeadline(time.Now().Add(d), false)
+}
+
+// sent counts n body bytes gone out against SetWriteStallTimeout's
+// allowance and moves the deadline when it is used up. It may run inside
+// the socket's RawConn.Write callback (sendFile): moving a deadline takes
+// no lock that the callback holds.
+func (w *response) sent(n int64) {
+	if w.stallEvery <= 0 {
+		return
+	}
+	if w.stallLeft -= n; w.stallLeft <= 0 {
+		w.stallLeft = w.stallEvery
+		w.c.setWriteDeadline(time.Now().Add(w.stallTimeout), false)
+	}
 }
 
 func (w *response) SetReadDeadline(t time.Time) error {

@@ -28,8 +28,7 @@ func (c *conn) sendFileFrom(src io.Reader) (n int64, handled bool, err error) {
 			return 0, false, nil
 		}
 		pos, _ := r.Seek(0, io.SeekCurrent)
-		off := base + pos
-		n, handled, err = c.sendFile(f, &off, size-pos)
+		n, handled, err = c.sendFile(f, base+pos, size-pos)
 		r.Seek(n, io.SeekCurrent)
 	case *io.LimitedReader:
 		f, ok := r.R.(*os.File)
@@ -40,25 +39,30 @@ func (c *conn) sendFileFrom(src io.Reader) (n int64, handled bool, err error) {
 		if serr != nil {
 			return 0, false, nil
 		}
-		n, handled, err = c.sendFile(f, &off, r.N)
+		n, handled, err = c.sendFile(f, off, r.N)
 		r.N -= n
-		if _, serr := f.Seek(off, io.SeekStart); serr != nil && err == nil {
+		if _, serr := f.Seek(off+n, io.SeekStart); serr != nil && err == nil {
 			err = serr
 		}
 	}
 	return n, handled, err
 }
 
-// sendFile sends n bytes of f from *off to the connection with
-// sendfile(2) and moves *off past them. handled is false when nothing
-// was sent because sendfile cannot take f: the caller then copies.
+// sendFile sends n bytes of f from off to the connection with
+// sendfile(2). handled is false when nothing was sent because sendfile
+// cannot take f: the caller then copies.
 //
 // On a non-blocking socket sendfile waits only to read the disk: it
 // copies what the socket buffer takes and returns. So a range that is
 // all in the page cache (cacheVerdicts) goes by a raw system call that
 // keeps its P (rawio.go), and any other the blocking way, since a disk
 // read may take milliseconds.
-func (c *conn) sendFile(f *os.File, off *int64, n int64) (written int64, handled bool, err error) {
+//
+// The state of the call lives in c.sf and the callbacks are bound to c
+// once (sockCalls), so a call allocates nothing but f's RawConn: as
+// closures, the callbacks and the variables they shared cost seven heap
+// allocations per response.
+func (c *conn) sendFile(f *os.File, off, n int64) (written int64, handled bool, err error) {
 	if c.raw == nil || n <= 0 {
 		return 0, false, nil
 	}
@@ -66,37 +70,16 @@ func (c *conn) sendFile(f *os.File, off *int64, n int64) (written int64, handled
 	if err != nil {
 		return 0, false, nil
 	}
-	var serr, werr error
-	unsupported := false
-	cerr := src.Control(func(in uintptr) {
-		werr = c.raw.Write(func(out uintptr) bool {
-			for n > 0 {
-				chunk := min(n, maxSendfile)
-				m, errno := sendfile(int(out), int(in), off, int(chunk), c.s.inCache.cached(f, int(in), *off, chunk))
-				switch {
-				case m > 0:
-					written += int64(m)
-					n -= int64(m)
-				case errno == 0:
-					return true // the file ends before n: the caller sees the short count
-				case errno == syscall.EINTR:
-				case errno == syscall.EAGAIN:
-					return false // wait until the socket takes more
-				case written == 0 && (errno == syscall.EINVAL || errno == syscall.ENOSYS || errno == syscall.EOPNOTSUPP):
-					unsupported = true
-					return true
-				default:
-					serr = os.NewSyscallError("sendfile", errno)
-					return true
-				}
-			}
-			return true
-		})
-	})
-	if unsupported {
+	calls := c.sockCalls()
+	c.sf = sendState{f: f, off: off, n: n}
+	cerr := src.Control(calls.sendControl)
+	st := c.sf
+	c.sf = sendState{}
+	if st.unsupported {
 		return 0, false, nil
 	}
-	for _, e := range []error{werr, cerr} {
+	serr := st.err
+	for _, e := range []error{st.werr, cerr} {
 		if serr == nil {
 			serr = e
 		}
@@ -104,7 +87,51 @@ func (c *conn) sendFile(f *os.File, off *int64, n int64) (written int64, handled
 	if serr != nil {
 		serr = &net.OpError{Op: "sendfile", Net: "tcp", Source: c.rwc.LocalAddr(), Addr: c.rwc.RemoteAddr(), Err: serr}
 	}
-	return written, true, serr
+	return st.written, true, serr
+}
+
+// sendState is a sendFile call in progress.
+type sendState struct {
+	f           *os.File
+	in          int // f's descriptor, inside Control
+	off, n      int64
+	written     int64
+	err, werr   error
+	unsupported bool
+}
+
+// sendControl runs inside f's RawConn.Control: it sends on the socket.
+func (c *conn) sendControl(in uintptr) {
+	c.sf.in = int(in)
+	c.sf.werr = c.raw.Write(c.calls.sendWrite)
+}
+
+// sendWrite runs inside the socket's RawConn.Write: it sends until done,
+// or returns false to wait for the socket to take more.
+func (c *conn) sendWrite(out uintptr) bool {
+	st := &c.sf
+	for st.n > 0 {
+		chunk := min(st.n, maxSendfile)
+		m, errno := sendfile(int(out), st.in, &st.off, int(chunk), c.s.inCache.cached(st.f, st.in, st.off, chunk))
+		switch {
+		case m > 0:
+			st.written += int64(m)
+			st.n -= int64(m)
+			c.res.sent(int64(m))
+		case errno == 0:
+			return true // the file ends before n: the caller sees the short count
+		case errno == syscall.EINTR:
+		case errno == syscall.EAGAIN:
+			return false // wait until the socket takes more
+		case st.written == 0 && (errno == syscall.EINVAL || errno == syscall.ENOSYS || errno == syscall.EOPNOTSUPP):
+			st.unsupported = true
+			return true
+		default:
+			st.err = os.NewSyscallError("sendfile", errno)
+			return true
+		}
+	}
+	return true
 }
 
 // sendfile is sendfile(2) from in at *off to out, raw when it cannot

@@ -323,6 +323,12 @@ type conn struct {
 	tls          *tls.ConnectionState // the handshake's, for Request.TLS; nil on TCP
 	cork         *corkConn            // under rwc when it is a TLS server Serve made
 	gone         bool                 // handed over to Config.H2
+	// calls are the RawConn callbacks, bound at the first request; sf,
+	// wr and awaitErr are the state of the one in progress (rawio.go).
+	calls    *sockCalls
+	sf       sendState
+	wr       writeState
+	awaitErr error
 	// reqEnd is when the current request must have been read (its first
 	// byte plus ReadTimeout); zero until a body or a slow header needs it
 	// (a header that came whole has just arrived: its time is now).
@@ -493,25 +499,31 @@ func (c *conn) await() error {
 		_, err := c.b.br.Peek(1)
 		return err
 	}
-	var rerr error
 	// The first call must read: RawRead clears the poller's readiness
 	// before calling, so bytes that arrived earlier raise no wake-up.
-	err := c.raw.Read(func(fd uintptr) bool {
-		b := takeBuffers(c)
-		c.r.fd = int(fd)
-		_, rerr = b.br.Peek(1)
-		c.r.fd = -1
-		if rerr == errWouldBlock {
-			putBuffers(b)
-			return false
-		}
-		c.b = b
-		return true
-	})
+	err := c.raw.Read(c.sockCalls().await)
+	rerr := c.awaitErr
+	c.awaitErr = nil
 	if err != nil {
 		return err
 	}
 	return rerr
+}
+
+// awaitRead runs inside the socket's RawConn.Read (await): it tries a
+// non-blocking read into pooled buffers, and gives them back and returns
+// false to wait when nothing is there.
+func (c *conn) awaitRead(fd uintptr) bool {
+	b := takeBuffers(c)
+	c.r.fd = int(fd)
+	_, c.awaitErr = b.br.Peek(1)
+	c.r.fd = -1
+	if c.awaitErr == errWouldBlock {
+		putBuffers(b)
+		return false
+	}
+	c.b = b
+	return true
 }
 
 func takeBuffers(c *conn) *buffers {
