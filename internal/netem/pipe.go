@@ -207,22 +207,17 @@ func later(a, b time.Time) time.Time {
 
 // dstAddr and srcAddr read an IP packet's destination and source
 // address (the zero Addr for anything else).
-func dstAddr(b []byte) netip.Addr {
-	switch {
-	case len(b) >= 20 && b[0]>>4 == 4:
-		return netip.AddrFrom4([4]byte(b[16:20]))
-	case len(b) >= 40 && b[0]>>4 == 6:
-		return netip.AddrFrom16([16]byte(b[24:40]))
-	}
-	return netip.Addr{}
-}
+func dstAddr(b []byte) netip.Addr { return ipAddr(b, 16, 24) }
+func srcAddr(b []byte) netip.Addr { return ipAddr(b, 12, 8) }
 
-func srcAddr(b []byte) netip.Addr {
+// ipAddr is the address at offset v4 of an IPv4 header or v6 of an IPv6
+// one.
+func ipAddr(b []byte, v4, v6 int) netip.Addr {
 	switch {
 	case len(b) >= 20 && b[0]>>4 == 4:
-		return netip.AddrFrom4([4]byte(b[12:16]))
+		return netip.AddrFrom4([4]byte(b[v4 : v4+4]))
 	case len(b) >= 40 && b[0]>>4 == 6:
-		return netip.AddrFrom16([16]byte(b[8:24]))
+		return netip.AddrFrom16([16]byte(b[v6 : v6+16]))
 	}
 	return netip.Addr{}
 }

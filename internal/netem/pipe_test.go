@@ -23,22 +23,33 @@ type arrival struct {
 // with a function returning what arrived so far; the pipe stops when the
 // test's bubble ends.
 func runPipe(t *testing.T, shape Shape, seed uint64) (*pipe, func() []arrival) {
+	return runRecording(t, func(time.Time) Shape { return shape }, seed, func(b []byte) arrival { return arrival{b[0], time.Now()} })
+}
+
+// runRecording starts a pipe whose far side records each packet as
+// note makes it, and returns it with the records so far.
+func runRecording[T any](t *testing.T, shape func(time.Time) Shape, seed uint64, note func([]byte) T) (*pipe, func() []T) {
 	var mu sync.Mutex
-	var got []arrival
-	p := newPipe(func(time.Time) Shape { return shape }, seed, func(b []byte) {
+	var got []T
+	p := newPipe(shape, seed, func(b []byte) {
 		mu.Lock()
-		got = append(got, arrival{b[0], time.Now()})
+		got = append(got, note(b))
 		mu.Unlock()
 	})
+	startPipe(t, p)
+	return p, func() []T {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]T(nil), got...)
+	}
+}
+
+// startPipe runs p's deliverer until the test (its bubble) ends.
+func startPipe(t *testing.T, p *pipe) {
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() { p.run(done); close(stopped) }()
 	t.Cleanup(func() { close(done); <-stopped })
-	return p, func() []arrival {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]arrival(nil), got...)
-	}
 }
 
 func TestPipeDelay(t *testing.T) {
@@ -275,24 +286,12 @@ type ipArrival struct {
 }
 
 // runIPPipe is runPipe for IP packets, with the shape read on every
-// packet from shape (so a test can change it) and arrivals timed from t0.
+// packet from shape under p.mu (so a test can change it holding p.mu)
+// and arrivals timed from t0.
 func runIPPipe(t *testing.T, shape *Shape, t0 time.Time) (*pipe, func() []ipArrival) {
-	var mu sync.Mutex
-	var got []ipArrival
-	p := newPipe(func(time.Time) Shape { mu.Lock(); defer mu.Unlock(); return *shape }, 1, func(b []byte) {
-		mu.Lock()
-		got = append(got, ipArrival{dstAddr(b), b[20], time.Since(t0)})
-		mu.Unlock()
+	return runRecording(t, func(time.Time) Shape { return *shape }, 1, func(b []byte) ipArrival {
+		return ipArrival{dstAddr(b), b[20], time.Since(t0)}
 	})
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() { p.run(done); close(stopped) }()
-	t.Cleanup(func() { close(done); <-stopped })
-	return p, func() []ipArrival {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]ipArrival(nil), got...)
-	}
 }
 
 var (
