@@ -38,6 +38,11 @@ type PacketSpec struct {
 	Jitter netem.Jitter `yaml:"jitter,omitempty"`
 	// Profile makes the link vary in time (a congested evening).
 	Profile *PacketProfile `yaml:"profile,omitempty"`
+	// PerClient gives every client address its own bottleneck — the
+	// bandwidth, queue and loss are each home's access line
+	// (netem.Shape.PerClient) — instead of one queue all the ISP's
+	// clients share. It holds for the profile's steps too.
+	PerClient bool `yaml:"per_client,omitempty"`
 }
 
 // PacketProfile is a time-varying packet link: each step's settings hold
@@ -62,10 +67,11 @@ type PacketStep struct {
 
 // packetLink is the emulator's setting for rtt, bandwidth and the packet
 // fields.
-func packetLink(rtt time.Duration, mbps, loss float64, queue config.ByteSize, j netem.Jitter) netem.PacketLink {
+func packetLink(rtt time.Duration, mbps, loss float64, queue config.ByteSize, j netem.Jitter, perClient bool) netem.PacketLink {
 	pl := netem.Symmetric(rtt, mbps*1e6, loss)
 	pl.Down.QueueBytes = int(queue)
 	pl.Down.Jitter = j
+	pl.Down.PerClient = perClient
 	return pl
 }
 
@@ -73,7 +79,7 @@ func packetLink(rtt time.Duration, mbps, loss float64, queue config.ByteSize, j 
 // on the streaming clock (its Start is set when streaming starts).
 func (ls LinkSpec) packetSchedule() (netem.PacketLink, *netem.Schedule[netem.PacketLink]) {
 	p := ls.Packet
-	base := packetLink(ls.RTT, ls.BandwidthMbps, p.Loss, p.QueueBytes, p.Jitter)
+	base := packetLink(ls.RTT, ls.BandwidthMbps, p.Loss, p.QueueBytes, p.Jitter, p.PerClient)
 	if p.Profile == nil {
 		return base, nil
 	}
@@ -83,7 +89,7 @@ func (ls LinkSpec) packetSchedule() (netem.PacketLink, *netem.Schedule[netem.Pac
 	}
 	for _, st := range p.Profile.Steps {
 		rtt, mbps := cmpOr(st.RTT, ls.RTT), cmpOr(st.BandwidthMbps, ls.BandwidthMbps)
-		s.Steps = append(s.Steps, netem.Step[netem.PacketLink]{At: st.At, Link: packetLink(rtt, mbps, st.Loss, st.QueueBytes, st.Jitter)})
+		s.Steps = append(s.Steps, netem.Step[netem.PacketLink]{At: st.At, Link: packetLink(rtt, mbps, st.Loss, st.QueueBytes, st.Jitter, p.PerClient)})
 	}
 	return base, s
 }
@@ -104,6 +110,9 @@ func (s *Scenario) validatePacket(f string, ls LinkSpec) error {
 	f += ".packet"
 	if ls.BandwidthMbps == 0 && (ls.Packet.QueueBytes > 0 || ls.Packet.Profile != nil && slices.ContainsFunc(ls.Packet.Profile.Steps, func(st PacketStep) bool { return st.QueueBytes > 0 })) {
 		return config.Errf(f+".queue_bytes", "a queue needs a bottleneck: set the link's bandwidth_mbps")
+	}
+	if ls.BandwidthMbps == 0 && ls.Packet.PerClient {
+		return config.Errf(f+".per_client", "each client's queue needs a bottleneck: set the link's bandwidth_mbps (each home's line rate)")
 	}
 	base, sched := ls.packetSchedule()
 	if err := base.Validate(); err != nil {
@@ -258,6 +267,10 @@ type PathReport struct {
 	Loss          float64 `json:"loss"`
 	QueueMs       float64 `json:"queue_ms"`
 	Profile       bool    `json:"profile,omitempty"`
+	// PerClient: the bandwidth and queue are each client's own line;
+	// ClientQueues is how many clients' lines the downlink held at most.
+	PerClient    bool `json:"per_client,omitempty"`
+	ClientQueues int  `json:"client_queues,omitempty"`
 	// Packets entered the downlink; LossRate is the share dropped at
 	// random, QueueDrops those tail-dropped at a full queue.
 	Packets    uint64  `json:"packets"`
@@ -278,6 +291,7 @@ func (l *Lab) pathReports() []PathReport {
 		base, _ := pp.spec.packetSchedule()
 		r := PathReport{ISP: pp.spec.ISP, Site: pp.spec.Site, RTTMs: ms(base.RTT()), BandwidthMbps: pp.spec.BandwidthMbps,
 			Loss: base.Down.Loss, QueueMs: ms(base.Down.QueueDelay()), Profile: pp.sched != nil,
+			PerClient: base.Down.PerClient, ClientQueues: st.PeakClientQueues,
 			Packets: st.Packets, LossDrops: st.LossDrops, QueueDrops: st.QueueDrops, MaxQueueMs: ms(st.MaxQueueDelay)}
 		if st.Packets > 0 {
 			r.LossRate = float64(st.LossDrops) / float64(st.Packets)

@@ -145,6 +145,9 @@ func (r *TransportReport) print(w io.Writer) {
 	}
 	for _, p := range r.Paths {
 		fmt.Fprintf(w, "  %s→%s: rtt %.0f ms, %.1f Mbit/s, queue %.0f ms, loss %.2f%%", p.ISP, p.Site, p.RTTMs, p.BandwidthMbps, p.QueueMs, 100*p.Loss)
+		if p.PerClient {
+			fmt.Fprintf(w, " per client (%d homes' lines)", p.ClientQueues)
+		}
 		if p.Profile {
 			fmt.Fprint(w, " (then a profile)")
 		}

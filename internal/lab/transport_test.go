@@ -34,11 +34,14 @@ func TestLossyScenarioIsValid(t *testing.T) {
 	}
 	n := 0
 	for _, ls := range sc.Links {
-		if ls.Packet != nil {
-			n++
-			if ls.ISP == "isp-a" && ls.Packet.Loss < 0.01 || ls.Packet.QueueBytes < 250_000 {
-				t.Errorf("packet link %s→%s: loss %v, queue %v; want a deep queue, and 1%% loss or more on isp-a's", ls.ISP, ls.Site, ls.Packet.Loss, ls.Packet.QueueBytes)
-			}
+		if ls.Packet == nil {
+			continue
+		}
+		n++
+		base, _ := ls.packetSchedule()
+		if !base.Down.PerClient || base.Down.QueueDelay() < 250*time.Millisecond || ls.ISP == "isp-a" && ls.Packet.Loss < 0.01 {
+			t.Errorf("packet link %s→%s: per_client %v, loss %v, queue %v; want each home's own deep queue, and 1%% loss or more on isp-a's",
+				ls.ISP, ls.Site, base.Down.PerClient, ls.Packet.Loss, base.Down.QueueDelay())
 		}
 	}
 	if n != 2 {
@@ -56,6 +59,7 @@ func TestPacketSpecErrors(t *testing.T) {
 		{"queue without rate", "bandwidth_mbps: 8\n", "bandwidth_mbps: 0\n", "links[0].packet.queue_bytes"},
 		{"profile not in order", "jitter: {dist: uniform, max: 2ms}", "jitter: {dist: uniform, max: 2ms}\n      profile: {steps: [{at: 20s}, {at: 10s}]}", "links[0].packet.profile"},
 		{"bad jitter", "{dist: uniform, max: 2ms}", "{dist: gamma}", "links[0].packet"},
+		{"per client without rate", "bandwidth_mbps: 1\n    packet:\n      per_client: true\n      queue_bytes: 125KB", "bandwidth_mbps: 0\n    packet:\n      per_client: true", "links[1].packet.per_client"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			y := replaceOnce(t, string(LossyScenario), tc.old, tc.new)
@@ -118,20 +122,24 @@ func TestLossyLinkTransport(t *testing.T) {
 			t.Errorf("appliance %s: listen_netns %v, want %v", ac.ID, ac.ListenNetns, want)
 		}
 	}
-	// Bulk downloads, several at once as a household's or a few
-	// households' connections share a last mile: six on the lossy line
+	// Bulk downloads, several at once, each to its own client address —
+	// its own home's line on a per_client link: six on the lossy line
 	// (enough segments that 1% loss is measured to a few percent), three
-	// on the clean one.
+	// on the clean one; each some 4 s of its line.
 	var rows []measure.TransportRow
 	for _, pp := range l.paths {
 		flows := 3
 		if pp.spec.Packet.Loss >= 0.01 {
 			flows = 6
 		}
+		size := int64(pp.spec.BandwidthMbps * 1e6 / 8 * 4)
 		for _, cc := range []string{"cubic", "bbr"} {
-			rows = append(rows, downloads(t, l, pp, cc, flows, 4<<20)...)
+			rows = append(rows, downloads(t, l, pp, cc, flows, size)...)
 		}
 		st := pp.path.Stats().Down
+		if pp.spec.Packet.PerClient && st.PeakClientQueues != flows {
+			t.Errorf("%s→%s: %d homes' lines, want one per flow's client address (%d)", pp.spec.ISP, pp.spec.Site, st.PeakClientQueues, flows)
+		}
 		t.Logf("%s→%s: emulator %d packets, %d dropped at random (%.2f%%), %d at the queue, queueing mean %.1f ms max %v",
 			pp.spec.ISP, pp.spec.Site, st.Packets, st.LossDrops, 100*float64(st.LossDrops)/float64(st.Packets), st.QueueDrops,
 			float64(st.QueueDelaySum.Milliseconds())/float64(max(1, st.Packets-st.LossDrops-st.QueueDrops)), st.MaxQueueDelay)
@@ -306,7 +314,11 @@ func replaceOnce(t *testing.T, s, old, new string) string {
 
 // TestLabLossy runs the lossy scenario with its daemons: appliances serve
 // in the paths' namespaces (listen_netns), clients stream and probe
-// through the paths, and the report shows what each path planted and did.
+// through the paths, and the report shows what each path planted and did
+// and what the appliances' own TCP_INFO records saw per arm: issue 17's
+// targets, the planted loss within ±20% in the retransmission rate on the
+// lossy line, and BBR's RTT inflation below CUBIC's on the clean line's
+// deep per-home queues with the interval of the difference below 0.
 func TestLabLossy(t *testing.T) {
 	if err := netem.RemoveStale(); err != nil {
 		t.Logf("removing stale paths: %v", err)
@@ -339,11 +351,25 @@ func TestLabLossy(t *testing.T) {
 	if len(tr.Paths) != 2 {
 		t.Fatalf("transport paths = %+v, want the two packet links", tr.Paths)
 	}
-	for _, p := range tr.Paths {
+	clients := map[string]int{}
+	for _, g := range sc.Clients {
+		clients[g.ISP] += g.Count
+	}
+	var lossy, clean *PathReport
+	for i, p := range tr.Paths {
+		if p.Loss >= 0.01 {
+			lossy = &tr.Paths[i]
+		} else {
+			clean = &tr.Paths[i]
+		}
 		// Clients streamed and probed over it: thousands of packets.
 		if p.Packets < 1000 {
 			t.Errorf("%s→%s: %d packets crossed the path, want the clients' traffic", p.ISP, p.Site, p.Packets)
 			continue
+		}
+		// Each household its own line.
+		if !p.PerClient || p.ClientQueues < clients[p.ISP] {
+			t.Errorf("%s→%s: per_client %v with %d homes' lines, want one for each of the ISP's %d clients", p.ISP, p.Site, p.PerClient, p.ClientQueues, clients[p.ISP])
 		}
 		// Independent drops: the share dropped is binomial around the
 		// planted loss.
@@ -352,29 +378,57 @@ func TestLabLossy(t *testing.T) {
 			t.Errorf("%s→%s: the emulator dropped %.4f of %d packets, planted %.4f (±5 sd = %.4f)", p.ISP, p.Site, p.LossRate, p.Packets, p.Loss, 5*sd)
 		}
 	}
+	if lossy == nil || clean == nil {
+		t.Fatalf("transport paths = %+v, want a lossy (1%%) and a clean one", tr.Paths)
+	}
 	// The appliances' transport records over the lossy line: the
 	// retransmission rate over both arms is the planted loss within ±20%
-	// relative (the scenario keeps its clients' demand below the
-	// bottleneck, so the queue adds no drops of its own), or within 3
-	// binomial sd when a slow machine streamed too few segments for 20%
-	// to be 3 sd (TestLossyLinkTransport holds the bulk transfers to
-	// ±20% flat).
+	// relative (1% random loss keeps CUBIC's window, and BBR's pacing,
+	// far below what fills a home's queue, so the queue adds no drops of
+	// its own), or within 3 binomial sd when a slow machine streamed too
+	// few segments for 20% to be 3 sd (TestLossyLinkTransport holds the
+	// bulk transfers to ±20% flat).
 	var retrans, segs float64
 	for _, a := range tr.Arms {
-		if a.Site == "ams-isp-a" {
+		if a.Site == lossy.Site {
 			retrans += a.RetransRate * float64(a.Segments)
 			segs += float64(a.Segments)
 		}
 	}
-	lossy := tr.Paths[0]
 	if segs == 0 {
 		t.Fatalf("no transport records of the lossy link's connections (arms %+v, note %q)", tr.Arms, tr.Note)
 	}
 	bound := max(0.2*lossy.Loss, 3*math.Sqrt(lossy.Loss*(1-lossy.Loss)/segs))
-	if rate := retrans / segs; lossy.QueueDrops == 0 && math.Abs(rate-lossy.Loss) > bound {
-		t.Errorf("the appliances retransmitted %.4f of %.0f segments over the lossy link, want the planted %.4f ± %.4f", rate, segs, lossy.Loss, bound)
+	if rate := retrans / segs; math.Abs(rate-lossy.Loss) > bound {
+		t.Errorf("the appliances retransmitted %.4f of %.0f segments over the lossy link, want the planted %.4f ± %.4f (%d queue drops)", rate, segs, lossy.Loss, bound, lossy.QueueDrops)
 	} else {
-		t.Logf("lossy link: the appliances retransmitted %.4f of %.0f segments (planted %.4f; %d queue drops)", rate, segs, lossy.Loss, lossy.QueueDrops)
+		t.Logf("lossy link: the appliances retransmitted %.4f of %.0f segments (planted %.4f ± %.4f; %d queue drops)", rate, segs, lossy.Loss, bound, lossy.QueueDrops)
+	}
+	// The clean line's deep per-home queues: each player keeps its line
+	// busy, CUBIC fills its home's queue and BBR does not. The bbr arm's
+	// median RTT inflation is below the cubic arm's, the 95% interval of
+	// the difference (a bootstrap over connections) entirely below 0.
+	var bbr, cubic *TransportArmReport
+	for i, a := range tr.Arms {
+		if a.Site != clean.Site || a.ISP != clean.ISP {
+			continue
+		}
+		switch a.CongestionControl {
+		case "bbr":
+			bbr = &tr.Arms[i]
+		case "cubic":
+			cubic = &tr.Arms[i]
+		}
+	}
+	if bbr == nil || cubic == nil {
+		t.Fatalf("%s→%s: arms %+v, want a bbr and a cubic arm", clean.ISP, clean.Site, tr.Arms)
+	}
+	if bbr.InflationDiff == nil || bbr.DiffHi == nil || !(*bbr.DiffHi < 0) {
+		t.Errorf("%s→%s: RTT inflation bbr %.1f ms, cubic %.1f ms, bbr − cubic %+.1f ms [%+.1f, %+.1f]; want the interval below 0",
+			clean.ISP, clean.Site, val(bbr.InflationMs), val(cubic.InflationMs), val(bbr.InflationDiff), val(bbr.DiffLo), val(bbr.DiffHi))
+	} else {
+		t.Logf("%s→%s: RTT inflation bbr %.1f ms, cubic %.1f ms, bbr − cubic %+.1f ms [%+.1f, %+.1f] over %d and %d connections",
+			clean.ISP, clean.Site, val(bbr.InflationMs), val(cubic.InflationMs), *bbr.InflationDiff, val(bbr.DiffLo), *bbr.DiffHi, bbr.Connections, cubic.Connections)
 	}
 	b, err := json.Marshal(rep)
 	if err != nil {

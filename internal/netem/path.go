@@ -33,6 +33,9 @@ type PathConfig struct {
 	Seed uint64
 	// MTU of both TUN devices, at most 1500 (0 means 1500).
 	MTU int
+	// MaxClientQueues bounds the per-client queues of each direction
+	// (Shape.PerClient); 0 means DefaultMaxClientQueues.
+	MaxClientQueues int
 	// Logger gets set-up and tear-down events (component "netem").
 	Logger *slog.Logger
 }
@@ -72,6 +75,9 @@ func (c *PathConfig) Validate() error {
 	}
 	if c.MTU != 0 && (c.MTU < 576 || c.MTU > maxPacket) {
 		return fmt.Errorf("netem: mtu %d is outside [576, %d]", c.MTU, maxPacket)
+	}
+	if c.MaxClientQueues < 0 {
+		return fmt.Errorf("netem: max_client_queues %d is negative (0 is the default, %d)", c.MaxClientQueues, DefaultMaxClientQueues)
 	}
 	if c.Profile != nil {
 		return c.Profile.Validate(func(l PacketLink) error { return l.Validate() })
@@ -194,6 +200,10 @@ func NewPath(cfg PathConfig) (_ *Path, err error) {
 	}
 	p.down = newPipe(func(now time.Time) Shape { return p.src.Load().at(now).Down }, cfg.Seed, p.writer(p.ctun))
 	p.up = newPipe(func(now time.Time) Shape { return p.src.Load().at(now).Up }, cfg.Seed+1, p.writer(p.stun))
+	p.up.clientOf = srcAddr // the client sends on the uplink
+	if cfg.MaxClientQueues > 0 {
+		p.down.maxClients, p.up.maxClients = cfg.MaxClientQueues, cfg.MaxClientQueues
+	}
 	p.wg.Add(4)
 	go p.pump(p.stun, p.down) // what servers send goes down to clients
 	go p.pump(p.ctun, p.up)

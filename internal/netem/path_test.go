@@ -70,13 +70,7 @@ func TestPathCarriesLabAddresses(t *testing.T) {
 // dialLab dials addr on p from a client source address.
 func dialLab(t testing.TB, p *netem.Path, addr string) net.Conn {
 	t.Helper()
-	src := &net.TCPAddr{IP: net.IPv4(127, 64, 3, 9)}
-	c, err := p.Dialer(&net.Dialer{LocalAddr: src})(context.Background(), "tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return dialFrom(t, p, net.IPv4(127, 64, 3, 9), addr)
 }
 
 // echoTimes measures n one-byte round trips over c.
@@ -465,6 +459,119 @@ func TestPathBBRKeepsDeepQueueShorterThanCUBIC(t *testing.T) {
 		t.Errorf("BBR's mean RTT inflation %v is not below CUBIC's %v on a deep queue", infl["bbr"], infl["cubic"])
 	}
 	t.Logf("stats %+v", p.Stats())
+}
+
+// One home downloading in bulk with CUBIC fills its line's deep queue.
+// Another client of the same ISP, exchanging one-byte echoes meanwhile,
+// waits behind that queue when the ISP's clients share one bottleneck
+// (the default), and sees only the base round trip when each home has
+// its own (Shape.PerClient): the difference between an ISP's congested
+// core and a household's bufferbloated access line.
+func TestPathPerClientQueues(t *testing.T) {
+	const rate, rtt, queue = 8e6, 20 * time.Millisecond, 300_000 // 300 ms at 8 Mbit/s
+	for _, perClient := range []bool{false, true} {
+		t.Run(fmt.Sprint("per_client=", perClient), func(t *testing.T) {
+			link := netem.PacketLink{
+				Down: netem.Shape{Delay: rtt / 2, RateBps: rate, QueueBytes: queue, PerClient: perClient},
+				Up:   netem.Shape{Delay: rtt / 2},
+			}
+			full := link.Down.QueueDelay()
+			p := netemtest.NewPath(t, netem.PathConfig{ClientPrefixes: labClients, ServerPrefixes: labServers, Link: link})
+			echo := echoServer(t, p, "127.1.0.7:8443")
+
+			// Home A: a CUBIC sender writing until the test stops it.
+			lc := net.ListenConfig{Control: tcpinfo.ControlCongestion("cubic")}
+			var ln net.Listener
+			if err := p.InServer(func() (err error) {
+				ln, err = lc.Listen(context.Background(), "tcp", "127.1.0.7:9200")
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			accepted := conntest.Accept(t, ln)
+			a, err := p.Dialer(&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 64, 3, 9)}})(context.Background(), "tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := <-accepted
+			smp, err := tcpinfo.NewSampler(sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			read, wrote := make(chan struct{}), make(chan struct{})
+			go func() { defer close(read); io.Copy(io.Discard, a) }()
+			go func() {
+				defer close(wrote)
+				buf := make([]byte, 16<<10)
+				for {
+					if _, err := sc.Write(buf); err != nil {
+						return // closed below
+					}
+				}
+			}()
+			defer func() { sc.Close(); <-wrote; a.Close(); <-read }()
+			inflation := func() time.Duration {
+				var rec tcpinfo.Record
+				if err := smp.Sample(&rec); err != nil {
+					t.Fatal(err)
+				}
+				return rec.RTTInflation()
+			}
+
+			// Client B (another /24) echoes one byte at a time: each echo
+			// is the pace of the wait for A's queue to fill, then 15 of
+			// them are measured with it full.
+			b := dialFrom(t, p, net.IPv4(127, 64, 4, 9), echo.Addr().String())
+			for i := 0; inflation() < full/2; i++ {
+				if i == 5000 { // ≥ 100 s of echoes
+					t.Fatalf("CUBIC's RTT inflation stayed below %v on a %v queue", full/2, full)
+				}
+				echoTimes(t, b, 1)
+			}
+			var got []time.Duration
+			var ainfl time.Duration
+			for range 15 {
+				got = append(got, echoTimes(t, b, 1)...)
+				ainfl += inflation()
+			}
+			ainfl /= 15
+			st := p.Stats().Down
+			t.Logf("A's CUBIC RTT inflation %v (queue %v full); B's echoes min %v median %v max %v (base %v); client queues %d, deepest %d bytes, %v",
+				ainfl, full, slices.Min(got), median(got), slices.Max(got), rtt, st.ClientQueues, st.MaxQueueBytes, st.MaxQueueDelay)
+			if ainfl < full/4 {
+				t.Errorf("A's mean RTT inflation %v while B measured: its queue (%v) was not full", ainfl, full)
+			}
+			if lo := slices.Min(got); lo < rtt {
+				t.Errorf("B's fastest echo %v, faster than the emulated %v", lo, rtt)
+			}
+			// A quarter of the queue apart: far above the emulator's and a
+			// loaded machine's lateness, far below what A's queue adds.
+			bound := rtt + full/4
+			if med := median(got); perClient && med >= bound {
+				t.Errorf("per-client queues: B's median echo %v behind A's full queue, want below %v (its own line is empty)", med, bound)
+			} else if !perClient && med < bound {
+				t.Errorf("shared queue: B's median echo %v, want at least %v (behind A's data)", med, bound)
+			}
+			want := 0
+			if perClient {
+				want = 2
+			}
+			if st.ClientQueues != want || st.ClientOverflow != 0 {
+				t.Errorf("client queues %d, overflow %d; want %d and 0", st.ClientQueues, st.ClientOverflow, want)
+			}
+		})
+	}
+}
+
+// dialFrom dials addr on p from src on the client side.
+func dialFrom(t testing.TB, p *netem.Path, src net.IP, addr string) net.Conn {
+	t.Helper()
+	c, err := p.Dialer(&net.Dialer{LocalAddr: &net.TCPAddr{IP: src}})(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 func TestPathProfileAndSetLink(t *testing.T) {

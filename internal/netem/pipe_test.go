@@ -1,8 +1,11 @@
 package netem
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,22 +23,33 @@ type arrival struct {
 // with a function returning what arrived so far; the pipe stops when the
 // test's bubble ends.
 func runPipe(t *testing.T, shape Shape, seed uint64) (*pipe, func() []arrival) {
+	return runRecording(t, func(time.Time) Shape { return shape }, seed, func(b []byte) arrival { return arrival{b[0], time.Now()} })
+}
+
+// runRecording starts a pipe whose far side records each packet as
+// note makes it, and returns it with the records so far.
+func runRecording[T any](t *testing.T, shape func(time.Time) Shape, seed uint64, note func([]byte) T) (*pipe, func() []T) {
 	var mu sync.Mutex
-	var got []arrival
-	p := newPipe(func(time.Time) Shape { return shape }, seed, func(b []byte) {
+	var got []T
+	p := newPipe(shape, seed, func(b []byte) {
 		mu.Lock()
-		got = append(got, arrival{b[0], time.Now()})
+		got = append(got, note(b))
 		mu.Unlock()
 	})
+	startPipe(t, p)
+	return p, func() []T {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]T(nil), got...)
+	}
+}
+
+// startPipe runs p's deliverer until the test (its bubble) ends.
+func startPipe(t *testing.T, p *pipe) {
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() { p.run(done); close(stopped) }()
 	t.Cleanup(func() { close(done); <-stopped })
-	return p, func() []arrival {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]arrival(nil), got...)
-	}
 }
 
 func TestPipeDelay(t *testing.T) {
@@ -182,6 +196,7 @@ func TestShapeValidate(t *testing.T) {
 		{Shape{RateBps: 1e6, QueueBytes: 100}, "down.queue_bytes"},
 		{Shape{QueueBytes: 10000}, "down.queue_bytes"},
 		{Shape{Delay: -1}, "down.delay"},
+		{Shape{PerClient: true}, "down.per_client"},
 		{Shape{Jitter: Jitter{Dist: "gamma"}}, "down.jitter.dist"},
 		{Shape{Jitter: Jitter{Dist: "uniform"}}, "down.jitter.max"},
 		{Shape{Jitter: Jitter{Dist: "normal", Mean: 5}}, "down.jitter.stddev"},
@@ -249,4 +264,218 @@ func FuzzJitter(f *testing.F) {
 			}
 		}
 	})
+}
+
+// ipv4 is a size-byte IPv4 packet to dst from 127.1.0.7 carrying id
+// after its header.
+func ipv4(dst netip.Addr, id byte, size int) []byte {
+	b := make([]byte, size)
+	b[0] = 0x45
+	copy(b[12:16], []byte{127, 1, 0, 7})
+	a := dst.As4()
+	copy(b[16:20], a[:])
+	b[20] = id
+	return b
+}
+
+// ipArrival is an IP packet the far side of a pipe got.
+type ipArrival struct {
+	dst netip.Addr
+	id  byte
+	at  time.Duration // after t0
+}
+
+// runIPPipe is runPipe for IP packets, with the shape read on every
+// packet from shape under p.mu (so a test can change it holding p.mu)
+// and arrivals timed from t0.
+func runIPPipe(t *testing.T, shape *Shape, t0 time.Time) (*pipe, func() []ipArrival) {
+	return runRecording(t, func(time.Time) Shape { return *shape }, 1, func(b []byte) ipArrival {
+		return ipArrival{dstAddr(b), b[20], time.Since(t0)}
+	})
+}
+
+var (
+	homeA = netip.MustParseAddr("127.64.3.9")
+	homeB = netip.MustParseAddr("127.64.4.9")
+	homeC = netip.MustParseAddr("127.64.5.9")
+	homeD = netip.MustParseAddr("127.64.6.9")
+)
+
+// One client overfilling the bottleneck: with one shared queue, the other
+// client's packet waits behind it or is tail-dropped; with per-client
+// queues it goes through its own line at once, and each client's queue
+// drops only its own excess.
+func TestPipePerClient(t *testing.T) {
+	for _, perClient := range []bool{false, true} {
+		t.Run(fmt.Sprint("per_client=", perClient), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				// 8 Mbit/s: a 1000-byte packet takes 1 ms; a queue holds 20.
+				shape := Shape{RateBps: 8e6, QueueBytes: 20_000, Delay: 5 * time.Millisecond, PerClient: perClient}
+				t0 := time.Now()
+				p, got := runIPPipe(t, &shape, t0)
+				for i := range 25 {
+					p.admit(ipv4(homeA, byte(i), 1000), t0)
+				}
+				p.admit(ipv4(homeB, 100, 1000), t0)
+				time.Sleep(time.Second)
+				synctest.Wait()
+				var a, b []ipArrival
+				for _, x := range got() {
+					if x.dst == homeA {
+						a = append(a, x)
+					} else {
+						b = append(b, x)
+					}
+				}
+				if len(a) != 20 {
+					t.Fatalf("%d of A's 25 packets through its 20-packet queue, want 20", len(a))
+				}
+				for i, x := range a {
+					if want := time.Duration(i+1)*time.Millisecond + 5*time.Millisecond; x.id != byte(i) || x.at != want {
+						t.Errorf("A's packet %d = id %d at %v, want id %d at %v", i, x.id, x.at, i, want)
+					}
+				}
+				st := p.snapshot()
+				if !perClient {
+					// The queue was full of A's packets: B's was dropped.
+					if len(b) != 0 || st.QueueDrops != 6 || st.ClientQueues != 0 {
+						t.Errorf("shared queue: B's arrivals %v, stats %+v; want B's packet tail-dropped with A's 5 (6 drops) and no client queues", b, st)
+					}
+					return
+				}
+				// B's own line was empty: 1 ms to send, 5 ms to arrive.
+				if len(b) != 1 || b[0].at != 6*time.Millisecond {
+					t.Errorf("per-client queues: B's arrivals %v, want one at 6ms", b)
+				}
+				if st.QueueDrops != 5 || st.ClientQueues != 2 || st.PeakClientQueues != 2 || st.ClientOverflow != 0 || st.MaxQueueBytes != 20_000 {
+					t.Errorf("stats %+v, want A's 5 excess packets dropped, 2 client queues, none overflowing, the deepest 20000 bytes", st)
+				}
+			})
+		})
+	}
+}
+
+// The number of per-client queues is bounded: past the bound a new
+// client's packets share the shared queue (counted) until idle queues
+// can be forgotten.
+func TestPipeClientQueueBound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		shape := Shape{RateBps: 8e6, QueueBytes: 20_000, Delay: 5 * time.Millisecond, PerClient: true}
+		t0 := time.Now()
+		p, got := runIPPipe(t, &shape, t0)
+		p.maxClients = 2
+		for i, a := range []netip.Addr{homeA, homeB, homeC} {
+			p.admit(ipv4(a, byte(i), 1000), t0)
+			p.admit(ipv4(a, byte(i), 1000), t0)
+		}
+		if st := p.snapshot(); st.ClientQueues != 2 || st.ClientOverflow != 2 {
+			t.Errorf("after three clients with a bound of 2: stats %+v, want 2 queues and C's 2 packets overflowing", st)
+		}
+		// Meanwhile D is refused a queue too: A and B are busy, and C
+		// caused the last sweep less than sweepEvery ago.
+		p.admit(ipv4(homeD, 3, 1000), t0.Add(time.Millisecond))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		// All idle now: D gets a queue of its own by forgetting one.
+		p.admit(ipv4(homeD, 4, 1000), time.Now())
+		time.Sleep(time.Second)
+		synctest.Wait()
+		st := p.snapshot()
+		if st.ClientQueues != 1 || st.PeakClientQueues != 2 || st.ClientOverflow != 3 || st.Delivered != 8 {
+			t.Errorf("stats %+v, want the idle queues forgotten for D's, a peak of 2, 3 packets overflowed, all 8 delivered", st)
+		}
+		// The overflowing packets queued behind each other (C's two, then D's).
+		var at []time.Duration
+		for _, x := range got() {
+			if x.dst == homeC || x.dst == homeD && x.id == 3 {
+				at = append(at, x.at)
+			}
+		}
+		if want := []time.Duration{6 * time.Millisecond, 7 * time.Millisecond, 8 * time.Millisecond}; !slices.Equal(at, want) {
+			t.Errorf("shared-queue arrivals at %v, want %v", at, want)
+		}
+	})
+}
+
+// A profile switching per-client queues off: the shared queue starts
+// behind what the clients' queues hold, so nothing overtakes it.
+func TestPipePerClientSwitchOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		shape := Shape{RateBps: 8e6, QueueBytes: 20_000, Delay: 5 * time.Millisecond, PerClient: true}
+		t0 := time.Now()
+		p, got := runIPPipe(t, &shape, t0)
+		for i := range 10 {
+			p.admit(ipv4(homeA, byte(i), 1000), t0)
+		}
+		p.mu.Lock()
+		shape.PerClient = false
+		p.mu.Unlock()
+		p.admit(ipv4(homeA, 10, 1000), t0)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		a := got()
+		if len(a) != 11 || a[10].id != 10 || a[10].at != 16*time.Millisecond {
+			t.Errorf("arrivals %v, want the 11th packet last, at 16ms (behind A's 10 ms of queue)", a)
+		}
+		if st := p.snapshot(); st.ClientQueues != 0 {
+			t.Errorf("stats %+v, want no client queues left", st)
+		}
+	})
+}
+
+func TestPacketAddrs(t *testing.T) {
+	v6 := make([]byte, 40)
+	v6[0] = 0x60
+	src6, dst6 := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8:1::2")
+	s, d := src6.As16(), dst6.As16()
+	copy(v6[8:24], s[:])
+	copy(v6[24:40], d[:])
+	for _, tc := range []struct {
+		name     string
+		b        []byte
+		src, dst netip.Addr
+	}{
+		{"ipv4", ipv4(homeA, 0, 40), netip.MustParseAddr("127.1.0.7"), homeA},
+		{"ipv6", v6, src6, dst6},
+		{"short ipv4", ipv4(homeA, 0, 40)[:19], netip.Addr{}, netip.Addr{}},
+		{"short ipv6", v6[:39], netip.Addr{}, netip.Addr{}},
+		{"not ip", []byte{1, 2, 3}, netip.Addr{}, netip.Addr{}},
+		{"empty", nil, netip.Addr{}, netip.Addr{}},
+	} {
+		if got := srcAddr(tc.b); got != tc.src {
+			t.Errorf("%s: srcAddr = %v, want %v", tc.name, got, tc.src)
+		}
+		if got := dstAddr(tc.b); got != tc.dst {
+			t.Errorf("%s: dstAddr = %v, want %v", tc.name, got, tc.dst)
+		}
+	}
+}
+
+// BenchmarkPipeAdmit is the emulator's per-packet work (loss, the
+// bottleneck, jitter, the delivery heap) with one shared queue and with
+// a queue for each of 64 clients; the packets are made beforehand, as the
+// pump's copy is not admit's cost.
+func BenchmarkPipeAdmit(b *testing.B) {
+	for _, perClient := range []bool{false, true} {
+		b.Run(fmt.Sprint("per_client=", perClient), func(b *testing.B) {
+			shape := Shape{Loss: 0.01, RateBps: 1e9, QueueBytes: 1 << 30, Delay: 5 * time.Millisecond, PerClient: perClient,
+				Jitter: Jitter{Dist: "uniform", Max: time.Millisecond}}
+			p := newPipe(func(time.Time) Shape { return shape }, 1, func([]byte) {})
+			pkts := make([][]byte, 64)
+			for i := range pkts {
+				pkts[i] = ipv4(netip.AddrFrom4([4]byte{127, 64, byte(i), 9}), 0, 1500)
+			}
+			now := time.Now()
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				p.admit(pkts[i%len(pkts)], now)
+				now = now.Add(12 * time.Microsecond) // 1 Gbit/s of 1500-byte packets
+				if len(p.q) >= 1024 {
+					for len(p.q) > 0 {
+						p.q.pop()
+					}
+				}
+			}
+		})
+	}
 }

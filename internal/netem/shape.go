@@ -22,6 +22,20 @@ import (
 //     overtakes the one before it (jitter then bunches packets, as a
 //     FIFO radio link does); with Reorder, it may, and TCP will count the
 //     reordering as loss (duplicate ACKs, spurious retransmissions).
+//
+// With PerClient, step 2 is done per client instead of once for the
+// whole direction: each client address (the packet's destination on the
+// downlink, its source on the uplink) has its own queue drained at
+// RateBps and holding QueueBytes — each home's access line, where the
+// bufferbloat a household feels is — and the direction as a whole has no
+// shared bottleneck. One client filling its line's queue then delays its
+// own packets only, as a home's upload or download does, not every other
+// client's of the ISP. The no-overtaking rule of step 3 holds per client
+// too. A client's queue is made when its first packet arrives; a
+// direction holds at most PathConfig.MaxClientQueues of them, and at the
+// limit forgets the idle ones (an empty queue is as good as a new one);
+// while every one is busy a new client's packets share one queue
+// (DirStats counts the queues and those packets).
 type Shape struct {
 	Loss       float64       `json:"loss,omitempty" yaml:"loss,omitempty"`
 	RateBps    float64       `json:"rate_bps,omitempty" yaml:"rate_bps,omitempty"`
@@ -29,6 +43,7 @@ type Shape struct {
 	Delay      time.Duration `json:"delay,omitempty" yaml:"delay,omitempty"`
 	Jitter     Jitter        `json:"jitter,omitzero" yaml:"jitter,omitempty"`
 	Reorder    bool          `json:"reorder,omitempty" yaml:"reorder,omitempty"`
+	PerClient  bool          `json:"per_client,omitempty" yaml:"per_client,omitempty"`
 }
 
 // DefaultQueueDelay sizes the queue when QueueBytes is 0: 100 ms at the
@@ -69,6 +84,8 @@ func (s Shape) Validate(path string) error {
 		return fmt.Errorf("netem: %s.queue_bytes %d cannot hold one %d-byte packet", path, s.QueueBytes, maxPacket)
 	case s.QueueBytes > 0 && s.RateBps == 0:
 		return fmt.Errorf("netem: %s.queue_bytes is set but rate_bps is 0 (unlimited): a queue needs a rate to build", path)
+	case s.PerClient && s.RateBps == 0:
+		return fmt.Errorf("netem: %s.per_client is set but rate_bps is 0 (unlimited): each client's queue needs a rate to build", path)
 	case s.Delay < 0:
 		return fmt.Errorf("netem: %s.delay %v is negative", path, s.Delay)
 	}
