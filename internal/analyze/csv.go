@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/csv"
 	"fmt"
 	"math"
@@ -72,7 +73,7 @@ var (
 	ArmsHeader              = []string{"experiment", "arm", "metric", "reports", "clients", "n", "p50", "ci_lo", "ci_hi", "control", "diff_vs_control", "diff_ci_lo", "diff_ci_hi", "significant", "level", "note"}
 	TransportSitesHeader    = []string{"site", "prefix_group", "connections", "min_rtt_ms_p50", "min_rtt_ci_lo", "min_rtt_ci_hi", "connect_ms_p50", "connect_ci_lo", "connect_ci_hi", "connect_n", "connect_minus_min_rtt_ms", "retrans_p50", "retrans_p90", "retrans_p99", "level"}
 	TransportPrefixesHeader = []string{"site", "client_prefix", "connections", "retrans_rate", "retrans_ci_lo", "retrans_ci_hi", "site_retrans_rate", "loss_stands_out", "rtt_inflation_ms_p50", "inflation_ci_lo", "inflation_ci_hi", "site_rtt_inflation_ms", "inflation_stands_out", "level"}
-	TransportArmsHeader     = []string{"experiment", "arm", "congestion_control", "metric", "n", "clients", "p50", "ci_lo", "ci_hi", "control", "diff_vs_control", "diff_ci_lo", "diff_ci_hi", "significant", "pooled_retrans_rate", "pooled_ci_lo", "pooled_ci_hi", "level", "note"}
+	TransportArmsHeader     = []string{"experiment", "site", "arm", "congestion_control", "metric", "n", "clients", "p50", "ci_lo", "ci_hi", "control", "diff_vs_control", "diff_ci_lo", "diff_ci_hi", "significant", "pooled_retrans_rate", "pooled_ci_lo", "pooled_ci_hi", "level", "note"}
 	ResolversHeader         = []string{"isp", "clients", "same_prefix", "same_as", "other_as", "unknown", "share_distant", "distant_ci_lo", "distant_ci_hi", "resolvers", "share_ecs", "ecs_ci_lo", "ecs_ci_hi", "level"}
 	DNSTimesHeader          = []string{"family", "distance", "quantile", "n", "min_n", "dns_ms", "ci_lo", "ci_hi", "level", "note"}
 	FamiliesHeader          = []string{"isp", "metric", "n_ipv6", "n_ipv4", "median_ipv6", "median_ipv4", "diff", "diff_ci_lo", "diff_ci_hi", "pairs", "paired_diff", "paired_ci_lo", "paired_ci_hi", "sign_p", "wilcoxon_p", "level", "note"}
@@ -121,7 +122,7 @@ func transportTables(res *Results, lvl string) []csvTable {
 					if a.Metric == MetricRetransRate {
 						pooled = []string{num(pr.Rate), num(pr.Lo), num(pr.Hi)}
 					}
-					emit(e.Experiment, a.Arm, e.CongestionControl[a.Arm], a.Metric, strconv.Itoa(a.N), strconv.Itoa(a.Clients),
+					emit(e.Experiment, cmp.Or(e.Site, "*"), a.Arm, e.CongestionControl[a.Arm], a.Metric, strconv.Itoa(a.N), strconv.Itoa(a.Clients),
 						num(a.P50), num(a.Lo), num(a.Hi), a.Control, num(a.Diff), num(a.DiffLo), num(a.DiffHi), strconv.FormatBool(a.Significant),
 						pooled[0], pooled[1], pooled[2], lvl, a.Note)
 				}

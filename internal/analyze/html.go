@@ -308,7 +308,7 @@ retransmitted over data segments of a connection; RTT inflation is smoothed − 
 <td{{if .InflationStandsOut}} class="bad"{{end}}>{{num .InflationMs}}</td><td>{{if .InflationOK}}[{{num .InflationLo}}, {{num .InflationHi}}]{{else}}n/a{{end}}</td><td>{{num .SiteInflationMs}}</td></tr>{{end}}
 {{end}}</table>
 <h3>Congestion control by experiment arm</h3>
-{{range $e := .Arms}}<p><b>{{if .Experiment}}{{.Experiment}}{{else}}(unnamed){{end}}</b>, control {{.Control}}:
+{{range $e := .Arms}}<p><b>{{if .Experiment}}{{.Experiment}}{{else}}(unnamed){{end}}</b>{{if .Site}} at {{.Site}}{{else}}, every site{{end}}, control {{.Control}}:
 {{range $a := .ArmNames}}{{$a}} runs {{index $e.CongestionControl $a}}, pooled retransmission rate {{with index $e.Retrans $a}}{{pct2 .Rate}} [{{pct2 .Lo}}, {{pct2 .Hi}}] over {{.Connections}} connections{{end}}; {{end}}</p>
 <table><tr><th class="l">arm</th><th class="l">metric</th><th>n</th><th>clusters</th><th>p50</th><th>CI</th><th>− {{.Control}}</th><th>CI</th></tr>
 {{range .Results}}<tr><td class="l">{{.Arm}}</td><td class="l">{{.Metric}}</td><td>{{.N}}</td><td>{{.Clients}}</td><td>{{num .P50}}</td>

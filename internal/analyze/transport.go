@@ -99,8 +99,15 @@ type PrefixTransport struct {
 // TransportArms is one experiment's arms compared on transport and QoE.
 type TransportArms struct {
 	Experiment string
-	Control    string
-	ArmNames   []string
+	// Site is "" for the experiment's connections at every site; an
+	// experiment whose connections are at several sites also gets one
+	// comparison per site, on transport metrics only (a congestion
+	// control's effect depends on the path: BBR inflates RTT less than
+	// CUBIC on a deep clean queue, more on a lossy line, and a pooled
+	// median mixes the two).
+	Site     string
+	Control  string
+	ArmNames []string
 	// CongestionControl is what each arm's sockets ran (the most common
 	// value in its samples).
 	CongestionControl map[string]string
@@ -390,14 +397,19 @@ func transportPrefixes(conns []*tconn, level float64, reps int, rng *rand.Rand) 
 // transportArms compares the arms of each experiment the transport rows
 // name. Transport metrics cluster on connections; QoE comes from the
 // experiment's playback records and clusters on clients.
+// expAcc is one experiment's connections and samples per arm (at one
+// site, or all).
+type expAcc struct {
+	conns   map[string][]*tconn
+	metrics map[string]map[string]*armSamples
+	cc      map[string]map[string]int
+	control string
+}
+
 func transportArms(conns []*tconn, sessions []Session, level float64, reps int, rng *rand.Rand) []TransportArms {
-	type expAcc struct {
-		conns   map[string][]*tconn
-		metrics map[string]map[string]*armSamples
-		cc      map[string]map[string]int
-		control string
-	}
-	exps := map[string]*expAcc{}
+	type expKey struct{ exp, site string }
+	exps := map[expKey]*expAcc{}
+	sites := map[string]map[string]bool{}
 	sample := func(e *expAcc, metric, arm string) *armSamples {
 		if e.metrics[metric] == nil {
 			e.metrics[metric] = map[string]*armSamples{}
@@ -411,69 +423,91 @@ func transportArms(conns []*tconn, sessions []Session, level float64, reps int, 
 		if c.arm == "" {
 			continue
 		}
-		e := exps[c.exp]
-		if e == nil {
-			e = &expAcc{conns: map[string][]*tconn{}, metrics: map[string]map[string]*armSamples{}, cc: map[string]map[string]int{}}
-			exps[c.exp] = e
+		if sites[c.exp] == nil {
+			sites[c.exp] = map[string]bool{}
 		}
-		if e.cc[c.arm] == nil {
-			e.cc[c.arm] = map[string]int{}
-		}
-		e.cc[c.arm][c.cc]++
-		e.conns[c.arm] = append(e.conns[c.arm], c)
-		id := fmt.Sprint("conn", i)
-		sample(e, MetricGoodput, c.arm).add(id, id, c.goodput())
-		sample(e, MetricRetransRate, c.arm).add(id, id, c.retransRate())
-		for _, v := range c.inflation {
-			sample(e, MetricRTTInflation, c.arm).add(id, id, v)
+		sites[c.exp][c.site] = true
+		for _, k := range []expKey{{c.exp, ""}, {c.exp, c.site}} {
+			e := exps[k]
+			if e == nil {
+				e = &expAcc{conns: map[string][]*tconn{}, metrics: map[string]map[string]*armSamples{}, cc: map[string]map[string]int{}}
+				exps[k] = e
+			}
+			if e.cc[c.arm] == nil {
+				e.cc[c.arm] = map[string]int{}
+			}
+			e.cc[c.arm][c.cc]++
+			e.conns[c.arm] = append(e.conns[c.arm], c)
+			id := fmt.Sprint("conn", i)
+			sample(e, MetricGoodput, c.arm).add(id, id, c.goodput())
+			sample(e, MetricRetransRate, c.arm).add(id, id, c.retransRate())
+			for _, v := range c.inflation {
+				sample(e, MetricRTTInflation, c.arm).add(id, id, v)
+			}
 		}
 	}
 	for i := range sessions {
 		s := &sessions[i]
-		if s.Arm == "" || s.Exp == nil || exps[s.Exp.Name] == nil || s.AssignedArm != "" && s.AssignedArm != s.Arm {
+		if s.Arm == "" || s.Exp == nil || exps[expKey{s.Exp.Name, ""}] == nil || s.AssignedArm != "" && s.AssignedArm != s.Arm {
 			continue
 		}
-		e := exps[s.Exp.Name]
+		e := exps[expKey{s.Exp.Name, ""}]
 		e.control = s.Exp.Control
 		s.addQoE(func(metric string) *armSamples { return sample(e, metric, s.Arm) })
 	}
 	var out []TransportArms
-	for _, name := range slices.Sorted(mapKeys(exps)) {
-		e := exps[name]
-		ta := TransportArms{Experiment: name, ArmNames: slices.Sorted(mapKeys(e.cc)), CongestionControl: map[string]string{},
-			Retrans: map[string]RateCI{}}
-		for arm, cs := range e.conns {
-			ta.Retrans[arm] = pooledCI(cs, level, reps, rng)
-		}
-		for arm, ccs := range e.cc {
-			best := ""
-			for cc, n := range ccs {
-				if best == "" || n > ccs[best] || n == ccs[best] && cc < best {
-					best = cc
-				}
-			}
-			ta.CongestionControl[arm] = best
-		}
-		// The control: the experiment's, else cubic (the kernel's
-		// default), else the first arm.
-		ta.Control = e.control
-		if !slices.Contains(ta.ArmNames, ta.Control) {
-			ta.Control = ta.ArmNames[0]
-			for _, a := range ta.ArmNames {
-				if ta.CongestionControl[a] == "cubic" {
-					ta.Control = a
-					break
-				}
+	for _, name := range slices.Sorted(mapKeys(sites)) {
+		keys := []expKey{{name, ""}}
+		if len(sites[name]) > 1 {
+			for _, site := range slices.Sorted(mapKeys(sites[name])) {
+				keys = append(keys, expKey{name, site})
 			}
 		}
-		for _, m := range TransportMetrics {
-			if arms := e.metrics[m]; len(arms) > 0 {
-				ta.Results = append(ta.Results, compareArms(name, m, ta.ArmNames, arms, ta.Control, level, reps, rng)...)
+		for _, k := range keys {
+			e := exps[k]
+			if k.site != "" {
+				e.control = exps[expKey{name, ""}].control
 			}
+			out = append(out, e.arms(k.exp, k.site, level, reps, rng))
 		}
-		out = append(out, ta)
 	}
 	return out
+}
+
+// arms compares experiment name's arms (at site, or all for "").
+func (e *expAcc) arms(name, site string, level float64, reps int, rng *rand.Rand) TransportArms {
+	ta := TransportArms{Experiment: name, Site: site, ArmNames: slices.Sorted(mapKeys(e.cc)), CongestionControl: map[string]string{},
+		Retrans: map[string]RateCI{}}
+	for _, arm := range ta.ArmNames { // in order: the bootstrap draws from rng
+		ta.Retrans[arm] = pooledCI(e.conns[arm], level, reps, rng)
+	}
+	for arm, ccs := range e.cc {
+		best := ""
+		for cc, n := range ccs {
+			if best == "" || n > ccs[best] || n == ccs[best] && cc < best {
+				best = cc
+			}
+		}
+		ta.CongestionControl[arm] = best
+	}
+	// The control: the experiment's, else cubic (the kernel's
+	// default), else the first arm.
+	ta.Control = e.control
+	if !slices.Contains(ta.ArmNames, ta.Control) {
+		ta.Control = ta.ArmNames[0]
+		for _, a := range ta.ArmNames {
+			if ta.CongestionControl[a] == "cubic" {
+				ta.Control = a
+				break
+			}
+		}
+	}
+	for _, m := range TransportMetrics {
+		if arms := e.metrics[m]; len(arms) > 0 {
+			ta.Results = append(ta.Results, compareArms(name, m, ta.ArmNames, arms, ta.Control, level, reps, rng)...)
+		}
+	}
+	return ta
 }
 
 // LoadTransport reads the transport table under dir (every replica's, as
@@ -599,6 +633,7 @@ func WriteTransportJSON(path string, t *TransportResults, level float64) error {
 	}
 	type exp struct {
 		Experiment        string            `json:"experiment"`
+		Site              string            `json:"site,omitempty"`
 		Control           string            `json:"control"`
 		Arms              []string          `json:"arms"`
 		CongestionControl map[string]string `json:"congestion_control"`
@@ -634,7 +669,7 @@ func WriteTransportJSON(path string, t *TransportResults, level float64) error {
 		out.Prefixes = append(out.Prefixes, jp)
 	}
 	for _, e := range t.Arms {
-		je := exp{Experiment: e.Experiment, Control: e.Control, Arms: e.ArmNames, CongestionControl: e.CongestionControl, Retrans: map[string]pooled{}}
+		je := exp{Experiment: e.Experiment, Site: e.Site, Control: e.Control, Arms: e.ArmNames, CongestionControl: e.CongestionControl, Retrans: map[string]pooled{}}
 		for arm, r := range e.Retrans {
 			je.Retrans[arm] = pooled{Rate: jf(r.Rate), CI: jci(true, r.Lo, r.Hi), Connections: r.Connections}
 		}

@@ -252,3 +252,47 @@ func nanToZero(ps []PrefixTransport) []PrefixTransport {
 	}
 	return out
 }
+
+// TestTransportArmsPerSite: an experiment whose connections are at two
+// sites is compared pooled and at each site, where a congestion control's
+// effect can differ in sign: BBR inflates RTT less than CUBIC at s1 (a
+// deep clean queue) and more at s2 (as on a lossy line).
+func TestTransportArmsPerSite(t *testing.T) {
+	rows, _ := transportFixture(t0)
+	rng := rand.New(rand.NewPCG(3, 3))
+	for _, r := range slices.Clone(rows) {
+		r.Site, r.Appliance = "s2", "s2-a"
+		infl := 10.0
+		if r.Arm == "bbr" {
+			infl = 40
+		}
+		r.SmoothedRTTUs = r.MinRTTUs + int64((infl+2*rng.NormFloat64())*1000)
+		rows = append(rows, r)
+	}
+	res := Transport(rows, nil, nil, 0.95, 200, rand.New(rand.NewPCG(1, 1)))
+	var sites []string
+	for _, e := range res.Arms {
+		sites = append(sites, e.Site)
+	}
+	if !slices.Equal(sites, []string{"", "s1", "s2"}) {
+		t.Fatalf("comparisons at sites %q, want every site, then s1 and s2", sites)
+	}
+	inflation := func(e TransportArms) ArmResult {
+		for _, r := range e.Results {
+			if r.Arm == "bbr" && r.Metric == MetricRTTInflation {
+				return r
+			}
+		}
+		t.Fatalf("%s: no bbr RTT inflation in %+v", e.Site, e.Results)
+		return ArmResult{}
+	}
+	if r := inflation(res.Arms[1]); !r.Significant || math.Abs(r.Diff+70) > 5 {
+		t.Errorf("s1: bbr − cubic inflation %v [%v, %v], want ≈ −70 ms, significant", r.Diff, r.DiffLo, r.DiffHi)
+	}
+	if r := inflation(res.Arms[2]); !r.Significant || math.Abs(r.Diff-30) > 5 {
+		t.Errorf("s2: bbr − cubic inflation %v [%v, %v], want ≈ +30 ms, significant", r.Diff, r.DiffLo, r.DiffHi)
+	}
+	if c := res.Arms[1].Retrans["bbr"].Connections; c != 40 {
+		t.Errorf("s1: bbr pooled over %d connections, want 40 (its own)", c)
+	}
+}

@@ -68,7 +68,9 @@ With a transport table (the appliances' TCP_INFO samples), also:
                           stands out from their site's
   transport_arms.csv      congestion control by experiment arm: goodput,
                           retransmission rate, RTT inflation and playback
-                          QoE with intervals and differences to the control
+                          QoE with intervals and differences to the control,
+                          over every site and, when the experiment spans
+                          several, at each site (transport metrics)
   transport.json          the same, as JSON
 
 Times filter on the server's receive time.`,
@@ -238,7 +240,11 @@ func printTransport(w io.Writer, t *analyze.TransportResults) {
 		fmt.Fprintln(w, "  no prefix stands out from its site by loss or RTT inflation")
 	}
 	for _, e := range t.Arms {
-		fmt.Fprintf(w, "  congestion control, experiment %s (control %s):", e.Experiment, e.Control)
+		where := "every site"
+		if e.Site != "" {
+			where = "at " + e.Site
+		}
+		fmt.Fprintf(w, "  congestion control, experiment %s, %s (control %s):", e.Experiment, where, e.Control)
 		for _, a := range e.ArmNames {
 			r := e.Retrans[a]
 			fmt.Fprintf(w, " %s runs %s, pooled retransmission rate %s [%s, %s] over %d connections;", a, e.CongestionControl[a], g4(r.Rate), g4(r.Lo), g4(r.Hi), r.Connections)
