@@ -35,6 +35,7 @@ import (
 	mdns "github.com/miekg/dns"
 	"gopkg.in/yaml.v3"
 
+	"github.com/ocdn/ocdn/internal/auth"
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/daemon"
@@ -87,7 +88,10 @@ func writeDeployment(dir string, n int) (queries []string, err error) {
 		return nil, err
 	}
 	no := false
-	cfg := config.Control{Catalog: "catalog.json", OriginURL: "http://127.0.0.1:9", KeyFile: "keys.json",
+	// Appliance credentials are required (no appliance heartbeats here,
+	// but the control plane refuses to start without them).
+	secret := []byte(auth.NewSecret().Encode())
+	cfg := config.Control{Catalog: "catalog.json", OriginURL: "http://127.0.0.1:9", KeyFile: "keys.json", ApplianceSecretFile: "appliance.secret",
 		TurnUp: config.TurnUp{Enabled: &no}, Listen: config.AddrList{{AddrPort: netip.MustParseAddrPort("127.0.0.1:0")}},
 		DNS: &config.DNS{Domain: domain, Listen: config.AddrList{{AddrPort: netip.MustParseAddrPort("127.0.0.1:0")}}}}
 	cfg.ISPs = []config.ISP{{Name: "isp", ASN: 64500}}
@@ -118,7 +122,7 @@ func writeDeployment(dir string, n int) (queries []string, err error) {
 	if err != nil {
 		return nil, err
 	}
-	for name, b := range map[string][]byte{"catalog.json": catJSON, "keys.json": keys, "control.yaml": y,
+	for name, b := range map[string][]byte{"catalog.json": catJSON, "keys.json": keys, "control.yaml": y, "appliance.secret": secret,
 		"queries.txt": []byte(strings.Join(queries, "\n") + "\n")} {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
 			return nil, err
