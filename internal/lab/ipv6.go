@@ -298,12 +298,6 @@ func (l *Lab) familiesReport(dir string) *FamiliesReport {
 		r.Note = err.Error()
 		return r
 	}
-	num := func(v float64) float64 { // NaN is not JSON
-		if math.IsNaN(v) {
-			return 0
-		}
-		return v
-	}
 	for _, d := range analyze.Families(rows, 0.95) {
 		r.Diffs = append(r.Diffs, FamilyDiff{ISP: d.ISP, Metric: d.Metric.String(), Pairs: d.Pairs,
 			Diff: num(d.PairedDiff), Lo: num(d.PairedLo), Hi: num(d.PairedHi), Interval: d.PairedOK})

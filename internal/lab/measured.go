@@ -192,13 +192,6 @@ func (l *Lab) effect(eff DegradeEffect, dir string, fromOf map[string]time.Time)
 			kept = append(kept, row)
 		}
 	}
-	// NaN (no interval) is not JSON: such figures stay 0 with a note.
-	num := func(v float64) float64 {
-		if math.IsNaN(v) {
-			return 0
-		}
-		return v
-	}
 	for _, e := range analyze.Experiments(kept, nil, 0.95, 1000, rand.New(rand.NewPCG(1, 14))) {
 		for _, a := range e.Results {
 			if a.Metric != eff.Metric {
@@ -278,4 +271,13 @@ func metricNum(metric string, v float64) string {
 		return fmt.Sprintf("%.1f Mbit/s", v/1e6)
 	}
 	return fmt.Sprintf("%.1f ms", v)
+}
+
+// num is v for the report's JSON: NaN (no interval) is not JSON, so such
+// figures stay 0 (with a note or a flag beside them).
+func num(v float64) float64 {
+	if math.IsNaN(v) {
+		return 0
+	}
+	return v
 }
