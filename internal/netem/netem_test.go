@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"math"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -288,10 +287,14 @@ func TestSharedBottleneck(t *testing.T) {
 	shared := NewBottleneck(bw)
 	dial := Dialer(nil, fixed(Link{RTT: 10 * time.Millisecond, Shared: shared}))
 	type res struct {
-		first, last time.Time
-		err         error
+		last time.Time
+		err  error
 	}
 	out := make(chan res, 3)
+	// The clock starts before the dials: a reader goroutine scheduled
+	// late on a loaded machine can then only lower the measured rate, so
+	// the upper bound (the bottleneck is never exceeded) stays strict.
+	start := time.Now()
 	for range 3 {
 		go func() {
 			c, err := dial(context.Background(), "tcp", ln.Addr().String())
@@ -304,9 +307,6 @@ func TestSharedBottleneck(t *testing.T) {
 			buf := make([]byte, 32<<10)
 			for got := 0; got < size; {
 				n, err := c.Read(buf)
-				if n > 0 && r.first.IsZero() {
-					r.first = time.Now()
-				}
 				got += n
 				if err != nil {
 					r.err = err
@@ -317,23 +317,22 @@ func TestSharedBottleneck(t *testing.T) {
 			out <- r
 		}()
 	}
-	var first, last time.Time
+	var last time.Time
 	for range 3 {
 		r := <-out
 		if r.err != nil {
 			t.Fatal(r.err)
 		}
-		if first.IsZero() || r.first.Before(first) {
-			first = r.first
-		}
 		if r.last.After(last) {
 			last = r.last
 		}
 	}
-	rate := 3 * size * 8 / last.Sub(first).Seconds()
+	// The handshake's RTT and the first byte's half RTT come before any
+	// data can arrive.
+	rate := 3 * size * 8 / (last.Sub(start) - 15*time.Millisecond).Seconds()
 	t.Logf("3 connections through one 20 Mbit/s bottleneck: %.3f Mbit/s in all", rate/1e6)
-	if math.Abs(rate-bw)/bw > 0.05 {
-		t.Errorf("aggregate through a shared 20 Mbit/s bottleneck = %.3f Mbit/s, want within 5%%", rate/1e6)
+	if rate > bw*1.02 || rate < bw*0.85 {
+		t.Errorf("aggregate through a shared 20 Mbit/s bottleneck = %.3f Mbit/s, want at most 2%% above it and at most 15%% below (a late reader on a loaded machine)", rate/1e6)
 	}
 }
 
