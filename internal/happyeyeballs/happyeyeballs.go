@@ -102,6 +102,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 
 // answer is one family's resolution.
 type answer struct {
+	name   string // the host or one of its alternates
 	family dnsname.Family
 	addrs  []netip.Addr
 	err    error
@@ -176,7 +177,7 @@ func (d *Dialer) DialResult(ctx context.Context, network, addr string) (net.Conn
 					netw = "ip6"
 				}
 				addrs, err := r.LookupNetIP(ctx, netw, name)
-				answers <- answer{family: f, addrs: addrs, err: err, took: time.Since(start)}
+				answers <- answer{name: name, family: f, addrs: addrs, err: err, took: time.Since(start)}
 			}()
 		}
 	}
@@ -184,7 +185,7 @@ func (d *Dialer) DialResult(ctx context.Context, network, addr string) (net.Conn
 	add := func(a answer) {
 		pending--
 		if a.err != nil {
-			lookupErrs = append(lookupErrs, fmt.Errorf("resolve %s (%s): %w", host, a.family, a.err))
+			lookupErrs = append(lookupErrs, fmt.Errorf("resolve %s (%s): %w", a.name, a.family, a.err))
 			return
 		}
 		if a.family == dnsname.IPv6 {
