@@ -54,9 +54,9 @@ func newPlayCmd(g *globals) *cobra.Command {
 	var control []string
 	var nf netFlags
 	var title, source, abr string
-	var asJSON bool
+	var asJSON, dualStack bool
 	var maxKbps int
-	var segDur, maxBuf time.Duration
+	var segDur, maxBuf, patience time.Duration
 	cmd := &cobra.Command{
 		Use:   "play --control URL[,URL...] --title T",
 		Short: "Play one title like a video player and print its QoE record",
@@ -64,8 +64,9 @@ func newPlayCmd(g *globals) *cobra.Command {
 segments as byte ranges against a playback clock, adapt the bitrate to the
 buffer (BBA-0; --abr fixed plays the top allowed rung), fail over down the URL
 list on errors, timeouts and throughput collapse, re-steer when the list runs
-out, and print what a viewer would have experienced: startup delay, rebuffers,
-average bitrate, switches, failovers and which appliances served it. The run
+out (asking again, with backoff, for up to --resteer-patience), and print what
+a viewer would have experienced: startup delay, rebuffers, average bitrate,
+switches, failovers and which appliances served it. The run
 lasts as long as the title plays. --source binds a client address, so steering
 sees the client as coming from there. --control lists the control plane's
 replicas: titles and steering go to the one that answered last, and to the next
@@ -91,7 +92,7 @@ player wait and ask again.`,
 				return err
 			}
 			p, err := player.New(player.Config{ControlURLs: urls, Source: src, ABR: abr, CAFile: nf.ca, Resolver: resolver,
-				MaxBitrateKbps: maxKbps, SegmentDuration: segDur, MaxBuffer: maxBuf})
+				MaxBitrateKbps: maxKbps, SegmentDuration: segDur, MaxBuffer: maxBuf, DualStack: dualStack, ResteerPatience: patience})
 			if err != nil {
 				return err
 			}
@@ -135,6 +136,8 @@ player wait and ask again.`,
 	cmd.Flags().IntVar(&maxKbps, "max-bitrate", 0, "highest rung to play, in kbit/s (0: no cap)")
 	cmd.Flags().DurationVar(&segDur, "segment", 2*time.Second, "playback time per segment")
 	cmd.Flags().DurationVar(&maxBuf, "max-buffer", 0, "how far ahead to download (default: 4 segments)")
+	cmd.Flags().BoolVar(&dualStack, "dual-stack", false, "this host has IPv4 and IPv6: ask steering for each appliance's names in both families and race them (Happy Eyeballs, IPv6 first)")
+	cmd.Flags().DurationVar(&patience, "resteer-patience", 30*time.Second, "how long to keep asking steering again, with backoff, when every URL it gave has failed")
 	cmd.MarkFlagRequired("title")
 	return cmd
 }

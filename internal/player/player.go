@@ -46,7 +46,11 @@
 // received are kept); after a collapse on a rung above the lowest, the
 // whole segment is fetched again at the lowest rung, since the buffer is
 // short. When every URL of the list has failed, the player asks steering
-// again (at most Resteers times per session).
+// again: at once, then after 250 ms, doubling up to 4 s, for as long as
+// ResteerPatience allows since the list first ran out. The only holder of
+// a file restarting, or an appliance the control plane has not yet seen
+// go, costs the viewer a stall, not the session; a session fails when
+// nothing could serve it for that long.
 //
 // # The control plane
 //
@@ -131,9 +135,11 @@ type Config struct {
 	MaxBitrateKbps int
 	// URLs is how many URLs to ask steering for (default 5).
 	URLs int
-	// Resteers bounds how often a session may ask steering again after
-	// every URL failed (default 2).
-	Resteers int
+	// ResteerPatience is how long a segment keeps asking steering again,
+	// with backoff, after every URL it was given failed; the time counts
+	// from when the first list ran out and restarts when bytes arrive
+	// (default 30 s).
+	ResteerPatience time.Duration
 	// ABR is ABRBuffer ("bba", the default) or ABRFixed ("fixed").
 	ABR string
 	// Reservoir and Cushion are BBA-0's parameters (defaults 3/8 and
@@ -178,8 +184,8 @@ func New(cfg Config) (*Player, error) {
 	if cfg.URLs <= 0 {
 		cfg.URLs = 5
 	}
-	if cfg.Resteers <= 0 {
-		cfg.Resteers = 2
+	if cfg.ResteerPatience <= 0 {
+		cfg.ResteerPatience = 30 * time.Second
 	}
 	if cfg.ABR == "" {
 		cfg.ABR = ABRBuffer
@@ -470,6 +476,11 @@ func (p *Player) play(ctx context.Context, s *Session) error {
 	// answer; every rung's fetch skips them, so a failover sticks when
 	// the rung changes.
 	failed := map[string]bool{}
+	// tried lists, per steering answer used up since bytes last arrived,
+	// its appliances for the rung that failed: what a failed session's
+	// error names. outage is when the first of them ran out.
+	var tried []string
+	var outage time.Time
 	pick := func(path string) (steerURL, bool, bool) {
 		for i, u := range urls[path] {
 			if !failed[u.Appliance] {
@@ -529,6 +540,7 @@ func (p *Player) play(ctx context.Context, s *Session) error {
 				s.Startup = st.result()
 			}
 			if n > 0 {
+				tried, outage = tried[:0], time.Time{}
 				s.Bytes += n
 				if _, ok := s.ServedBy[u.Appliance]; !ok {
 					s.ServedOrder = append(s.ServedOrder, u.Appliance)
@@ -558,8 +570,17 @@ func (p *Player) play(ctx context.Context, s *Session) error {
 				}
 			}
 			if _, _, ok := pick(r.file.Path); !ok {
-				if s.Resteers == p.cfg.Resteers {
-					return fmt.Errorf("segment %d: every URL failed, last: %w", k, err)
+				tried = append(tried, appliancesOf(urls[r.file.Path]))
+				if outage.IsZero() {
+					outage = time.Now()
+				}
+				wait := resteerWait(len(tried))
+				if time.Since(outage)+wait > p.cfg.ResteerPatience {
+					return fmt.Errorf("segment %d: every URL of %d steering answers in %v failed (%s), last: %w",
+						k, len(tried), time.Since(outage).Round(time.Millisecond), strings.Join(tried, "; "), err)
+				}
+				if err := clock.Sleep(ctx, wait); err != nil {
+					return err
 				}
 				s.Resteers++
 				if urls, err = p.steer(ctx, s, ladder); err != nil {
@@ -663,6 +684,25 @@ func (p *Player) steer(ctx context.Context, s *Session, ladder []rung) (map[stri
 }
 
 type steerURL struct{ URL, Appliance string }
+
+// resteerWait is the pause before asking steering again after the
+// used-th answer in a row ran out: none after the first (the control
+// plane may already know what failed), then 250 ms doubling to 4 s.
+func resteerWait(used int) time.Duration {
+	if used <= 1 {
+		return 0
+	}
+	return min(250*time.Millisecond<<min(used-2, 5), 4*time.Second)
+}
+
+// appliancesOf names the appliances of urls in order, space-separated.
+func appliancesOf(urls []steerURL) string {
+	ids := make([]string, len(urls))
+	for i, u := range urls {
+		ids[i] = u.Appliance
+	}
+	return strings.Join(ids, " ")
+}
 
 // fetchRange downloads bytes off..end and returns how many arrived; the
 // error is nil only if the whole range did. The fetch is abandoned at

@@ -325,19 +325,57 @@ func TestResteerAfterEveryURLFails(t *testing.T) {
 	}
 }
 
-func TestResteerLimit(t *testing.T) {
+// TestResteerWaitsOutAnOutage: the only appliance steering knows is down
+// for the first three answers (a restart the control plane has not
+// noticed yet). The player asks again at once, then after 250 ms and
+// 500 ms, and the fourth answer plays: a stall, not a failed session.
+func TestResteerWaitsOutAnOutage(t *testing.T) {
+	t.Parallel()
+	cat := catalog(t, 2*time.Second)
+	dead := newAppliance(t, "dead", cat)
+	good := newAppliance(t, "good", cat)
+	dead.srv.Close()
+	ctl := newControl(t, cat, func(call int) []*fakeAppliance {
+		if call < 3 {
+			return []*fakeAppliance{dead}
+		}
+		return []*fakeAppliance{good}
+	})
+	p := shortPlayer(t, ctl, nil)
+	defer p.Close()
+	s, err := p.Play(context.Background(), cat.Titles()[0])
+	if err != nil || !s.Completed {
+		t.Fatalf("Play through a 3-answer outage = %v, want it completed", err)
+	}
+	if s.Resteers != 3 || s.Failovers != 3 {
+		t.Errorf("resteers %d failovers %d, want 3 and 3", s.Resteers, s.Failovers)
+	}
+	if s.StartupMs < 750 {
+		t.Errorf("startup %.0f ms, want at least the 250 + 500 ms waited between answers", s.StartupMs)
+	}
+}
+
+// TestResteerPatienceRunsOut: with every answer dead, the session asks
+// again until ResteerPatience (1.5 s) would pass: at 0, 250 and 750 ms;
+// the next wait (1 s) would end past it, so the session fails there,
+// naming every answer it used.
+func TestResteerPatienceRunsOut(t *testing.T) {
+	t.Parallel()
 	cat := catalog(t, 2*time.Second)
 	dead := newAppliance(t, "dead", cat)
 	dead.srv.Close()
 	ctl := newControl(t, cat, func(int) []*fakeAppliance { return []*fakeAppliance{dead} })
-	p := shortPlayer(t, ctl, func(c *Config) { c.Resteers = 2 })
+	p := shortPlayer(t, ctl, func(c *Config) { c.ResteerPatience = 1500 * time.Millisecond })
 	defer p.Close()
 	s, err := p.Play(context.Background(), cat.Titles()[0])
 	if err == nil || s.Completed {
 		t.Fatal("Play with every appliance dead succeeded")
 	}
-	if s.Resteers != 2 {
-		t.Errorf("resteers = %d, want the limit 2", s.Resteers)
+	if s.Resteers != 3 {
+		t.Errorf("resteers = %d, want 3 within the patience", s.Resteers)
+	}
+	if want := "every URL of 4 steering answers"; !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "(dead; dead; dead; dead)") {
+		t.Errorf("error %q, want it to say %q and name the appliances of each answer", err, want)
 	}
 }
 

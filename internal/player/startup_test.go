@@ -67,7 +67,7 @@ func TestStartupBreakdownOverHTTPSByName(t *testing.T) {
 
 	// Without the CA the same playback fails: nothing skips
 	// verification.
-	p2 := shortPlayer(t, ctl, func(c *Config) { c.Resolver, c.Resteers = resolver, 1 })
+	p2 := shortPlayer(t, ctl, func(c *Config) { c.Resolver, c.ResteerPatience = resolver, time.Second })
 	defer p2.Close()
 	if _, err := p2.Play(context.Background(), "t0000"); err == nil {
 		t.Fatal("Play without the CA succeeded, want a certificate error")
