@@ -242,8 +242,13 @@ func (r *MeasuredReport) print(w io.Writer) {
 		}
 	}
 	for _, e := range r.Effects {
-		fmt.Fprintf(w, "  degrade_link %s at %.1f s: measurements moved groups %v after %.1f s; %s at the steered site, recipes issued from %.1f s on (each group from its first move):",
-			e.Link, e.AtSeconds, e.Groups, e.ReactionSeconds, e.Metric, e.FromSeconds)
+		fmt.Fprintf(w, "  degrade_link %s at %.1f s: groups %v affected; ", e.Link, e.AtSeconds, e.Groups)
+		if e.ReactionSeconds > 0 {
+			fmt.Fprintf(w, "measurements moved the first %.1f s after it", e.ReactionSeconds)
+		} else {
+			fmt.Fprintf(w, "measurements moved none of them after it")
+		}
+		fmt.Fprintf(w, "; %s at the steered site, recipes issued from %.1f s on (each group from its first move):", e.Metric, e.FromSeconds)
 		for _, a := range e.Arms {
 			fmt.Fprintf(w, " %s p50 %s [%s, %s] (%d clients, n=%d);", a.Arm, metricNum(e.Metric, a.P50), metricNum(e.Metric, a.Lo), metricNum(e.Metric, a.Hi), a.Clients, a.N)
 		}
