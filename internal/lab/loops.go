@@ -550,8 +550,13 @@ func (r *LoopsReport) print(w io.Writer) {
 		}
 	}
 	for _, rl := range r.Releases {
-		fmt.Fprintf(w, "  release of %s at %.1fs (feed at %.1fs): %d of %d sessions of clients with an embedded home served from an embedded site from the first request; content misses %s\n",
-			rl.Title, rl.AtSeconds, rl.FeedAtSeconds, rl.FirstFromEmbedded, rl.Sessions, mb(rl.ContentMissBytes))
+		fmt.Fprintf(w, "  release of %s at %.1fs (feed at %.1fs): ", rl.Title, rl.AtSeconds, rl.FeedAtSeconds)
+		if rl.Sessions == 0 {
+			fmt.Fprint(w, "no client with an embedded home played it before the end of the run")
+		} else {
+			fmt.Fprintf(w, "%d of %d sessions of clients with an embedded home served from an embedded site from the first request", rl.FirstFromEmbedded, rl.Sessions)
+		}
+		fmt.Fprintf(w, "; content misses %s\n", mb(rl.ContentMissBytes))
 	}
 }
 
