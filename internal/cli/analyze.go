@@ -210,12 +210,20 @@ func printTransport(w io.Writer, t *analyze.TransportResults) {
 		return
 	}
 	fmt.Fprintf(w, "transport: %d TCP_INFO samples of %d connections\n", t.Samples, t.Connections)
+	// A (site, prefix) with a few connections and no pulses to set beside
+	// them has no figure to show, only lines: they are counted, and
+	// transport.json has them.
+	few := 0
 	for _, s := range t.Sites {
-		fmt.Fprintf(w, "  %s %s: %d connections, server min RTT p50 %s ms", s.Site, s.PrefixGroup, s.Connections, ciText(s.MinRTTMs, s.MinRTTLo, s.MinRTTHi, s.MinRTTOK))
+		if s.ConnectN == 0 && !s.MinRTTOK {
+			few++
+			continue
+		}
+		fmt.Fprintf(w, "  %s %s: %d connections, server min RTT p50 %s", s.Site, s.PrefixGroup, s.Connections, ciText(s.MinRTTMs, s.MinRTTLo, s.MinRTTHi, s.MinRTTOK)+unit(s.MinRTTOK, " ms"))
 		if s.ConnectN == 0 {
 			fmt.Fprint(w, ", no client pulses to compare")
 		} else {
-			fmt.Fprintf(w, ", client connect p50 %s ms (n=%d)", ciText(s.ConnectMs, s.ConnectLo, s.ConnectHi, s.ConnectOK), s.ConnectN)
+			fmt.Fprintf(w, ", client connect p50 %s (n=%d)", ciText(s.ConnectMs, s.ConnectLo, s.ConnectHi, s.ConnectOK)+unit(s.ConnectOK, " ms"), s.ConnectN)
 			if !math.IsNaN(s.DiffMs) {
 				fmt.Fprintf(w, ", connect − min RTT %s ms", g4(s.DiffMs))
 			}
@@ -225,6 +233,9 @@ func printTransport(w io.Writer, t *analyze.TransportResults) {
 			fmt.Fprintf(w, " p%g %s", q.Q*100, ciText(q.Est, q.Lo, q.Hi, q.OK))
 		}
 		fmt.Fprintln(w)
+	}
+	if few > 0 {
+		fmt.Fprintf(w, "  and %d (site, prefix) pairs with too few connections for a min RTT interval and no client pulses (in transport.json)\n", few)
 	}
 	shown := 0
 	for _, p := range t.Prefixes {
@@ -261,6 +272,14 @@ func ciText(est, lo, hi float64, ok bool) string {
 		return "insufficient samples"
 	}
 	return fmt.Sprintf("%s [%s, %s]", g4(est), g4(lo), g4(hi))
+}
+
+// unit is u after a figure, nothing after "insufficient samples".
+func unit(ok bool, u string) string {
+	if !ok {
+		return ""
+	}
+	return u
 }
 
 func g4(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
