@@ -9,6 +9,7 @@ import (
 	"maps"
 	"math"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"slices"
 	"time"
@@ -153,8 +154,48 @@ type connKey struct {
 	start             int64
 }
 
+// groupIndex finds a client prefix's prefix group: the one pulses or
+// playback records of that prefix named, else the most specific group
+// that contains it. A dual-stack client reports its pulses and sessions
+// from its IPv6 address, while its IPv4 connections' samples carry its
+// IPv4 prefix: containment still finds that prefix's group.
+type groupIndex struct {
+	exact  map[string]string
+	groups []netip.Prefix // most specific first
+}
+
+func newGroupIndex(groupOf map[string]string) groupIndex {
+	gi := groupIndex{exact: groupOf}
+	seen := map[netip.Prefix]bool{}
+	for _, g := range groupOf {
+		if p, err := netip.ParsePrefix(g); err == nil && !seen[p] {
+			seen[p] = true
+			gi.groups = append(gi.groups, p)
+		}
+	}
+	slices.SortFunc(gi.groups, func(a, b netip.Prefix) int {
+		return cmp.Or(cmp.Compare(b.Bits(), a.Bits()), a.Addr().Compare(b.Addr()))
+	})
+	return gi
+}
+
+// of is prefix's group, or prefix itself when no group covers it.
+func (gi groupIndex) of(prefix string) string {
+	if g := gi.exact[prefix]; g != "" {
+		return g
+	}
+	if p, err := netip.ParsePrefix(prefix); err == nil {
+		for _, g := range gi.groups {
+			if g.Bits() <= p.Bits() && g.Contains(p.Addr()) {
+				return g.String()
+			}
+		}
+	}
+	return prefix
+}
+
 // transportConns groups samples into connections.
-func transportConns(rows []measure.TransportRow, groupOf map[string]string) []*tconn {
+func transportConns(rows []measure.TransportRow, groups groupIndex) []*tconn {
 	byKey := map[connKey]*tconn{}
 	var out []*tconn
 	for i := range rows {
@@ -162,11 +203,7 @@ func transportConns(rows []measure.TransportRow, groupOf map[string]string) []*t
 		k := connKey{r.Appliance, r.ClientPrefix, (r.SampleTime - r.ConnAgeUs) / 1000}
 		c := byKey[k]
 		if c == nil {
-			g := groupOf[r.ClientPrefix]
-			if g == "" {
-				g = r.ClientPrefix
-			}
-			c = &tconn{site: r.Site, prefix: r.ClientPrefix, group: g, exp: r.Experiment, arm: r.Arm, cc: r.CongestionControl}
+			c = &tconn{site: r.Site, prefix: r.ClientPrefix, group: groups.of(r.ClientPrefix), exp: r.Experiment, arm: r.Arm, cc: r.CongestionControl}
 			byKey[k] = c
 			out = append(out, c)
 		}
@@ -214,7 +251,7 @@ func Transport(rows []measure.TransportRow, pulses []Row, sessions []Session, le
 			groupOf[sessions[i].Prefix] = sessions[i].PrefixGroup
 		}
 	}
-	conns := transportConns(rows, groupOf)
+	conns := transportConns(rows, newGroupIndex(groupOf))
 	res := &TransportResults{Samples: len(rows), Connections: len(conns)}
 	res.Sites = transportSites(conns, pulses, level)
 	res.Prefixes = transportPrefixes(conns, level, reps, rng)

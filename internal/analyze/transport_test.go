@@ -296,3 +296,27 @@ func TestTransportArmsPerSite(t *testing.T) {
 		t.Errorf("s1: bbr pooled over %d connections, want 40 (its own)", c)
 	}
 }
+
+// A prefix with no pulses or sessions of its own (a dual-stack client
+// reports those from its IPv6 address) joins the group that contains
+// it; a prefix no group contains stands for itself.
+func TestTransportGroupByContainment(t *testing.T) {
+	rows, pulses := transportFixture(t0)
+	var kept []Row
+	for _, p := range pulses {
+		if p.Prefix != "10.0.3.0/24" {
+			kept = append(kept, p)
+		}
+	}
+	stray := rows[0]
+	stray.ClientPrefix, stray.SampleTime = "192.0.2.0/24", stray.SampleTime+1
+	rows = append(rows, stray)
+	res := Transport(rows, kept, nil, 0.95, 50, rand.New(rand.NewPCG(1, 1)))
+	var groups []string
+	for _, s := range res.Sites {
+		groups = append(groups, fmt.Sprintf("%s:%d", s.PrefixGroup, s.Connections))
+	}
+	if want := []string{"10.0.0.0/16:80", "192.0.2.0/24:1"}; !slices.Equal(groups, want) {
+		t.Errorf("site rows (group:connections) = %v, want %v", groups, want)
+	}
+}
