@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,5 +98,32 @@ func TestCompiledConfigsLoad(t *testing.T) {
 	// dual-stack appliances hold one per family.
 	if bgpPeers != 10 || routerPeers != bgpPeers {
 		t.Errorf("appliances hold %d BGP sessions and routers have %d neighbors; want 10 and 10", bgpPeers, routerPeers)
+	}
+}
+
+// The daemons' ports lie below the ephemeral range, where no client's
+// source port can take them while a daemon restarts, and both TCP and
+// UDP (the DNS server) can bind them.
+func TestFreePortBelowEphemeralRange(t *testing.T) {
+	lo := ephemeralLow()
+	if lo <= 11000 {
+		t.Fatalf("ephemeral range starts at %d: want the kernel's range readable and above 11000", lo)
+	}
+	seen := map[uint16]bool{}
+	for range 20 {
+		ap, err := freePort(netip.MustParseAddr("127.0.0.1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int(ap.Port()) >= lo || ap.Port() < 10000 {
+			t.Fatalf("freePort = %v, want a port from 10000 to below the ephemeral range's %d", ap, lo)
+		}
+		if !portFree(ap) {
+			t.Fatalf("freePort = %v, which TCP or UDP cannot bind", ap)
+		}
+		seen[ap.Port()] = true
+	}
+	if len(seen) < 15 {
+		t.Errorf("20 calls gave %d distinct ports, want them spread", len(seen))
 	}
 }

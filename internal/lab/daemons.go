@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -458,8 +460,22 @@ func getJSON(ctx context.Context, hc *http.Client, url, token string, out any) e
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-// freePort finds a port on a that nothing listens on now.
+// freePort finds a port on a that nothing listens on now (TCP or UDP),
+// for a daemon the lab may stop and start again on it. It lies below the
+// kernel's ephemeral range: a port from that range (what port 0 gives)
+// can be taken, while its daemon is down, as the source port of some
+// client's connection or DNS query, and the restart then fails with
+// "address already in use" (a chaos soak lost its DNS server so).
 func freePort(a netip.Addr) (netip.AddrPort, error) {
+	const floor = 10000
+	if lo := ephemeralLow(); lo > floor+1000 {
+		for range 100 {
+			ap := netip.AddrPortFrom(a, uint16(floor+rand.IntN(lo-floor)))
+			if portFree(ap) {
+				return ap, nil
+			}
+		}
+	}
 	ln, err := net.Listen("tcp", netip.AddrPortFrom(a, 0).String())
 	if err != nil {
 		return netip.AddrPort{}, err
@@ -470,4 +486,34 @@ func freePort(a netip.Addr) (netip.AddrPort, error) {
 		return netip.AddrPort{}, errors.New("listener address: " + err.Error())
 	}
 	return ap, nil
+}
+
+// portFree says whether both a TCP listener and a UDP socket can bind ap.
+func portFree(ap netip.AddrPort) bool {
+	ln, err := net.Listen("tcp", ap.String())
+	if err != nil {
+		return false
+	}
+	defer ln.Close()
+	pc, err := net.ListenPacket("udp", ap.String())
+	if err != nil {
+		return false
+	}
+	pc.Close()
+	return true
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (0 when
+// it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[0])
+	return n
 }
