@@ -743,10 +743,12 @@ var funcs = template.FuncMap{
 		}
 		return false
 	},
-	// armv writes an arm's figure in its metric's unit (throughput in
-	// Mbit/s, as the metric's title says).
-	"armv": func(m analyze.Metric, v float64, sign string) string {
-		if m == analyze.Throughput {
+	// armTitle and armv write an arm comparison's metric (a pulse
+	// metric or a playback one, by column name) and its figures in the
+	// title's unit: rates in bit/s are shown in Mbit/s.
+	"armTitle": armTitle,
+	"armv": func(metric string, v float64, sign string) string {
+		if strings.HasSuffix(metric, "_bps") {
 			v /= 1e6
 		}
 		return fmt.Sprintf("%"+sign+".2f", v)
@@ -763,6 +765,25 @@ var funcs = template.FuncMap{
 		}
 		return d
 	},
+}
+
+// armTitle is the human label of an experiment metric (analyze's
+// ExperimentMetrics), with its unit.
+func armTitle(metric string) string {
+	for _, m := range analyze.Metrics {
+		if m.String() == metric {
+			return m.Title()
+		}
+	}
+	switch metric {
+	case "startup_ms":
+		return "Startup delay (ms)"
+	case "rebuffer_ratio":
+		return "Rebuffering (share of play time)"
+	case "bitrate_kbps":
+		return "Average bitrate (kbit/s)"
+	}
+	return metric
 }
 
 func ago(d time.Duration) string {
