@@ -137,8 +137,9 @@ type Config struct {
 	URLs int
 	// ResteerPatience is how long a segment keeps asking steering again,
 	// with backoff, after every URL it was given failed; the time counts
-	// from when the first list ran out and restarts when bytes arrive
-	// (default 30 s).
+	// from when the first list ran out, without the time spent waiting
+	// for a control plane that does not answer (ControlPatience bounds
+	// that), and restarts when bytes arrive (default 30 s).
 	ResteerPatience time.Duration
 	// ABR is ABRBuffer ("bba", the default) or ABRFixed ("fixed").
 	ABR string
@@ -478,9 +479,12 @@ func (p *Player) play(ctx context.Context, s *Session) error {
 	failed := map[string]bool{}
 	// tried lists, per steering answer used up since bytes last arrived,
 	// its appliances for the rung that failed: what a failed session's
-	// error names. outage is when the first of them ran out.
+	// error names. outage is when the first of them ran out; asking is
+	// the time since spent waiting for steering's answers, which
+	// ControlPatience bounds, not ResteerPatience.
 	var tried []string
 	var outage time.Time
+	var asking time.Duration
 	pick := func(path string) (steerURL, bool, bool) {
 		for i, u := range urls[path] {
 			if !failed[u.Appliance] {
@@ -540,7 +544,7 @@ func (p *Player) play(ctx context.Context, s *Session) error {
 				s.Startup = st.result()
 			}
 			if n > 0 {
-				tried, outage = tried[:0], time.Time{}
+				tried, outage, asking = tried[:0], time.Time{}, 0
 				s.Bytes += n
 				if _, ok := s.ServedBy[u.Appliance]; !ok {
 					s.ServedOrder = append(s.ServedOrder, u.Appliance)
@@ -575,7 +579,7 @@ func (p *Player) play(ctx context.Context, s *Session) error {
 					outage = time.Now()
 				}
 				wait := resteerWait(len(tried))
-				if time.Since(outage)+wait > p.cfg.ResteerPatience {
+				if time.Since(outage)-asking+wait > p.cfg.ResteerPatience {
 					return fmt.Errorf("segment %d: every URL of %d steering answers in %v failed (%s), last: %w",
 						k, len(tried), time.Since(outage).Round(time.Millisecond), strings.Join(tried, "; "), err)
 				}
@@ -583,9 +587,11 @@ func (p *Player) play(ctx context.Context, s *Session) error {
 					return err
 				}
 				s.Resteers++
+				asked := time.Now()
 				if urls, err = p.steer(ctx, s, ladder); err != nil {
 					return err
 				}
+				asking += time.Since(asked)
 				clear(failed)
 			}
 		}

@@ -355,6 +355,38 @@ func TestResteerWaitsOutAnOutage(t *testing.T) {
 	}
 }
 
+// TestResteerPatienceExcludesSteeringWaits: the time steering takes to
+// answer (a slow or absent control plane, which ControlPatience bounds)
+// does not use up ResteerPatience: the second answer takes 1.5 s, longer
+// than the 1 s patience, and the third still gets asked for.
+func TestResteerPatienceExcludesSteeringWaits(t *testing.T) {
+	t.Parallel()
+	cat := catalog(t, 2*time.Second)
+	dead := newAppliance(t, "dead", cat)
+	good := newAppliance(t, "good", cat)
+	dead.srv.Close()
+	var slow sync.Once // steering is asked for every rung's file in one request
+	ctl := newControl(t, cat, func(call int) []*fakeAppliance {
+		switch call {
+		case 0:
+			return []*fakeAppliance{dead}
+		case 1:
+			slow.Do(func() { time.Sleep(1500 * time.Millisecond) }) // a control plane slow to answer
+			return []*fakeAppliance{dead}
+		}
+		return []*fakeAppliance{good}
+	})
+	p := shortPlayer(t, ctl, func(c *Config) { c.ResteerPatience = time.Second })
+	defer p.Close()
+	s, err := p.Play(context.Background(), cat.Titles()[0])
+	if err != nil || !s.Completed {
+		t.Fatalf("Play = %v, want the third answer played: waiting for steering is not the appliances' patience", err)
+	}
+	if s.Resteers != 2 {
+		t.Errorf("resteers = %d, want 2", s.Resteers)
+	}
+}
+
 // TestResteerPatienceRunsOut: with every answer dead, the session asks
 // again until ResteerPatience (1.5 s) would pass: at 0, 250 and 750 ms;
 // the next wait (1 s) would end past it, so the session fails there,
