@@ -331,8 +331,13 @@ func TestSharedBottleneck(t *testing.T) {
 	// data can arrive.
 	rate := 3 * size * 8 / (last.Sub(start) - 15*time.Millisecond).Seconds()
 	t.Logf("3 connections through one 20 Mbit/s bottleneck: %.3f Mbit/s in all", rate/1e6)
-	if rate > bw*1.02 || rate < bw*0.85 {
-		t.Errorf("aggregate through a shared 20 Mbit/s bottleneck = %.3f Mbit/s, want at most 2%% above it and at most 15%% below (a late reader on a loaded machine)", rate/1e6)
+	// Exceeding the rate is a bug however loaded the machine. Below it,
+	// readers a loaded machine schedules late cost time (CI at load 18
+	// read 16.9); a bottleneck that gave each connection a third of the
+	// rate, or served them one after another with gaps, would read a
+	// third or less.
+	if rate > bw*1.02 || rate < bw*0.7 {
+		t.Errorf("aggregate through a shared 20 Mbit/s bottleneck = %.3f Mbit/s, want at most 2%% above it and at most 30%% below", rate/1e6)
 	}
 }
 
