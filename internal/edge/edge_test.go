@@ -597,3 +597,44 @@ func getWhole(t *testing.T, data []byte, stall time.Duration, rcvbuf int) (*Hand
 	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", target)
 	return h, c
 }
+
+// TestServeReports: Serve reports the object path, the client, the
+// status and the body bytes of each answer, which the appliance's demand
+// accounting takes instead of wrapping the ResponseWriter, and a cached
+// descriptor's answer carries the same validators as a fresh one's.
+func TestServeReports(t *testing.T) {
+	te := newTestEdge(t, map[string][]byte{testPath: pattern(1000)})
+	target := strings.TrimPrefix(te.url(testPath), te.base)
+	do := func(target, rng string) (Served, *httptest.ResponseRecorder) {
+		r := httptest.NewRequest("GET", target, nil)
+		r.RemoteAddr = "[::ffff:192.0.2.7]:4321"
+		if rng != "" {
+			r.Header.Set("Range", rng)
+		}
+		w := httptest.NewRecorder()
+		return te.h.Serve(w, r), w
+	}
+	client := netip.MustParseAddr("192.0.2.7")
+	first, w1 := do(target, "bytes=10-19")
+	if want := (Served{Path: testPath, Client: client, Status: 206, Bytes: 10}); first != want {
+		t.Errorf("range: Serve = %+v, want %+v", first, want)
+	}
+	second, w2 := do(target, "bytes=990-")
+	if want := (Served{Path: testPath, Client: client, Status: 206, Bytes: 10}); second != want {
+		t.Errorf("second range: Serve = %+v, want %+v", second, want)
+	}
+	for _, k := range []string{"Etag", "Content-Type"} {
+		if a, b := w1.Header().Get(k), w2.Header().Get(k); a == "" || a != b {
+			t.Errorf("%s: %q from a fresh descriptor, %q from a cached one", k, a, b)
+		}
+	}
+	if got, want := w2.Header().Get("Content-Range"), "bytes 990-999/1000"; got != want {
+		t.Errorf("Content-Range = %q, want %q", got, want)
+	}
+	if got := w2.Header().Get("Content-Length"); got != "10" {
+		t.Errorf("Content-Length = %q, want 10", got)
+	}
+	if sv, _ := do("/c/x/../etc/passwd", ""); sv.Path != "" || sv.Status != 404 || sv.Bytes != int64(len("not found\n")) {
+		t.Errorf("a path naming no object: Serve = %+v, want no path, 404 and its text", sv)
+	}
+}
