@@ -125,10 +125,8 @@ func (a *Appliance) demandLoop(ctx context.Context) {
 // injection) makes fill requests for the listed files get wrong bytes.
 func (a *Appliance) serveContent(w http.ResponseWriter, r *http.Request) {
 	fs := a.fill
-	// Canonical keys, read directly: Header.Get would check each one's
-	// form again on every request.
-	isFill := len(r.Header["X-Ocdn-Fill"]) > 0 && r.Header["X-Ocdn-Fill"][0] != ""
-	measuring := r.Header.Get(api.MeasurementHeader) != "" ||
+	isFill := firstValue(r.Header, "X-Ocdn-Fill") != ""
+	measuring := firstValue(r.Header, api.MeasurementHeader) != "" ||
 		(r.URL.RawQuery != "" && r.URL.Query().Has(api.MeasurementParam))
 	if isFill && len(fs.corrupt) > 0 {
 		if parts := splitN(r.URL.Path, 4); len(parts) == 4 && fs.corrupt[parts[2]+"/"+parts[3]] {
@@ -162,6 +160,15 @@ func (a *Appliance) serveContent(w http.ResponseWriter, r *http.Request) {
 		fs.clients[clientFile{pfx, sv.Path}] += sv.Bytes
 	}
 	fs.mu.Unlock()
+}
+
+// firstValue is Header.Get for a key in canonical form, as the servers
+// store them: Get checks and canonicalizes the key again on each call.
+func firstValue(h http.Header, canonicalKey string) string {
+	if v := h[canonicalKey]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // splitN splits /c/{token}/{title}/{file} into its segments after "/".

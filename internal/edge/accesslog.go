@@ -142,7 +142,7 @@ func (a *accessHandler) access(now time.Time, r *http.Request, p string, status 
 	b = appendKV(b, "client", r.RemoteAddr)
 	b = appendKV(b, "method", r.Method)
 	b = appendKV(b, "path", p)
-	b = appendKV(b, "range", r.Header.Get("Range"))
+	b = appendKV(b, "range", headerValue(r.Header, "Range"))
 	b = append(b, " status="...)
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, " bytes="...)

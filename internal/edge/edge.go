@@ -279,18 +279,18 @@ func (h *Handler) serveObject(w *countingWriter, rc *http.ResponseController, r 
 
 	// RFC 9110 §13.2.2 order: If-Match, (If-Unmodified-Since: no date),
 	// If-None-Match, (If-Modified-Since: no date), If-Range.
-	if im := r.Header.Get("If-Match"); im != "" && !etagList(im, etag, false) {
+	if im := headerValue(r.Header, "If-Match"); im != "" && !etagList(im, etag, false) {
 		writeText(w, r, http.StatusPreconditionFailed, "precondition failed")
 		return true
 	}
-	if inm := r.Header.Get("If-None-Match"); inm != "" && etagList(inm, etag, true) {
+	if inm := headerValue(r.Header, "If-None-Match"); inm != "" && etagList(inm, etag, true) {
 		w.WriteHeader(http.StatusNotModified)
 		return true
 	}
 
 	size := e.Size
 	var ranges []Range
-	if rh := r.Header.Get("Range"); rh != "" && size > 0 && ifRangeMatches(r.Header.Get("If-Range"), etag) {
+	if rh := headerValue(r.Header, "Range"); rh != "" && size > 0 && ifRangeMatches(headerValue(r.Header, "If-Range"), etag) {
 		var err error
 		ranges, err = parseRange(rh, size, w.ranges[:0])
 		switch {
@@ -442,6 +442,16 @@ func writeText(w http.ResponseWriter, r *http.Request, code int, msg string) {
 	if r.Method != http.MethodHead {
 		io.WriteString(w, msg+"\n")
 	}
+}
+
+// headerValue is Header.Get for a key in canonical form, as every
+// server here stores them: Get checks and canonicalizes the key again
+// on each call, five times per range request.
+func headerValue(h http.Header, canonicalKey string) string {
+	if v := h[canonicalKey]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 func clientAddr(r *http.Request) netip.Addr {

@@ -77,8 +77,7 @@ func (c *fileCache) open(p string) (openFile, error) {
 		}
 		return openFile{File: f, e: e, meta: newObjectMeta(e)}, nil
 	}
-	_, _, gen := c.st.Usage()
-	e, ok := c.st.Lookup(p)
+	e, gen, ok := c.st.LookupGen(p)
 	if !ok {
 		return openFile{}, store.ErrNotFound
 	}
