@@ -405,25 +405,23 @@ func lengthAndRange(r Range, size int64) (length, contentRange string) {
 	var buf [80]byte
 	b := strconv.AppendInt(buf[:0], r.Length(), 10)
 	n := len(b)
-	b = append(b, "bytes "...)
-	b = strconv.AppendInt(b, r.Start, 10)
-	b = append(b, '-')
-	b = strconv.AppendInt(b, r.End, 10)
-	b = append(b, '/')
-	b = strconv.AppendInt(b, size, 10)
-	s := string(b)
+	s := string(appendContentRange(b, r, size))
 	return s[:n], s[n:]
 }
 
 func contentRange(r Range, size int64) string {
-	b := make([]byte, 0, 64)
+	var buf [64]byte
+	return string(appendContentRange(buf[:0], r, size))
+}
+
+// appendContentRange appends the Content-Range value "bytes S-E/size".
+func appendContentRange(b []byte, r Range, size int64) []byte {
 	b = append(b, "bytes "...)
 	b = strconv.AppendInt(b, r.Start, 10)
 	b = append(b, '-')
 	b = strconv.AppendInt(b, r.End, 10)
 	b = append(b, '/')
-	b = strconv.AppendInt(b, size, 10)
-	return string(b)
+	return strconv.AppendInt(b, size, 10)
 }
 
 func newBoundary() string {
