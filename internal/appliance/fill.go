@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"io"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -125,38 +125,50 @@ func (a *Appliance) demandLoop(ctx context.Context) {
 // injection) makes fill requests for the listed files get wrong bytes.
 func (a *Appliance) serveContent(w http.ResponseWriter, r *http.Request) {
 	fs := a.fill
-	dw := &demandWriter{ResponseWriter: w}
-	isFill := r.Header.Get("X-Ocdn-Fill") != ""
-	measuring := r.Header.Get(api.MeasurementHeader) != "" ||
+	isFill := firstValue(r.Header, "X-Ocdn-Fill") != ""
+	measuring := firstValue(r.Header, api.MeasurementHeader) != "" ||
 		(r.URL.RawQuery != "" && r.URL.Query().Has(api.MeasurementParam))
-	var path string
-	if parts := splitN(r.URL.Path, 4); len(parts) == 4 {
-		path = parts[2] + "/" + parts[3]
+	if isFill && len(fs.corrupt) > 0 {
+		if parts := splitN(r.URL.Path, 4); len(parts) == 4 && fs.corrupt[parts[2]+"/"+parts[3]] {
+			a.edge.ServeHTTP(&corruptWriter{ResponseWriter: w}, r)
+			return
+		}
 	}
-	if isFill && fs.corrupt[path] {
-		a.edge.ServeHTTP(&corruptWriter{ResponseWriter: w}, r)
-		return
-	}
-	a.edge.ServeHTTP(dw, r)
-	if isFill || measuring || dw.n == 0 || path == "" {
+	// The edge reports the object path and the client it parsed, and
+	// the bytes it sent: no wrapper and no second parse per request.
+	sv := a.edge.Serve(w, r)
+	if isFill || measuring || sv.Bytes == 0 || sv.Path == "" {
 		return
 	}
 	var pfx netip.Prefix
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		addr := ap.Addr().Unmap()
+	if sv.Client.IsValid() {
 		bits := 24
-		if addr.Is6() {
+		if sv.Client.Is6() {
 			bits = 48
 		}
-		pfx, _ = addr.Prefix(bits)
+		pfx, _ = sv.Client.Prefix(bits)
 	}
-	fs.clientBytes.Add(dw.n)
+	fs.clientBytes.Add(sv.Bytes)
 	fs.mu.Lock()
-	fs.files[path] += dw.n
+	if _, seen := fs.files[sv.Path]; !seen {
+		// A new key of its own, not a substring holding the whole URL
+		// (its token) for as long as the report is pending.
+		sv.Path = strings.Clone(sv.Path)
+	}
+	fs.files[sv.Path] += sv.Bytes
 	if pfx.IsValid() {
-		fs.clients[clientFile{pfx, path}] += dw.n
+		fs.clients[clientFile{pfx, sv.Path}] += sv.Bytes
 	}
 	fs.mu.Unlock()
+}
+
+// firstValue is Header.Get for a key in canonical form, as the servers
+// store them: Get checks and canonicalizes the key again on each call.
+func firstValue(h http.Header, canonicalKey string) string {
+	if v := h[canonicalKey]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // splitN splits /c/{token}/{title}/{file} into its segments after "/".
@@ -177,26 +189,6 @@ func splitN(p string, n int) []string {
 	}
 	return out
 }
-
-type demandWriter struct {
-	http.ResponseWriter
-	n int64
-}
-
-func (d *demandWriter) Write(p []byte) (int, error) {
-	n, err := d.ResponseWriter.Write(p)
-	d.n += int64(n)
-	return n, err
-}
-
-// ReadFrom keeps the edge's sendfile path.
-func (d *demandWriter) ReadFrom(r io.Reader) (int64, error) {
-	n, err := io.Copy(d.ResponseWriter, r)
-	d.n += n
-	return n, err
-}
-
-func (d *demandWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
 
 // corruptWriter flips every byte it passes on.
 type corruptWriter struct{ http.ResponseWriter }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -135,13 +136,13 @@ func (a *accessHandler) access(now time.Time, r *http.Request, p string, status 
 	bp := linePool.Get().(*[]byte)
 	b := (*bp)[:0]
 	b = append(b, "time="...)
-	b = now.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+	b = appendStamp(b, now)
 	b = append(b, " level=INFO msg=access"...)
 	b = append(b, a.prefix...)
 	b = appendKV(b, "client", r.RemoteAddr)
 	b = appendKV(b, "method", r.Method)
 	b = appendKV(b, "path", p)
-	b = appendKV(b, "range", r.Header.Get("Range"))
+	b = appendKV(b, "range", headerValue(r.Header, "Range"))
 	b = append(b, " status="...)
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, " bytes="...)
@@ -153,6 +154,34 @@ func (a *accessHandler) access(now time.Time, r *http.Request, p string, status 
 	a.w.Write(b)
 	*bp = b
 	linePool.Put(bp)
+}
+
+// stampSecond is the access log's timestamp of one second, formatted:
+// what comes before the milliseconds and the zone after them.
+type stampSecond struct {
+	unix         int64
+	loc          *time.Location
+	before, zone []byte
+}
+
+var lastStamp atomic.Pointer[stampSecond]
+
+// appendStamp appends t as slog's TextHandler writes a record's time
+// (2006-01-02T15:04:05.000Z07:00). Only the milliseconds are formatted
+// per line: formatting the whole time, calendar and zone, was about 2%
+// of the appliance's CPU on 64 KiB ranges. A second's zone offset is one
+// value, so the cached parts are exact for every line of that second.
+func appendStamp(b []byte, t time.Time) []byte {
+	s := lastStamp.Load()
+	if s == nil || s.unix != t.Unix() || s.loc != t.Location() {
+		s = &stampSecond{unix: t.Unix(), loc: t.Location(),
+			before: t.AppendFormat(nil, "2006-01-02T15:04:05."), zone: t.AppendFormat(nil, "Z07:00")}
+		lastStamp.Store(s)
+	}
+	ms := t.Nanosecond() / 1e6
+	b = append(b, s.before...)
+	b = append(b, byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10))
+	return append(b, s.zone...)
 }
 
 // appendKV appends " key=value", quoting value as slog's TextHandler does.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -101,5 +102,26 @@ func TestBufferedWriterKeepsLines(t *testing.T) {
 			t.Fatalf("writer %d: line %d after %d", w, i, next[w]-1)
 		}
 		next[w]++
+	}
+}
+
+// TestAppendStamp: the cached-second timestamp is what formatting the
+// whole time gives, across seconds, milliseconds and zones, including a
+// zone change between two lines of the same second.
+func TestAppendStamp(t *testing.T) {
+	const layout = "2006-01-02T15:04:05.000Z07:00"
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		ny = time.FixedZone("EST", -5*3600)
+	}
+	base := time.Date(2026, 3, 8, 6, 59, 59, 0, time.UTC) // just before New York's DST change
+	for _, d := range []time.Duration{0, time.Millisecond, 999 * time.Millisecond, time.Second + 7*time.Millisecond,
+		time.Second + 70*time.Millisecond, 3601 * time.Second, -5 * time.Millisecond} {
+		for _, loc := range []*time.Location{time.UTC, ny, time.FixedZone("", 5*3600+1800), time.UTC} {
+			tm := base.Add(d).In(loc)
+			if got, want := string(appendStamp([]byte("x"), tm)), "x"+tm.Format(layout); got != want {
+				t.Errorf("appendStamp(%v) = %q, want %q", tm, got, want)
+			}
+		}
 	}
 }

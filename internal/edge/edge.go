@@ -7,11 +7,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/netip"
 	"os"
-	"path"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -67,6 +65,9 @@ type Handler struct {
 	files  *fileCache
 	// fastAccess is set when AccessLog came from NewAccessLogger.
 	fastAccess *accessHandler
+	// fakeClock: Config.Now was given, so tokens are checked against it
+	// rather than against the request's start.
+	fakeClock bool
 
 	bytesServed atomic.Int64
 	requests    atomic.Int64
@@ -83,6 +84,7 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	fakeClock := cfg.Now != nil
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -96,11 +98,12 @@ func New(cfg Config) *Handler {
 		cfg.OpenFiles = 1024
 	}
 	h := &Handler{
-		cfg:    cfg,
-		log:    cfg.Logger.With("component", "edge"),
-		access: cfg.AccessLog,
-		tokens: newTokenCache(cfg.TokenCacheSize),
-		files:  newFileCache(cfg.Store, cfg.OpenFiles),
+		fakeClock: fakeClock,
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "edge"),
+		access:    cfg.AccessLog,
+		tokens:    newTokenCache(cfg.TokenCacheSize),
+		files:     newFileCache(cfg.Store, cfg.OpenFiles),
 		mRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ocdn_edge_requests_total", Help: "Content requests by HTTP status code.",
 		}, []string{"code"}),
@@ -133,11 +136,29 @@ func (h *Handler) BytesServed() int64 { return h.bytesServed.Load() }
 func (h *Handler) Requests() int64 { return h.requests.Load() }
 
 // ServeHTTP serves GET and HEAD /c/{token}/{title}/{file}.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.Serve(w, r) }
+
+// Served is what Serve did for one request, so that a caller that
+// accounts for demand needs neither a ResponseWriter wrapper of its own
+// nor to parse the URL and the client's address again.
+type Served struct {
+	// Path is the object path the URL names ("" when it names none);
+	// it is a substring of the request's URL path.
+	Path string
+	// Client is the client's address (invalid when RemoteAddr is not
+	// an address and port).
+	Client netip.Addr
+	Status int
+	// Bytes is the body bytes sent, error texts included.
+	Bytes int64
+}
+
+// Serve is ServeHTTP reporting what it did.
+func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) Served {
 	start := time.Now()
 	h.mInflight.Add(1)
 	cw := &countingWriter{ResponseWriter: w, code: http.StatusOK}
-	p := h.serve(cw, r, start)
+	p, client := h.serve(cw, r, start)
 	h.mInflight.Add(-1)
 	h.requests.Add(1)
 	h.bytesServed.Add(cw.n)
@@ -157,6 +178,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.String("range", r.Header.Get("Range")), slog.Int("status", cw.code), slog.Int64("bytes", cw.n),
 			slog.Int64("duration_us", d.Microseconds()), slog.String("proto", r.Proto))
 	}
+	return Served{Path: p, Client: client, Status: cw.code, Bytes: cw.n}
 }
 
 var (
@@ -168,8 +190,9 @@ var (
 	hdrNoSniff      = []string{"nosniff"}
 )
 
-// serve answers one request and returns the content path for the log.
-func (h *Handler) serve(w *countingWriter, r *http.Request, now time.Time) string {
+// serve answers one request and returns the content path for the log
+// and, when there is one, the client's address.
+func (h *Handler) serve(w *countingWriter, r *http.Request, now time.Time) (string, netip.Addr) {
 	rc := http.NewResponseController(w)
 	if s := stallSetterOf(w.ResponseWriter); s != nil {
 		// The server moves the deadline after each copyChunk bytes
@@ -183,7 +206,7 @@ func (h *Handler) serve(w *countingWriter, r *http.Request, now time.Time) strin
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header()["Allow"] = hdrAllow
 		writeText(w, r, http.StatusMethodNotAllowed, "method not allowed")
-		return ""
+		return "", netip.Addr{}
 	}
 	token, p, ok := splitContentPath(r.URL.Path)
 	// A RawPath means the client percent-encoded something. Catalog paths
@@ -191,28 +214,36 @@ func (h *Handler) serve(w *countingWriter, r *http.Request, now time.Time) strin
 	// %41, …) names nothing we serve.
 	if !ok || (r.URL.RawPath != "" && !strings.HasSuffix(r.URL.RawPath, "/"+p)) {
 		writeText(w, r, http.StatusNotFound, "not found")
-		return ""
+		return "", netip.Addr{}
 	}
-	g, err := h.verify(token, p, clientAddr(r))
-	if err != nil {
+	client := clientAddr(r)
+	if h.fakeClock {
+		// Otherwise the request's start is now enough for a token's
+		// expiry, and saves reading the clock again.
+		now = h.cfg.Now()
+	}
+	// The grant lives in w, which is on the heap anyway: OnGrant takes
+	// its address, which would otherwise move it there on its own.
+	var err error
+	if w.grant, err = h.tokens.verify(h.cfg.Keys(), token, p, client, now); err != nil {
 		writeText(w, r, http.StatusForbidden, "forbidden: "+err.Error())
-		return p
+		return p, client
 	}
 	if h.cfg.OnGrant != nil {
-		h.cfg.OnGrant(r, p, &g)
+		h.cfg.OnGrant(r, p, &w.grant)
 	}
 	f, err := h.files.open(p)
 	if errors.Is(err, store.ErrNotFound) {
 		writeText(w, r, http.StatusNotFound, "not found")
-		return p
+		return p, client
 	}
 	if err != nil {
 		h.log.Error("open object", "path", p, "err", err)
 		writeText(w, r, http.StatusInternalServerError, "internal error")
-		return p
+		return p, client
 	}
-	h.files.release(f, h.serveObject(w, rc, r, f.File, f.e))
-	return p
+	h.files.release(f, h.serveObject(w, rc, r, f))
+	return p, client
 }
 
 // splitContentPath splits the decoded URL path /c/{token}/{title}/{file}.
@@ -232,43 +263,36 @@ func splitContentPath(p string) (token, objPath string, ok bool) {
 	return token, objPath, true
 }
 
-func (h *Handler) verify(token, p string, client netip.Addr) (urlsign.Grant, error) {
-	return h.tokens.verify(h.cfg.Keys(), token, p, client, h.cfg.Now())
-}
-
 // serveObject applies RFC 9110 conditionals and ranges to one object. It
 // reports false when reading f went wrong, so f is not reused.
-func (h *Handler) serveObject(w *countingWriter, rc *http.ResponseController, r *http.Request, f *os.File, e store.Entry) (fileOK bool) {
-	etag := `"` + e.SHA256 + `"`
-	// One backing array for the header values set below (one allocation
-	// instead of four on every range request).
-	vals := new([4]string)
-	val := func(i int, v string) []string { vals[i] = v; return vals[i : i+1 : i+1] }
+func (h *Handler) serveObject(w *countingWriter, rc *http.ResponseController, r *http.Request, of openFile) (fileOK bool) {
+	f, e := of.File, of.e
+	// The ETag and Content-Type values come with the descriptor, made
+	// once per object (fileCache); a header map never appends to a
+	// value slice it is given, whose capacity is its length anyway.
+	etag := of.meta.etag[0]
 	hd := w.Header()
-	hd["Etag"] = val(0, etag)
+	hd["Etag"] = of.meta.etag
 	hd["Accept-Ranges"] = hdrAcceptRanges
 	hd["Cache-Control"] = hdrCacheControl
-	ct := hdrOctetStream
-	if t := mime.TypeByExtension(path.Ext(e.Path)); t != "" {
-		ct = val(1, t)
-	}
+	ct := of.meta.ctype
 
 	// RFC 9110 §13.2.2 order: If-Match, (If-Unmodified-Since: no date),
 	// If-None-Match, (If-Modified-Since: no date), If-Range.
-	if im := r.Header.Get("If-Match"); im != "" && !etagList(im, etag, false) {
+	if im := headerValue(r.Header, "If-Match"); im != "" && !etagList(im, etag, false) {
 		writeText(w, r, http.StatusPreconditionFailed, "precondition failed")
 		return true
 	}
-	if inm := r.Header.Get("If-None-Match"); inm != "" && etagList(inm, etag, true) {
+	if inm := headerValue(r.Header, "If-None-Match"); inm != "" && etagList(inm, etag, true) {
 		w.WriteHeader(http.StatusNotModified)
 		return true
 	}
 
 	size := e.Size
 	var ranges []Range
-	if rh := r.Header.Get("Range"); rh != "" && size > 0 && ifRangeMatches(r.Header.Get("If-Range"), etag) {
+	if rh := headerValue(r.Header, "Range"); rh != "" && size > 0 && ifRangeMatches(headerValue(r.Header, "If-Range"), etag) {
 		var err error
-		ranges, err = ParseRange(rh, size)
+		ranges, err = parseRange(rh, size, w.ranges[:0])
 		switch {
 		case errors.Is(err, ErrUnsatisfiableRange):
 			hd["Content-Range"] = []string{"bytes */" + strconv.FormatInt(size, 10)}
@@ -283,7 +307,7 @@ func (h *Handler) serveObject(w *countingWriter, rc *http.ResponseController, r 
 	switch len(ranges) {
 	case 0:
 		hd["Content-Type"] = ct
-		hd["Content-Length"] = val(2, strconv.FormatInt(size, 10))
+		hd["Content-Length"] = w.val(0, strconv.FormatInt(size, 10))
 		w.WriteHeader(http.StatusOK)
 		if body {
 			_, fileOK = h.copyRange(w, rc, f, 0, size)
@@ -292,8 +316,11 @@ func (h *Handler) serveObject(w *countingWriter, rc *http.ResponseController, r 
 	case 1:
 		rg := ranges[0]
 		hd["Content-Type"] = ct
-		hd["Content-Length"] = val(2, strconv.FormatInt(rg.Length(), 10))
-		hd["Content-Range"] = val(3, contentRange(rg, size))
+		// Content-Length and Content-Range are cut from one string: one
+		// allocation for both.
+		cl, cr := lengthAndRange(rg, size)
+		hd["Content-Length"] = w.val(0, cl)
+		hd["Content-Range"] = w.val(1, cr)
 		w.WriteHeader(http.StatusPartialContent)
 		if body {
 			_, fileOK = h.copyRange(w, rc, f, rg.Start, rg.Length())
@@ -372,15 +399,29 @@ func (h *Handler) copyRange(w *countingWriter, rc *http.ResponseController, f *o
 	return true, true
 }
 
+// lengthAndRange returns the Content-Length and Content-Range values of
+// a single-range answer, sharing one backing string.
+func lengthAndRange(r Range, size int64) (length, contentRange string) {
+	var buf [80]byte
+	b := strconv.AppendInt(buf[:0], r.Length(), 10)
+	n := len(b)
+	s := string(appendContentRange(b, r, size))
+	return s[:n], s[n:]
+}
+
 func contentRange(r Range, size int64) string {
-	b := make([]byte, 0, 64)
+	var buf [64]byte
+	return string(appendContentRange(buf[:0], r, size))
+}
+
+// appendContentRange appends the Content-Range value "bytes S-E/size".
+func appendContentRange(b []byte, r Range, size int64) []byte {
 	b = append(b, "bytes "...)
 	b = strconv.AppendInt(b, r.Start, 10)
 	b = append(b, '-')
 	b = strconv.AppendInt(b, r.End, 10)
 	b = append(b, '/')
-	b = strconv.AppendInt(b, size, 10)
-	return string(b)
+	return strconv.AppendInt(b, size, 10)
 }
 
 func newBoundary() string {
@@ -401,6 +442,16 @@ func writeText(w http.ResponseWriter, r *http.Request, code int, msg string) {
 	}
 }
 
+// headerValue is Header.Get for a key in canonical form, as every
+// server here stores them: Get checks and canonicalizes the key again
+// on each call, five times per range request.
+func headerValue(h http.Header, canonicalKey string) string {
+	if v := h[canonicalKey]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 func clientAddr(r *http.Request) netip.Addr {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
@@ -418,6 +469,18 @@ type countingWriter struct {
 	wroteHeader bool
 	sr          io.SectionReader // copyRange's, kept here to save an allocation
 	whole       bool             // the server moves the stall deadline (SetWriteStallTimeout)
+	// The rest is serve's scratch space, here because the countingWriter
+	// is on the heap anyway: each on its own would be an allocation per
+	// request.
+	grant  urlsign.Grant
+	vals   [2]string // backing of header values set per request
+	ranges [1]Range  // parseRange's, for the usual single range
+}
+
+// val returns v as a header value backed by w.vals[i].
+func (c *countingWriter) val(i int, v string) []string {
+	c.vals[i] = v
+	return c.vals[i : i+1 : i+1]
 }
 
 // stallSetter is a ResponseWriter that moves the write deadline itself as

@@ -1,7 +1,9 @@
 package edge
 
 import (
+	"mime"
 	"os"
+	"path"
 	"sync"
 
 	"github.com/ocdn/ocdn/internal/store"
@@ -20,34 +22,62 @@ import (
 // generation, and any change of generation drops every idle descriptor.
 // Lookup is still asked on every request, so a removed object is never
 // served from the cache.
+//
+// An object's header values (objectMeta) are filed with its descriptors,
+// so a request for a hot object neither formats its ETag nor looks up
+// its Content-Type.
 type fileCache struct {
 	st  *store.Store
 	max int // idle descriptors kept; ≤ 0 disables the cache
 
 	mu   sync.Mutex
 	gen  uint64
-	idle map[store.Entry][]*os.File
+	idle map[store.Entry]*idleFiles
 	n    int
 }
 
+// idleFiles are an object's idle descriptors and its header values.
+type idleFiles struct {
+	fs   []*os.File
+	meta *objectMeta
+}
+
+// objectMeta are the response header values of one store entry; each
+// slice has capacity 1, so a header map appending to one copies it.
+type objectMeta struct {
+	etag  []string // the strong ETag "<sha256>"
+	ctype []string // Content-Type, by the path's extension
+}
+
+func newObjectMeta(e store.Entry) *objectMeta {
+	ct := hdrOctetStream
+	if t := mime.TypeByExtension(path.Ext(e.Path)); t != "" {
+		ct = []string{t}
+	}
+	return &objectMeta{etag: []string{`"` + e.SHA256 + `"`}, ctype: ct}
+}
+
 func newFileCache(st *store.Store, max int) *fileCache {
-	return &fileCache{st: st, max: max, idle: map[store.Entry][]*os.File{}}
+	return &fileCache{st: st, max: max, idle: map[store.Entry]*idleFiles{}}
 }
 
 // openFile is a descriptor on loan from the cache.
 type openFile struct {
 	*os.File
-	e   store.Entry
-	gen uint64
+	e    store.Entry
+	meta *objectMeta
+	gen  uint64
 }
 
 func (c *fileCache) open(p string) (openFile, error) {
 	if c.max <= 0 {
 		f, e, err := c.st.Open(p)
-		return openFile{File: f, e: e}, err
+		if err != nil {
+			return openFile{}, err
+		}
+		return openFile{File: f, e: e, meta: newObjectMeta(e)}, nil
 	}
-	_, _, gen := c.st.Usage()
-	e, ok := c.st.Lookup(p)
+	e, gen, ok := c.st.LookupGen(p)
 	if !ok {
 		return openFile{}, store.ErrNotFound
 	}
@@ -56,26 +86,36 @@ func (c *fileCache) open(p string) (openFile, error) {
 		c.flushLocked()
 		c.gen = gen
 	}
-	if fs := c.idle[e]; len(fs) > 0 {
-		f := fs[len(fs)-1]
-		fs[len(fs)-1] = nil
-		if len(fs) == 1 && len(c.idle) > c.max {
-			delete(c.idle, e)
-		} else {
-			// The emptied slice stays for the descriptor's return: a
-			// hot object takes and gives back one on every request,
-			// which otherwise cost a map delete, an insert and an
-			// allocation each time. release removes it when the
-			// descriptor does not come back.
-			c.idle[e] = fs[:len(fs)-1]
+	var meta *objectMeta
+	if in := c.idle[e]; in != nil {
+		meta = in.meta
+		if fs := in.fs; len(fs) > 0 {
+			f := fs[len(fs)-1]
+			fs[len(fs)-1] = nil
+			if len(fs) == 1 && len(c.idle) > c.max {
+				delete(c.idle, e)
+			} else {
+				// The emptied entry stays for the descriptor's return:
+				// a hot object takes and gives back one on every
+				// request, which otherwise cost a map delete, an insert
+				// and an allocation each time. release removes it when
+				// the descriptor does not come back.
+				in.fs = fs[:len(fs)-1]
+			}
+			c.n--
+			c.mu.Unlock()
+			return openFile{File: f, e: e, meta: meta, gen: gen}, nil
 		}
-		c.n--
-		c.mu.Unlock()
-		return openFile{File: f, e: e, gen: gen}, nil
 	}
 	c.mu.Unlock()
-	f, e, err := c.st.Open(p)
-	return openFile{File: f, e: e, gen: gen}, err
+	f, e2, err := c.st.Open(p)
+	if err != nil {
+		return openFile{}, err
+	}
+	if meta == nil || e2 != e {
+		meta = newObjectMeta(e2)
+	}
+	return openFile{File: f, e: e2, meta: meta, gen: gen}, nil
 }
 
 // release returns f to the cache, or closes it when it is not reusable
@@ -86,22 +126,27 @@ func (c *fileCache) release(f openFile, reusable bool) {
 		return
 	}
 	c.mu.Lock()
+	in := c.idle[f.e]
 	if !reusable || f.gen != c.gen || c.n >= c.max {
-		if fs, ok := c.idle[f.e]; ok && len(fs) == 0 {
+		if in != nil && len(in.fs) == 0 {
 			delete(c.idle, f.e) // no emptied slot left behind
 		}
 		c.mu.Unlock()
 		f.Close()
 		return
 	}
-	c.idle[f.e] = append(c.idle[f.e], f.File)
+	if in == nil {
+		in = &idleFiles{meta: f.meta}
+		c.idle[f.e] = in
+	}
+	in.fs = append(in.fs, f.File)
 	c.n++
 	c.mu.Unlock()
 }
 
 func (c *fileCache) flushLocked() {
-	for e, fs := range c.idle {
-		for _, f := range fs {
+	for e, in := range c.idle {
+		for _, f := range in.fs {
 			f.Close()
 		}
 		delete(c.idle, e)

@@ -53,12 +53,18 @@ func (r Range) Length() int64 { return r.End - r.Start + 1 }
 // whole without consulting the header, since no Content-Range can name an
 // empty range.
 func ParseRange(header string, size int64) ([]Range, error) {
+	return parseRange(header, size, nil)
+}
+
+// parseRange is ParseRange appending to dst[:0]: a caller's array for
+// the usual single range saves the slice's allocation.
+func parseRange(header string, size int64, dst []Range) ([]Range, error) {
 	const unit = "bytes="
 	if len(header) < len(unit) || !strings.EqualFold(header[:len(unit)], unit) {
 		return nil, ErrMalformedRange
 	}
 	specs := header[len(unit):]
-	var out []Range
+	out := dst[:0]
 	var total int64
 	n := 0
 	for specs != "" || n == 0 {

@@ -564,8 +564,17 @@ func (s *Store) Open(path string) (*os.File, Entry, error) {
 // Asking for an object that is pending verification moves it to the front
 // of the verifier's queue.
 func (s *Store) Lookup(path string) (Entry, bool) {
+	e, _, ok := s.LookupGen(path)
+	return e, ok
+}
+
+// LookupGen is Lookup also returning the generation (Usage's) read with
+// it: one read lock where Lookup and Usage took two, for a server that
+// asks both on every request (internal/edge's descriptor cache).
+func (s *Store) LookupGen(path string) (Entry, uint64, bool) {
 	s.mu.RLock()
 	e, ok := s.index[path]
+	gen := s.gen
 	pending := false
 	if !ok && len(s.pending) > 0 {
 		_, pending = s.pending[path]
@@ -577,7 +586,7 @@ func (s *Store) Lookup(path string) (Entry, bool) {
 		default: // the verifier has plenty to take first already
 		}
 	}
-	return e, ok
+	return e, gen, ok
 }
 
 // Holds reports whether the store has path with this hash, served or

@@ -433,3 +433,27 @@ func FuzzPutPaths(f *testing.F) {
 		}
 	})
 }
+
+// TestLookupGen: LookupGen answers as Lookup does, with the generation
+// Usage reports, which moves when the served set changes.
+func TestLookupGen(t *testing.T) {
+	s := open(t, t.TempDir(), 0)
+	f := put(t, s, "t1/a.mp4", []byte("abc"))
+	e, gen, ok := s.LookupGen(f.Path)
+	if le, lok := s.Lookup(f.Path); !ok || !lok || e != le || e.SHA256 != f.SHA256 {
+		t.Fatalf("LookupGen = %+v, %v; Lookup = %+v, %v", e, ok, le, lok)
+	}
+	if _, _, ugen := s.Usage(); gen != ugen {
+		t.Errorf("LookupGen's generation %d, Usage's %d", gen, ugen)
+	}
+	put(t, s, "t1/b.mp4", []byte("de"))
+	if _, gen2, _ := s.LookupGen(f.Path); gen2 == gen {
+		t.Errorf("generation %d unchanged after another object was added", gen2)
+	}
+	if err := s.Remove(f.Path); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := s.LookupGen(f.Path); ok {
+		t.Error("LookupGen finds a removed object")
+	}
+}

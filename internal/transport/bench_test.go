@@ -7,8 +7,10 @@ import (
 	"net"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/ocdn/ocdn/internal/serve"
+	"github.com/ocdn/ocdn/internal/tcpinfo"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
@@ -103,4 +105,96 @@ func benchServe(b *testing.B, keepAlive bool) {
 			}
 		})
 	}
+}
+
+// BenchmarkSampledConnection is what sampling adds to one sampled
+// connection, apart from its accept and close: the sampler, flow and
+// periodic timer at accept (Track), and at close the final sample (three
+// getsockopt calls) made into a record and queued. Divided by the
+// requests a connection carries and multiplied by the sample rate, it is
+// the expected cost per request; BenchmarkPeriodicSample adds one
+// periodic sample per Interval of a connection's life.
+func BenchmarkSampledConnection(b *testing.B) {
+	r, tc := benchTracked(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		t := &trackedConn{tcpConn: tc, r: r, prefix: "127.0.0.0/24"}
+		t.flow = r.mon.Track(tc, t.emit)
+		t.flow.Finish()
+		drainPending(r)
+	}
+}
+
+// BenchmarkPeriodicSample is one periodic sample of a connection: the
+// three getsockopt calls, the record and its queueing.
+func BenchmarkPeriodicSample(b *testing.B) {
+	r, tc := benchTracked(b)
+	t := &trackedConn{tcpConn: tc, r: r, prefix: "127.0.0.0/24"}
+	s, err := tcpinfo.NewSampler(tc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var rec tcpinfo.Record
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.Sample(&rec); err != nil {
+			b.Fatal(err)
+		}
+		t.emit(&rec, tcpinfo.Periodic)
+		drainPending(r)
+	}
+}
+
+// BenchmarkOnGrant is the per-request cost on the serving path: the
+// context lookup of the connection and, for a sampled one, noting the
+// file and arm under its lock.
+func BenchmarkOnGrant(b *testing.B) {
+	r, tc := benchTracked(b)
+	g := &urlsign.Grant{Experiment: "e", Arm: "a"}
+	for _, c := range []struct {
+		name string
+		conn net.Conn
+	}{{"unsampled", tc}, {"sampled", &trackedConn{tcpConn: tc, r: r}}} {
+		b.Run(c.name, func(b *testing.B) {
+			req, _ := http.NewRequestWithContext(r.ConnContext(context.Background(), c.conn), "GET", "/c/x/t/f", nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				r.OnGrant(req, "t/f", g)
+			}
+		})
+	}
+}
+
+// benchTracked is a Recorder sampling every connection, and the server
+// side of a loopback TCP connection.
+func benchTracked(b *testing.B) (*Recorder, *net.TCPConn) {
+	b.Helper()
+	r, err := New(Config{Appliance: "a1", Dir: b.TempDir(), SampleRate: 1, Interval: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { client.Close() })
+	c, err := ln.Accept()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return r, c.(*net.TCPConn)
+}
+
+// drainPending empties the in-memory queue, so that records are queued
+// (not dropped as over the limit) on every iteration.
+func drainPending(r *Recorder) {
+	r.mu.Lock()
+	r.pending = r.pending[:0]
+	r.mu.Unlock()
 }

@@ -4,8 +4,12 @@
 //
 //	edgebench prep -store DIR -root DIR -keys FILE -files N -size BYTES
 //	edgebench idle -addr HOST:PORT -n 10000 -pid PID
+//	edgebench paired -name sampling <PAIRS
 //
 // prep prints one line per file: "<appliance path> <nginx path>".
+// paired reads "CASE A B" lines (the CPU per request of the two arms of
+// one pair) and prints, per case, the median ratio A/B as a percentage
+// change with its 95% interval (paired.go).
 package main
 
 import (
@@ -32,7 +36,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: edgebench prep|idle [flags]")
+		fmt.Fprintln(os.Stderr, "usage: edgebench prep|idle|paired [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -41,6 +45,8 @@ func main() {
 		err = prep(os.Args[2:])
 	case "idle":
 		err = idle(os.Args[2:])
+	case "paired":
+		err = paired(os.Args[2:], os.Stdin, os.Stdout)
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}

@@ -42,6 +42,34 @@ import (
 // (a fuzz test checks), except that trailers are read and dropped rather
 // than exposed in Request.Trailer.
 func parseRequest(ctx context.Context, block string) (*http.Request, error) {
+	tmpl, err := newRequestTemplate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return parseRequestFrom(tmpl, block)
+}
+
+// newRequestTemplate is an empty request carrying ctx for
+// parseRequestFrom. A connection makes one and parses all its requests
+// from it.
+func newRequestTemplate(ctx context.Context) (*http.Request, error) {
+	return http.NewRequestWithContext(ctx, http.MethodGet, "", nil)
+}
+
+// parsed is a request with its URL and the values of up to 4 header
+// fields, allocated as one.
+type parsed struct {
+	req  http.Request
+	url  url.URL
+	vals [4]string
+}
+
+// parseRequestFrom is parseRequest for a request whose context is
+// tmpl's (newRequestTemplate). A request is made by copying tmpl, the
+// one way besides NewRequestWithContext to give a Request a context,
+// which costs one allocation for the request, its URL and its header
+// values, where NewRequestWithContext made three and parsed an empty URL.
+func parseRequestFrom(tmpl *http.Request, block string) (*http.Request, error) {
 	line, rest, ok := cutLine(block)
 	if !ok {
 		return nil, badRequest("request line not ending in CRLF")
@@ -73,12 +101,9 @@ func parseRequest(ctx context.Context, block string) (*http.Request, error) {
 			return nil, badRequest("invalid byte in request target")
 		}
 	}
-	// NewRequestWithContext gives the request its context without the
-	// copy WithContext makes, and an empty URL and header map to fill.
-	req, err := http.NewRequestWithContext(ctx, method, "", nil)
-	if err != nil {
-		return nil, badRequest("invalid method")
-	}
+	p := &parsed{req: *tmpl}
+	req := &p.req
+	req.Method, req.URL = method, &p.url
 	absolute := false
 	switch {
 	case target == "":
@@ -103,8 +128,13 @@ func parseRequest(ctx context.Context, block string) (*http.Request, error) {
 	req.Proto, req.ProtoMajor, req.ProtoMinor = proto, 1, minor
 
 	// Count the field lines first so that their values share one slice.
-	h := req.Header
-	values := make([]string, strings.Count(rest, "\n"))
+	n := strings.Count(rest, "\n")
+	h := make(http.Header, n)
+	req.Header = h
+	values := p.vals[:]
+	if n > len(values) {
+		values = make([]string, n)
+	}
 	var hosts, lengths int
 	var te []string
 	for i := 0; rest != ""; i++ {

@@ -329,6 +329,8 @@ type conn struct {
 	sf       sendState
 	wr       writeState
 	awaitErr error
+	// reqTmpl carries ctx into each request parsed (parseRequestFrom).
+	reqTmpl *http.Request
 	// reqEnd is when the current request must have been read (its first
 	// byte plus ReadTimeout); zero until a body or a slow header needs it
 	// (a header that came whole has just arrived: its time is now).
@@ -714,7 +716,13 @@ func (c *conn) readRequest(rearm bool) (*http.Request, error) {
 			return nil, err
 		}
 	}
-	req, err := parseRequest(c.ctx, block)
+	if c.reqTmpl == nil {
+		var err error
+		if c.reqTmpl, err = newRequestTemplate(c.ctx); err != nil {
+			return nil, err
+		}
+	}
+	req, err := parseRequestFrom(c.reqTmpl, block)
 	if err != nil {
 		return nil, err
 	}
