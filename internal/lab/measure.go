@@ -275,7 +275,10 @@ func (l *Lab) qoeUploader(c *labClient, client int) func(ctx context.Context, s 
 type MeasurementReport struct {
 	ReportsAccepted int `json:"reports_accepted"`
 	ReportsRejected int `json:"reports_rejected"`
-	Pulses          int `json:"pulses"`
+	// Rejections counts the rejected reports by the ingest's outcome
+	// (invalid, too_old, future_dated, rate_limited, error, …).
+	Rejections map[string]int `json:"rejections,omitempty"`
+	Pulses     int            `json:"pulses"`
 	// Dir is where the Parquet files are (ocdn analyze --data DIR).
 	Dir string `json:"dir,omitempty"`
 }
@@ -356,14 +359,20 @@ func median(xs []float64) float64 {
 // measurementReport counts what the control plane's ingest saw, from its
 // metrics.
 func measurementReport(fams []*dto.MetricFamily) MeasurementReport {
-	rejected := counter(fams, "ocdn_measure_reports_total", "", "") -
-		counter(fams, "ocdn_measure_reports_total", "outcome", measure.OutcomeAccepted) -
-		counter(fams, "ocdn_measure_reports_total", "outcome", measure.OutcomeDuplicate)
-	return MeasurementReport{
+	r := MeasurementReport{
 		Pulses:          int(counter(fams, "ocdn_measure_pulses_total", "", "")),
 		ReportsAccepted: int(counter(fams, "ocdn_measure_reports_total", "outcome", measure.OutcomeAccepted)),
-		ReportsRejected: int(rejected),
 	}
+	for outcome, n := range counterByLabel(fams, "ocdn_measure_reports_total", "outcome") {
+		if outcome != measure.OutcomeAccepted && outcome != measure.OutcomeDuplicate && n > 0 {
+			if r.Rejections == nil {
+				r.Rejections = map[string]int{}
+			}
+			r.Rejections[outcome] = int(n)
+			r.ReportsRejected += int(n)
+		}
+	}
+	return r
 }
 
 // qoeReport: the median startup delay, rebuffering time over playing

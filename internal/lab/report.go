@@ -265,6 +265,9 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintln(w, ".")
 	m := r.Measurements
 	fmt.Fprintf(w, "Measurements: %d probe reports accepted (%d pulses), %d rejected", m.ReportsAccepted, m.Pulses, m.ReportsRejected)
+	for _, o := range slices.Sorted(maps.Keys(m.Rejections)) {
+		fmt.Fprintf(w, " (%s %d)", o, m.Rejections[o])
+	}
 	if m.Dir != "" {
 		fmt.Fprintf(w, "; Parquet in %s (ocdn analyze --data %s)", m.Dir, m.Dir)
 	}

@@ -122,6 +122,24 @@ func counter(fams []*dto.MetricFamily, name, label, value string) float64 {
 	return sum
 }
 
+// counterByLabel sums the counter name per value of label.
+func counterByLabel(fams []*dto.MetricFamily, name, label string) map[string]float64 {
+	out := map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label {
+					out[lp.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
+}
+
 // measured is measured steering per prefix group and arm.
 func (v *controlView) measured(ctx context.Context) (api.MeasuredStatus, error) {
 	var out api.MeasuredStatus
