@@ -48,6 +48,14 @@ func newAppliance(t *testing.T, id string, cat *content.Catalog) *fakeAppliance 
 	return a
 }
 
+// deadAppliance is an appliance whose server is closed: connections to
+// its URL are refused.
+func deadAppliance(t *testing.T, id string, cat *content.Catalog) *fakeAppliance {
+	a := newAppliance(t, id, cat)
+	a.srv.Close()
+	return a
+}
+
 func (a *fakeAppliance) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// /c/{token}/{title}/{file}
 	parts := strings.SplitN(strings.TrimPrefix(r.URL.Path, "/c/"), "/", 2)
@@ -296,10 +304,9 @@ func TestThroughputCollapseFailsOver(t *testing.T) {
 func TestResteerAfterEveryURLFails(t *testing.T) {
 	cat := catalog(t, 2*time.Second)
 	title := cat.Titles()[0]
-	dead1 := newAppliance(t, "dead1", cat)
+	dead1 := deadAppliance(t, "dead1", cat)
 	dead2 := newAppliance(t, "dead2", cat)
 	good := newAppliance(t, "good", cat)
-	dead1.srv.Close()
 	dead2.cut = func(int, int64, int64) (int64, string) { return 0, "abort" }
 	ctl := newControl(t, cat, func(call int) []*fakeAppliance {
 		if call == 0 {
@@ -332,9 +339,8 @@ func TestResteerAfterEveryURLFails(t *testing.T) {
 func TestResteerWaitsOutAnOutage(t *testing.T) {
 	t.Parallel()
 	cat := catalog(t, 2*time.Second)
-	dead := newAppliance(t, "dead", cat)
+	dead := deadAppliance(t, "dead", cat)
 	good := newAppliance(t, "good", cat)
-	dead.srv.Close()
 	ctl := newControl(t, cat, func(call int) []*fakeAppliance {
 		if call < 3 {
 			return []*fakeAppliance{dead}
@@ -362,9 +368,8 @@ func TestResteerWaitsOutAnOutage(t *testing.T) {
 func TestResteerPatienceExcludesSteeringWaits(t *testing.T) {
 	t.Parallel()
 	cat := catalog(t, 2*time.Second)
-	dead := newAppliance(t, "dead", cat)
+	dead := deadAppliance(t, "dead", cat)
 	good := newAppliance(t, "good", cat)
-	dead.srv.Close()
 	var slow sync.Once // steering is asked for every rung's file in one request
 	ctl := newControl(t, cat, func(call int) []*fakeAppliance {
 		switch call {
@@ -394,8 +399,7 @@ func TestResteerPatienceExcludesSteeringWaits(t *testing.T) {
 func TestResteerPatienceRunsOut(t *testing.T) {
 	t.Parallel()
 	cat := catalog(t, 2*time.Second)
-	dead := newAppliance(t, "dead", cat)
-	dead.srv.Close()
+	dead := deadAppliance(t, "dead", cat)
 	ctl := newControl(t, cat, func(int) []*fakeAppliance { return []*fakeAppliance{dead} })
 	p := shortPlayer(t, ctl, func(c *Config) { c.ResteerPatience = 1500 * time.Millisecond })
 	defer p.Close()
@@ -466,9 +470,8 @@ func TestControlReplicaKilledMidSession(t *testing.T) {
 	t.Parallel()
 	cat := catalog(t, 2*time.Second)
 	title := cat.Titles()[0]
-	dead := newAppliance(t, "dead", cat)
+	dead := deadAppliance(t, "dead", cat)
 	good := newAppliance(t, "good", cat)
-	dead.srv.Close()
 	ctl := newControl(t, cat, func(call int) []*fakeAppliance {
 		if call == 0 {
 			return []*fakeAppliance{dead}
