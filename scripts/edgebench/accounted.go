@@ -124,7 +124,7 @@ func (w work) line(costs map[string]float64, cpuNs float64) (string, error) {
 		{max(w.conns-w.connsSampled, 0), "other connections", costs[benchUnsampledConn]},
 		{max(w.requests-w.sampledRequests, 0), "other requests", costs[benchGrant]},
 		{w.batches, "batches spooled", costs[benchBatch1]},
-		{max(records-w.batches, 0), "records in them beyond one a batch", perRecord},
+		{max(records-w.batches, 0), "further records in them", perRecord},
 	}
 	var b strings.Builder
 	b.WriteString("sampling's own work: ")

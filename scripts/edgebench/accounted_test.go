@@ -75,7 +75,7 @@ func TestAccounted(t *testing.T) {
 	// 3000000 + 36000 = 3449600 ns.
 	want := "sampling's own work: 20 connections sampled x 8.0 us, 2 periodic samples x 5.0 us, 2000 requests on them x 25 ns, " +
 		"620 other connections x 80 ns, 18000 other requests x 8 ns, 10 batches spooled x 300.0 us, " +
-		"12 records in them beyond one a batch x 3.0 us = 3.4 ms of ocdnS's 2.0 s CPU (0.172%)\n"
+		"12 further records in them x 3.0 us = 3.4 ms of ocdnS's 2.0 s CPU (0.172%)\n"
 	if diff := cmp.Diff(want, out.String()); diff != "" {
 		t.Errorf("accounted output (-want +got):\n%s", diff)
 	}
