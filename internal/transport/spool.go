@@ -185,8 +185,13 @@ func (r *Recorder) cut() {
 		if err != nil {
 			r.log.Error("spooling transport records", "err", err)
 			r.m.dropped.WithLabelValues(dropSpoolIO).Add(float64(dropped))
-		} else if dropped > 0 {
-			r.m.dropped.WithLabelValues(dropSpoolFull).Add(float64(dropped))
+		} else {
+			// Counted for its cost (encoded and written); one too big
+			// for the whole spool was encoded only, and is rare.
+			r.m.batchesSpooled.Inc()
+			if dropped > 0 {
+				r.m.dropped.WithLabelValues(dropSpoolFull).Add(float64(dropped))
+			}
 		}
 		r.m.queued.Sub(float64(dropped))
 		r.m.spoolBytes.Set(float64(r.spool.bytes))

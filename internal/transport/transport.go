@@ -194,19 +194,27 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return c, err
 	}
+	return l.r.draw(c), nil
+}
+
+// draw is what accepting a connection costs: c as it is, or, drawn for
+// sampling, wrapped and tracked. Its own function so that the benchmarks
+// measure the listener's code.
+func (r *Recorder) draw(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
-	if rate := l.r.cfg.SampleRate; !ok || rate <= 0 || (rate < 1 && rand.Float64() >= rate) {
-		return c, nil
+	if rate := r.cfg.SampleRate; !ok || rate <= 0 || (rate < 1 && rand.Float64() >= rate) {
+		return c
 	}
-	t := &trackedConn{tcpConn: tc, r: l.r}
-	if t.flow = l.r.mon.Track(tc, t.emit); t.flow == nil {
-		return tc, nil
+	t := &trackedConn{tcpConn: tc, r: r}
+	if t.flow = r.mon.Track(tc, t.emit); t.flow == nil {
+		return tc
 	}
-	t.accepted = l.r.cfg.Now()
+	r.m.connsSampled.Inc()
+	t.accepted = r.cfg.Now()
 	if ap, err := netip.ParseAddrPort(tc.RemoteAddr().String()); err == nil {
 		t.prefix = measure.DefaultPrefix(ap.Addr())
 	}
-	return t, nil
+	return t
 }
 
 // tcpConn is net.TCPConn under a name that does not clash with the
@@ -270,6 +278,7 @@ func (r *Recorder) ConnContext(ctx context.Context, c net.Conn) context.Context 
 func (r *Recorder) OnGrant(req *http.Request, path string, g *urlsign.Grant) {
 	switch c := req.Context().Value(connKey{}).(type) {
 	case *trackedConn:
+		r.m.sampledRequests.Inc()
 		c.mu.Lock()
 		c.file, c.exp, c.arm = path, g.Experiment, g.Arm
 		if cc := g.CongestionControl; cc != "" && cc != c.congestionTried {
@@ -309,7 +318,11 @@ func (r *Recorder) setCongestion(c *net.TCPConn, cc string) bool {
 // add queues one record; past four batches in memory (Run is not
 // keeping up) the record is dropped and counted.
 func (r *Recorder) add(t measure.TransportRecord) {
-	r.m.sampled.Inc()
+	if t.Reason == measure.ReasonPeriodic {
+		r.m.sampledPeriodic.Inc()
+	} else {
+		r.m.sampledFinal.Inc()
+	}
 	r.mu.Lock()
 	if len(r.pending) >= 4*r.cfg.BatchRecords {
 		r.mu.Unlock()

@@ -154,14 +154,6 @@ func testTrackedConnections(t *testing.T, useTLS bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tln, err := r.Listener(ln)
-	if err != nil {
-		t.Fatal(err)
-	}
 	body := strings.Repeat("x", 1<<20)
 	h := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		g := &urlsign.Grant{Experiment: "cc1", Arm: req.URL.Query().Get("arm"), CongestionControl: req.URL.Query().Get("cc")}
@@ -184,11 +176,7 @@ func testTrackedConnections(t *testing.T, useTLS bool) {
 		opts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	}
-	srv := serve.New(tln, h, opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	srv, _ := serveRecorded(t, r, h, opts)
 	for _, tc := range []struct{ arm, cc, want string }{
 		{"bbr", "bbr", "bbr"}, {"reno", "reno", "reno"}, {"bogus", "nosuchcc", ""},
 	} {
@@ -260,6 +248,29 @@ func testTrackedConnections(t *testing.T, useTLS bool) {
 	if got := value(r.m.ccUnavailable); got != 1 {
 		t.Errorf("ocdn_transport_cc_unavailable_total = %v, want 1", got)
 	}
+}
+
+// serveRecorded serves h on a loopback listener wrapped by r (sampling
+// at accept), with opts; stop ends the server and waits for it (also at
+// the test's end; calling it again does nothing).
+func serveRecorded(t *testing.T, r *Recorder, h http.Handler, opts serve.Options) (srv *serve.Server, stop func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tln, err := r.Listener(ln)
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	srv = serve.New(tln, h, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	stop = sync.OnceFunc(func() { cancel(); <-done })
+	t.Cleanup(stop)
+	return srv, stop
 }
 
 // defaultCongestion is the kernel's default congestion control.

@@ -5,11 +5,15 @@
 //	edgebench prep -store DIR -root DIR -keys FILE -files N -size BYTES
 //	edgebench idle -addr HOST:PORT -n 10000 -pid PID
 //	edgebench paired -name sampling <PAIRS
+//	edgebench accounted -before M0 -after M1 -bench BENCH -cpu-ns N -conns N
 //
 // prep prints one line per file: "<appliance path> <nginx path>".
 // paired reads "CASE A B" lines (the CPU per request of the two arms of
 // one pair) and prints, per case, the median ratio A/B as a percentage
-// change with its 95% interval (paired.go).
+// change with its 95% interval (paired.go). accounted prints sampling's
+// own work over the pairs of one size: the sampling appliance's counters
+// (the difference of two /metrics scrapes) times internal/transport's
+// benchmarks' cost of each, against the appliance's CPU (accounted.go).
 package main
 
 import (
@@ -36,7 +40,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: edgebench prep|idle|paired [flags]")
+		fmt.Fprintln(os.Stderr, "usage: edgebench prep|idle|paired|accounted [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -47,6 +51,8 @@ func main() {
 		err = idle(os.Args[2:])
 	case "paired":
 		err = paired(os.Args[2:], os.Stdin, os.Stdout)
+	case "accounted":
+		err = accounted(os.Args[2:], os.Stdout)
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}
