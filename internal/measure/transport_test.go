@@ -83,7 +83,7 @@ func TestTransportBadBatch(t *testing.T) {
 			b.Records[0].LostSegments, b.Records[0].UnackedSegments, b.Records[0].DataSegmentsOut = 50, 60, 10
 			b.Records[0].RetransmittedSegments = 0
 		}, "transport.records[0].lost_segments"},
-		{"retransmits above sent", func(b *TransportBatch) { b.Records[0].RetransmittedSegments = 901 }, "retransmitted_segments"},
+		{"retransmits above sent and the SYN-ACK's retries", func(b *TransportBatch) { b.Records[0].RetransmittedSegments = 900 + 256 }, "retransmitted_segments"},
 		{"lost above unacked", func(b *TransportBatch) { b.Records[0].LostSegments = 4 }, "lost_segments"},
 		{"bad prefix", func(b *TransportBatch) { b.Records[0].ClientPrefix = "198.51.100.7/24" }, "transport.records[0].client_prefix"},
 		{"bad reason", func(b *TransportBatch) { b.Records[0].Reason = "later" }, "transport.records[0].reason"},
@@ -107,6 +107,26 @@ func TestTransportBadBatch(t *testing.T) {
 				t.Fatalf("IngestTransport = %v, want a field error naming %s", err, tc.field)
 			}
 		})
+	}
+}
+
+// TestTransportSynAckRetransmit: a connection whose SYN-ACK was
+// retransmitted reports that retransmission before any data segment;
+// the lossy lab's appliances sent such a record and the control plane
+// refused its whole batch of 38.
+func TestTransportSynAckRetransmit(t *testing.T) {
+	now := time.Date(2026, 12, 6, 3, 30, 0, 0, time.UTC)
+	in, err := Open(t.TempDir(), nil, Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	b := testTransportBatch("batch-000000000003", now)
+	r := &b.Records[0]
+	r.RetransmittedSegments, r.DataSegmentsOut, r.LostSegments, r.UnackedSegments = 1, 0, 0, 0
+	r.BytesSent, r.BytesRetrans, r.BytesAcked = 0, 0, 0
+	if res, err := in.IngestTransport(context.Background(), b); err != nil || res.Pulses != len(b.Records) {
+		t.Fatalf("IngestTransport = %+v, %v; want the batch stored", res, err)
 	}
 }
 

@@ -95,8 +95,11 @@ func (r *Record) RetransmitRate() float64 {
 // path's minimum.
 func (r *Record) RTTInflation() time.Duration { return r.SmoothedRTT - r.MinRTT }
 
+// maxSynAckRetries is the largest net.ipv4.tcp_synack_retries (a u8).
+const maxSynAckRetries = 255
+
 // Validate rejects records no kernel can produce, naming the field: a
-// negative duration, more retransmitted or lost than sent, limited time
+// negative duration, more lost than sent or more retransmitted than sent and the SYN-ACK's retries, limited time
 // exceeding busy time. Records from outside (a transport batch) go
 // through it before they are stored.
 func (r *Record) Validate() error {
@@ -111,8 +114,14 @@ func (r *Record) Validate() error {
 			return fmt.Errorf("tcpinfo: %s is negative (%v)", d.name, d.v)
 		}
 	}
-	if r.Retransmits > r.DataSegsOut {
-		return fmt.Errorf("tcpinfo: retransmitted_segments %d exceeds data_segments_out %d", r.Retransmits, r.DataSegsOut)
+	// tcpi_total_retrans starts at the SYN-ACK's retransmissions (the
+	// kernel copies the request socket's num_retrans into an accepted
+	// connection), which carried no data: a connection whose SYN-ACK was
+	// lost once reports a retransmission before its first data segment
+	// (a lossy lab link showed retransmitted 1, data_segments_out 0).
+	// tcp_synack_retries is at most maxSynAckRetries.
+	if r.Retransmits > r.DataSegsOut+maxSynAckRetries {
+		return fmt.Errorf("tcpinfo: retransmitted_segments %d exceeds data_segments_out %d by more than the SYN-ACK's %d retries", r.Retransmits, r.DataSegsOut, maxSynAckRetries)
 	}
 	if r.Lost > r.Unacked {
 		return fmt.Errorf("tcpinfo: lost_segments %d exceeds unacked_segments %d (lost segments are a subset of those in flight)", r.Lost, r.Unacked)

@@ -238,6 +238,12 @@ func TestValidate(t *testing.T) {
 	if err := good.Validate(); err != nil {
 		t.Fatalf("Validate(good) = %v", err)
 	}
+	// A SYN-ACK retransmitted before any data (tcpi_total_retrans
+	// starts at the request socket's retransmissions).
+	synAck := Record{Retransmits: 1}
+	if err := synAck.Validate(); err != nil {
+		t.Errorf("Validate(a retransmitted SYN-ACK, no data yet) = %v", err)
+	}
 	afterFIN := good
 	afterFIN.BytesAcked = afterFIN.BytesSent + 1
 	if err := afterFIN.Validate(); err != nil {
@@ -251,7 +257,7 @@ func TestValidate(t *testing.T) {
 		{"smoothed_rtt", func(r *Record) { r.SmoothedRTT = -1 }},
 		{"rtt_var", func(r *Record) { r.RTTVar = -1 }},
 		{"busy_time", func(r *Record) { r.BusyTime = -1 }},
-		{"retransmitted_segments", func(r *Record) { r.Retransmits = 101 }},
+		{"retransmitted_segments", func(r *Record) { r.Retransmits = 100 + maxSynAckRetries + 1 }},
 		{"lost_segments", func(r *Record) { r.Lost = 11 }},
 		{"bytes_retrans", func(r *Record) { r.BytesRetrans = 150001 }},
 		{"bytes_acked", func(r *Record) { r.BytesAcked = 150002 }},
