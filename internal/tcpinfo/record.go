@@ -99,8 +99,9 @@ func (r *Record) RTTInflation() time.Duration { return r.SmoothedRTT - r.MinRTT 
 const maxSynAckRetries = 255
 
 // Validate rejects records no kernel can produce, naming the field: a
-// negative duration, more lost than sent or more retransmitted than sent and the SYN-ACK's retries, limited time
-// exceeding busy time. Records from outside (a transport batch) go
+// negative duration, more lost than in flight, more retransmitted than
+// sent (data segments and the SYN-ACK's retries), limited time exceeding
+// busy time. Records from outside (a transport batch) go
 // through it before they are stored.
 func (r *Record) Validate() error {
 	for _, d := range []struct {
