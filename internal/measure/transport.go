@@ -172,6 +172,11 @@ func (b *TransportBatch) validate(at string, now time.Time) error {
 	return nil
 }
 
+// Validate checks one record as the control plane's ingest does (its
+// fields named "record.…"), so that a sender can leave out a record the
+// ingest would refuse rather than lose the whole batch with it.
+func (t *TransportRecord) Validate(now time.Time) error { return t.validate("record", now) }
+
 func (t *TransportRecord) validate(at string, now time.Time) error {
 	if err := checkTime(at+".sample_time", t.SampleTime, now); err != nil {
 		return err

@@ -14,6 +14,7 @@ const (
 	dropMemory    = "memory_full"
 	dropRejected  = "rejected" // the control plane refused the batch as invalid
 	dropSpoolIO   = "spool_error"
+	dropInvalid   = "invalid" // a record the control plane would refuse, left out of its batch
 )
 
 // What sampling does is counted where it is done, on the sampled path
@@ -61,7 +62,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.sampledFinal = m.sampled.WithLabelValues(measure.ReasonFinal)
 	m.sampledPeriodic = m.sampled.WithLabelValues(measure.ReasonPeriodic)
-	for _, r := range []string{dropSpoolFull, dropMemory, dropRejected, dropSpoolIO} {
+	for _, r := range []string{dropSpoolFull, dropMemory, dropRejected, dropSpoolIO, dropInvalid} {
 		m.dropped.WithLabelValues(r)
 	}
 	if reg == nil {

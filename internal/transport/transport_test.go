@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -134,6 +135,40 @@ func TestSpoolDropsOldestWhileAway(t *testing.T) {
 			t.Errorf("batch id %s sent twice in one pass", b.ID)
 		}
 		ids[b.ID] = true
+	}
+}
+
+// TestInvalidRecordLeftOut: a record the control plane would refuse is
+// counted and left out, and the records around it are delivered: in
+// the batch, it would have had the whole batch refused.
+func TestInvalidRecordLeftOut(t *testing.T) {
+	snd := &flakySender{}
+	r, err := New(Config{Appliance: "a1", Dir: t.TempDir(), Sender: snd, BatchRecords: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		rec := record(i)
+		if i == 1 {
+			rec.LostSegments, rec.UnackedSegments, rec.DataSegmentsOut = 5, 5, 1 // more lost than sent
+		}
+		r.add(rec)
+	}
+	r.cut()
+	if err := r.deliver(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var ages []int64
+	for _, b := range snd.got {
+		for _, rec := range b.Records {
+			ages = append(ages, rec.ConnAgeUs)
+		}
+	}
+	if !slices.Equal(ages, []int64{0, 2}) {
+		t.Errorf("delivered records %v, want 0 and 2 (1 left out)", ages)
+	}
+	if got := value(r.m.dropped.WithLabelValues(dropInvalid)); got != 1 {
+		t.Errorf("dropped invalid = %v, want 1", got)
 	}
 }
 
