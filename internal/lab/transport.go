@@ -155,9 +155,9 @@ func (r *TransportReport) print(w io.Writer) {
 			p.Packets, 100*p.LossRate, p.QueueDrops, p.MeanQueueMs, p.MaxQueueMs)
 	}
 	for _, a := range r.Arms {
-		fmt.Fprintf(w, "  %s→%s arm %s (%s), %d connections: retransmitted %.2f%% %s of segments (planted loss %.2f%%); RTT inflation p50 %s ms; goodput p50 %s Mbit/s",
+		fmt.Fprintf(w, "  %s→%s arm %s (%s), %d connections: retransmitted %.2f%% %s of segments (planted loss %.2f%%); RTT inflation p50 %s; goodput p50 %s",
 			a.ISP, a.Site, a.Arm, a.CongestionControl, a.Connections, 100*a.RetransRate, interval(a.RetransLo, a.RetransHi, 100), 100*a.PlantedLoss,
-			est(a.InflationMs, a.InflationLo, a.InflationHi), est(a.GoodputMbps, nil, nil))
+			est(a.InflationMs, a.InflationLo, a.InflationHi, "ms"), est(a.GoodputMbps, nil, nil, "Mbit/s"))
 		if a.Arm != a.Control && a.InflationDiff != nil {
 			fmt.Fprintf(w, "; inflation %+.1f ms %s against %s", *a.InflationDiff, interval(a.DiffLo, a.DiffHi, 1), a.Control)
 		}
@@ -184,13 +184,14 @@ func interval(lo, hi *float64, scale float64) string {
 	return fmt.Sprintf("[%.2f, %.2f]", *lo*scale, *hi*scale)
 }
 
-// est formats an estimate with its interval, or "n/a".
-func est(v, lo, hi *float64) string {
+// est formats an estimate in unit with its interval, or says that there
+// was none (as ocdn analyze does: too few connections for a quantile).
+func est(v, lo, hi *float64, unit string) string {
 	if v == nil {
-		return "n/a"
+		return "insufficient samples"
 	}
 	if lo == nil || hi == nil {
-		return fmt.Sprintf("%.1f", *v)
+		return fmt.Sprintf("%.1f %s", *v, unit)
 	}
-	return fmt.Sprintf("%.1f [%.1f, %.1f]", *v, *lo, *hi)
+	return fmt.Sprintf("%.1f [%.1f, %.1f] %s", *v, *lo, *hi, unit)
 }

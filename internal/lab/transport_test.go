@@ -484,3 +484,24 @@ func FuzzScenario(f *testing.F) {
 		}
 	})
 }
+
+// TestTransportReportPrint: an estimate carries its unit, and one too
+// few connections gave is said so, not printed as "n/a Mbit/s".
+func TestTransportReportPrint(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	r := &TransportReport{Arms: []TransportArmReport{
+		{ISP: "isp-a", Site: "ams", Arm: "bbr", CongestionControl: "bbr", Connections: 4, RetransRate: 0.012,
+			InflationMs: f(25.5), InflationLo: f(24.6), InflationHi: f(28.3)},
+		{ISP: "isp-b", Site: "fra", Arm: "cubic", CongestionControl: "cubic", Connections: 10, GoodputMbps: f(0.9)},
+	}}
+	var sb strings.Builder
+	r.print(&sb)
+	for _, want := range []string{
+		"RTT inflation p50 25.5 [24.6, 28.3] ms; goodput p50 insufficient samples",
+		"RTT inflation p50 insufficient samples; goodput p50 0.9 Mbit/s",
+	} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, sb.String())
+		}
+	}
+}
