@@ -230,6 +230,9 @@ func (s *Server) handleTransport(w http.ResponseWriter, r *http.Request) {
 	res, err := s.measure.IngestTransport(r.Context(), &b)
 	switch {
 	case errors.Is(err, measure.ErrInvalidReport), errors.Is(err, measure.ErrFutureDated), errors.Is(err, measure.ErrTooOld):
+		// An appliance checks its records before it sends them: a
+		// refusal here is a disagreement between versions, or a bug.
+		s.log.Warn("transport batch refused", "appliance", b.Appliance, "batch", b.ID, "records", len(b.Records), "err", err)
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	case err != nil:

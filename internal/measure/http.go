@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -121,17 +122,47 @@ type AcceptResponse struct {
 // (r.RemoteAddr).
 func (in *Ingester) Handler(limit RateLimit) http.Handler {
 	lim := newLimiter(limit, in.opts.Now)
+	refusals := &refusalLog{log: in.log, now: in.opts.Now, last: map[int]time.Time{}, quiet: map[int]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/reports", func(w http.ResponseWriter, r *http.Request) {
-		in.serveReport(w, r, lim)
+		in.serveReport(w, r, lim, refusals)
 	})
 	return mux
 }
 
-func (in *Ingester) serveReport(w http.ResponseWriter, r *http.Request, lim *limiter) {
+// refusalLog logs why reports were refused, at most one line a minute
+// per status: the metrics count refusals by outcome, and an operator
+// seeing them wants a reason, but the endpoint is public and anyone can
+// send garbage as fast as the rate limit lets them.
+type refusalLog struct {
+	log   *slog.Logger
+	now   func() time.Time
+	mu    sync.Mutex
+	last  map[int]time.Time
+	quiet map[int]int // refusals not logged since the last line
+}
+
+func (l *refusalLog) refused(r *http.Request, code int, msg string) {
+	l.mu.Lock()
+	now := l.now()
+	if t, ok := l.last[code]; ok && now.Sub(t) < time.Minute {
+		l.quiet[code]++
+		l.mu.Unlock()
+		return
+	}
+	quiet := l.quiet[code]
+	l.last[code], l.quiet[code] = now, 0
+	l.mu.Unlock()
+	l.log.Info("report refused (one line a minute per status)", "status", code, "client", r.RemoteAddr, "reason", msg, "refused_since_last_line", quiet)
+}
+
+func (in *Ingester) serveReport(w http.ResponseWriter, r *http.Request, lim *limiter, refusals *refusalLog) {
 	fail := func(code int, outcome, msg string) {
 		if outcome != "" {
 			in.m.reports.WithLabelValues(outcome).Inc()
+		}
+		if code != http.StatusServiceUnavailable {
+			refusals.refused(r, code, msg)
 		}
 		http.Error(w, msg, code)
 	}

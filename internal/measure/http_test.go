@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/ocdn/ocdn/internal/syncbuf"
 )
 
 func TestHandler(t *testing.T) {
@@ -74,6 +78,58 @@ func TestHandler(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("GET /v1/reports = %d, want 405", resp.StatusCode)
+	}
+}
+
+// TestRefusalsLogged: why reports are refused reaches the log, one line
+// a minute per status, with how many went unlogged in between.
+func TestRefusalsLogged(t *testing.T) {
+	var logs syncbuf.Buffer
+	var mu sync.Mutex
+	now := time.Now().UTC()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	in, err := Open(t.TempDir(), nil, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	srv := httptest.NewServer(in.Handler(RateLimit{PerSecond: 1000, Burst: 1000}))
+	defer srv.Close()
+	post := func(ttfb float64) {
+		t.Helper()
+		bad := testReport("0123456789abcdef", 5, clock())
+		bad.Pulses[3].TTFBMs = ttfb
+		b, _ := json.Marshal(bad)
+		resp, err := http.Post(srv.URL+"/v1/reports", "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("POST of an invalid report = %d, want 400", resp.StatusCode)
+		}
+	}
+	lines := func() []string {
+		var out []string
+		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			if strings.Contains(l, "report refused") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	post(-2)
+	post(-3)
+	post(-4)
+	if l := lines(); len(l) != 1 || !strings.Contains(l[0], "pulses[3].ttfb_ms: -2 is negative") || !strings.Contains(l[0], "status=400") {
+		t.Fatalf("after three refusals within a minute the log has %q, want one line with the first's reason", l)
+	}
+	mu.Lock()
+	now = now.Add(61 * time.Second)
+	mu.Unlock()
+	post(-5)
+	if l := lines(); len(l) != 2 || !strings.Contains(l[1], "-5 is negative") || !strings.Contains(l[1], "refused_since_last_line=2") {
+		t.Fatalf("a minute later the log has %q, want a second line counting the 2 unlogged", l)
 	}
 }
 
