@@ -42,10 +42,25 @@ type runner interface {
 	// (its log file).
 	control(ctx context.Context, name, path string, h daemon.Hooks) (controlHandle, error)
 	appliance(ctx context.Context, id, path string, h daemon.Hooks) (applianceHandle, error)
-	// wait returns when every daemon started has stopped; the caller has
-	// cancelled their context.
-	wait()
+	// stop stops every daemon started, as an operator takes a CDN down:
+	// the appliances first, so that their last heartbeat (draining) and
+	// transport records reach a control plane still up, then the control
+	// plane (which compacts its measurements), then the origin, each tier
+	// once the one before it has stopped. It returns when all have;
+	// calling it again waits for the same.
+	stop()
 }
+
+// tier is a daemon's place in the stop order (runner.stop): tiers stop
+// from the last to the first.
+type tier int
+
+const (
+	tierOrigin tier = iota
+	tierControl
+	tierAppliance
+	tiers
+)
 
 // daemonHandle is one running daemon.
 type daemonHandle interface {
@@ -73,23 +88,43 @@ type applianceHandle interface {
 
 // inProcess runs daemons as goroutines of the lab.
 type inProcess struct {
-	wg sync.WaitGroup
 	// errs logs a daemon that stopped with an error before its context
 	// ended.
 	onErr func(name string, err error)
+
+	mu      sync.Mutex
+	wg      [tiers]sync.WaitGroup
+	cancels [tiers][]context.CancelFunc
 }
 
-func (r *inProcess) run(ctx context.Context, name string, run func(context.Context) error) {
-	r.wg.Add(1)
+// run runs a daemon under a context of its own, derived from ctx, and
+// returns its cancel.
+func (r *inProcess) run(ctx context.Context, t tier, name string, run func(context.Context) error) context.CancelFunc {
+	ctx, cancel := context.WithCancel(ctx)
+	r.mu.Lock()
+	r.cancels[t] = append(r.cancels[t], cancel)
+	r.wg[t].Add(1)
+	r.mu.Unlock()
 	go func() {
-		defer r.wg.Done()
+		defer r.wg[t].Done()
 		if err := run(ctx); err != nil && ctx.Err() == nil {
 			r.onErr(name, err)
 		}
 	}()
+	return cancel
 }
 
-func (r *inProcess) wait() { r.wg.Wait() }
+func (r *inProcess) stop() {
+	for t := tiers - 1; t >= 0; t-- {
+		r.mu.Lock()
+		cancels := r.cancels[t]
+		r.mu.Unlock()
+		for _, c := range cancels {
+			c()
+		}
+		r.wg[t].Wait()
+	}
+}
 
 func (r *inProcess) origin(ctx context.Context, path string, h daemon.Hooks) (daemonHandle, error) {
 	var cfg config.Origin
@@ -100,9 +135,7 @@ func (r *inProcess) origin(ctx context.Context, path string, h daemon.Hooks) (da
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	r.run(ctx, "origin", d.Run)
-	return cancelHandle(cancel), nil
+	return cancelHandle(r.run(ctx, tierOrigin, "origin", d.Run)), nil
 }
 
 type cancelHandle context.CancelFunc
@@ -136,8 +169,7 @@ func (r *inProcess) control(ctx context.Context, _, path string, h daemon.Hooks)
 		ln.Close()
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	r.run(ctx, "control", d.Run)
+	cancel := r.run(ctx, tierControl, "control", d.Run)
 	return &inProcessControl{cancel: cancel, ln: pl, reg: h.Registry}, nil
 }
 
@@ -165,8 +197,7 @@ func (r *inProcess) appliance(ctx context.Context, id, path string, h daemon.Hoo
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	r.run(ctx, "appliance "+id, d.Run)
+	cancel := r.run(ctx, tierAppliance, "appliance "+id, d.Run)
 	return &inProcessAppliance{d: d, cancel: cancel}, nil
 }
 
@@ -258,13 +289,14 @@ type processes struct {
 // proc is one daemon process. Its output goes to logDir/NAME.log; it dies
 // with the lab (Pdeathsig) even if the lab is killed.
 type proc struct {
+	tier tier
 	name string
 	cmd  *exec.Cmd
 	done chan struct{}
 	url  string // where /healthz answers
 }
 
-func (r *processes) start(ctx context.Context, name, url string, args ...string) (*proc, error) {
+func (r *processes) start(ctx context.Context, t tier, name, url string, args ...string) (*proc, error) {
 	// Appended to: a daemon restarted after a crash (the chaos soak)
 	// keeps the log of its previous life above the new one's.
 	logf, err := os.OpenFile(filepath.Join(r.logDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -278,24 +310,17 @@ func (r *processes) start(ctx context.Context, name, url string, args ...string)
 		logf.Close()
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), url: url}
+	p := &proc{tier: t, name: name, cmd: cmd, done: make(chan struct{}), url: url}
 	go func() { cmd.Wait(); logf.Close(); close(p.done) }()
 	r.mu.Lock()
 	r.procs = append(r.procs, p)
 	r.mu.Unlock()
-	// Stop it when the run ends: SIGTERM drains (the control plane then
-	// compacts its measurements into Parquet); a process that does not
-	// exit in time is killed.
+	// Stopped by stop, in its tier, or when ctx ends.
 	go func() {
 		select {
 		case <-p.done:
 		case <-ctx.Done():
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.done:
-			case <-time.After(20 * time.Second):
-				cmd.Process.Kill()
-			}
+			p.terminate()
 		}
 	}()
 	if err := p.waitHealthy(ctx, filepath.Join(r.logDir, name+".log")); err != nil {
@@ -344,15 +369,33 @@ func (p *proc) Kill() {
 	<-p.done
 }
 
+// terminate stops the process as an operator does: SIGTERM drains (the
+// control plane then compacts its measurements into Parquet); one that
+// does not exit in time is killed. It returns once it has exited.
+func (p *proc) terminate() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		p.Kill()
+	}
+}
+
 // PID is the process's id, for reading /proc.
 func (p *proc) PID() int { return p.cmd.Process.Pid }
 
-func (r *processes) wait() {
+func (r *processes) stop() {
 	r.mu.Lock()
 	procs := append([]*proc(nil), r.procs...)
 	r.mu.Unlock()
-	for _, p := range procs {
-		<-p.done
+	for t := tiers - 1; t >= 0; t-- {
+		var wg sync.WaitGroup
+		for _, p := range procs {
+			if p.tier == t {
+				wg.Go(p.terminate)
+			}
+		}
+		wg.Wait()
 	}
 }
 
@@ -363,7 +406,7 @@ func (r *processes) origin(ctx context.Context, path string, h daemon.Hooks) (da
 	if err := config.Load(path, &cfg); err != nil {
 		return nil, err
 	}
-	return r.start(ctx, "origin", baseURL(cfg.Listen), "origin", "--config", path)
+	return r.start(ctx, tierOrigin, "origin", baseURL(cfg.Listen), "origin", "--config", path)
 }
 
 // processControl is a control-plane process; an outage stops it
@@ -384,7 +427,7 @@ func (r *processes) control(ctx context.Context, name, path string, h daemon.Hoo
 	if err := config.Load(path, &cfg); err != nil {
 		return nil, err
 	}
-	p, err := r.start(ctx, name, baseURL(cfg.Listen), "control", "--config", path)
+	p, err := r.start(ctx, tierControl, name, baseURL(cfg.Listen), "control", "--config", path)
 	if err != nil {
 		return nil, err
 	}
@@ -418,7 +461,7 @@ func (r *processes) appliance(ctx context.Context, id, path string, h daemon.Hoo
 	if len(cfg.OpsListen) > 0 {
 		ready = baseURL(cfg.OpsListen)
 	}
-	p, err := r.start(ctx, "appliance-"+id, ready, args...)
+	p, err := r.start(ctx, tierAppliance, "appliance-"+id, ready, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -204,7 +204,7 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 
 	// Every component runs under one context; stop cancels it and waits.
 	ctx, cancel := context.WithCancel(ctx)
-	defer func() { cancel(); l.run.wait() }()
+	defer func() { l.run.stop(); cancel() }()
 	if l.opts.Processes {
 		logs := filepath.Join(work, "logs")
 		if err := os.MkdirAll(logs, 0o755); err != nil {
@@ -315,9 +315,10 @@ func (l *Lab) Run(ctx context.Context) (*Report, error) {
 	rep.Browser = l.browser
 	rep.Console = l.consoleURL
 	// Stopping the control plane compacts the measurement store, so the
-	// Parquet files are complete when Run returns.
+	// Parquet files are complete when Run returns; the appliances stop
+	// first, so their last transport records are in them.
+	l.run.stop()
 	cancel()
-	l.run.wait()
 	l.degradeEffects(rep.Measured, l.measureDataDir())
 	l.transportArms(rep.Transport, l.measureDataDir())
 	rep.Families = l.familiesReport(l.measureDataDir())
