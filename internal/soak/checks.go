@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -381,7 +382,14 @@ func readProc(pid int) (procSample, error) {
 
 // invariant: every sample within the limits, and, on a run of ten
 // minutes or more, no daemon's memory or descriptors still climbing: the
-// last fifth's peak at most 1.5× the second fifth's, plus slack.
+// last fifth's median at most 1.5× the second fifth's, plus slack. A
+// leak raises the floor; the peaks are the control plane's compaction
+// of a minute's reports into Parquet (its RSS swings from ~80 to ~160
+// MiB every minute in a plain lab run) and how much a minute held, which
+// depends on which replica the faults had down (one run's last fifth
+// peaked at 246 MiB against 140 in the second, with its live heap
+// falling back to 16 MB after every compaction). The bound above
+// catches a peak that matters.
 func (p *procCheck) invariant(cfg Config) Invariant {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -408,12 +416,12 @@ func (p *procCheck) invariant(cfg Config) Invariant {
 			ser := p.series[name]
 			fifth := len(ser) / 5
 			if fifth > 0 {
-				early, late := peakOf(ser[fifth:2*fifth]), peakOf(ser[4*fifth:])
+				early, late := medianOf(ser[fifth:2*fifth]), medianOf(ser[4*fifth:])
 				if float64(late.rss) > 1.5*float64(early.rss)+float64(32<<20) {
-					v.add("%s: RSS still growing: %s at the end, %s in the second fifth", name, mib(late.rss), mib(early.rss))
+					v.add("%s: RSS still growing: median %s in the last fifth, %s in the second", name, mib(late.rss), mib(early.rss))
 				}
 				if float64(late.fds) > 1.5*float64(early.fds)+32 {
-					v.add("%s: file descriptors still growing: %d at the end, %d in the second fifth", name, late.fds, early.fds)
+					v.add("%s: file descriptors still growing: median %d in the last fifth, %d in the second", name, late.fds, early.fds)
 				}
 			}
 		}
@@ -423,17 +431,21 @@ func (p *procCheck) invariant(cfg Config) Invariant {
 	inv.Detail = fmt.Sprintf("%d samples of %d daemons; peak RSS %s (%s, bound %s), peak fds %d (%s, bound %d)",
 		p.samples, len(p.peak), mib(maxRSS), worstRSS, mib(cfg.MaxRSS), maxFDs, worstFDs, cfg.MaxFDs)
 	if cfg.Duration >= 10*time.Minute {
-		inv.Detail += "; no growth from the second fifth of the run to the last"
+		inv.Detail += "; no growth of the median from the second fifth of the run to the last"
 	}
 	return inv
 }
 
-func peakOf(ss []procSample) procSample {
-	var p procSample
-	for _, s := range ss {
-		p.rss, p.fds = max(p.rss, s.rss), max(p.fds, s.fds)
+// medianOf is the median RSS and the median descriptor count of ss.
+func medianOf(ss []procSample) procSample {
+	rss := make([]int64, len(ss))
+	fds := make([]int, len(ss))
+	for i, s := range ss {
+		rss[i], fds[i] = s.rss, s.fds
 	}
-	return p
+	slices.Sort(rss)
+	slices.Sort(fds)
+	return procSample{rss: rss[len(rss)/2], fds: fds[len(fds)/2]}
 }
 
 // cutoffCheck runs slow and silent clients and checks the server cuts

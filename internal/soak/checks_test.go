@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -211,5 +212,39 @@ func TestFillDisk(t *testing.T) {
 	release()
 	if err := os.WriteFile(filepath.Join(dir, "after"), make([]byte, 1<<20), 0o644); err != nil {
 		t.Errorf("after the fault, writing 1 MiB: %v", err)
+	}
+}
+
+// TestProcCheckGrowth: a daemon whose memory swings up every minute (the
+// control plane compacting) holds; one whose floor keeps rising fails.
+func TestProcCheckGrowth(t *testing.T) {
+	cfg := Config{Duration: 30 * time.Minute, MaxRSS: 1 << 30, MaxFDs: 1024}
+	var p procCheck
+	p.peak = map[string]procSample{}
+	p.series = map[string][]procSample{}
+	add := func(name string, rss int64) {
+		p.series[name] = append(p.series[name], procSample{rss: rss, fds: 50})
+		pk := p.peak[name]
+		pk.rss, pk.fds = max(pk.rss, rss), 50
+		p.peak[name] = pk
+		p.samples++
+	}
+	for i := range 900 { // 30 minutes of samples every 2 s
+		// Compaction every minute; the late ones bigger, as in the run
+		// that peaked at 246 MiB against 140 in the second fifth.
+		spike := int64(0)
+		switch {
+		case i%30 != 0:
+		case i < 720:
+			spike = 60 << 20
+		default:
+			spike = 166 << 20
+		}
+		add("control", 80<<20+spike)
+		add("leaky", 80<<20+int64(i)<<18) // 256 KiB more every sample
+	}
+	inv := p.invariant(cfg)
+	if inv.Held || len(inv.Violations) != 1 || !strings.Contains(inv.Violations[0], "leaky: RSS still growing") {
+		t.Fatalf("invariant = held %v, violations %q; want only the leaky daemon named", inv.Held, inv.Violations)
 	}
 }
