@@ -22,6 +22,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+
+	"github.com/chromedp/cdproto/network"
+
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
@@ -221,6 +225,20 @@ func (b *Browser) Console() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]string(nil), b.console...)
+}
+
+// ClearCache empties the browser's HTTP cache, so that a page fetches
+// from the network what an earlier page cached (a second playback of a
+// title: the appliances let browsers keep segments for a day).
+func (b *Browser) ClearCache() {
+	b.t.Helper()
+	clear := chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, network.ClearBrowserCache, cdp.Empty{})
+		return err
+	})
+	if err := chromedp.Do(b.Ctx, clear); err != nil {
+		b.t.Fatalf("clearing the browser's cache: %v", err)
+	}
 }
 
 // Navigate opens url in the tab.

@@ -33,7 +33,8 @@ import (
 // TLS and first-byte times and dns pulses joined with the DNS server's
 // log, marked as a browser's; the speed test's figure lies within 15%
 // of the link to the site it measured; the player plays a real H.264 title to its end, failing over
-// when the appliance serving it is killed, and its QoE is stored. And
+// when the appliance serving it is killed, and its QoE is stored; given a one-URL list, it asks
+// steering again when that appliance is killed and plays on from another. And
 // what must be refused is: a page of another origin cannot read an
 // appliance (no CORS headers, so the fetch fails), a preflight for a
 // method or header appliances do not serve fails the fetch, and a report
@@ -276,6 +277,37 @@ func TestPagesAgainstLab(t *testing.T) {
 		browsertest.Eval[float64](b, `ocdnPlayer.hls ? ocdnPlayer.hls.bandwidthEstimate / 1e6 : 0`))
 	if pl.Phase != "ended" || pl.ReportError != "" || pl.Failovers < 1 || len(pl.ServedBy) < 2 || pl.ServedBy[0] != first || pl.ServedBy[len(pl.ServedBy)-1] == first {
 		t.Errorf("player = %+v, want it ended after failing over from %s, its QoE stored", pl, first)
+	}
+
+	// A list of one URL: when its appliance is killed, the list is used
+	// up at once, and the player must ask steering again (with backoff,
+	// until the control plane has seen the appliance go) and play on.
+	// The browser cached the title's segments from the playback above
+	// (and a new token for the same file and client is the same URL):
+	// without clearing, nothing would be fetched after the kill.
+	b.ClearCache()
+	b.Navigate(base + webclient.PlayPath + "?title=" + content.MediaTitle(0) + "&buffer=4&urls=1")
+	b.WaitJS(time.Minute, "playback under way from a one-URL list", `ocdnPlayer.phase === "failed" || (ocdnPlayer.phase === "playing" && ocdnPlayer.position > 1)`, `JSON.stringify(ocdnPlayer, (k, v) => k === "hls" ? undefined : v)`)
+	only := browsertest.Eval[string](b, `ocdnPlayer.servedBy[0] || ""`)
+	if n := browsertest.Eval[float64](b, `ocdnPlayer.urls.length`); only == "" || n != 1 {
+		t.Fatalf("player with ?urls=1: %d URLs, served by %q: %s", int(n), only, b.Dump(`JSON.stringify(ocdnPlayer, (k, v) => k === "hls" ? undefined : v)`))
+	}
+	if !live.KillAppliance(only) {
+		t.Fatalf("could not kill %s", only)
+	}
+	t.Logf("killed %s, the one URL of the list, at %.1f s of playback", only, browsertest.Eval[float64](b, `ocdnPlayer.position`))
+	b.WaitJS(2*time.Minute, "the title played to its end from a new list", `ocdnPlayer.phase === "failed" || (ocdnPlayer.phase === "ended" && !!(ocdnPlayer.reported || ocdnPlayer.reportError))`, `JSON.stringify(ocdnPlayer, (k, v) => k === "hls" ? undefined : v)`)
+	var rs struct {
+		Phase, Error string
+		Resteers     int
+		ServedBy     []string
+	}
+	if err := json.Unmarshal([]byte(browsertest.Eval[string](b, `JSON.stringify({phase: ocdnPlayer.phase, error: ocdnPlayer.error || "", resteers: ocdnPlayer.resteers, servedBy: ocdnPlayer.servedBy})`)), &rs); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("player with one URL: %+v; events: %s", rs, browsertest.Eval[string](b, `ocdnPlayer.events.join("; ")`))
+	if rs.Phase != "ended" || rs.Resteers < 1 || len(rs.ServedBy) < 2 || rs.ServedBy[0] != only || rs.ServedBy[len(rs.ServedBy)-1] == only {
+		t.Errorf("player with one URL = %+v, want it ended after asking steering again, served last by another than %s; console:\n  %s", rs, only, strings.Join(b.Console(), "\n  "))
 	}
 
 	// End the lab: stopping the control plane compacts the store.
