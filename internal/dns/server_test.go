@@ -15,11 +15,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	mdns "github.com/miekg/dns"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/ocdn/ocdn/internal/config"
 	"github.com/ocdn/ocdn/internal/dns"
 	"github.com/ocdn/ocdn/internal/dnsname"
+	"github.com/ocdn/ocdn/internal/metrictest"
 )
 
 // summary is a reply in one comparable line per section.
@@ -466,22 +466,7 @@ func TestListenBothTransports(t *testing.T) {
 func TestMetricNames(t *testing.T) {
 	s, reg := startServer(t, dns.ZoneFixture(), nil)
 	exchange(t, s, "udp", dns.Query("ipv4-a1-ams.cdn.example.net.", mdns.TypeA))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("metric %s: %s", p.Metric, p.Text)
-	}
-	for _, mf := range mfs {
-		if !strings.HasPrefix(mf.GetName(), "ocdn_dns_") {
-			t.Errorf("metric %s: want prefix ocdn_dns_", mf.GetName())
-		}
-	}
+	metrictest.Lint(t, reg, "ocdn_dns_")
 	if got := counterValue(t, reg, "ocdn_dns_queries_total", map[string]string{"transport": "udp", "qtype": "A", "result": "answer"}); got != 1 {
 		t.Errorf("udp/A/answer = %v, want 1", got)
 	}

@@ -17,9 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
-
 	"github.com/ocdn/ocdn/internal/content"
+	"github.com/ocdn/ocdn/internal/metrictest"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
@@ -394,23 +393,9 @@ func (r *readFromRecorder) ReadFrom(src io.Reader) (int64, error) {
 func TestMetricNames(t *testing.T) {
 	te := newTestEdge(t, map[string][]byte{testPath: pattern(10)})
 	te.do("GET", te.url(testPath))
-	mfs, err := te.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("metric %s: %s", p.Metric, p.Text)
-	}
 	units := []string{"_total", "_bytes", "_seconds", "_requests", "_ratio", "_info"}
-	for _, mf := range mfs {
+	for _, mf := range metrictest.Lint(t, te.reg, "ocdn_edge_") {
 		name := mf.GetName()
-		if !strings.HasPrefix(name, "ocdn_edge_") {
-			t.Errorf("metric %s: want prefix ocdn_edge_", name)
-		}
 		ok := false
 		for _, u := range units {
 			ok = ok || strings.HasSuffix(name, u)

@@ -12,8 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/ocdn/ocdn/internal/metrictest"
 	"github.com/ocdn/ocdn/internal/store"
 	"github.com/ocdn/ocdn/internal/store/storetest"
 )
@@ -133,22 +133,8 @@ func TestScrubRejectsBadRate(t *testing.T) {
 func TestMetricNames(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(open(t, t.TempDir(), 0).Collectors()...)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("metric %s: %s", p.Metric, p.Text)
-	}
-	for _, mf := range mfs {
+	for _, mf := range metrictest.Lint(t, reg, "ocdn_store_") {
 		name := mf.GetName()
-		if !strings.HasPrefix(name, "ocdn_store_") {
-			t.Errorf("metric %s: want prefix ocdn_store_", name)
-		}
 		ok := false
 		for _, u := range []string{"_total", "_bytes", "_seconds", "_objects"} {
 			ok = ok || strings.HasSuffix(name, u)

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/ocdn/ocdn/internal/metrictest"
 	"github.com/ocdn/ocdn/internal/serve"
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
@@ -119,22 +119,7 @@ func TestMetricNames(t *testing.T) {
 	if _, err := New(Config{Appliance: "a1", Dir: t.TempDir(), SampleRate: 0.1, Registry: reg}); err != nil {
 		t.Fatal(err)
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("metric %s: %s", p.Metric, p.Text)
-	}
-	for _, mf := range mfs {
-		if !strings.HasPrefix(mf.GetName(), "ocdn_transport_") {
-			t.Errorf("metric %s: want prefix ocdn_transport_", mf.GetName())
-		}
-	}
+	mfs := metrictest.Lint(t, reg, "ocdn_transport_")
 	if len(mfs) != 10 {
 		t.Errorf("gathered %d metric families, want the 10 New registers", len(mfs))
 	}
