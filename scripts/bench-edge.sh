@@ -22,10 +22,11 @@
 # that logs every request as the appliance does (access_log with
 # buffer=1m flush=1s, nginx's way of the appliance's buffered log), with
 # CPU xL = ocdn / nginxL; and ocdnS is the appliance with --scrub-rate 0,
-# with CPU xS = ocdnS / nginx. The scrubber re-hashes 40 MB/s whatever the
-# load — about 9% of a core here — for 6.4 s in every 66 on this 256 MiB
-# store (a pass, then a minute's pause), so it lands on some rounds and
-# not others; it is a cost per second, not per request.
+# with CPU xS = ocdnS / nginx. The scrubber re-hashes 40 MB/s — 6-9% of a
+# core here — for 6.4 s in every 66 on this 256 MiB store (a pass, then a
+# minute's pause), a tenth of that while the machine's CPUs are more than
+# half busy, as they are in every round: a cost per second, not per
+# request, that lands on some rounds and not others.
 #
 # Each row is the median of ROUNDS rounds that alternate the servers,
 # ranked by ocdn's CPU-per-request ratio to nginx; the last column lists

@@ -30,6 +30,7 @@ import (
 	"github.com/ocdn/ocdn/internal/edge"
 	"github.com/ocdn/ocdn/internal/fill"
 	"github.com/ocdn/ocdn/internal/measure"
+	"github.com/ocdn/ocdn/internal/procstat"
 	"github.com/ocdn/ocdn/internal/serve"
 	"github.com/ocdn/ocdn/internal/store"
 	"github.com/ocdn/ocdn/internal/transport"
@@ -97,8 +98,10 @@ type Config struct {
 	// control plane.
 	BGP *bgp.Config
 	// ScrubRate is how many bytes per second the background scrubber
-	// re-hashes to find objects that went bad on disk; 0 means
-	// store.DefaultScrubRate, store.ScrubOff (any negative) turns it off.
+	// re-hashes to find objects that went bad on disk, a tenth of it
+	// while more than store.ScrubBusy of the machine's CPU time is busy;
+	// 0 means store.DefaultScrubRate, store.ScrubOff (any negative) turns
+	// it off.
 	ScrubRate int64
 	// RouteHold is how long routes of a session that went down are kept,
 	// to ride out flaps (default 3 heartbeat intervals).
@@ -373,12 +376,15 @@ func (a *Appliance) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); a.heartbeatLoop(ctx, hbCtx) }()
 		go func() { defer wg.Done(); a.fillLoop(ctx) }()
 	}
-	// The store verifies what a crash left in doubt, checkpoints, scrubs,
-	// and records a clean shutdown when ctx ends.
+	// The store verifies what a crash left in doubt, checkpoints, scrubs
+	// (slower while the machine's CPUs are busy: clients come first), and
+	// records a clean shutdown when ctx ends.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := a.store.Run(ctx, a.cfg.ScrubRate); err != nil {
+		cpu := procstat.NewBusyMeter(time.Second)
+		busy := func() bool { return cpu.Fraction() > store.ScrubBusy }
+		if err := a.store.Run(ctx, a.cfg.ScrubRate, busy); err != nil {
 			a.log.Error("store maintenance stopped", "err", err)
 		}
 	}()

@@ -51,8 +51,8 @@ type ApplianceDaemon struct {
 	// control plane is unreachable (default a day at 5 s).
 	MaxQueuedReports int `yaml:"max_queued_reports,omitempty"`
 	// ScrubRate is how fast the scrubber re-hashes stored objects, in
-	// bytes per second (default store.DefaultScrubRate, 40MB); 0 turns it
-	// off.
+	// bytes per second (default store.DefaultScrubRate, 40MB), a tenth of
+	// it while the machine's CPUs are more than half busy; 0 turns it off.
 	ScrubRate *ByteSize `yaml:"scrub_rate,omitempty"`
 	// DrainGrace: after SIGTERM, keep accepting connections this long
 	// while reporting draining (default 10s); DrainTimeout: then let

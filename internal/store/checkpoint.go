@@ -182,9 +182,10 @@ func (s *Store) Close() error {
 // Run keeps the store trustworthy until ctx ends: it verifies the objects
 // Open left pending, as fast as the disk allows; records a checkpoint
 // every CheckpointInterval; scrubs at scrubRate bytes per second (0 means
-// DefaultScrubRate, ScrubOff or any negative rate turns the scrubber off);
-// and on return records a clean shutdown. It returns nil when ctx ends.
-func (s *Store) Run(ctx context.Context, scrubRate int64) error {
+// DefaultScrubRate, ScrubOff or any negative rate turns the scrubber off),
+// yielding while busy says so (see Scrub); and on return records a clean
+// shutdown. It returns nil when ctx ends.
+func (s *Store) Run(ctx context.Context, scrubRate int64, busy func() bool) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
@@ -196,7 +197,7 @@ func (s *Store) Run(ctx context.Context, scrubRate int64) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.Scrub(ctx, scrubRate) // returns when ctx ends
+			s.Scrub(ctx, scrubRate, busy) // returns when ctx ends
 		}()
 	}
 	// Verification and checkpoints share this goroutine, so a checkpoint

@@ -262,7 +262,7 @@ func TestRunVerifiesCheckpointsAndShutsDownClean(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- s2.Run(ctx, store.ScrubOff) }()
+		go func() { done <- s2.Run(ctx, store.ScrubOff, nil) }()
 		synctest.Wait() // Run has verified and is waiting for the next checkpoint
 		if s2.Pending() != 0 {
 			t.Errorf("Pending() = %d after Run's first round, want 0", s2.Pending())

@@ -26,7 +26,19 @@ const DefaultScrubRate = 40_000_000
 // ScrubOff, as Run's scrub rate, turns the scrubber off.
 const ScrubOff = -1
 
+// ScrubYield is how much the scrubber slows down while its busy signal
+// says clients need the machine: to a tenth of its rate. It does not stop,
+// so that a store on a machine busy for weeks is still re-read, in ten
+// times the time (storage systems do the same: ZFS delays scrub I/O while
+// there is other I/O, Ceph skips scrubs above a load threshold).
+const ScrubYield = 10
+
+// ScrubBusy is the share of the machine's CPU time above which the
+// appliance counts its machine as busy: the scrubber then yields.
+const ScrubBusy = 0.5
+
 type scrubCounters struct {
+	rate        atomic.Int64 // bytes per second now: slowed while busy, 0 between passes and when off
 	passes      atomic.Uint64
 	objects     atomic.Uint64
 	bytes       atomic.Uint64
@@ -69,6 +81,7 @@ func (s *Store) Collectors() []prometheus.Collector {
 		counter("ocdn_store_scrubbed_bytes_total", "Bytes re-hashed by the scrubber.", &s.scrub.bytes),
 		counter("ocdn_store_scrubbed_objects_total", "Objects re-hashed by the scrubber.", &s.scrub.objects),
 		counter("ocdn_store_scrub_passes_total", "Complete scrubber passes over the store.", &s.scrub.passes),
+		gauge("ocdn_store_scrub_rate_bytes_per_second", "The scrubber's rate now: the configured one, a tenth of it while the machine is busy; 0 between passes and when off.", func() float64 { return float64(s.scrub.rate.Load()) }),
 		gauge("ocdn_store_used_bytes", "Bytes of verified objects in the store.", func() float64 { u, _, _ := s.Usage(); return float64(u) }),
 		gauge("ocdn_store_capacity_bytes", "Store capacity in bytes (0 means unlimited).", func() float64 { _, c, _ := s.Usage(); return float64(c) }),
 		gauge("ocdn_store_objects", "Verified objects in the store: the ones served.", func() float64 { s.mu.RLock(); defer s.mu.RUnlock(); return float64(len(s.index)) }),
@@ -83,11 +96,13 @@ func (s *Store) Collectors() []prometheus.Collector {
 }
 
 // Scrub re-hashes every stored object, pass after pass, reading no more
-// than bytesPerSecond, until ctx ends; then it returns nil. An object whose
-// bytes no longer match its SHA-256 (bit rot, a bad disk, someone editing
-// files by hand) is moved to quarantine/ and dropped from the index, so it
-// is never served again and the next fill fetches a good copy.
-func (s *Store) Scrub(ctx context.Context, bytesPerSecond int64) error {
+// than bytesPerSecond, until ctx ends; then it returns nil. While busy (if
+// not nil) reports true it reads no more than bytesPerSecond/ScrubYield:
+// clients come first. An object whose bytes no longer match its SHA-256
+// (bit rot, a bad disk, someone editing files by hand) is moved to
+// quarantine/ and dropped from the index, so it is never served again and
+// the next fill fetches a good copy.
+func (s *Store) Scrub(ctx context.Context, bytesPerSecond int64, busy func() bool) error {
 	if bytesPerSecond <= 0 {
 		return fmt.Errorf("scrub rate %d bytes/s: must be positive", bytesPerSecond)
 	}
@@ -95,10 +110,13 @@ func (s *Store) Scrub(ctx context.Context, bytesPerSecond int64) error {
 		return ErrReadOnly
 	}
 	p := newPacer(bytesPerSecond)
+	p.busy, p.now = busy, &s.scrub.rate
+	defer s.scrub.rate.Store(0)
 	for {
 		if _, err := s.scrubPass(ctx, p); err != nil {
 			return nil // only the context ends a pass early
 		}
+		s.scrub.rate.Store(0)
 		if clock.Sleep(ctx, ScrubPause) != nil {
 			return nil
 		}
@@ -136,12 +154,15 @@ func (s *Store) scrubPass(ctx context.Context, p *pacer) ([]Problem, error) {
 	return bad, nil
 }
 
-// pacer is a token bucket: bytes read ≤ chunk + rate × elapsed.
+// pacer is a token bucket: bytes read ≤ chunk + rate × elapsed, where the
+// rate is a ScrubYield-th of the full one while busy says so.
 type pacer struct {
 	rate   float64 // bytes per second
 	chunk  int
 	tokens float64
 	last   time.Time
+	busy   func() bool   // nil: never
+	now    *atomic.Int64 // if not nil, gets the rate in force
 }
 
 func newPacer(bytesPerSecond int64) *pacer {
@@ -151,12 +172,19 @@ func newPacer(bytesPerSecond int64) *pacer {
 
 // wait takes n tokens, sleeping until the bucket has paid for them.
 func (p *pacer) wait(ctx context.Context, n int) error {
+	rate := p.rate
+	if p.busy != nil && p.busy() {
+		rate /= ScrubYield
+	}
+	if p.now != nil {
+		p.now.Store(int64(rate))
+	}
 	now := time.Now()
-	p.tokens = min(float64(p.chunk), p.tokens+now.Sub(p.last).Seconds()*p.rate)
+	p.tokens = min(float64(p.chunk), p.tokens+now.Sub(p.last).Seconds()*rate)
 	p.last = now
 	p.tokens -= float64(n)
 	if p.tokens >= 0 {
 		return ctx.Err()
 	}
-	return clock.Sleep(ctx, time.Duration(-p.tokens/p.rate*float64(time.Second)))
+	return clock.Sleep(ctx, time.Duration(-p.tokens/rate*float64(time.Second)))
 }

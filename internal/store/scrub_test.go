@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -92,7 +93,7 @@ func TestScrubPacesReads(t *testing.T) {
 		const burst = 256 << 10
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- s.Scrub(ctx, rate) }()
+		go func() { done <- s.Scrub(ctx, rate, nil) }()
 
 		start := time.Now()
 		for range 4 {
@@ -121,9 +122,70 @@ func TestScrubPacesReads(t *testing.T) {
 	})
 }
 
+// TestScrubYieldsWhileBusy: while its busy signal is up the scrubber reads
+// at a tenth of its rate (and says so in its rate gauge), and at the full
+// rate again once it drops.
+func TestScrubYieldsWhileBusy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := open(t, t.TempDir(), 0)
+		for _, p := range []string{"t1/a", "t1/b", "t1/c", "t1/d"} {
+			put(t, s, p, bytes.Repeat([]byte(p), 256<<10)) // 1 MiB each
+		}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(s.Collectors()...)
+		rateNow := func() float64 {
+			mfs, err := reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, mf := range mfs {
+				if mf.GetName() == "ocdn_store_scrub_rate_bytes_per_second" {
+					return mf.Metric[0].GetGauge().GetValue()
+				}
+			}
+			t.Fatal("no ocdn_store_scrub_rate_bytes_per_second")
+			return 0
+		}
+		const rate = 256 << 10 // bytes per second
+		const burst = 256 << 10
+		var busy atomic.Bool
+		busy.Store(true)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Scrub(ctx, rate, busy.Load) }()
+
+		time.Sleep(8 * time.Second)
+		synctest.Wait()
+		slow := s.ScrubStats().Bytes
+		if limit := uint64(burst + 8*rate/store.ScrubYield); slow > limit {
+			t.Errorf("busy for 8s: scrubbed %d bytes, more than the %d a tenth of the rate allows", slow, limit)
+		}
+		if slow == 0 {
+			t.Error("busy for 8s: scrubbed nothing; it must slow down, not stop")
+		}
+		if got := rateNow(); got != rate/store.ScrubYield {
+			t.Errorf("rate gauge while busy = %v, want %v", got, rate/store.ScrubYield)
+		}
+		busy.Store(false)
+		time.Sleep(4 * time.Second)
+		synctest.Wait()
+		if fast := s.ScrubStats().Bytes - slow; fast < 3*rate {
+			t.Errorf("4s after busy dropped: scrubbed %d bytes, want at least %d at the full rate", fast, 3*rate)
+		}
+		if got := rateNow(); got != rate {
+			t.Errorf("rate gauge once idle = %v, want %v", got, rate)
+		}
+		cancel()
+		<-done
+		if got := rateNow(); got != 0 {
+			t.Errorf("rate gauge after Scrub returned = %v, want 0", got)
+		}
+	})
+}
+
 func TestScrubRejectsBadRate(t *testing.T) {
 	s := open(t, t.TempDir(), 0)
-	if err := s.Scrub(context.Background(), 0); err == nil {
+	if err := s.Scrub(context.Background(), 0, nil); err == nil {
 		t.Error("Scrub(rate 0) = nil, want an error")
 	}
 }
@@ -136,7 +198,7 @@ func TestMetricNames(t *testing.T) {
 	for _, mf := range metrictest.Lint(t, reg, "ocdn_store_") {
 		name := mf.GetName()
 		ok := false
-		for _, u := range []string{"_total", "_bytes", "_seconds", "_objects"} {
+		for _, u := range []string{"_total", "_bytes", "_seconds", "_objects", "_bytes_per_second"} {
 			ok = ok || strings.HasSuffix(name, u)
 		}
 		if !ok {
