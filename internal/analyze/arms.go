@@ -161,74 +161,104 @@ type expData struct {
 // mismatch and left out. reps is the number of bootstrap replicates; rng
 // makes them reproducible.
 func Experiments(rows []Row, sessions []Session, level float64, reps int, rng *rand.Rand) []ExperimentResult {
-	exps := map[string]*expData{}
-	get := func(m *ExperimentMeta) *expData {
-		name := ""
-		if m != nil {
-			name = m.Name
-		}
-		e := exps[name]
-		if e == nil {
-			e = &expData{units: map[string]map[string]bool{}, mismatch: map[string]bool{}, metrics: map[string]map[string]*armSamples{}}
-			if m != nil {
-				e.meta = *m
-			}
-			exps[name] = e
-		}
-		return e
-	}
-	sample := func(e *expData, metric, arm string) *armSamples {
-		if e.metrics[metric] == nil {
-			e.metrics[metric] = map[string]*armSamples{}
-		}
-		s := e.metrics[metric][arm]
-		if s == nil {
-			s = &armSamples{}
-			e.metrics[metric][arm] = s
-		}
-		return s
-	}
-	unit := func(e *expData, arm, prefix string) {
-		if e.units[arm] == nil {
-			e.units[arm] = map[string]bool{}
-		}
-		e.units[arm][prefix] = true
-	}
+	var a Arms
 	for i := range rows {
-		r := &rows[i]
-		if r.Arm == "" {
-			continue
-		}
-		e := get(r.Exp)
-		if r.AssignedArm != "" && r.AssignedArm != r.Arm {
-			e.mismatch[r.ReportID] = true
-			continue
-		}
-		unit(e, r.Arm, r.Prefix)
-		if r.SteeredSite == "" || r.Site != r.SteeredSite {
-			continue
-		}
-		client := r.Prefix
-		if r.ClientAddr.IsValid() {
-			client = r.ClientAddr.String()
-		}
-		for _, m := range Metrics {
-			sample(e, m.String(), r.Arm).add(r.ReportID, client, r.Values[m])
-		}
+		a.AddRow(&rows[i])
 	}
 	for i := range sessions {
-		s := &sessions[i]
-		if s.Arm == "" {
-			continue
-		}
-		e := get(s.Exp)
-		if s.AssignedArm != "" && s.AssignedArm != s.Arm {
-			e.mismatch[s.ReportID] = true
-			continue
-		}
-		unit(e, s.Arm, s.Prefix)
-		s.addQoE(func(metric string) *armSamples { return sample(e, metric, s.Arm) })
+		a.AddSession(&sessions[i])
 	}
+	return a.Results(level, reps, rng)
+}
+
+// Arms gathers what Experiments needs of rows and sessions one at a time,
+// so that a caller streaming them (Scan) keeps only the arms' values — a
+// value and a client index per metric of a row at its steered site, and
+// the report and client ids — not the rows. The zero Arms is empty and
+// ready.
+type Arms struct {
+	exps map[string]*expData
+}
+
+func (a *Arms) exp(m *ExperimentMeta) *expData {
+	name := ""
+	if m != nil {
+		name = m.Name
+	}
+	e := a.exps[name]
+	if e == nil {
+		e = &expData{units: map[string]map[string]bool{}, mismatch: map[string]bool{}, metrics: map[string]map[string]*armSamples{}}
+		if m != nil {
+			e.meta = *m
+		}
+		if a.exps == nil {
+			a.exps = map[string]*expData{}
+		}
+		a.exps[name] = e
+	}
+	return e
+}
+
+func (e *expData) sample(metric, arm string) *armSamples {
+	if e.metrics[metric] == nil {
+		e.metrics[metric] = map[string]*armSamples{}
+	}
+	s := e.metrics[metric][arm]
+	if s == nil {
+		s = &armSamples{}
+		e.metrics[metric][arm] = s
+	}
+	return s
+}
+
+// unit notes that client prefix belongs to arm; ok is false (and the
+// report counted as a mismatch) when the arm is not the assigned one.
+func (e *expData) unit(report, arm, assigned, prefix string) (ok bool) {
+	if assigned != "" && assigned != arm {
+		e.mismatch[report] = true
+		return false
+	}
+	if e.units[arm] == nil {
+		e.units[arm] = map[string]bool{}
+	}
+	e.units[arm][prefix] = true
+	return true
+}
+
+// AddRow adds a pulse row; rows without an arm are ignored.
+func (a *Arms) AddRow(r *Row) {
+	if r.Arm == "" {
+		return
+	}
+	e := a.exp(r.Exp)
+	if !e.unit(r.ReportID, r.Arm, r.AssignedArm, r.Prefix) || r.SteeredSite == "" || r.Site != r.SteeredSite {
+		return
+	}
+	client := r.Prefix
+	if r.ClientAddr.IsValid() {
+		client = r.ClientAddr.String()
+	}
+	for _, m := range Metrics {
+		e.sample(m.String(), r.Arm).add(r.ReportID, client, r.Values[m])
+	}
+}
+
+// AddSession adds a playback record; those without an arm are ignored.
+func (a *Arms) AddSession(s *Session) {
+	if s.Arm == "" {
+		return
+	}
+	e := a.exp(s.Exp)
+	if !e.unit(s.ReportID, s.Arm, s.AssignedArm, s.Prefix) {
+		return
+	}
+	s.addQoE(func(metric string) *armSamples { return e.sample(metric, s.Arm) })
+}
+
+// Results compares the arms of every experiment added so far (see
+// Experiments).
+func (a *Arms) Results(level float64, reps int, rng *rand.Rand) []ExperimentResult {
+	exps := a.exps
 	var out []ExperimentResult
 	for _, name := range slices.Sorted(mapKeys(exps)) {
 		e := exps[name]

@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -270,4 +271,83 @@ func TestIssuedSinceLeavesOutRecipesBeforeAMove(t *testing.T) {
 	if got := median(rows); got != 20e6 {
 		t.Errorf("measured arm median over post-move recipes = %v, want 20 Mbit/s: only what it was steered to after the move", got)
 	}
+}
+
+// TestScanStreamsWhatLoadReads: Scan passes the same rows Load returns,
+// in the same order, over several files (one of them a report naming only
+// its steered appliance, whose site Load works out within its file), and
+// Arms fed by Scan gives what Experiments gives on Load's rows: the
+// console streams the arms that way instead of holding an hour of rows.
+func TestScanStreamsWhatLoadReads(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	at := time.Date(2026, 11, 26, 10, 5, 0, 0, time.UTC)
+	data := t.TempDir()
+	for file := range 3 {
+		var pulses []measure.PulseRow
+		for c := range 20 {
+			arm, steered := "bgp", "s1"
+			if c%2 == 1 {
+				arm, steered = "measured", "s0"
+			}
+			addr := netip.AddrFrom4([4]byte{10, byte(file), byte(c), 9})
+			ctx := expContext(arm, arm, steered)
+			if c == 3 { // the site only through the steered appliance
+				ctx = strings.Replace(ctx, `"steered_site":"s0"`, `"steered_appliance":"s0-1"`, 1)
+			}
+			id := fmt.Sprintf("r-%d-%d", file, c)
+			for _, site := range []string{"s0", "s1"} {
+				v := 1e6 * (1 + rng.Float64())
+				pulses = append(pulses, measure.PulseRow{ReportID: id, ReceivedTime: at.Add(time.Duration(file) * time.Minute).UnixMicro(),
+					ClientAddr: addr.String(), ClientPrefix: measure.DefaultPrefix(addr), PrefixGroup: "10.0.0.0/8", Context: ctx,
+					Site: site, Appliance: site + "-1", Type: "throughput", Status: "ok", Start: at.UnixMicro(), Throughput: &v})
+			}
+		}
+		writePulses(t, data, at, fmt.Sprintf("part-a-%012d.parquet", file), pulses)
+	}
+	rows, lst, err := Load(data, Filter{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scanned []Row
+	var arms Arms
+	sst, err := Scan(data, Filter{}, func(r *Row) {
+		scanned = append(scanned, *r)
+		arms.AddRow(r)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 120 || lst != sst {
+		t.Fatalf("Load: %d rows, %+v; Scan: %+v; want 120 rows and the same stats", len(rows), lst, sst)
+	}
+	for i := range rows {
+		if rowString(rows[i]) != rowString(scanned[i]) {
+			t.Fatalf("row %d: Load %+v, Scan %+v", i, rows[i], scanned[i])
+		}
+	}
+	if n := slices.IndexFunc(rows, func(r Row) bool { return r.ReportID == "r-0-3" && r.SteeredSite != "s0" }); n >= 0 {
+		t.Errorf("row %d of the report naming only its steered appliance: steered site %q, want s0", n, rows[n].SteeredSite)
+	}
+	want := Experiments(rows, nil, 0.95, 100, rand.New(rand.NewPCG(1, 2)))
+	got := arms.Results(0.95, 100, rand.New(rand.NewPCG(1, 2)))
+	if len(want) != 1 || len(want[0].Results) == 0 {
+		t.Fatalf("Experiments = %+v, want one experiment with results", want)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Arms fed by Scan:\n%+v\nExperiments on Load's rows:\n%+v", got, want)
+	}
+	if _, err := Scan(data, Filter{Since: at.Add(time.Hour)}, func(*Row) {}); !errors.Is(err, ErrEmptyRange) {
+		t.Errorf("Scan of an empty range = %v, want ErrEmptyRange", err)
+	}
+}
+
+// rowString prints r with its experiment by value (each load has its own
+// *ExperimentMeta) and NaNs as NaN, which reflect.DeepEqual calls unequal.
+func rowString(r Row) string {
+	var exp ExperimentMeta
+	if r.Exp != nil {
+		exp = *r.Exp
+	}
+	r.Exp = nil
+	return fmt.Sprintf("%+v %+v", r, exp)
 }

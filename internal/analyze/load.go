@@ -146,10 +146,30 @@ func partitionHour(path string) (time.Time, bool) {
 // in batches; memory is that of the kept rows (about 150 bytes each, the
 // strings interned). progress, if not nil, is called after each file.
 func Load(dir string, f Filter, progress func(done, total int, rows int)) ([]Row, LoadStats, error) {
+	var rows []Row
+	st, err := scan(dir, f, func(r *Row) { rows = append(rows, *r) }, func(done, total int) {
+		if progress != nil {
+			progress(done, total, len(rows))
+		}
+	})
+	if err != nil {
+		return nil, st, err
+	}
+	return rows, st, nil
+}
+
+// Scan passes every pulse row under dir that passes f to fn, file by file,
+// keeping none: memory is one file's rows. The *Row is fn's only for the
+// call. Like Load, it fails with ErrEmptyRange when no row passes f.
+func Scan(dir string, f Filter, fn func(*Row)) (LoadStats, error) {
+	return scan(dir, f, fn, nil)
+}
+
+func scan(dir string, f Filter, fn func(*Row), progress func(done, total int)) (LoadStats, error) {
 	var st LoadStats
 	files, err := pulseFiles(dir)
 	if err != nil {
-		return nil, st, err
+		return st, err
 	}
 	l := newLoader(&f)
 	for i, path := range files {
@@ -158,18 +178,22 @@ func Load(dir string, f Filter, progress func(done, total int, rows int)) ([]Row
 			continue
 		}
 		if err := l.readFile(path); err != nil {
-			return nil, st, err
+			return st, err
 		}
+		for j := range l.rows {
+			fn(&l.rows[j])
+		}
+		st.RowsKept += len(l.rows)
 		st.Files++
 		if progress != nil {
-			progress(i+1, len(files), len(l.rows))
+			progress(i+1, len(files))
 		}
 	}
-	st.RowsRead, st.RowsKept = l.read, len(l.rows)
-	if len(l.rows) == 0 {
-		return nil, st, fmt.Errorf("%w: %d rows in %d files under %s, none %s", ErrEmptyRange, l.read, st.Files, dir, f.describe())
+	st.RowsRead = l.read
+	if st.RowsKept == 0 {
+		return st, fmt.Errorf("%w: %d rows in %d files under %s, none %s", ErrEmptyRange, l.read, st.Files, dir, f.describe())
 	}
-	return l.rows, st, nil
+	return st, nil
 }
 
 func newLoader(f *Filter) *loader {
@@ -204,7 +228,7 @@ func LoadQoE(dir string, f Filter) ([]Session, error) {
 					if err != nil {
 						return err
 					}
-					s := Session{ReportID: l.str(q.ReportID), Time: time.UnixMicro(q.ReceivedTime).UTC(), Prefix: l.str(q.ClientPrefix),
+					s := Session{ReportID: strings.Clone(q.ReportID), Time: time.UnixMicro(q.ReceivedTime).UTC(), Prefix: l.str(q.ClientPrefix),
 						PrefixGroup: l.str(q.PrefixGroup), Site: l.str(q.Site), Arm: c.arm, AssignedArm: c.assignedArm, Exp: c.exp,
 						StartupMs: q.StartupMs, BitrateKbps: q.AvgBitrateKbps, RebufferRatio: math.NaN()}
 					s.ClientAddr, _ = netip.ParseAddr(q.ClientAddr)
@@ -269,8 +293,12 @@ type loader struct {
 	intern map[string]string
 	ctx    map[string]ctxInfo
 	exps   map[string]*ExperimentMeta // by the context's experiment keys
-	rows   []Row
-	read   int
+	// ids interns report ids within a file (a report's pulses share
+	// one; a report is in one file), so that it does not grow with the
+	// whole range's reports as intern would.
+	ids  map[string]string
+	rows []Row // the kept rows of the file last read
+	read int
 }
 
 func (l *loader) str(s string) string {
@@ -279,6 +307,18 @@ func (l *loader) str(s string) string {
 	}
 	s = strings.Clone(s)
 	l.intern[s] = s
+	return s
+}
+
+func (l *loader) id(s string) string {
+	if v, ok := l.ids[s]; ok {
+		return v
+	}
+	s = strings.Clone(s)
+	if l.ids == nil {
+		l.ids = make(map[string]string)
+	}
+	l.ids[s] = s
 	return s
 }
 
@@ -364,8 +404,11 @@ func withParquetFile(path string, read func(*parquet.File) error) (err error) {
 	return read(pf)
 }
 
-// readFile appends the kept rows of one file.
+// readFile reads the kept rows of one file into l.rows.
 func (l *loader) readFile(path string) error {
+	clear(l.rows) // let the last file's strings go
+	l.rows = l.rows[:0]
+	clear(l.ids)
 	return withParquetFile(path, func(pf *parquet.File) error { return l.readRows(path, pf) })
 }
 
@@ -375,7 +418,6 @@ func (l *loader) readRows(path string, pf *parquet.File) error {
 	}
 	r := parquet.NewGenericReader[measure.PulseRow](pf)
 	defer r.Close()
-	start := len(l.rows)
 	steeredApp := make(map[string]string) // report id → steered appliance, when the site is not given
 	buf := make([]measure.PulseRow, 1024)
 	for {
@@ -388,7 +430,7 @@ func (l *loader) readRows(path string, pf *parquet.File) error {
 				return err
 			}
 			row := Row{
-				ReportID: l.str(p.ReportID), Time: time.UnixMicro(p.ReceivedTime).UTC(),
+				ReportID: l.id(p.ReportID), Time: time.UnixMicro(p.ReceivedTime).UTC(),
 				Prefix: l.str(p.ClientPrefix), PrefixGroup: l.str(p.PrefixGroup), ASN: p.ASN,
 				Site: l.str(p.Site), Appliance: l.str(p.Appliance), Type: l.str(p.Type), Status: l.str(p.Status),
 				Bytes: p.Bytes, SteeredSite: c.steeredSite, Arm: c.arm, AssignedArm: c.assignedArm, Exp: c.exp,
@@ -419,13 +461,13 @@ func (l *loader) readRows(path string, pf *parquet.File) error {
 	if len(steeredApp) > 0 {
 		// A report is written to one file, so its rows are all here.
 		site := make(map[string]string)
-		for i := start; i < len(l.rows); i++ {
+		for i := range l.rows {
 			r := &l.rows[i]
 			if a, ok := steeredApp[r.ReportID]; ok && a == r.Appliance && r.Site != "" {
 				site[r.ReportID] = r.Site
 			}
 		}
-		for i := start; i < len(l.rows); i++ {
+		for i := range l.rows {
 			if s, ok := site[l.rows[i].ReportID]; ok && l.rows[i].SteeredSite == "" {
 				l.rows[i].SteeredSite = s
 			}

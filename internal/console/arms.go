@@ -13,7 +13,10 @@ import (
 // are per prefix group, not per arm), so the console reads them the way
 // `ocdn analyze` does: from the ingester's Parquet files, which lag the
 // reports by at most one WAL segment's age (a minute by default). The
-// last hour is read every ArmsEvery.
+// last hour is read every ArmsEvery, streamed file by file into
+// analyze.Arms, which keeps a few numbers per pulse of an arm at its
+// steered site (a value and a client index per metric) — not the rows,
+// which took the control plane's memory up with every hour's reports.
 
 // armsView is the last computation of the arms.
 type armsView struct {
@@ -54,7 +57,8 @@ func (c *Console) armsLoop(ctx context.Context) {
 func (c *Console) computeArms() armsView {
 	now := c.cfg.Now()
 	v := armsView{At: now}
-	rows, _, err := analyze.Load(c.cfg.MeasureDir, analyze.Filter{Since: now.Add(-armsWindow)}, nil)
+	var arms analyze.Arms
+	st, err := analyze.Scan(c.cfg.MeasureDir, analyze.Filter{Since: now.Add(-armsWindow)}, arms.AddRow)
 	switch {
 	case errors.Is(err, analyze.ErrNoData) || errors.Is(err, analyze.ErrEmptyRange):
 		v.Note = "no measurements in Parquet yet (reports reach Parquet when their write-ahead log segment closes, within a minute)"
@@ -64,14 +68,17 @@ func (c *Console) computeArms() armsView {
 		v.Note = "could not read the measurements: " + err.Error()
 		return v
 	}
-	v.Rows = len(rows)
-	// A fixed seed: the same data gives the same intervals on every
-	// refresh, so the page does not flicker.
+	v.Rows = st.RowsKept
 	sessions, err := analyze.LoadQoE(c.cfg.MeasureDir, analyze.Filter{Since: now.Add(-armsWindow)})
 	if err != nil && !errors.Is(err, analyze.ErrNoData) && !errors.Is(err, analyze.ErrEmptyRange) {
 		c.log.Warn("reading playback records for the experiment arms", "dir", c.cfg.MeasureDir, "err", err)
 	}
-	for _, e := range analyze.Experiments(rows, sessions, 0.95, 200, rand.New(rand.NewPCG(1, 2))) {
+	for i := range sessions {
+		arms.AddSession(&sessions[i])
+	}
+	// A fixed seed: the same data gives the same intervals on every
+	// refresh, so the page does not flicker.
+	for _, e := range arms.Results(0.95, 200, rand.New(rand.NewPCG(1, 2))) {
 		v.Results = append(v.Results, e.Results...)
 	}
 	if len(v.Results) == 0 {
