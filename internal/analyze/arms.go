@@ -133,6 +133,29 @@ func (a *armSamples) add(report, client string, v float64) {
 	a.cl = append(a.cl, ci)
 }
 
+// merge appends b's values, with their clients, and notes b's reports.
+func (a *armSamples) merge(b *armSamples) {
+	names := make([]string, len(b.clients))
+	for name, i := range b.clients {
+		names[i] = name
+	}
+	if a.clients == nil {
+		a.clients, a.reports = map[string]int{}, map[string]bool{}
+	}
+	for j, v := range b.vals {
+		ci, ok := a.clients[names[b.cl[j]]]
+		if !ok {
+			ci = len(a.clients)
+			a.clients[names[b.cl[j]]] = ci
+		}
+		a.vals = append(a.vals, v)
+		a.cl = append(a.cl, ci)
+	}
+	for id := range b.reports {
+		a.reports[id] = true
+	}
+}
+
 func (a *armSamples) sort() {
 	idx := make([]int, len(a.vals))
 	for i := range idx {
@@ -253,6 +276,36 @@ func (a *Arms) AddSession(s *Session) {
 		return
 	}
 	s.addQoE(func(metric string) *armSamples { return e.sample(metric, s.Arm) })
+}
+
+// Merge adds what b gathered to a, as if b's rows and sessions had been
+// added to a after a's own; b is left as it was. An experiment's
+// definition is the first one seen, as with AddRow.
+func (a *Arms) Merge(b *Arms) {
+	for _, name := range slices.Sorted(mapKeys(b.exps)) {
+		eb := b.exps[name]
+		ea := a.exps[name]
+		if ea == nil {
+			meta := eb.meta
+			ea = a.exp(&meta)
+		}
+		for arm, prefixes := range eb.units {
+			if ea.units[arm] == nil {
+				ea.units[arm] = map[string]bool{}
+			}
+			for p := range prefixes {
+				ea.units[arm][p] = true
+			}
+		}
+		for id := range eb.mismatch {
+			ea.mismatch[id] = true
+		}
+		for metric, arms := range eb.metrics {
+			for arm, sb := range arms {
+				ea.sample(metric, arm).merge(sb)
+			}
+		}
+	}
 }
 
 // Results compares the arms of every experiment added so far (see

@@ -165,6 +165,34 @@ func Scan(dir string, f Filter, fn func(*Row)) (LoadStats, error) {
 	return scan(dir, f, fn, nil)
 }
 
+// PulseFiles lists the pulses files under dir, in the order Load reads
+// them, leaving out those whose hour partition cannot hold a row f keeps.
+func PulseFiles(dir string, f Filter) ([]string, error) {
+	files, err := pulseFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(files, func(path string) bool {
+		h, ok := partitionHour(path)
+		return ok && !f.keepHour(h)
+	}), nil
+}
+
+// ScanFile passes each row of the pulses file at path that passes f to fn,
+// as Scan does, and returns how many it passed. Parquet files are written
+// once and renamed into place, so a caller may keep what it gathered from
+// a file for as long as the file is listed.
+func ScanFile(path string, f Filter, fn func(*Row)) (int, error) {
+	l := newLoader(&f)
+	if err := l.readFile(path); err != nil {
+		return 0, err
+	}
+	for i := range l.rows {
+		fn(&l.rows[i])
+	}
+	return len(l.rows), nil
+}
+
 func scan(dir string, f Filter, fn func(*Row), progress func(done, total int)) (LoadStats, error) {
 	var st LoadStats
 	files, err := pulseFiles(dir)

@@ -12,11 +12,20 @@ import (
 // The experiment arms need every pulse of each arm (the live sketches
 // are per prefix group, not per arm), so the console reads them the way
 // `ocdn analyze` does: from the ingester's Parquet files, which lag the
-// reports by at most one WAL segment's age (a minute by default). The
-// last hour is read every ArmsEvery, streamed file by file into
-// analyze.Arms, which keeps a few numbers per pulse of an arm at its
-// steered site (a value and a client index per metric) — not the rows,
-// which took the control plane's memory up with every hour's reports.
+// reports by at most one WAL segment's age (a minute by default). Every
+// ArmsEvery it merges what it gathered from each file of the last hour,
+// reading only the files that appeared since: a file is written once,
+// and what is kept of it (analyze.Arms: a value and a client index per
+// metric of a pulse at its steered site) is a fraction of its rows.
+// Loading the hour's rows whole every 30 s, as before, took a control
+// plane's memory up with every report of the hour.
+
+// armsFile is what the console gathered from one pulses file.
+type armsFile struct {
+	arms   analyze.Arms
+	rows   int
+	newest time.Time // of its rows' received times
+}
 
 // armsView is the last computation of the arms.
 type armsView struct {
@@ -54,22 +63,52 @@ func (c *Console) armsLoop(ctx context.Context) {
 	}
 }
 
+// computeArms merges the arms of the files that hold the last
+// armsWindow's reports, whole files (each a WAL segment's reports, a
+// minute by default), reading those not yet read. Only armsLoop calls it:
+// it owns c.armsFiles.
 func (c *Console) computeArms() armsView {
 	now := c.cfg.Now()
 	v := armsView{At: now}
-	var arms analyze.Arms
-	st, err := analyze.Scan(c.cfg.MeasureDir, analyze.Filter{Since: now.Add(-armsWindow)}, arms.AddRow)
-	switch {
-	case errors.Is(err, analyze.ErrNoData) || errors.Is(err, analyze.ErrEmptyRange):
-		v.Note = "no measurements in Parquet yet (reports reach Parquet when their write-ahead log segment closes, within a minute)"
-		return v
-	case err != nil:
-		c.log.Warn("reading measurements for the experiment arms", "dir", c.cfg.MeasureDir, "err", err)
+	since := now.Add(-armsWindow)
+	files, err := analyze.PulseFiles(c.cfg.MeasureDir, analyze.Filter{Since: since})
+	if err != nil && !errors.Is(err, analyze.ErrNoData) {
+		c.log.Warn("listing measurements for the experiment arms", "dir", c.cfg.MeasureDir, "err", err)
 		v.Note = "could not read the measurements: " + err.Error()
 		return v
 	}
-	v.Rows = st.RowsKept
-	sessions, err := analyze.LoadQoE(c.cfg.MeasureDir, analyze.Filter{Since: now.Add(-armsWindow)})
+	kept := make(map[string]*armsFile, len(files))
+	var arms analyze.Arms
+	for _, path := range files {
+		f := c.armsFiles[path]
+		if f == nil {
+			f = &armsFile{}
+			n, err := analyze.ScanFile(path, analyze.Filter{}, func(r *analyze.Row) {
+				f.arms.AddRow(r)
+				if r.Time.After(f.newest) {
+					f.newest = r.Time
+				}
+			})
+			if err != nil {
+				c.log.Warn("reading measurements for the experiment arms", "file", path, "err", err)
+				v.Note = "could not read the measurements: " + err.Error()
+				return v
+			}
+			f.rows = n
+		}
+		if f.newest.Before(since) {
+			continue
+		}
+		kept[path] = f
+		arms.Merge(&f.arms)
+		v.Rows += f.rows
+	}
+	c.armsFiles = kept
+	if v.Rows == 0 {
+		v.Note = "no measurements in Parquet yet (reports reach Parquet when their write-ahead log segment closes, within a minute)"
+		return v
+	}
+	sessions, err := analyze.LoadQoE(c.cfg.MeasureDir, analyze.Filter{Since: since})
 	if err != nil && !errors.Is(err, analyze.ErrNoData) && !errors.Is(err, analyze.ErrEmptyRange) {
 		c.log.Warn("reading playback records for the experiment arms", "dir", c.cfg.MeasureDir, "err", err)
 	}

@@ -119,6 +119,9 @@ type Console struct {
 
 	armsMu sync.Mutex
 	arms   armsView
+	// armsFiles is what armsLoop gathered from each Parquet file (by
+	// path) of the last computation; only armsLoop touches it.
+	armsFiles map[string]*armsFile
 }
 
 // New checks the config and parses the templates.
