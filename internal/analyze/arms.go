@@ -195,7 +195,7 @@ func Experiments(rows []Row, sessions []Session, level float64, reps int, rng *r
 }
 
 // Arms gathers what Experiments needs of rows and sessions one at a time,
-// so that a caller streaming them (Scan) keeps only the arms' values — a
+// so that a caller streaming them (ScanFile) keeps only the arms' values — a
 // value and a client index per metric of a row at its steered site, and
 // the report and client ids — not the rows. The zero Arms is empty and
 // ready.

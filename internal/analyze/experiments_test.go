@@ -2,7 +2,6 @@ package analyze
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -273,12 +272,13 @@ func TestIssuedSinceLeavesOutRecipesBeforeAMove(t *testing.T) {
 	}
 }
 
-// TestScanStreamsWhatLoadReads: Scan passes the same rows Load returns,
-// in the same order, over several files (one of them a report naming only
-// its steered appliance, whose site Load works out within its file), and
-// Arms fed by Scan gives what Experiments gives on Load's rows: the
-// console streams the arms that way instead of holding an hour of rows.
-func TestScanStreamsWhatLoadReads(t *testing.T) {
+// TestScanFileStreamsWhatLoadReads: ScanFile over PulseFiles passes the
+// same rows Load returns, in the same order, over several files (one of
+// them a report naming only its steered appliance, whose site Load works
+// out within its file), and Arms fed that way, one Arms per file merged,
+// gives what Experiments gives on Load's rows: the console keeps the arms
+// that way instead of holding an hour of rows.
+func TestScanFileStreamsWhatLoadReads(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	at := time.Date(2026, 11, 26, 10, 5, 0, 0, time.UTC)
 	data := t.TempDir()
@@ -308,21 +308,29 @@ func TestScanStreamsWhatLoadReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var scanned []Row
-	var arms Arms
-	sst, err := Scan(data, Filter{}, func(r *Row) {
-		scanned = append(scanned, *r)
-		arms.AddRow(r)
-	})
+	files, err := PulseFiles(data, Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 120 || lst != sst {
-		t.Fatalf("Load: %d rows, %+v; Scan: %+v; want 120 rows and the same stats", len(rows), lst, sst)
+	var scanned []Row
+	var arms Arms
+	for _, path := range files {
+		var one Arms
+		n, err := ScanFile(path, Filter{}, func(r *Row) {
+			scanned = append(scanned, *r)
+			one.AddRow(r)
+		})
+		if err != nil || n != 40 {
+			t.Fatalf("ScanFile(%s) = %d, %v; want its 40 rows", path, n, err)
+		}
+		arms.Merge(&one)
+	}
+	if len(rows) != 120 || lst.RowsKept != 120 || len(scanned) != 120 {
+		t.Fatalf("Load: %d rows, %+v; ScanFile: %d rows; want 120", len(rows), lst, len(scanned))
 	}
 	for i := range rows {
 		if rowString(rows[i]) != rowString(scanned[i]) {
-			t.Fatalf("row %d: Load %+v, Scan %+v", i, rows[i], scanned[i])
+			t.Fatalf("row %d: Load %+v, ScanFile %+v", i, rows[i], scanned[i])
 		}
 	}
 	if n := slices.IndexFunc(rows, func(r Row) bool { return r.ReportID == "r-0-3" && r.SteeredSite != "s0" }); n >= 0 {
@@ -334,10 +342,10 @@ func TestScanStreamsWhatLoadReads(t *testing.T) {
 		t.Fatalf("Experiments = %+v, want one experiment with results", want)
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("Arms fed by Scan:\n%+v\nExperiments on Load's rows:\n%+v", got, want)
+		t.Errorf("Arms merged from each file:\n%+v\nExperiments on Load's rows:\n%+v", got, want)
 	}
-	if _, err := Scan(data, Filter{Since: at.Add(time.Hour)}, func(*Row) {}); !errors.Is(err, ErrEmptyRange) {
-		t.Errorf("Scan of an empty range = %v, want ErrEmptyRange", err)
+	if later, err := PulseFiles(data, Filter{Since: at.Add(time.Hour)}); err != nil || len(later) != 0 {
+		t.Errorf("PulseFiles since an hour after the files' hour = %v, %v; want none", later, err)
 	}
 }
 

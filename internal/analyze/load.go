@@ -158,13 +158,6 @@ func Load(dir string, f Filter, progress func(done, total int, rows int)) ([]Row
 	return rows, st, nil
 }
 
-// Scan passes every pulse row under dir that passes f to fn, file by file,
-// keeping none: memory is one file's rows. The *Row is fn's only for the
-// call. Like Load, it fails with ErrEmptyRange when no row passes f.
-func Scan(dir string, f Filter, fn func(*Row)) (LoadStats, error) {
-	return scan(dir, f, fn, nil)
-}
-
 // PulseFiles lists the pulses files under dir, in the order Load reads
 // them, leaving out those whose hour partition cannot hold a row f keeps.
 func PulseFiles(dir string, f Filter) ([]string, error) {
@@ -179,7 +172,8 @@ func PulseFiles(dir string, f Filter) ([]string, error) {
 }
 
 // ScanFile passes each row of the pulses file at path that passes f to fn,
-// as Scan does, and returns how many it passed. Parquet files are written
+// keeping none (the *Row is fn's only for the call), and returns how many
+// it passed: memory is that file's rows. Parquet files are written
 // once and renamed into place, so a caller may keep what it gathered from
 // a file for as long as the file is listed.
 func ScanFile(path string, f Filter, fn func(*Row)) (int, error) {
@@ -193,6 +187,7 @@ func ScanFile(path string, f Filter, fn func(*Row)) (int, error) {
 	return len(l.rows), nil
 }
 
+// scan passes Load's rows to fn, a file at a time.
 func scan(dir string, f Filter, fn func(*Row), progress func(done, total int)) (LoadStats, error) {
 	var st LoadStats
 	files, err := pulseFiles(dir)
