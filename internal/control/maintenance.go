@@ -28,12 +28,29 @@ type TurnUp struct {
 	SkipDownload bool
 }
 
-// turnUpState records which appliances passed turn-up.
+// turnUpState records which appliances passed turn-up. With a store, a
+// pass is shared (cpstore's turned_up_ns): an appliance passes once for
+// the whole control plane, and a replica that restarts, or starts beside
+// the others, does not hold clients back from appliances that serve.
 type turnUpState struct {
 	mu       sync.Mutex
 	passed   map[string]bool
 	reason   map[string]string
 	checking map[string]bool
+}
+
+// pass records that id passed; it reports whether that is news.
+func (t *turnUpState) pass(id string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.passed[id] {
+		return false
+	}
+	if t.passed == nil {
+		t.checking, t.passed, t.reason = map[string]bool{}, map[string]bool{}, map[string]string{}
+	}
+	t.passed[id], t.reason[id] = true, ""
+	return true
 }
 
 // onHealthChange publishes a new snapshot after id's health changed.
@@ -88,14 +105,13 @@ func (s *Server) turnUpTick(ctx context.Context) {
 			err := s.checkTurnUp(ctx, a.ID)
 			t.mu.Lock()
 			delete(t.checking, a.ID)
-			if err == nil {
-				t.passed[a.ID], t.reason[a.ID] = true, ""
-			} else {
+			if err != nil {
 				t.reason[a.ID] = err.Error()
 			}
 			t.mu.Unlock()
-			if err == nil {
+			if err == nil && t.pass(a.ID) {
 				s.log.Info("appliance passed turn-up", "appliance", a.ID)
+				s.persistTurnUp(a.ID, now)
 				s.rebuild()
 			}
 		}()

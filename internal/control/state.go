@@ -126,6 +126,11 @@ func (s *Server) persistDrain(id string, w *health.Window) {
 	})
 }
 
+// persistTurnUp records that id passed turn-up at.
+func (s *Server) persistTurnUp(id string, at time.Time) {
+	s.queueChange(id, func(c *cpstore.Change) { c.TurnedUp = at })
+}
+
 // persistRoutes saves id's whole route set after a report.
 func (s *Server) persistRoutes(id string) {
 	if s.cfg.Store == nil {
@@ -295,6 +300,9 @@ func (s *Server) applyRow(row cpstore.Appliance) (changed bool) {
 			}
 		}
 		s.routeMu.Unlock()
+	}
+	if !row.TurnedUp.IsZero() && s.turnUp.pass(id) {
+		changed = true
 	}
 	return changed
 }

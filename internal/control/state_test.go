@@ -20,8 +20,9 @@ import (
 	"github.com/ocdn/ocdn/internal/urlsign"
 )
 
-// replica starts a control plane on dsn with a real clock.
-func replica(t *testing.T, dsn string, cat *content.Catalog, keys *urlsign.KeySet) (*Server, context.CancelFunc) {
+// replica starts a control plane on dsn with a real clock; opts change
+// its config.
+func replica(t *testing.T, dsn string, cat *content.Catalog, keys *urlsign.KeySet, opts ...func(*Config)) (*Server, context.CancelFunc) {
 	t.Helper()
 	st, err := cpstore.Open(context.Background(), dsn)
 	if err != nil {
@@ -38,8 +39,12 @@ func replica(t *testing.T, dsn string, cat *content.Catalog, keys *urlsign.KeySe
 			{ID: "x1", Site: "ix", Address: addr("127.1.0.2:80"), Capacity: 1 << 30},
 		},
 	}
-	s, err := New(Config{Inventory: inv, Catalog: cat, OriginURL: "http://origin", Keys: keys, AdminToken: "sekret",
-		HeartbeatInterval: 2 * time.Second, Store: st, SyncInterval: 50 * time.Millisecond})
+	cfg := Config{Inventory: inv, Catalog: cat, OriginURL: "http://origin", Keys: keys, AdminToken: "sekret",
+		HeartbeatInterval: 2 * time.Second, Store: st, SyncInterval: 50 * time.Millisecond}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,5 +174,59 @@ func TestSQLiteStateSurvivesRestart(t *testing.T) {
 	waitSame(t, "restart", func() string { return want }, func() string { return answers(t, b, files) })
 	if st := statusOf(b, "x1"); st.State != "drained" {
 		t.Errorf("x1 after restart = %+v, want drained", st)
+	}
+}
+
+// TestTurnUpSurvivesRestart: an appliance that passed turn-up on one
+// control plane is steered to by the next one on the same store at once,
+// though its manifest has since moved on and it no longer holds all of
+// it (a restarted replica used to check it again and hold its clients
+// back until it held the whole manifest: minutes in a soak, while the
+// other replica steered to it); an appliance that never passed is still
+// held back.
+func TestTurnUpSurvivesRestart(t *testing.T) {
+	dsn := filepath.Join(t.TempDir(), "control.db")
+	cat, err := content.Synth(content.SynthSpec{Titles: 4, LadderKbps: []int{100}, Duration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := urlsign.Generate()
+	turnUp := func(c *Config) { c.TurnUp = &TurnUp{FillShare: 1, SkipDownload: true} }
+	beat := func(s *Server, id string, gen int, files []string) {
+		t.Helper()
+		held, _ := json.Marshal(files)
+		if w := do(t, s.Handler(), "POST", "/v1/heartbeat", fmt.Sprintf(`{"appliance":%q,"content_gen":%d,"held":%s}`, id, gen, held), "127.1.0.1:1", ""); w.Code != 200 {
+			t.Fatalf("heartbeat: %d %s", w.Code, w.Body)
+		}
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 10s", what)
+			}
+		}
+	}
+	a, stopA := replica(t, dsn, cat, keys, turnUp)
+	var all []string
+	for _, f := range a.Manifest("e1") {
+		all = append(all, f.Path)
+	}
+	if len(all) < 2 {
+		t.Fatalf("e1's manifest has %d files; the test needs two or more", len(all))
+	}
+	beat(a, "e1", 1, all)
+	waitFor("e1 passing turn-up on the first control plane", func() bool { return statusOf(a, "e1").Serving })
+	stopA() // flushes
+
+	b, _ := replica(t, dsn, cat, keys, turnUp)
+	beat(b, "e1", 2, all[:1])
+	beat(b, "e2", 1, all[:1])
+	time.Sleep(1500 * time.Millisecond) // a turn-up round (every half heartbeat interval) and syncs
+	if st := statusOf(b, "e1"); !st.Serving {
+		t.Errorf("e1 on the restarted control plane = %+v, want serving: it passed turn-up before", st)
+	}
+	if st := statusOf(b, "e2"); st.Serving || !strings.Contains(st.Reason, "turn-up") {
+		t.Errorf("e2, which never passed = %+v, want held back by turn-up", st)
 	}
 }

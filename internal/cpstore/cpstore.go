@@ -46,6 +46,10 @@ type Appliance struct {
 	Routes     json.RawMessage
 	RouteEpoch string
 	RouteSeq   uint64
+	// TurnedUp is when the appliance first passed its turn-up checks
+	// (zero: not yet): every replica, and a restarted one, steers to it
+	// without checking again.
+	TurnedUp time.Time
 }
 
 // Store is a control-plane database.
@@ -132,7 +136,8 @@ func (s *Store) migrate(ctx context.Context) error {
 		`CREATE INDEX IF NOT EXISTS report_claims_age ON report_claims (claimed_ns)`,
 	}
 	if s.postgres {
-		stmts = append(stmts, `CREATE SEQUENCE IF NOT EXISTS ocdn_version`)
+		stmts = append(stmts, `CREATE SEQUENCE IF NOT EXISTS ocdn_version`,
+			`ALTER TABLE appliances ADD COLUMN IF NOT EXISTS turned_up_ns BIGINT NOT NULL DEFAULT 0`)
 	} else {
 		stmts = append(stmts, `CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BIGINT NOT NULL)`,
 			`INSERT INTO meta (k, v) VALUES ('version', 0) ON CONFLICT (k) DO NOTHING`)
@@ -154,6 +159,19 @@ func (s *Store) migrate(ctx context.Context) error {
 	for _, st := range stmts {
 		if _, err := tx.ExecContext(ctx, st); err != nil {
 			return err
+		}
+	}
+	if !s.postgres {
+		// Columns added since the table was first made (SQLite has no
+		// ADD COLUMN IF NOT EXISTS).
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('appliances') WHERE name = 'turned_up_ns'`).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			if _, err := tx.ExecContext(ctx, `ALTER TABLE appliances ADD COLUMN turned_up_ns BIGINT NOT NULL DEFAULT 0`); err != nil {
+				return err
+			}
 		}
 	}
 	return tx.Commit()
@@ -181,6 +199,9 @@ type Change struct {
 	Drain    *Drain
 	// Routes, when set, replaces the route set.
 	Routes *Routes
+	// TurnedUp, when not zero, records that the appliance passed turn-up
+	// then (the first time recorded is kept).
+	TurnedUp time.Time
 }
 
 // Beat is the heartbeat part of a change.
@@ -244,6 +265,12 @@ func (s *Store) Apply(ctx context.Context, changes []Change) error {
 				return err
 			}
 		}
+		if !c.TurnedUp.IsZero() {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE appliances SET turned_up_ns = ? WHERE id = ? AND turned_up_ns = 0`),
+				c.TurnedUp.UnixNano(), c.ID); err != nil {
+				return err
+			}
+		}
 	}
 	return tx.Commit()
 }
@@ -251,7 +278,7 @@ func (s *Store) Apply(ctx context.Context, changes []Change) error {
 // Changes returns the appliances whose rows changed after version since,
 // and the highest version seen.
 func (s *Store) Changes(ctx context.Context, since int64) ([]Appliance, int64, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, version, last_beat_ns, heartbeat, content_gen, held, drain, routes, route_epoch, route_seq
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, version, last_beat_ns, heartbeat, content_gen, held, drain, routes, route_epoch, route_seq, turned_up_ns
 		FROM appliances WHERE version > ? ORDER BY version`), since)
 	if err != nil {
 		return nil, since, err
@@ -261,13 +288,16 @@ func (s *Store) Changes(ctx context.Context, since int64) ([]Appliance, int64, e
 	top := since
 	for rows.Next() {
 		var a Appliance
-		var beat, gen, seq int64
+		var beat, gen, seq, turnedUp int64
 		var hb, held, drain, routes string
-		if err := rows.Scan(&a.ID, &a.Version, &beat, &hb, &gen, &held, &drain, &routes, &a.RouteEpoch, &seq); err != nil {
+		if err := rows.Scan(&a.ID, &a.Version, &beat, &hb, &gen, &held, &drain, &routes, &a.RouteEpoch, &seq, &turnedUp); err != nil {
 			return nil, since, err
 		}
 		if beat != 0 {
 			a.LastBeat = time.Unix(0, beat)
+		}
+		if turnedUp != 0 {
+			a.TurnedUp = time.Unix(0, turnedUp)
 		}
 		a.ContentGen, a.RouteSeq = uint64(gen), uint64(seq)
 		if hb != "" {

@@ -70,6 +70,44 @@ func exercise(t *testing.T, dsn string) {
 	if log, err := b.AdminLog(ctx); err != nil || len(log) != 1 || log[0].Action != "drain" {
 		t.Errorf("AdminLog = %+v, %v", log, err)
 	}
+	// A turn-up pass is recorded once: the first time stays.
+	if err := a.Apply(ctx, []Change{{ID: "a1", TurnedUp: at}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Apply(ctx, []Change{{ID: "a1", TurnedUp: at.Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	more, _, err = b.Changes(ctx, top)
+	if err != nil || len(more) != 2 || more[1].ID != "a1" || !more[1].TurnedUp.Equal(at) || !more[0].TurnedUp.IsZero() {
+		t.Errorf("after a1 passed turn-up twice: Changes = %+v, %v; want a2 not turned up, then a1 turned up at %v", more, err, at)
+	}
+}
+
+// TestSQLiteAddsColumns: a database made before a column existed gets it
+// when opened (SQLite cannot say ADD COLUMN IF NOT EXISTS).
+func TestSQLiteAddsColumns(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cp.db")
+	old, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.db.ExecContext(ctx, `ALTER TABLE appliances DROP COLUMN turned_up_ns`); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("opening a database without turned_up_ns: %v", err)
+	}
+	defer s.Close()
+	at := time.Unix(1_800_000_000, 0)
+	if err := s.Apply(ctx, []Change{{ID: "a1", TurnedUp: at}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := s.Changes(ctx, 0); err != nil || len(got) != 1 || !got[0].TurnedUp.Equal(at) {
+		t.Errorf("Changes = %+v, %v; want a1 turned up at %v", got, err, at)
+	}
 }
 
 func TestSQLite(t *testing.T) { exercise(t, filepath.Join(t.TempDir(), "cp.db")) }
