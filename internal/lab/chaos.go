@@ -261,6 +261,12 @@ func (c *Chaos) ApplianceStates(ctx context.Context) ([]api.ApplianceStatus, err
 	return c.l.view.appliances(ctx)
 }
 
+// ReplicaApplianceStates is what control-plane replica i alone says of
+// each appliance.
+func (c *Chaos) ReplicaApplianceStates(ctx context.Context, i int) ([]api.ApplianceStatus, error) {
+	return c.l.view.appliancesAt(ctx, i)
+}
+
 // ApplianceRuntime is what appliance id says of itself on its ops port.
 func (c *Chaos) ApplianceRuntime(ctx context.Context, id string) (api.ApplianceRuntime, error) {
 	la := c.appliance(id)

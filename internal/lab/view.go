@@ -38,6 +38,13 @@ func (v *controlView) appliances(ctx context.Context) ([]api.ApplianceStatus, er
 	return out, err
 }
 
+// appliancesAt is what replica i (0 the first) says of each appliance.
+func (v *controlView) appliancesAt(ctx context.Context, i int) ([]api.ApplianceStatus, error) {
+	var out []api.ApplianceStatus
+	err := getJSON(ctx, v.hc, v.urls[i]+"/v1/appliances", v.admin, &out)
+	return out, err
+}
+
 func (v *controlView) fillSummary(ctx context.Context) (api.FillSummary, error) {
 	var out api.FillSummary
 	err := v.get(ctx, "/v1/admin/fill", v.admin, &out)

@@ -44,9 +44,10 @@ func (s *soak) chaos(ctx context.Context, c *lab.Chaos) {
 	s.sessions.down = s.downDuring
 
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); s.bytes.run(ctx, c, s.cfg.Seed) }()
 	go func() { defer wg.Done(); s.procs.run(ctx, c, s.cfg) }()
+	go func() { defer wg.Done(); s.agree.run(ctx, c, s.cfg.AgreeBound) }()
 
 	rng := rand.New(rand.NewPCG(s.cfg.Seed, 0x5eed))
 	sch := &scheduler{s: s, c: c, rng: rng, busy: map[string]bool{}}

@@ -8,7 +8,8 @@
 // along: no byte served differs from the origin, no acknowledged report
 // is missing from the Parquet store, no session fails while another site
 // could serve it, the daemons' memory and file descriptors stay bounded,
-// and every slow or silent client is cut off.
+// every slow or silent client is cut off, and the control-plane replicas
+// agree on which appliances get clients.
 package soak
 
 import (
@@ -56,6 +57,10 @@ type Config struct {
 	// connection (default 30s: the servers' 10s deadlines, with room for
 	// a loaded machine).
 	CutOffBound time.Duration
+	// AgreeBound is how long control-plane replicas may disagree on
+	// whether an appliance gets clients (default 30s: a few heartbeat
+	// intervals and sync rounds, with room for a loaded machine).
+	AgreeBound time.Duration
 	// Status gets progress lines; nil for none.
 	Status io.Writer
 	Logger *slog.Logger
@@ -67,6 +72,7 @@ func (c *Config) defaults() {
 	defaults.Positive(&c.MaxRSS, 1<<30)
 	defaults.Positive(&c.MaxFDs, 1024)
 	defaults.Positive(&c.CutOffBound, 30*time.Second)
+	defaults.Positive(&c.AgreeBound, 30*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -241,6 +247,7 @@ type soak struct {
 	reports  map[string]int // spooled report id → pulses
 	procs    procCheck
 	cutoff   cutoffCheck
+	agree    agreeCheck
 }
 
 type interval struct{ from, to time.Time }
@@ -278,7 +285,7 @@ func (s *soak) result(rep *lab.Report) *Result {
 	res := &Result{Seed: s.cfg.Seed, Duration: s.cfg.Duration, Replicas: s.replicas, Appliances: s.appliances,
 		Injected: s.injected, Failed: s.failed, FailedWhy: s.failedWhy.list, Lab: rep}
 	res.Invariants = append(res.Invariants, s.bytes.invariant(), s.sessions.invariant(),
-		s.procs.invariant(s.cfg), s.cutoff.invariant(s.cfg))
+		s.procs.invariant(s.cfg), s.cutoff.invariant(s.cfg), s.agree.invariant(s.cfg))
 	return res
 }
 
