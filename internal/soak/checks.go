@@ -384,9 +384,8 @@ func readProc(pid int) (procSample, error) {
 // minutes or more, no daemon's memory or descriptors still climbing: the
 // last fifth's median at most 1.5× the second fifth's, plus slack. A
 // leak raises the floor; the peaks also carry the control plane's
-// compaction of a minute's reports into Parquet (its RSS swings from ~80
-// to ~160 MiB every minute in a plain lab run), so they are left to the
-// bound above.
+// compaction of a minute's reports into Parquet (its RSS swings with
+// it), so they are left to the bound above.
 func (p *procCheck) invariant(cfg Config) Invariant {
 	p.mu.Lock()
 	defer p.mu.Unlock()
