@@ -261,6 +261,13 @@ func (c *Chaos) ApplianceStates(ctx context.Context) ([]api.ApplianceStatus, err
 	return c.l.view.appliances(ctx)
 }
 
+// Manifest is the files the control plane has placed on appliance id,
+// asked for with the appliance's credential.
+func (c *Chaos) Manifest(ctx context.Context, id string) ([]content.File, error) {
+	m, err := c.l.view.manifest(ctx, id)
+	return m.Files, err
+}
+
 // ReplicaApplianceStates is what control-plane replica i alone says of
 // each appliance.
 func (c *Chaos) ReplicaApplianceStates(ctx context.Context, i int) ([]api.ApplianceStatus, error) {

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ocdn/ocdn/internal/api"
 	"github.com/ocdn/ocdn/internal/clock"
 	"github.com/ocdn/ocdn/internal/content"
 	"github.com/ocdn/ocdn/internal/lab"
@@ -28,10 +29,14 @@ import (
 // byteCheck fetches random ranges (and now and then whole files) of random
 // files from random appliances all through the soak, and compares every
 // byte with what the origin serves (a synthetic catalog's bytes are a
-// function of the path). A fetch that fails — its appliance down, the
-// connection cut — proves nothing either way; a byte that differs is a
-// violation. After a store_corrupt fault it asks the restarted appliance
-// for the damaged object first.
+// function of the path). Nine times in ten the file is one of the
+// appliance's manifest (refreshed every 30 s), which it should hold; the
+// tenth time any file of the catalog, which it may refuse. Its requests
+// carry the measurement mark, so that they do not count as demand and
+// move the placement they check. A fetch that fails — its appliance
+// down, the connection cut — proves nothing either way; a byte that
+// differs is a violation. After a store_corrupt fault it asks the
+// restarted appliance for the damaged object first.
 type byteCheck struct {
 	mu         sync.Mutex
 	ranges     int
@@ -76,7 +81,17 @@ func (b *byteCheck) run(ctx context.Context, c *lab.Chaos, seed uint64) {
 	defer hc.CloseIdleConnections()
 	cat := c.Catalog()
 	apps := c.Appliances()
+	placed := map[string][]content.File{}
+	var placedAt time.Time
 	for n := 0; clock.Sleep(ctx, 200*time.Millisecond) == nil; n++ {
+		if time.Since(placedAt) > 30*time.Second {
+			for _, a := range apps {
+				if files, err := c.Manifest(ctx, a.ID); err == nil {
+					placed[a.ID] = files
+				}
+			}
+			placedAt = time.Now()
+		}
 		b.mu.Lock()
 		var w *watch
 		if len(b.watched) > 0 {
@@ -86,6 +101,9 @@ func (b *byteCheck) run(ctx context.Context, c *lab.Chaos, seed uint64) {
 		b.mu.Unlock()
 		id := apps[rng.IntN(len(apps))].ID
 		f := cat.Files[rng.IntN(len(cat.Files))]
+		if m := placed[id]; len(m) > 0 && rng.IntN(10) > 0 {
+			f = m[rng.IntN(len(m))]
+		}
 		whole := n%10 == 0
 		if w == nil {
 			b.check(ctx, hc, c.ContentURL, rng, id, f, whole)
@@ -126,6 +144,7 @@ func (b *byteCheck) check(ctx context.Context, hc *http.Client, sign func(id, pa
 		end = off + n - 1
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req.Header.Set(api.MeasurementHeader, "soak")
 	if !whole {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, end))
 	}
