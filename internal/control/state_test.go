@@ -157,15 +157,21 @@ func TestReplicasOnPostgreSQLAgree(t *testing.T) {
 	t.Logf("both replicas:\n%s", answers(t, b, files))
 }
 
-// TestSQLiteStateSurvivesRestart: a control plane restarted on its SQLite
-// file knows the drain, the content and the routes.
-func TestSQLiteStateSurvivesRestart(t *testing.T) {
-	dsn := filepath.Join(t.TempDir(), "control.db")
-	cat, err := content.Synth(content.SynthSpec{Titles: 2, LadderKbps: []int{100}, Duration: time.Second})
+// sqliteSetup is what a test of control planes on one SQLite file needs:
+// its path, a catalog of titles titles, and URL-signing keys.
+func sqliteSetup(t *testing.T, titles int) (string, *content.Catalog, *urlsign.KeySet) {
+	t.Helper()
+	cat, err := content.Synth(content.SynthSpec{Titles: titles, LadderKbps: []int{100}, Duration: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := urlsign.Generate()
+	return filepath.Join(t.TempDir(), "control.db"), cat, urlsign.Generate()
+}
+
+// TestSQLiteStateSurvivesRestart: a control plane restarted on its SQLite
+// file knows the drain, the content and the routes.
+func TestSQLiteStateSurvivesRestart(t *testing.T) {
+	dsn, cat, keys := sqliteSetup(t, 2)
 	a, stopA := replica(t, dsn, cat, keys)
 	files := feed(t, a, cat)
 	want := answers(t, a, files)
@@ -185,12 +191,7 @@ func TestSQLiteStateSurvivesRestart(t *testing.T) {
 // other replica steered to it); an appliance that never passed is still
 // held back.
 func TestTurnUpSurvivesRestart(t *testing.T) {
-	dsn := filepath.Join(t.TempDir(), "control.db")
-	cat, err := content.Synth(content.SynthSpec{Titles: 4, LadderKbps: []int{100}, Duration: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := urlsign.Generate()
+	dsn, cat, keys := sqliteSetup(t, 4)
 	turnUp := func(c *Config) { c.TurnUp = &TurnUp{FillShare: 1, SkipDownload: true} }
 	beat := func(s *Server, id string, gen int, files []string) {
 		t.Helper()
